@@ -1,0 +1,3 @@
+from hubaudit.cli.main import main
+
+main()

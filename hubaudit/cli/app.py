@@ -1,0 +1,14 @@
+"""The Typer application every command module registers on."""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    name="hubaudit",
+    help="Audit the LoRA adapters of a base model on the Hugging Face Hub for backdoors.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)

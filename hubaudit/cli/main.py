@@ -1,0 +1,66 @@
+"""Entry point: register every command module, run Typer, map errors to exit codes.
+
+Exit codes (README "Exit codes"): 0 ok; 1 findings (report/check --fail-on); 2 usage; 3 could not
+be audited / not calibrated / config or schema problem; 4 Hub failure for the whole run;
+6 executor failure; 70 internal error (a bug; traceback with HUBAUDIT_DEBUG=1); 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+from hubaudit.cli.app import app
+from hubaudit.errors import HubauditError
+
+# One module per command (group). Adding a command is adding a module and a name here.
+COMMAND_MODULES = (
+    "scan",
+    "db",
+    "ingest",
+    "calibrate",
+    "crawl",
+    "report",
+    "probe",
+    "psim",
+    "nightly",
+    "demo",
+)
+
+
+def _register() -> None:
+    for name in COMMAND_MODULES:
+        try:
+            importlib.import_module(f"hubaudit.cli.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"hubaudit.cli.{name}":
+                raise
+
+
+def _fail(message: str, hint: str | None, code: int) -> None:
+    from hubaudit.cli._options import err_console
+
+    first_line = (message.strip().splitlines() or ["error"])[0]
+    err_console.print(f"[bold red]Error:[/] {first_line}", markup=True)
+    if hint:
+        err_console.print(f"[dim]Hint:[/] {hint}", markup=True)
+    sys.exit(code)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    _register()
+    debug = os.environ.get("HUBAUDIT_DEBUG", "") not in ("", "0")
+    try:
+        app(standalone_mode=True)
+    except HubauditError as exc:
+        if debug:
+            raise
+        _fail(str(exc), exc.hint, exc.exit_code)
+    except KeyboardInterrupt:
+        _fail("interrupted; finished work is committed", None, 130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, not a traceback
+        if debug:
+            raise
+        _fail(f"internal error: {type(exc).__name__}: {exc}", "rerun with HUBAUDIT_DEBUG=1 and report the traceback", 70)

@@ -1,0 +1,117 @@
+"""Domain types shared by all stages (the contract between stats, store, calibrate, report).
+
+Plain frozen dataclasses; every stage imports these and nothing of another stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+ScanStatus = Literal["ok", "error", "unsupported"]
+
+
+@dataclass(frozen=True)
+class ModuleStat:
+    """One LoRA module (an A/B pair) of an adapter, statistics of its ΔW = s·B·A.
+
+    ``frob_norm`` is the dimension-normalized Frobenius norm ‖ΔW‖_F / √(d_out·d_in) (DESIGN §2),
+    i.e. the RMS entry of ΔW, with PEFT scaling applied. ``singular_values`` are those of ΔW
+    (scaled), descending, at most ``rank`` of them.
+    """
+
+    name: str  # module path without the "base_model.model." prefix, e.g. "model.layers.3.self_attn.q_proj"
+    layer: int | None  # transformer block index if the path has one
+    projection: str  # last path component, e.g. "q_proj", "c_attn", "embed_tokens"
+    kind: Literal["linear", "embedding"]
+    d_in: int
+    d_out: int
+    rank: int
+    scaling: float
+    frob_norm: float
+    singular_values: tuple[float, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["singular_values"] = list(self.singular_values)
+        return d
+
+
+@dataclass(frozen=True)
+class SavedTensor:
+    """A full tensor that replaces a base weight (modules_to_save, bias='all', resized embeddings)."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    nbytes: int
+
+
+@dataclass
+class ScanResult:
+    """Everything the weight scanner knows about one adapter.
+
+    status ``ok``: scored; ``error``: malformed/hostile/unreadable (``error`` says why, one line);
+    ``unsupported``: a well-formed adapter we do not score (IA3, prompt tuning, pickle, ...).
+    ``score`` is the paper's global_frobN_std with PEFT scaling (population std, ddof=0, of
+    ``ModuleStat.frob_norm`` over all LoRA modules); None unless status is ``ok``.
+    """
+
+    source: str
+    status: ScanStatus
+    error: str | None = None
+    score: float | None = None
+    peft_type: str | None = None
+    variant: str | None = None  # "lora" | "rslora" | "dora" | "rslora+dora"
+    rank: int | None = None  # the config rank (or the most common tensor rank)
+    alpha: float | None = None
+    target_modules: tuple[str, ...] = ()  # sorted projection names that carry LoRA
+    base_model: str | None = None  # adapter_config base_model_name_or_path
+    task_type: str | None = None
+    n_modules: int = 0
+    features: dict[str, float] = field(default_factory=dict)
+    modules: list[ModuleStat] = field(default_factory=list)
+    modules_to_save: list[SavedTensor] = field(default_factory=list)
+    dora_magnitudes: dict[str, float] = field(default_factory=dict)  # module -> mean magnitude
+    warnings: list[str] = field(default_factory=list)
+    content_sha256: str | None = None  # sha256 of the weights file
+    config_sha256: str | None = None
+    file_bytes: int | None = None
+    featureset_version: str | None = None
+
+    @property
+    def stratum(self) -> str:
+        """Comparable-population key (DESIGN §3): variant, rank and target-module set."""
+        return stratum_key(self.variant, self.rank, self.target_modules)
+
+    def to_dict(self, *, with_modules: bool = True) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "source": self.source,
+            "status": self.status,
+            "error": self.error,
+            "score": self.score,
+            "peft_type": self.peft_type,
+            "variant": self.variant,
+            "rank": self.rank,
+            "alpha": self.alpha,
+            "target_modules": list(self.target_modules),
+            "base_model": self.base_model,
+            "task_type": self.task_type,
+            "n_modules": self.n_modules,
+            "stratum": self.stratum if self.status == "ok" else None,
+            "features": dict(self.features),
+            "modules_to_save": [asdict(t) | {"shape": list(t.shape)} for t in self.modules_to_save],
+            "dora_magnitudes": dict(self.dora_magnitudes),
+            "warnings": list(self.warnings),
+            "content_sha256": self.content_sha256,
+            "file_bytes": self.file_bytes,
+            "featureset_version": self.featureset_version,
+        }
+        if with_modules:
+            d["modules"] = [m.to_dict() for m in self.modules]
+        return d
+
+
+def stratum_key(variant: str | None, rank: int | None, target_modules: tuple[str, ...] | list[str]) -> str:
+    """``"lora|r16|k_proj,q_proj,v_proj"``: adapters are only compared within one stratum."""
+    return f"{variant or '?'}|r{rank if rank is not None else '?'}|{','.join(sorted(target_modules))}"
