@@ -1,0 +1,28 @@
+"""Session-wide isolation: no real Hub, no real token, temp homes. Area fixtures live in tests/<area>/conftest.py."""
+
+from __future__ import annotations
+
+import os
+
+# huggingface_hub reads these at import time (hub_api.md §0.2), so set them before any test imports it.
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
+os.environ.pop("HF_TOKEN", None)
+os.environ.pop("HUGGING_FACE_HUB_TOKEN", None)
+os.environ.pop("HUBAUDIT_DB_URL", None)
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory, monkeypatch):
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HUBAUDIT_HOME", str(home / "hubaudit"))
+    monkeypatch.setenv("HF_HOME", str(home / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(home / "hf" / "hub"))
+    monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
+    monkeypatch.delenv("HUBAUDIT_DB_URL", raising=False)
+    monkeypatch.delenv("HUBAUDIT_CONFIG", raising=False)
+    yield
