@@ -1,0 +1,55 @@
+"""Settings, read once at the edge (CLI callback or Python API) and passed down.
+
+Priority, highest first: CLI flag, then ``HUBAUDIT_*`` environment variable, then the default
+(aesthetics.md §7.6). Core modules never read ``os.environ``; only :func:`Settings.from_env` does.
+
+Default database: the SQLite file ``hubaudit.db`` under ``HUBAUDIT_HOME`` when it is set, else
+under ``platformdirs.user_data_dir("hubaudit")``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from hubaudit.constants import ENV_DB_URL, ENV_HOME
+
+DB_FILENAME = "hubaudit.db"
+
+
+def default_home(env: Mapping[str, str]) -> Path:
+    """The data directory: ``HUBAUDIT_HOME`` if set, else the platform user data directory."""
+    home = env.get(ENV_HOME)
+    if home:
+        return Path(home).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("hubaudit"))
+
+
+def sqlite_url(path: Path) -> str:
+    """SQLAlchemy URL of a SQLite file (absolute path, so the URL does not depend on the cwd)."""
+    return f"sqlite:///{Path(path).expanduser().resolve()}"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Resolved settings for one process (immutable; build a new one to change anything)."""
+
+    home: Path
+    db_url: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, *, db_url: str | None = None) -> Settings:
+        """Resolve settings: ``db_url`` (a flag) > ``HUBAUDIT_DB_URL`` > SQLite file in the home dir."""
+        env = os.environ if env is None else env
+        home = default_home(env)
+        url = db_url or env.get(ENV_DB_URL) or sqlite_url(home / DB_FILENAME)
+        return cls(home=home, db_url=url)
+
+
+def resolve_db_url(db_url: str | None = None) -> str:
+    """The database URL for ``db_url`` (flag, may be None) under the current environment."""
+    return Settings.from_env(db_url=db_url).db_url

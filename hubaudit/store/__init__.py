@@ -1,0 +1,12 @@
+"""The store stage: hubaudit's database (SQLite by default, PostgreSQL by URL) and its migrations.
+
+``from hubaudit.store import Store`` is the whole public surface; rows come back as the frozen
+dataclasses of :mod:`hubaudit.store.rows`. The contract is notes/STORE_API.md.
+"""
+
+from __future__ import annotations
+
+from hubaudit.store.rows import AuditRow, PopulationRow, ProbeJobRow, ThresholdSetRow
+from hubaudit.store.store import FINAL_STATUSES, REVISION_STATUSES, Store
+
+__all__ = ["Store", "AuditRow", "PopulationRow", "ProbeJobRow", "ThresholdSetRow", "FINAL_STATUSES", "REVISION_STATUSES"]

@@ -1,0 +1,121 @@
+"""The durable probe queue (DESIGN §4, issue 6): one job per revision, claimed under a lease.
+
+A worker that dies mid-job leaves its job ``running`` with a lease that expires; the next claim
+takes it back. Claims are atomic: on SQLite the write transaction holds the database write
+lock from BEGIN IMMEDIATE; on PostgreSQL the candidates are locked ``FOR UPDATE SKIP LOCKED``.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, select, update
+
+from hubaudit.store._sql import clean_json
+from hubaudit.store.rows import ProbeJobRow
+from hubaudit.store.schema import Adapter, BaseModel, ProbeJob, ProbeResult, Revision, utcnow
+
+JOB_STATUSES = ("queued", "running", "done", "failed")
+
+
+class QueueMixin:
+    """enqueue/claim/finish/fail probe jobs (mixed into Store)."""
+
+    def enqueue_probe(self, revision_id: int, *, priority: float) -> int | None:
+        """Queue ``revision_id`` for probing; None if it is already queued, running or done.
+
+        A job that failed for good is queued again (attempts reset): re-escalation is deliberate.
+        """
+        now = utcnow()
+        with self._write() as conn:  # type: ignore[attr-defined]
+            ins = self._insert(ProbeJob).values(  # type: ignore[attr-defined]
+                revision_id=revision_id, status="queued", priority=float(priority), attempts=0, created_at=now, updated_at=now
+            )
+            new_id = conn.execute(ins.on_conflict_do_nothing().returning(ProbeJob.id)).scalar()
+            if new_id is not None:
+                return int(new_id)
+            res = conn.execute(
+                update(ProbeJob)
+                .where(ProbeJob.revision_id == revision_id, ProbeJob.status == "failed")
+                .values(status="queued", priority=float(priority), attempts=0, worker=None, lease_expires_at=None, updated_at=now)
+                .returning(ProbeJob.id)
+            ).scalar()
+            return int(res) if res is not None else None
+
+    def claim_probe_jobs(self, worker: str, *, limit: int, lease_seconds: int) -> list[ProbeJobRow]:
+        """Atomically move up to ``limit`` queued (or lease-expired running) jobs, highest priority
+        first, to ``running`` under ``worker``; never hands one job to two workers."""
+        now = utcnow()
+        with self._write() as conn:  # type: ignore[attr-defined]
+            claimable = or_(ProbeJob.status == "queued", and_(ProbeJob.status == "running", ProbeJob.lease_expires_at < now))
+            q = select(ProbeJob.id).where(claimable).order_by(ProbeJob.priority.desc(), ProbeJob.id).limit(limit)
+            ids = list(conn.scalars(q.with_for_update(skip_locked=True)))
+            if ids:
+                conn.execute(
+                    update(ProbeJob)
+                    .where(ProbeJob.id.in_(ids))
+                    .values(status="running", worker=worker, lease_expires_at=now + timedelta(seconds=lease_seconds),
+                            attempts=ProbeJob.attempts + 1, updated_at=now)  # fmt: skip
+                )
+            rows = self._jobs(conn, ProbeJob.id.in_(ids)) if ids else []
+        order = {i: k for k, i in enumerate(ids)}
+        return sorted(rows, key=lambda r: order[r.id])
+
+    def finish_probe_job(self, job_id: int, result: dict) -> None:
+        """Mark a job done and store its result (``result["flagged"]`` is copied to a column)."""
+        now = utcnow()
+        with self._write() as conn:  # type: ignore[attr-defined]
+            rid = conn.scalar(select(ProbeJob.revision_id).where(ProbeJob.id == job_id))
+            if rid is None:
+                raise KeyError(f"no probe job {job_id}")
+            conn.execute(
+                update(ProbeJob).where(ProbeJob.id == job_id).values(status="done", lease_expires_at=None, updated_at=now, last_error=None)
+            )
+            flagged = result.get("flagged")
+            conn.execute(
+                ProbeResult.__table__.insert().values(
+                    job_id=job_id, revision_id=rid, result=clean_json(result),
+                    flagged=None if flagged is None else bool(flagged), created_at=now,
+                )  # fmt: skip
+            )
+
+    def fail_probe_job(self, job_id: int, reason: str, *, max_attempts: int = 3) -> None:
+        """Record a failed attempt: back to ``queued`` until ``max_attempts``, then ``failed``."""
+        now = utcnow()
+        with self._write() as conn:  # type: ignore[attr-defined]
+            attempts = conn.scalar(select(ProbeJob.attempts).where(ProbeJob.id == job_id))
+            if attempts is None:
+                raise KeyError(f"no probe job {job_id}")
+            status = "failed" if attempts >= max_attempts else "queued"
+            line = (reason.strip().splitlines() or [""])[0][:2000]
+            conn.execute(
+                update(ProbeJob)
+                .where(ProbeJob.id == job_id)
+                .values(status=status, worker=None, lease_expires_at=None, last_error=line, updated_at=now)
+            )
+
+    def probe_jobs(self, base: str | None = None, status: str | None = None) -> list[ProbeJobRow]:
+        """Jobs, optionally of one base and/or one status, highest priority first."""
+        conds: list[Any] = []
+        if base is not None:
+            conds.append(BaseModel.name == base)
+        if status is not None:
+            conds.append(ProbeJob.status == status)
+        with self._read() as conn:  # type: ignore[attr-defined]
+            return self._jobs(conn, *conds)
+
+    def _jobs(self, conn: Any, *conds: Any) -> list[ProbeJobRow]:
+        q = (
+            select(ProbeJob.__table__, BaseModel.name.label("base"), Revision.repo_id, Revision.sha)
+            .join(Revision, Revision.id == ProbeJob.revision_id)
+            .join(Adapter, Adapter.id == Revision.adapter_id)
+            .join(BaseModel, BaseModel.id == Adapter.base_id)
+            .where(*conds)
+            .order_by(ProbeJob.priority.desc(), ProbeJob.id)
+        )
+        return [
+            ProbeJobRow(j.id, j.revision_id, j.base, j.repo_id, j.sha, j.status, j.priority, j.attempts, j.worker,
+                        j.lease_expires_at, j.created_at, j.updated_at, j.last_error)  # fmt: skip
+            for j in conn.execute(q)
+        ]

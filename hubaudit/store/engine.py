@@ -1,0 +1,72 @@
+"""Engines, built lazily per URL (never at import): SQLite with WAL discipline, or anything SQLAlchemy speaks.
+
+SQLite transactions: the pysqlite driver is put in autocommit mode and BEGIN is emitted by us
+(SQLAlchemy's documented pysqlite recipe), so write transactions can start with
+``BEGIN IMMEDIATE``: they take the write lock up front and wait out ``busy_timeout`` instead of
+failing with SQLITE_BUSY when a read-started transaction would have to upgrade to a writer
+after another process committed (which busy_timeout cannot retry).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+
+from hubaudit.errors import StoreError
+
+# cron and interactive runs overlap: a writer waits up to this long for another writer's lock.
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+BEGIN_OPTION = "hubaudit_sqlite_begin"
+
+
+def _setup_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
+    # We emit BEGIN ourselves (see _sqlite_begin); the driver must not open transactions behind our back.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    # Write-ahead log: readers never block the writer and the writer never blocks readers, so a
+    # report can run while the nightly crawl writes. (Prefect configurations.py::setup_sqlite)
+    cursor.execute("PRAGMA journal_mode = WAL;")
+    # SQLite ignores REFERENCES unless asked; we rely on ON DELETE CASCADE and on FK integrity.
+    cursor.execute("PRAGMA foreign_keys = ON;")
+    # In WAL mode NORMAL is still corruption-safe; it only risks the last commits on power loss,
+    # and every item is re-derivable by re-running the crawl. FULL costs an fsync per commit.
+    cursor.execute("PRAGMA synchronous = NORMAL;")
+    # Wait for a competing writer instead of failing at once with "database is locked".
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};")
+    cursor.close()
+
+
+def _sqlite_begin(conn: Any) -> None:
+    # "BEGIN IMMEDIATE" for write transactions (Store._write), plain deferred BEGIN for reads.
+    conn.exec_driver_sql(conn.get_execution_options().get(BEGIN_OPTION, "BEGIN"))
+
+
+def make_engine(url: str) -> Engine:
+    """Build the engine for ``url``; for a SQLite file, create its parent directory first."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad URL for the user
+        raise StoreError(f"invalid database URL {url!r}: {exc}") from exc
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database
+        if database and database != ":memory:" and not database.startswith("file:"):
+            from pathlib import Path
+
+            Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        event.listen(engine, "connect", _setup_sqlite)
+        event.listen(engine, "begin", _sqlite_begin)
+        return engine
+    try:
+        return create_engine(parsed, pool_pre_ping=True)
+    except ModuleNotFoundError as exc:
+        raise StoreError(
+            f"no database driver for {parsed.drivername!r} ({exc.name} is not installed)",
+            hint="for PostgreSQL: pip install 'hubaudit[postgres]' and use postgresql+psycopg://...",
+        ) from exc
+
+
+def is_sqlite(engine: Engine) -> bool:
+    return engine.dialect.name == "sqlite"

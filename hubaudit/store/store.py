@@ -1,0 +1,414 @@
+"""The Store: every read and write of hubaudit's database (contract: notes/STORE_API.md).
+
+Writes commit before returning (a killed run loses at most the item in flight). On SQLite a
+write transaction starts with ``BEGIN IMMEDIATE`` (see engine.py) so overlapping cron and
+interactive runs queue on ``busy_timeout`` instead of failing. Sessions and ORM objects never
+leave this package: callers get ids, dicts and the frozen rows of rows.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy.exc import OperationalError
+
+from hubaudit.constants import FEATURESET_VERSION
+from hubaudit.errors import SchemaOutOfDateError, StoreError
+from hubaudit.store import migrate
+from hubaudit.store._queue import QueueMixin
+from hubaudit.store._read import ReadMixin
+from hubaudit.store._sql import chunks, clean_features, clean_json, insert_for
+from hubaudit.store.engine import BEGIN_OPTION, make_engine
+from hubaudit.store.rows import PopulationRow, ThresholdSetRow
+from hubaudit.store.schema import Adapter, BaseModel, Revision, Run, ThresholdSet, Verdict, WeightScore, utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from hubaudit.models import ScanResult
+
+SUPPORTED_DIALECTS = ("sqlite", "postgresql")
+REVISION_STATUSES = frozenset({"scored", "unsupported", "error", "skipped", "retry"})
+FINAL_STATUSES = frozenset({"scored", "unsupported", "error", "skipped"})
+_BULK_CHUNK = 5000  # rows per transaction in bulk writes: bounded memory, progress survives a kill
+
+
+class Store(ReadMixin, QueueMixin):
+    """hubaudit's database. Build with :meth:`Store.open`; use as a context manager to close it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.url = engine.url.render_as_string(hide_password=True)
+        self._dialect = engine.dialect.name
+        self._base_ids: dict[str, int] = {}
+
+    # -- lifecycle and migrations -------------------------------------------------------------
+
+    @classmethod
+    def open(cls, url: str | None = None, *, check_schema: bool = True, create: bool = False) -> Store:
+        """Open the database at ``url`` (None: the default SQLite file, see hubaudit.settings).
+
+        ``create``: upgrade an *empty* database to head (first runs just work); a non-empty
+        database that is behind is never upgraded implicitly. ``check_schema``: raise
+        SchemaOutOfDateError unless the database is at the head revision.
+        """
+        if url is None:
+            from hubaudit.settings import resolve_db_url
+
+            url = resolve_db_url()
+        engine = make_engine(url)
+        store = cls(engine)
+        if store._dialect not in SUPPORTED_DIALECTS:
+            engine.dispose()
+            raise StoreError(f"unsupported database {store._dialect!r}: use SQLite or PostgreSQL (postgresql+psycopg://)")
+        try:
+            if create and migrate.is_empty(engine):
+                migrate.upgrade(engine)
+            if check_schema:
+                store._assert_current()
+        except OperationalError as exc:
+            engine.dispose()
+            raise StoreError(f"cannot open the database at {store.url}: {str(exc.orig).splitlines()[0]}") from exc
+        except Exception:
+            engine.dispose()
+            raise
+        return store
+
+    def _assert_current(self) -> None:
+        cur, head = migrate.current(self.engine), migrate.head()
+        if cur == head:
+            return
+        if cur is None:
+            raise SchemaOutOfDateError(f"the database at {self.url} is not initialised")
+        if not migrate.is_known(cur):
+            raise StoreError(
+                f"the database at {self.url} is at revision {cur}, newer than this hubaudit knows (head {head})",
+                hint="upgrade hubaudit, or use another --db",
+            )
+        raise SchemaOutOfDateError(f"the database at {self.url} is at revision {cur}, behind the code (head {head})")
+
+    def close(self) -> None:
+        """Release every connection."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def upgrade(self, revision: str = "head") -> None:
+        """Apply migrations up to ``revision``."""
+        migrate.upgrade(self.engine, revision)
+
+    def downgrade(self, revision: str) -> None:
+        """Revert migrations down to ``revision`` ("base": drop every table)."""
+        migrate.downgrade(self.engine, revision)
+
+    def current(self) -> str | None:
+        """The revision the database is at (None: never migrated)."""
+        return migrate.current(self.engine)
+
+    def check(self) -> None:
+        """Raise StoreError unless the database is at head and matches the models (``alembic check``)."""
+        self._assert_current()
+        diff = migrate.diff(self.engine)
+        if diff:
+            raise StoreError(f"the database schema differs from the models: {diff[0]!r} (+{len(diff) - 1} more)")
+
+    # -- transactions -------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Connection]:
+        """A write transaction, committed on exit (BEGIN IMMEDIATE on SQLite)."""
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
+                with conn.begin():
+                    yield conn
+        except OperationalError as exc:
+            raise StoreError(f"database write failed: {str(exc.orig).splitlines()[0]}") from exc
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Connection]:
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                yield conn
+        except OperationalError as exc:
+            raise StoreError(f"database read failed: {str(exc.orig).splitlines()[0]}") from exc
+
+    def _insert(self, table: Any):  # type: ignore[no-untyped-def]
+        return insert_for(self._dialect, table.__table__ if hasattr(table, "__table__") else table)
+
+    def _base_id(self, conn: Connection, base: str, *, create: bool = True) -> int | None:
+        if base in self._base_ids:
+            return self._base_ids[base]
+        bid = conn.scalar(select(BaseModel.id).where(BaseModel.name == base))
+        if bid is None and create:
+            stmt = self._insert(BaseModel).values(name=base, created_at=utcnow()).on_conflict_do_nothing()
+            conn.execute(stmt)
+            bid = conn.scalar(select(BaseModel.id).where(BaseModel.name == base))
+        if bid is not None:
+            self._base_ids[base] = bid
+        return bid
+
+    # -- runs -----------------------------------------------------------------------------------
+
+    def start_run(self, command: str, args: dict) -> int:
+        """Record the start of a command; returns the run id for :meth:`finish_run`."""
+        with self._write() as conn:
+            row = Run.__table__.insert().values(command=command, args=clean_json(args), started_at=utcnow(), counts={})
+            return int(conn.execute(row.returning(Run.id)).scalar_one())
+
+    def finish_run(self, run_id: int, *, counts: dict[str, int], exit_status: int) -> None:
+        """Record the end of a run, its counts and its exit status."""
+        with self._write() as conn:
+            conn.execute(
+                update(Run).where(Run.id == run_id).values(finished_at=utcnow(), counts=clean_json(counts), exit_status=exit_status)
+            )
+
+    def runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The latest runs, newest first."""
+        with self._read() as conn:
+            rows = conn.execute(select(Run).order_by(Run.id.desc()).limit(limit)).mappings().all()
+        return [dict(r) for r in rows]
+
+    # -- adapters -------------------------------------------------------------------------------
+
+    def upsert_adapter(self, base: str, repo_id: str, *, meta: dict | None = None, source: str = "hub") -> int:
+        """Insert or refresh one adapter of ``base``; merges ``meta`` into what is stored."""
+        with self._write() as conn:
+            return self._upsert_adapter(conn, base, repo_id, meta=meta, source=source)
+
+    def _upsert_adapter(self, conn: Connection, base: str, repo_id: str, *, meta: dict | None, source: str) -> int:
+        bid = self._base_id(conn, base)
+        now = utcnow()
+        old = conn.execute(
+            select(Adapter.id, Adapter.meta, Adapter.author).where(Adapter.base_id == bid, Adapter.repo_id == repo_id)
+        ).first()
+        merged = dict(old.meta) if old is not None else {}
+        merged.update(clean_json(meta or {}))
+        author = merged.get("author") or (old.author if old is not None else None) or _author(repo_id)
+        if old is not None:
+            conn.execute(
+                update(Adapter).where(Adapter.id == old.id).values(last_seen=now, removed=False, meta=merged, author=author)
+            )
+            return int(old.id)
+        ins = Adapter.__table__.insert().values(
+            base_id=bid, repo_id=repo_id, author=author, source=source, first_seen=now, last_seen=now, removed=False, meta=merged
+        )
+        return int(conn.execute(ins.returning(Adapter.id)).scalar_one())
+
+    def mark_removed(self, base: str, present_repo_ids: set[str]) -> list[str]:
+        """Mark every Hub adapter of ``base`` not in ``present_repo_ids`` removed; returns those newly marked."""
+        with self._write() as conn:
+            bid = self._base_id(conn, base)
+            rows = conn.execute(
+                select(Adapter.id, Adapter.repo_id).where(Adapter.base_id == bid, Adapter.source == "hub", Adapter.removed.is_(False))
+            ).all()
+            gone = [r for r in rows if r.repo_id not in present_repo_ids]
+            for part in chunks([r.id for r in gone], 900):
+                conn.execute(update(Adapter).where(Adapter.id.in_(part)).values(removed=True))
+        return sorted(r.repo_id for r in gone)
+
+    def adapter_meta(self, base: str, repo_id: str) -> dict | None:
+        """The stored listing metadata of one adapter, plus author/source/first_seen/last_seen/removed."""
+        with self._read() as conn:
+            row = conn.execute(
+                select(Adapter).join(BaseModel, BaseModel.id == Adapter.base_id).where(BaseModel.name == base, Adapter.repo_id == repo_id)
+            ).mappings().first()
+        if row is None:
+            return None
+        return dict(row["meta"]) | {k: row[k] for k in ("author", "source", "first_seen", "last_seen", "removed")}
+
+    # -- revisions ------------------------------------------------------------------------------
+
+    def revision_outcome(self, repo_id: str, sha: str) -> str | None:
+        """The stored status of (repo_id, sha), or None if never seen (see FINAL_STATUSES)."""
+        with self._read() as conn:
+            return conn.scalar(
+                select(Revision.status).where(Revision.repo_id == repo_id, Revision.sha == sha).order_by(Revision.id.desc()).limit(1)
+            )
+
+    def record_revision(
+        self, *, base: str, repo_id: str, sha: str, status: str, reason: str | None = None, error: str | None = None,
+        files: list[dict] | None = None, declared_base: str | None = None, provenance: dict | None = None,
+        scan: ScanResult | None = None,
+    ) -> int:  # fmt: skip
+        """Record what happened to one revision (idempotent on (repo_id, sha)); stores the score of an ok scan."""
+        item = dict(repo_id=repo_id, sha=sha, status=status, reason=reason, error=error, files=files,
+                    declared_base=declared_base, provenance=provenance, scan=scan)  # fmt: skip
+        with self._write() as conn:
+            return self._record(conn, base, [item])[0]
+
+    def record_revisions_bulk(self, base: str, items: list[dict[str, Any]]) -> list[int]:
+        """:meth:`record_revision` for many items (dicts of its keyword arguments, minus ``base``).
+
+        Commits every few thousand rows; returns the revision ids in input order.
+        """
+        ids: list[int] = []
+        for part in chunks(items, _BULK_CHUNK):
+            with self._write() as conn:
+                ids.extend(self._record(conn, base, part))
+        return ids
+
+    def _record(self, conn: Connection, base: str, items: list[dict[str, Any]]) -> list[int]:
+        for it in items:
+            if it["status"] not in REVISION_STATUSES:
+                raise ValueError(f"unknown revision status {it['status']!r}")
+        bid = self._base_id(conn, base)
+        now = utcnow()
+        repo_ids = sorted({it["repo_id"] for it in items})
+        ins = self._insert(Adapter)
+        conn.execute(
+            ins.on_conflict_do_update(index_elements=["base_id", "repo_id"], set_={"last_seen": now, "removed": False}),
+            [dict(base_id=bid, repo_id=r, author=_author(r), source="local" if r.startswith("local:") else "hub",
+                  first_seen=now, last_seen=now, removed=False, meta={}) for r in repo_ids],
+        )  # fmt: skip
+        adapter_ids = self._adapter_ids(conn, bid, repo_ids)
+        rev_rows = [
+            dict(adapter_id=adapter_ids[it["repo_id"]], repo_id=it["repo_id"], sha=it["sha"], status=it["status"],
+                 reason=it.get("reason"), error=_one_line(it.get("error")), files=clean_json(it.get("files") or []),
+                 declared_base=it.get("declared_base"), provenance=clean_json(it.get("provenance") or {}), recorded_at=now)
+            for it in items
+        ]  # fmt: skip
+        ins = self._insert(Revision)
+        cols = ("status", "reason", "error", "files", "declared_base", "provenance", "recorded_at")
+        conn.execute(
+            ins.on_conflict_do_update(index_elements=["adapter_id", "sha"], set_={c: ins.excluded[c] for c in cols}), rev_rows
+        )
+        rev_ids = self._revision_ids(conn, [(r["adapter_id"], r["sha"]) for r in rev_rows])
+        ids = [rev_ids[(r["adapter_id"], r["sha"])] for r in rev_rows]
+        scores = [_score_row(rid, it["scan"], now) for rid, it in zip(ids, items) if _scored(it)]
+        if scores:
+            ins = self._insert(WeightScore)
+            cols = ("score", "stratum", "features", "module_norms", "summary", "created_at")
+            conn.execute(
+                ins.on_conflict_do_update(
+                    index_elements=["revision_id", "featureset_version"], set_={c: ins.excluded[c] for c in cols}
+                ),
+                scores,
+            )
+        return ids
+
+    def _adapter_ids(self, conn: Connection, bid: int, repo_ids: list[str]) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for part in chunks(repo_ids, 900):  # SQLite's bound-parameter limit is generous now, not infinite
+            q = select(Adapter.repo_id, Adapter.id).where(Adapter.base_id == bid, Adapter.repo_id.in_(part))
+            out.update({r.repo_id: r.id for r in conn.execute(q)})
+        return out
+
+    def _revision_ids(self, conn: Connection, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
+        out: dict[tuple[int, str], int] = {}
+        adapter_ids = sorted({a for a, _ in keys})
+        for part in chunks(adapter_ids, 900):
+            q = select(Revision.adapter_id, Revision.sha, Revision.id).where(Revision.adapter_id.in_(part))
+            out.update({(r.adapter_id, r.sha): r.id for r in conn.execute(q)})
+        return out
+
+    # -- calibration ----------------------------------------------------------------------------
+
+    def population(self, base: str, featureset_version: str = FEATURESET_VERSION) -> list[PopulationRow]:
+        """The latest scored revision of every non-removed adapter of ``base`` (the calibration population)."""
+        with self._read() as conn:
+            bid = self._base_id(conn, base, create=False)
+            if bid is None:
+                return []
+            latest = (
+                select(func.max(Revision.id).label("rid"))
+                .join(Adapter, Adapter.id == Revision.adapter_id)
+                .join(WeightScore, and_(WeightScore.revision_id == Revision.id, WeightScore.featureset_version == featureset_version))
+                .where(Adapter.base_id == bid, Adapter.removed.is_(False), Revision.status == "scored")
+                .group_by(Revision.adapter_id)
+                .subquery()
+            )
+            q = (
+                select(Revision.id, Revision.repo_id, Revision.sha, WeightScore.stratum, WeightScore.score, WeightScore.features)
+                .join(latest, latest.c.rid == Revision.id)
+                .join(WeightScore, and_(WeightScore.revision_id == Revision.id, WeightScore.featureset_version == featureset_version))
+                .order_by(Revision.id)
+            )
+            return [PopulationRow(r.id, r.repo_id, r.sha, r.stratum, r.score, r.features) for r in conn.execute(q)]
+
+    def save_threshold_set(
+        self, base: str, *, method: str, featureset_version: str, n: int, strata: dict, params: dict
+    ) -> int:
+        """Store a new threshold-set version for ``base`` and make it the only active one; returns its id."""
+        with self._write() as conn:
+            bid = self._base_id(conn, base)
+            version = (conn.scalar(select(func.max(ThresholdSet.version)).where(ThresholdSet.base_id == bid)) or 0) + 1
+            conn.execute(update(ThresholdSet).where(ThresholdSet.base_id == bid).values(active=False))
+            ins = ThresholdSet.__table__.insert().values(
+                base_id=bid, version=version, method=method, featureset_version=featureset_version, n=n,
+                strata=clean_json(strata), params=clean_json(params), created_at=utcnow(), active=True,
+            )  # fmt: skip
+            return int(conn.execute(ins.returning(ThresholdSet.id)).scalar_one())
+
+    def active_threshold_set(self, base: str) -> ThresholdSetRow | None:
+        """The active threshold set of ``base`` (None: never calibrated)."""
+        return self._threshold_set(base, active=True)
+
+    def threshold_sets(self, base: str) -> list[ThresholdSetRow]:
+        """Every threshold set of ``base``, oldest first."""
+        return self._threshold_set(base, active=None)  # type: ignore[return-value]
+
+    def _threshold_set(self, base: str, *, active: bool | None):  # type: ignore[no-untyped-def]
+        with self._read() as conn:
+            q = select(ThresholdSet.__table__, BaseModel.name.label("base")).join(BaseModel, BaseModel.id == ThresholdSet.base_id)
+            q = q.where(BaseModel.name == base).order_by(ThresholdSet.version)
+            if active:
+                q = q.where(ThresholdSet.active.is_(True))
+            rows = [
+                ThresholdSetRow(t.id, t.base, t.version, t.method, t.featureset_version, t.n, t.strata, t.params, t.created_at, t.active)
+                for t in conn.execute(q)
+            ]
+        return (rows[-1] if rows else None) if active else rows
+
+    def save_verdicts(self, threshold_set_id: int, verdicts: list[tuple[int, bool | None, dict]]) -> None:
+        """Store (revision_id, flagged, breakdown) verdicts under one threshold set (idempotent)."""
+        now = utcnow()
+        ins = self._insert(Verdict)
+        stmt = ins.on_conflict_do_update(
+            index_elements=["revision_id", "threshold_set_id"],
+            set_={"flagged": ins.excluded.flagged, "breakdown": ins.excluded.breakdown, "created_at": now},
+        )
+        for part in chunks(verdicts, _BULK_CHUNK):
+            rows = [dict(revision_id=rid, threshold_set_id=threshold_set_id, flagged=flagged,
+                         breakdown=clean_json(breakdown), created_at=now) for rid, flagged, breakdown in part]  # fmt: skip
+            with self._write() as conn:
+                conn.execute(stmt, rows)
+
+
+def _author(repo_id: str) -> str | None:
+    if repo_id.startswith("local:") or "/" not in repo_id:
+        return None
+    return repo_id.split("/", 1)[0]
+
+
+def _one_line(text: str | None) -> str | None:
+    if text is None:
+        return None
+    return (text.strip().splitlines() or [""])[0][:2000]
+
+
+def _scored(item: dict[str, Any]) -> bool:
+    scan = item.get("scan")
+    return scan is not None and scan.status == "ok" and item["status"] == "scored"
+
+
+def _score_row(revision_id: int, scan: ScanResult, now: Any) -> dict[str, Any]:
+    return dict(
+        revision_id=revision_id,
+        featureset_version=scan.featureset_version or FEATURESET_VERSION,
+        score=clean_json(scan.score),
+        stratum=scan.stratum,
+        features=clean_features(scan.features),
+        module_norms=clean_json([m.to_dict() for m in scan.modules]),
+        summary=clean_json(scan.to_dict(with_modules=False)),
+        created_at=now,
+    )
+
+
