@@ -1,0 +1,271 @@
+"""``scan_path``: one adapter on disk → ``ScanResult`` (never raises for a bad adapter).
+
+Flow: locate files (no symlinks) → config (LoRA only) → one streaming pass over the weights
+(header validated first; each LoRA part reduced to its r×r Gram; full tensors hashed and listed)
+→ per-module spectra from the Grams (gram.py) → registered features (features.py).
+"""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from hubaudit.constants import FEATURESET_VERSION, MAX_ADAPTER_BYTES
+from hubaudit.models import ModuleStat, SavedTensor, ScanResult
+from hubaudit.stats import layout
+from hubaudit.stats._reject import Rejected, one_line, show_name
+from hubaudit.stats.adapter_config import NO_CONFIG, LoraSettings, parse_settings
+from hubaudit.stats.features import compute_features
+from hubaudit.stats.gram import spectrum_from_grams
+from hubaudit.stats.pickle_sandbox import convert_pickle
+from hubaudit.stats.reader import FileDigest, open_regular, read_config, sha256_file, stream_reduce
+from hubaudit.stats.safetensors_header import TensorEntry
+
+
+@dataclass
+class _Parts:
+    """Reductions collected for one module while streaming."""
+
+    g_a: np.ndarray | None = None
+    g_b: np.ndarray | None = None
+    a_shape: tuple[int, ...] = ()
+    b_shape: tuple[int, ...] = ()
+    embedding: bool = False
+    magnitude: float | None = None
+    bias: bool = False
+
+
+@dataclass
+class _Partial:
+    """What is already known when an adapter is rejected part-way (kept on the result)."""
+
+    settings: LoraSettings | None = None
+    peft_type: str | None = None
+    config_sha256: str | None = None
+    content_sha256: str | None = None
+    file_bytes: int | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def _plan(entry: TensorEntry) -> tuple[str, tuple[int, int] | None]:
+    role = layout.classify(entry.name).role
+    shape = entry.shape
+    if role in ("A", "emb_A"):
+        if len(shape) < 2 or shape[0] == 0:
+            raise Rejected(f"tensor {show_name(entry.name)}: LoRA A must be (r, d_in) with r >= 1, got {list(shape)}")
+        return "gram_cols", (shape[0], math.prod(shape[1:]))  # conv A (r, in, kh, kw) → (r, in·kh·kw)
+    if role in ("B", "emb_B"):
+        if len(shape) < 2 or shape[0] == 0:
+            raise Rejected(f"tensor {show_name(entry.name)}: LoRA B must be (d_out, r), got {list(shape)}")
+        return "gram_rows", (shape[0], math.prod(shape[1:]))  # conv B (out, r, 1, 1) → (out, r)
+    if role == "magnitude":
+        return "mean", None
+    return "skip", None
+
+
+def _collect(f, size: int, digest: FileDigest) -> tuple[dict[str, _Parts], list[SavedTensor]]:
+    parts: dict[str, _Parts] = {}
+    saved: list[SavedTensor] = []
+    for entry, red in stream_reduce(f, size, _plan, digest):
+        tr = layout.classify(entry.name)
+        if tr.role == "saved":
+            saved.append(SavedTensor(entry.name, entry.shape, entry.dtype, entry.nbytes))
+            continue
+        p = parts.setdefault(tr.module, _Parts())
+        if tr.role in ("A", "emb_A"):
+            p.g_a, p.a_shape, p.embedding = red, entry.shape, p.embedding or tr.role == "emb_A"
+        elif tr.role in ("B", "emb_B"):
+            p.g_b, p.b_shape, p.embedding = red, entry.shape, p.embedding or tr.role == "emb_B"
+        elif tr.role == "magnitude":
+            p.magnitude = float(red) if red is not None else None
+        elif tr.role == "lora_bias":
+            p.bias = True
+    return parts, saved
+
+
+def _module_stat(name: str, p: _Parts, settings: LoraSettings, warnings: list[str]) -> ModuleStat:
+    if p.g_a is None or p.g_b is None:
+        missing = "lora_B" if p.g_b is None else "lora_A"
+        raise Rejected(f"module {show_name(name)} has {'lora_A' if missing == 'lora_B' else 'lora_B'} but no {missing}")
+    r, r_b = p.a_shape[0], math.prod(p.b_shape[1:])
+    if r != r_b:
+        raise Rejected(f"module {show_name(name)}: lora_A has rank {r}, lora_B has rank {r_b}")
+    d_in, d_out = math.prod(p.a_shape[1:]), p.b_shape[0]
+    promised = settings.config_rank(name) if settings.has_config else None
+    if promised is not None and promised != r:
+        warnings.append(f"{name}: tensor rank {r} differs from the config's {promised} (tensor shape used)")
+    s = settings.scaling(name, r)
+    spec = spectrum_from_grams(p.g_a, p.g_b, s)
+    # ‖ΔW‖ is invariant to the fan_in_fan_out/embedding transposes; d_in/d_out are the layer's
+    # true input/output sizes (A is always (r, in), B (out, r)) in both layouts.
+    return ModuleStat(
+        name=name,
+        layer=layout.layer_index(name),
+        projection=layout.projection(name),
+        kind="embedding" if p.embedding else "linear",
+        d_in=d_in,
+        d_out=d_out,
+        rank=r,
+        scaling=s,
+        frob_norm=spec.frob_normalized(d_out, d_in),
+        singular_values=tuple(float(v) for v in np.sqrt(spec.sigma_sq)),
+    )
+
+
+def _variant(settings: LoraSettings, dora: bool) -> str:
+    if settings.use_rslora and dora:
+        return "rslora+dora"
+    return "rslora" if settings.use_rslora else "dora" if dora else "lora"
+
+
+def _scan(path: Path, allow_pickle: bool, roots: Sequence[Path], partial: _Partial) -> ScanResult:
+    from hubaudit.stats.reader import locate
+
+    files = locate(path, roots)
+    settings = NO_CONFIG
+    if files.config is not None:
+        cfg, partial.config_sha256 = read_config(files.config, follow=files.config.is_symlink())
+        partial.peft_type = cfg.get("peft_type") if isinstance(cfg.get("peft_type"), str) else None
+        partial.settings = settings = parse_settings(cfg)  # may raise "unsupported" (IA3, ...)
+    partial.warnings.extend(settings.warnings)
+    follow = files.weights.is_symlink()  # only true when it resolved under a trusted root
+    if files.fmt == "pickle":
+        partial.content_sha256, partial.file_bytes = sha256_file(files.weights, follow)
+        if not allow_pickle:
+            raise Rejected(
+                f"pickle format ({files.weights.name}); not unpickled (rerun with --allow-pickle to load it "
+                "with torch.load(weights_only=True) in a sandboxed subprocess)",
+                "unsupported",
+            )
+        with tempfile.TemporaryDirectory(prefix="hubaudit-pickle-") as tmp:
+            converted = Path(tmp) / "converted.safetensors"
+            convert_pickle(files.weights, converted, partial.file_bytes)
+            partial.warnings.append("weights loaded from pickle with torch.load(weights_only=True) in a subprocess")
+            f, size = open_regular(converted, MAX_ADAPTER_BYTES, "converted weights")
+            with f:
+                parts, saved = _collect(f, size, FileDigest())
+    else:
+        f, size = open_regular(files.weights, MAX_ADAPTER_BYTES, files.weights.name, follow)
+        digest = FileDigest()
+        with f:
+            parts, saved = _collect(f, size, digest)
+        partial.content_sha256, partial.file_bytes = digest.sha256, digest.file_bytes
+    return _result(str(path), settings, parts, saved, partial)
+
+
+def _result(
+    source: str, settings: LoraSettings, parts: dict[str, _Parts], saved: list[SavedTensor], partial: _Partial
+) -> ScanResult:
+    warnings = partial.warnings
+    if not parts:
+        other = layout.other_method([t.name for t in saved])
+        if other:
+            raise Rejected(f"{other} tensors present; only LoRA is scored", "unsupported")
+        raise Rejected("no LoRA tensors (lora_A/lora_B pairs) in the weights file")
+    modules = [_module_stat(name, p, settings, warnings) for name, p in sorted(parts.items())]
+    dora = {name: p.magnitude for name, p in sorted(parts.items()) if p.magnitude is not None}
+    if any(p.bias for p in parts.values()):
+        warnings.append("lora_B.bias tensors present (lora_bias); not part of the norms")
+    if saved:
+        warnings.append(f"{len(saved)} full tensor(s) saved beside LoRA (modules_to_save or similar)")
+    linear = [m for m in modules if m.kind == "linear"]
+    scored = linear or modules
+    if not linear:
+        warnings.append("only embedding LoRA modules; the score is computed over them")
+    features = compute_features(scored if linear else [replace(m, kind="linear") for m in modules])
+    ranks = Counter(m.rank for m in modules)
+    return ScanResult(
+        source=source,
+        status="ok",
+        score=features.get("global_frobN_std"),
+        peft_type=settings.peft_type if settings.has_config else None,
+        variant=_variant(settings, bool(dora) or settings.use_dora),
+        rank=settings.r if settings.r is not None else ranks.most_common(1)[0][0],
+        alpha=settings.lora_alpha,
+        target_modules=tuple(sorted({m.projection for m in modules})),
+        base_model=settings.base_model,
+        task_type=settings.task_type,
+        n_modules=len(scored),
+        features=features,
+        modules=modules,
+        modules_to_save=saved,
+        dora_magnitudes=dora,
+        warnings=warnings,
+        content_sha256=partial.content_sha256,
+        config_sha256=partial.config_sha256,
+        file_bytes=partial.file_bytes,
+        featureset_version=FEATURESET_VERSION,
+    )
+
+
+def scan_path(path: str | Path, *, allow_pickle: bool = False, symlink_roots: Sequence[str | Path] = ()) -> ScanResult:
+    """Scan one adapter directory or weights file. Bad input → status error/unsupported, one-line reason.
+
+    ``allow_pickle`` loads ``adapter_model.bin`` in a sandboxed torch subprocess (needs torch;
+    check with ``pickle_sandbox.require_torch`` first). ``symlink_roots``: directories under which
+    a symlinked file may resolve (e.g. a Hugging Face cache's blobs); any other symlink is refused.
+    """
+    partial = _Partial()
+    try:
+        return _scan(Path(path), allow_pickle, [Path(r) for r in symlink_roots], partial)
+    except Rejected as exc:
+        status, reason = exc.status, exc.reason
+    except MemoryError:
+        status, reason = "error", "out of memory while reading the adapter"
+    except OSError as exc:
+        status, reason = "error", f"cannot read the adapter: {exc.strerror or exc}"
+    s = partial.settings
+    return ScanResult(
+        source=str(path),
+        status=status,  # type: ignore[arg-type]
+        error=one_line(reason),
+        peft_type=s.peft_type if s else partial.peft_type,
+        base_model=s.base_model if s else None,
+        task_type=s.task_type if s else None,
+        warnings=partial.warnings,
+        content_sha256=partial.content_sha256,
+        config_sha256=partial.config_sha256,
+        file_bytes=partial.file_bytes,
+        featureset_version=FEATURESET_VERSION,
+    )
+
+
+def scan_many(
+    paths: Iterable[str | Path], *, allow_pickle: bool = False, symlink_roots: Sequence[str | Path] = ()
+) -> list[ScanResult]:
+    """``scan_path`` over several inputs, in order; one bad adapter never stops the others."""
+    return [scan_path(p, allow_pickle=allow_pickle, symlink_roots=symlink_roots) for p in paths]
+
+
+def stats_from_arrays(
+    pairs: dict[str, tuple[np.ndarray, np.ndarray, float]], *, embedding: Sequence[str] = ()
+) -> tuple[list[ModuleStat], dict[str, float]]:
+    """Pure in-memory route: ``{module: (A (r, d_in), B (d_out, r), scaling)}`` → module stats and features.
+
+    Same Gram computation as the file scan (for tests and for callers holding arrays). Module
+    names in ``embedding`` are embedding LoRA (A (r, num_embeddings), B (dim, r)).
+    """
+    from hubaudit.stats.gram import gram_cols, gram_rows
+
+    modules = []
+    for name, (a, b, s) in sorted(pairs.items()):
+        a64 = np.asarray(a, dtype=np.float64).reshape(a.shape[0], -1)
+        b64 = np.asarray(b, dtype=np.float64).reshape(b.shape[0], -1)
+        p = _Parts(gram_cols(a64), gram_rows(b64), a64.shape, b64.shape, name in embedding)
+        fixed = LoraSettings(has_config=False)
+        modules.append(replace(_module_stat(name, p, fixed, []), scaling=s, frob_norm=0.0))
+        spec = spectrum_from_grams(p.g_a, p.g_b, s)
+        d_in, d_out = a64.shape[1], b64.shape[0]
+        modules[-1] = replace(
+            modules[-1],
+            frob_norm=spec.frob_normalized(d_out, d_in),
+            singular_values=tuple(float(v) for v in np.sqrt(spec.sigma_sq)),
+        )
+    linear = [m for m in modules if m.kind == "linear"]
+    return modules, compute_features(linear)
