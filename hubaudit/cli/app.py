@@ -12,3 +12,10 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+@app.callback()
+def _root() -> None:
+    # A group callback keeps `hubaudit <command>` a subcommand even while only one command module
+    # is installed (Typer otherwise collapses a one-command app and `scan` becomes an argument).
+    pass
