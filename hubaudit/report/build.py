@@ -1,0 +1,247 @@
+"""Turn store rows into a :class:`Report` (pure: no database, no clock, no printing).
+
+The pipeline (``hubaudit/pipeline/report.py``) does the store queries and passes plain rows in.
+Rows may be the store's frozen dataclasses (``AuditRow``, ``ThresholdSetRow``) or mappings with the
+same field names, so this module never imports the store.
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from hubaudit.report.model import (
+    AUDITED_STATUS,
+    AdapterEntry,
+    Calibration,
+    NormMap,
+    Report,
+    StratumCalibration,
+    Summary,
+    Suppression,
+)
+from hubaudit.report.suppress import match_suppression
+
+# Keys under which a calibration may keep the threshold on the headline score, most specific first.
+_SCORE_KEYS = ("score", "global_frobN_std", "score_upper")
+_THRESHOLD_KEYS = ("upper", "threshold", "hi", "max")
+
+
+def field_of(row: Any, name: str, default: Any = None) -> Any:
+    """``row.name`` for dataclass rows, ``row[name]`` for mappings."""
+    if isinstance(row, Mapping):
+        return row.get(name, default)
+    return getattr(row, name, default)
+
+
+def _finite(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _score_threshold(spec: Any) -> float | None:
+    """Find an upper threshold on the headline score inside one stratum's stored spec."""
+    if not isinstance(spec, Mapping):
+        return _finite(spec)
+    for key in ("score_threshold", "threshold"):
+        if key in spec and not isinstance(spec[key], Mapping):
+            return _finite(spec[key])
+    for holder in (spec.get("thresholds"), spec.get("features"), spec):
+        if not isinstance(holder, Mapping):
+            continue
+        for key in _SCORE_KEYS:
+            sub = holder.get(key)
+            if isinstance(sub, Mapping):
+                for tk in _THRESHOLD_KEYS:
+                    if tk in sub:
+                        return _finite(sub[tk])
+            elif sub is not None and key != "score":
+                return _finite(sub)
+    return None
+
+
+def calibration_from(threshold_set: Any | None) -> Calibration:
+    """The Calibration block from an active ``ThresholdSetRow`` (or None: not calibrated)."""
+    if threshold_set is None:
+        return Calibration(calibrated=False)
+    strata_raw = field_of(threshold_set, "strata") or {}
+    strata = []
+    for key in sorted(strata_raw):
+        spec = strata_raw[key]
+        n = field_of(spec, "n") if isinstance(spec, Mapping) else None
+        thresholds = dict(spec) if isinstance(spec, Mapping) else {"threshold": spec}
+        strata.append(StratumCalibration(stratum=key, n=n, score_threshold=_score_threshold(spec), thresholds=thresholds))
+    return Calibration(
+        calibrated=True,
+        threshold_set_id=field_of(threshold_set, "id"),
+        version=field_of(threshold_set, "version"),
+        method=field_of(threshold_set, "method"),
+        featureset_version=field_of(threshold_set, "featureset_version"),
+        n=field_of(threshold_set, "n"),
+        created_at=field_of(threshold_set, "created_at"),
+        strata=tuple(strata),
+    )
+
+
+def _reason_text(item: Any) -> str:
+    """A breakdown reason as one short string (calibrate may store strings or small dicts)."""
+    if isinstance(item, Mapping):
+        name = item.get("feature") or item.get("name") or item.get("rule") or "?"
+        detail = item.get("detail") or item.get("text")
+        return f"{name}: {detail}" if detail else str(name)
+    return str(item)
+
+
+def entry_from_row(
+    row: Any, base: str, calibration: Calibration, suppressions: Sequence[Suppression], today: date
+) -> AdapterEntry:
+    """One :class:`AdapterEntry` from an ``AuditRow`` (flagged/margin/reasons from its stored breakdown)."""
+    repo_id = field_of(row, "repo_id")
+    sha = field_of(row, "sha")
+    status = field_of(row, "status") or "unknown"
+    breakdown = field_of(row, "breakdown") or {}
+    flagged = field_of(row, "flagged")
+    ts_id = field_of(row, "threshold_set_id")
+    # A verdict from an older threshold set is stale: the report speaks for the calibration in force.
+    if not calibration.calibrated or (ts_id is not None and ts_id != calibration.threshold_set_id):
+        flagged = None
+    stratum = field_of(row, "stratum")
+    strat_cal = calibration.stratum(stratum)
+    threshold = _finite(breakdown.get("threshold")) if isinstance(breakdown, Mapping) else None
+    if threshold is None and strat_cal is not None:
+        threshold = strat_cal.score_threshold
+    reasons = tuple(_reason_text(r) for r in (breakdown.get("reasons") or ())) if flagged is not None else ()
+    declared = field_of(row, "declared_base")
+    return AdapterEntry(
+        repo_id=repo_id,
+        sha=sha,
+        status=status,
+        reason=field_of(row, "reason"),
+        error=field_of(row, "error"),
+        score=_finite(field_of(row, "score")) if status == AUDITED_STATUS else None,
+        flagged=None if status != AUDITED_STATUS else (None if flagged is None else bool(flagged)),
+        reasons=reasons,
+        margin=_finite(breakdown.get("margin")) if flagged is not None else None,
+        threshold=threshold,
+        stratum=stratum,
+        threshold_set_version=calibration.version if flagged is not None else None,
+        probe=field_of(row, "probe"),
+        first_seen=field_of(row, "first_seen"),
+        last_seen=field_of(row, "last_seen"),
+        downloads=field_of(row, "downloads"),
+        likes=field_of(row, "likes"),
+        declared_base=declared,
+        provenance_mismatch=bool(declared) and declared != base,
+        removed=bool(field_of(row, "removed", False)),
+        suppressed=match_suppression(suppressions, repo_id, sha, today),
+        revision_id=field_of(row, "revision_id"),
+    )
+
+
+def summarize(entries: Iterable[AdapterEntry]) -> Summary:
+    """Counts over every entry (the whole population, before --flagged-only filtering)."""
+    entries = list(entries)
+    audited = [e for e in entries if e.audited]
+    findings = [e for e in entries if e.is_finding]
+    not_audited = Counter((e.reason or e.status) for e in entries if not e.audited)
+    return Summary(
+        population=len(entries),
+        audited=len(audited),
+        flagged=len(findings),
+        flagged_unsuppressed=sum(1 for e in findings if e.suppressed is None),
+        suppressed=sum(1 for e in findings if e.suppressed is not None),
+        not_flagged=sum(1 for e in audited if e.flagged is False and not e.is_finding),
+        not_judged=sum(1 for e in audited if e.flagged is None and not e.is_finding),
+        probe_confirmed=sum(1 for e in entries if e.probe_flagged),
+        not_audited=sum(not_audited.values()),
+        not_audited_by_reason=dict(sorted(not_audited.items(), key=lambda kv: (-kv[1], kv[0]))),
+    )
+
+
+def _sort_key(e: AdapterEntry) -> tuple:
+    # Findings first (probe-confirmed, then by margin), then the rest by score, highest first.
+    return (
+        not e.is_finding,
+        not e.probe_flagged,
+        -(e.margin if e.margin is not None else -math.inf),
+        -(e.score if e.score is not None else -math.inf),
+        e.repo_id,
+    )
+
+
+def _grid(modules: Iterable[Mapping[str, Any]]) -> dict[tuple[int, str], float]:
+    """(layer, projection) → frob_norm; modules without a layer index (embeddings) use layer -1."""
+    out: dict[tuple[int, str], float] = {}
+    for m in modules:
+        v = _finite(m.get("frob_norm"))
+        if v is None:
+            continue
+        layer = m.get("layer")
+        out[(-1 if layer is None else int(layer), str(m.get("projection") or m.get("name")))] = v
+    return out
+
+
+def norm_map(
+    repo_id: str, sha: str | None, modules: Sequence[Mapping[str, Any]], population: Sequence[Sequence[Mapping[str, Any]]]
+) -> NormMap | None:
+    """Heat-map data: this adapter's per-(layer, projection) norms and the population median per cell."""
+    own = _grid(modules)
+    if not own:
+        return None
+    grids = [g for g in (_grid(p) for p in population) if g]
+    layers = tuple(sorted({k[0] for k in own}))
+    projections = tuple(sorted({k[1] for k in own}))
+    adapter_rows, median_rows = [], []
+    for layer in layers:
+        adapter_rows.append(tuple(own.get((layer, p)) for p in projections))
+        row = []
+        for p in projections:
+            vals = [g[(layer, p)] for g in grids if (layer, p) in g]
+            row.append(statistics.median(vals) if vals else None)
+        median_rows.append(tuple(row))
+    return NormMap(repo_id, sha, layers, projections, tuple(adapter_rows), tuple(median_rows), len(grids))
+
+
+def build_report(
+    base: str,
+    rows: Iterable[Any],
+    threshold_set: Any | None,
+    *,
+    generated_at: datetime,
+    tool_version: str,
+    today: date,
+    suppressions: Sequence[Suppression] = (),
+    since: datetime | None = None,
+    flagged_only: bool = False,
+    norm_maps: Sequence[NormMap] = (),
+) -> Report:
+    """Assemble the Report for ``base`` from its audit rows and active threshold set.
+
+    ``today`` decides which suppressions have expired (expired ones are listed, and suppress nothing).
+    """
+    calibration = calibration_from(threshold_set)
+    live = [s for s in suppressions if not s.is_expired(today)]
+    expired = tuple(s for s in suppressions if s.is_expired(today))
+    entries = sorted((entry_from_row(r, base, calibration, live, today) for r in rows), key=_sort_key)
+    listed = [e for e in entries if e.is_finding] if flagged_only else entries
+    return Report(
+        base=base,
+        generated_at=generated_at,
+        tool_version=tool_version,
+        calibration=calibration,
+        summary=summarize(entries),
+        adapters=tuple(listed),
+        population_scores=tuple((e.stratum or "?", e.score) for e in entries if e.score is not None),
+        norm_maps=tuple(norm_maps),
+        since=since,
+        flagged_only=flagged_only,
+        suppressions_active=len(live),
+        expired_suppressions=expired,
+    )

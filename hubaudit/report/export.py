@@ -1,0 +1,104 @@
+"""``hubaudit export``: a stable, versioned blocklist of adapter revisions (export_schema_version "1").
+
+One row per adapter revision. Columns (README "Export schema"), never renamed or reordered within a
+version; new columns are only appended:
+
+======================  ====================================================================
+export_schema_version   "1"
+base                    base model id the adapter is listed under
+repo_id                 adapter repo on the Hub (``local:<path>`` for local ingests)
+sha                     the exact commit sha that was audited (block this revision)
+status                  ``scored`` | ``unsupported`` | ``error`` | ``skipped`` | ``retry``
+flagged                 true/false from the active calibration; empty when not judged
+score                   weight score (global_frobN_std with PEFT scaling, DESIGN §2)
+threshold               the threshold the margin is measured against
+margin                  how far past the threshold (positive = past it)
+stratum                 comparable population: variant|rank|target modules
+threshold_set_version   version of the threshold set that judged it
+reasons                 features that fired, ``;``-separated
+probe_flagged           true/false from behavioural probing; empty when not probed
+suppressed              true when a live suppression covers it (only with --include-suppressed)
+first_seen              when hubaudit first saw the adapter (ISO-8601 UTC)
+url                     https://huggingface.co/{repo_id}/tree/{sha}
+======================  ====================================================================
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from hubaudit.report.formats._common import iso
+from hubaudit.report.formats.csv import write_csv
+from hubaudit.report.model import AdapterEntry, Report
+
+EXPORT_SCHEMA_VERSION = "1"
+EXPORT_FORMATS = ("csv", "json", "jsonl")
+EXPORT_COLUMNS = (
+    "export_schema_version",
+    "base",
+    "repo_id",
+    "sha",
+    "status",
+    "flagged",
+    "score",
+    "threshold",
+    "margin",
+    "stratum",
+    "threshold_set_version",
+    "reasons",
+    "probe_flagged",
+    "suppressed",
+    "first_seen",
+    "url",
+)
+
+
+def export_row(base: str, e: AdapterEntry) -> dict[str, Any]:
+    """One export row; ``reasons`` is a list here (``;``-joined in CSV)."""
+    return {
+        "export_schema_version": EXPORT_SCHEMA_VERSION,
+        "base": base,
+        "repo_id": e.repo_id,
+        "sha": e.sha,
+        "status": e.status,
+        "flagged": e.flagged,
+        "score": e.score,
+        "threshold": e.threshold,
+        "margin": e.margin,
+        "stratum": e.stratum,
+        "threshold_set_version": e.threshold_set_version,
+        "reasons": list(e.reasons),
+        "probe_flagged": e.probe_flagged,
+        "suppressed": e.suppressed is not None,
+        "first_seen": iso(e.first_seen),
+        "url": e.url,
+    }
+
+
+def select_entries(report: Report, *, flagged: bool, include_suppressed: bool) -> list[AdapterEntry]:
+    """Findings only with ``flagged`` (the blocklist); suppressed ones only with ``include_suppressed``."""
+    out = [e for e in report.adapters if e.is_finding] if flagged else list(report.adapters)
+    if not include_suppressed:
+        out = [e for e in out if e.suppressed is None]
+    return out
+
+
+def render_export(report: Report, fmt: str, *, flagged: bool = True, include_suppressed: bool = False) -> str:
+    """The export document in ``fmt`` (csv | json | jsonl)."""
+    rows = [export_row(report.base, e) for e in select_entries(report, flagged=flagged, include_suppressed=include_suppressed)]
+    if fmt == "csv":
+        return write_csv(EXPORT_COLUMNS, [r | {"reasons": ";".join(r["reasons"])} for r in rows])
+    if fmt == "jsonl":
+        return "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
+    if fmt == "json":
+        doc = {
+            "export_schema_version": EXPORT_SCHEMA_VERSION,
+            "base": report.base,
+            "generated_at": iso(report.generated_at),
+            "calibration_version": report.calibration.version,
+            "columns": list(EXPORT_COLUMNS),
+            "rows": rows,
+        }
+        return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+    raise ValueError(f"unknown export format {fmt!r} (expected one of {', '.join(EXPORT_FORMATS)})")

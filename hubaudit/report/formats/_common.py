@@ -1,0 +1,136 @@
+"""Helpers shared by the formats: the report as a JSON-ready dict, and short human renderings."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from hubaudit.report.model import AdapterEntry, Calibration, Report, Summary
+
+
+def iso(ts: datetime | None) -> str | None:
+    """ISO-8601 in UTC with a ``Z`` (naive datetimes are taken as UTC, as the store writes them)."""
+    if ts is None:
+        return None
+    if ts.tzinfo is not None:
+        ts = ts.astimezone(timezone.utc).replace(tzinfo=None)
+    return ts.isoformat(timespec="seconds") + "Z"
+
+
+def calibration_dict(cal: Calibration) -> dict[str, Any]:
+    return {
+        "calibrated": cal.calibrated,
+        "threshold_set_id": cal.threshold_set_id,
+        "version": cal.version,
+        "method": cal.method,
+        "featureset_version": cal.featureset_version,
+        "n": cal.n,
+        "created_at": iso(cal.created_at),
+        "strata": [
+            {"stratum": s.stratum, "n": s.n, "score_threshold": s.score_threshold, "thresholds": s.thresholds}
+            for s in cal.strata
+        ],
+    }
+
+
+def adapter_dict(e: AdapterEntry) -> dict[str, Any]:
+    """One adapter in the JSON/JSONL report (README "JSON report schema")."""
+    return {
+        "repo_id": e.repo_id,
+        "sha": e.sha,
+        "url": e.url,
+        "status": e.status,
+        "status_reason": e.reason,
+        "error": e.error,
+        "score": e.score,
+        "flagged": e.flagged,
+        "reasons": list(e.reasons),
+        "margin": e.margin,
+        "threshold": e.threshold,
+        "stratum": e.stratum,
+        "threshold_set_version": e.threshold_set_version,
+        "probe": e.probe,
+        "probe_flagged": e.probe_flagged,
+        "first_seen": iso(e.first_seen),
+        "last_seen": iso(e.last_seen),
+        "downloads": e.downloads,
+        "likes": e.likes,
+        "declared_base": e.declared_base,
+        "provenance_mismatch": e.provenance_mismatch,
+        "removed": e.removed,
+        "suppressed": None if e.suppressed is None else e.suppressed.to_dict(),
+    }
+
+
+def summary_dict(s: Summary) -> dict[str, Any]:
+    return s.to_dict()
+
+
+def header_dict(report: Report) -> dict[str, Any]:
+    """Everything but the adapter list."""
+    return {
+        "schema_version": report.schema_version,
+        "tool": {"name": "hubaudit", "version": report.tool_version},
+        "generated_at": iso(report.generated_at),
+        "base": report.base,
+        "since": iso(report.since),
+        "flagged_only": report.flagged_only,
+        "calibration": calibration_dict(report.calibration),
+        "summary": summary_dict(report.summary),
+        "suppressions": {
+            "active": report.suppressions_active,
+            "expired": [s.to_dict() for s in report.expired_suppressions],
+        },
+    }
+
+
+def fmt_num(x: float | None, digits: int = 4) -> str:
+    """Compact number: 4 significant digits, '-' for missing."""
+    if x is None:
+        return "-"
+    return f"{x:.{digits}g}"
+
+
+def fmt_margin(x: float | None) -> str:
+    return "-" if x is None else f"{x:+.3g}"
+
+
+def fmt_count(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, div in (("M", 1_000_000), ("k", 1_000)):
+        if n >= div:
+            return f"{n / div:.1f}{unit}"
+    return str(n)
+
+
+def fmt_date(ts: datetime | None) -> str:
+    return "-" if ts is None else ts.strftime("%Y-%m-%d")
+
+
+def probe_text(e: AdapterEntry) -> str:
+    """'backdoor', 'clean' or '-' (never probed)."""
+    verdict = e.probe_flagged
+    if verdict is None:
+        return "-"
+    return "backdoor" if verdict else "clean"
+
+
+def verdict_text(e: AdapterEntry) -> str:
+    """One word for the adapter's state, as every human format shows it."""
+    if not e.audited:
+        return "not audited"
+    if e.is_finding:
+        return "suppressed" if e.suppressed else ("probe-confirmed" if e.probe_flagged else "flagged")
+    if e.flagged is None:
+        return "not judged"
+    return "pass"
+
+
+def short_sha(sha: str | None) -> str:
+    return (sha or "?")[:10]
+
+
+def clip(text: str, width: int) -> str:
+    """Cut to ``width`` characters, marking the cut with an ellipsis."""
+    return text if len(text) <= width else text[: max(width - 1, 0)] + "…"

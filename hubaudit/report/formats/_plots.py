@@ -1,0 +1,126 @@
+"""Matplotlib figures for the HTML report, returned as PNG bytes (Agg canvas; no pyplot global state)."""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Sequence
+
+from hubaudit.report.model import AdapterEntry, NormMap, StratumCalibration
+
+_INK = "#1f2937"
+_MUTED = "#6b7280"
+_FLAG = "#dc2626"
+_SUPPRESSED = "#d97706"
+_BAR = "#93b4d6"
+_THRESHOLD_COLORS = ("#111827", "#7c3aed", "#0d9488", "#be185d", "#4b5563", "#2563eb")
+
+
+def _figure(width_in: float, height_in: float):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width_in, height_in), dpi=110)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _png(fig) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", bbox_inches="tight", facecolor="white")
+    return buf.getvalue()
+
+
+def score_histogram(
+    scores: Sequence[float], strata: Sequence[StratumCalibration], findings: Sequence[AdapterEntry], base: str
+) -> bytes | None:
+    """Histogram of every audited adapter's score, threshold line(s) per stratum, findings marked."""
+    vals = [s for s in scores if s is not None and math.isfinite(s)]
+    if not vals:
+        return None
+    import numpy as np
+
+    positive = all(v > 0 for v in vals)
+    lo, hi = min(vals), max(vals)
+    thresholds = [(s.stratum, s.score_threshold) for s in strata if s.score_threshold is not None]
+    for _, t in thresholds:
+        lo, hi = min(lo, t), max(hi, t)
+    # Scores span orders of magnitude across hyper-parameters: log-spaced bins when all are positive.
+    log = positive and all(t > 0 for _, t in thresholds) and hi / lo > 20
+    if log:
+        bins = np.logspace(math.log10(lo) - 0.02, math.log10(hi) + 0.02, 40)
+    else:
+        pad = (hi - lo) * 0.02 or abs(hi) * 0.05 or 1.0
+        bins = np.linspace(lo - pad, hi + pad, 40)
+    fig = _figure(8.6, 3.4)
+    ax = fig.add_subplot(1, 1, 1)
+    ax.hist(vals, bins=bins, color=_BAR, edgecolor="white", linewidth=0.6, label=f"audited adapters (n={len(vals)})")
+    if log:
+        ax.set_xscale("log")
+    for i, (stratum, t) in enumerate(thresholds[: len(_THRESHOLD_COLORS)]):
+        label = f"threshold {stratum}" if len(thresholds) > 1 else "threshold"
+        ax.axvline(t, color=_THRESHOLD_COLORS[i], linestyle="--", linewidth=1.3, label=label)
+    if len(thresholds) > len(_THRESHOLD_COLORS):
+        ax.text(0.99, 0.97, f"+{len(thresholds) - len(_THRESHOLD_COLORS)} more strata", transform=ax.transAxes,
+                ha="right", va="top", fontsize=8, color=_MUTED)
+    flagged = [e.score for e in findings if e.score is not None and e.suppressed is None]
+    suppressed = [e.score for e in findings if e.score is not None and e.suppressed is not None]
+    ymax = ax.get_ylim()[1]
+    if flagged:
+        ax.scatter(flagged, [ymax * 0.04] * len(flagged), marker="v", s=70, color=_FLAG, zorder=5,
+                   label=f"flagged ({len(flagged)})", clip_on=False)
+    if suppressed:
+        ax.scatter(suppressed, [ymax * 0.04] * len(suppressed), marker="v", s=70, color=_SUPPRESSED, zorder=5,
+                   label=f"suppressed ({len(suppressed)})", clip_on=False)
+    ax.set_xlabel("score: std of per-module ‖ΔW‖_F / √(d_out·d_in)  (DESIGN §2)", color=_INK, fontsize=9)
+    ax.set_ylabel("adapters", color=_INK, fontsize=9)
+    ax.set_title(f"Score distribution · {base}", loc="left", fontsize=11, color=_INK)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    ax.tick_params(labelsize=8, colors=_MUTED)
+    ax.legend(fontsize=8, frameon=False, loc="upper right")
+    return _png(fig)
+
+
+def norm_heatmaps(nm: NormMap) -> bytes:
+    """Adapter vs population-median heat maps of per-layer × per-projection ‖ΔW‖ RMS, one colour scale."""
+    import numpy as np
+    from matplotlib.colors import LogNorm, Normalize
+
+    def arr(rows):
+        return np.array([[np.nan if v is None else v for v in row] for row in rows], dtype=float)
+
+    a, m = arr(nm.adapter), arr(nm.median)
+    both = np.concatenate([a[np.isfinite(a)], m[np.isfinite(m)]])
+    positive = both[both > 0]
+    if positive.size and positive.min() > 0 and positive.max() / positive.min() > 1.5:
+        norm = LogNorm(vmin=positive.min(), vmax=positive.max())
+    else:
+        norm = Normalize(vmin=float(both.min()) if both.size else 0.0, vmax=float(both.max()) if both.size else 1.0)
+    n_layers, n_proj = len(nm.layers), len(nm.projections)
+    height = min(max(2.2, 0.22 * n_layers + 1.3), 9.0)
+    width = min(max(6.4, 1.1 * n_proj * 2 + 2.2), 12.0)
+    fig = _figure(width, height)
+    axes = fig.subplots(1, 2, sharey=True)
+    titles = ("this adapter", f"population median (n={nm.population_n})")
+    image = None
+    for ax, data, title in zip(axes, (a, m), titles):
+        image = ax.imshow(np.ma.masked_invalid(data), aspect="auto", cmap="viridis", norm=norm,
+                          interpolation="nearest")
+        ax.set_title(title, fontsize=9, color=_INK, loc="left")
+        ax.set_xticks(range(n_proj))
+        ax.set_xticklabels(nm.projections, rotation=45, ha="right", fontsize=7)
+        step = max(1, n_layers // 16)
+        ax.set_yticks(range(0, n_layers, step))
+        ax.set_yticklabels([("emb" if nm.layers[i] < 0 else str(nm.layers[i])) for i in range(0, n_layers, step)],
+                           fontsize=7)
+        ax.tick_params(colors=_MUTED, length=2)
+    axes[0].set_ylabel("layer", fontsize=8, color=_INK)
+    cbar = fig.colorbar(image, ax=list(axes), fraction=0.04, pad=0.02)
+    cbar.set_label("‖ΔW‖_F / √(d_out·d_in)", fontsize=8, color=_INK)
+    from matplotlib.ticker import FormatStrFormatter
+
+    cbar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
+    cbar.ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2g"))
+    cbar.ax.tick_params(labelsize=7, colors=_MUTED, which="both")
+    return _png(fig)

@@ -1,0 +1,196 @@
+"""``--format html``: one self-contained page (inline CSS, base64 PNG plots, no scripts, no external URLs
+other than the links to the adapters on the Hub)."""
+
+from __future__ import annotations
+
+import base64
+import json
+from html import escape
+
+from hubaudit.report.formats._common import (
+    fmt_count,
+    fmt_date,
+    fmt_margin,
+    fmt_num,
+    probe_text,
+    short_sha,
+    verdict_text,
+)
+from hubaudit.report.formats._plots import norm_heatmaps, score_histogram
+from hubaudit.report.formats.interface import ReportFormat
+from hubaudit.report.model import AdapterEntry, Report
+
+# Heat maps are a PNG each: cap them so a population with many findings still yields a usable file.
+MAX_HEATMAPS = 50
+
+_CSS = """
+:root{--ink:#111827;--muted:#6b7280;--line:#e5e7eb;--bg:#f8fafc;--flag:#dc2626;--warn:#d97706;--ok:#059669}
+*{box-sizing:border-box}
+body{margin:0;font:14px/1.5 -apple-system,"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:var(--ink);
+background:var(--bg)}
+header{background:#0f172a;color:#f8fafc;padding:22px 32px}
+header h1{margin:0;font-size:20px;font-weight:600}
+header .sub{color:#cbd5e1;font-size:13px;margin-top:4px}
+main{max-width:1180px;margin:0 auto;padding:20px 32px 48px}
+section{background:#fff;border:1px solid var(--line);border-radius:8px;padding:18px 22px;margin:18px 0}
+h2{font-size:16px;margin:0 0 12px}
+h3{font-size:14px;margin:18px 0 8px}
+.cards{display:grid;grid-template-columns:repeat(auto-fit,minmax(112px,1fr));gap:12px}
+.card{border:1px solid var(--line);border-radius:8px;padding:10px 14px;background:#fff}
+.card .n{font-size:24px;font-weight:600}
+.card .l{color:var(--muted);font-size:12px;text-transform:uppercase;letter-spacing:.04em}
+.card.flag .n{color:var(--flag)} .card.warn .n{color:var(--warn)}
+table{border-collapse:collapse;width:100%;font-size:13px}
+th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
+th{color:var(--muted);font-weight:600;font-size:12px;text-transform:uppercase;letter-spacing:.03em}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+code{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:#f1f5f9;padding:1px 4px;
+border-radius:4px}
+.badge{display:inline-block;padding:1px 8px;border-radius:999px;font-size:12px;font-weight:600}
+.b-flagged,.b-probe-confirmed{background:#fee2e2;color:#991b1b}.b-suppressed{background:#fef3c7;color:#92400e}
+.b-notcal{background:#e0e7ff;color:#3730a3}
+.alert{border-left:4px solid var(--flag);background:#fef2f2;padding:10px 14px;border-radius:4px}
+.muted{color:var(--muted)} a{color:#1d4ed8;text-decoration:none} a:hover{text-decoration:underline}
+img.plot{max-width:100%;height:auto;display:block;margin:6px 0}
+.finding{border-top:1px solid var(--line);padding-top:12px;margin-top:12px}
+table.kv{width:auto;min-width:360px} table.kv th{text-transform:none;letter-spacing:0;font-size:13px;
+color:var(--muted);font-weight:500;padding-right:24px}
+footer{color:var(--muted);font-size:12px;text-align:center;margin-top:24px}
+"""
+
+
+def _img(png: bytes | None, alt: str, css_id: str | None = None, cls: str = "plot") -> str:
+    if not png:
+        return f'<p class="muted">{escape(alt)}: no data.</p>'
+    data = base64.b64encode(png).decode("ascii")
+    id_attr = f' id="{css_id}"' if css_id else ""
+    return f'<img{id_attr} class="{cls}" alt="{escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _badge(e: AdapterEntry) -> str:
+    text = verdict_text(e)
+    return f'<span class="badge b-{text.replace(" ", "-")}">{escape(text)}</span>'
+
+
+def _link(e: AdapterEntry) -> str:
+    label = f"{escape(e.repo_id)}@<code>{escape(short_sha(e.sha))}</code>"
+    if e.url:
+        return f'<a href="{escape(e.url)}" rel="noopener noreferrer">{label}</a>'
+    return label
+
+
+def _cards(report: Report) -> str:
+    s = report.summary
+    items = [
+        ("population", s.population, ""), ("audited", s.audited, ""), ("flagged", s.flagged_unsuppressed, "flag"),
+        ("probe-confirmed", s.probe_confirmed, "flag"), ("suppressed", s.suppressed, "warn"),
+        ("passed", s.not_flagged, ""), ("not judged", s.not_judged, "warn"), ("not audited", s.not_audited, "warn"),
+    ]
+    cards = "".join(f'<div class="card {c}"><div class="n">{n}</div><div class="l">{escape(label)}</div></div>'
+                    for label, n, c in items)
+    return f'<section id="summary"><h2>Summary</h2><div class="cards">{cards}</div></section>'
+
+
+def _calibration(report: Report) -> str:
+    cal = report.calibration
+    if not cal.calibrated:
+        body = ('<div class="alert"><strong>Not calibrated.</strong> No active threshold set for this base: '
+                'no adapter is judged clean. Run <code>hubaudit calibrate --base BASE</code>.</div>')
+    else:
+        body = (f"<p>Threshold set <strong>v{cal.version}</strong> · method <code>{escape(cal.method or '?')}</code> · "
+                f"features <code>{escape(cal.featureset_version or '?')}</code> · N = {cal.n} · fitted "
+                f"{fmt_date(cal.created_at)}</p>")
+        if cal.strata:
+            rows = "".join(f"<tr><td><code>{escape(s.stratum)}</code></td><td class=num>{fmt_count(s.n)}</td>"
+                           f"<td class=num>{fmt_num(s.score_threshold)}</td></tr>" for s in cal.strata)
+            body += ('<table><thead><tr><th>stratum</th><th class=num>n</th><th class=num>score threshold</th>'
+                     f"</tr></thead><tbody>{rows}</tbody></table>")
+    return f'<section id="calibration"><h2>Calibration in force</h2>{body}</section>'
+
+
+def _probe_table(e: AdapterEntry) -> str:
+    if not e.probe:
+        return '<p class="muted probe">Not probed yet.</p>'
+    rows = "".join(
+        f"<tr><th>{escape(str(k))}</th><td>{escape(v if isinstance(v, str) else json.dumps(v, default=str))}</td></tr>"
+        for k, v in sorted(e.probe.items()) if not isinstance(v, (list, dict)) or len(json.dumps(v, default=str)) < 300
+    )
+    return f'<table class="kv probe"><tbody>{rows}</tbody></table>'
+
+
+def _findings(report: Report) -> str:
+    findings = report.findings
+    if not findings:
+        msg = "None." if report.calibration.calibrated else "None can be named: the base is not calibrated."
+        return f'<section id="findings"><h2>Flagged adapter revisions (0)</h2><p class="muted">{msg}</p></section>'
+    head = ("<tr><th>adapter</th><th class=num>score</th><th class=num>margin</th><th>features fired</th>"
+            "<th>probe</th><th class=num>downloads</th><th>first seen</th><th>state</th></tr>")
+    rows = "".join(
+        f'<tr class="finding-row"><td>{_link(e)}</td><td class=num>{fmt_num(e.score)}</td>'
+        f"<td class=num>{fmt_margin(e.margin)}</td><td>{escape(', '.join(e.reasons) or '-')}</td>"
+        f"<td>{probe_text(e)}</td><td class=num>{fmt_count(e.downloads)}</td><td>{fmt_date(e.first_seen)}</td>"
+        f"<td>{_badge(e)}</td></tr>"
+        for e in findings
+    )
+    details = []
+    for i, e in enumerate(findings):
+        parts = [f'<div class="finding" id="finding-{i}"><h3>{_link(e)} {_badge(e)}</h3>']
+        if e.suppressed is not None:
+            parts.append(f"<p>Suppressed until {e.suppressed.expires.isoformat()}: {escape(e.suppressed.reason)}</p>")
+        nm = report.norm_map(e.repo_id, e.sha)
+        if nm is not None and i < MAX_HEATMAPS:
+            parts.append(_img(norm_heatmaps(nm), f"norm heat map of {e.repo_id}", cls="plot heatmap"))
+        elif nm is None:
+            parts.append('<p class="muted">No per-module norms stored for this revision.</p>')
+        parts.append("<h3>Probe results</h3>" + _probe_table(e))
+        details.append("".join(parts) + "</div>")
+    return (f'<section id="findings"><h2>Flagged adapter revisions ({len(findings)})</h2>'
+            f"<table><thead>{head}</thead><tbody>{rows}</tbody></table>{''.join(details)}</section>")
+
+
+def _not_audited(report: Report) -> str:
+    s = report.summary
+    if not s.not_audited_by_reason:
+        body = '<p class="muted">None.</p>'
+    else:
+        rows = "".join(f"<tr><td><code>{escape(r)}</code></td><td class=num>{n}</td></tr>"
+                       for r, n in s.not_audited_by_reason.items())
+        body = f"<table><thead><tr><th>reason</th><th class=num>revisions</th></tr></thead><tbody>{rows}</tbody></table>"
+    return f'<section id="not-audited"><h2>Not audited ({s.not_audited})</h2>{body}</section>'
+
+
+def _expired(report: Report) -> str:
+    if not report.expired_suppressions:
+        return ""
+    items = "".join(f"<li><code>{escape(s.repo)}{'@' + escape(s.sha) if s.sha else ''}</code> expired "
+                    f"{s.expires.isoformat()}: {escape(s.reason)}</li>" for s in report.expired_suppressions)
+    return f'<section id="expired-suppressions"><h2>Expired suppressions</h2><ul>{items}</ul></section>'
+
+
+class HtmlFormat(ReportFormat):
+    name = "html"
+    suffix = ".html"
+    media_type = "text/html"
+
+    def render(self, report: Report) -> str:
+        hist = score_histogram([s for _, s in report.population_scores], report.calibration.strata,
+                               report.findings, report.base)
+        since = f" · revisions since {report.since:%Y-%m-%d}" if report.since else ""
+        body = "".join([
+            _cards(report),
+            _calibration(report),
+            '<section id="distribution"><h2>Score distribution</h2>'
+            + _img(hist, "score distribution", css_id="score-histogram") + "</section>",
+            _findings(report),
+            _not_audited(report),
+            _expired(report),
+        ])
+        return (
+            "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            '<meta name="viewport" content="width=device-width, initial-scale=1"><link rel="icon" href="data:,">'
+            f"<title>hubaudit report · {escape(report.base)}</title><style>{_CSS}</style></head><body>"
+            f'<header><h1>hubaudit report · {escape(report.base)}</h1><div class="sub">generated '
+            f"{report.generated_at:%Y-%m-%d %H:%M} UTC · hubaudit {escape(report.tool_version)}{since}</div></header>"
+            f"<main>{body}<footer>Weight-level verdicts are triage: escalate flagged adapters to behavioural probing."
+            "</footer></main></body></html>\n"
+        )

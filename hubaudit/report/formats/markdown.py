@@ -1,0 +1,90 @@
+"""``--format markdown``: GitHub-flavoured Markdown (issue comments, step summaries, wikis)."""
+
+from __future__ import annotations
+
+from hubaudit.report.formats._common import (
+    fmt_count,
+    fmt_date,
+    fmt_margin,
+    fmt_num,
+    probe_text,
+    short_sha,
+    verdict_text,
+)
+from hubaudit.report.formats.interface import ReportFormat
+from hubaudit.report.model import Report
+
+
+def md_escape(text: str) -> str:
+    """Escape characters that would break a table cell or start Markdown syntax."""
+    for ch in ("\\", "|", "*", "_", "`", "<", ">", "[", "]"):
+        text = text.replace(ch, "\\" + ch)
+    return text.replace("\n", " ")
+
+
+def _code_cell(text: str) -> str:
+    """Text for a code span inside a table cell: GFM still splits cells on ``|`` there unless escaped."""
+    return text.replace("`", "'").replace("|", "\\|")
+
+
+class MarkdownFormat(ReportFormat):
+    name = "markdown"
+    suffix = ".md"
+    media_type = "text/markdown"
+
+    def render(self, report: Report) -> str:
+        s = report.summary
+        cal = report.calibration
+        out = [f"# hubaudit report: `{report.base}`", ""]
+        out.append(f"Generated {report.generated_at:%Y-%m-%d %H:%M} UTC by hubaudit {report.tool_version}.")
+        if report.since is not None:
+            out.append(f"Revisions seen since {report.since:%Y-%m-%d %H:%M} UTC.")
+        out += ["", "| population | audited | flagged | suppressed | probe-confirmed | passed | not judged | not audited |"]
+        out.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        out.append(
+            f"| {s.population} | {s.audited} | {s.flagged} | {s.suppressed} | {s.probe_confirmed}"
+            f" | {s.not_flagged} | {s.not_judged} | {s.not_audited} |"
+        )
+        out += ["", "## Calibration in force", ""]
+        if not cal.calibrated:
+            out.append("**Not calibrated**: no active threshold set for this base; no adapter is judged clean.")
+        else:
+            out.append(
+                f"Threshold set **v{cal.version}** ({md_escape(cal.method or '?')}, features"
+                f" `{cal.featureset_version}`), N = {cal.n}, fitted {fmt_date(cal.created_at)}."
+            )
+            if cal.strata:
+                out += ["", "| stratum | n | score threshold |", "|---|---:|---:|"]
+                out += [f"| `{_code_cell(st.stratum)}` | {fmt_count(st.n)} | {fmt_num(st.score_threshold)} |" for st in cal.strata]
+
+        findings = report.findings
+        out += ["", f"## Flagged adapter revisions ({len(findings)})", ""]
+        if findings:
+            out.append("| adapter | score | margin | features fired | probe | downloads | first seen | state |")
+            out.append("|---|---:|---:|---|---|---:|---|---|")
+            for e in findings:
+                name = f"{md_escape(e.repo_id)}@`{short_sha(e.sha)}`"
+                link = f"[{name}]({e.url})" if e.url else name
+                state = verdict_text(e)
+                fired = ", ".join(f"`{_code_cell(r)}`" for r in e.reasons) or "-"
+                if e.suppressed is not None:
+                    state += f" until {e.suppressed.expires.isoformat()}: {md_escape(e.suppressed.reason)}"
+                out.append(
+                    f"| {link} | {fmt_num(e.score)} | {fmt_margin(e.margin)} | {fired}"
+                    f" | {probe_text(e)} | {fmt_count(e.downloads)} | {fmt_date(e.first_seen)} | {state} |"
+                )
+        else:
+            out.append("None." if cal.calibrated else "None can be named: the base is not calibrated.")
+
+        out += ["", f"## Not audited ({s.not_audited})", ""]
+        if s.not_audited_by_reason:
+            out += ["| reason | revisions |", "|---|---:|"]
+            out += [f"| `{reason}` | {n} |" for reason, n in s.not_audited_by_reason.items()]
+        else:
+            out.append("None.")
+        if report.expired_suppressions:
+            out += ["", f"## Expired suppressions ({len(report.expired_suppressions)})", ""]
+            for sup in report.expired_suppressions:
+                target = f"{sup.repo}@{sup.sha}" if sup.sha else sup.repo
+                out.append(f"- `{target}` expired {sup.expires.isoformat()}: {md_escape(sup.reason)}")
+        return "\n".join(out) + "\n"

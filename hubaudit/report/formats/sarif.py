@@ -1,0 +1,182 @@
+"""``--format sarif``: SARIF 2.1.0 for GitHub code scanning and other SARIF consumers.
+
+Conventions (landscape.md §4.2): stable rule ids; ``security-severity`` per rule; only findings,
+never passes; ``partialFingerprints["hubaudit/v1"] = sha256("<rule>|<repo_id>|<sha>")`` (no
+timestamps, so an alert keeps its identity across nightly runs); ``automationDetails.id`` is
+``hubaudit/<base>/`` (the trailing slash makes the whole string GitHub's category, so per-base
+uploads do not replace each other). Locations are the adapter revision on the Hub, relative to the
+``HFHUB`` base URI. Suppressed findings are kept, with a SARIF ``suppressions`` entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from hubaudit.report.formats._common import fmt_margin, fmt_num
+from hubaudit.report.formats.interface import ReportFormat
+from hubaudit.report.model import HUB_URL, AdapterEntry, Report
+
+SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
+PICKLE_REASONS = frozenset({"pickle_format", "unsafe_format"})
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    name: str
+    short: str
+    full: str
+    level: str  # SARIF level: error | warning | note
+    security_severity: str  # "0.0".."10.0"; GitHub: >=9 critical, >=7 high, >=4 medium, else low
+    precision: str
+
+
+RULES: tuple[Rule, ...] = (
+    Rule("HA001", "LoraWeightOutlier", "LoRA weight statistics are outliers for this base model",
+         "The adapter's weight-level features (DESIGN §2) are past the thresholds calibrated on the population "
+         "of adapters of the same base and stratum. This is triage, not proof: escalate to behavioural probing.",
+         "warning", "7.0", "medium"),
+    Rule("HA002", "ProbeConfirmedBackdoor", "Behavioural probing confirmed a backdoor",
+         "Prefix probes flipped the adapter's decisions (attack rate past the probe thresholds, DESIGN §4).",
+         "error", "9.5", "high"),
+    Rule("HA003", "UnsafeSerialization", "Adapter weights are in an unsafe (pickle) format",
+         "The adapter ships pickle weights (adapter_model.bin), which can execute code when loaded; "
+         "hubaudit never unpickles them, so the weights were not audited.",
+         "warning", "6.0", "high"),
+    Rule("HA004", "NotAudited", "Adapter revision could not be audited",
+         "The revision was skipped or failed (gated, malformed, unsupported PEFT type, hash mismatch, ...). "
+         "Unaudited is never clean.", "note", "3.0", "high"),
+    Rule("HA005", "BaseProvenanceMismatch", "Adapter declares a different base model",
+         "The adapter's config names a base model other than the one it is listed under on the Hub.",
+         "warning", "5.0", "medium"),
+    Rule("HA010", "UncalibratedBase", "No calibration for this base model or stratum",
+         "There are not enough audited adapters (or no threshold set) to judge adapters of this base or stratum; "
+         "they are not judged clean.", "note", "4.0", "high"),
+)
+RULE_INDEX = {r.id: i for i, r in enumerate(RULES)}
+
+
+def fingerprint(rule_id: str, repo_id: str, sha: str | None) -> str:
+    """sha256 hex of ``rule|repo|sha``: stable across runs, unique per finding."""
+    return hashlib.sha256(f"{rule_id}|{repo_id}|{sha or ''}".encode()).hexdigest()
+
+
+def rules_for(e: AdapterEntry, calibrated: bool) -> list[tuple[str, str]]:
+    """(rule id, message) for every finding on one adapter revision; [] for a pass."""
+    target = f"{e.repo_id}@{e.sha or '?'}"
+    out: list[tuple[str, str]] = []
+    if e.flagged:
+        fired = ", ".join(e.reasons) or "score"
+        out.append(("HA001", f"{target}: weight score {fmt_num(e.score)} is {fmt_margin(e.margin)} past the "
+                             f"threshold {fmt_num(e.threshold)} (stratum {e.stratum}); fired: {fired}."))
+    if e.probe_flagged:
+        out.append(("HA002", f"{target}: behavioural probes confirmed a backdoor ({_probe_summary(e.probe)})."))
+    if not e.audited:
+        why = e.reason or e.status
+        if e.reason in PICKLE_REASONS:
+            out.append(("HA003", f"{target}: pickle-format weights; not loaded and not audited."))
+        else:
+            out.append(("HA004", f"{target}: not audited ({why}){': ' + e.error if e.error else ''}."))
+    elif e.flagged is None and calibrated and not e.probe_flagged:
+        out.append(("HA010", f"{target}: stratum {e.stratum} has no calibration; not judged."))
+    if e.provenance_mismatch:
+        out.append(("HA005", f"{target}: declares base {e.declared_base}."))
+    return out
+
+
+def _probe_summary(probe: dict[str, Any] | None) -> str:
+    if not probe:
+        return "no details"
+    keys = ("mean_attack_rate", "outlier_gap", "battery")
+    parts = [f"{k}={probe[k]}" for k in keys if k in probe]
+    return ", ".join(parts) or "flagged"
+
+
+def _location(repo_id: str, sha: str | None) -> dict[str, Any]:
+    if repo_id.startswith("local:"):
+        uri = "file://" + repo_id[len("local:"):]
+        return {"physicalLocation": {"artifactLocation": {"uri": uri}}}
+    path = f"{repo_id}/tree/{sha}" if sha else repo_id
+    return {"physicalLocation": {"artifactLocation": {"uri": path, "uriBaseId": "HFHUB"}}}
+
+
+def _result(rule_id: str, message: str, e: AdapterEntry | None, report: Report) -> dict[str, Any]:
+    rule = RULES[RULE_INDEX[rule_id]]
+    repo, sha = (e.repo_id, e.sha) if e is not None else (report.base, None)
+    res: dict[str, Any] = {
+        "ruleId": rule.id,
+        "ruleIndex": RULE_INDEX[rule_id],
+        "level": rule.level,
+        "message": {"text": message},
+        "locations": [_location(repo, sha)],
+        "partialFingerprints": {"hubaudit/v1": fingerprint(rule.id, repo, sha)},
+        "properties": {"base": report.base, "repo_id": repo, "sha": sha},
+    }
+    if e is not None:
+        res["properties"].update(
+            {"score": e.score, "margin": e.margin, "threshold": e.threshold, "stratum": e.stratum, "url": e.url}
+        )
+        if e.suppressed is not None:
+            res["suppressions"] = [
+                {
+                    "kind": "external",
+                    "status": "accepted",
+                    "justification": f"{e.suppressed.reason} (until {e.suppressed.expires.isoformat()})",
+                }
+            ]
+    return res
+
+
+class SarifFormat(ReportFormat):
+    name = "sarif"
+    suffix = ".sarif"
+    media_type = "application/sarif+json"
+
+    def render(self, report: Report) -> str:
+        results = []
+        cal = report.calibration
+        if not cal.calibrated:
+            results.append(_result("HA010", f"{report.base}: no active threshold set; adapters are not judged.",
+                                   None, report))
+        for e in report.adapters:
+            for rule_id, message in rules_for(e, cal.calibrated):
+                results.append(_result(rule_id, message, e, report))
+        run = {
+            "tool": {
+                "driver": {
+                    "name": "hubaudit",
+                    "version": report.tool_version,
+                    "rules": [_rule_dict(r) for r in RULES],
+                }
+            },
+            "automationDetails": {"id": f"hubaudit/{report.base}/"},
+            "originalUriBaseIds": {"HFHUB": {"uri": HUB_URL + "/"}},
+            "results": results,
+            "properties": {
+                "base": report.base,
+                "calibration_version": cal.version,
+                "calibration_n": cal.n,
+                "population": report.summary.population,
+            },
+        }
+        doc = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
+        return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+
+
+def _rule_dict(r: Rule) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "name": r.name,
+        "shortDescription": {"text": r.short},
+        "fullDescription": {"text": r.full},
+        "help": {"text": r.full, "markdown": f"**{r.short}.** {r.full}"},
+        "defaultConfiguration": {"level": r.level},
+        "properties": {
+            "security-severity": r.security_severity,
+            "precision": r.precision,
+            "tags": ["security", "supply-chain", "ml", "lora"],
+        },
+    }

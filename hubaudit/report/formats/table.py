@@ -1,0 +1,134 @@
+"""``--format table`` (default): the terminal report, plain text that fits ``width`` columns (default 100).
+
+Only findings are listed one by one (a population has thousands of passes); passes are counted, and
+``--format json``/``csv`` list every revision.
+"""
+
+from __future__ import annotations
+
+from hubaudit.report.formats._common import (
+    clip,
+    fmt_count,
+    fmt_date,
+    fmt_margin,
+    fmt_num,
+    probe_text,
+    short_sha,
+    verdict_text,
+)
+from hubaudit.report.formats.interface import ReportFormat
+from hubaudit.report.model import AdapterEntry, Calibration, Report
+
+MIN_WIDTH = 60
+# Fixed columns of the findings table; the repo column takes what is left.
+_FIXED = (("score", 9), ("margin", 9), ("probe", 10), ("downloads", 10), ("first seen", 11), ("state", 16))
+
+
+def _rule(width: int, title: str = "") -> str:
+    if not title:
+        return "─" * width
+    head = f"── {title} "
+    return head + "─" * max(width - len(head), 0)
+
+
+def calibration_lines(cal: Calibration, width: int) -> list[str]:
+    """The calibration block: version, method, N, and the threshold per stratum."""
+    if not cal.calibrated:
+        return [clip("NOT CALIBRATED: no active threshold set for this base; no adapter is judged clean.", width)]
+    created = fmt_date(cal.created_at)
+    out = [
+        clip(
+            f"threshold set v{cal.version} · {cal.method or '?'} · features {cal.featureset_version or '?'}"
+            f" · N={cal.n} · fitted {created}",
+            width,
+        )
+    ]
+    if cal.strata:
+        name_w = max(10, width - 2 - 8 - 12 - 2)
+        out.append(f"  {'stratum':<{name_w}}{'n':>8}{'threshold':>12}")
+        for s in cal.strata:
+            out.append(
+                f"  {clip(s.stratum, name_w):<{name_w}}{fmt_count(s.n):>8}{fmt_num(s.score_threshold):>12}"
+            )
+    return out
+
+
+def _finding_lines(e: AdapterEntry, repo_w: int, width: int) -> list[str]:
+    repo = clip(f"{e.repo_id}@{short_sha(e.sha)[:8]}", repo_w - 1)
+    cells = (
+        fmt_num(e.score),
+        fmt_margin(e.margin),
+        probe_text(e),
+        fmt_count(e.downloads),
+        fmt_date(e.first_seen),
+        verdict_text(e),
+    )
+    line = f"{repo:<{repo_w}}" + "".join(f" {c:>{w - 1}}" for c, (_, w) in zip(cells[:-1], _FIXED[:-1]))
+    line += f"  {cells[-1]:<{_FIXED[-1][1] - 2}}"
+    out = [line.rstrip()]
+    detail = "fired: " + (", ".join(e.reasons) if e.reasons else "probe" if e.probe_flagged else "-")
+    out.append(clip("    " + detail, width))
+    if e.suppressed is not None:
+        out.append(clip(f"    suppressed until {e.suppressed.expires.isoformat()}: {e.suppressed.reason}", width))
+    if e.provenance_mismatch:
+        out.append(clip(f"    declared base: {e.declared_base}", width))
+    if e.url:
+        out.append(clip("    " + e.url, width))
+    return out
+
+
+class TableFormat(ReportFormat):
+    name = "table"
+    suffix = ".txt"
+    media_type = "text/plain"
+
+    def __init__(self, width: int = 100) -> None:
+        self.width = max(int(width), MIN_WIDTH)
+
+    def render(self, report: Report) -> str:
+        w = self.width
+        s = report.summary
+        out = [clip(f"hubaudit report · {report.base} · {report.generated_at:%Y-%m-%d %H:%M} UTC", w)]
+        if report.since is not None:
+            out.append(clip(f"revisions seen since {report.since:%Y-%m-%d %H:%M} UTC", w))
+        out.append(clip(f"population {s.population} · audited {s.audited} · not audited {s.not_audited}", w))
+        out.append(
+            clip(
+                f"flagged {s.flagged} ({s.suppressed} suppressed, {s.probe_confirmed} probe-confirmed)"
+                f" · passed {s.not_flagged} · not judged {s.not_judged}",
+                w,
+            )
+        )
+        out += ["", _rule(w, "Calibration in force"), *calibration_lines(report.calibration, w)]
+
+        findings = report.findings
+        out += ["", _rule(w, f"Flagged adapter revisions ({len(findings)})")]
+        if findings:
+            repo_w = w - sum(width for _, width in _FIXED)
+            header = f"{'repo@sha':<{repo_w}}" + "".join(f" {name:>{width - 1}}" for name, width in _FIXED[:-1])
+            out.append((header + f"  {_FIXED[-1][0]}").rstrip())
+            for e in findings:
+                out += _finding_lines(e, repo_w, w)
+        else:
+            out.append("none" if report.calibration.calibrated else "none can be named: the base is not calibrated")
+
+        out += ["", _rule(w, f"Not audited ({s.not_audited})")]
+        if s.not_audited_by_reason:
+            parts = [f"{reason} {n}" for reason, n in s.not_audited_by_reason.items()]
+            line = ""
+            for part in parts:  # wrap the "reason count" list at the width
+                candidate = f"{line} · {part}" if line else part
+                if len(candidate) > w and line:
+                    out.append(line)
+                    candidate = part
+                line = candidate
+            out.append(clip(line, w))
+        else:
+            out.append("none")
+
+        if report.expired_suppressions:
+            out += ["", _rule(w, f"Expired suppressions ({len(report.expired_suppressions)})")]
+            for sup in report.expired_suppressions:
+                target = f"{sup.repo}@{sup.sha}" if sup.sha else sup.repo
+                out.append(clip(f"{target} expired {sup.expires.isoformat()}: {sup.reason}", w))
+        return "\n".join(line.rstrip() for line in out) + "\n"

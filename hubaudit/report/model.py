@@ -1,0 +1,218 @@
+"""The Report data model: what every output format renders (pure; stdlib only).
+
+``build.build_report`` turns store rows into a :class:`Report`; each format in ``formats/`` turns a
+Report into text. Nothing here knows about the database, the terminal or the Hub.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from typing import Any
+
+# Bump on any backwards-incompatible change to the JSON/JSONL report shape (README "JSON schema").
+SCHEMA_VERSION = "1"
+
+HUB_URL = "https://huggingface.co"
+
+# Statuses an audit row can have (STORE_API.md record_revision); only "scored" has a score.
+AUDITED_STATUS = "scored"
+
+
+def hub_url(repo_id: str, sha: str | None) -> str | None:
+    """Link to the exact revision on the Hub; None for local adapters (``local:<path>``)."""
+    if repo_id.startswith("local:"):
+        return None
+    return f"{HUB_URL}/{repo_id}/tree/{sha}" if sha else f"{HUB_URL}/{repo_id}"
+
+
+@dataclass(frozen=True)
+class Suppression:
+    """One entry of a suppression file: accept a finding on ``repo`` (optionally one ``sha``) until ``expires``.
+
+    ``expires`` is the last day the entry is honoured (inclusive, UTC).
+    """
+
+    repo: str
+    reason: str
+    expires: date
+    sha: str | None = None
+    origin: str = ""  # "FILE:entry N", for messages
+
+    def matches(self, repo_id: str, sha: str | None) -> bool:
+        """True when this entry covers (repo_id, sha); a short sha (>= 7 hex) matches as a prefix."""
+        if repo_id != self.repo:
+            return False
+        if self.sha is None:
+            return True
+        return sha is not None and sha.lower().startswith(self.sha.lower())
+
+    def is_expired(self, today: date) -> bool:
+        return today > self.expires
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"repo": self.repo, "sha": self.sha, "reason": self.reason, "expires": self.expires.isoformat()}
+
+
+@dataclass(frozen=True)
+class StratumCalibration:
+    """Thresholds of one comparable stratum (variant | rank | target modules).
+
+    ``score_threshold`` is the upper threshold on the headline score when the calibration has one
+    (used for histogram lines); ``thresholds`` carries every per-feature threshold as stored.
+    """
+
+    stratum: str
+    n: int | None
+    score_threshold: float | None
+    thresholds: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The threshold set in force for a base (``calibrated`` False when the base has none)."""
+
+    calibrated: bool
+    threshold_set_id: int | None = None
+    version: int | None = None
+    method: str | None = None
+    featureset_version: str | None = None
+    n: int | None = None
+    created_at: datetime | None = None
+    strata: tuple[StratumCalibration, ...] = ()
+
+    def stratum(self, key: str | None) -> StratumCalibration | None:
+        return next((s for s in self.strata if s.stratum == key), None)
+
+
+@dataclass(frozen=True)
+class AdapterEntry:
+    """One adapter revision as a report shows it.
+
+    ``flagged``: True/False from the active threshold set, None when it was not judged (base or
+    stratum not calibrated, or not scored). ``margin``: how far the score is past its threshold,
+    as the calibration defines it (positive = past the threshold). ``threshold``: the threshold
+    the margin is measured against.
+    """
+
+    repo_id: str
+    sha: str | None
+    status: str
+    reason: str | None = None  # machine code when not scored (pickle_format, gated, ...)
+    error: str | None = None  # one human line
+    score: float | None = None
+    flagged: bool | None = None
+    reasons: tuple[str, ...] = ()
+    margin: float | None = None
+    threshold: float | None = None
+    stratum: str | None = None
+    threshold_set_version: int | None = None
+    probe: dict[str, Any] | None = None
+    first_seen: datetime | None = None
+    last_seen: datetime | None = None
+    downloads: int | None = None
+    likes: int | None = None
+    declared_base: str | None = None
+    provenance_mismatch: bool = False
+    removed: bool = False  # no longer listed on the Hub (still reported: copies may be in use)
+    suppressed: Suppression | None = None
+    revision_id: int | None = None
+
+    @property
+    def url(self) -> str | None:
+        return hub_url(self.repo_id, self.sha)
+
+    @property
+    def audited(self) -> bool:
+        return self.status == AUDITED_STATUS
+
+    @property
+    def probe_flagged(self) -> bool | None:
+        """The probe's verdict (True = behavioural backdoor confirmed), None when never probed."""
+        if not self.probe:
+            return None
+        value = self.probe.get("flagged")
+        return None if value is None else bool(value)
+
+    @property
+    def is_finding(self) -> bool:
+        """Flagged by the weights or by a probe."""
+        return bool(self.flagged) or bool(self.probe_flagged)
+
+    @property
+    def is_active_finding(self) -> bool:
+        """A finding that no live suppression covers: what fails the gate."""
+        return self.is_finding and self.suppressed is None
+
+
+@dataclass(frozen=True)
+class NormMap:
+    """Per-layer × per-projection ‖ΔW‖ RMS norms of one adapter beside the population median.
+
+    ``adapter[i][j]`` / ``median[i][j]`` are for ``layers[i]`` and ``projections[j]``; None where
+    the module is absent. ``population_n`` revisions went into the median.
+    """
+
+    repo_id: str
+    sha: str | None
+    layers: tuple[int, ...]
+    projections: tuple[str, ...]
+    adapter: tuple[tuple[float | None, ...], ...]
+    median: tuple[tuple[float | None, ...], ...]
+    population_n: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Counts over the whole population of the base (not only the entries listed)."""
+
+    population: int  # adapters (latest revision each) known for the base
+    audited: int  # scored
+    flagged: int  # findings (weights or probe), suppressed included
+    flagged_unsuppressed: int
+    suppressed: int
+    not_flagged: int
+    not_judged: int  # scored but no verdict (stratum/base not calibrated)
+    probe_confirmed: int
+    not_audited: int
+    not_audited_by_reason: dict[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "population": self.population,
+            "audited": self.audited,
+            "flagged": self.flagged,
+            "flagged_unsuppressed": self.flagged_unsuppressed,
+            "suppressed": self.suppressed,
+            "not_flagged": self.not_flagged,
+            "not_judged": self.not_judged,
+            "probe_confirmed": self.probe_confirmed,
+            "not_audited": self.not_audited,
+            "not_audited_by_reason": dict(self.not_audited_by_reason),
+        }
+
+
+@dataclass(frozen=True)
+class Report:
+    """Everything one ``hubaudit report`` run says about one base model."""
+
+    base: str
+    generated_at: datetime
+    tool_version: str
+    calibration: Calibration
+    summary: Summary
+    adapters: tuple[AdapterEntry, ...]  # the listed entries (all, or findings only with --flagged-only)
+    population_scores: tuple[tuple[str, float], ...] = ()  # (stratum, score) of every scored revision
+    norm_maps: tuple[NormMap, ...] = ()
+    since: datetime | None = None
+    flagged_only: bool = False
+    suppressions_active: int = 0
+    expired_suppressions: tuple[Suppression, ...] = ()
+    schema_version: str = SCHEMA_VERSION
+
+    @property
+    def findings(self) -> tuple[AdapterEntry, ...]:
+        return tuple(a for a in self.adapters if a.is_finding)
+
+    def norm_map(self, repo_id: str, sha: str | None) -> NormMap | None:
+        return next((m for m in self.norm_maps if m.repo_id == repo_id and m.sha == sha), None)
