@@ -1,0 +1,205 @@
+"""Fit per-base, per-stratum thresholds from a contaminated population (DESIGN §3).
+
+Method ``robust-mad-t/1``, per stratum s and registered feature f:
+
+1. Transform: x = ln(v) when every value of f in the stratum is > 0 (norms and shares are
+   log-normal-ish and their scale moves multiplicatively with rank, alpha and learning rate),
+   else x = v.
+2. Location and scale that a contaminated population cannot drag: m = median(x),
+   σ = max(1.4826 · MAD(x), floor). 1.4826 makes the MAD a consistent σ under normality; the
+   median and MAD have a 50 % breakdown point, so ~10 % poisoned adapters move them by a small
+   fraction of σ. The floor (``MIN_LOG_SCALE`` = 0.01 in ln units, i.e. 1 %; ``MIN_REL_SCALE``·|m|
+   on raw features) keeps a σ=0 stratum (identical adapters) from flagging every change, as
+   garak's MINIMUM_STD_DEV does.
+3. Per-feature error budget, Bonferroni: α_f = target_fpr / K over the K features fitted, so
+   P(any feature fires on a clean adapter) ≤ Σ α_f = target_fpr (the union bound; correlated
+   features make it conservative). A two-sided feature ("both") spends α_f/2 per tail.
+4. Critical value from Student's t with n−1 degrees of freedom, not the normal: with n near
+   min-N the location and scale are themselves estimates and the normal quantile would
+   under-cover. Thresholds: hi = m + t·σ (directions up/both), lo = m − t·σ (down/both).
+5. Anchoring with known-clean references (optional): when a stratum has ≥ min-N references, m and
+   σ come from the references alone (they are trusted, the population is not); otherwise from
+   the population. Either way the thresholds are widened to cover every reference
+   (hi ≥ max ref, lo ≤ min ref): a known-clean adapter is never flagged.
+
+Pooling rule for small strata: a stratum with n < min_n (population, references not counted)
+borrows the fit of its pool, all strata with the same PEFT variant and target-module set across
+ranks, if the pool has ≥ min_n members. The pool is fitted on the raw union, without rank
+normalisation: its σ includes the between-rank spread, so pooled thresholds are looser (fewer
+false flags, less power), and verdicts say ``source: pool``. A stratum whose pool is also
+below min_n is "not calibrated": its adapters get flagged=None, never "clean".
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+METHOD = "robust-mad-t/1"
+MAD_TO_SIGMA = 1.4826  # 1/Φ⁻¹(3/4): MAD of a normal sample estimates 0.6745·σ
+MIN_LOG_SCALE = 0.01  # σ floor on ln features: 1 % relative change
+MIN_REL_SCALE = 0.01  # σ floor on raw features, relative to |median|
+MIN_ABS_SCALE = 1e-12  # σ floor on raw features whose median is 0
+DIRECTIONS = ("up", "down", "both")
+
+Member = tuple[str, Mapping[str, float | None]]  # (stratum key, features)
+
+
+def parse_stratum(key: str) -> tuple[str, str, str]:
+    """``"lora|r16|k_proj,q_proj"`` -> (variant, "r16", modules); see models.stratum_key."""
+    parts = key.split("|", 2)
+    if len(parts) != 3:
+        return key, "r?", ""
+    return parts[0], parts[1], parts[2]
+
+
+def pool_key(stratum: str) -> str:
+    """The pool a stratum belongs to: same variant and target-module set, any rank."""
+    variant, _, modules = parse_stratum(stratum)
+    return f"pool:{variant}|{modules}"
+
+
+def fit(
+    population: Sequence[Member],
+    directions: Mapping[str, str],
+    target_fpr: float = 0.01,
+    min_n: int = 30,
+    references: Sequence[Member] = (),
+) -> dict[str, Any]:
+    """Fit a threshold set (see module docstring for the method).
+
+    ``population`` and ``references`` are (stratum, {feature: value}) pairs; ``directions`` maps
+    each feature to calibrate to "up", "down" or "both" (features not in it are ignored).
+    Returns ``{"method", "n", "params", "strata"}``; ``strata`` maps every stratum seen (and
+    every pool, under ``"pool:<variant>|<modules>"``) to its fit or to a "not_calibrated" entry.
+    """
+    if not 0.0 < target_fpr < 1.0:
+        raise ValueError(f"target_fpr must be in (0, 1), got {target_fpr}")
+    if min_n < 2:
+        raise ValueError(f"min_n must be at least 2, got {min_n}")
+    bad = {d for d in directions.values() if d not in DIRECTIONS}
+    if bad:
+        raise ValueError(f"unknown feature directions {sorted(bad)}; expected one of {DIRECTIONS}")
+    names = sorted(directions)
+    pop, refs = _by_stratum(population), _by_stratum(references)
+    pools: dict[str, list[str]] = defaultdict(list)
+    for s in set(pop) | set(refs):
+        pools[pool_key(s)].append(s)
+
+    strata: dict[str, Any] = {}
+    for s in sorted(set(pop) | set(refs)):
+        strata[s] = _fit_one(pop.get(s, []), refs.get(s, []), names, directions, target_fpr, min_n, source="stratum")
+    for pk, members in sorted(pools.items()):
+        p_rows = [r for s in members for r in pop.get(s, [])]
+        r_rows = [r for s in members for r in refs.get(s, [])]
+        strata[pk] = _fit_one(p_rows, r_rows, names, directions, target_fpr, min_n, source="pool")
+        strata[pk]["members"] = sorted(members)
+    for s in pop.keys() | refs.keys():  # small strata borrow their pool's fit (module docstring)
+        if strata[s]["status"] != "calibrated" and strata[pool_key(s)]["status"] == "calibrated":
+            strata[s] = {"status": "pooled", "pool": pool_key(s), "n": strata[s]["n"], "n_ref": strata[s]["n_ref"]}
+    return {
+        "method": METHOD,
+        "n": len(population),
+        "params": {
+            "target_fpr": target_fpr,
+            "min_n": min_n,
+            "directions": {k: directions[k] for k in names},
+            "n_references": len(references),
+            "mad_to_sigma": MAD_TO_SIGMA,
+            "min_log_scale": MIN_LOG_SCALE,
+            "min_rel_scale": MIN_REL_SCALE,
+        },
+        "strata": strata,
+    }
+
+
+def _by_stratum(rows: Sequence[Member]) -> dict[str, list[Mapping[str, float | None]]]:
+    out: dict[str, list[Mapping[str, float | None]]] = defaultdict(list)
+    for stratum, feats in rows:
+        out[stratum].append(feats)
+    return dict(out)
+
+
+def _column(rows: Sequence[Mapping[str, float | None]], name: str) -> np.ndarray:
+    vals = [r.get(name) for r in rows]
+    arr = np.array([v if v is not None else np.nan for v in vals], dtype=np.float64)
+    return arr[np.isfinite(arr)]
+
+
+def _fit_one(
+    pop: Sequence[Mapping[str, float | None]],
+    refs: Sequence[Mapping[str, float | None]],
+    names: Sequence[str],
+    directions: Mapping[str, str],
+    target_fpr: float,
+    min_n: int,
+    *,
+    source: str,
+) -> dict[str, Any]:
+    n, n_ref = len(pop), len(refs)
+    use_refs = n_ref >= min_n  # enough trusted adapters: location/scale from them alone
+    if n < min_n and not use_refs:
+        return {"status": "not_calibrated", "source": source, "n": n, "n_ref": n_ref,
+                "reason": f"n={n} < min_n={min_n}"}  # fmt: skip
+    fitted: dict[str, dict[str, Any]] = {}
+    columns = {}
+    for name in names:
+        base = _column(refs if use_refs else pop, name)
+        if base.size >= min_n:
+            columns[name] = (base, _column(refs, name))
+    k = len(columns)
+    if k == 0:
+        return {"status": "not_calibrated", "source": source, "n": n, "n_ref": n_ref,
+                "reason": "no feature has min_n finite values"}  # fmt: skip
+    alpha = target_fpr / k  # Bonferroni (module docstring, step 3)
+    for name, (base, ref) in columns.items():
+        fitted[name] = _fit_feature(base, ref, directions[name], alpha)
+    return {"status": "calibrated", "source": "reference" if use_refs else source, "n": n, "n_ref": n_ref,
+            "alpha_per_feature": alpha, "features": fitted}  # fmt: skip
+
+
+def _fit_feature(base: np.ndarray, ref: np.ndarray, direction: str, alpha: float) -> dict[str, Any]:
+    both = np.concatenate([base, ref])
+    log = bool(both.size and np.all(both > 0))
+    x = np.log(base) if log else base
+    m = float(np.median(x))
+    mad = float(np.median(np.abs(x - m)))
+    floor = MIN_LOG_SCALE if log else max(MIN_REL_SCALE * abs(m), MIN_ABS_SCALE)
+    scale = max(MAD_TO_SIGMA * mad, floor)
+    tail = alpha / 2 if direction == "both" else alpha
+    crit = float(sps.t.isf(tail, df=max(x.size - 1, 1)))
+    lo = m - crit * scale if direction in ("down", "both") else None
+    hi = m + crit * scale if direction in ("up", "both") else None
+    anchored = False
+    if ref.size:  # a known-clean reference is never beyond a threshold (module docstring, step 5)
+        r = np.log(ref) if log else ref
+        if hi is not None and r.max() > hi:
+            hi, anchored = float(r.max()), True
+        if lo is not None and r.min() < lo:
+            lo, anchored = float(r.min()), True
+    return {
+        "direction": direction,
+        "transform": "log" if log else "identity",
+        "loc": m,
+        "scale": scale,
+        "mad_scale": MAD_TO_SIGMA * mad,
+        "crit": crit,
+        "lo": lo,
+        "hi": hi,
+        "anchored": anchored,
+        "n": int(x.size),
+        # the same thresholds in feature units, for people reading a breakdown
+        "threshold_low": None if lo is None else _inverse(lo, log),
+        "threshold_high": None if hi is None else _inverse(hi, log),
+    }
+
+
+def _inverse(x: float, log: bool) -> float:
+    if not log:
+        return x
+    return math.exp(x) if x < 700 else math.inf

@@ -1,0 +1,67 @@
+"""``hubaudit calibrate --base BASE``: fit per-stratum thresholds and re-derive every verdict."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from hubaudit.cli._options import DbOpt, err_console
+from hubaudit.cli.app import app
+
+
+class CalibrateFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+@app.command("calibrate")
+def calibrate(
+    base: Annotated[str, typer.Option("--base", "-b", help="Base model whose stored adapters are calibrated.")],
+    reference: Annotated[
+        Optional[list[str]],
+        typer.Option("--reference", "-r", help="A known-clean adapter (dir or file); repeatable. Anchors the thresholds."),
+    ] = None,
+    target_fpr: Annotated[
+        float, typer.Option("--target-fpr", min=1e-9, max=0.5, help="False-positive rate of the combined verdict on clean adapters.")
+    ] = 0.01,
+    min_n: Annotated[
+        int, typer.Option("--min-n", min=2, help="Adapters a stratum (or its pool) needs to be calibrated; below: 'not calibrated'.")
+    ] = 30,
+    db: DbOpt = None,
+    fmt: Annotated[CalibrateFormat, typer.Option("--format", "-f", help="Output format on stdout.")] = CalibrateFormat.table,
+) -> None:
+    """Fit robust per-stratum thresholds for BASE from its stored adapters (DESIGN §3), store them as a
+    new threshold-set version, and re-judge every stored adapter of BASE.
+
+    Exit 0 when at least one adapter could be judged, 3 when nothing is calibrated.
+    """
+    from hubaudit.errors import NotCalibratedError
+    from hubaudit.pipeline.calibrate import calibrate_base
+    from hubaudit.settings import resolve_db_url
+    from hubaudit.store import Store
+
+    with Store.open(resolve_db_url(db), create=True) as store:
+        run_id = store.start_run("calibrate", {"base": base, "reference": reference or [], "target_fpr": target_fpr, "min_n": min_n})
+        try:
+            summary = calibrate_base(store, base, references=reference or [], target_fpr=target_fpr, min_n=min_n)
+        except Exception:
+            store.finish_run(run_id, counts={}, exit_status=3)
+            raise
+        store.finish_run(run_id, counts={"n": summary.n, **summary.verdicts}, exit_status=0 if summary.calibrated else 3)
+    if fmt is CalibrateFormat.json:
+        sys.stdout.write(json.dumps(summary.to_dict(), allow_nan=False) + "\n")
+    else:
+        for s in summary.strata:
+            sys.stdout.write(f"{s['status']}\t{s['n']}\t{s['flagged']}\t{s['fit'] or '-'}\t{s['stratum']}\n")
+    v = summary.verdicts
+    err_console.print(
+        f"Threshold set v{summary.version} for {base} ({summary.method}, N={summary.n}, target FPR {summary.target_fpr}, "
+        f"min N {summary.min_n}, {summary.n_references} reference(s)): {v['flagged']} flagged, {v['clean']} clean, "
+        f"{v['not_calibrated']} not calibrated"
+    )
+    if not summary.calibrated:
+        raise NotCalibratedError(f"no stratum of {base} has min N={min_n} adapters (N={summary.n})")

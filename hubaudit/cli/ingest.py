@@ -1,0 +1,55 @@
+"""``hubaudit ingest PATH... --base BASE``: scan local adapters into the store (no Hub needed)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from typing import Annotated
+
+import typer
+
+from hubaudit.cli._options import DbOpt, err_console
+from hubaudit.cli.app import app
+
+EXIT_NOT_SCORED = 3
+
+
+class IngestFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+@app.command("ingest")
+def ingest(
+    paths: Annotated[list[str], typer.Argument(help="Adapter directories or weights files.")],
+    base: Annotated[str, typer.Option("--base", "-b", help="Base model the adapters belong to, e.g. Qwen/Qwen2.5-1.5B.")],
+    db: DbOpt = None,
+    fmt: Annotated[IngestFormat, typer.Option("--format", "-f", help="Output format on stdout.")] = IngestFormat.table,
+) -> None:
+    """Scan local adapters and store them under BASE as `local:<absolute path>` (idempotent per content).
+
+    Exit 0 when every input was scored, 3 when at least one could not be (all are recorded).
+    """
+    from hubaudit.pipeline.ingest import ingest as run_ingest
+    from hubaudit.settings import resolve_db_url
+    from hubaudit.store import Store
+
+    with Store.open(resolve_db_url(db), create=True) as store:
+        run_id = store.start_run("ingest", {"paths": paths, "base": base})
+        summary = run_ingest(store, paths, base)
+        counts = summary.counts
+        exit_status = 0 if summary.all_scored else EXIT_NOT_SCORED
+        store.finish_run(run_id, counts=counts, exit_status=exit_status)
+    if fmt is IngestFormat.json:
+        sys.stdout.write(json.dumps([i.to_dict() for i in summary.items], allow_nan=False) + "\n")
+    else:
+        for i in summary.items:
+            score = f"{i.score:.4e}" if i.score is not None else "-"
+            sys.stdout.write(f"{i.status}\t{score}\t{i.stratum or i.reason or '-'}\t{i.repo_id}\n")
+    err_console.print(
+        f"Ingested {counts['inputs']} input(s) for {base}: {counts['scored']} scored, "
+        f"{counts['unsupported']} unsupported, {counts['error']} error ({store.url})"
+    )
+    if exit_status:
+        raise typer.Exit(exit_status)

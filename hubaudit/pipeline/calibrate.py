@@ -1,0 +1,143 @@
+"""Flow ``calibrate``: fit a base's thresholds from its stored population and re-derive verdicts.
+
+Wires three stages: the store (population, threshold sets, verdicts), stats (scans the
+``--reference`` adapters and supplies each feature's registered direction) and calibrate (the
+pure fit/judge of DESIGN §3, documented in hubaudit/calibrate/fit.py).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hubaudit import calibrate as cal
+from hubaudit.constants import FEATURESET_VERSION
+from hubaudit.errors import NotCalibratedError, UsageError
+from hubaudit.store import Store
+from hubaudit.store.rows import ThresholdSetRow
+
+
+@dataclass
+class CalibrationSummary:
+    """What one calibration produced (the data ``hubaudit calibrate`` prints)."""
+
+    base: str
+    threshold_set_id: int
+    version: int
+    method: str
+    featureset_version: str
+    n: int
+    n_references: int
+    target_fpr: float
+    min_n: int
+    strata: list[dict[str, Any]] = field(default_factory=list)
+    verdicts: dict[str, int] = field(default_factory=dict)  # flagged / clean / not_calibrated
+
+    @property
+    def calibrated(self) -> bool:
+        return self.verdicts.get("flagged", 0) + self.verdicts.get("clean", 0) > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+def feature_directions(names: Iterable[str]) -> dict[str, str]:
+    """Direction ("up"/"down"/"both") of each feature from the stats registry; unknown names are left out."""
+    from hubaudit.stats.features import describe
+
+    out = {}
+    for name in names:
+        feat = describe(name)
+        if feat is not None:
+            out[name] = feat.direction
+    return out
+
+
+def _scan_references(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, float]]]:
+    from hubaudit.stats import scan_path
+
+    refs = []
+    for p in paths:
+        scan = scan_path(Path(p).expanduser())
+        if scan.status != "ok":
+            raise UsageError(f"reference adapter {p} could not be scored: {scan.error}",
+                             hint="references must be scorable LoRA adapters you know are clean")  # fmt: skip
+        refs.append((scan.stratum, dict(scan.features)))
+    return refs
+
+
+def threshold_set_dict(row: ThresholdSetRow) -> dict[str, Any]:
+    """A stored threshold set in the shape hubaudit.calibrate.judge takes."""
+    return {"method": row.method, "n": row.n, "strata": row.strata, "params": row.params}
+
+
+def calibrate_base(
+    store: Store,
+    base: str,
+    *,
+    references: Sequence[str | Path] = (),
+    target_fpr: float = 0.01,
+    min_n: int = 30,
+    featureset_version: str = FEATURESET_VERSION,
+) -> CalibrationSummary:
+    """Fit a new threshold set for ``base``, store it (deactivating the old) and re-judge every
+    scored revision of the base. Raises NotCalibratedError if the base has no scored adapters."""
+    population = store.population(base, featureset_version)
+    refs = _scan_references(references)
+    if not population and not refs:
+        raise NotCalibratedError(f"no scored adapters of {base} in the store ({store.url})",
+                                 hint=f"ingest or crawl adapters of {base} first")  # fmt: skip
+    names = {k for row in population for k in row.features} | {k for _, f in refs for k in f}
+    directions = feature_directions(sorted(names))
+    ts = cal.fit([(r.stratum, r.features) for r in population], directions, target_fpr, min_n, refs)
+    params = ts["params"] | {"references": [str(Path(p).expanduser().absolute()) for p in references]}
+    ts_id = store.save_threshold_set(base, method=ts["method"], featureset_version=featureset_version, n=ts["n"],
+                                     strata=ts["strata"], params=params)  # fmt: skip
+    verdicts = [(r.revision_id, *cal.judge(r.features, r.stratum, ts)) for r in population]
+    store.save_verdicts(ts_id, verdicts)
+    active = store.active_threshold_set(base)
+    counts = Counter("not_calibrated" if f is None else ("flagged" if f else "clean") for _, f, _ in verdicts)
+    return CalibrationSummary(
+        base=base, threshold_set_id=ts_id, version=active.version if active else 0, method=ts["method"],
+        featureset_version=featureset_version, n=ts["n"], n_references=len(refs), target_fpr=target_fpr, min_n=min_n,
+        strata=_strata_table(ts["strata"], population, verdicts),
+        verdicts={k: counts.get(k, 0) for k in ("flagged", "clean", "not_calibrated")},
+    )  # fmt: skip
+
+
+def judge_revisions(store: Store, base: str, revision_ids: Iterable[int] | None = None) -> dict[int, bool | None]:
+    """Judge stored revisions of ``base`` (all of its population when None) against the active
+    threshold set and store the verdicts; for flows (crawl) that score after a calibration."""
+    active = store.active_threshold_set(base)
+    if active is None:
+        return {}
+    wanted = None if revision_ids is None else set(revision_ids)
+    ts = threshold_set_dict(active)
+    rows = [r for r in store.population(base, active.featureset_version) if wanted is None or r.revision_id in wanted]
+    verdicts = [(r.revision_id, *cal.judge(r.features, r.stratum, ts)) for r in rows]
+    store.save_verdicts(active.id, verdicts)
+    return {rid: flagged for rid, flagged, _ in verdicts}
+
+
+def _strata_table(strata: dict[str, Any], population: Sequence[Any], verdicts: Sequence[tuple]) -> list[dict[str, Any]]:
+    flagged: Counter[str] = Counter()
+    for r, (_, f, _) in zip(population, verdicts):
+        flagged[r.stratum] += bool(f)
+    out = []
+    for key, entry in sorted(strata.items()):
+        if key.startswith("pool:"):
+            continue
+        out.append({
+            "stratum": key,
+            "status": entry["status"],
+            "n": entry.get("n", 0),
+            "n_references": entry.get("n_ref", 0),
+            "fit": entry.get("pool") if entry["status"] == "pooled" else (key if entry["status"] == "calibrated" else None),
+            "source": entry.get("source"),
+            "n_features": len(entry.get("features", {})),
+            "flagged": flagged.get(key, 0),
+        })  # fmt: skip
+    return out
