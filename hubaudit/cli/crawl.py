@@ -1,0 +1,109 @@
+"""``hubaudit crawl --base BASE``: enumerate, fetch and score every Hub adapter of a base model."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from hubaudit.cli._options import DbOpt, err_console
+from hubaudit.cli.app import app
+from hubaudit.constants import MAX_ADAPTER_BYTES, MAX_HEADER_BYTES
+from hubaudit.httpclient import RetryPolicy, hub_config_from_env
+from hubaudit.pipeline.crawl import CrawlOptions, CrawlSummary, crawl
+from hubaudit.settings import Settings
+from hubaudit.store import Store
+
+
+class CrawlFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+class ExecutorName(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+class _Bar:
+    """A rich progress line on stderr (TTY only): listed / judged counts."""
+
+    def __init__(self) -> None:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        self._p = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                           TimeElapsedColumn(), console=err_console, transient=True)
+        self._task = self._p.add_task("crawling", total=None)
+        self._listed = 0
+
+    def __enter__(self) -> _Bar:
+        self._p.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._p.stop()
+
+    def listed(self, total: int) -> None:
+        self._listed = total
+        self._p.update(self._task, description=f"listed {total}")
+
+    def finished(self, outcome) -> None:  # noqa: ANN001 - TaskOutcome
+        self._p.update(self._task, advance=1, description=f"listed {self._listed}, last {outcome.status}")
+
+
+def _print_summary(s: CrawlSummary) -> None:
+    err_console.print(
+        f"crawl {', '.join(s.bases)}: listed {s.listed}, new {s.new}, unchanged {s.unchanged}, "
+        f"scored {s.scored}, flagged {s.flagged}, removed {s.removed} ({s.duration_s:.1f}s)"
+    )
+    if s.by_reason:
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(s.by_reason.items()))
+        err_console.print(f"not scored, by reason: {reasons}")
+    if not s.listing_complete:
+        err_console.print("listing truncated by --limit: nothing was marked removed")
+
+
+@app.command("crawl")
+def crawl_cmd(
+    base: Annotated[list[str], typer.Option("--base", "-b", help="Base model repo id (repeatable).")],
+    limit: Annotated[Optional[int], typer.Option(min=1, help="At most N adapters listed per base.")] = None,
+    workers: Annotated[int, typer.Option(min=1, max=256, help="Concurrent fetch-and-score tasks.")] = 8,
+    include_derived: Annotated[bool, typer.Option("--include-derived", help="Also crawl adapters of the base's quantized/finetuned children.")] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep downloaded files in the cache (default: delete after scoring).")] = False,
+    executor: Annotated[ExecutorName, typer.Option(help="Where fetch-and-score runs.")] = ExecutorName.local,
+    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address for --executor ray (e.g. 127.0.0.1:6379).")] = None,
+    fmt: Annotated[CrawlFormat, typer.Option("--format", "-f", help="json: print the summary object on stdout.")] = CrawlFormat.text,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before any single Hub request times out.")] = 30.0,
+    max_retries: Annotated[int, typer.Option(min=0, help="Retries per request on 5xx/408/429/connection errors.")] = 5,
+    backoff: Annotated[float, typer.Option(min=0.0, help="Base of the exponential backoff, seconds (jittered).", hidden=True)] = 0.5,
+    max_file_mb: Annotated[float, typer.Option(help="Refuse adapter weight files larger than this (MiB), before download.")] = MAX_ADAPTER_BYTES / 2**20,
+    db: DbOpt = None,
+) -> None:
+    """Enumerate the Hub adapters of BASE, fetch each new revision pinned to its commit, verify and score it.
+
+    HF_ENDPOINT and HF_TOKEN are read from the environment (the token is sent, never logged or
+    stored). Exit 0 when the crawl completed (per-adapter failures are recorded with reasons),
+    4 when the Hub failed for the whole run (finished work is committed; rerun to resume).
+    """
+    settings = Settings.from_env(db_url=db)
+    hub = hub_config_from_env(os.environ, timeout=timeout, retry=RetryPolicy(max_retries=max_retries, base_delay=backoff))
+    options = CrawlOptions(
+        bases=tuple(dict.fromkeys(base)), cache_root=settings.home / "cache", limit=limit, workers=workers,
+        include_derived=include_derived, keep=keep, executor=executor.value, ray_address=ray_address,
+        max_file_bytes=int(max_file_mb * 2**20), max_header_bytes=MAX_HEADER_BYTES,
+    )
+    args = {"bases": list(options.bases), "limit": limit, "workers": workers, "include_derived": include_derived,
+            "executor": executor.value, "endpoint": hub.endpoint}
+    with Store.open(settings.db_url, create=True) as store:
+        if err_console.is_terminal:
+            with _Bar() as bar:
+                summary = crawl(store, hub, options, progress=bar, command_args=args)
+        else:
+            summary = crawl(store, hub, options, command_args=args)
+    _print_summary(summary)
+    if fmt is CrawlFormat.json:
+        sys.stdout.write(json.dumps(summary.to_dict()) + "\n")

@@ -1,0 +1,72 @@
+"""Ray executor: each item is a Ray task on a cluster (``ray.init(address=...)``).
+
+Tasks return values to the driver, which does all store writes, so workers need no database
+access (the store can still be PostgreSQL for other readers). The task function must be
+importable on the workers (hubaudit installed there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any, ClassVar
+
+from hubaudit.errors import ExecutorError, MissingExtraError
+from hubaudit.executors.interface import Executor, R, T, TaskResult, one_line
+
+
+class RayExecutor(Executor):
+    """At most ``workers`` Ray tasks in flight; ``num_cpus``/``num_gpus`` per task (probing sets GPUs)."""
+
+    name: ClassVar[str] = "ray"
+
+    def __init__(self, workers: int = 8, *, address: str | None = None, num_cpus: float = 1, num_gpus: float = 0,
+                 runtime_env: dict[str, Any] | None = None) -> None:
+        super().__init__(workers)
+        try:
+            import ray
+        except ImportError:
+            raise MissingExtraError("ray", "--executor ray") from None
+        self._ray = ray
+        self._owns = False
+        self._options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_retries": 0}
+        if not ray.is_initialized():
+            try:
+                ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
+                         runtime_env=runtime_env, configure_logging=False)
+            except Exception as exc:  # noqa: BLE001 - any failure to connect is run-level
+                raise ExecutorError(f"cannot connect to Ray at {address or '(new local instance)'}: {one_line(exc)}") from None
+            self._owns = True
+
+    def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[TaskResult[T, R]]:
+        ray = self._ray
+        remote = ray.remote(fn).options(**self._options)
+        it = iter(items)
+        pending: dict[Any, T] = {}
+        try:
+            while True:
+                while len(pending) < self.workers:
+                    try:
+                        item = next(it)
+                    except StopIteration:
+                        break
+                    pending[remote.remote(item)] = item
+                if not pending:
+                    return
+                done, _ = ray.wait(list(pending), num_returns=1)
+                for ref in done:
+                    item = pending.pop(ref)
+                    try:
+                        yield TaskResult(item, value=ray.get(ref))
+                    except Exception as exc:  # noqa: BLE001 - a task error is a value (RayTaskError etc.)
+                        yield TaskResult(item, error=one_line(getattr(exc, "cause", None) or exc))
+        finally:
+            for ref in pending:
+                try:
+                    ray.cancel(ref)
+                except Exception:  # noqa: BLE001 - best effort on shutdown
+                    pass
+
+    def close(self) -> None:
+        if self._owns and self._ray.is_initialized():
+            self._ray.shutdown()
+            self._owns = False

@@ -1,0 +1,257 @@
+"""HTTP plumbing shared by the Hub-facing stages (hub/, fetch/): timeouts, retries, error classes.
+
+Why this exists (hub_api.md §0): huggingface_hub 2.x talks through one global ``httpx2`` client
+whose default timeout is None, ``model_info`` and ``parse_safetensors_file_metadata`` never retry,
+and listing passes ``timeout=None`` explicitly. :func:`hub_client` installs a client factory whose
+request hook puts a timeout on *every* request that has none, and restores the previous factory on
+exit. :func:`call_with_retry` adds exponential backoff with jitter on 5xx/408/connection errors
+and honours 429 ``RateLimit: "api";r=0;t=N`` / ``Retry-After: N``. :func:`classify` turns any
+exception into one of a few kinds the pipeline decides on (per-adapter value vs run-level error).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+T = TypeVar("T")
+
+RETRY_STATUS = (408, 500, 502, 503, 504)
+INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
+
+_factory_lock = threading.Lock()
+_factory_depth = 0
+_factory_saved: Callable | None = None
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Retry budget: ``max_retries`` extra attempts, backoff ``base * 2**n`` capped at ``max_delay``,
+    multiplied by a jitter factor in [0.5, 1). A 429 waits the server's reset time instead, unless
+    it exceeds ``max_rate_wait`` (then it is beyond the budget at once)."""
+
+    max_retries: int = 5
+    base_delay: float = 0.5
+    max_delay: float = 8.0
+    max_rate_wait: float = 300.0
+
+    def backoff(self, attempt: int) -> float:
+        return min(self.max_delay, self.base_delay * 2**attempt) * (0.5 + random.random() / 2)
+
+
+@dataclass(frozen=True)
+class HubConfig:
+    """Where and how to talk to the Hub. Picklable (it travels to Ray workers).
+
+    ``token`` is never logged or stored (``__repr__`` hides it)."""
+
+    endpoint: str
+    token: str | None = None
+    timeout: float = 30.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+
+    def __repr__(self) -> str:
+        return f"HubConfig(endpoint={self.endpoint!r}, token={'***' if self.token else None}, timeout={self.timeout})"
+
+
+@dataclass(frozen=True)
+class Failure:
+    """What went wrong, in the pipeline's terms.
+
+    kind: ``transient`` (5xx, 408, reset, truncated, timeout: worth a retry), ``rate_limited``,
+    ``unreachable`` (cannot connect), ``auth`` (token rejected), ``not_found``, ``gated``,
+    ``disabled``, ``other``. ``reason`` is the short code stored with a revision.
+    """
+
+    kind: str
+    reason: str
+    message: str
+    wait: float | None = None  # seconds the server asked us to wait (429)
+
+
+def _response_of(exc: BaseException):
+    resp = getattr(exc, "response", None)
+    return resp if resp is not None and hasattr(resp, "status_code") else None
+
+
+def _chain(exc: BaseException) -> Iterator[BaseException]:
+    seen: set[int] = set()
+    cur: BaseException | None = exc
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        yield cur
+        cur = cur.__cause__ or cur.__context__
+
+
+def rate_limit_wait(headers) -> float | None:
+    """Seconds to wait from ``RateLimit: "api";r=0;t=N`` (IETF draft) or ``Retry-After: N``."""
+    value = headers.get("RateLimit") or headers.get("ratelimit")
+    if value:
+        m = re.search(r"(?:^|;)\s*t=(\d+)", value)
+        r = re.search(r"(?:^|;)\s*r=(\d+)", value)
+        if m and (r is None or int(r.group(1)) == 0):
+            return float(m.group(1))
+    retry_after = headers.get("Retry-After")
+    if retry_after and retry_after.strip().isdigit():
+        return float(retry_after.strip())
+    return None
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"[:300]
+
+
+def classify(exc: BaseException) -> Failure:
+    """Map an exception (huggingface_hub, httpx2, OSError, wrapped or not) to a :class:`Failure`."""
+    import httpx2
+    from huggingface_hub import errors as hf
+
+    msg = _one_line(exc)
+    for e in _chain(exc):
+        if isinstance(e, hf.GatedRepoError):
+            return Failure("gated", "gated", msg)
+        if isinstance(e, hf.DisabledRepoError):
+            return Failure("disabled", "disabled", msg)
+        if isinstance(e, (hf.RepositoryNotFoundError, hf.RevisionNotFoundError, hf.RemoteEntryNotFoundError)):
+            resp = _response_of(e)
+            if resp is not None and resp.status_code == 401 and _is_invalid_credentials(resp):
+                return Failure("auth", "auth", msg)
+            return Failure("not_found", "not_found", msg)
+        resp = _response_of(e)
+        if resp is not None:
+            status = resp.status_code
+            if status == 429:
+                return Failure("rate_limited", "rate_limited", msg, rate_limit_wait(resp.headers))
+            if status == 401:
+                return Failure("auth", "auth", msg)
+            if status in RETRY_STATUS:
+                return Failure("transient", "timeout" if status == 408 else "server_error", msg)
+            if status == 404:
+                return Failure("not_found", "not_found", msg)
+            if status == 403 and "disabled" in msg.lower():
+                return Failure("disabled", "disabled", msg)
+            return Failure("other", f"http_{status}", msg)
+        if isinstance(e, httpx2.ConnectTimeout):
+            return Failure("transient", "timeout", msg)
+        if isinstance(e, httpx2.ConnectError):
+            return Failure("unreachable", "unreachable", msg)
+        if isinstance(e, httpx2.TimeoutException):
+            return Failure("transient", "timeout", msg)
+        if isinstance(e, (httpx2.NetworkError, httpx2.RemoteProtocolError)):
+            return Failure("transient", "connection_error", msg)
+        if isinstance(e, OSError) and "Consistency check failed" in str(e):
+            return Failure("transient", "truncated", msg)
+    if isinstance(exc, (ConnectionError, TimeoutError)):
+        return Failure("transient", "connection_error", msg)
+    return Failure("other", "error", msg)
+
+
+def _is_invalid_credentials(resp) -> bool:
+    return INVALID_CREDENTIALS.lower() in (resp.headers.get("X-Error-Message") or "").lower()
+
+
+# Kinds worth another attempt. "unreachable" is retried too: a refused connection is often a
+# restarting proxy; beyond the budget it becomes a run-level HubUnavailableError.
+RETRYABLE = ("transient", "rate_limited", "unreachable")
+
+
+def call_with_retry(fn: Callable[[], T], policy: RetryPolicy, *, sleep: Callable[[float], None] = time.sleep) -> T:
+    """Call ``fn`` until it succeeds or the budget is spent; re-raises the last exception."""
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except Exception as exc:  # noqa: BLE001 - classified below, re-raised when not retryable
+            failure = classify(exc)
+            if failure.kind not in RETRYABLE or attempt >= policy.max_retries:
+                raise
+            if failure.kind == "rate_limited" and failure.wait is not None:
+                if failure.wait > policy.max_rate_wait:
+                    raise
+                delay = failure.wait + random.random() * 0.25  # jitter: do not stampede at reset
+            else:
+                delay = policy.backoff(attempt)
+            sleep(delay)
+            attempt += 1
+
+
+def _timeout_hook(timeout: float) -> Callable:
+    def hook(request) -> None:
+        # The client passes timeout=None explicitly for listings; give every request a bound.
+        current = request.extensions.get("timeout") or {}
+        request.extensions["timeout"] = {k: (current.get(k) if current.get(k) is not None else timeout)
+                                         for k in ("connect", "read", "write", "pool")}
+    return hook
+
+
+@contextmanager
+def hub_client(timeout: float) -> Iterator[None]:
+    """Install a huggingface_hub client factory with a per-request timeout; restore on exit.
+
+    Re-entrant and thread-safe (nested uses share the outer factory). The factory keeps the
+    library's own request hook (offline mode, request ids, download counter header).
+    """
+    global _factory_depth, _factory_saved
+    import httpx2
+    from huggingface_hub.utils import _http
+
+    def factory() -> httpx2.Client:
+        return httpx2.Client(event_hooks={"request": [_http.hf_request_event_hook, _timeout_hook(timeout)]},
+                             follow_redirects=True, timeout=timeout,
+                             limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64))
+
+    with _factory_lock:
+        if _factory_depth == 0:
+            _factory_saved = _http._GLOBAL_CLIENT_FACTORY
+            _http.set_client_factory(factory)
+            _quiet_hf_logging()
+        _factory_depth += 1
+    try:
+        yield
+    finally:
+        with _factory_lock:
+            _factory_depth -= 1
+            if _factory_depth == 0 and _factory_saved is not None:
+                _http.set_client_factory(_factory_saved)
+                _factory_saved = None
+
+
+def ensure_hub_client(timeout: float) -> None:
+    """Install the timeout factory for the rest of this process (Ray workers); idempotent."""
+    global _process_cm
+    with _process_lock:
+        if _process_cm is None:
+            cm = hub_client(timeout)
+            cm.__enter__()
+            _process_cm = cm
+
+
+_process_lock = threading.Lock()
+_process_cm = None
+
+
+def _quiet_hf_logging() -> None:
+    # huggingface_hub logs each retry as a warning on stderr; our summary reports outcomes instead.
+    from huggingface_hub.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+
+
+DEFAULT_ENDPOINT = "https://huggingface.co"
+
+
+def hub_config_from_env(env, *, timeout: float = 30.0, retry: RetryPolicy | None = None) -> HubConfig:
+    """HubConfig from an environment mapping (``HF_ENDPOINT``, ``HF_TOKEN``), read at the CLI edge.
+
+    huggingface_hub reads HF_ENDPOINT once at import; we read it here and pass it explicitly.
+    """
+    endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    token = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None
+    return HubConfig(endpoint=endpoint, token=token, timeout=timeout, retry=retry or RetryPolicy())

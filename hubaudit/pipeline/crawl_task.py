@@ -1,0 +1,244 @@
+"""Fetch-and-score one pinned adapter revision: the unit of work the crawl runs on an executor.
+
+Wires hub (pinned metadata), fetch (header pre-check, verified download, cleanup) and stats
+(the streaming scanner). Runs in a thread or a Ray worker, touches no database, never raises:
+everything comes back as a :class:`TaskOutcome` value; run-level conditions (Hub unreachable,
+token rejected, rate limit beyond the budget) come back in ``fatal`` for the driver to act on.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from hubaudit.constants import ADAPTER_CONFIG, ADAPTER_PICKLE, ADAPTER_SAFETENSORS, MAX_CONFIG_BYTES
+from hubaudit.fetch import Wanted, check_remote_header, download_verified, remove_tree, task_cache_dir
+from hubaudit.httpclient import Failure, HubConfig, classify, ensure_hub_client
+from hubaudit.hub import HubSource, RepoInfo
+from hubaudit.models import ScanResult
+
+# Failure kinds that stop the whole run (hubaudit.errors maps them to exit code 4).
+FATAL_KINDS = {"unreachable": "unavailable", "auth": "auth", "rate_limited": "rate_limited"}
+_REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*(/[\w.-]+)?$")
+
+
+@dataclass(frozen=True)
+class TaskSettings:
+    """Per-crawl settings shared by every task (picklable; the token inside is never logged)."""
+
+    hub: HubConfig
+    cache_root: str
+    keep: bool = False
+    max_file_bytes: int = 8 * 1024**3
+    max_header_bytes: int = 16 * 1024 * 1024
+    compare_base_weights: bool = True
+
+
+@dataclass(frozen=True)
+class FetchJob:
+    """One (repo, sha) to fetch and score. ``expected_base`` is the base it was listed under
+    (the audited base, or a quantized/finetuned child of it with ``--include-derived``)."""
+
+    settings: TaskSettings
+    base: str
+    repo_id: str
+    sha: str
+    expected_base: str
+    card_base_model: str | None = None
+
+
+@dataclass
+class TaskOutcome:
+    """What happened; maps 1:1 onto ``Store.record_revision`` arguments (+ ``fatal``)."""
+
+    repo_id: str
+    sha: str
+    status: str
+    reason: str | None = None
+    error: str | None = None
+    files: list[dict] = field(default_factory=list)
+    declared_base: str | None = None
+    provenance: dict[str, Any] = field(default_factory=dict)
+    scan: ScanResult | None = None
+    fatal: str | None = None  # "unavailable" | "auth" | "rate_limited"
+    transient: bool = False
+
+    @property
+    def flagged(self) -> bool:
+        return bool(self.provenance.get("flags") or self.provenance.get("hub_security_issues"))
+
+
+def _from_failure(job: FetchJob, f: Failure) -> TaskOutcome:
+    out = TaskOutcome(job.repo_id, job.sha, "retry", f.reason, f.message)
+    if f.kind in FATAL_KINDS:
+        out.fatal = FATAL_KINDS[f.kind]
+    elif f.kind in ("not_found", "gated", "disabled"):
+        out.status = "skipped"
+    elif f.kind == "transient":
+        out.transient = True
+    elif f.reason.startswith("http_4"):
+        out.status = "error"
+    return out
+
+
+def fetch_and_score(job: FetchJob) -> TaskOutcome:
+    """Fetch ``job.repo_id`` at ``job.sha``, verify, score; never raises."""
+    s = job.settings
+    ensure_hub_client(s.hub.timeout)
+    source = HubSource(s.hub)
+    try:
+        info = source.repo_info(job.repo_id, job.sha)
+    except Exception as exc:  # noqa: BLE001 - classified into a value
+        return _from_failure(job, classify(exc))
+    decided = _decide(job, info)
+    if decided is not None:
+        decided.provenance = _security(info)
+        return decided
+    try:
+        return _fetch_scan(job, info, source)
+    except Exception as exc:  # noqa: BLE001 - network errors beyond the retry budget, and any surprise
+        return _from_failure(job, classify(exc))
+
+
+def _decide(job: FetchJob, info: RepoInfo) -> TaskOutcome | None:
+    """Decisions from pinned metadata alone (no download). None: go ahead."""
+    s = job.settings
+
+    def out(status: str, reason: str, msg: str) -> TaskOutcome:
+        return TaskOutcome(job.repo_id, job.sha, status, reason, msg)
+
+    if info.disabled:
+        return out("skipped", "disabled", "the repository is disabled on the Hub")
+    if info.gated and not s.hub.token:
+        return out("skipped", "gated", f"gated repository ({info.gated}); downloads need an approved token")
+    weights, config = info.file(ADAPTER_SAFETENSORS), info.file(ADAPTER_CONFIG)
+    if weights is None:
+        if info.file(ADAPTER_PICKLE) is not None:
+            return out("unsupported", "pickle_format", "only adapter_model.bin (pickle); never unpickled by the crawler")
+        return out("skipped", "no_adapter_files", "no adapter_model.safetensors in the repository")
+    if config is None:
+        return out("skipped", "no_adapter_files", "adapter_config.json is missing")
+    if weights.size is not None and weights.size > s.max_file_bytes:
+        return out("skipped", "oversize", f"{ADAPTER_SAFETENSORS} is {weights.size} bytes (cap {s.max_file_bytes})")
+    if config.size is not None and config.size > MAX_CONFIG_BYTES:
+        return out("skipped", "oversize", f"{ADAPTER_CONFIG} is {config.size} bytes (cap {MAX_CONFIG_BYTES})")
+    return None
+
+
+def _fetch_scan(job: FetchJob, info: RepoInfo, source: HubSource) -> TaskOutcome:
+    from hubaudit.stats import scan_path
+
+    s = job.settings
+    weights, config = info.file(ADAPTER_SAFETENSORS), info.file(ADAPTER_CONFIG)
+    head = check_remote_header(s.hub, job.repo_id, ADAPTER_SAFETENSORS, job.sha, weights.size,
+                               max_header=s.max_header_bytes)
+    if not head.ok:
+        status = "skipped" if head.reason == "oversize" else "error"
+        return TaskOutcome(job.repo_id, job.sha, status, head.reason, head.message, provenance=_security(info))
+    cache = task_cache_dir(s.cache_root, s.keep)
+    try:
+        fetched = download_verified(s.hub, job.repo_id, job.sha, [
+            Wanted(ADAPTER_CONFIG, config.size, config.lfs_sha256, config.blob_id),
+            Wanted(ADAPTER_SAFETENSORS, weights.size, weights.lfs_sha256, weights.blob_id),
+        ], cache)
+        if not fetched.ok:
+            return TaskOutcome(job.repo_id, job.sha, "error", fetched.reason, fetched.message, provenance=_security(info))
+        scan = scan_path(fetched.folder, symlink_roots=[cache])
+        config_base = scan.base_model or _config_base(fetched.folder / ADAPTER_CONFIG)
+    finally:
+        if not s.keep:
+            remove_tree(cache)
+    status, reason = {"ok": ("scored", None), "unsupported": ("unsupported", "unsupported_adapter")}.get(
+        scan.status, ("error", "malformed"))
+    card = info.card_base_model or job.card_base_model
+    prov = provenance(job, card, config_base, source) | _security(info)
+    return TaskOutcome(job.repo_id, job.sha, status, reason, scan.error, files=fetched.files,
+                       declared_base=config_base or card, provenance=prov, scan=scan)
+
+
+def _config_base(path) -> str | None:
+    try:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
+            return None
+        value = json.loads(path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+        return str(value) if value else None
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def _security(info: RepoInfo) -> dict[str, Any]:
+    issues = [dict(i) for i in info.security_issues if str(i.get("level", "")) in ("caution", "suspicious", "unsafe")]
+    return {"hub_security_issues": issues} if issues else {}
+
+
+# -- base provenance (seed 001: poisoned base weights survive PEFT fine-tuning) ---------------
+
+_weights_memo: dict[tuple[str, str], dict[str, str] | str] = {}
+_memo_lock = threading.Lock()
+
+
+def _weights(source: HubSource, repo_id: str) -> dict[str, str] | str:
+    """Weight-file sha256s of a repo from LFS metadata (memoized per process), or an error code."""
+    key = (source.config.endpoint, repo_id)
+    with _memo_lock:
+        if key in _weights_memo:
+            return _weights_memo[key]
+    try:
+        value: dict[str, str] | str = source.weight_hashes(repo_id)
+    except Exception as exc:  # noqa: BLE001 - provenance is advisory, never fails the adapter
+        value = classify(exc).reason
+    with _memo_lock:
+        _weights_memo[key] = value
+    return value
+
+
+def _is_hub_id(name: str) -> bool:
+    return bool(_REPO_ID.match(name)) and not name.startswith((".", "~")) and ".." not in name
+
+
+def provenance(job: FetchJob, card_base: str | None, config_base: str | None, source: HubSource) -> dict[str, Any]:
+    """Declared base(s) vs the base the adapter was listed under, with flags.
+
+    Flags: ``card_base_mismatch`` / ``config_base_mismatch`` (declared ≠ expected),
+    ``card_config_disagree``, ``local_path_base`` (config names a local path),
+    ``non_canonical_base`` (declared is another Hub repo), and, comparing weight sha256s from
+    LFS metadata (no download), ``base_weights_differ`` or ``base_weights_identical`` (a
+    re-upload) or ``declared_base_unavailable``.
+    """
+    expected = job.expected_base
+    flags: list[str] = []
+    prov: dict[str, Any] = {"canonical_base": job.base, "expected_base": expected, "card_base_model": card_base,
+                            "config_base_model": config_base}
+    if expected != job.base:
+        prov["derived_via"] = expected
+    if card_base and card_base != expected:
+        flags.append("card_base_mismatch")
+    if config_base and config_base != expected:
+        flags.append("config_base_mismatch")
+    if card_base and config_base and card_base != config_base:
+        flags.append("card_config_disagree")
+    if config_base and not _is_hub_id(config_base):
+        flags.append("local_path_base")
+    others = sorted({b for b in (card_base, config_base) if b and b != expected and _is_hub_id(b) and "," not in b})
+    if others:
+        flags.append("non_canonical_base")
+        if job.settings.compare_base_weights:
+            canon = _weights(source, expected)
+            comparisons = {}
+            for other in others:
+                got = _weights(source, other)
+                if isinstance(got, str) or isinstance(canon, str):
+                    comparisons[other] = "unavailable"
+                    flags.append("declared_base_unavailable")
+                elif set(got.values()) == set(canon.values()) and got:
+                    comparisons[other] = "identical"
+                    flags.append("base_weights_identical")
+                else:
+                    comparisons[other] = "differ"
+                    flags.append("base_weights_differ")
+            prov["base_weights"] = comparisons
+    prov["flags"] = sorted(set(flags))
+    return prov
