@@ -59,11 +59,12 @@ def storage_view(raw: bytes | bytearray | memoryview, dtype: str) -> np.ndarray:
 
 def to_float64(stored: np.ndarray, dtype: str) -> np.ndarray:
     """Storage-typed array (any strides, from ``storage_view``) → float64 array of the same shape."""
-    if dtype in _NATIVE:
-        return stored.astype(np.float64)
-    if dtype == "BF16":
-        bits = stored.astype(np.uint32) << 16
-        return bits.view(np.float32).astype(np.float64)
+    with np.errstate(invalid="ignore"):  # signalling NaNs in hostile files; rejected by the caller
+        if dtype in _NATIVE:
+            return stored.astype(np.float64)
+        if dtype == "BF16":
+            bits = stored.astype(np.uint32) << 16
+            return bits.view(np.float32).astype(np.float64)
     return _F8_TABLES[dtype][stored]
 
 
