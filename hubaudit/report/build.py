@@ -26,11 +26,6 @@ from hubaudit.report.model import (
 )
 from hubaudit.report.suppress import match_suppression
 
-# Keys under which a calibration may keep the threshold on the headline score, most specific first.
-_SCORE_KEYS = ("score", "global_frobN_std", "score_upper")
-_THRESHOLD_KEYS = ("upper", "threshold", "hi", "max")
-
-
 def field_of(row: Any, name: str, default: Any = None) -> Any:
     """``row.name`` for dataclass rows, ``row[name]`` for mappings."""
     if isinstance(row, Mapping):
@@ -46,24 +41,24 @@ def _finite(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def _score_threshold(spec: Any) -> float | None:
-    """Find an upper threshold on the headline score inside one stratum's stored spec."""
+# The headline score is this registered feature (stats/features.py; the paper's statistic).
+SCORE_FEATURE = "global_frobN_std"
+
+
+def _score_threshold(spec: Any, strata: Mapping[str, Any]) -> float | None:
+    """Upper threshold on the headline score in one stratum's fit (calibrate/fit.py layout), in score units.
+
+    A ``pooled`` stratum uses its pool's fit; a stratum without a fit has no threshold.
+    """
     if not isinstance(spec, Mapping):
         return _finite(spec)
-    for key in ("score_threshold", "threshold"):
-        if key in spec and not isinstance(spec[key], Mapping):
-            return _finite(spec[key])
-    for holder in (spec.get("thresholds"), spec.get("features"), spec):
-        if not isinstance(holder, Mapping):
-            continue
-        for key in _SCORE_KEYS:
-            sub = holder.get(key)
-            if isinstance(sub, Mapping):
-                for tk in _THRESHOLD_KEYS:
-                    if tk in sub:
-                        return _finite(sub[tk])
-            elif sub is not None and key != "score":
-                return _finite(sub)
+    if spec.get("status") == "pooled":
+        spec = strata.get(spec.get("pool")) or {}
+    if "score_threshold" in spec:  # a flat layout (hand-built or legacy threshold sets)
+        return _finite(spec["score_threshold"])
+    feature = (spec.get("features") or {}).get(SCORE_FEATURE)
+    if isinstance(feature, Mapping):
+        return _finite(feature.get("threshold_high"))
     return None
 
 
@@ -75,9 +70,16 @@ def calibration_from(threshold_set: Any | None) -> Calibration:
     strata = []
     for key in sorted(strata_raw):
         spec = strata_raw[key]
-        n = field_of(spec, "n") if isinstance(spec, Mapping) else None
-        thresholds = dict(spec) if isinstance(spec, Mapping) else {"threshold": spec}
-        strata.append(StratumCalibration(stratum=key, n=n, score_threshold=_score_threshold(spec), thresholds=thresholds))
+        mapping = isinstance(spec, Mapping)
+        strata.append(
+            StratumCalibration(
+                stratum=key,
+                n=spec.get("n") if mapping else None,
+                score_threshold=_score_threshold(spec, strata_raw),
+                status=spec.get("status", "calibrated") if mapping else "calibrated",
+                thresholds=dict(spec) if mapping else {"threshold": spec},
+            )
+        )
     return Calibration(
         calibrated=True,
         threshold_set_id=field_of(threshold_set, "id"),
@@ -114,7 +116,9 @@ def entry_from_row(
         flagged = None
     stratum = field_of(row, "stratum")
     strat_cal = calibration.stratum(stratum)
-    threshold = _finite(breakdown.get("threshold")) if isinstance(breakdown, Mapping) else None
+    # The margin is judged over every feature (calibrate/judge.py); the threshold shown is the score's.
+    score_fit = ((breakdown.get("features") or {}).get(SCORE_FEATURE) or {}) if isinstance(breakdown, Mapping) else {}
+    threshold = _finite(score_fit.get("hi")) if flagged is not None else None
     if threshold is None and strat_cal is not None:
         threshold = strat_cal.score_threshold
     reasons = tuple(_reason_text(r) for r in (breakdown.get("reasons") or ())) if flagged is not None else ()
@@ -162,6 +166,7 @@ def summarize(entries: Iterable[AdapterEntry]) -> Summary:
         probe_confirmed=sum(1 for e in entries if e.probe_flagged),
         not_audited=sum(not_audited.values()),
         not_audited_by_reason=dict(sorted(not_audited.items(), key=lambda kv: (-kv[1], kv[0]))),
+        provenance_mismatch=sum(1 for e in entries if e.provenance_mismatch),
     )
 
 

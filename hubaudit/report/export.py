@@ -15,7 +15,8 @@ threshold               the threshold the margin is measured against
 margin                  how far past the threshold (positive = past it)
 stratum                 comparable population: variant|rank|target modules
 threshold_set_version   version of the threshold set that judged it
-reasons                 features that fired, ``;``-separated
+reasons                 names of the features that fired (``;``-separated in CSV); ``probe`` when
+                        only a behavioural probe flagged it
 probe_flagged           true/false from behavioural probing; empty when not probed
 suppressed              true when a live suppression covers it (only with --include-suppressed)
 first_seen              when hubaudit first saw the adapter (ISO-8601 UTC)
@@ -68,7 +69,7 @@ def export_row(base: str, e: AdapterEntry) -> dict[str, Any]:
         "margin": e.margin,
         "stratum": e.stratum,
         "threshold_set_version": e.threshold_set_version,
-        "reasons": list(e.reasons),
+        "reasons": list(e.fired) or (["probe"] if e.probe_flagged else []),
         "probe_flagged": e.probe_flagged,
         "suppressed": e.suppressed is not None,
         "first_seen": iso(e.first_seen),

@@ -65,6 +65,7 @@ class StratumCalibration:
     stratum: str
     n: int | None
     score_threshold: float | None
+    status: str = "calibrated"  # calibrate/fit.py: calibrated | pooled | not_calibrated
     thresholds: dict[str, Any] = field(default_factory=dict)
 
 
@@ -90,9 +91,9 @@ class AdapterEntry:
     """One adapter revision as a report shows it.
 
     ``flagged``: True/False from the active threshold set, None when it was not judged (base or
-    stratum not calibrated, or not scored). ``margin``: how far the score is past its threshold,
-    as the calibration defines it (positive = past the threshold). ``threshold``: the threshold
-    the margin is measured against.
+    stratum not calibrated, or not scored). ``margin``: the largest signed exceedance over any
+    calibrated feature's threshold, in robust σ units (calibrate/judge.py; > 0 exactly when
+    flagged). ``threshold``: the upper threshold on the headline score, in score units.
     """
 
     repo_id: str
@@ -103,7 +104,7 @@ class AdapterEntry:
     score: float | None = None
     flagged: bool | None = None
     reasons: tuple[str, ...] = ()
-    margin: float | None = None
+    margin: float | None = None  # robust σ units, the largest signed exceedance over any feature (judge.py)
     threshold: float | None = None
     stratum: str | None = None
     threshold_set_version: int | None = None
@@ -121,6 +122,13 @@ class AdapterEntry:
     @property
     def url(self) -> str | None:
         return hub_url(self.repo_id, self.sha)
+
+    @property
+    def fired(self) -> tuple[str, ...]:
+        """Names of the features that fired (the part of each judge.py reason before ``=``)."""
+        if not self.flagged:
+            return ()
+        return tuple(dict.fromkeys(r.split("=", 1)[0].strip() for r in self.reasons if "=" in r))
 
     @property
     def audited(self) -> bool:
@@ -176,6 +184,7 @@ class Summary:
     probe_confirmed: int
     not_audited: int
     not_audited_by_reason: dict[str, int] = field(default_factory=dict)
+    provenance_mismatch: int = 0  # adapters whose config names another base
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -189,6 +198,7 @@ class Summary:
             "probe_confirmed": self.probe_confirmed,
             "not_audited": self.not_audited,
             "not_audited_by_reason": dict(self.not_audited_by_reason),
+            "provenance_mismatch": self.provenance_mismatch,
         }
 
 

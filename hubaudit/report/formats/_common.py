@@ -27,7 +27,8 @@ def calibration_dict(cal: Calibration) -> dict[str, Any]:
         "n": cal.n,
         "created_at": iso(cal.created_at),
         "strata": [
-            {"stratum": s.stratum, "n": s.n, "score_threshold": s.score_threshold, "thresholds": s.thresholds}
+            {"stratum": s.stratum, "status": s.status, "n": s.n, "score_threshold": s.score_threshold,
+             "thresholds": s.thresholds}
             for s in cal.strata
         ],
     }
@@ -45,6 +46,7 @@ def adapter_dict(e: AdapterEntry) -> dict[str, Any]:
         "score": e.score,
         "flagged": e.flagged,
         "reasons": list(e.reasons),
+        "features_fired": list(e.fired),
         "margin": e.margin,
         "threshold": e.threshold,
         "stratum": e.stratum,
@@ -134,3 +136,9 @@ def short_sha(sha: str | None) -> str:
 def clip(text: str, width: int) -> str:
     """Cut to ``width`` characters, marking the cut with an ellipsis."""
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
+
+
+def fired_names(reasons: tuple[str, ...] | list[str]) -> str:
+    """Short "features fired" text: the feature names of judge.py's reasons (``name=value above ...``)."""
+    names = [r.split("=", 1)[0].strip() if "=" in r else r for r in reasons]
+    return ", ".join(dict.fromkeys(names))

@@ -42,7 +42,10 @@ def score_histogram(
 
     positive = all(v > 0 for v in vals)
     lo, hi = min(vals), max(vals)
-    thresholds = [(s.stratum, s.score_threshold) for s in strata if s.score_threshold is not None]
+    thresholds: list[tuple[str, float]] = []
+    for s in strata:  # a pooled stratum repeats its pool's threshold: draw each value once
+        if s.score_threshold is not None and all(abs(s.score_threshold - t) > 1e-12 * abs(t) for _, t in thresholds):
+            thresholds.append((s.stratum, s.score_threshold))
     for _, t in thresholds:
         lo, hi = min(lo, t), max(hi, t)
     # Scores span orders of magnitude across hyper-parameters: log-spaced bins when all are positive.
@@ -118,9 +121,9 @@ def norm_heatmaps(nm: NormMap) -> bytes:
     axes[0].set_ylabel("layer", fontsize=8, color=_INK)
     cbar = fig.colorbar(image, ax=list(axes), fraction=0.04, pad=0.02)
     cbar.set_label("‖ΔW‖_F / √(d_out·d_in)", fontsize=8, color=_INK)
-    from matplotlib.ticker import FormatStrFormatter
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
     cbar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
-    cbar.ax.yaxis.set_minor_formatter(FormatStrFormatter("%.2g"))
+    cbar.ax.yaxis.set_minor_formatter(NullFormatter())
     cbar.ax.tick_params(labelsize=7, colors=_MUTED, which="both")
     return _png(fig)

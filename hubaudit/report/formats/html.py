@@ -8,6 +8,7 @@ import json
 from html import escape
 
 from hubaudit.report.formats._common import (
+    fired_names,
     fmt_count,
     fmt_date,
     fmt_margin,
@@ -43,7 +44,8 @@ h3{font-size:14px;margin:18px 0 8px}
 table{border-collapse:collapse;width:100%;font-size:13px}
 th,td{text-align:left;padding:6px 8px;border-bottom:1px solid var(--line);vertical-align:top}
 th{color:var(--muted);font-weight:600;font-size:12px;text-transform:uppercase;letter-spacing:.03em}
-td.num,th.num{text-align:right;font-variant-numeric:tabular-nums}
+td.num,th.num{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
+td.nw{white-space:nowrap}
 code{font:12px/1.4 ui-monospace,SFMono-Regular,Menlo,Consolas,monospace;background:#f1f5f9;padding:1px 4px;
 border-radius:4px}
 .badge{display:inline-block;padding:1px 8px;border-radius:999px;font-size:12px;font-weight:600}
@@ -127,8 +129,8 @@ def _findings(report: Report) -> str:
             "<th>probe</th><th class=num>downloads</th><th>first seen</th><th>state</th></tr>")
     rows = "".join(
         f'<tr class="finding-row"><td>{_link(e)}</td><td class=num>{fmt_num(e.score)}</td>'
-        f"<td class=num>{fmt_margin(e.margin)}</td><td>{escape(', '.join(e.reasons) or '-')}</td>"
-        f"<td>{probe_text(e)}</td><td class=num>{fmt_count(e.downloads)}</td><td>{fmt_date(e.first_seen)}</td>"
+        f"<td class=num>{fmt_margin(e.margin)}</td><td>{escape(fired_names(e.reasons) or '-')}</td>"
+        f"<td>{probe_text(e)}</td><td class=num>{fmt_count(e.downloads)}</td><td class=nw>{fmt_date(e.first_seen)}</td>"
         f"<td>{_badge(e)}</td></tr>"
         for e in findings
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from hubaudit.report.formats._common import (
+    fired_names,
     fmt_count,
     fmt_date,
     fmt_margin,
@@ -66,7 +67,7 @@ class MarkdownFormat(ReportFormat):
                 name = f"{md_escape(e.repo_id)}@`{short_sha(e.sha)}`"
                 link = f"[{name}]({e.url})" if e.url else name
                 state = verdict_text(e)
-                fired = ", ".join(f"`{_code_cell(r)}`" for r in e.reasons) or "-"
+                fired = ", ".join(f"`{_code_cell(r)}`" for r in fired_names(e.reasons).split(", ") if r) or "-"
                 if e.suppressed is not None:
                     state += f" until {e.suppressed.expires.isoformat()}: {md_escape(e.suppressed.reason)}"
                 out.append(

@@ -7,6 +7,7 @@ Only findings are listed one by one (a population has thousands of passes); pass
 from __future__ import annotations
 
 from hubaudit.report.formats._common import (
+    fired_names,
     clip,
     fmt_count,
     fmt_date,
@@ -21,7 +22,7 @@ from hubaudit.report.model import AdapterEntry, Calibration, Report
 
 MIN_WIDTH = 60
 # Fixed columns of the findings table; the repo column takes what is left.
-_FIXED = (("score", 9), ("margin", 9), ("probe", 10), ("downloads", 10), ("first seen", 11), ("state", 16))
+_FIXED = (("score", 9), ("margin σ", 9), ("probe", 10), ("downloads", 10), ("first seen", 11), ("state", 16))
 
 
 def _rule(width: int, title: str = "") -> str:
@@ -66,7 +67,7 @@ def _finding_lines(e: AdapterEntry, repo_w: int, width: int) -> list[str]:
     line = f"{repo:<{repo_w}}" + "".join(f" {c:>{w - 1}}" for c, (_, w) in zip(cells[:-1], _FIXED[:-1]))
     line += f"  {cells[-1]:<{_FIXED[-1][1] - 2}}"
     out = [line.rstrip()]
-    detail = "fired: " + (", ".join(e.reasons) if e.reasons else "probe" if e.probe_flagged else "-")
+    detail = "fired: " + (fired_names(e.reasons) if e.reasons else "probe" if e.probe_flagged else "-")
     out.append(clip("    " + detail, width))
     if e.suppressed is not None:
         out.append(clip(f"    suppressed until {e.suppressed.expires.isoformat()}: {e.suppressed.reason}", width))
@@ -95,7 +96,8 @@ class TableFormat(ReportFormat):
         out.append(
             clip(
                 f"flagged {s.flagged} ({s.suppressed} suppressed, {s.probe_confirmed} probe-confirmed)"
-                f" · passed {s.not_flagged} · not judged {s.not_judged}",
+                f" · passed {s.not_flagged} · not judged {s.not_judged}"
+                + (f" · base mismatch {s.provenance_mismatch}" if s.provenance_mismatch else ""),
                 w,
             )
         )

@@ -1,0 +1,215 @@
+"""``hubaudit report``, ``hubaudit export`` and ``hubaudit check``: the read side and the gate.
+
+Data (the report, the export, the verdict) goes to stdout or, atomically, to ``-o FILE``; notes,
+warnings and summaries go to stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import sys
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from hubaudit.cli._options import DbOpt, err_console
+from hubaudit.cli.app import app
+from hubaudit.errors import UsageError
+from hubaudit.report import OutputFormat, Report, Suppression, get_format, load_suppressions
+
+BaseOpt = Annotated[str, typer.Option("--base", help="Base model id, e.g. Qwen/Qwen2.5-1.5B.", show_default=False)]
+OutputOpt = Annotated[
+    Optional[str], typer.Option("-o", "--output", help="Write to FILE (atomically) instead of stdout.")
+]
+SuppressOpt = Annotated[
+    Optional[str],
+    typer.Option("--suppress", help="Suppression file (TOML, or YAML with PyYAML): repo, sha, reason, expires."),
+]
+_SINCE_RE = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
+
+
+class FailOn(str, Enum):
+    flagged = "flagged"
+    never = "never"
+
+
+class ExportFormat(str, Enum):
+    csv = "csv"
+    json = "json"
+    jsonl = "jsonl"
+
+
+class CheckFormat(str, Enum):
+    table = "table"
+    json = "json"
+
+
+def parse_since(text: str | None, now: datetime) -> datetime | None:
+    """``7d`` / ``24h`` / ``2w`` before ``now``, or an ISO date/time (UTC when no zone is given)."""
+    if not text:
+        return None
+    m = _SINCE_RE.match(text)
+    if m:
+        n, unit = int(m.group(1)), m.group(2)
+        return now - timedelta(**{{"h": "hours", "d": "days", "w": "weeks"}[unit]: n})
+    try:
+        ts = datetime.fromisoformat(text.strip())
+    except ValueError:
+        raise UsageError(f"--since {text!r}: use a duration like 7d, 24h, 2w or an ISO date like 2026-11-01") from None
+    return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
+
+
+def _suppressions(path: str | None) -> list[Suppression]:
+    return load_suppressions(path) if path else []
+
+
+def _open_store(db: str | None):
+    from hubaudit.store import Store
+
+    # create=True: an empty database gets the schema, so a first `check` says "not calibrated"
+    # rather than failing on a missing schema; a non-empty database behind head is never upgraded.
+    return Store.open(db, create=True)
+
+
+def _emit(text: str, output: str | None) -> None:
+    if output:
+        from hubaudit.pipeline.report import write_atomic
+
+        write_atomic(output, text)
+    else:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+
+def _warn_expired(report: Report) -> None:
+    for s in report.expired_suppressions:
+        target = f"{s.repo}@{s.sha}" if s.sha else s.repo
+        err_console.print(f"[yellow]warning:[/] suppression for {target} expired {s.expires.isoformat()} "
+                          f"({s.origin}); it no longer suppresses", markup=True)  # fmt: skip
+
+
+def _table_width() -> int:
+    # COLUMNS (or the terminal) decides, capped at 100 so a report pasted anywhere stays readable.
+    return min(shutil.get_terminal_size((100, 24)).columns, 100)
+
+
+@app.command("report")
+def report_cmd(
+    base: BaseOpt,
+    since: Annotated[Optional[str], typer.Option("--since", help="Only revisions recorded since: 7d, 24h, 2w or an ISO date.")] = None,
+    flagged_only: Annotated[bool, typer.Option("--flagged-only", help="List only flagged adapters (counts stay over all).")] = False,
+    fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
+    output: OutputOpt = None,
+    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 on an unsuppressed finding (3 if the base is not calibrated).")] = FailOn.never,
+    suppress: SuppressOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Report on the adapters of one base: calibration, flagged revisions, what could not be audited."""
+    from hubaudit.pipeline.report import load_report, utcnow
+
+    now = utcnow()
+    sups = _suppressions(suppress)
+    with _open_store(db) as store:
+        report = load_report(store, base, since=parse_since(since, now), flagged_only=flagged_only,
+                             suppressions=sups, with_norm_maps=fmt is OutputFormat.html, now=now)  # fmt: skip
+    text = get_format(fmt, width=_table_width()).render(report)
+    _emit(text, output)
+    _warn_expired(report)
+    s = report.summary
+    if not report.calibration.calibrated:
+        what = "unknown to the store" if s.population == 0 else "not calibrated"
+        err_console.print(f"[yellow]warning:[/] {base} is {what}: no adapter of it is judged clean", markup=True)
+    if output:
+        err_console.print(f"wrote {fmt.value} report to {output}: {s.flagged_unsuppressed} flagged "
+                          f"({s.suppressed} suppressed) of {s.population} adapters")  # fmt: skip
+    if fail_on is FailOn.flagged:
+        if not report.calibration.calibrated:
+            raise typer.Exit(3)
+        if s.flagged_unsuppressed:
+            raise typer.Exit(1)
+
+
+@app.command("export")
+def export_cmd(
+    base: BaseOpt,
+    flagged: Annotated[bool, typer.Option("--flagged/--all", help="Only findings (a blocklist), or every revision.")] = True,
+    fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="Export format.")] = ExportFormat.csv,
+    output: OutputOpt = None,
+    include_suppressed: Annotated[bool, typer.Option("--include-suppressed", help="Keep suppressed findings (column suppressed=true).")] = False,
+    suppress: SuppressOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Export adapter revisions in the stable export schema (export_schema_version 1), e.g. as a blocklist."""
+    from hubaudit.pipeline.report import load_report, utcnow
+    from hubaudit.report.export import render_export, select_entries
+
+    sups = _suppressions(suppress)
+    with _open_store(db) as store:
+        report = load_report(store, base, suppressions=sups, now=utcnow())
+    text = render_export(report, fmt.value, flagged=flagged, include_suppressed=include_suppressed)
+    _emit(text, output)
+    _warn_expired(report)
+    n = len(select_entries(report, flagged=flagged, include_suppressed=include_suppressed))
+    if not report.calibration.calibrated:
+        err_console.print(f"[yellow]warning:[/] {base} is not calibrated: the export cannot list weight findings",
+                          markup=True)  # fmt: skip
+    err_console.print(f"exported {n} revision(s) of {base}" + (f" to {output}" if output else ""))
+
+
+def _check_text(r) -> str:  # r: CheckResult
+    word = {"pass": "PASS", "flagged": "FLAGGED", "suppressed": "SUPPRESSED", "not_calibrated": "NOT CALIBRATED",
+            "not_audited": "NOT AUDITED"}[r.verdict]  # fmt: skip
+    lines = [f"{word}  {r.repo_id}@{(r.sha or 'latest')[:12]}"]
+    if r.base:
+        lines.append(f"  base        {r.base}")
+    if r.score is not None:
+        thr = f" (threshold {r.threshold:.4g})" if r.threshold is not None else ""
+        lines.append(f"  score       {r.score:.4g}{thr}")
+    if r.margin is not None:
+        lines.append(f"  margin      {r.margin:+.2f} σ")
+    if r.stratum:
+        lines.append(f"  stratum     {r.stratum}")
+    if r.calibration_version is not None:
+        lines.append(f"  calibration v{r.calibration_version}, N={r.calibration_n}")
+    if r.probe:
+        lines.append(f"  probe       {'backdoor' if r.probe.get('flagged') else 'clean'}")
+    for reason in r.reasons:
+        lines.append(f"  - {reason}")
+    if r.suppressed:
+        lines.append(f"  suppressed until {r.suppressed['expires']}: {r.suppressed['reason']}")
+    lines.append(f"  source      {r.source}")
+    return "\n".join(lines) + "\n"
+
+
+@app.command("check")
+def check_cmd(
+    target: Annotated[str, typer.Argument(help="REPO[@REV] (looked up in the store) or PATH (scored now).", show_default=False)],
+    base: Annotated[Optional[str], typer.Option("--base", help="Judge against this base (default: the adapter's declared base).")] = None,
+    fmt: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format.")] = CheckFormat.table,
+    suppress: SuppressOpt = None,
+    db: DbOpt = None,
+) -> None:
+    """Gate one adapter before loading it: exit 0 pass, 1 flagged, 3 not calibrated or not audited."""
+    from hubaudit.pipeline.check import check_target
+    from hubaudit.pipeline.report import utcnow
+
+    sups = _suppressions(suppress)
+    today = utcnow().date()
+    for s in sups:
+        if s.is_expired(today):
+            target_s = f"{s.repo}@{s.sha}" if s.sha else s.repo
+            err_console.print(f"[yellow]warning:[/] suppression for {target_s} expired {s.expires.isoformat()} "
+                              f"({s.origin}); it no longer suppresses", markup=True)  # fmt: skip
+    with _open_store(db) as store:
+        result = check_target(store, target, base=base, suppressions=sups, today=today)
+    if fmt is CheckFormat.json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n")
+    else:
+        sys.stdout.write(_check_text(result))
+    if result.hint:
+        err_console.print(f"[dim]Hint:[/] {result.hint}", markup=True)
+    raise typer.Exit(result.exit_code)

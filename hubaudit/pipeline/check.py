@@ -1,0 +1,156 @@
+"""Flow ``check``: the gate before loading one adapter (``hubaudit check REPO[@REV] | PATH``).
+
+Looks the adapter up in the store; a local PATH is scored on the spot (stats.scan_path) when the
+store does not have it. The features are judged against the *active* threshold set of the base
+(``--base`` or the adapter's declared base), so an old stored verdict never decides. A probe that
+confirmed a backdoor flags the adapter whatever its weights say.
+
+Verdicts and exit codes: ``pass`` 0 · ``flagged`` 1 · ``suppressed`` 0 (a live suppression covers a
+finding) · ``not_calibrated`` 3 · ``not_audited`` 3. "Could not tell" is never a pass.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+from hubaudit import calibrate
+from hubaudit.errors import UsageError
+from hubaudit.models import ScanResult
+from hubaudit.pipeline.ingest import LOCAL_PREFIX, content_sha, file_digests, reason_code
+from hubaudit.report import Suppression, match_suppression
+from hubaudit.store import Store
+
+EXIT_CODES = {"pass": 0, "flagged": 1, "suppressed": 0, "not_calibrated": 3, "not_audited": 3}
+_REPO_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
+CHECK_SCHEMA_VERSION = "1"
+
+
+@dataclass
+class CheckResult:
+    """Everything ``hubaudit check`` prints (``--format json`` is ``to_dict()``)."""
+
+    target: str
+    repo_id: str
+    sha: str | None
+    base: str | None
+    source: str  # "store" (found there) | "scanned" (scored now) | "none"
+    status: str  # revision status: scored | unsupported | error | skipped | retry | unknown
+    verdict: str  # pass | flagged | suppressed | not_calibrated | not_audited
+    status_reason: str | None = None
+    error: str | None = None
+    score: float | None = None
+    stratum: str | None = None
+    flagged: bool | None = None
+    reasons: list[str] = field(default_factory=list)
+    margin: float | None = None
+    threshold: float | None = None
+    calibration_version: int | None = None
+    calibration_n: int | None = None
+    probe: dict[str, Any] | None = None
+    suppressed: dict[str, Any] | None = None
+    hint: str | None = None
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.verdict]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": CHECK_SCHEMA_VERSION, **asdict(self), "exit_code": self.exit_code}
+
+
+def parse_target(target: str) -> tuple[str, str | None, Path | None]:
+    """(repo_id, revision, local path): an existing path wins over a repo id of the same spelling."""
+    p = Path(target).expanduser()
+    if p.exists():
+        return LOCAL_PREFIX + str(p.absolute()), None, p
+    repo, _, rev = target.partition("@")
+    if not _REPO_RE.match(repo):
+        raise UsageError(f"{target!r} is neither an existing path nor a Hub repo id (org/name[@revision])")
+    return repo, (rev or None), None
+
+
+def _judge(result: CheckResult, features: dict[str, float], store: Store) -> CheckResult:
+    """Fill the verdict from the active threshold set of ``result.base``."""
+    ts = store.active_threshold_set(result.base) if result.base else None
+    if ts is None:
+        result.verdict = "not_calibrated"
+        result.hint = (f"run `hubaudit calibrate --base {result.base}`" if result.base
+                       else "pass --base BASE: the adapter does not declare its base model")  # fmt: skip
+        result.reasons = [f"base {result.base or '?'} has no active calibration"]
+        return result
+    result.calibration_version, result.calibration_n = ts.version, ts.n
+    flagged, breakdown = calibrate.judge(features, result.stratum or "", {"strata": ts.strata, "params": ts.params})
+    result.flagged = flagged
+    result.reasons = [str(r) for r in breakdown.get("reasons", [])]
+    result.margin = breakdown.get("margin")
+    score_fit = (breakdown.get("features") or {}).get("global_frobN_std") or {}
+    result.threshold = score_fit.get("hi")
+    result.verdict = "not_calibrated" if flagged is None else ("flagged" if flagged else "pass")
+    return result
+
+
+def _apply_probe_and_suppression(result: CheckResult, suppressions: list[Suppression], today: date) -> CheckResult:
+    if result.probe and result.probe.get("flagged"):
+        result.verdict = "flagged"
+        result.reasons = ["behavioural probe confirmed a backdoor", *result.reasons]
+    if result.verdict == "flagged":
+        sup = match_suppression(suppressions, result.repo_id, result.sha, today)
+        if sup is not None:
+            result.verdict, result.suppressed = "suppressed", sup.to_dict()
+    return result
+
+
+def _from_scan(target: str, repo_id: str, path: Path, scan: ScanResult, base: str | None) -> CheckResult:
+    sha = content_sha(path, scan, file_digests(path))
+    res = CheckResult(target=target, repo_id=repo_id, sha=sha, base=base or scan.base_model, source="scanned",
+                      status="scored" if scan.status == "ok" else scan.status, verdict="not_audited",
+                      status_reason=reason_code(scan), error=scan.error, score=scan.score,
+                      stratum=scan.stratum if scan.status == "ok" else None)  # fmt: skip
+    return res
+
+
+def check_target(
+    store: Store,
+    target: str,
+    *,
+    base: str | None = None,
+    suppressions: list[Suppression] | None = None,
+    today: date,
+) -> CheckResult:
+    """The verdict for one adapter (never raises for a per-adapter problem; see module docstring)."""
+    suppressions = list(suppressions or [])
+    repo_id, rev, path = parse_target(target)
+    features: dict[str, float] = {}
+    if path is not None:
+        from hubaudit.stats import scan_path
+
+        scan = scan_path(path)
+        res = _from_scan(target, repo_id, path, scan, base)
+        row = store.find_revision(repo_id, res.sha)
+        if row is not None:  # a stored probe result (and the base it was filed under) still count
+            res.probe, res.source = row.probe, "store"
+            res.base = base or res.base or row.base
+        features = dict(scan.features)
+    else:
+        row = store.find_revision(repo_id, rev)
+        if row is None:
+            return CheckResult(
+                target=target, repo_id=repo_id, sha=rev, base=base, source="none", status="unknown",
+                verdict="not_audited", reasons=["not in the store"],
+                hint=f"crawl it first (`hubaudit crawl --base {base or 'BASE'}`), or download it and run "
+                     "`hubaudit check PATH`",
+            )  # fmt: skip
+        res = CheckResult(target=target, repo_id=row.repo_id, sha=row.sha, base=base or row.base, source="store",
+                          status=row.status, verdict="not_audited", status_reason=row.reason, error=row.error,
+                          score=row.score, stratum=row.stratum, probe=row.probe)  # fmt: skip
+        features = dict(row.features or {})
+    if res.status != "scored":
+        res.reasons = [f"not audited: {res.status_reason or res.status}" + (f" ({res.error})" if res.error else "")]
+        res.hint = "unaudited is never a pass; a pickle-only adapter can be converted to safetensors and checked"
+        return _apply_probe_and_suppression(res, suppressions, today)
+    res = _judge(res, features, store)
+    return _apply_probe_and_suppression(res, suppressions, today)
