@@ -22,7 +22,7 @@ from hubaudit.report.model import AdapterEntry, Calibration, Report
 
 MIN_WIDTH = 60
 # Fixed columns of the findings table; the repo column takes what is left.
-_FIXED = (("score", 9), ("margin σ", 9), ("probe", 10), ("downloads", 10), ("first seen", 11), ("state", 16))
+_FIXED = (("score", 9), ("margin σ", 9), ("probe", 10), ("downloads", 10), ("first seen", 11), ("state", 17))
 
 
 def _rule(width: int, title: str = "") -> str:
@@ -66,7 +66,7 @@ def _finding_lines(e: AdapterEntry, repo_w: int, width: int) -> list[str]:
     )
     line = f"{repo:<{repo_w}}" + "".join(f" {c:>{w - 1}}" for c, (_, w) in zip(cells[:-1], _FIXED[:-1]))
     line += f"  {cells[-1]:<{_FIXED[-1][1] - 2}}"
-    out = [line.rstrip()]
+    out = [clip(line.rstrip(), width)]
     detail = "fired: " + (fired_names(e.reasons) if e.reasons else "probe" if e.probe_flagged else "-")
     out.append(clip("    " + detail, width))
     if e.suppressed is not None:
