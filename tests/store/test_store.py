@@ -1,0 +1,159 @@
+"""The Store contract (notes/STORE_API.md) on SQLite and on a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from hubaudit.constants import FEATURESET_VERSION
+from tests.store.scans import scan
+
+BASE = "org/base"
+
+
+def test_record_revision_is_idempotent_and_stores_the_score(store):
+    a = store.record_revision(base=BASE, repo_id="u/a", sha="s1", status="scored", files=[{"name": "f", "size": 1, "sha256": "x"}],
+                              scan=scan(0.02))  # fmt: skip
+    b = store.record_revision(base=BASE, repo_id="u/a", sha="s1", status="scored", scan=scan(0.03))
+    assert a == b
+    (row,) = store.audit_rows(BASE)
+    assert row.score == pytest.approx(0.03) and row.files == []  # re-recording updates in place
+    assert row.author == "u" and row.stratum == "lora|r8|q_proj,v_proj"
+    assert store.revision_outcome("u/a", "s1") == "scored"
+    assert store.revision_outcome("u/a", "nope") is None
+    norms = store.module_norms(a)
+    assert len(norms) == 4 and norms[0]["singular_values"] == [0.3, 0.1]
+
+
+def test_failures_are_rows_with_reasons_and_no_score(store):
+    rid = store.record_revision(base=BASE, repo_id="u/p", sha="s", status="unsupported", reason="pickle_format",
+                                error="adapter_model.bin only\nsecond line")  # fmt: skip
+    row = store.find_revision("u/p", "s")
+    assert row.revision_id == rid and row.status == "unsupported" and row.reason == "pickle_format"
+    assert row.error == "adapter_model.bin only" and row.score is None
+    assert store.population(BASE, FEATURESET_VERSION) == []
+    with pytest.raises(ValueError):
+        store.record_revision(base=BASE, repo_id="u/p", sha="s", status="bogus")
+
+
+def test_population_takes_latest_scored_revision_of_present_adapters(store):
+    store.record_revision(base=BASE, repo_id="u/a", sha="old", status="scored", scan=scan(0.01))
+    new = store.record_revision(base=BASE, repo_id="u/a", sha="new", status="scored", scan=scan(0.05))
+    store.record_revision(base=BASE, repo_id="u/gone", sha="s", status="scored", scan=scan(0.02))
+    store.record_revision(base="other/base", repo_id="u/x", sha="s", status="scored", scan=scan(0.02))
+    store.upsert_adapter(BASE, "u/a", meta={"downloads": 3})
+    assert store.mark_removed(BASE, {"u/a"}) == ["u/gone"]
+    assert store.mark_removed(BASE, {"u/a"}) == []  # only newly removed ones
+    pop = store.population(BASE, FEATURESET_VERSION)
+    assert [(p.revision_id, p.repo_id, p.sha) for p in pop] == [(new, "u/a", "new")]
+    assert pop[0].features["global_frobN_std"] == pytest.approx(0.05)
+    assert store.population(BASE, "fs-other") == []
+    assert store.population("never/seen", FEATURESET_VERSION) == []
+
+
+def test_local_adapters_are_never_marked_removed(store):
+    store.record_revision(base=BASE, repo_id="local:/x/a", sha="s", status="scored", scan=scan())
+    assert store.mark_removed(BASE, set()) == []
+    assert store.audit_rows(BASE)[0].author is None
+
+
+def test_non_finite_features_are_stored_as_null(store):
+    rid = store.record_revision(base=BASE, repo_id="u/a", sha="s", status="scored",
+                                scan=scan(features={"a": math.nan, "b": math.inf, "c": 1.0}))  # fmt: skip
+    (p,) = store.population(BASE, FEATURESET_VERSION)
+    assert p.revision_id == rid and p.features == {"a": None, "b": None, "c": 1.0}
+
+
+def test_adapter_meta_merges_and_times_are_utc(store):
+    store.upsert_adapter(BASE, "u/a", meta={"downloads": 1, "tags": ["lora"], "author": "u"})
+    first = store.adapter_meta(BASE, "u/a")
+    time.sleep(0.01)
+    store.upsert_adapter(BASE, "u/a", meta={"likes": 2})
+    meta = store.adapter_meta(BASE, "u/a")
+    assert meta["downloads"] == 1 and meta["likes"] == 2 and meta["tags"] == ["lora"] and meta["author"] == "u"
+    assert meta["first_seen"] == first["first_seen"] and meta["last_seen"] > first["last_seen"]
+    assert meta["first_seen"].tzinfo is not None and meta["first_seen"].utcoffset() == timedelta(0)
+    assert store.adapter_meta(BASE, "u/none") is None
+
+
+def test_threshold_sets_are_versioned_and_verdicts_follow_the_active_one(store):
+    rid = store.record_revision(base=BASE, repo_id="u/a", sha="s", status="scored", scan=scan())
+    t1 = store.save_threshold_set(BASE, method="m", featureset_version="fs-1", n=10, strata={"k": {"status": "x"}}, params={"p": 1})
+    store.save_verdicts(t1, [(rid, True, {"reasons": ["r1"], "margin": 2.0})])
+    assert store.audit_rows(BASE)[0].flagged is True
+    t2 = store.save_threshold_set(BASE, method="m", featureset_version="fs-1", n=11, strata={}, params={})
+    active = store.active_threshold_set(BASE)
+    assert active.id == t2 and active.version == 2 and active.n == 11
+    assert [(t.version, t.active) for t in store.threshold_sets(BASE)] == [(1, False), (2, True)]
+    row = store.audit_rows(BASE)[0]
+    assert row.flagged is None and row.threshold_set_id is None  # no verdict under the active set yet
+    store.save_verdicts(t2, [(rid, None, {"reasons": ["not calibrated"], "margin": None})])
+    store.save_verdicts(t2, [(rid, False, {"reasons": ["ok"], "margin": -1.0})])  # idempotent upsert
+    row = store.audit_rows(BASE)[0]
+    assert row.flagged is False and row.threshold_set_id == t2 and row.breakdown["margin"] == -1.0
+    assert store.active_threshold_set("never/seen") is None
+
+
+def test_audit_rows_since_and_find_revision(store):
+    store.record_revision(base=BASE, repo_id="u/a", sha="s1", status="scored", scan=scan())
+    cut = datetime.now(timezone.utc)
+    time.sleep(0.01)
+    store.record_revision(base=BASE, repo_id="u/b", sha="s2", status="error", reason="malformed", error="bad header")
+    assert [r.repo_id for r in store.audit_rows(BASE)] == ["u/a", "u/b"]
+    assert [r.repo_id for r in store.audit_rows(BASE, since=cut)] == ["u/b"]
+    assert store.find_revision("u/b").reason == "malformed"
+    assert store.find_revision("u/zzz") is None
+
+
+def test_runs_are_recorded(store):
+    rid = store.start_run("crawl", {"base": BASE, "limit": 3})
+    store.finish_run(rid, counts={"scored": 2}, exit_status=0)
+    (run,) = store.runs()
+    assert run["command"] == "crawl" and run["counts"] == {"scored": 2} and run["exit_status"] == 0
+    assert run["finished_at"] >= run["started_at"]
+
+
+def test_bulk_record_matches_single_record(store):
+    items = [dict(repo_id=f"u/a{i}", sha=f"s{i}", status="scored", scan=scan(0.01 * (i + 1))) for i in range(50)]
+    items.append(dict(repo_id="u/bad", sha="x", status="error", reason="malformed", error="e"))
+    ids = store.record_revisions_bulk(BASE, items)
+    assert len(set(ids)) == 51
+    assert ids == store.record_revisions_bulk(BASE, items)  # idempotent, same ids
+    assert len(store.population(BASE, FEATURESET_VERSION)) == 50
+    assert store.find_revision("u/bad", "x").status == "error"
+
+
+def test_probe_queue(store):
+    r1 = store.record_revision(base=BASE, repo_id="u/a", sha="s", status="scored", scan=scan())
+    r2 = store.record_revision(base=BASE, repo_id="u/b", sha="s", status="scored", scan=scan())
+    j1 = store.enqueue_probe(r1, priority=1.0)
+    j2 = store.enqueue_probe(r2, priority=5.0)
+    assert store.enqueue_probe(r1, priority=9.0) is None  # already queued
+    a = store.claim_probe_jobs("w1", limit=1, lease_seconds=60)
+    b = store.claim_probe_jobs("w2", limit=5, lease_seconds=60)
+    assert [j.id for j in a] == [j2] and [j.id for j in b] == [j1]  # priority order, never shared
+    assert store.claim_probe_jobs("w3", limit=5, lease_seconds=60) == []
+    store.finish_probe_job(j2, {"flagged": True, "mean_attack_rate": 0.9})
+    assert store.enqueue_probe(r2, priority=1.0) is None  # done
+    assert store.find_revision("u/b").probe["mean_attack_rate"] == 0.9
+    for attempt in range(3):  # fail until max_attempts, then failed for good
+        store.fail_probe_job(j1, "CUDA out of memory\ntraceback", max_attempts=3)
+        status = store.probe_jobs(BASE, "failed" if attempt == 2 else "queued")
+        assert [j.id for j in status] == [j1]
+        if attempt < 2:
+            assert store.claim_probe_jobs("w", limit=1, lease_seconds=60)[0].id == j1
+    assert store.probe_jobs(status="failed")[0].last_error == "CUDA out of memory"
+    assert store.enqueue_probe(r1, priority=2.0) == j1  # a failed job can be escalated again
+    assert store.probe_jobs(BASE, "queued")[0].attempts == 0
+
+
+def test_expired_lease_is_claimed_again(store):
+    rid = store.record_revision(base=BASE, repo_id="u/a", sha="s", status="scored", scan=scan())
+    job = store.enqueue_probe(rid, priority=1.0)
+    assert store.claim_probe_jobs("dead", limit=1, lease_seconds=0)[0].id == job
+    time.sleep(0.05)
+    (again,) = store.claim_probe_jobs("alive", limit=1, lease_seconds=600)
+    assert again.id == job and again.worker == "alive" and again.attempts == 2
