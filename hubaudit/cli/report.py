@@ -191,11 +191,21 @@ def check_cmd(
     base: Annotated[Optional[str], typer.Option("--base", help="Judge against this base (default: the adapter's declared base).")] = None,
     fmt: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format.")] = CheckFormat.table,
     suppress: SuppressOpt = None,
+    offline: Annotated[bool, typer.Option("--offline", help="Never contact the Hub: a repo not in the store is not audited.")] = False,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before any single Hub request times out.")] = 30.0,
     db: DbOpt = None,
 ) -> None:
-    """Gate one adapter before loading it: exit 0 pass, 1 flagged, 3 not calibrated or not audited."""
+    """Gate one adapter before loading it: exit 0 pass, 1 flagged, 3 not calibrated or not audited.
+
+    A Hub repo that is not in the store is fetched (pinned, verified) and scored now, from HF_ENDPOINT
+    with HF_TOKEN if set (never stored or logged); a PATH is scored from disk.
+    """
+    import os
+
+    from hubaudit.httpclient import hub_config_from_env
     from hubaudit.pipeline.check import check_target
     from hubaudit.pipeline.report import utcnow
+    from hubaudit.settings import Settings
 
     sups = _suppressions(suppress)
     today = utcnow().date()
@@ -204,8 +214,11 @@ def check_cmd(
             target_s = f"{s.repo}@{s.sha}" if s.sha else s.repo
             err_console.print(f"[yellow]warning:[/] suppression for {target_s} expired {s.expires.isoformat()} "
                               f"({s.origin}); it no longer suppresses", markup=True)  # fmt: skip
+    settings = Settings.from_env(db_url=db)
+    hub = None if offline else hub_config_from_env(os.environ, timeout=timeout)
     with _open_store(db) as store:
-        result = check_target(store, target, base=base, suppressions=sups, today=today)
+        result = check_target(store, target, base=base, suppressions=sups, today=today, hub=hub,
+                              cache_root=settings.home / "cache")  # fmt: skip
     if fmt is CheckFormat.json:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n")
     else:

@@ -1,7 +1,9 @@
 """Flow ``check``: the gate before loading one adapter (``hubaudit check REPO[@REV] | PATH``).
 
-Looks the adapter up in the store; a local PATH is scored on the spot (stats.scan_path) when the
-store does not have it. The features are judged against the *active* threshold set of the base
+Looks the adapter up in the store; when the store does not have it, a local PATH is scored on the
+spot (stats.scan_path) and a Hub repo is fetched pinned to its commit, verified and scored with the
+crawler's task (pipeline/crawl_task.py: header pre-check, sha256-verified download, never unpickles).
+Nothing is written to the store: the gate is read-only. The features are judged against the *active* threshold set of the base
 (``--base`` or the adapter's declared base), so an old stored verdict never decides. A probe that
 confirmed a backdoor flags the adapter whatever its weights say.
 
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from hubaudit import calibrate
-from hubaudit.errors import UsageError
+from hubaudit.errors import HubAuthError, HubUnavailableError, RateLimitedError, UsageError
 from hubaudit.models import ScanResult
 from hubaudit.pipeline.ingest import LOCAL_PREFIX, content_sha, file_digests, reason_code
 from hubaudit.report import Suppression, match_suppression
@@ -37,7 +39,7 @@ class CheckResult:
     repo_id: str
     sha: str | None
     base: str | None
-    source: str  # "store" (found there) | "scanned" (scored now) | "none"
+    source: str  # "store" (found there) | "scanned" (local path scored now) | "hub" (fetched now) | "none"
     status: str  # revision status: scored | unsupported | error | skipped | retry | unknown
     verdict: str  # pass | flagged | suppressed | not_calibrated | not_audited
     status_reason: str | None = None
@@ -113,6 +115,39 @@ def _from_scan(target: str, repo_id: str, path: Path, scan: ScanResult, base: st
     return res
 
 
+_FATAL = {"unavailable": HubUnavailableError, "auth": HubAuthError, "rate_limited": RateLimitedError}
+
+
+def _from_hub(target: str, repo_id: str, rev: str | None, base: str | None, hub: Any, cache_root: Path
+              ) -> tuple[CheckResult, dict[str, float]]:
+    """Fetch and score ``repo_id@rev`` from the Hub (HubConfig ``hub``); Hub-wide failures raise HubError."""
+    from hubaudit.httpclient import classify, ensure_hub_client
+    from hubaudit.hub import HubSource
+    from hubaudit.pipeline.crawl_task import FetchJob, TaskSettings, fetch_and_score
+
+    ensure_hub_client(hub.timeout)
+    try:
+        info = HubSource(hub).repo_info(repo_id, rev)
+    except Exception as exc:  # noqa: BLE001 - classified: per-repo problems are values, Hub-wide ones raise
+        f = classify(exc)
+        if f.kind in ("unreachable", "auth", "rate_limited"):
+            raise _FATAL[{"unreachable": "unavailable"}.get(f.kind, f.kind)](f"{repo_id}: {f.message}") from None
+        return CheckResult(target=target, repo_id=repo_id, sha=rev, base=base, source="hub", status="skipped",
+                           verdict="not_audited", status_reason=f.reason, error=f.message), {}  # fmt: skip
+    expected = base or info.card_base_model or ""
+    job = FetchJob(settings=TaskSettings(hub=hub, cache_root=str(cache_root)), base=expected, repo_id=repo_id,
+                   sha=info.sha or (rev or "main"), expected_base=expected, card_base_model=info.card_base_model)
+    out = fetch_and_score(job)
+    if out.fatal:
+        raise _FATAL[out.fatal](f"{repo_id}: {out.error or out.reason}")
+    scan = out.scan
+    res = CheckResult(target=target, repo_id=repo_id, sha=out.sha, base=base or out.declared_base, source="hub",
+                      status=out.status, verdict="not_audited", status_reason=out.reason, error=out.error,
+                      score=scan.score if scan else None,
+                      stratum=scan.stratum if scan is not None and scan.status == "ok" else None)  # fmt: skip
+    return res, dict(scan.features) if scan is not None and out.status == "scored" else {}
+
+
 def check_target(
     store: Store,
     target: str,
@@ -120,8 +155,14 @@ def check_target(
     base: str | None = None,
     suppressions: list[Suppression] | None = None,
     today: date,
+    hub: Any | None = None,
+    cache_root: Path | None = None,
 ) -> CheckResult:
-    """The verdict for one adapter (never raises for a per-adapter problem; see module docstring)."""
+    """The verdict for one adapter (never raises for a per-adapter problem; see module docstring).
+
+    ``hub`` (a ``hubaudit.httpclient.HubConfig``) enables fetching Hub repos the store lacks, into
+    ``cache_root``; without it such a repo is "not audited".
+    """
     suppressions = list(suppressions or [])
     repo_id, rev, path = parse_target(target)
     features: dict[str, float] = {}
@@ -137,17 +178,24 @@ def check_target(
         features = dict(scan.features)
     else:
         row = store.find_revision(repo_id, rev)
-        if row is None:
+        if row is None and hub is not None:
+            res, features = _from_hub(target, repo_id, rev, base, hub, cache_root or Path(".hubaudit-cache"))
+            stored = store.find_revision(repo_id, res.sha) if res.sha else None
+            if stored is not None:  # the revision was known under its sha: its probe result counts
+                res.probe = stored.probe
+                res.base = res.base or stored.base
+        elif row is None:
             return CheckResult(
                 target=target, repo_id=repo_id, sha=rev, base=base, source="none", status="unknown",
                 verdict="not_audited", reasons=["not in the store"],
                 hint=f"crawl it first (`hubaudit crawl --base {base or 'BASE'}`), or download it and run "
                      "`hubaudit check PATH`",
             )  # fmt: skip
-        res = CheckResult(target=target, repo_id=row.repo_id, sha=row.sha, base=base or row.base, source="store",
-                          status=row.status, verdict="not_audited", status_reason=row.reason, error=row.error,
-                          score=row.score, stratum=row.stratum, probe=row.probe)  # fmt: skip
-        features = dict(row.features or {})
+        else:
+            res = CheckResult(target=target, repo_id=row.repo_id, sha=row.sha, base=base or row.base, source="store",
+                              status=row.status, verdict="not_audited", status_reason=row.reason, error=row.error,
+                              score=row.score, stratum=row.stratum, probe=row.probe)  # fmt: skip
+            features = dict(row.features or {})
     if res.status != "scored":
         res.reasons = [f"not audited: {res.status_reason or res.status}" + (f" ({res.error})" if res.error else "")]
         res.hint = "unaudited is never a pass; a pickle-only adapter can be converted to safetensors and checked"

@@ -141,7 +141,7 @@ def test_check_repo_exit_codes(store_url, suppress_file):
     assert p.returncode == 0 and doc["verdict"] == "pass" and doc["calibration_version"] == 1
     p = run("check", "old/pickle-adapter", "--db", store_url)
     assert p.returncode == 3 and p.stdout.startswith("NOT AUDITED") and "pickle_format" in p.stdout
-    p = run("check", "never/seen", "--db", store_url)
+    p = run("check", "never/seen", "--offline", "--db", store_url)
     assert p.returncode == 3 and "crawl it first" in p.stderr
     p = run("check", "not a repo", "--db", store_url)
     assert p.returncode == 2
@@ -175,5 +175,31 @@ def test_check_unreadable_local_path_is_not_audited(store_url, tmp_path):
 
 def test_check_on_an_empty_database_is_not_calibrated(tmp_path):
     url = f"sqlite:///{tmp_path / 'empty.db'}"
-    p = run("check", "org/x", "--db", url)
+    p = run("check", "org/x", "--offline", "--db", url)
     assert p.returncode == 3
+
+
+def test_check_fetches_a_hub_repo_the_store_lacks(store_url, tmp_path, adapters_dir):
+    from tests.fakehub import FakeHub
+
+    with FakeHub() as hub:
+        hub.add_repo("new/clean-lora", write_lora(tmp_path / "c", seed=500))
+        hub.add_repo("new/odd-lora", write_lora(tmp_path / "o", seed=501, hot=8.0))
+        hub.add_repo("new/pickle-lora", {"adapter_config.json": b'{"peft_type": "LORA"}',
+                                         "adapter_model.bin": b"not unpickled"})
+        env = {"HF_ENDPOINT": hub.url}
+        p = run("check", "new/clean-lora", "--format", "json", "--db", store_url, env=env)
+        doc = json.loads(p.stdout)
+        assert p.returncode == 0 and doc["source"] == "hub" and doc["verdict"] == "pass", (doc, p.stderr)
+        assert doc["base"] == BASE and len(doc["sha"]) == 40
+        p = run("check", "new/odd-lora", "--db", store_url, env=env)
+        assert p.returncode == 1 and p.stdout.startswith("FLAGGED")
+        p = run("check", "new/pickle-lora", "--format", "json", "--base", BASE, "--db", store_url, env=env)
+        assert p.returncode == 3 and json.loads(p.stdout)["status_reason"] == "pickle_format"
+        p = run("check", "new/missing", "--format", "json", "--db", store_url, env=env)
+        assert p.returncode == 3 and json.loads(p.stdout)["verdict"] == "not_audited"
+        # The gate is read-only: nothing fetched was recorded.
+        from hubaudit.store import Store
+
+        with Store.open(store_url) as store:
+            assert store.find_revision("new/clean-lora") is None
