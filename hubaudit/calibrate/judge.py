@@ -52,7 +52,7 @@ def judge(features: Mapping[str, float | None], stratum: str, threshold_set: Map
         return None, {"reasons": [f"not calibrated: {why}"], "margin": None, "stratum": stratum, "fit": None,
                       "source": None, "n": None, "features": {}}  # fmt: skip
     out: dict[str, dict[str, Any]] = {}
-    reasons: list[str] = []
+    fired_reasons: list[tuple[float, str]] = []
     margin = -math.inf
     for name, f in fit["features"].items():
         v = features.get(name)
@@ -74,11 +74,12 @@ def judge(features: Mapping[str, float | None], stratum: str, threshold_set: Map
         if fired:
             side = "above" if f["hi"] is not None and x > f["hi"] else "below"
             bound = f["threshold_high"] if side == "above" else f["threshold_low"]
-            reasons.append(f"{name}={v:.4g} {side} {bound:.4g} (robust z={z:+.1f}, {key}, n={fit['n']})")
+            fired_reasons.append((ex, f"{name}={v:.4g} {side} {bound:.4g} (robust z={z:+.1f}, {key}, n={fit['n']})"))
     if margin == -math.inf:
         return None, {"reasons": ["not calibrated: no calibrated feature has a value"], "margin": None,
                       "stratum": stratum, "fit": key, "source": fit["source"], "n": fit["n"], "features": out}  # fmt: skip
     flagged = margin > 0
+    reasons = [r for _, r in sorted(fired_reasons, key=lambda t: -t[0])]  # largest exceedance first
     if not flagged:
         reasons.append(f"within thresholds ({key}, n={fit['n']}); closest at {margin:+.2f} σ")
     return flagged, {"reasons": reasons, "margin": margin, "stratum": stratum, "fit": key, "source": fit["source"],
