@@ -1,0 +1,23 @@
+"""Settings resolution: flag > HUBAUDIT_* env > default (HUBAUDIT_HOME, else the platform data dir)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hubaudit.settings import Settings
+
+
+def test_flag_beats_env_beats_default(tmp_path):
+    env = {"HUBAUDIT_HOME": str(tmp_path / "h"), "HUBAUDIT_DB_URL": "sqlite:////env.db"}
+    assert Settings.from_env(env, db_url="sqlite:////flag.db").db_url == "sqlite:////flag.db"
+    assert Settings.from_env(env).db_url == "sqlite:////env.db"
+    s = Settings.from_env({"HUBAUDIT_HOME": str(tmp_path / "h")})
+    assert s.home == tmp_path / "h" and s.db_url == f"sqlite:///{tmp_path / 'h' / 'hubaudit.db'}"
+
+
+def test_platform_data_dir_without_hubaudit_home(tmp_path):
+    import platformdirs
+
+    s = Settings.from_env({})
+    assert s.home == Path(platformdirs.user_data_dir("hubaudit"))
+    assert s.db_url.endswith("/hubaudit.db")
