@@ -54,6 +54,7 @@ class CheckResult:
     calibration_n: int | None = None
     probe: dict[str, Any] | None = None
     suppressed: dict[str, Any] | None = None
+    expired_suppressions: list[dict[str, Any]] = field(default_factory=list)  # entries for it that lapsed
     hint: str | None = None
 
     @property
@@ -96,6 +97,8 @@ def _judge(result: CheckResult, features: dict[str, float], store: Store) -> Che
 
 
 def _apply_probe_and_suppression(result: CheckResult, suppressions: list[Suppression], today: date) -> CheckResult:
+    result.expired_suppressions = [s.to_dict() for s in suppressions
+                                   if s.is_expired(today) and s.matches(result.repo_id, result.sha)]  # fmt: skip
     if result.probe and result.probe.get("flagged"):
         result.verdict = "flagged"
         result.reasons = ["behavioural probe confirmed a backdoor", *result.reasons]

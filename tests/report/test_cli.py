@@ -132,6 +132,11 @@ def test_export_blocklist(store_url, tmp_path, suppress_file):
 def test_check_repo_exit_codes(store_url, suppress_file):
     p = run("check", OUTLIERS[0], "--db", store_url)
     assert p.returncode == 1 and p.stdout.startswith("FLAGGED")
+    # Its suppression expired: still flagged, and the lapsed entry is reported.
+    p = run("check", OUTLIERS[0], "--format", "json", "--suppress", str(suppress_file), "--db", store_url)
+    doc = json.loads(p.stdout)
+    assert p.returncode == 1 and doc["verdict"] == "flagged" and doc["suppressed"] is None
+    assert doc["expired_suppressions"][0]["expires"] == "2020-01-01" and "expired 2020-01-01" in p.stderr
     p = run("check", f"{OUTLIERS[1]}@{hexsha(101)}", "--format", "json", "--suppress", str(suppress_file),
             "--db", store_url)
     doc = json.loads(p.stdout)
