@@ -32,6 +32,7 @@ class Table:
     format: str
     columns: list[str]
     rows: list[dict[str, Any]]
+    schema: Any = None  # the pyarrow schema of a Parquet input (kept for the cleaned copy)
 
     def column(self, name: str) -> list[Any]:
         """The values of one column; a clear error naming the available columns if it is absent."""
@@ -59,8 +60,9 @@ def read_table(path: str | Path) -> Table:
     fmt = detect_format(p)
     if p.stat().st_size == 0:
         raise PsimDataError(f"{p}: file is empty")
+    schema = None
     if fmt == "parquet":
-        columns, rows = _read_parquet(p)
+        columns, rows, schema = _read_parquet(p)
     else:
         raw = p.read_bytes()
         try:
@@ -70,7 +72,7 @@ def read_table(path: str | Path) -> Table:
         columns, rows = _read_csv(p, text) if fmt == "csv" else _read_jsonl(p, text)
     if not rows:
         raise PsimDataError(f"{p}: file has no data rows")
-    return Table(path=p, format=fmt, columns=columns, rows=rows)
+    return Table(path=p, format=fmt, columns=columns, rows=rows, schema=schema)
 
 
 def _read_csv(p: Path, text: str) -> tuple[list[str], list[dict[str, Any]]]:
@@ -101,7 +103,7 @@ def _read_jsonl(p: Path, text: str) -> tuple[list[str], list[dict[str, Any]]]:
     return list(columns), rows
 
 
-def _read_parquet(p: Path) -> tuple[list[str], list[dict[str, Any]]]:
+def _read_parquet(p: Path) -> tuple[list[str], list[dict[str, Any]], Any]:
     try:
         import pyarrow.parquet as pq
     except ImportError:  # pragma: no cover - pyarrow is in the parquet extra
@@ -112,7 +114,7 @@ def _read_parquet(p: Path) -> tuple[list[str], list[dict[str, Any]]]:
         table = pq.read_table(p)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
         raise PsimDataError(f"{p}: cannot read Parquet ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
-    return list(table.column_names), table.to_pylist()
+    return list(table.column_names), table.to_pylist(), table.schema
 
 
 def texts_of(table: Table, text_col: str) -> list[str]:
@@ -169,3 +171,26 @@ def labels_of(table: Table, label_col: str, *, num_labels: int | None = None) ->
     if len(set(labels)) < 2:
         raise PsimDataError(f"{table.path}: column '{label_col}' has a single class ({labels[0]}); PSIM needs at least 2")
     return labels, k
+
+
+def write_table(path: str | Path, columns: list[str], rows: list[dict[str, Any]], schema: Any = None) -> None:
+    """Write rows in the format of ``path``'s suffix (CSV with a header, JSONL, or Parquet)."""
+    p = Path(path)
+    fmt = detect_format(p)
+    if p.parent and not p.parent.exists():
+        raise PsimDataError(f"{p}: directory {p.parent} does not exist")
+    if fmt == "parquet":
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        table = pa.Table.from_pylist(rows, schema=schema) if schema is not None else pa.Table.from_pylist(rows)
+        pq.write_table(table, p)
+        return
+    with open(p, "w", encoding="utf-8", newline="") as fh:
+        if fmt == "csv":
+            w = csv.DictWriter(fh, fieldnames=columns, delimiter="\t" if p.suffix.lower() == ".tsv" else ",", extrasaction="ignore")
+            w.writeheader()
+            w.writerows(rows)
+        else:
+            for r in rows:
+                fh.write(json.dumps(r, ensure_ascii=False, default=str) + "\n")

@@ -58,6 +58,10 @@ class TrainOptions:
     holdout: float = 0.2
     warmup: float = 0.06
     reset_labels: bool = True  # False only for the ablation "PSIM without the label reset"
+    # Train the classification head too (peft SEQ_CLS puts it in modules_to_save). Off by default:
+    # a trainable head flattens *every* output by shrinking its weights, triggered inputs included,
+    # so the reset must be absorbed by the PEFT module in the body, where a trigger dominates.
+    train_head: bool = False
     peft_params: dict[str, Any] = field(default_factory=dict)
 
     def validate(self) -> None:
@@ -176,6 +180,10 @@ def train_psim(model: str, texts: list[str], labels: list[int], num_labels: int,
     from peft import get_peft_model
 
     psim = get_peft_model(base, peft_config(opts.peft, **opts.peft_params))
+    if not opts.train_head:
+        for name, p in psim.named_parameters():
+            if "modules_to_save" in name:
+                p.requires_grad_(False)
     t0 = time.perf_counter()
     stats = fit(psim, tokenizer, tr_texts, tr_labels, epochs=opts.epochs, lr=lr, batch_size=opts.batch_size,
                 max_length=opts.max_length, seed=opts.seed, warmup=opts.warmup)

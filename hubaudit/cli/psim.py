@@ -1,0 +1,134 @@
+"""`hubaudit psim train|screen|probe`: PSIM (arXiv 2402.12168) input and dataset screening."""
+
+from __future__ import annotations
+
+import sys
+from enum import Enum
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from hubaudit.cli._options import err_console
+from hubaudit.cli.app import app
+
+psim_app = typer.Typer(
+    help="Screen inputs and datasets with a PEFT module trained on randomly reset labels (PSIM).",
+    no_args_is_help=True,
+)
+app.add_typer(psim_app, name="psim")
+
+
+class Peft(str, Enum):
+    lora = "lora"
+    p_tuning = "p-tuning"
+    prompt_tuning = "prompt-tuning"
+
+
+class Fmt(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+class FailOn(str, Enum):
+    flagged = "flagged"
+    never = "never"
+
+
+class ProbeFailOn(str, Enum):
+    extreme = "extreme"
+    never = "never"
+
+
+DataOpt = Annotated[Path, typer.Option("--data", help="CSV, JSONL or Parquet file.", show_default=False)]
+TauOpt = Annotated[Optional[float], typer.Option("--tau", help="Override the calibrated threshold τ (flag iff confidence > τ).")]
+
+
+@psim_app.command("train")
+def train_cmd(
+    model: Annotated[str, typer.Option("--model", help="Suspect base model: a local directory or a repo id in the local HF cache.")],
+    data: DataOpt,
+    out: Annotated[Path, typer.Option("-o", "--out", help="PSIM_DIR to write (PEFT module, τ, calibration data).")],
+    adapter: Annotated[Optional[Path], typer.Option("--adapter", help="Suspect LoRA adapter merged on the base before PSIM training.")] = None,
+    text_col: Annotated[str, typer.Option("--text-col", help="Text column.")] = "text",
+    label_col: Annotated[str, typer.Option("--label-col", help="Label column (ints 0..K-1 or class names).")] = "label",
+    peft: Annotated[Peft, typer.Option("--peft", help="PEFT method of the PSIM module (authors: p-tuning).")] = Peft.p_tuning,
+    epochs: Annotated[int, typer.Option("--epochs", help="Training epochs (authors: 1).")] = 1,
+    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default per method: p-tuning/prompt-tuning 2e-3, lora 5e-4).")] = None,
+    batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
+    max_length: Annotated[int, typer.Option("--max-length", help="Truncation length in tokens.")] = 128,
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+    target_frr: Annotated[float, typer.Option("--target-frr", help="False-rejection rate τ is calibrated to on held-out clean rows.")] = 0.05,
+    holdout: Annotated[float, typer.Option("--holdout", help="Fraction of rows held out to calibrate τ.")] = 0.2,
+) -> None:
+    """Train a PSIM on a suspect model (+ adapter) with uniformly reset labels and calibrate τ."""
+    from hubaudit.pipeline import psim as flow
+
+    meta = flow.train(model=model, data=data, text_col=text_col, label_col=label_col, out=out, adapter=adapter,
+                      peft=peft.value, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed,
+                      target_frr=target_frr, holdout=holdout)
+    cal = meta["calibration"]
+    err_console.print(
+        f"PSIM ({meta['train']['peft']}, {meta['train']['n']} rows, {meta['num_labels']} classes) written to {out}: "
+        f"tau={meta['tau']:.4f} at FRR {cal['frr_at_tau']:.1%} on {cal['n']} held-out rows "
+        f"(mean confidence {cal['mean_confidence']:.3f}, uniform {cal['uniform_confidence']:.3f})"
+    )
+    if cal["n"] < 20:
+        err_console.print(f"[yellow]Warning:[/] only {cal['n']} calibration rows; tau is coarse (use more data or --holdout)", markup=True)
+
+
+@psim_app.command("screen")
+def screen_cmd(
+    psim_dir: Annotated[Path, typer.Argument(help="PSIM_DIR written by `hubaudit psim train`.", show_default=False)],
+    data: DataOpt,
+    text_col: Annotated[Optional[str], typer.Option("--text-col", help="Text column (default: the one PSIM was trained on).")] = None,
+    clean_out: Annotated[Optional[Path], typer.Option("-o", "--clean-out", help="Write the unflagged rows here (.csv/.jsonl/.parquet).")] = None,
+    fmt: Annotated[Fmt, typer.Option("--format", help="stdout format of the per-sample results.")] = Fmt.table,
+    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 when any row is flagged.")] = FailOn.never,
+    tau: TauOpt = None,
+) -> None:
+    """Per-sample confidence and flag for every row of a data file, a summary, and a cleaned copy."""
+    from hubaudit.pipeline import psim as flow
+    from hubaudit.psim import output
+
+    table, col, result = flow.screen(psim_dir, data=data, text_col=text_col, tau=tau, clean_out=clean_out)
+    texts = [str(r.get(col)) for r in table.rows]
+    extra = {"data": str(data), "clean_out": str(clean_out) if clean_out else None}
+    sys.stdout.write(output.render_screen(result, texts, fmt.value, extra))
+    summary = result.summary()
+    if fmt.value != "json":
+        err_console.print(output.summary_line(summary))
+    if clean_out is not None:
+        err_console.print(f"{summary['n'] - summary['flagged']} unflagged rows written to {clean_out}")
+    if fail_on is FailOn.flagged and summary["flagged"]:
+        raise typer.Exit(1)
+
+
+@psim_app.command("probe")
+def probe_cmd(
+    psim_dir: Annotated[Path, typer.Argument(help="PSIM_DIR trained on the suspect base (+ adapter).", show_default=False)],
+    data: Annotated[Path, typer.Option("--data", help="Evaluation texts (CSV, JSONL or Parquet).", show_default=False)],
+    battery: Annotated[Optional[str], typer.Option("--battery", help="Battery JSON file, or the name of a shipped battery.")] = None,
+    probe: Annotated[Optional[list[str]], typer.Option("--probe", help="A probe prefix, applied as '{probe}. {text}' (repeatable).")] = None,
+    text_col: Annotated[Optional[str], typer.Option("--text-col")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="Use at most this many evaluation texts.")] = 200,
+    min_flag_rate: Annotated[float, typer.Option("--min-flag-rate", help="A probe is extreme when PSIM flags at least this fraction of its inputs.")] = 0.5,
+    fmt: Annotated[Fmt, typer.Option("--format")] = Fmt.table,
+    fail_on: Annotated[ProbeFailOn, typer.Option("--fail-on", help="Exit 1 when any probe is extreme.")] = ProbeFailOn.never,
+    tau: TauOpt = None,
+) -> None:
+    """Screen a probe battery through a PSIM: which probes push the suspect model to extreme confidence."""
+    from hubaudit.pipeline import psim as flow
+    from hubaudit.psim import output
+
+    result = flow.probe(psim_dir, data=data, battery=battery, prefixes=probe, text_col=text_col, limit=limit,
+                        min_flag_rate=min_flag_rate, tau=tau)
+    sys.stdout.write(output.render_probe(result, fmt.value))
+    s = result.summary()
+    if fmt.value != "json":
+        err_console.print(f"{len(s['extreme'])} of {s['n_probes']} probes extreme (flag rate ≥ {s['min_flag_rate']:.0%}); "
+                          f"baseline flag rate without a probe {s['baseline_flag_rate']:.1%}, outlier gap {s['outlier_gap']:.3f}")
+    if fail_on is ProbeFailOn.extreme and s["extreme"]:
+        raise typer.Exit(1)

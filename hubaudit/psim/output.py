@@ -1,0 +1,83 @@
+"""Renderers for PSIM screening results: one function per ``--format`` (stdout carries data only).
+
+``table``/``csv``/``jsonl`` carry per-sample rows only (the summary goes to stderr, printed by the
+CLI); ``json`` carries ``{"summary": ..., "samples": [...]}``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from typing import Any
+
+SCREEN_FORMATS = ("table", "json", "jsonl", "csv")
+PROBE_FORMATS = ("table", "json", "jsonl", "csv")
+
+
+def _samples(result, texts: list[str]) -> list[dict[str, Any]]:
+    rows = result.records()
+    for r, t in zip(rows, texts):
+        r["text"] = t
+    return rows
+
+
+def _short(t: str, n: int = 70) -> str:
+    t = " ".join(t.split())
+    return t if len(t) <= n else t[: n - 1] + "…"
+
+
+def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    cells = [[("yes" if v is True else "no" if v is False else _short(str(v)) if isinstance(v, str) else f"{v:.4f}" if isinstance(v, float) else str(v))
+              for v in (r.get(c) for c in cols)] for r in rows]
+    widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
+    out = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
+    out += ["  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(out) + "\n"
+
+
+def _csv(rows: list[dict[str, Any]], cols: list[str]) -> str:
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    w.writeheader()
+    w.writerows(rows)
+    return buf.getvalue()
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> str:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+
+
+SCREEN_COLS = ["index", "confidence", "flagged", "text"]
+_SCREEN: dict[str, Callable[[list[dict[str, Any]], dict[str, Any]], str]] = {
+    "table": lambda rows, s: _table(rows, SCREEN_COLS),
+    "csv": lambda rows, s: _csv(rows, SCREEN_COLS),
+    "jsonl": lambda rows, s: _jsonl(rows),
+    "json": lambda rows, s: json.dumps({"summary": s, "samples": rows}, indent=2, ensure_ascii=False) + "\n",
+}
+
+
+def render_screen(result, texts: list[str], fmt: str, extra_summary: dict[str, Any] | None = None) -> str:
+    """The stdout text of ``hubaudit psim screen`` in ``fmt`` (one of :data:`SCREEN_FORMATS`)."""
+    return _SCREEN[fmt](_samples(result, texts), result.summary() | (extra_summary or {}))
+
+
+PROBE_COLS = ["probe", "name", "category", "flag_rate", "mean_confidence", "extreme"]
+_PROBE: dict[str, Callable[[list[dict[str, Any]], dict[str, Any]], str]] = {
+    "table": lambda rows, s: _table(rows, PROBE_COLS),
+    "csv": lambda rows, s: _csv(rows, PROBE_COLS),
+    "jsonl": lambda rows, s: _jsonl(rows),
+    "json": lambda rows, s: json.dumps({"summary": s, "probes": rows}, indent=2, ensure_ascii=False) + "\n",
+}
+
+
+def render_probe(result, fmt: str) -> str:
+    """The stdout text of ``hubaudit psim probe`` in ``fmt`` (one of :data:`PROBE_FORMATS`)."""
+    return _PROBE[fmt]([p.to_dict() for p in result.probes], result.summary())
+
+
+def summary_line(summary: dict[str, Any]) -> str:
+    """The one-line human summary for stderr."""
+    return (f"{summary['flagged']} of {summary['n']} flagged ({summary['flagged_rate']:.1%}) at tau={summary['tau']:.4f} "
+            f"(calibrated clean FRR {summary['target_frr']:.1%}; ~{summary['expected_clean_flags']:.1f} flags expected on clean data)")
