@@ -121,9 +121,12 @@ def norm_heatmaps(nm: NormMap) -> bytes:
     axes[0].set_ylabel("layer", fontsize=8, color=_INK)
     cbar = fig.colorbar(image, ax=list(axes), fraction=0.04, pad=0.02)
     cbar.set_label("‖ΔW‖_F / √(d_out·d_in)", fontsize=8, color=_INK)
-    from matplotlib.ticker import FormatStrFormatter, NullFormatter
+    from matplotlib.ticker import FixedLocator, FormatStrFormatter, NullLocator
 
-    cbar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.3g"))
-    cbar.ax.yaxis.set_minor_formatter(NullFormatter())
-    cbar.ax.tick_params(labelsize=7, colors=_MUTED, which="both")
+    lo, hi = norm.vmin, norm.vmax
+    ticks = np.geomspace(lo, hi, 5) if isinstance(norm, LogNorm) else np.linspace(lo, hi, 5)
+    cbar.ax.yaxis.set_major_locator(FixedLocator(ticks))
+    cbar.ax.yaxis.set_minor_locator(NullLocator())
+    cbar.ax.yaxis.set_major_formatter(FormatStrFormatter("%.2g"))
+    cbar.ax.tick_params(labelsize=7, colors=_MUTED)
     return _png(fig)

@@ -125,7 +125,7 @@ def _findings(report: Report) -> str:
     if not findings:
         msg = "None." if report.calibration.calibrated else "None can be named: the base is not calibrated."
         return f'<section id="findings"><h2>Flagged adapter revisions (0)</h2><p class="muted">{msg}</p></section>'
-    head = ("<tr><th>adapter</th><th class=num>score</th><th class=num>margin</th><th>features fired</th>"
+    head = ("<tr><th>adapter</th><th class=num>score</th><th class=num title='largest exceedance over any feature threshold, robust σ'>margin σ</th><th>features fired</th>"
             "<th>probe</th><th class=num>downloads</th><th>first seen</th><th>state</th></tr>")
     rows = "".join(
         f'<tr class="finding-row"><td>{_link(e)}</td><td class=num>{fmt_num(e.score)}</td>'
