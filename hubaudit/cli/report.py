@@ -19,7 +19,7 @@ import typer
 from hubaudit.cli._options import DbOpt, err_console
 from hubaudit.cli.app import app
 from hubaudit.errors import UsageError
-from hubaudit.report import OutputFormat, Report, Suppression, get_format, load_suppressions
+from hubaudit.report import OutputFormat, Report
 
 BaseOpt = Annotated[str, typer.Option("--base", help="Base model id, e.g. Qwen/Qwen2.5-1.5B.", show_default=False)]
 OutputOpt = Annotated[
@@ -61,10 +61,6 @@ def parse_since(text: str | None, now: datetime) -> datetime | None:
     except ValueError:
         raise UsageError(f"--since {text!r}: use a duration like 7d, 24h, 2w or an ISO date like 2026-11-01") from None
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
-
-
-def _suppressions(path: str | None) -> list[Suppression]:
-    return load_suppressions(path) if path else []
 
 
 def _open_store(db: str | None):
@@ -109,14 +105,14 @@ def report_cmd(
     db: DbOpt = None,
 ) -> None:
     """Report on the adapters of one base: calibration, flagged revisions, what could not be audited."""
-    from hubaudit.pipeline.report import load_report, utcnow
+    from hubaudit.pipeline.report import read_suppressions, run_report, utcnow
 
     now = utcnow()
-    sups = _suppressions(suppress)
+    since_ts = parse_since(since, now)
+    sups = read_suppressions(suppress)
     with _open_store(db) as store:
-        report = load_report(store, base, since=parse_since(since, now), flagged_only=flagged_only,
-                             suppressions=sups, with_norm_maps=fmt is OutputFormat.html, now=now)  # fmt: skip
-    text = get_format(fmt, width=_table_width()).render(report)
+        report, text = run_report(store, base, fmt.value, width=_table_width(), since=since_ts,
+                                  flagged_only=flagged_only, suppressions=sups, now=now)  # fmt: skip
     _emit(text, output)
     _warn_expired(report)
     s = report.summary
@@ -144,16 +140,14 @@ def export_cmd(
     db: DbOpt = None,
 ) -> None:
     """Export adapter revisions in the stable export schema (export_schema_version 1), e.g. as a blocklist."""
-    from hubaudit.pipeline.report import load_report, utcnow
-    from hubaudit.report.export import render_export, select_entries
+    from hubaudit.pipeline.report import read_suppressions, run_export, utcnow
 
-    sups = _suppressions(suppress)
+    sups = read_suppressions(suppress)
     with _open_store(db) as store:
-        report = load_report(store, base, suppressions=sups, now=utcnow())
-    text = render_export(report, fmt.value, flagged=flagged, include_suppressed=include_suppressed)
+        report, text, n = run_export(store, base, fmt.value, flagged=flagged, include_suppressed=include_suppressed,
+                                     suppressions=sups, now=utcnow())  # fmt: skip
     _emit(text, output)
     _warn_expired(report)
-    n = len(select_entries(report, flagged=flagged, include_suppressed=include_suppressed))
     if not report.calibration.calibrated:
         err_console.print(f"[yellow]warning:[/] {base} is not calibrated: the export cannot list weight findings",
                           markup=True)  # fmt: skip
@@ -204,10 +198,10 @@ def check_cmd(
 
     from hubaudit.httpclient import hub_config_from_env
     from hubaudit.pipeline.check import check_target
-    from hubaudit.pipeline.report import utcnow
+    from hubaudit.pipeline.report import read_suppressions, utcnow
     from hubaudit.settings import Settings
 
-    sups = _suppressions(suppress)
+    sups = read_suppressions(suppress)
     today = utcnow().date()
     for s in sups:
         if s.is_expired(today):

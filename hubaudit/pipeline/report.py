@@ -95,3 +95,47 @@ def write_atomic(path: str | Path, text: str) -> Path:
             pass
         raise
     return target
+
+
+def read_suppressions(path: str | Path | None) -> list[Suppression]:
+    """The entries of a suppression file (none without a path); invalid files raise ConfigError."""
+    from hubaudit.report import load_suppressions
+
+    return load_suppressions(path) if path else []
+
+
+def run_report(
+    store: Store,
+    base: str,
+    fmt: str,
+    *,
+    width: int = 100,
+    since: datetime | None = None,
+    flagged_only: bool = False,
+    suppressions: Sequence[Suppression] = (),
+    now: datetime | None = None,
+) -> tuple[Report, str]:
+    """``hubaudit report``: the Report and its rendering in ``fmt`` (norm maps only for html)."""
+    from hubaudit.report import get_format
+
+    report = load_report(store, base, since=since, flagged_only=flagged_only, suppressions=suppressions,
+                         with_norm_maps=fmt == "html", now=now)  # fmt: skip
+    return report, get_format(fmt, width=width).render(report)
+
+
+def run_export(
+    store: Store,
+    base: str,
+    fmt: str,
+    *,
+    flagged: bool = True,
+    include_suppressed: bool = False,
+    suppressions: Sequence[Suppression] = (),
+    now: datetime | None = None,
+) -> tuple[Report, str, int]:
+    """``hubaudit export``: the Report, the export document (schema v1) and its row count."""
+    from hubaudit.report.export import render_export, select_entries
+
+    report = load_report(store, base, suppressions=suppressions, now=now)
+    text = render_export(report, fmt, flagged=flagged, include_suppressed=include_suppressed)
+    return report, text, len(select_entries(report, flagged=flagged, include_suppressed=include_suppressed))
