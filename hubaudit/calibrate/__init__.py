@@ -8,6 +8,6 @@ pooling rule for small strata and the reference anchoring are documented in fit.
 from __future__ import annotations
 
 from hubaudit.calibrate.fit import METHOD, fit, parse_stratum, pool_key
-from hubaudit.calibrate.judge import judge, resolve
+from hubaudit.calibrate.judge import judge, judge_many, resolve
 
-__all__ = ["METHOD", "fit", "judge", "resolve", "parse_stratum", "pool_key"]
+__all__ = ["METHOD", "fit", "judge", "judge_many", "resolve", "parse_stratum", "pool_key"]

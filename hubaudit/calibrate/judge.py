@@ -1,4 +1,4 @@
-"""Judge one adapter's features against a fitted threshold set (hubaudit.calibrate.fit).
+"""Judge adapters' features against a fitted threshold set (hubaudit.calibrate.fit).
 
 Per feature: x = transform(value); z = (x − loc)/scale; fired when x > hi (up/both) or
 x < lo (down/both). flagged = any feature fired (the Bonferroni split in fit.py makes this
@@ -6,17 +6,23 @@ combined rule hit the target FPR). ``margin`` is the largest signed exceedance i
 (x − hi)/σ or (lo − x)/σ, so margin > 0 exactly when flagged and its size says by how much;
 a negative margin says how close the nearest threshold was. A stratum without a calibrated fit
 (or pool) gives flagged=None ("not calibrated", never clean) and margin None.
+
+:func:`judge_many` is the vectorised implementation (one numpy pass per fitted stratum; a base
+with 100,000 adapters is re-judged on every calibration); :func:`judge` is the one-adapter view.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Mapping
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from hubaudit.calibrate.fit import pool_key
 
 Breakdown = dict[str, Any]
+Verdict = tuple[bool | None, Breakdown]
 
 
 def resolve(stratum: str, threshold_set: Mapping[str, Any]) -> tuple[str | None, Mapping[str, Any] | None, str]:
@@ -39,48 +45,86 @@ def resolve(stratum: str, threshold_set: Mapping[str, Any]) -> tuple[str | None,
     return None, None, why
 
 
-def judge(features: Mapping[str, float | None], stratum: str, threshold_set: Mapping[str, Any]) -> tuple[bool | None, Breakdown]:
+def judge(features: Mapping[str, float | None], stratum: str, threshold_set: Mapping[str, Any]) -> Verdict:
     """(flagged, breakdown) for one adapter; flagged None = not calibrated (never "clean").
 
-    ``threshold_set`` is the dict :func:`hubaudit.calibrate.fit` returns (or a stored one with
-    the same ``strata`` and ``params``). breakdown: ``{"reasons": [...], "margin": float|None,
-    "stratum", "fit" (the key used), "source" (stratum/pool/reference), "n", "features":
-    {name: {"value", "z", "lo", "hi" (feature units), "fired"}}}``.
+    ``threshold_set`` is the dict :func:`hubaudit.calibrate.fit` returns (or a stored one with the
+    same ``strata`` and ``params``). breakdown: ``{"reasons": [...] (largest exceedance first),
+    "margin": float | None, "stratum", "fit" (the threshold-set entry used: the stratum or its
+    pool; it holds every threshold), "source" (stratum/pool/reference), "n", "features": {name:
+    {"value", "z" (robust z on the transformed scale), "fired", "threshold" (the crossed bound,
+    feature units; only when fired), "missing" (only when the value is absent)}}}``.
     """
-    key, fit, why = resolve(stratum, threshold_set)
-    if fit is None:
-        return None, {"reasons": [f"not calibrated: {why}"], "margin": None, "stratum": stratum, "fit": None,
-                      "source": None, "n": None, "features": {}}  # fmt: skip
-    out: dict[str, dict[str, Any]] = {}
-    fired_reasons: list[tuple[float, str]] = []
-    margin = -math.inf
-    for name, f in fit["features"].items():
-        v = features.get(name)
-        if v is None or not math.isfinite(v) or (f["transform"] == "log" and v <= 0):
-            out[name] = {"value": v if v is None or math.isfinite(v) else None, "z": None,
-                         "lo": f["threshold_low"], "hi": f["threshold_high"], "fired": False, "missing": True}  # fmt: skip
+    return judge_many([(stratum, features)], threshold_set)[0]
+
+
+def judge_many(items: Sequence[tuple[str, Mapping[str, float | None]]], threshold_set: Mapping[str, Any]) -> list[Verdict]:
+    """:func:`judge` for many (stratum, features) pairs, in order."""
+    out: list[Verdict | None] = [None] * len(items)
+    groups: dict[str, list[int]] = defaultdict(list)
+    for i, (stratum, _) in enumerate(items):
+        groups[stratum].append(i)
+    for stratum, idx in groups.items():
+        key, fit, why = resolve(stratum, threshold_set)
+        if fit is None:
+            for i in idx:
+                out[i] = (None, {"reasons": [f"not calibrated: {why}"], "margin": None, "stratum": stratum, "fit": None,
+                                 "source": None, "n": None, "features": {}})  # fmt: skip
             continue
-        x = math.log(v) if f["transform"] == "log" else v
-        scale = f["scale"]
-        z = (x - f["loc"]) / scale
-        ex = -math.inf
-        if f["hi"] is not None:
-            ex = (x - f["hi"]) / scale
-        if f["lo"] is not None:
-            ex = max(ex, (f["lo"] - x) / scale)
-        fired = ex > 0
-        margin = max(margin, ex)
-        out[name] = {"value": v, "z": z, "lo": f["threshold_low"], "hi": f["threshold_high"], "fired": fired}
-        if fired:
-            side = "above" if f["hi"] is not None and x > f["hi"] else "below"
-            bound = f["threshold_high"] if side == "above" else f["threshold_low"]
-            fired_reasons.append((ex, f"{name}={v:.4g} {side} {bound:.4g} (robust z={z:+.1f}, {key}, n={fit['n']})"))
-    if margin == -math.inf:
-        return None, {"reasons": ["not calibrated: no calibrated feature has a value"], "margin": None,
-                      "stratum": stratum, "fit": key, "source": fit["source"], "n": fit["n"], "features": out}  # fmt: skip
-    flagged = margin > 0
-    reasons = [r for _, r in sorted(fired_reasons, key=lambda t: -t[0])]  # largest exceedance first
-    if not flagged:
-        reasons.append(f"within thresholds ({key}, n={fit['n']}); closest at {margin:+.2f} σ")
-    return flagged, {"reasons": reasons, "margin": margin, "stratum": stratum, "fit": key, "source": fit["source"],
-                     "n": fit["n"], "features": out}  # fmt: skip
+        for i, verdict in zip(idx, _judge_group([items[i][1] for i in idx], stratum, key, fit)):
+            out[i] = verdict
+    return out  # type: ignore[return-value]
+
+
+def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: str, fit: Mapping[str, Any]) -> list[Verdict]:
+    names = list(fit["features"])
+    feats = [fit["features"][n] for n in names]
+    raw = np.array([[_num(r.get(n)) for n in names] for r in rows], dtype=np.float64).reshape(len(rows), len(names))
+    log = np.array([f["transform"] == "log" for f in feats])
+    loc = np.array([f["loc"] for f in feats])
+    scale = np.array([f["scale"] for f in feats])
+    hi = np.array([np.nan if f["hi"] is None else f["hi"] for f in feats])
+    lo = np.array([np.nan if f["lo"] is None else f["lo"] for f in feats])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        x = np.where(log, np.log(np.where(raw > 0, raw, np.nan)), raw)
+        z = (x - loc) / scale
+        ex = np.fmax((x - hi) / scale, (lo - x) / scale)  # NaN only when the value is missing
+    missing = ~np.isfinite(ex)
+    fired = np.where(missing, False, ex > 0)
+    any_value = ~missing.all(axis=1)
+    margin = np.where(any_value, np.nanmax(np.where(missing, -np.inf, ex), axis=1), np.nan)
+    above = x > hi
+    n_fit = fit["n"]
+    common = {"stratum": stratum, "fit": key, "source": fit["source"], "n": n_fit}
+    verdicts: list[Verdict] = []
+    raw_l, z_l, fired_l, missing_l = raw.tolist(), z.tolist(), fired.tolist(), missing.tolist()
+    for i in range(len(rows)):
+        per: dict[str, dict[str, Any]] = {}
+        reasons: list[tuple[float, str]] = []
+        for j, name in enumerate(names):
+            v = raw_l[i][j]
+            if missing_l[i][j]:
+                per[name] = {"value": v if v == v else None, "z": None, "fired": False, "missing": True}
+                continue
+            entry = {"value": v, "z": z_l[i][j], "fired": fired_l[i][j]}
+            if fired_l[i][j]:
+                side = "above" if above[i, j] else "below"
+                bound = feats[j]["threshold_high"] if side == "above" else feats[j]["threshold_low"]
+                entry["threshold"] = bound
+                reasons.append((float(ex[i, j]), f"{name}={v:.4g} {side} {bound:.4g} (robust z={z_l[i][j]:+.1f}, {key}, n={n_fit})"))
+            per[name] = entry
+        if not any_value[i]:
+            verdicts.append((None, {"reasons": ["not calibrated: no calibrated feature has a value"], "margin": None,
+                                    **common, "features": per}))  # fmt: skip
+            continue
+        m = float(margin[i])
+        flagged = m > 0
+        text = [r for _, r in sorted(reasons, key=lambda t: -t[0])]  # largest exceedance first
+        if not flagged:
+            text = [f"within thresholds ({key}, n={n_fit}); closest at {m:+.2f} σ"]
+        verdicts.append((flagged, {"reasons": text, "margin": m, **common, "features": per}))
+    return verdicts
+
+
+def _num(v: float | None) -> float:
+    return np.nan if v is None else float(v)

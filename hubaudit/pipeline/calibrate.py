@@ -96,7 +96,8 @@ def calibrate_base(
     params = ts["params"] | {"references": [str(Path(p).expanduser().absolute()) for p in references]}
     ts_id = store.save_threshold_set(base, method=ts["method"], featureset_version=featureset_version, n=ts["n"],
                                      strata=ts["strata"], params=params)  # fmt: skip
-    verdicts = [(r.revision_id, *cal.judge(r.features, r.stratum, ts)) for r in population]
+    judged = cal.judge_many([(r.stratum, r.features) for r in population], ts)
+    verdicts = [(r.revision_id, flagged, bd) for r, (flagged, bd) in zip(population, judged)]
     store.save_verdicts(ts_id, verdicts)
     active = store.active_threshold_set(base)
     counts = Counter("not_calibrated" if f is None else ("flagged" if f else "clean") for _, f, _ in verdicts)
@@ -117,7 +118,8 @@ def judge_revisions(store: Store, base: str, revision_ids: Iterable[int] | None 
     wanted = None if revision_ids is None else set(revision_ids)
     ts = threshold_set_dict(active)
     rows = [r for r in store.population(base, active.featureset_version) if wanted is None or r.revision_id in wanted]
-    verdicts = [(r.revision_id, *cal.judge(r.features, r.stratum, ts)) for r in rows]
+    judged = cal.judge_many([(r.stratum, r.features) for r in rows], ts)
+    verdicts = [(r.revision_id, flagged, bd) for r, (flagged, bd) in zip(rows, judged)]
     store.save_verdicts(active.id, verdicts)
     return {rid: flagged for rid, flagged, _ in verdicts}
 

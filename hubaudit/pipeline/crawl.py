@@ -26,7 +26,7 @@ from hubaudit.executors import make_executor
 from hubaudit.fetch import sweep_stale
 from hubaudit.httpclient import HubConfig, classify, hub_client
 from hubaudit.hub import HubSource, ListedRepo
-from hubaudit.pipeline.crawl_task import FetchJob, TaskOutcome, TaskSettings, fetch_and_score
+from hubaudit.pipeline.crawl_task import FetchJob, TaskOutcome, TaskSettings, clear_provenance_cache, fetch_and_score
 from hubaudit.store import FINAL_STATUSES, Store
 
 DERIVED_RELATIONS = ("quantized", "finetune")
@@ -175,6 +175,7 @@ def crawl(store: Store, hub: HubConfig, options: CrawlOptions, *, progress: _Pro
     run_id = store.start_run("crawl", command_args or {"bases": list(options.bases)})
     summary.run_id = run_id
     sweep_stale(options.cache_root)
+    clear_provenance_cache()
     settings = TaskSettings(hub=hub, cache_root=str(options.cache_root), keep=options.keep,
                             max_file_bytes=options.max_file_bytes, max_header_bytes=options.max_header_bytes,
                             compare_base_weights=options.compare_base_weights)

@@ -180,6 +180,12 @@ _weights_memo: dict[tuple[str, str], dict[str, str] | str] = {}
 _memo_lock = threading.Lock()
 
 
+def clear_provenance_cache() -> None:
+    """Forget memoized base weight hashes (a new crawl sees the Hub afresh)."""
+    with _memo_lock:
+        _weights_memo.clear()
+
+
 def _weights(source: HubSource, repo_id: str) -> dict[str, str] | str:
     """Weight-file sha256s of a repo from LFS metadata (memoized per process), or an error code."""
     key = (source.config.endpoint, repo_id)

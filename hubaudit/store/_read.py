@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, select
 
 from hubaudit.constants import FEATURESET_VERSION
+from hubaudit.store._sql import unpack_modules
 from hubaudit.store.rows import AuditRow
 from hubaudit.store.schema import Adapter, BaseModel, ProbeResult, Revision, ThresholdSet, Verdict, WeightScore
 
@@ -54,7 +55,7 @@ class ReadMixin:
             norms = conn.scalar(
                 select(WeightScore.module_norms).where(WeightScore.revision_id == revision_id).order_by(WeightScore.id.desc()).limit(1)
             )
-        return list(norms or [])
+        return unpack_modules(norms)
 
     def _audit_select(self, conn: Any, base: str, bid: int) -> Select:
         active = conn.execute(

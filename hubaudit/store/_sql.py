@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import operator
 from typing import Any
 
 from sqlalchemy import Table
+
+from hubaudit.models import ModuleStat
 
 
 def insert_for(dialect: str, table: Table):  # type: ignore[no-untyped-def]
@@ -41,3 +45,26 @@ def clean_features(features: dict[str, Any]) -> dict[str, float | None]:
 
 def chunks(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+_MODULE_FIELDS = tuple(f.name for f in dataclasses.fields(ModuleStat))
+_module_row = operator.attrgetter(*_MODULE_FIELDS)
+
+
+def pack_modules(modules: list[ModuleStat]) -> dict[str, Any]:
+    """Per-module statistics stored column-wise: ``{"fields": [...], "rows": [[...], ...]}``.
+
+    ModuleStat.to_dict() per module goes through dataclasses.asdict (a deepcopy per field) and
+    repeats every key in the JSON; a crawl stores tens of modules for each of 100,000 adapters
+    (benchmarks/bench_store.py). :func:`unpack_modules` gives the to_dict() shape back.
+    """
+    return {"fields": list(_MODULE_FIELDS), "rows": [_module_row(m) for m in modules]}
+
+
+def unpack_modules(packed: Any) -> list[dict[str, Any]]:
+    if not packed:
+        return []
+    if isinstance(packed, list):  # already a list of dicts
+        return packed
+    fields = packed["fields"]
+    return [dict(zip(fields, row)) for row in packed["rows"]]

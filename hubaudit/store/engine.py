@@ -9,12 +9,14 @@ after another process committed (which busy_timeout cannot retry).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 
 from hubaudit.errors import StoreError
+from hubaudit.store._sql import clean_json
 
 # cron and interactive runs overlap: a writer waits up to this long for another writer's lock.
 SQLITE_BUSY_TIMEOUT_MS = 30_000
@@ -43,6 +45,18 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql(conn.get_execution_options().get(BEGIN_OPTION, "BEGIN"))
 
 
+def json_dumps(value: Any) -> str:
+    """JSON for JSON columns: compact, and NaN/Infinity become null (PostgreSQL's json rejects them).
+
+    The C encoder's allow_nan=False check is the fast path; only a document that holds a
+    non-finite float pays for the recursive clean-up.
+    """
+    try:
+        return json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except ValueError:
+        return json.dumps(clean_json(value), allow_nan=False, separators=(",", ":"))
+
+
 def make_engine(url: str) -> Engine:
     """Build the engine for ``url``; for a SQLite file, create its parent directory first."""
     try:
@@ -55,12 +69,12 @@ def make_engine(url: str) -> Engine:
             from pathlib import Path
 
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000})
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, json_serializer=json_dumps)
         event.listen(engine, "connect", _setup_sqlite)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     try:
-        return create_engine(parsed, pool_pre_ping=True)
+        return create_engine(parsed, pool_pre_ping=True, json_serializer=json_dumps)
     except ModuleNotFoundError as exc:
         raise StoreError(
             f"no database driver for {parsed.drivername!r} ({exc.name} is not installed)",

@@ -111,7 +111,7 @@ class WeightScore(Base):
     score: Mapped[float | None] = mapped_column(Float)  # global_frobN_std (DESIGN §2)
     stratum: Mapped[str] = mapped_column(String(500), index=True)  # models.stratum_key
     features: Mapped[dict[str, Any]]
-    module_norms: Mapped[list[Any]]  # [ModuleStat.to_dict()]
+    module_norms: Mapped[dict[str, Any]]  # {"fields": ModuleStat field names, "rows": [[...] per module]}
     summary: Mapped[dict[str, Any]]  # ScanResult.to_dict(with_modules=False)
     created_at: Mapped[datetime]
 

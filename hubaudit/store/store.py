@@ -20,7 +20,7 @@ from hubaudit.errors import SchemaOutOfDateError, StoreError
 from hubaudit.store import migrate
 from hubaudit.store._queue import QueueMixin
 from hubaudit.store._read import ReadMixin
-from hubaudit.store._sql import chunks, clean_features, clean_json, insert_for
+from hubaudit.store._sql import chunks, clean_features, clean_json, insert_for, pack_modules
 from hubaudit.store.engine import BEGIN_OPTION, make_engine
 from hubaudit.store.rows import PopulationRow, ThresholdSetRow
 from hubaudit.store.schema import Adapter, BaseModel, Revision, Run, ThresholdSet, Verdict, WeightScore, utcnow
@@ -377,7 +377,7 @@ class Store(ReadMixin, QueueMixin):
         )
         for part in chunks(verdicts, _BULK_CHUNK):
             rows = [dict(revision_id=rid, threshold_set_id=threshold_set_id, flagged=flagged,
-                         breakdown=clean_json(breakdown), created_at=now) for rid, flagged, breakdown in part]  # fmt: skip
+                         breakdown=breakdown, created_at=now) for rid, flagged, breakdown in part]  # fmt: skip
             with self._write() as conn:
                 conn.execute(stmt, rows)
 
@@ -400,15 +400,15 @@ def _scored(item: dict[str, Any]) -> bool:
 
 
 def _score_row(revision_id: int, scan: ScanResult, now: Any) -> dict[str, Any]:
+    summary = scan.to_dict(with_modules=False)
+    del summary["features"]  # stored in its own column
     return dict(
         revision_id=revision_id,
         featureset_version=scan.featureset_version or FEATURESET_VERSION,
         score=clean_json(scan.score),
         stratum=scan.stratum,
         features=clean_features(scan.features),
-        module_norms=clean_json([m.to_dict() for m in scan.modules]),
-        summary=clean_json(scan.to_dict(with_modules=False)),
+        module_norms=pack_modules(scan.modules),
+        summary=summary,
         created_at=now,
     )
-
-

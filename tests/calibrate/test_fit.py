@@ -142,3 +142,16 @@ def test_margin_positive_exactly_when_flagged(values, probe, direction):
     flagged, bd = judge({"f": probe}, S, ts)
     assert flagged is (bd["margin"] > 0)
     assert flagged is any(f["fired"] for f in bd["features"].values())
+
+
+def test_judge_many_equals_judge_one_by_one():
+    from hubaudit.calibrate import judge_many
+
+    rng = np.random.default_rng(8)
+    names = {"a": "up", "b": "both", "c": "down"}
+    pop = [(s, {k: float(math.exp(rng.normal(0, 0.2))) for k in names}) for s in ("lora|r8|q", "lora|r4|q") for _ in range(35)]
+    ts = fit(pop, names, 0.01, 30)
+    items = [(s, {k: float(math.exp(rng.normal(0, 0.6))) for k in names}) for s in ("lora|r8|q", "lora|r2|q", "dora|r2|x")
+             for _ in range(30)]  # fmt: skip
+    items.append(("lora|r8|q", {"a": None, "b": -1.0}))
+    assert judge_many(items, ts) == [judge(f, s, ts) for s, f in items]

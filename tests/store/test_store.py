@@ -157,3 +157,15 @@ def test_expired_lease_is_claimed_again(store):
     time.sleep(0.05)
     (again,) = store.claim_probe_jobs("alive", limit=1, lease_seconds=600)
     assert again.id == job and again.worker == "alive" and again.attempts == 2
+
+
+def test_non_finite_numbers_anywhere_in_json_become_null(store):
+    from dataclasses import replace
+
+    s = scan(0.02)
+    s.modules[0] = replace(s.modules[0], frob_norm=math.nan, singular_values=(math.inf, 0.1))
+    rid = store.record_revision(base=BASE, repo_id="u/a", sha="s", status="scored", scan=s, provenance={"x": math.nan})
+    norms = store.module_norms(rid)
+    assert norms[0]["frob_norm"] is None and norms[0]["singular_values"] == [None, 0.1]
+    assert norms[1]["frob_norm"] == pytest.approx(s.modules[1].frob_norm)
+    assert store.find_revision("u/a").provenance == {"x": None}
