@@ -42,16 +42,26 @@ class ModuleSpectrum:
         return math.sqrt(self.frob_sq) / math.sqrt(d_out * d_in)
 
 
+def spectra_from_grams(
+    g_a: np.ndarray, g_b: np.ndarray, scaling: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Batched over n modules of one rank r: G_A, G_B (n, r, r), scaling (n,) →
+    (‖s·BA‖²_F (n,), σ² of s·BA (n, r) descending). One LAPACK call per batch, not per module."""
+    g_a = 0.5 * (g_a + np.swapaxes(g_a, -1, -2))  # exact symmetry for eigh (Grams are, up to rounding)
+    g_b = 0.5 * (g_b + np.swapaxes(g_b, -1, -2))
+    s2 = np.asarray(scaling, dtype=np.float64) ** 2
+    frob_sq = np.clip(np.einsum("nij,nij->n", g_b, g_a), 0.0, None) * s2
+    lam, vec = np.linalg.eigh(g_a)
+    lhalf = vec * np.sqrt(np.clip(lam, 0.0, None))[:, None, :]  # L = V Λ^½, so G_A = L Lᵀ
+    m = np.swapaxes(lhalf, -1, -2) @ g_b @ lhalf
+    sigma_sq = np.clip(np.linalg.eigvalsh(0.5 * (m + np.swapaxes(m, -1, -2))), 0.0, None)[:, ::-1]
+    return frob_sq, sigma_sq * s2[:, None]
+
+
 def spectrum_from_grams(g_a: np.ndarray, g_b: np.ndarray, scaling: float) -> ModuleSpectrum:
     """Frobenius norm and singular values of s·B·A from G_A = A Aᵀ and G_B = Bᵀ B."""
-    g_a = 0.5 * (g_a + g_a.T)  # exact symmetry for eigh; Grams are symmetric up to rounding
-    g_b = 0.5 * (g_b + g_b.T)
-    frob_sq = float(np.sum(g_b * g_a)) * scaling * scaling
-    lam, vec = np.linalg.eigh(g_a)
-    lhalf = vec * np.sqrt(np.clip(lam, 0.0, None))  # L = V Λ^½, so G_A = L Lᵀ
-    m = lhalf.T @ g_b @ lhalf
-    sigma_sq = np.clip(np.linalg.eigvalsh(0.5 * (m + m.T)), 0.0, None)[::-1] * (scaling * scaling)
-    return ModuleSpectrum(max(frob_sq, 0.0), sigma_sq)
+    frob_sq, sigma_sq = spectra_from_grams(g_a[None], g_b[None], np.array([scaling]))
+    return ModuleSpectrum(float(frob_sq[0]), sigma_sq[0])
 
 
 def module_spectrum(a: np.ndarray, b: np.ndarray, scaling: float) -> ModuleSpectrum:

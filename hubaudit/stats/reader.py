@@ -8,8 +8,10 @@ in fixed-size chunks. The sha256 of the weights file is computed in the same pas
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import stat
+import threading
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,19 +129,36 @@ def sha256_file(p: Path, follow: bool = False) -> tuple[str, int]:
     return h.hexdigest(), size
 
 
-def _readinto(f: BinaryIO, n: int) -> bytearray:
-    buf = bytearray(n)
-    view = memoryview(buf)
-    got = 0
+class _Scratch:
+    """Buffers reused across the tensors of one scan (raw bytes and one float64 block)."""
+
+    def __init__(self) -> None:
+        self._raw = bytearray()
+        self._f64 = np.empty(0)
+
+    def raw(self, n: int) -> memoryview:
+        if len(self._raw) < n:
+            self._raw = bytearray(n)
+        return memoryview(self._raw)[:n]
+
+    def f64(self, shape: tuple[int, ...]) -> np.ndarray:
+        n = math.prod(shape)
+        if self._f64.size < n:
+            self._f64 = np.empty(n)
+        return self._f64[:n].reshape(shape)
+
+
+def _readinto(f: BinaryIO, view: memoryview) -> memoryview:
+    got, n = 0, len(view)
     while got < n:
         k = f.readinto(view[got:])
         if not k:
             raise Rejected("file shrank while it was being read")
         got += k
-    return buf
+    return view
 
 
-def _gram(stored: np.ndarray, dtype: str, cols: bool) -> np.ndarray:
+def _gram(stored: np.ndarray, dtype: str, cols: bool, scratch: _Scratch) -> np.ndarray:
     """r×r Gram of a 2-D stored tensor in float64, converting one block at a time.
 
     cols=True: X Xᵀ for X (r, n) (lora_A); cols=False: Xᵀ X for X (n, r) (lora_B).
@@ -149,22 +168,90 @@ def _gram(stored: np.ndarray, dtype: str, cols: bool) -> np.ndarray:
         step = max(1, BLOCK_ELEMENTS // max(r, 1))
         g = np.zeros((r, r))
         for c in range(0, n, step):
-            x = to_float64(stored[:, c : c + step], dtype)
+            block = stored[:, c : c + step]
+            x = to_float64(block, dtype, scratch.f64(block.shape))
             g += x @ x.T
         return g
     n, r = stored.shape
     step = max(1, BLOCK_ELEMENTS // max(r, 1))
     g = np.zeros((r, r))
     for c in range(0, n, step):
-        x = to_float64(stored[c : c + step], dtype)
+        block = stored[c : c + step]
+        x = to_float64(block, dtype, scratch.f64(block.shape))
         g += x.T @ x
     return g
 
 
+class _InlineHash:
+    """sha256 of the bytes as the scan reads them (small files: no thread to start or feed)."""
+
+    def __init__(self, first: bytes) -> None:
+        self._h = hashlib.sha256(first)
+
+    def update(self, buf: bytes | bytearray | memoryview) -> None:
+        self._h.update(buf)
+
+    def close(self) -> str:
+        return self._h.hexdigest()
+
+
+class _BackgroundHash:
+    """sha256 of the whole file in a second thread reading the same descriptor with pread.
+
+    hashlib and pread release the GIL, so on a multi-core host hashing overlaps the Gram work;
+    the two readers share no queue or lock (per-tensor hand-offs cost more than they save). The
+    file is opened once, so both read the same inode.
+    """
+
+    def __init__(self, fd: int, size: int) -> None:
+        self._fd, self._size = fd, size
+        self._h = hashlib.sha256()
+        self._short = False
+        self._t = threading.Thread(target=self._run, name="hubaudit-sha256", daemon=True)
+        self._t.start()
+
+    def _run(self) -> None:
+        buf = bytearray(HASH_CHUNK)
+        view = memoryview(buf)
+        off = 0
+        while off < self._size:
+            n = os.preadv(self._fd, [view[: min(HASH_CHUNK, self._size - off)]], off)
+            if n <= 0:
+                self._short = True
+                return
+            self._h.update(view[:n])
+            off += n
+
+    def update(self, buf: bytes | bytearray | memoryview) -> None:
+        pass
+
+    def close(self) -> str:
+        self._t.join()
+        if self._short:
+            raise Rejected("file shrank while it was being read")
+        return self._h.hexdigest()
+
+
+BACKGROUND_HASH_BYTES = 32 << 20  # below this, starting a thread costs more than it overlaps
+
+
+class _NoHash:
+    def update(self, buf: bytes | bytearray | memoryview) -> None:
+        pass
+
+    def close(self) -> None:
+        return None
+
+
 @dataclass
 class FileDigest:
-    """Filled in by ``stream_reduce`` once the whole file has been read."""
+    """Filled in by ``stream_reduce`` once the whole file has been read.
 
+    ``want_sha256=False`` skips hashing (for callers that verified the file's hash already,
+    e.g. against the Hub's LFS metadata): sha256 costs more than reading a cached file.
+    """
+
+    want_sha256: bool = True
     sha256: str | None = None
     file_bytes: int | None = None
     header: Header | None = None
@@ -181,33 +268,50 @@ def stream_reduce(
     """
     header = read_header(f, size)
     digest.header = header
-    h = hashlib.sha256(header.raw)
+    h: _InlineHash | _BackgroundHash | _NoHash
+    if not digest.want_sha256:
+        h = _NoHash()
+    elif size >= BACKGROUND_HASH_BYTES and hasattr(os, "preadv"):
+        h = _BackgroundHash(f.fileno(), size)
+    else:
+        h = _InlineHash(header.raw)
+    try:
+        yield from _reduce_all(f, header, plan, h, _Scratch())
+        if f.read(1):
+            raise Rejected("file grew while it was being read")
+    finally:
+        sha = h.close()
+    digest.sha256 = sha
+    digest.file_bytes = size
+
+
+def _reduce_all(
+    f: BinaryIO,
+    header: Header,
+    plan: Callable[[TensorEntry], tuple[Reduce, tuple[int, int] | None]],
+    h: _InlineHash | _BackgroundHash | _NoHash,
+    scratch: _Scratch,
+) -> Iterator[tuple[TensorEntry, np.ndarray | None]]:
     for entry in header.entries:
         how, shape2d = plan(entry)
         if how == "skip":
             left = entry.nbytes
             while left:
-                chunk = f.read(min(left, HASH_CHUNK))
-                if not chunk:
-                    raise Rejected("file shrank while it was being read")
+                chunk = _readinto(f, scratch.raw(min(left, HASH_CHUNK)))
                 h.update(chunk)
                 left -= len(chunk)
             yield entry, None
             continue
         if entry.dtype not in FLOAT_DTYPES:
             raise Rejected(f"tensor {show_name(entry.name)} has dtype {entry.dtype}; LoRA weights must be floats")
-        raw = _readinto(f, entry.nbytes)
+        raw = _readinto(f, scratch.raw(entry.nbytes))
         h.update(raw)
         stored = storage_view(raw, entry.dtype)
         if how == "mean":
             out = np.array(to_float64(stored, entry.dtype).mean() if stored.size else np.nan)
         else:
             assert shape2d is not None
-            out = _gram(stored.reshape(shape2d), entry.dtype, cols=how == "gram_cols")
+            out = _gram(stored.reshape(shape2d), entry.dtype, how == "gram_cols", scratch)
         if not np.all(np.isfinite(out)):
             raise Rejected(f"tensor {show_name(entry.name)} holds NaN or Inf (or overflows float64)")
         yield entry, out
-    if f.read(1):
-        raise Rejected("file grew while it was being read")
-    digest.sha256 = h.hexdigest()
-    digest.file_bytes = size

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import tempfile
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -22,7 +22,7 @@ from hubaudit.stats import layout
 from hubaudit.stats._reject import Rejected, one_line, show_name
 from hubaudit.stats.adapter_config import NO_CONFIG, LoraSettings, parse_settings
 from hubaudit.stats.features import compute_features
-from hubaudit.stats.gram import spectrum_from_grams
+from hubaudit.stats.gram import spectra_from_grams
 from hubaudit.stats.pickle_sandbox import convert_pickle
 from hubaudit.stats.reader import FileDigest, open_regular, read_config, sha256_file, stream_reduce
 from hubaudit.stats.safetensors_header import TensorEntry
@@ -89,33 +89,48 @@ def _collect(f, size: int, digest: FileDigest) -> tuple[dict[str, _Parts], list[
     return parts, saved
 
 
-def _module_stat(name: str, p: _Parts, settings: LoraSettings, warnings: list[str]) -> ModuleStat:
-    if p.g_a is None or p.g_b is None:
-        missing = "lora_B" if p.g_b is None else "lora_A"
-        raise Rejected(f"module {show_name(name)} has {'lora_A' if missing == 'lora_B' else 'lora_B'} but no {missing}")
-    r, r_b = p.a_shape[0], math.prod(p.b_shape[1:])
-    if r != r_b:
-        raise Rejected(f"module {show_name(name)}: lora_A has rank {r}, lora_B has rank {r_b}")
-    d_in, d_out = math.prod(p.a_shape[1:]), p.b_shape[0]
-    promised = settings.config_rank(name) if settings.has_config else None
-    if promised is not None and promised != r:
-        warnings.append(f"{name}: tensor rank {r} differs from the config's {promised} (tensor shape used)")
-    s = settings.scaling(name, r)
-    spec = spectrum_from_grams(p.g_a, p.g_b, s)
-    # ‖ΔW‖ is invariant to the fan_in_fan_out/embedding transposes; d_in/d_out are the layer's
-    # true input/output sizes (A is always (r, in), B (out, r)) in both layouts.
-    return ModuleStat(
-        name=name,
-        layer=layout.layer_index(name),
-        projection=layout.projection(name),
-        kind="embedding" if p.embedding else "linear",
-        d_in=d_in,
-        d_out=d_out,
-        rank=r,
-        scaling=s,
-        frob_norm=spec.frob_normalized(d_out, d_in),
-        singular_values=tuple(float(v) for v in np.sqrt(spec.sigma_sq)),
-    )
+def _module_stats(
+    parts: dict[str, _Parts], scale: Callable[[str, int], float], promised: Callable[[str], int | None]
+) -> tuple[list[ModuleStat], list[str]]:
+    """Validate each module's A/B pair, then compute all spectra in one batched call per rank."""
+    warnings: list[str] = []
+    rows = []
+    for name, p in sorted(parts.items()):
+        if p.g_a is None or p.g_b is None:
+            has, lacks = ("lora_A", "lora_B") if p.g_b is None else ("lora_B", "lora_A")
+            raise Rejected(f"module {show_name(name)} has {has} but no {lacks}")
+        r, r_b = p.a_shape[0], math.prod(p.b_shape[1:])
+        if r != r_b:
+            raise Rejected(f"module {show_name(name)}: lora_A has rank {r}, lora_B has rank {r_b}")
+        want = promised(name)
+        if want is not None and want != r:
+            warnings.append(f"{name}: tensor rank {r} differs from the config's {want} (tensor shape used)")
+        rows.append((name, p, r, scale(name, r)))
+    out: dict[str, ModuleStat] = {}
+    for r in sorted({row[2] for row in rows}):
+        batch = [row for row in rows if row[2] == r]
+        frob_sq, sigma_sq = spectra_from_grams(
+            np.stack([p.g_a for _, p, _, _ in batch]),
+            np.stack([p.g_b for _, p, _, _ in batch]),
+            np.array([s for *_, s in batch]),
+        )
+        for (name, p, _, s), fsq, ssq in zip(batch, frob_sq, np.sqrt(sigma_sq)):
+            d_in, d_out = math.prod(p.a_shape[1:]), p.b_shape[0]
+            # ‖ΔW‖ is invariant to the fan_in_fan_out/embedding transposes; d_in/d_out are the
+            # layer's true input/output sizes (A is always (r, in), B (out, r)) in both layouts.
+            out[name] = ModuleStat(
+                name=name,
+                layer=layout.layer_index(name),
+                projection=layout.projection(name),
+                kind="embedding" if p.embedding else "linear",
+                d_in=d_in,
+                d_out=d_out,
+                rank=r,
+                scaling=s,
+                frob_norm=math.sqrt(float(fsq)) / math.sqrt(d_out * d_in),  # f_m, DESIGN §2
+                singular_values=tuple(ssq.tolist()),
+            )
+    return [out[name] for name, *_ in rows], warnings
 
 
 def _variant(settings: LoraSettings, dora: bool) -> str:
@@ -124,7 +139,7 @@ def _variant(settings: LoraSettings, dora: bool) -> str:
     return "rslora" if settings.use_rslora else "dora" if dora else "lora"
 
 
-def _scan(path: Path, allow_pickle: bool, roots: Sequence[Path], partial: _Partial) -> ScanResult:
+def _scan(path: Path, allow_pickle: bool, roots: Sequence[Path], hash_content: bool, partial: _Partial) -> ScanResult:
     from hubaudit.stats.reader import locate
 
     files = locate(path, roots)
@@ -149,10 +164,10 @@ def _scan(path: Path, allow_pickle: bool, roots: Sequence[Path], partial: _Parti
             partial.warnings.append("weights loaded from pickle with torch.load(weights_only=True) in a subprocess")
             f, size = open_regular(converted, MAX_ADAPTER_BYTES, "converted weights")
             with f:
-                parts, saved = _collect(f, size, FileDigest())
+                parts, saved = _collect(f, size, FileDigest(want_sha256=False))
     else:
         f, size = open_regular(files.weights, MAX_ADAPTER_BYTES, files.weights.name, follow)
-        digest = FileDigest()
+        digest = FileDigest(want_sha256=hash_content)
         with f:
             parts, saved = _collect(f, size, digest)
         partial.content_sha256, partial.file_bytes = digest.sha256, digest.file_bytes
@@ -168,7 +183,9 @@ def _result(
         if other:
             raise Rejected(f"{other} tensors present; only LoRA is scored", "unsupported")
         raise Rejected("no LoRA tensors (lora_A/lora_B pairs) in the weights file")
-    modules = [_module_stat(name, p, settings, warnings) for name, p in sorted(parts.items())]
+    promised = settings.config_rank if settings.has_config else (lambda name: None)
+    modules, rank_warnings = _module_stats(parts, settings.scaling, promised)
+    warnings.extend(rank_warnings)
     dora = {name: p.magnitude for name, p in sorted(parts.items()) if p.magnitude is not None}
     if any(p.bias for p in parts.values()):
         warnings.append("lora_B.bias tensors present (lora_bias); not part of the norms")
@@ -204,16 +221,23 @@ def _result(
     )
 
 
-def scan_path(path: str | Path, *, allow_pickle: bool = False, symlink_roots: Sequence[str | Path] = ()) -> ScanResult:
+def scan_path(
+    path: str | Path,
+    *,
+    allow_pickle: bool = False,
+    symlink_roots: Sequence[str | Path] = (),
+    hash_content: bool = True,
+) -> ScanResult:
     """Scan one adapter directory or weights file. Bad input → status error/unsupported, one-line reason.
 
     ``allow_pickle`` loads ``adapter_model.bin`` in a sandboxed torch subprocess (needs torch;
     check with ``pickle_sandbox.require_torch`` first). ``symlink_roots``: directories under which
     a symlinked file may resolve (e.g. a Hugging Face cache's blobs); any other symlink is refused.
+    ``hash_content=False`` leaves ``content_sha256`` unset (for callers that verified it already).
     """
     partial = _Partial()
     try:
-        return _scan(Path(path), allow_pickle, [Path(r) for r in symlink_roots], partial)
+        return _scan(Path(path), allow_pickle, [Path(r) for r in symlink_roots], hash_content, partial)
     except Rejected as exc:
         status, reason = exc.status, exc.reason
     except MemoryError:
@@ -237,10 +261,16 @@ def scan_path(path: str | Path, *, allow_pickle: bool = False, symlink_roots: Se
 
 
 def scan_many(
-    paths: Iterable[str | Path], *, allow_pickle: bool = False, symlink_roots: Sequence[str | Path] = ()
+    paths: Iterable[str | Path],
+    *,
+    allow_pickle: bool = False,
+    symlink_roots: Sequence[str | Path] = (),
+    hash_content: bool = True,
 ) -> list[ScanResult]:
     """``scan_path`` over several inputs, in order; one bad adapter never stops the others."""
-    return [scan_path(p, allow_pickle=allow_pickle, symlink_roots=symlink_roots) for p in paths]
+    return [
+        scan_path(p, allow_pickle=allow_pickle, symlink_roots=symlink_roots, hash_content=hash_content) for p in paths
+    ]
 
 
 def stats_from_arrays(
@@ -253,19 +283,12 @@ def stats_from_arrays(
     """
     from hubaudit.stats.gram import gram_cols, gram_rows
 
-    modules = []
-    for name, (a, b, s) in sorted(pairs.items()):
+    parts, scalings = {}, {}
+    for name, (a, b, s) in pairs.items():
         a64 = np.asarray(a, dtype=np.float64).reshape(a.shape[0], -1)
         b64 = np.asarray(b, dtype=np.float64).reshape(b.shape[0], -1)
-        p = _Parts(gram_cols(a64), gram_rows(b64), a64.shape, b64.shape, name in embedding)
-        fixed = LoraSettings(has_config=False)
-        modules.append(replace(_module_stat(name, p, fixed, []), scaling=s, frob_norm=0.0))
-        spec = spectrum_from_grams(p.g_a, p.g_b, s)
-        d_in, d_out = a64.shape[1], b64.shape[0]
-        modules[-1] = replace(
-            modules[-1],
-            frob_norm=spec.frob_normalized(d_out, d_in),
-            singular_values=tuple(float(v) for v in np.sqrt(spec.sigma_sq)),
-        )
+        parts[name] = _Parts(gram_cols(a64), gram_rows(b64), a64.shape, b64.shape, name in embedding)
+        scalings[name] = float(s)
+    modules, _ = _module_stats(parts, lambda name, r: scalings[name], lambda name: None)
     linear = [m for m in modules if m.kind == "linear"]
     return modules, compute_features(linear)
