@@ -7,6 +7,8 @@ importable on the workers (hubaudit installed there).
 
 from __future__ import annotations
 
+import re
+import socket
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
@@ -30,6 +32,7 @@ class RayExecutor(Executor):
         self._owns = False
         self._options = {"num_cpus": num_cpus, "num_gpus": num_gpus, "max_retries": 0}
         if not ray.is_initialized():
+            _check_reachable(address)
             try:
                 ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
                          runtime_env=runtime_env, configure_logging=False)
@@ -70,3 +73,14 @@ class RayExecutor(Executor):
         if self._owns and self._ray.is_initialized():
             self._ray.shutdown()
             self._owns = False
+
+
+def _check_reachable(address: str | None, timeout: float = 5.0) -> None:
+    """Fail fast on a dead ``host:port``: ``ray.init`` keeps retrying a missing GCS for minutes."""
+    m = re.fullmatch(r"(?:ray://)?\[?([^\]]+?)\]?:(\d+)", (address or "").strip())
+    if m is None:
+        return  # None (start a local instance) or "auto": Ray resolves it itself
+    try:
+        socket.create_connection((m.group(1), int(m.group(2))), timeout=timeout).close()
+    except OSError as exc:
+        raise ExecutorError(f"cannot connect to Ray at {address}: {exc.strerror or exc}") from None

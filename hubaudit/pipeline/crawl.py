@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hubaudit.errors import HubAuthError, HubError, HubUnavailableError, RateLimitedError
+from hubaudit.errors import HubauditError, HubAuthError, HubError, HubUnavailableError, RateLimitedError
 from hubaudit.executors import make_executor
 from hubaudit.fetch import sweep_stale
 from hubaudit.httpclient import HubConfig, classify, hub_client
@@ -180,6 +180,7 @@ def crawl(store: Store, hub: HubConfig, options: CrawlOptions, *, progress: _Pro
                             max_file_bytes=options.max_file_bytes, max_header_bytes=options.max_header_bytes,
                             compare_base_weights=options.compare_base_weights)
     fatal: HubError | None = None
+    exit_status = 70  # a bug unless proven otherwise below
     try:
         with hub_client(hub.timeout):
             lister = _Lister(store, HubSource(hub), options, settings, summary, progress)
@@ -194,9 +195,13 @@ def crawl(store: Store, hub: HubConfig, options: CrawlOptions, *, progress: _Pro
                         gone = store.mark_removed(base, lister.present.get(base, set()))
                         summary.removed_repos.extend(gone)
                 summary.removed = len(summary.removed_repos)
+        exit_status = fatal.exit_code if fatal else 0
+    except HubauditError as exc:
+        exit_status = exc.exit_code
+        raise
     finally:
         summary.duration_s = time.monotonic() - started
-        store.finish_run(run_id, counts=summary.counts(), exit_status=fatal.exit_code if fatal else 0)
+        store.finish_run(run_id, counts=summary.counts(), exit_status=exit_status)
     if fatal is not None:
         raise fatal
     return summary
