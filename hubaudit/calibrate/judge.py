@@ -98,26 +98,34 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
     common = {"stratum": stratum, "fit": key, "source": fit["source"], "n": n_fit}
     verdicts: list[Verdict] = []
     raw_l, z_l, fired_l, missing_l = raw.tolist(), z.tolist(), fired.tolist(), missing.tolist()
+    margin_l, any_l = margin.tolist(), any_value.tolist()
     for i in range(len(rows)):
-        per: dict[str, dict[str, Any]] = {}
+        vals, zs = raw_l[i], z_l[i]
+        if not (any(fired_l[i]) or any(missing_l[i])):  # the common case: every value present, nothing fired
+            m = margin_l[i]
+            per = {name: {"value": v, "z": zz, "fired": False} for name, v, zz in zip(names, vals, zs)}
+            text = [f"within thresholds ({key}, n={n_fit}); closest at {m:+.2f} σ"]
+            verdicts.append((False, {"reasons": text, "margin": m, **common, "features": per}))
+            continue
+        per = {}
         reasons: list[tuple[float, str]] = []
         for j, name in enumerate(names):
-            v = raw_l[i][j]
+            v = vals[j]
             if missing_l[i][j]:
                 per[name] = {"value": v if v == v else None, "z": None, "fired": False, "missing": True}
                 continue
-            entry = {"value": v, "z": z_l[i][j], "fired": fired_l[i][j]}
+            entry = {"value": v, "z": zs[j], "fired": fired_l[i][j]}
             if fired_l[i][j]:
                 side = "above" if above[i, j] else "below"
                 bound = feats[j]["threshold_high"] if side == "above" else feats[j]["threshold_low"]
                 entry["threshold"] = bound
-                reasons.append((float(ex[i, j]), f"{name}={v:.4g} {side} {bound:.4g} (robust z={z_l[i][j]:+.1f}, {key}, n={n_fit})"))
+                reasons.append((float(ex[i, j]), f"{name}={v:.4g} {side} {bound:.4g} (robust z={zs[j]:+.1f}, {key}, n={n_fit})"))
             per[name] = entry
-        if not any_value[i]:
+        if not any_l[i]:
             verdicts.append((None, {"reasons": ["not calibrated: no calibrated feature has a value"], "margin": None,
                                     **common, "features": per}))  # fmt: skip
             continue
-        m = float(margin[i])
+        m = margin_l[i]
         flagged = m > 0
         text = [r for _, r in sorted(reasons, key=lambda t: -t[0])]  # largest exceedance first
         if not flagged:

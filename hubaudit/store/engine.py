@@ -45,16 +45,31 @@ def _sqlite_begin(conn: Any) -> None:
     conn.exec_driver_sql(conn.get_execution_options().get(BEGIN_OPTION, "BEGIN"))
 
 
+try:  # ~5x faster JSON; a calibration writes a breakdown for each of 100,000 adapters
+    import orjson
+except ImportError:  # pragma: no cover - optional speed-up, the stdlib path is equivalent
+    orjson = None  # type: ignore[assignment]
+
+
 def json_dumps(value: Any) -> str:
     """JSON for JSON columns: compact, and NaN/Infinity become null (PostgreSQL's json rejects them).
 
-    The C encoder's allow_nan=False check is the fast path; only a document that holds a
-    non-finite float pays for the recursive clean-up.
+    orjson writes non-finite floats as null itself; the stdlib path's allow_nan=False check is
+    its fast path, and only a document holding a non-finite float pays for the recursive clean-up.
     """
+    if orjson is not None:
+        try:
+            return orjson.dumps(value).decode()
+        except TypeError:  # e.g. a numpy scalar or a non-str key: normalise, then the stdlib encoder
+            pass
     try:
         return json.dumps(value, allow_nan=False, separators=(",", ":"))
-    except ValueError:
+    except (ValueError, TypeError):
         return json.dumps(clean_json(value), allow_nan=False, separators=(",", ":"))
+
+
+def json_loads(text: str | bytes) -> Any:
+    return orjson.loads(text) if orjson is not None else json.loads(text)
 
 
 def make_engine(url: str) -> Engine:
@@ -69,12 +84,12 @@ def make_engine(url: str) -> Engine:
             from pathlib import Path
 
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, json_serializer=json_dumps)
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, json_serializer=json_dumps, json_deserializer=json_loads)
         event.listen(engine, "connect", _setup_sqlite)
         event.listen(engine, "begin", _sqlite_begin)
         return engine
     try:
-        return create_engine(parsed, pool_pre_ping=True, json_serializer=json_dumps)
+        return create_engine(parsed, pool_pre_ping=True, json_serializer=json_dumps, json_deserializer=json_loads)
     except ModuleNotFoundError as exc:
         raise StoreError(
             f"no database driver for {parsed.drivername!r} ({exc.name} is not installed)",
