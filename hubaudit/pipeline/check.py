@@ -24,6 +24,7 @@ from hubaudit.errors import HubAuthError, HubUnavailableError, RateLimitedError,
 from hubaudit.models import ScanResult
 from hubaudit.pipeline.ingest import LOCAL_PREFIX, content_sha, file_digests, reason_code
 from hubaudit.report import Suppression, match_suppression
+from hubaudit.report.build import score_threshold
 from hubaudit.store import Store
 
 EXIT_CODES = {"pass": 0, "flagged": 1, "suppressed": 0, "not_calibrated": 3, "not_audited": 3}
@@ -90,8 +91,7 @@ def _judge(result: CheckResult, features: dict[str, float], store: Store) -> Che
     result.flagged = flagged
     result.reasons = [str(r) for r in breakdown.get("reasons", [])]
     result.margin = breakdown.get("margin")
-    score_fit = (breakdown.get("features") or {}).get("global_frobN_std") or {}
-    result.threshold = score_fit.get("hi")
+    result.threshold = score_threshold(ts.strata, breakdown.get("fit") or result.stratum)
     result.verdict = "not_calibrated" if flagged is None else ("flagged" if flagged else "pass")
     return result
 

@@ -62,6 +62,13 @@ def _score_threshold(spec: Any, strata: Mapping[str, Any]) -> float | None:
     return None
 
 
+def score_threshold(strata: Mapping[str, Any], key: str | None) -> float | None:
+    """Upper threshold on the headline score for stratum (or pool) ``key`` of a stored threshold set."""
+    if not key or key not in strata:
+        return None
+    return _score_threshold(strata[key], strata)
+
+
 def calibration_from(threshold_set: Any | None) -> Calibration:
     """The Calibration block from an active ``ThresholdSetRow`` (or None: not calibrated)."""
     if threshold_set is None:
@@ -116,9 +123,11 @@ def entry_from_row(
         flagged = None
     stratum = field_of(row, "stratum")
     strat_cal = calibration.stratum(stratum)
-    # The margin is judged over every feature (calibrate/judge.py); the threshold shown is the score's.
-    score_fit = ((breakdown.get("features") or {}).get(SCORE_FEATURE) or {}) if isinstance(breakdown, Mapping) else {}
-    threshold = _finite(score_fit.get("hi")) if flagged is not None else None
+    # The margin is judged over every feature (calibrate/judge.py); the threshold shown is the score's,
+    # from the fit that judged it (the stratum's own, or its pool's: breakdown["fit"]).
+    fit_key = breakdown.get("fit") if isinstance(breakdown, Mapping) and flagged is not None else None
+    fit_cal = calibration.stratum(fit_key) if fit_key else None
+    threshold = fit_cal.score_threshold if fit_cal is not None else None
     if threshold is None and strat_cal is not None:
         threshold = strat_cal.score_threshold
     reasons = tuple(_reason_text(r) for r in (breakdown.get("reasons") or ())) if flagged is not None else ()

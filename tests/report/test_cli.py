@@ -144,6 +144,7 @@ def test_check_repo_exit_codes(store_url, suppress_file):
     p = run("check", "org0/clean-0", "--format", "json", "--db", store_url)
     doc = json.loads(p.stdout)
     assert p.returncode == 0 and doc["verdict"] == "pass" and doc["calibration_version"] == 1
+    assert 0 < doc["score"] < doc["threshold"] and doc["margin"] < 0
     p = run("check", "old/pickle-adapter", "--db", store_url)
     assert p.returncode == 3 and p.stdout.startswith("NOT AUDITED") and "pickle_format" in p.stdout
     p = run("check", "never/seen", "--offline", "--db", store_url)
