@@ -125,10 +125,10 @@ class AdapterEntry:
 
     @property
     def fired(self) -> tuple[str, ...]:
-        """Names of the features that fired (the part of each judge.py reason before ``=``)."""
+        """Names of the features that fired (each judge.py reason reads ``name=value above bound (...)``)."""
         if not self.flagged:
             return ()
-        return tuple(dict.fromkeys(r.split("=", 1)[0].strip() for r in self.reasons if "=" in r))
+        return tuple(dict.fromkeys(r.split("=", 1)[0].strip() for r in self.reasons))
 
     @property
     def audited(self) -> bool:

@@ -87,7 +87,8 @@ def test_export_schema_v1_blocklist():
     # Findings only, live-suppressed ones left out of the blocklist by default.
     assert {x["repo_id"] for x in rows} == {"evil/sentiment-lora", "evil/probe-confirmed"}
     assert all(x["export_schema_version"] == "1" and len(x["sha"]) == 40 for x in rows)
-    assert float(next(x for x in rows if x["repo_id"] == "evil/sentiment-lora")["threshold"]) == 0.02
+    evil = next(x for x in rows if x["repo_id"] == "evil/sentiment-lora")
+    assert float(evil["threshold"]) == 0.02 and evil["reasons"] == "global_frobN_std;layer_concentration"
     with_sup = json.loads(render_export(r, "json", include_suppressed=True))
     assert with_sup["columns"] == list(EXPORT_COLUMNS)
     assert {x["repo_id"]: x["suppressed"] for x in with_sup["rows"]}["reviewed/false-positive"] is True

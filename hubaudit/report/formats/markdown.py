@@ -61,7 +61,7 @@ class MarkdownFormat(ReportFormat):
         findings = report.findings
         out += ["", f"## Flagged adapter revisions ({len(findings)})", ""]
         if findings:
-            out.append("| adapter | score | margin | features fired | probe | downloads | first seen | state |")
+            out.append("| adapter | score | margin (σ) | features fired | probe | downloads | first seen | state |")
             out.append("|---|---:|---:|---|---|---:|---|---|")
             for e in findings:
                 name = f"{md_escape(e.repo_id)}@`{short_sha(e.sha)}`"

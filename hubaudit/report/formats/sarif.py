@@ -64,14 +64,15 @@ def fingerprint(rule_id: str, repo_id: str, sha: str | None) -> str:
     return hashlib.sha256(f"{rule_id}|{repo_id}|{sha or ''}".encode()).hexdigest()
 
 
-def rules_for(e: AdapterEntry, calibrated: bool) -> list[tuple[str, str]]:
+def rules_for(e: AdapterEntry, calibrated: bool, base: str = "?") -> list[tuple[str, str]]:
     """(rule id, message) for every finding on one adapter revision; [] for a pass."""
     target = f"{e.repo_id}@{e.sha or '?'}"
     out: list[tuple[str, str]] = []
     if e.flagged:
-        fired = ", ".join(e.reasons) or "score"
-        out.append(("HA001", f"{target}: weight score {fmt_num(e.score)} is {fmt_margin(e.margin)} past the "
-                             f"threshold {fmt_num(e.threshold)} (stratum {e.stratum}); fired: {fired}."))
+        fired = ", ".join(e.fired) or "score"
+        out.append(("HA001", f"{target}: weight features past the thresholds of base {base} (stratum {e.stratum}), "
+                             f"largest exceedance {fmt_margin(e.margin)} σ; score {fmt_num(e.score)} "
+                             f"(threshold {fmt_num(e.threshold)}); fired: {fired}."))
     if e.probe_flagged:
         out.append(("HA002", f"{target}: behavioural probes confirmed a backdoor ({_probe_summary(e.probe)})."))
     if not e.audited:
@@ -142,7 +143,7 @@ class SarifFormat(ReportFormat):
             results.append(_result("HA010", f"{report.base}: no active threshold set; adapters are not judged.",
                                    None, report))
         for e in report.adapters:
-            for rule_id, message in rules_for(e, cal.calibrated):
+            for rule_id, message in rules_for(e, cal.calibrated, report.base):
                 results.append(_result(rule_id, message, e, report))
         run = {
             "tool": {
