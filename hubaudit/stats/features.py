@@ -191,10 +191,16 @@ FEATURES: tuple[Feature, ...] = (
 )  # fmt: skip
 
 
+def scored_modules(modules: Modules) -> list[ModuleStat]:
+    """The modules the score pools: the linear lora_A/lora_B pairs (the paper pairs keys holding
+    ``.lora_A.weight``, §1.7), so embedding LoRA, whose d_in is a vocabulary size, is left out;
+    an adapter with only embedding LoRA is scored over those."""
+    return _linear(modules) or list(modules)
+
+
 def compute_features(modules: Modules) -> dict[str, float]:
-    """All registered features of an adapter's LoRA modules (linear ones; embeddings are excluded
-    because their d_in is a vocabulary size, not a hidden size, and would dominate the spread)."""
-    ms = _linear(modules)
+    """All registered features over ``modules`` (pass ``scored_modules(all_modules)``)."""
+    ms = modules
     out: dict[str, float] = {}
     for feat in FEATURES:
         value = feat.fn(ms)

@@ -11,8 +11,9 @@ import math
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
@@ -21,10 +22,10 @@ from hubaudit.models import ModuleStat, SavedTensor, ScanResult
 from hubaudit.stats import layout
 from hubaudit.stats._reject import Rejected, one_line, show_name
 from hubaudit.stats.adapter_config import NO_CONFIG, LoraSettings, parse_settings
-from hubaudit.stats.features import compute_features
+from hubaudit.stats.features import compute_features, scored_modules
 from hubaudit.stats.gram import spectra_from_grams
 from hubaudit.stats.pickle_sandbox import convert_pickle
-from hubaudit.stats.reader import FileDigest, open_regular, read_config, sha256_file, stream_reduce
+from hubaudit.stats.reader import FileDigest, locate, open_regular, read_config, sha256_file, stream_reduce
 from hubaudit.stats.safetensors_header import TensorEntry
 
 
@@ -69,7 +70,7 @@ def _plan(entry: TensorEntry) -> tuple[str, tuple[int, int] | None]:
     return "skip", None
 
 
-def _collect(f, size: int, digest: FileDigest) -> tuple[dict[str, _Parts], list[SavedTensor]]:
+def _collect(f: BinaryIO, size: int, digest: FileDigest) -> tuple[dict[str, _Parts], list[SavedTensor]]:
     parts: dict[str, _Parts] = {}
     saved: list[SavedTensor] = []
     for entry, red in stream_reduce(f, size, _plan, digest):
@@ -140,8 +141,6 @@ def _variant(settings: LoraSettings, dora: bool) -> str:
 
 
 def _scan(path: Path, allow_pickle: bool, roots: Sequence[Path], hash_content: bool, partial: _Partial) -> ScanResult:
-    from hubaudit.stats.reader import locate
-
     files = locate(path, roots)
     settings = NO_CONFIG
     if files.config is not None:
@@ -191,11 +190,10 @@ def _result(
         warnings.append("lora_B.bias tensors present (lora_bias); not part of the norms")
     if saved:
         warnings.append(f"{len(saved)} full tensor(s) saved beside LoRA (modules_to_save or similar)")
-    linear = [m for m in modules if m.kind == "linear"]
-    scored = linear or modules
-    if not linear:
+    scored = scored_modules(modules)
+    if all(m.kind == "embedding" for m in modules):
         warnings.append("only embedding LoRA modules; the score is computed over them")
-    features = compute_features(scored if linear else [replace(m, kind="linear") for m in modules])
+    features = compute_features(scored)
     ranks = Counter(m.rank for m in modules)
     return ScanResult(
         source=source,
@@ -203,7 +201,8 @@ def _result(
         score=features.get("global_frobN_std"),
         peft_type=settings.peft_type if settings.has_config else None,
         variant=_variant(settings, bool(dora) or settings.use_dora),
-        rank=settings.r if settings.r is not None else ranks.most_common(1)[0][0],
+        # the config's r unless no module has it (then the tensors are right: shape wins)
+        rank=settings.r if settings.r in ranks else ranks.most_common(1)[0][0],
         alpha=settings.lora_alpha,
         target_modules=tuple(sorted({m.projection for m in modules})),
         base_model=settings.base_model,
@@ -242,6 +241,8 @@ def scan_path(
         status, reason = exc.status, exc.reason
     except MemoryError:
         status, reason = "error", "out of memory while reading the adapter"
+    except (ValueError, ArithmeticError, RecursionError) as exc:  # incl. LinAlgError: numbers no model makes
+        status, reason = "error", f"could not compute statistics: {type(exc).__name__}: {exc}"
     except OSError as exc:
         status, reason = "error", f"cannot read the adapter: {exc.strerror or exc}"
     s = partial.settings
@@ -290,5 +291,4 @@ def stats_from_arrays(
         parts[name] = _Parts(gram_cols(a64), gram_rows(b64), a64.shape, b64.shape, name in embedding)
         scalings[name] = float(s)
     modules, _ = _module_stats(parts, lambda name, r: scalings[name], lambda name: None)
-    linear = [m for m in modules if m.kind == "linear"]
-    return modules, compute_features(linear)
+    return modules, compute_features(scored_modules(modules))

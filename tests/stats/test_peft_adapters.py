@@ -73,6 +73,7 @@ VARIANTS = {
                               rank_pattern={"q_proj": 2, "layers.1.mlp.down_proj": 6},
                               alpha_pattern={"v_proj": 32, r"layers\.0\..*up_proj": 3})),
     "fan_in_fan_out": (_gpt2, dict(r=4, lora_alpha=16, fan_in_fan_out=True, target_modules=["c_attn", "c_proj", "c_fc"])),
+    "lora_bias": (_llama, dict(r=4, lora_alpha=8, lora_bias=True, target_modules=["q_proj", "down_proj"])),
     "embedding": (_llama, dict(r=4, lora_alpha=8, target_modules=["embed_tokens", "q_proj", "v_proj"])),
 }  # fmt: skip
 
@@ -131,6 +132,10 @@ def test_variant_specifics(trained):
     assert (gpt["transformer.h.0.attn.c_attn"].d_in, gpt["transformer.h.0.attn.c_attn"].d_out) == (32, 96)
     assert (gpt["transformer.h.0.mlp.c_proj"].d_in, gpt["transformer.h.0.mlp.c_proj"].d_out) == (128, 32)
     assert {"attn_frobN_mean", "mlp_frobN_mean", "attn_mlp_frobN_ratio"} <= set(res["fan_in_fan_out"].features)
+
+    assert any("lora_B.bias" in w for w in res["lora_bias"].warnings)
+    assert not any("lora_B.bias" in w for w in res["plain"].warnings)
+    assert res["lora_bias"].n_modules == 4 and not res["lora_bias"].modules_to_save
 
     emb = {m.name: m for m in res["embedding"].modules}
     e = emb["model.embed_tokens"]

@@ -70,3 +70,16 @@ def test_config_rank_mismatch_is_a_warning_and_shape_wins(tmp_path):
     assert res.status == "ok" and res.modules[0].rank == 4
     assert res.modules[0].scaling == pytest.approx(32 / 4)
     assert any("differs from the config" in w for w in res.warnings)
+
+
+def test_allow_pickle_without_torch_is_a_run_level_error(monkeypatch):
+    import importlib.util
+
+    from hubaudit.errors import MissingExtraError
+    from hubaudit.stats import require_torch
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "torch" else real(name, *a))
+    with pytest.raises(MissingExtraError) as exc:
+        require_torch()
+    assert exc.value.exit_code == 3 and "probe" in (exc.value.hint or "")
