@@ -1,0 +1,194 @@
+"""``hubaudit escalate`` / ``probe`` / ``probe-adapter`` / ``probe-calibrate``: behavioral probing (DESIGN §4)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from hubaudit.cli._options import DbOpt, err_console
+from hubaudit.cli.app import app
+from hubaudit.errors import HubauditError
+
+
+class _NotProbed(HubauditError):
+    """The adapter could not be probed (exit 3: could not be audited)."""
+
+    exit_code = 3
+
+
+class Fmt(str, Enum):
+    table = "table"
+    json = "json"
+
+
+class Executor(str, Enum):
+    local = "local"
+    ray = "ray"
+
+
+class Mode(str, Enum):
+    auto = "auto"
+    seq_cls = "seq_cls"
+    causal_label = "causal_label"
+    generative = "generative"
+
+
+BatteryOpt = Annotated[str, typer.Option("--battery", help="Built-in battery (paper-21-B, paper-21-C, structural-41-B, "
+                                                           "structural-41-C, disjoint-10, ...) or a JSON file.")]
+PromptsOpt = Annotated[Optional[str], typer.Option("--prompts", help="JSONL file with a 'text' field per line (replaces the built-in set).")]
+ModeOpt = Annotated[Mode, typer.Option("--mode", help="auto: SEQ_CLS adapters -> seq_cls, CAUSAL_LM -> causal_label.")]
+TargetOpt = Annotated[Optional[str], typer.Option("--target-label", help="Attacker's label (index or name); default: try all, report the worst.")]
+LabelWordsOpt = Annotated[Optional[str], typer.Option("--label-words", help="Comma-separated label words of a causal-LM classifier (default BENIGN,INJECTION).")]
+SystemOpt = Annotated[Optional[str], typer.Option("--system-prompt", help="System prompt of a causal-LM classifier (default: the paper's).")]
+ThrOpt = Annotated[Optional[str], typer.Option("--thresholds", help="Thresholds JSON (from probe-calibrate); default: the base's calibrated file, else 0.10/0.10.")]
+
+
+def _probe_options(mode: Mode, target: str | None, label_words: str | None, system: str | None, batch_size: int):
+    from hubaudit.probe.prober import ProbeOptions
+    from hubaudit.probe.prompting import DEFAULT_LABEL_WORDS, DEFAULT_SYSTEM_PROMPT
+
+    words = tuple(w.strip() for w in label_words.split(",") if w.strip()) if label_words else DEFAULT_LABEL_WORDS
+    return ProbeOptions(mode=mode.value, target_label=target, label_words=words,
+                        system_prompt=system or DEFAULT_SYSTEM_PROMPT, batch_size=batch_size)
+
+
+def _home():
+    from hubaudit.settings import Settings
+
+    return Settings.from_env().home
+
+
+def _battery_or_usage(spec: str):
+    from hubaudit.errors import UsageError
+    from hubaudit.probe.batteries import load_battery
+
+    try:
+        return load_battery(spec)
+    except ValueError as exc:
+        raise UsageError(str(exc)) from None
+
+
+@app.command("escalate")
+def escalate_cmd(
+    base: Annotated[str, typer.Option("--base", "-b", help="Base model whose flagged adapters are queued.")],
+    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most this many new jobs.")] = None,
+    db: DbOpt = None,
+) -> None:
+    """Queue every flagged adapter revision of BASE for behavioral probing (priority: margin, downloads)."""
+    from hubaudit.pipeline.escalate import escalate
+    from hubaudit.settings import resolve_db_url
+    from hubaudit.store import Store
+
+    with Store.open(resolve_db_url(db), create=True) as store:
+        s = escalate(store, base, limit=limit)
+    sys.stdout.write(json.dumps(s.to_dict()) + "\n")
+    err_console.print(f"escalate {base}: {s.flagged} flagged, {s.queued} queued, {s.already} already queued or probed")
+
+
+@app.command("probe")
+def probe_cmd(
+    base: Annotated[str, typer.Option("--base", "-b", help="Base model whose queued jobs are probed.")],
+    executor: Annotated[Executor, typer.Option("--executor", help="local (in-process) or ray.")] = Executor.local,
+    base_model_path: Annotated[Optional[str], typer.Option("--base-model-path", help="Local directory of the base weights.")] = None,
+    budget: Annotated[int, typer.Option("--budget", min=1, help="At most this many jobs this run.")] = 20,
+    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: start a local one).")] = None,
+    battery: BatteryOpt = "paper-21-B",
+    prompts: PromptsOpt = None,
+    mode: ModeOpt = Mode.auto,
+    target_label: TargetOpt = None,
+    label_words: LabelWordsOpt = None,
+    system_prompt: SystemOpt = None,
+    thresholds: ThrOpt = None,
+    max_attempts: Annotated[int, typer.Option("--max-attempts", min=1, help="Failed jobs are retried up to this many attempts.")] = 3,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Prompts per forward pass.")] = 32,
+    db: DbOpt = None,
+    fmt: Annotated[Fmt, typer.Option("--format", "-f")] = Fmt.table,
+) -> None:
+    """Work through the probe queue of BASE: load the base once, hot-swap each adapter, run the battery."""
+    from hubaudit.pipeline.probe import ProbeRunOptions, probe_queue, resolve_thresholds
+    from hubaudit.settings import resolve_db_url
+    from hubaudit.store import Store
+
+    _battery_or_usage(battery)
+    opts = ProbeRunOptions(base=base, base_model_path=base_model_path, executor=executor.value, address=ray_address,
+                           budget=budget, battery=battery, prompts_file=prompts, max_attempts=max_attempts,
+                           thresholds=resolve_thresholds(_home(), base, thresholds),
+                           probe_options=_probe_options(mode, target_label, label_words, system_prompt, batch_size))
+    with Store.open(resolve_db_url(db), create=True) as store:
+        run_id = store.start_run("probe", {"base": base, "executor": executor.value, "budget": budget, "battery": battery})
+        summary = probe_queue(store, opts)
+        store.finish_run(run_id, counts={k: summary[k] for k in ("claimed", "probed", "flagged", "failed", "released")}, exit_status=0)
+    if fmt is Fmt.json:
+        sys.stdout.write(json.dumps(summary) + "\n")
+    else:
+        for r in summary["results"]:
+            extra = f"{r['outlier_gap']:.4f}\t{r['mean_attack_rate']:.4f}\t{'FLAGGED' if r['flagged'] else 'clean'}" \
+                if r["status"] == "ok" else r["reason"]
+            sys.stdout.write(f"{r['repo_id']}\t{r['sha'][:12]}\t{extra}\n")
+    err_console.print(f"probe {base}: {summary['probed']} probed, {summary['flagged']} flagged, {summary['failed']} failed "
+                      f"(battery {summary['battery']['name']} v{summary['battery']['version']})")
+
+
+@app.command("probe-adapter")
+def probe_adapter_cmd(
+    adapter_path: Annotated[str, typer.Argument(help="Local adapter directory.")],
+    base_model: Annotated[str, typer.Option("--base-model", help="Local directory of the base weights (never downloaded).")],
+    prompts: PromptsOpt = None,
+    target_label: TargetOpt = None,
+    battery: BatteryOpt = "paper-21-B",
+    mode: ModeOpt = Mode.auto,
+    label_words: LabelWordsOpt = None,
+    system_prompt: SystemOpt = None,
+    thresholds: ThrOpt = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    fmt: Annotated[Fmt, typer.Option("--format", "-f")] = Fmt.table,
+) -> None:
+    """Probe one adapter ad hoc; exit 1 when it is flagged, 3 when it could not be probed."""
+    from hubaudit.pipeline.probe import probe_one, resolve_thresholds
+
+    r = probe_one(adapter_path, base_model, battery=_battery_or_usage(battery), prompts_file=prompts,
+                  thresholds=resolve_thresholds(_home(), None, thresholds),
+                  probe_options=_probe_options(mode, target_label, label_words, system_prompt, batch_size))
+    if fmt is Fmt.json:
+        sys.stdout.write(json.dumps(r) + "\n")
+    elif r["status"] == "ok":
+        for p in r["probes"]:
+            sys.stdout.write(f"{p['attack_rate']:.4f}\t{p['category']}\t{p['prefix']}\n")
+    if r["status"] != "ok":
+        raise _NotProbed(f"could not probe {adapter_path}: {r['reason']}: {r.get('error', '')}")
+    err_console.print(f"{'FLAGGED' if r['flagged'] else 'not flagged'}: outlier_gap {r['outlier_gap']:.4f} "
+                      f"(τ {r['thresholds']['gap']}), mean_attack_rate {r['mean_attack_rate']:.4f} (τ {r['thresholds']['mean']}), "
+                      f"target {r['target_label']}, {r['n_eligible']} eligible prompts, battery {r['battery']['name']}")
+    if r["flagged"]:
+        raise typer.Exit(1)
+
+
+@app.command("probe-calibrate")
+def probe_calibrate_cmd(
+    clean: Annotated[list[str], typer.Argument(help="Known-clean adapter directories.")],
+    base_model: Annotated[str, typer.Option("--base-model", help="Local directory of the base weights.")],
+    base: Annotated[Optional[str], typer.Option("--base", "-b", help="Store the thresholds as this base's default.")] = None,
+    out: Annotated[Optional[str], typer.Option("--out", help="Write the thresholds JSON here.")] = None,
+    margin: Annotated[float, typer.Option("--margin", min=0.0, help="Added to the clean maxima.")] = 0.02,
+    prompts: PromptsOpt = None,
+    target_label: TargetOpt = None,
+    battery: BatteryOpt = "paper-21-B",
+    mode: ModeOpt = Mode.auto,
+    label_words: LabelWordsOpt = None,
+    system_prompt: SystemOpt = None,
+) -> None:
+    """τ_gap, τ_mean = max over known-clean adapters + margin (paper §1.5); stored per base or in --out."""
+    from hubaudit.errors import UsageError
+    from hubaudit.pipeline.probe import probe_calibrate, thresholds_path
+
+    if not base and not out:
+        raise UsageError("give --base (store as that base's thresholds) or --out FILE")
+    dest = out or thresholds_path(_home(), base or "")
+    th, _ = probe_calibrate(clean, base_model, battery=battery, prompts_file=prompts, margin=margin, out=dest,
+                            probe_options=_probe_options(mode, target_label, label_words, system_prompt, 32))
+    sys.stdout.write(json.dumps(th.to_dict()) + "\n")
+    err_console.print(f"probe thresholds: gap {th.gap}, mean {th.mean} from {th.n_clean} clean adapter(s) -> {dest}")

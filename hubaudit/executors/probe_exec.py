@@ -1,0 +1,62 @@
+"""Executors for probing: the shared seam (executors/__init__.py) with probe-specific resources.
+
+- ``local``: one in-process worker (a single GPU, or the CPU, is used by one prober at a time;
+  the per-process prober keeps each base loaded across tasks).
+- ``ray``: one Ray task per (base, batch of adapters), ``num_gpus=1`` per task when the cluster
+  has GPUs (else CPU tasks); results come back to the driver, which writes the store.
+"""
+
+from __future__ import annotations
+
+from hubaudit.errors import ExecutorError, MissingExtraError
+from hubaudit.executors import Executor, make_executor
+from hubaudit.executors.interface import one_line
+
+PROBE_EXECUTORS = ("local", "ray")
+
+
+class _RayOwned:
+    """Wraps the Ray executor and shuts down a Ray instance this module started."""
+
+    def __init__(self, inner: Executor, owns: bool) -> None:
+        self.inner, self.owns = inner, owns
+
+    def map_unordered(self, fn, items):
+        return self.inner.map_unordered(fn, items)
+
+    def close(self) -> None:
+        self.inner.close()
+        if self.owns:
+            import ray
+
+            if ray.is_initialized():
+                ray.shutdown()
+            self.owns = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def open_probe_executor(name: str, *, address: str | None = None, workers: int = 1):
+    """An executor for probe tasks (a context manager); ExecutorError when Ray cannot be reached."""
+    if name not in PROBE_EXECUTORS:
+        raise ExecutorError(f"unknown executor {name!r}; choose from {', '.join(PROBE_EXECUTORS)}")
+    if name == "local":
+        return make_executor("local", workers=1)
+    try:
+        import ray
+    except ImportError:
+        raise MissingExtraError("ray", "--executor ray") from None
+    owns = False
+    if not ray.is_initialized():
+        try:
+            ray.init(address=address or None, include_dashboard=False, log_to_driver=False, configure_logging=False)
+        except Exception as exc:  # noqa: BLE001 - any failure to connect is run-level
+            raise ExecutorError(f"cannot connect to Ray at {address or '(new local instance)'}: {one_line(exc)}") from None
+        owns = True
+    gpus = float(ray.cluster_resources().get("GPU", 0))
+    inner = make_executor("ray", workers=max(1, workers), address=address, num_cpus=1, num_gpus=1 if gpus >= 1 else 0)
+    return _RayOwned(inner, owns)

@@ -1,0 +1,197 @@
+"""Behavioral probing flows: work through the probe queue, probe one adapter, calibrate thresholds.
+
+Queue semantics come from the store (leases): a claimed job is ``running`` under this worker until
+it is finished or failed; a killed run's jobs become claimable again when their lease expires, so
+a job is never lost and never run by two workers at once. Every per-job failure (base weights
+missing, adapter incompatible with the base, OOM, worker crash, adapter not available locally) is
+``fail_probe_job(reason)``: requeued until ``max_attempts``, then ``failed`` with the reason.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hubaudit.errors import UsageError
+from hubaudit.executors.probe_exec import open_probe_executor
+from hubaudit.probe.batteries import DEFAULT_BATTERY, Battery, load_battery
+from hubaudit.probe.prompting import load_prompts
+from hubaudit.probe.stats import Thresholds, calibrate, load_thresholds, save_thresholds
+from hubaudit.probe.task import AdapterRef, ProbeTask, run_probe_task
+from hubaudit.store import Store
+
+#: Reasons worth no retry: they will fail the same way next time (recorded as failed at once).
+PERMANENT = {"incompatible", "unsupported", "no_eligible_prompts", "usage"}
+
+
+@dataclass
+class ProbeRunOptions:
+    """One `hubaudit probe` run."""
+
+    base: str
+    base_model_path: str | None = None
+    executor: str = "local"
+    address: str | None = None
+    budget: int = 20
+    adapters_per_task: int = 8
+    workers: int = 1
+    battery: str = DEFAULT_BATTERY
+    prompts_file: str | None = None
+    thresholds: Thresholds = field(default_factory=Thresholds)
+    probe_options: object = None  # ProbeOptions; None = defaults
+    worker: str | None = None
+    lease_seconds: int = 3600
+    max_attempts: int = 3
+    hub: object = None  # HubConfig to fetch Hub adapters; None = only local adapters
+    cache_dir: str | None = None
+
+
+def thresholds_path(home: str | Path, base: str) -> Path:
+    """Where `probe-calibrate` stores the probe thresholds of ``base`` (one JSON file per base)."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "__", base)
+    return Path(home) / "probe_thresholds" / f"{slug}.json"
+
+
+def resolve_thresholds(home: str | Path, base: str | None, file: str | None = None) -> Thresholds:
+    """Thresholds from ``file``, else the calibrated file of ``base``, else the defaults."""
+    if file:
+        return load_thresholds(file)
+    if base:
+        p = thresholds_path(home, base)
+        if p.is_file():
+            return load_thresholds(p)
+    return Thresholds()
+
+
+def _options(o: object):
+    from hubaudit.probe.prober import ProbeOptions  # torch-free import; the prober imports torch lazily
+
+    return o if o is not None else ProbeOptions()
+
+
+def _base_dir(opts: ProbeRunOptions) -> tuple[str | None, str | None]:
+    """(local base directory, None) or (None, why not): never downloads (no network for bases)."""
+    if opts.base_model_path:
+        return (opts.base_model_path, None) if Path(opts.base_model_path).is_dir() else \
+            (None, f"base model directory {opts.base_model_path} does not exist")
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(opts.base, local_files_only=True), None
+    except Exception as exc:  # noqa: BLE001 - not in the local cache: a recorded job failure
+        return None, f"base {opts.base} is not available locally ({type(exc).__name__}); pass --base-model-path"
+
+
+def _adapter_dir(store: Store, job, opts: ProbeRunOptions) -> tuple[str | None, str | None]:
+    """(adapter directory, None) or (None, reason line)."""
+    if job.repo_id.startswith("local:"):
+        p = Path(job.repo_id[len("local:") :])
+        return (str(p), None) if p.is_dir() else (None, f"adapter_unavailable: {p} does not exist")
+    if opts.hub is None:
+        return None, "adapter_unavailable: Hub adapter and no Hub configuration given"
+    from hubaudit.constants import ADAPTER_CONFIG, ADAPTER_SAFETENSORS
+    from hubaudit.fetch import Wanted, download_verified
+
+    row = store.find_revision(job.repo_id, job.sha)
+    files = {f.get("name"): f for f in (row.files if row else [])}
+    wanted = [Wanted(n, files.get(n, {}).get("size"), files.get(n, {}).get("sha256")) for n in (ADAPTER_CONFIG, ADAPTER_SAFETENSORS)]
+    try:
+        got = download_verified(opts.hub, job.repo_id, job.sha, wanted, opts.cache_dir or Path.home() / ".cache" / "hubaudit")
+    except Exception as exc:  # noqa: BLE001 - the Hub failing for one adapter is that job's failure
+        return None, f"adapter_unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
+    return (str(got.folder), None) if got.ok else (None, f"{got.reason}: {got.message}")
+
+
+def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
+    """Claim up to ``budget`` jobs, probe those of ``opts.base``, write results/failures to the store."""
+    worker = opts.worker or f"{socket.gethostname()}:{os.getpid()}"
+    battery = load_battery(opts.battery)
+    prompts = tuple(load_prompts(opts.prompts_file))
+    claimed = store.claim_probe_jobs(worker, limit=opts.budget, lease_seconds=opts.lease_seconds)
+    summary = {"base": opts.base, "worker": worker, "claimed": len(claimed), "probed": 0, "flagged": 0,
+               "failed": 0, "released": 0, "battery": battery.to_dict(), "results": []}
+    mine = []
+    for job in claimed:
+        if job.base != opts.base:
+            # claim_probe_jobs is not per base: hand the job back untouched except for the attempt count.
+            store.fail_probe_job(job.id, f"released: this worker probes {opts.base} only", max_attempts=10**9)
+            summary["released"] += 1
+        else:
+            mine.append(job)
+    if not mine:
+        return summary
+
+    def fail(job, reason: str, code: str) -> None:
+        store.fail_probe_job(job.id, reason, max_attempts=1 if code in PERMANENT else opts.max_attempts)
+        summary["failed"] += 1
+        summary["results"].append({"job_id": job.id, "repo_id": job.repo_id, "sha": job.sha, "status": "error", "reason": reason})
+
+    base_dir, why = _base_dir(opts)
+    if base_dir is None:
+        for job in mine:
+            fail(job, f"base_unavailable: {why}", "base_unavailable")
+        return summary
+    refs, by_id = [], {j.id: j for j in mine}
+    for job in mine:
+        path, why = _adapter_dir(store, job, opts)
+        if path is None:
+            fail(job, why or "adapter_unavailable", "adapter_unavailable")
+        else:
+            refs.append(AdapterRef(path, job.id, job.repo_id))
+    tasks = [ProbeTask(base_dir, tuple(refs[i : i + opts.adapters_per_task]), battery, prompts, opts.thresholds,
+                       _options(opts.probe_options)) for i in range(0, len(refs), opts.adapters_per_task)]
+    with open_probe_executor(opts.executor, address=opts.address, workers=opts.workers) as ex:
+        for res in ex.map_unordered(run_probe_task, tasks):
+            if res.error is not None:  # the whole task died (worker crash, OOM-kill): each job fails
+                for ref in res.item.adapters:
+                    fail(by_id[ref.job_id], f"worker_error: {res.error}", "worker_error")
+                continue
+            for ref, result in res.value or []:
+                job = by_id[ref.job_id]
+                if result.get("status") == "ok":
+                    store.finish_probe_job(job.id, result | {"repo_id": job.repo_id, "sha": job.sha})
+                    summary["probed"] += 1
+                    summary["flagged"] += int(bool(result["flagged"]))
+                    summary["results"].append({"job_id": job.id, "repo_id": job.repo_id, "sha": job.sha, "status": "ok",
+                                               "flagged": result["flagged"], "outlier_gap": result["outlier_gap"],
+                                               "mean_attack_rate": result["mean_attack_rate"]})
+                else:
+                    code = result.get("reason", "error")
+                    fail(job, f"{code}: {result.get('error', '')}", code)
+    return summary
+
+
+def probe_one(adapter_dir: str, base_model_path: str, *, battery: str | Battery = DEFAULT_BATTERY,
+              prompts_file: str | None = None, thresholds: Thresholds | None = None, probe_options: object = None) -> dict:
+    """Probe one local adapter in-process (``hubaudit probe-adapter``); returns the result dict."""
+    if not Path(adapter_dir).is_dir():
+        raise UsageError(f"adapter directory {adapter_dir} does not exist")
+    if not Path(base_model_path).is_dir():
+        raise UsageError(f"base model directory {base_model_path} does not exist",
+                         hint="the base model must be a local directory (probing never downloads)")
+    bat = battery if isinstance(battery, Battery) else load_battery(battery)
+    task = ProbeTask(str(base_model_path), (AdapterRef(str(adapter_dir)),), bat, tuple(load_prompts(prompts_file)),
+                     thresholds or Thresholds(), _options(probe_options))
+    return run_probe_task(task)[0][1]
+
+
+def probe_calibrate(clean_dirs: list[str], base_model_path: str, *, battery: str = DEFAULT_BATTERY,
+                    prompts_file: str | None = None, probe_options: object = None, margin: float = 0.02,
+                    out: str | Path | None = None) -> tuple[Thresholds, list[dict]]:
+    """Probe known-clean adapters and set τ = clean maximum + ``margin`` (paper §1.5); save to ``out``."""
+    bat = load_battery(battery)
+    prompts = tuple(load_prompts(prompts_file))
+    task = ProbeTask(str(base_model_path), tuple(AdapterRef(d) for d in clean_dirs), bat, prompts, Thresholds(),
+                     _options(probe_options))
+    results = [r for _, r in run_probe_task(task)]
+    try:
+        th = calibrate(results, margin=margin, battery=bat.name)
+    except ValueError as exc:
+        errors = "; ".join(f"{r.get('reason')}: {r.get('error')}" for r in results if r.get("status") != "ok")
+        raise UsageError(f"{exc} ({errors})") from None
+    if out is not None:
+        save_thresholds(th, out)
+    return th, results

@@ -1,0 +1,303 @@
+"""The prober: one base model loaded once, adapters hot-swapped, batteries run in batches (DESIGN §4).
+
+Hot-swap (peft): the first adapter wraps the base (``PeftModel.from_pretrained``); each next one
+is ``load_adapter`` + ``set_adapter``, then the previous one is ``delete_adapter``-ed, so memory
+holds the base and at most two adapters. Bases are keyed by (path, mode, number of labels).
+
+Modes (what "the attacker's side" means, §1.5):
+
+- ``seq_cls``: a SEQ_CLS adapter with a head (``modules_to_save``); decision = argmax of the head.
+- ``causal_label``: a causal LM used as a label classifier (paper §1.2, see prompting.py);
+  decision = argmax over the label words' first-token logits.
+- ``generative``: succ(p, x) = the adapter's greedy continuation of ``f"{p}. {x}"`` differs from
+  its continuation of ``x``, while the base model's continuations of the two are equal.
+
+For the label modes, with target label t: eligible X_t = prompts the adapter does NOT classify as t
+without a probe; a_p = |{x ∈ X_t : decision(f"{p}. {x}") = t}| / |X_t|. Without a target label,
+every label is tried and the worst (largest severity, stats.severity) is reported.
+
+Everything runs offline (``local_files_only``); a failure of one adapter is a value
+(``status="error"`` with a ``reason`` code), never an exception out of :meth:`Prober.probe`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hubaudit.probe.batteries import Battery
+from hubaudit.probe.prompting import (DEFAULT_LABEL_WORDS, DEFAULT_PROMPT_TEMPLATE, DEFAULT_SYSTEM_PROMPT,
+                                      label_prompt, label_token_ids, probe_input)
+from hubaudit.probe.stats import Summary, Thresholds, severity, summarize
+
+MODES = ("auto", "seq_cls", "causal_label", "generative")
+
+
+@dataclass(frozen=True)
+class ProbeOptions:
+    """How to read an adapter's decisions (see the module docstring)."""
+
+    mode: str = "auto"  # auto: SEQ_CLS -> seq_cls, CAUSAL_LM -> causal_label
+    target_label: str | None = None  # a label index, a label word, or LABEL_<i>; None = try all
+    label_words: tuple[str, ...] = DEFAULT_LABEL_WORDS
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    prompt_template: str = DEFAULT_PROMPT_TEMPLATE
+    batch_size: int = 32
+    max_length: int = 256
+    max_new_tokens: int = 8  # generative mode
+    device: str | None = None  # None: cuda when available, else cpu
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+@dataclass
+class _Loaded:
+    base: object
+    tok: object
+    peft: object | None = None
+    active: str | None = None
+    base_generations: dict = field(default_factory=dict)
+
+
+class ProbeFailure(Exception):
+    """An adapter-level failure with a machine ``reason`` code (turned into a result value)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def _quiet_transformers() -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"  # a local base directory must never touch the network
+    import warnings
+
+    warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
+
+
+def adapter_config(adapter_dir: str | Path) -> dict:
+    """The adapter's ``adapter_config.json`` (ProbeFailure ``incompatible`` when missing/invalid)."""
+    p = Path(adapter_dir, "adapter_config.json")
+    try:
+        return json.loads(p.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ProbeFailure("incompatible", f"cannot read {p}: {exc}") from None
+
+
+def _n_labels(adapter_dir: Path, cfg: dict) -> int:
+    """Rows of the saved classification head (``modules_to_save``), 2 if none is found."""
+    from safetensors import safe_open
+
+    heads = list(cfg.get("modules_to_save") or []) + ["classifier", "score"]
+    f = adapter_dir / "adapter_model.safetensors"
+    if not f.is_file():
+        raise ProbeFailure("incompatible", f"{f.name} missing (pickle-only adapters are not loaded)")
+    with safe_open(str(f), "pt") as st:
+        for key in st.keys():
+            for h in heads:
+                if key.endswith((f"{h}.weight", f"{h}.modules_to_save.weight", f"{h}.out_proj.weight")):
+                    shape = st.get_slice(key).get_shape()
+                    if len(shape) == 2:
+                        return int(shape[0])
+    return 2
+
+
+class Prober:
+    """Probe many adapters against locally stored base models, loading each base once."""
+
+    def __init__(self, options: ProbeOptions | None = None) -> None:
+        self.options = options or ProbeOptions()
+        self._loaded: dict[tuple, _Loaded] = {}
+        self._counter = 0
+        self.base_loads = 0  # how many times a base was loaded (the benchmark and tests read it)
+        _quiet_transformers()
+        import torch
+
+        self._torch = torch
+        dev = self.options.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.device = torch.device(dev)
+        # bf16 where the GPU supports it, else fp16; fp32 on CPU (half precision is slow there).
+        if self.device.type == "cuda":
+            self.dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        else:
+            self.dtype = torch.float32
+
+    # ---------------------------------------------------------------- loading / hot-swapping
+    def _base(self, base_path: str, mode: str, n_labels: int) -> _Loaded:
+        key = (str(base_path), mode, n_labels)
+        if key in self._loaded:
+            return self._loaded[key]
+        from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer
+
+        if not Path(base_path).is_dir():
+            raise ProbeFailure("base_unavailable", f"base model directory {base_path} does not exist")
+        try:
+            tok = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
+            if mode == "seq_cls":
+                model = AutoModelForSequenceClassification.from_pretrained(
+                    str(base_path), num_labels=n_labels, local_files_only=True, dtype=self.dtype)
+            else:
+                model = AutoModelForCausalLM.from_pretrained(str(base_path), local_files_only=True, dtype=self.dtype)
+        except (OSError, ValueError) as exc:
+            raise ProbeFailure("base_unavailable", f"cannot load base {base_path}: {str(exc).splitlines()[0]}") from None
+        if mode != "seq_cls":
+            tok.padding_side = "left"  # next-token logits / generation read the last position
+            tok.truncation_side = "left"
+        if tok.pad_token is None:
+            tok.pad_token = tok.eos_token
+        model.to(self.device).eval()
+        self.base_loads += 1
+        self._loaded[key] = _Loaded(model, tok)
+        return self._loaded[key]
+
+    def _activate(self, entry: _Loaded, adapter_dir: Path) -> None:
+        from peft import PeftModel
+
+        self._counter += 1
+        name = f"a{self._counter}"
+        try:
+            if entry.peft is None:
+                entry.peft = PeftModel.from_pretrained(entry.base, str(adapter_dir), adapter_name=name)
+            else:
+                entry.peft.load_adapter(str(adapter_dir), adapter_name=name)
+                entry.peft.set_adapter(name)
+        except (RuntimeError, ValueError, KeyError, OSError) as exc:
+            if entry.peft is not None and name in getattr(entry.peft, "peft_config", {}):
+                entry.peft.delete_adapter(name)
+            raise ProbeFailure("incompatible", f"adapter does not fit the base: {str(exc).splitlines()[0][:200]}") from None
+        if entry.active is not None and entry.active != name:
+            entry.peft.delete_adapter(entry.active)
+        entry.active = name
+        entry.peft.to(self.device).eval()
+
+    # ---------------------------------------------------------------- decisions
+    def _encode(self, tok, texts: list[str], *, special: bool):
+        enc = tok(texts, padding=True, truncation=True, max_length=self.options.max_length,
+                  return_tensors="pt", add_special_tokens=special)
+        return {k: v.to(self.device) for k, v in enc.items()}
+
+    def _labels(self, model, tok, texts: list[str], mode: str) -> list[int]:
+        torch = self._torch
+        o = self.options
+        ids = torch.tensor(label_token_ids(tok, o.label_words), device=self.device) if mode == "causal_label" else None
+        out: list[int] = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), o.batch_size):
+                chunk = texts[i : i + o.batch_size]
+                if mode == "seq_cls":
+                    logits = model(**self._encode(tok, chunk, special=True)).logits
+                else:
+                    prompts = [label_prompt(tok, t, o.system_prompt, o.prompt_template) for t in chunk]
+                    logits = model(**self._encode(tok, prompts, special=False), logits_to_keep=1).logits[:, -1, :][:, ids]
+                out.extend(int(v) for v in logits.argmax(-1).tolist())
+        return out
+
+    def _generate(self, model, tok, texts: list[str]) -> list[tuple[int, ...]]:
+        torch = self._torch
+        o = self.options
+        out: list[tuple[int, ...]] = []
+        with torch.inference_mode():
+            for i in range(0, len(texts), o.batch_size):
+                enc = self._encode(tok, texts[i : i + o.batch_size], special=False)
+                gen = model.generate(**enc, max_new_tokens=o.max_new_tokens, do_sample=False,
+                                     pad_token_id=tok.pad_token_id)
+                out.extend(tuple(row.tolist()) for row in gen[:, enc["input_ids"].shape[1] :])
+        return out
+
+    # ---------------------------------------------------------------- public
+    def probe(self, adapter_dir: str | Path, base_path: str | Path, battery: Battery, prompts: list[str],
+              thresholds: Thresholds | None = None) -> dict:
+        """Probe one adapter; returns a result dict (``status`` ok/error, never raises for the adapter)."""
+        th = thresholds or Thresholds()
+        t0 = time.perf_counter()
+        head = {"adapter": str(adapter_dir), "base_model_path": str(base_path), "battery": battery.to_dict(),
+                "thresholds": th.to_dict(), "n_prompts": len(prompts), "device": str(self.device),
+                "dtype": str(self.dtype).replace("torch.", "")}
+        try:
+            result = self._probe(Path(adapter_dir), str(base_path), battery, prompts, th)
+        except ProbeFailure as exc:
+            return head | {"status": "error", "reason": exc.reason, "error": str(exc)}
+        except self._torch.cuda.OutOfMemoryError as exc:  # type: ignore[attr-defined]
+            self._torch.cuda.empty_cache()
+            return head | {"status": "error", "reason": "oom", "error": str(exc).splitlines()[0][:200]}
+        return head | result | {"status": "ok", "seconds": round(time.perf_counter() - t0, 3)}
+
+    def _probe(self, adapter_dir: Path, base_path: str, battery: Battery, prompts: list[str], th: Thresholds) -> dict:
+        cfg = adapter_config(adapter_dir)
+        if cfg.get("peft_type", "LORA") != "LORA":
+            raise ProbeFailure("unsupported", f"peft_type {cfg.get('peft_type')} is not probed")
+        mode = self.options.mode
+        if mode == "auto":
+            mode = "seq_cls" if cfg.get("task_type") == "SEQ_CLS" else "causal_label"
+        if mode not in MODES[1:]:
+            raise ProbeFailure("usage", f"unknown mode {mode!r}")
+        n_labels = _n_labels(adapter_dir, cfg) if mode == "seq_cls" else len(self.options.label_words)
+        entry = self._base(base_path, mode, n_labels)
+        self._activate(entry, adapter_dir)
+        texts = [probe_input(p.prefix, x) for p in battery.probes for x in prompts]
+        n = len(prompts)
+        if mode == "generative":
+            return {"mode": mode} | self._generative(entry, battery, prompts, texts, th)
+        clean = self._labels(entry.peft, entry.tok, prompts, mode)
+        probed = self._labels(entry.peft, entry.tok, texts, mode)
+        rows = [probed[k * n : (k + 1) * n] for k in range(len(battery.probes))]
+        names = [f"LABEL_{i}" for i in range(n_labels)] if mode == "seq_cls" else list(self.options.label_words)
+        targets = range(n_labels) if self.options.target_label is None else [self._target_index(names)]
+        per_label = []
+        for t in targets:
+            eligible = [i for i in range(n) if clean[i] != t]
+            if not eligible:
+                continue
+            rates = [sum(row[i] == t for i in eligible) / len(eligible) for row in rows]
+            per_label.append((t, eligible, rates, summarize(rates, th)))
+        if not per_label:
+            raise ProbeFailure("no_eligible_prompts", "every prompt is already classified as the target label")
+        t, eligible, rates, s = max(per_label, key=lambda r: severity(r[3], th))
+        return {"mode": mode, "target_label": names[t], "n_eligible": len(eligible)} | _stats(s) | {
+            "probes": [{"prefix": p.prefix, "category": p.category, "attack_rate": r} for p, r in zip(battery.probes, rates)],
+            "per_label": [{"label": names[lt], "n_eligible": len(el)} | _stats(ls) for lt, el, _, ls in per_label],
+        }
+
+    def _target_index(self, names: list[str]) -> int:
+        want = str(self.options.target_label)
+        for i, name in enumerate(names):
+            if want == str(i) or want.lower() == name.lower():
+                return i
+        raise ProbeFailure("usage", f"target label {want!r} is not one of {names} or an index")
+
+    def _generative(self, entry: _Loaded, battery: Battery, prompts: list[str], texts: list[str], th: Thresholds) -> dict:
+        n = len(prompts)
+        key = (battery.name, battery.version, tuple(prompts), self.options.max_new_tokens)
+        if key not in entry.base_generations:  # the base's behaviour is the same for every adapter
+            with entry.peft.disable_adapter():
+                entry.base_generations[key] = (self._generate(entry.peft, entry.tok, prompts),
+                                               self._generate(entry.peft, entry.tok, texts))
+        base_clean, base_probed = entry.base_generations[key]
+        ad_clean = self._generate(entry.peft, entry.tok, prompts)
+        ad_probed = self._generate(entry.peft, entry.tok, texts)
+        rates = []
+        for k in range(len(battery.probes)):
+            hits = sum(ad_probed[k * n + i] != ad_clean[i] and base_probed[k * n + i] == base_clean[i] for i in range(n))
+            rates.append(hits / n)
+        s = summarize(rates, th)
+        return {"target_label": None, "n_eligible": n} | _stats(s) | {
+            "probes": [{"prefix": p.prefix, "category": p.category, "attack_rate": r} for p, r in zip(battery.probes, rates)],
+        }
+
+    def close(self) -> None:
+        """Drop every loaded base (frees GPU memory)."""
+        self._loaded.clear()
+        if self.device.type == "cuda":
+            self._torch.cuda.empty_cache()
+
+
+def _stats(s: Summary) -> dict:
+    return {"outlier_gap": s.outlier_gap, "mean_attack_rate": s.mean_attack_rate,
+            "max_attack_rate": s.max_attack_rate, "flagged": s.flagged, "reasons": list(s.reasons)}
