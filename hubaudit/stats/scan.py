@@ -57,13 +57,16 @@ class _Partial:
 def _plan(entry: TensorEntry) -> tuple[str, tuple[int, int] | None]:
     role = layout.classify(entry.name).role
     shape = entry.shape
+    # peft: a 1-D or empty lora_A/lora_B is what un-gathered DeepSpeed ZeRO-3 / FSDP shards look like
     if role in ("A", "emb_A"):
-        if len(shape) < 2 or shape[0] == 0:
-            raise Rejected(f"tensor {show_name(entry.name)}: LoRA A must be (r, d_in) with r >= 1, got {list(shape)}")
+        if len(shape) < 2 or shape[0] == 0 or 0 in shape:
+            raise Rejected(f"tensor {show_name(entry.name)}: LoRA A must be (r, d_in) with r >= 1, got "
+                           f"{list(shape)} (1-D or empty: un-gathered ZeRO-3/FSDP shards?)")  # fmt: skip
         return "gram_cols", (shape[0], math.prod(shape[1:]))  # conv A (r, in, kh, kw) → (r, in·kh·kw)
     if role in ("B", "emb_B"):
-        if len(shape) < 2 or shape[0] == 0:
-            raise Rejected(f"tensor {show_name(entry.name)}: LoRA B must be (d_out, r), got {list(shape)}")
+        if len(shape) < 2 or 0 in shape:
+            raise Rejected(f"tensor {show_name(entry.name)}: LoRA B must be (d_out, r), got "
+                           f"{list(shape)} (1-D or empty: un-gathered ZeRO-3/FSDP shards?)")  # fmt: skip
         return "gram_rows", (shape[0], math.prod(shape[1:]))  # conv B (out, r, 1, 1) → (out, r)
     if role == "magnitude":
         return "mean", None

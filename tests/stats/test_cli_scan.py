@@ -69,3 +69,18 @@ def test_usage_error_exit_2():
     p = _run("scan")
     assert p.returncode == 2 and "Traceback" not in p.stderr
     assert _run("scan", "--format", "xml", "x").returncode == 2
+
+
+def test_allow_pickle_loads_the_real_bin_adapter():
+    pytest.importorskip("torch")
+    real = (Path(__file__).parents[2] / "../shared/real-adapters").resolve()
+    bins = sorted(real.glob("*/adapter_model.bin")) if real.is_dir() else []
+    if not bins:
+        pytest.skip(f"no pickle adapter under {real}")
+    d = str(bins[0].parent)
+    refused = _run("scan", "--format", "json", d)
+    assert refused.returncode == 3 and json.loads(refused.stdout)[0]["status"] == "unsupported"
+    p = _run("scan", "--format", "json", "--allow-pickle", d)
+    assert p.returncode == 0, p.stderr
+    (o,) = json.loads(p.stdout)
+    assert o["status"] == "ok" and o["n_modules"] > 0 and any("pickle" in w for w in o["warnings"])

@@ -141,3 +141,32 @@ def test_variant_specifics(trained):
     e = emb["model.embed_tokens"]
     assert e.kind == "embedding" and (e.d_in, e.d_out) == (96, 32)
     assert res["embedding"].n_modules == 4  # the score pools the linear LoRA modules (paper's key filter)
+
+
+def test_conv2d_lora_matches_peft(tmp_path):
+    """Conv LoRA (A (r, in, kh, kw), B (out, r, 1, 1)) is the matrix B·A over flattened kernels."""
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 6, 3)
+            self.head = torch.nn.Linear(6, 2)
+
+        def forward(self, x):
+            return self.head(self.conv(x).mean(dim=(2, 3)))
+
+    torch.manual_seed(0)
+    pm = get_peft_model(Net(), LoraConfig(r=2, lora_alpha=4, target_modules=["conv"]))
+    opt = torch.optim.Adam([p for p in pm.parameters() if p.requires_grad], lr=5e-2)
+    for _ in range(3):
+        loss = pm(torch.randn(4, 3, 8, 8)).pow(2).mean()
+        loss.backward()
+        opt.step()
+        opt.zero_grad()
+    pm.save_pretrained(tmp_path)
+    (f, s, _, _), = _reference(pm).values()
+    res = scan_path(tmp_path)
+    assert res.status == "ok", res.error
+    (m,) = res.modules
+    assert (m.d_in, m.d_out, m.rank) == (3 * 3 * 3, 6, 2)
+    assert m.frob_norm == pytest.approx(f, rel=1e-6) and m.scaling == pytest.approx(s)
