@@ -91,13 +91,23 @@ def fit(
     for s in set(pop) | set(refs):
         pools[pool_key(s)].append(s)
 
+    # one pass over the rows per stratum: feature columns (finite values only), reused by the pools
+    pop_cols = {s: _columns(rows, names) for s, rows in pop.items()}
+    ref_cols = {s: _columns(rows, names) for s, rows in refs.items()}
+    empty = {n: np.empty(0) for n in names}
     strata: dict[str, Any] = {}
     for s in sorted(set(pop) | set(refs)):
-        strata[s] = _fit_one(pop.get(s, []), refs.get(s, []), names, directions, target_fpr, min_n, source="stratum")
+        strata[s] = _fit_one(pop_cols.get(s, empty), ref_cols.get(s, empty), len(pop.get(s, ())), len(refs.get(s, ())),
+                             names, directions, target_fpr, min_n, source="stratum")  # fmt: skip
     for pk, members in sorted(pools.items()):
-        p_rows = [r for s in members for r in pop.get(s, [])]
-        r_rows = [r for s in members for r in refs.get(s, [])]
-        strata[pk] = _fit_one(p_rows, r_rows, names, directions, target_fpr, min_n, source="pool")
+        if len(members) == 1 and strata[members[0]]["status"] == "calibrated":
+            strata[pk] = dict(strata[members[0]], source="pool")  # a one-stratum pool is that stratum's fit
+        else:
+            p_cols = {n: np.concatenate([pop_cols.get(s, empty)[n] for s in members]) for n in names}
+            r_cols = {n: np.concatenate([ref_cols.get(s, empty)[n] for s in members]) for n in names}
+            n_p = sum(len(pop.get(s, ())) for s in members)
+            n_r = sum(len(refs.get(s, ())) for s in members)
+            strata[pk] = _fit_one(p_cols, r_cols, n_p, n_r, names, directions, target_fpr, min_n, source="pool")
         strata[pk]["members"] = sorted(members)
     for s in pop.keys() | refs.keys():  # small strata borrow their pool's fit (module docstring)
         if strata[s]["status"] != "calibrated" and strata[pool_key(s)]["status"] == "calibrated":
@@ -125,15 +135,19 @@ def _by_stratum(rows: Sequence[Member]) -> dict[str, list[Mapping[str, float | N
     return dict(out)
 
 
-def _column(rows: Sequence[Mapping[str, float | None]], name: str) -> np.ndarray:
-    vals = [r.get(name) for r in rows]
-    arr = np.array([v if v is not None else np.nan for v in vals], dtype=np.float64)
-    return arr[np.isfinite(arr)]
+def _columns(rows: Sequence[Mapping[str, float | None]], names: Sequence[str]) -> dict[str, np.ndarray]:
+    out = {}
+    for name in names:
+        arr = np.array([r.get(name) for r in rows], dtype=np.float64)  # None -> NaN
+        out[name] = arr[np.isfinite(arr)]
+    return out
 
 
 def _fit_one(
-    pop: Sequence[Mapping[str, float | None]],
-    refs: Sequence[Mapping[str, float | None]],
+    pop: Mapping[str, np.ndarray],
+    refs: Mapping[str, np.ndarray],
+    n: int,
+    n_ref: int,
     names: Sequence[str],
     directions: Mapping[str, str],
     target_fpr: float,
@@ -141,24 +155,21 @@ def _fit_one(
     *,
     source: str,
 ) -> dict[str, Any]:
-    n, n_ref = len(pop), len(refs)
     use_refs = n_ref >= min_n  # enough trusted adapters: location/scale from them alone
     if n < min_n and not use_refs:
         return {"status": "not_calibrated", "source": source, "n": n, "n_ref": n_ref,
                 "reason": f"n={n} < min_n={min_n}"}  # fmt: skip
-    fitted: dict[str, dict[str, Any]] = {}
     columns = {}
     for name in names:
-        base = _column(refs if use_refs else pop, name)
+        base = refs[name] if use_refs else pop[name]
         if base.size >= min_n:
-            columns[name] = (base, _column(refs, name))
+            columns[name] = (base, refs[name])
     k = len(columns)
     if k == 0:
         return {"status": "not_calibrated", "source": source, "n": n, "n_ref": n_ref,
                 "reason": "no feature has min_n finite values"}  # fmt: skip
     alpha = target_fpr / k  # Bonferroni (module docstring, step 3)
-    for name, (base, ref) in columns.items():
-        fitted[name] = _fit_feature(base, ref, directions[name], alpha)
+    fitted = {name: _fit_feature(base, ref, directions[name], alpha) for name, (base, ref) in columns.items()}
     return {"status": "calibrated", "source": "reference" if use_refs else source, "n": n, "n_ref": n_ref,
             "alpha_per_feature": alpha, "features": fitted}  # fmt: skip
 

@@ -49,11 +49,18 @@ def judge(features: Mapping[str, float | None], stratum: str, threshold_set: Map
     """(flagged, breakdown) for one adapter; flagged None = not calibrated (never "clean").
 
     ``threshold_set`` is the dict :func:`hubaudit.calibrate.fit` returns (or a stored one with the
-    same ``strata`` and ``params``). breakdown: ``{"reasons": [...] (largest exceedance first),
-    "margin": float | None, "stratum", "fit" (the threshold-set entry used: the stratum or its
-    pool; it holds every threshold), "source" (stratum/pool/reference), "n", "features": {name:
-    {"value", "z" (robust z on the transformed scale), "fired", "threshold" (the crossed bound,
-    feature units; only when fired), "missing" (only when the value is absent)}}}``.
+    same ``strata`` and ``params``). breakdown::
+
+        {"reasons": [...],            # one line per fired feature, largest exceedance first
+         "margin": float | None,      # largest signed exceedance in σ (> 0 exactly when flagged)
+         "stratum": str, "fit": str,  # the threshold-set entry used (stratum or its pool): it
+         "source": str, "n": int,     #   holds every threshold; source stratum/pool/reference
+         "z": {name: float | None},   # robust z of every calibrated feature (None: no value)
+         "features": {name: {"value", "z", "fired", "threshold" (crossed bound, feature units),
+                             "side" ("above"/"below"), "missing"}}}  # fired or missing features only
+
+    Only fired and missing features get a detail entry: a clean adapter's explanation is its
+    margin and z-scores, and a base's re-judgement writes 100,000 of these (bench_store.py).
     """
     return judge_many([(stratum, features)], threshold_set)[0]
 
@@ -69,7 +76,7 @@ def judge_many(items: Sequence[tuple[str, Mapping[str, float | None]]], threshol
         if fit is None:
             for i in idx:
                 out[i] = (None, {"reasons": [f"not calibrated: {why}"], "margin": None, "stratum": stratum, "fit": None,
-                                 "source": None, "n": None, "features": {}})  # fmt: skip
+                                 "source": None, "n": None, "z": {}, "features": {}})  # fmt: skip
             continue
         for i, verdict in zip(idx, _judge_group([items[i][1] for i in idx], stratum, key, fit)):
             out[i] = verdict
@@ -101,36 +108,34 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
     margin_l, any_l = margin.tolist(), any_value.tolist()
     for i in range(len(rows)):
         vals, zs = raw_l[i], z_l[i]
+        zmap = dict(zip(names, zs))
         if not (any(fired_l[i]) or any(missing_l[i])):  # the common case: every value present, nothing fired
             m = margin_l[i]
-            per = {name: {"value": v, "z": zz, "fired": False} for name, v, zz in zip(names, vals, zs)}
             text = [f"within thresholds ({key}, n={n_fit}); closest at {m:+.2f} σ"]
-            verdicts.append((False, {"reasons": text, "margin": m, **common, "features": per}))
+            verdicts.append((False, {"reasons": text, "margin": m, **common, "z": zmap, "features": {}}))
             continue
         per = {}
         reasons: list[tuple[float, str]] = []
         for j, name in enumerate(names):
             v = vals[j]
             if missing_l[i][j]:
+                zmap[name] = None
                 per[name] = {"value": v if v == v else None, "z": None, "fired": False, "missing": True}
-                continue
-            entry = {"value": v, "z": zs[j], "fired": fired_l[i][j]}
-            if fired_l[i][j]:
+            elif fired_l[i][j]:
                 side = "above" if above[i, j] else "below"
                 bound = feats[j]["threshold_high"] if side == "above" else feats[j]["threshold_low"]
-                entry["threshold"] = bound
+                per[name] = {"value": v, "z": zs[j], "fired": True, "threshold": bound, "side": side}
                 reasons.append((float(ex[i, j]), f"{name}={v:.4g} {side} {bound:.4g} (robust z={zs[j]:+.1f}, {key}, n={n_fit})"))
-            per[name] = entry
         if not any_l[i]:
             verdicts.append((None, {"reasons": ["not calibrated: no calibrated feature has a value"], "margin": None,
-                                    **common, "features": per}))  # fmt: skip
+                                    **common, "z": zmap, "features": per}))  # fmt: skip
             continue
         m = margin_l[i]
         flagged = m > 0
         text = [r for _, r in sorted(reasons, key=lambda t: -t[0])]  # largest exceedance first
         if not flagged:
             text = [f"within thresholds ({key}, n={n_fit}); closest at {m:+.2f} σ"]
-        verdicts.append((flagged, {"reasons": text, "margin": m, **common, "features": per}))
+        verdicts.append((flagged, {"reasons": text, "margin": m, **common, "z": zmap, "features": per}))
     return verdicts
 
 

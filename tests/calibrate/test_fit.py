@@ -56,7 +56,9 @@ def test_two_sided_features_fire_on_both_tails_one_sided_only_on_theirs():
                                ("both", 3.0, True), ("both", 0.3, True)]:  # fmt: skip
         flagged, bd = judge(mid | {name: value}, S, ts)
         assert flagged is fires, (name, value)
-        assert bd["features"][name]["fired"] is fires
+        assert (name in bd["features"]) is fires and bd["z"][name] is not None
+        if fires:
+            assert bd["features"][name]["fired"] and bd["features"][name]["threshold"] > 0
         assert (bd["margin"] > 0) is fires
         if fires:
             assert bd["reasons"][0].startswith(f"{name}=")
@@ -142,6 +144,7 @@ def test_margin_positive_exactly_when_flagged(values, probe, direction):
     flagged, bd = judge({"f": probe}, S, ts)
     assert flagged is (bd["margin"] > 0)
     assert flagged is any(f["fired"] for f in bd["features"].values())
+    assert set(bd["z"]) == {"f"}
 
 
 def test_judge_many_equals_judge_one_by_one():
