@@ -86,7 +86,7 @@ def judge_many(items: Sequence[tuple[str, Mapping[str, float | None]]], threshol
 def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: str, fit: Mapping[str, Any]) -> list[Verdict]:
     names = list(fit["features"])
     feats = [fit["features"][n] for n in names]
-    raw = np.array([[_num(r.get(n)) for n in names] for r in rows], dtype=np.float64).reshape(len(rows), len(names))
+    raw = np.array([[r.get(n) for n in names] for r in rows], dtype=np.float64).reshape(len(rows), len(names))  # None -> NaN
     log = np.array([f["transform"] == "log" for f in feats])
     loc = np.array([f["loc"] for f in feats])
     scale = np.array([f["scale"] for f in feats])
@@ -137,7 +137,3 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
             text = [f"within thresholds ({key}, n={n_fit}); closest at {m:+.2f} σ"]
         verdicts.append((flagged, {"reasons": text, "margin": m, **common, "z": zmap, "features": per}))
     return verdicts
-
-
-def _num(v: float | None) -> float:
-    return np.nan if v is None else float(v)
