@@ -27,7 +27,7 @@ from hubaudit.constants import (
     MAX_CONFIG_BYTES,
 )
 from hubaudit.stats._reject import Rejected, show_name
-from hubaudit.stats.dtypes import FLOAT_DTYPES, storage_view, to_float64
+from hubaudit.stats.dtypes import DTYPE_BITS, FLOAT_DTYPES, storage_view, to_float64
 from hubaudit.stats.gram import BLOCK_ELEMENTS
 from hubaudit.stats.safetensors_header import Header, TensorEntry, parse_json_object, read_header
 
@@ -285,6 +285,55 @@ def stream_reduce(
     digest.file_bytes = size
 
 
+LARGE_TENSOR_BYTES = 32 << 20  # above this a LoRA tensor is reduced block by block, never held whole
+
+
+def _reduce_large(
+    f: BinaryIO, entry: TensorEntry, how: Reduce, shape2d: tuple[int, int] | None, h: Any, scratch: _Scratch
+) -> np.ndarray:
+    """Reduce a tensor too large to hold: memory stays O(block) whatever the tensor's size.
+
+    Row blocks of B (n, r) and flat blocks of a vector are contiguous: read in order (and hashed
+    inline if that is the hasher). Column blocks of A (r, n) are r strided row segments, read with
+    pread; only called when the hash does not depend on read order (background or none).
+    """
+    dtype, item = entry.dtype, DTYPE_BITS[entry.dtype] // 8
+    if how == "gram_cols":
+        assert shape2d is not None and not isinstance(h, _InlineHash)
+        r, n = shape2d
+        step = max(1, BLOCK_ELEMENTS // r)
+        g = np.zeros((r, r))
+        for c in range(0, n, step):
+            k = min(step, n - c)
+            view = scratch.raw(r * k * item)
+            for i in range(r):
+                _preadinto(f.fileno(), view[i * k * item : (i + 1) * k * item], entry.begin + (i * n + c) * item)
+            x = to_float64(storage_view(view, dtype).reshape(r, k), dtype, scratch.f64((r, k)))
+            g += x @ x.T
+        f.seek(entry.end)
+        return g
+    width = shape2d[1] if shape2d is not None else 1
+    n = entry.numel // width
+    step = max(1, BLOCK_ELEMENTS // width)
+    acc = np.zeros((width, width)) if how == "gram_rows" else np.zeros(1)
+    for row in range(0, n, step):
+        k = min(step, n - row)
+        view = _readinto(f, scratch.raw(k * width * item))
+        h.update(view)
+        x = to_float64(storage_view(view, dtype).reshape(k, width), dtype, scratch.f64((k, width)))
+        acc += x.T @ x if how == "gram_rows" else x.sum()
+    return acc if how == "gram_rows" else np.array(acc[0] / max(n, 1) if n else np.nan)
+
+
+def _preadinto(fd: int, view: memoryview, offset: int) -> None:
+    got = 0
+    while got < len(view):
+        k = os.preadv(fd, [view[got:]], offset + got)
+        if k <= 0:
+            raise Rejected("file shrank while it was being read")
+        got += k
+
+
 def _reduce_all(
     f: BinaryIO,
     header: Header,
@@ -304,14 +353,17 @@ def _reduce_all(
             continue
         if entry.dtype not in FLOAT_DTYPES:
             raise Rejected(f"tensor {show_name(entry.name)} has dtype {entry.dtype}; LoRA weights must be floats")
-        raw = _readinto(f, scratch.raw(entry.nbytes))
-        h.update(raw)
-        stored = storage_view(raw, entry.dtype)
-        if how == "mean":
-            out = np.array(to_float64(stored, entry.dtype).mean() if stored.size else np.nan)
+        if entry.nbytes > LARGE_TENSOR_BYTES and (how != "gram_cols" or not isinstance(h, _InlineHash)):
+            out = _reduce_large(f, entry, how, shape2d, h, scratch)
         else:
-            assert shape2d is not None
-            out = _gram(stored.reshape(shape2d), entry.dtype, how == "gram_cols", scratch)
+            raw = _readinto(f, scratch.raw(entry.nbytes))
+            h.update(raw)
+            stored = storage_view(raw, entry.dtype)
+            if how == "mean":
+                out = np.array(to_float64(stored, entry.dtype).mean() if stored.size else np.nan)
+            else:
+                assert shape2d is not None
+                out = _gram(stored.reshape(shape2d), entry.dtype, how == "gram_cols", scratch)
         if not np.all(np.isfinite(out)):
             raise Rejected(f"tensor {show_name(entry.name)} holds NaN or Inf (or overflows float64)")
         yield entry, out

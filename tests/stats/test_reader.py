@@ -83,3 +83,34 @@ def test_allow_pickle_without_torch_is_a_run_level_error(monkeypatch):
     with pytest.raises(MissingExtraError) as exc:
         require_torch()
     assert exc.value.exit_code == 3 and "probe" in (exc.value.hint or "")
+
+
+@pytest.mark.parametrize("dtype", ["F32", "BF16"])
+def test_tensors_larger_than_the_block_limit_are_reduced_in_blocks(tmp_path, dtype):
+    """A (r, n) and B (n, r) above LARGE_TENSOR_BYTES take the blockwise path; same numbers."""
+    import math
+
+    from hubaudit.stats.reader import LARGE_TENSOR_BYTES
+
+    rng = np.random.default_rng(4)
+    n = LARGE_TENSOR_BYTES // (4 * 2) + 4099  # > the limit at 2 bytes/value, odd block remainder
+    emb = "base_model.model.model.embed_tokens.lora_embedding_{}"
+    tensors = {
+        A.format(0): rng.normal(size=(4, n)).astype(np.float32),  # lora_A (r, d_in), huge d_in
+        B.format(0): rng.normal(size=(16, 4)).astype(np.float32),
+        emb.format("A"): rng.normal(size=(4, 64)).astype(np.float32),
+        emb.format("B"): rng.normal(size=(n, 4)).astype(np.float32),  # tall B
+    }
+    p = tmp_path / "adapter_model.safetensors"
+    stored = write_arrays(p, tensors, dtype)
+    write_config(tmp_path, r=4, lora_alpha=4)
+    res = scan_path(tmp_path)
+    assert res.status == "ok", res.error
+    assert res.content_sha256 == hashlib.sha256(p.read_bytes()).hexdigest()
+    got = {m.name: m.frob_norm for m in res.modules}
+    a, b = stored[A.format(0)], stored[B.format(0)]
+    assert got["model.layers.0.mlp.up_proj"] == pytest.approx(np.linalg.norm(b @ a) / math.sqrt(a.shape[1] * 16), rel=1e-9)
+    ea, eb = stored[emb.format("A")], stored[emb.format("B")]
+    # ‖BA‖² = tr(G_B G_A) without a (n × 64) product
+    ref = math.sqrt(np.sum((eb.T @ eb) * (ea @ ea.T))) / math.sqrt(n * 64)
+    assert got["model.embed_tokens"] == pytest.approx(ref, rel=1e-9)
