@@ -51,7 +51,10 @@ def _is_within(path: Path, roots: Sequence[Path]) -> bool:
 
 def check_not_link(p: Path, directory: Path, symlink_roots: Sequence[Path]) -> None:
     """Refuse a file that is a symlink (unless it resolves under a trusted root) or escapes ``directory``."""
-    target = p.resolve()
+    try:
+        target = p.resolve()
+    except (RuntimeError, OSError):  # a symlink loop (RuntimeError before Python 3.13)
+        raise Rejected(f"{p.name} is a symlink loop") from None
     if p.is_symlink():
         if not _is_within(target, [r.resolve() for r in symlink_roots]):
             raise Rejected(f"{p.name} is a symlink (to {show_name(str(target))}); refusing to follow it")

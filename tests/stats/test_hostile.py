@@ -82,6 +82,18 @@ def _symlink_config(d: Path) -> Path:
     return d
 
 
+def _symlink_loop(d: Path) -> Path:
+    write_config(d)
+    os.symlink("adapter_model.safetensors", d / "adapter_model.safetensors")
+    return d
+
+
+def _weights_is_directory(d: Path) -> Path:
+    write_config(d)
+    (d / "adapter_model.safetensors").mkdir()
+    return d
+
+
 def _fifo(d: Path) -> Path:
     write_config(d)
     os.mkfifo(d / "adapter_model.safetensors")
@@ -157,6 +169,8 @@ CASES = {
     "symlink_weights_to_passwd": ("error", "symlink", _symlink_weights),
     "symlink_config_to_passwd": ("error", "symlink", _symlink_config),
     "weights_is_fifo": ("error", "not a regular file", _fifo),
+    "weights_is_directory": ("error", "not a regular file", _weights_is_directory),
+    "symlink_loop": ("error", "symlink", _symlink_loop),
     "empty_directory": ("error", "no adapter_model.safetensors", lambda d: d),
     "nonexistent_path": ("error", "no such file", lambda d: d / "does-not-exist"),
 }  # fmt: skip
