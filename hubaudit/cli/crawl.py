@@ -80,6 +80,7 @@ def crawl_cmd(
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before any single Hub request times out.")] = 30.0,
     max_retries: Annotated[int, typer.Option(min=0, help="Retries per request on 5xx/408/429/connection errors.")] = 5,
     backoff: Annotated[float, typer.Option(min=0.0, help="Base of the exponential backoff, seconds (jittered).", hidden=True)] = 0.5,
+    whole_file_kb: Annotated[int, typer.Option(min=0, help="Read files up to this size (KiB) in one GET; larger ones via hf_hub_download.", hidden=True)] = 1024,
     max_file_mb: Annotated[float, typer.Option(help="Refuse adapter weight files larger than this (MiB), before download.")] = MAX_ADAPTER_BYTES / 2**20,
     db: DbOpt = None,
 ) -> None:
@@ -94,7 +95,7 @@ def crawl_cmd(
     options = CrawlOptions(
         bases=tuple(dict.fromkeys(base)), cache_root=settings.home / "cache", limit=limit, workers=workers,
         include_derived=include_derived, keep=keep, executor=executor.value, ray_address=ray_address,
-        max_file_bytes=int(max_file_mb * 2**20), max_header_bytes=MAX_HEADER_BYTES,
+        max_file_bytes=int(max_file_mb * 2**20), max_header_bytes=MAX_HEADER_BYTES, whole_file_bytes=whole_file_kb * 1024,
     )
     args = {"bases": list(options.bases), "limit": limit, "workers": workers, "include_derived": include_derived,
             "executor": executor.value, "endpoint": hub.endpoint}

@@ -15,6 +15,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hubaudit.fetch.header import WHOLE_FILE_BYTES, ranged_get
 from hubaudit.httpclient import HubConfig, call_with_retry
 
 CHUNK = 1 << 20
@@ -53,33 +54,67 @@ def file_hashes(path: str | Path) -> tuple[str, str, int]:
     return sha256.hexdigest(), sha1.hexdigest(), size
 
 
-def download_verified(cfg: HubConfig, repo_id: str, sha: str, wanted: list[Wanted], cache_dir: str | Path) -> Fetched:
-    """Download each file at commit ``sha`` into ``cache_dir`` and verify it.
+def _problem(w: Wanted, size: int, got256: str, got1: str) -> str | None:
+    """Why a fetched file does not match its metadata, or None."""
+    if w.size is not None and size != w.size:
+        return f"{w.name}: {size} bytes, metadata says {w.size}"
+    if w.sha256 is not None and got256 != w.sha256.lower():
+        return f"{w.name}: sha256 {got256[:12]}… != LFS metadata {w.sha256[:12]}…"
+    if w.sha256 is None and w.blob_id is not None and got1 != w.blob_id.lower():
+        return f"{w.name}: git blob {got1[:12]}… != metadata {w.blob_id[:12]}…"
+    return None
 
-    Network failures beyond the retry budget propagate (the caller classifies them); a hash or
-    size mismatch is returned as ``reason="hash_mismatch"``.
+
+def snapshot_dir(cache_dir: str | Path, repo_id: str, sha: str) -> Path:
+    """``models--ns--name/snapshots/<sha>`` of the HF cache layout: files written here directly are
+    found by a later ``hf_hub_download(revision=sha)`` with no request (hub_api.md §3.1)."""
+    return Path(cache_dir) / ("models--" + repo_id.replace("/", "--")) / "snapshots" / sha
+
+
+def download_verified(cfg: HubConfig, repo_id: str, sha: str, wanted: list[Wanted], cache_dir: str | Path,
+                      *, preloaded: dict[str, bytes] | None = None, small_file_bytes: int = WHOLE_FILE_BYTES) -> Fetched:
+    """Fetch each file at commit ``sha`` into ``cache_dir`` and verify it; all files end up in
+    one snapshot folder.
+
+    Files already in memory (``preloaded``, e.g. read whole by the header pre-check) and small
+    files of known size (one plain GET) are verified *before* they are written; larger files
+    go through ``hf_hub_download`` (HEAD + GET, resumable) and are hashed on disk. Network
+    failures beyond the retry budget propagate (the caller classifies them); a hash or size
+    mismatch is returned as ``reason="hash_mismatch"`` and nothing unverified is left behind.
     """
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import hf_hub_download, hf_hub_url
 
-    folder: Path | None = None
+    folder = snapshot_dir(cache_dir, repo_id, sha)
+    folder.mkdir(parents=True, exist_ok=True)
     out: list[dict] = []
     for w in wanted:
-        path = call_with_retry(
-            lambda w=w: hf_hub_download(repo_id, w.name, revision=sha, cache_dir=str(cache_dir),
-                                        endpoint=cfg.endpoint, token=cfg.token or False, etag_timeout=cfg.timeout),
-            cfg.retry,
-        )
-        got256, got1, size = file_hashes(path)
-        if w.size is not None and size != w.size:
-            return Fetched(False, reason="hash_mismatch", message=f"{w.name}: {size} bytes, metadata says {w.size}")
-        if w.sha256 is not None and got256 != w.sha256.lower():
-            return Fetched(False, reason="hash_mismatch",
-                           message=f"{w.name}: sha256 {got256[:12]}… != LFS metadata {w.sha256[:12]}…")
-        if w.sha256 is None and w.blob_id is not None and got1 != w.blob_id.lower():
-            return Fetched(False, reason="hash_mismatch",
-                           message=f"{w.name}: git blob {got1[:12]}… != metadata {w.blob_id[:12]}…")
+        data = (preloaded or {}).get(w.name)
+        if data is None and w.size is not None and w.size <= small_file_bytes:
+            url = hf_hub_url(repo_id, w.name, revision=sha, endpoint=cfg.endpoint)
+            data = call_with_retry(lambda url=url, w=w: ranged_get(cfg, url, 0, max(w.size - 1, 0)) if w.size else b"",
+                                   cfg.retry)
+        if data is not None:
+            got256 = hashlib.sha256(data).hexdigest()
+            got1 = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+            problem = _problem(w, len(data), got256, got1)
+            if problem is None:
+                (folder / w.name).write_bytes(data)
+            size = len(data)
+        else:
+            path = call_with_retry(
+                lambda w=w: hf_hub_download(repo_id, w.name, revision=sha, cache_dir=str(cache_dir),
+                                            endpoint=cfg.endpoint, token=cfg.token or False, etag_timeout=cfg.timeout),
+                cfg.retry,
+            )
+            got256, got1, size = file_hashes(path)
+            problem = _problem(w, size, got256, got1)
+            if problem is not None:  # never leave an unverified blob in a kept cache
+                blob = Path(path).resolve()
+                Path(path).unlink(missing_ok=True)
+                blob.unlink(missing_ok=True)
+        if problem is not None:
+            return Fetched(False, reason="hash_mismatch", message=problem)
         out.append({"name": w.name, "size": size, "sha256": got256, "verified": bool(w.sha256 or w.blob_id)})
-        folder = Path(path).parent
     return Fetched(True, folder=folder, files=out)
 
 

@@ -16,6 +16,9 @@ from hubaudit.constants import MAX_HEADER_BYTES
 from hubaudit.httpclient import HubConfig, call_with_retry
 
 FIRST_RANGE = 64 * 1024  # one request covers every real LoRA header (tens of KB)
+# Files up to this size are read whole by the pre-check request (one GET instead of a header
+# read plus HEAD+GET of the body); the header is still validated before anything is written.
+WHOLE_FILE_BYTES = 1024 * 1024
 
 # Bits per element (safetensors README "Format"); sub-byte types must add up to whole bytes.
 DTYPE_BITS = {
@@ -34,6 +37,7 @@ class HeaderCheck:
     message: str | None = None
     header_bytes: int = 0
     n_tensors: int = 0
+    data: bytes | None = None  # the whole file, when it was small enough to read in one go
 
 
 def _refuse(reason: str, message: str, n: int = 0) -> HeaderCheck:
@@ -88,8 +92,9 @@ def validate_header(raw: bytes, n: int, file_size: int | None) -> HeaderCheck:
     return HeaderCheck(True, header_bytes=n, n_tensors=len(spans))
 
 
-def _ranged_get(cfg: HubConfig, url: str, start: int, end: int) -> bytes:
-    """Bytes [start, end] inclusive; stops reading early if the server ignores Range (200)."""
+def ranged_get(cfg: HubConfig, url: str, start: int, end: int) -> bytes:
+    """Bytes [start, end] inclusive (fewer only if the file is shorter); stops reading early if
+    the server ignores Range and answers 200. A body cut short raises (transient, retried)."""
     from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
 
     headers = build_hf_headers(token=cfg.token or False)
@@ -103,21 +108,28 @@ def _ranged_get(cfg: HubConfig, url: str, start: int, end: int) -> bytes:
             buf += chunk
             if len(buf) >= skip + want:
                 break
+        expected = resp.headers.get("Content-Length")
+        if len(buf) < skip + want and expected is not None and len(buf) < int(expected):
+            raise ConnectionError(f"short read: {len(buf)} of {expected} bytes")
     return bytes(buf[skip:skip + want])
 
 
 def check_remote_header(cfg: HubConfig, repo_id: str, filename: str, sha: str, file_size: int | None,
-                        *, max_header: int = MAX_HEADER_BYTES) -> HeaderCheck:
+                        *, max_header: int = MAX_HEADER_BYTES, whole_below: int = WHOLE_FILE_BYTES) -> HeaderCheck:
     """Read and validate the safetensors header of a pinned remote file (1–2 ranged GETs, retried).
 
-    Network errors propagate (the caller classifies them); policy and format problems are values.
+    A file of known size ``<= whole_below`` is read whole by the first request and returned in
+    ``data`` (unverified: the caller checks its hash). Network errors propagate (the caller
+    classifies them); policy and format problems are values.
     """
     from huggingface_hub import hf_hub_url
 
     url = hf_hub_url(repo_id, filename, revision=sha, endpoint=cfg.endpoint)
     if file_size is not None and file_size < 8:
         return _refuse("malformed", f"file of {file_size} bytes is too small for a safetensors header")
-    first = call_with_retry(lambda: _ranged_get(cfg, url, 0, FIRST_RANGE - 1), cfg.retry)
+    whole = file_size is not None and file_size <= whole_below
+    first_end = file_size - 1 if whole else FIRST_RANGE - 1
+    first = call_with_retry(lambda: ranged_get(cfg, url, 0, first_end), cfg.retry)
     if len(first) < 8:
         return _refuse("malformed", "file too small for a safetensors header")
     (n,) = struct.unpack("<Q", first[:8])
@@ -127,7 +139,10 @@ def check_remote_header(cfg: HubConfig, repo_id: str, filename: str, sha: str, f
         return _refuse("malformed", f"header length {n} runs past the end of the {file_size}-byte file", n)
     raw = first[8:8 + n]
     if len(raw) < n:
-        raw += call_with_retry(lambda: _ranged_get(cfg, url, 8 + len(raw), 8 + n - 1), cfg.retry)
+        raw += call_with_retry(lambda: ranged_get(cfg, url, 8 + len(raw), 8 + n - 1), cfg.retry)
     if len(raw) != n:
         return _refuse("malformed", f"header truncated: got {len(raw)} of {n} bytes", n)
-    return validate_header(raw, n, file_size)
+    check = validate_header(raw, n, file_size)
+    if check.ok and whole and len(first) == file_size:
+        return HeaderCheck(True, header_bytes=n, n_tensors=check.n_tensors, data=first)
+    return check

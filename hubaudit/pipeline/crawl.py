@@ -50,6 +50,7 @@ class CrawlOptions:
     max_file_bytes: int = 8 * 1024**3
     max_header_bytes: int = 16 * 1024 * 1024
     compare_base_weights: bool = True
+    whole_file_bytes: int = 1024 * 1024
     # Consecutive transient per-adapter failures after which the Hub counts as down for the run.
     breaker: int = 25
 
@@ -178,7 +179,8 @@ def crawl(store: Store, hub: HubConfig, options: CrawlOptions, *, progress: _Pro
     clear_provenance_cache()
     settings = TaskSettings(hub=hub, cache_root=str(options.cache_root), keep=options.keep,
                             max_file_bytes=options.max_file_bytes, max_header_bytes=options.max_header_bytes,
-                            compare_base_weights=options.compare_base_weights)
+                            compare_base_weights=options.compare_base_weights,
+                            whole_file_bytes=options.whole_file_bytes)
     fatal: HubError | None = None
     exit_status = 70  # a bug unless proven otherwise below
     try:

@@ -35,6 +35,7 @@ class TaskSettings:
     max_file_bytes: int = 8 * 1024**3
     max_header_bytes: int = 16 * 1024 * 1024
     compare_base_weights: bool = True
+    whole_file_bytes: int = 1024 * 1024  # read files up to this size in one GET (fetch.WHOLE_FILE_BYTES)
 
 
 @dataclass(frozen=True)
@@ -134,7 +135,7 @@ def _fetch_scan(job: FetchJob, info: RepoInfo, source: HubSource) -> TaskOutcome
     s = job.settings
     weights, config = info.file(ADAPTER_SAFETENSORS), info.file(ADAPTER_CONFIG)
     head = check_remote_header(s.hub, job.repo_id, ADAPTER_SAFETENSORS, job.sha, weights.size,
-                               max_header=s.max_header_bytes)
+                               max_header=s.max_header_bytes, whole_below=s.whole_file_bytes)
     if not head.ok:
         status = "skipped" if head.reason == "oversize" else "error"
         return TaskOutcome(job.repo_id, job.sha, status, head.reason, head.message, provenance=_security(info))
@@ -143,7 +144,8 @@ def _fetch_scan(job: FetchJob, info: RepoInfo, source: HubSource) -> TaskOutcome
         fetched = download_verified(s.hub, job.repo_id, job.sha, [
             Wanted(ADAPTER_CONFIG, config.size, config.lfs_sha256, config.blob_id),
             Wanted(ADAPTER_SAFETENSORS, weights.size, weights.lfs_sha256, weights.blob_id),
-        ], cache)
+        ], cache, preloaded={ADAPTER_SAFETENSORS: head.data} if head.data is not None else None,
+            small_file_bytes=s.whole_file_bytes)
         if not fetched.ok:
             return TaskOutcome(job.repo_id, job.sha, "error", fetched.reason, fetched.message, provenance=_security(info))
         scan = scan_path(fetched.folder, symlink_roots=[cache])

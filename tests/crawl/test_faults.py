@@ -13,28 +13,35 @@ from tests.crawl.conftest import BASE, crawl_args, rows_by_repo
 from tests.fakehub import Fault, populate
 
 
+DOWNLOAD_PATH = ("--whole-file-kb", "0")  # bodies through hf_hub_download (HEAD + GET), as for real-size adapters
+
+
 @pytest.mark.parametrize(
-    "fault",
+    ("fault", "args"),
     [
-        Fault("status", endpoint="info", status=429, reset=0, times=2),  # model_info: our retry honours RateLimit
-        Fault("status", endpoint="info", status=429, reset=0, retry_after_header=True, times=1),
-        Fault("status", endpoint="info", status=500, times=2),
-        Fault("status", endpoint="info", status=503, times=3),
-        Fault("status", endpoint="resolve", method="GET", ranged=True, status=502, times=2),  # header pre-check
-        Fault("status", endpoint="resolve", method="HEAD", status=503, times=2),
-        Fault("status", endpoint="resolve", method="GET", ranged=False, status=500, times=2),  # body GET: client never retries 5xx
-        Fault("reset", endpoint="resolve", method="GET", ranged=False, times=2),
-        Fault("truncate", endpoint="resolve", method="GET", ranged=False, times=3),
-        Fault("reset", endpoint="info", times=1),
-        Fault("truncate", endpoint="resolve", method="GET", ranged=True, times=1),
+        (Fault("status", endpoint="info", status=429, reset=0, times=2), ()),  # model_info: our retry honours RateLimit
+        (Fault("status", endpoint="info", status=429, reset=0, retry_after_header=True, times=1), ()),
+        (Fault("status", endpoint="info", status=500, times=2), ()),
+        (Fault("status", endpoint="info", status=503, times=3), ()),
+        (Fault("reset", endpoint="info", times=1), ()),
+        (Fault("status", endpoint="resolve", method="GET", status=502, times=2), ()),  # one-GET small-file path
+        (Fault("status", endpoint="resolve", method="GET", status=429, reset=0, times=1), ()),
+        (Fault("reset", endpoint="resolve", method="GET", times=2), ()),
+        (Fault("truncate", endpoint="resolve", method="GET", times=2), ()),
+        (Fault("status", endpoint="resolve", method="GET", ranged=True, status=502, times=2), DOWNLOAD_PATH),  # header read
+        (Fault("truncate", endpoint="resolve", method="GET", ranged=True, times=1), DOWNLOAD_PATH),
+        (Fault("status", endpoint="resolve", method="HEAD", status=503, times=2), DOWNLOAD_PATH),
+        (Fault("status", endpoint="resolve", method="GET", ranged=False, status=500, times=2), DOWNLOAD_PATH),  # client never retries 5xx on GET
+        (Fault("reset", endpoint="resolve", method="GET", ranged=False, times=2), DOWNLOAD_PATH),
+        (Fault("truncate", endpoint="resolve", method="GET", ranged=False, times=3), DOWNLOAD_PATH),
     ],
-    ids=lambda f: f"{f.kind}-{f.endpoint}-{f.method}-{f.ranged}-{f.status}-{f.times}",
+    ids=lambda v: f"{v.kind}-{v.endpoint}-{v.method}-{v.ranged}-{v.status}-{v.times}" if isinstance(v, Fault) else ("download" if v else "small"),
 )
-def test_transient_faults_are_retried_until_scored(hub, cli, store, fault):
+def test_transient_faults_are_retried_until_scored(hub, cli, store, fault, args):
     ids = populate(hub, BASE, 3)
     fault.repo = ids[1]
     hub.add_fault(fault)
-    res = cli(*crawl_args(hub))
+    res = cli(*crawl_args(hub, *args))
     assert res.code == 0, res.err
     assert fault.times == 0  # the fault really fired
     rows = rows_by_repo(store)
@@ -51,7 +58,7 @@ def test_listing_429_is_honoured_by_the_client(hub, cli):
 def test_persistent_failure_is_recorded_as_retry_and_finished_next_run(hub, cli, store):
     ids = populate(hub, BASE, 3)
     hub.add_fault(Fault("truncate", endpoint="resolve", repo=ids[0], method="GET", ranged=False, times=None))
-    res = cli(*crawl_args(hub, "--max-retries", "1"))
+    res = cli(*crawl_args(hub, "--max-retries", "1", *DOWNLOAD_PATH))
     assert res.code == 0, res.err
     row = rows_by_repo(store)[ids[0]]
     assert row.status == "retry" and row.reason in ("truncated", "connection_error") and row.error
