@@ -35,13 +35,24 @@ def _run(connection: Connection) -> None:
     sqlite = connection.dialect.name == "sqlite"
     if sqlite:
         # A batch copy drops and renames tables; with FKs enforced that would cascade or fail.
-        # The pragma is a no-op inside a transaction, so set it before Alembic begins one.
-        connection.execute(text("PRAGMA foreign_keys = OFF"))
+        # The pragma is a no-op inside a transaction, so it goes to the driver connection (in
+        # autocommit mode, see hubaudit/store/engine.py) before Alembic begins one.
+        _pragma(connection, "PRAGMA foreign_keys = OFF")
     _configure(connection)
     with context.begin_transaction():
         context.run_migrations()
     if sqlite:
-        connection.execute(text("PRAGMA foreign_keys = ON"))
+        if connection.in_transaction():
+            connection.commit()
+        _pragma(connection, "PRAGMA foreign_keys = ON")
+
+
+def _pragma(connection: Connection, sql: str) -> None:
+    driver = connection.connection.driver_connection
+    if getattr(driver, "isolation_level", "") is None:  # hubaudit engine: autocommit driver
+        driver.execute(sql)
+    else:  # someone else's engine: best effort through SQLAlchemy
+        connection.execute(text(sql))
 
 
 def run_migrations_offline() -> None:

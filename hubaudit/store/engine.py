@@ -27,6 +27,9 @@ def _setup_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
     # We emit BEGIN ourselves (see _sqlite_begin); the driver must not open transactions behind our back.
     dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
+    # Wait for a competing writer instead of failing at once with "database is locked"; first,
+    # because switching to WAL below itself needs a lock another process may hold.
+    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};")
     # Write-ahead log: readers never block the writer and the writer never blocks readers, so a
     # report can run while the nightly crawl writes. (Prefect configurations.py::setup_sqlite)
     cursor.execute("PRAGMA journal_mode = WAL;")
@@ -35,8 +38,6 @@ def _setup_sqlite(dbapi_connection: Any, connection_record: Any) -> None:
     # In WAL mode NORMAL is still corruption-safe; it only risks the last commits on power loss,
     # and every item is re-derivable by re-running the crawl. FULL costs an fsync per commit.
     cursor.execute("PRAGMA synchronous = NORMAL;")
-    # Wait for a competing writer instead of failing at once with "database is locked".
-    cursor.execute(f"PRAGMA busy_timeout = {SQLITE_BUSY_TIMEOUT_MS};")
     cursor.close()
 
 

@@ -101,6 +101,12 @@ def _run(engine: Engine, fn_name: str, revision: str, *, sql: bool = False) -> N
             getattr(command, fn_name)(cfg, revision, sql=True)
             return
         with engine.connect() as conn:
+            if engine.dialect.name == "sqlite":
+                # Take the write lock up front: a migration that starts by reading the version
+                # table and then writes cannot wait on busy_timeout (see engine.py).
+                from hubaudit.store.engine import BEGIN_OPTION
+
+                conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
             getattr(command, fn_name)(_config(loc, conn), revision)
             conn.commit()
 

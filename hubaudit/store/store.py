@@ -66,7 +66,13 @@ class Store(ReadMixin, QueueMixin):
             raise StoreError(f"unsupported database {store._dialect!r}: use SQLite or PostgreSQL (postgresql+psycopg://)")
         try:
             if create and migrate.is_empty(engine):
-                migrate.upgrade(engine)
+                try:
+                    migrate.upgrade(engine)
+                except Exception:
+                    # Two first runs racing (cron and an interactive run): the loser's CREATE TABLE
+                    # fails, but the database is now at head, which is all we wanted.
+                    if migrate.current(engine) != migrate.head():
+                        raise
             if check_schema:
                 store._assert_current()
         except OperationalError as exc:

@@ -156,3 +156,34 @@ def test_migrations_work_from_a_wheel_install(tmp_path):
     loc, rev = out.stdout.split()
     assert Path(loc) == site / "hubaudit" / "_migrations"
     assert rev == migrate.head()
+
+
+def test_unreachable_database_is_a_store_error():
+    with pytest.raises(StoreError, match="cannot open the database"):
+        Store.open("postgresql+psycopg://postgres@127.0.0.1:1/nothing")
+    with pytest.raises(StoreError, match="invalid database URL"):
+        Store.open("not a url")
+
+
+def _first_run(url, queue):  # type: ignore[no-untyped-def]
+    try:
+        Store.open(url, create=True).close()
+        queue.put("ok")
+    except Exception as exc:  # noqa: BLE001
+        queue.put(repr(exc))
+
+
+def test_racing_first_runs_both_succeed(tmp_path):
+    import multiprocessing as mp
+
+    url = f"sqlite:///{tmp_path / 'race.db'}"
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_first_run, args=(url, queue)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+    assert sorted(queue.get(timeout=5) for _ in procs) == ["ok"] * 3
+    with Store.open(url) as s:
+        assert s.current() == migrate.head()
