@@ -331,7 +331,12 @@ def _reduce_large(
 def _preadinto(fd: int, view: memoryview, offset: int) -> None:
     got = 0
     while got < len(view):
-        k = os.preadv(fd, [view[got:]], offset + got)
+        if hasattr(os, "preadv"):
+            k = os.preadv(fd, [view[got:]], offset + got)
+        else:  # platforms without preadv: one copy more
+            chunk = os.pread(fd, len(view) - got, offset + got)
+            k = len(chunk)
+            view[got : got + k] = chunk
         if k <= 0:
             raise Rejected("file shrank while it was being read")
         got += k
