@@ -57,8 +57,17 @@ class LoraSettings:
         return self.rank_pattern[key] if key is not None else self.r
 
 
+MAX_UNBOUNDED_QUANTIFIERS = 4  # ".*" chains backtrack polynomially with a degree of their count
+
+
 def _safe_keys(keys: tuple[str, ...]) -> tuple[str, ...]:
-    return tuple(k for k in keys if len(k) <= MAX_PATTERN_KEY and not _NESTED_QUANTIFIER.search(k))
+    return tuple(
+        k
+        for k in keys
+        if len(k) <= MAX_PATTERN_KEY
+        and not _NESTED_QUANTIFIER.search(k)
+        and k.count("*") + k.count("+") <= MAX_UNBOUNDED_QUANTIFIERS
+    )
 
 
 @lru_cache(maxsize=4096)

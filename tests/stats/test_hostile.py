@@ -232,3 +232,14 @@ def test_cli_reports_every_hostile_input_as_json(hostile):
     assert [o["source"] for o in out] == [str(hostile[n]) for n in names]
     for n, o in zip(names, out):
         assert o["status"] == CASES[n][0] and o["score"] is None and "\n" not in o["error"], n
+
+
+def test_catastrophic_pattern_keys_are_ignored_with_a_warning(tmp_path):
+    """Config regexes are untrusted: a backtracking bomb is skipped, the scan still finishes."""
+    write_arrays(tmp_path / "adapter_model.safetensors", _ok_tensors())
+    bomb = {"(a+)+$": 2.0, ".*" * 8 + "x": 3.0, "q_proj": 16.0}
+    write_config(tmp_path, r=4, lora_alpha=4, alpha_pattern=bomb)
+    res = scan_path(tmp_path)
+    assert res.status == "ok", res.error
+    assert res.modules[0].scaling == 16.0 / 4  # the safe key still applies
+    assert any("alpha_pattern: ignored 2" in w for w in res.warnings)
