@@ -12,18 +12,18 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, select, update
 from sqlalchemy.exc import OperationalError
 
 from hubaudit.constants import FEATURESET_VERSION
 from hubaudit.errors import SchemaOutOfDateError, StoreError
 from hubaudit.store import migrate
+from hubaudit.store._calibration import _BULK_CHUNK, CalibrationMixin
 from hubaudit.store._queue import QueueMixin
 from hubaudit.store._read import ReadMixin
 from hubaudit.store._sql import chunks, clean_features, clean_json, insert_for, pack_modules
 from hubaudit.store.engine import BEGIN_OPTION, make_engine
-from hubaudit.store.rows import PopulationRow, ThresholdSetRow
-from hubaudit.store.schema import Adapter, BaseModel, Revision, Run, ThresholdSet, Verdict, WeightScore, utcnow
+from hubaudit.store.schema import Adapter, BaseModel, Revision, Run, WeightScore, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
@@ -33,10 +33,9 @@ if TYPE_CHECKING:
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 REVISION_STATUSES = frozenset({"scored", "unsupported", "error", "skipped", "retry"})
 FINAL_STATUSES = frozenset({"scored", "unsupported", "error", "skipped"})
-_BULK_CHUNK = 5000  # rows per transaction in bulk writes: bounded memory, progress survives a kill
 
 
-class Store(ReadMixin, QueueMixin):
+class Store(CalibrationMixin, ReadMixin, QueueMixin):
     """hubaudit's database. Build with :meth:`Store.open`; use as a context manager to close it."""
 
     def __init__(self, engine: Engine) -> None:
@@ -314,78 +313,6 @@ class Store(ReadMixin, QueueMixin):
             q = select(Revision.adapter_id, Revision.sha, Revision.id).where(Revision.adapter_id.in_(part))
             out.update({(r.adapter_id, r.sha): r.id for r in conn.execute(q)})
         return out
-
-    # -- calibration ----------------------------------------------------------------------------
-
-    def population(self, base: str, featureset_version: str = FEATURESET_VERSION) -> list[PopulationRow]:
-        """The latest scored revision of every non-removed adapter of ``base`` (the calibration population)."""
-        with self._read() as conn:
-            bid = self._base_id(conn, base, create=False)
-            if bid is None:
-                return []
-            latest = (
-                select(func.max(Revision.id).label("rid"))
-                .join(Adapter, Adapter.id == Revision.adapter_id)
-                .join(WeightScore, and_(WeightScore.revision_id == Revision.id, WeightScore.featureset_version == featureset_version))
-                .where(Adapter.base_id == bid, Adapter.removed.is_(False), Revision.status == "scored")
-                .group_by(Revision.adapter_id)
-                .subquery()
-            )
-            q = (
-                select(Revision.id, Revision.repo_id, Revision.sha, WeightScore.stratum, WeightScore.score, WeightScore.features)
-                .join(latest, latest.c.rid == Revision.id)
-                .join(WeightScore, and_(WeightScore.revision_id == Revision.id, WeightScore.featureset_version == featureset_version))
-                .order_by(Revision.id)
-            )
-            return [PopulationRow(r.id, r.repo_id, r.sha, r.stratum, r.score, r.features) for r in conn.execute(q)]
-
-    def save_threshold_set(
-        self, base: str, *, method: str, featureset_version: str, n: int, strata: dict, params: dict
-    ) -> int:
-        """Store a new threshold-set version for ``base`` and make it the only active one; returns its id."""
-        with self._write() as conn:
-            bid = self._base_id(conn, base)
-            version = (conn.scalar(select(func.max(ThresholdSet.version)).where(ThresholdSet.base_id == bid)) or 0) + 1
-            conn.execute(update(ThresholdSet).where(ThresholdSet.base_id == bid).values(active=False))
-            ins = ThresholdSet.__table__.insert().values(
-                base_id=bid, version=version, method=method, featureset_version=featureset_version, n=n,
-                strata=clean_json(strata), params=clean_json(params), created_at=utcnow(), active=True,
-            )  # fmt: skip
-            return int(conn.execute(ins.returning(ThresholdSet.id)).scalar_one())
-
-    def active_threshold_set(self, base: str) -> ThresholdSetRow | None:
-        """The active threshold set of ``base`` (None: never calibrated)."""
-        return self._threshold_set(base, active=True)
-
-    def threshold_sets(self, base: str) -> list[ThresholdSetRow]:
-        """Every threshold set of ``base``, oldest first."""
-        return self._threshold_set(base, active=None)  # type: ignore[return-value]
-
-    def _threshold_set(self, base: str, *, active: bool | None):  # type: ignore[no-untyped-def]
-        with self._read() as conn:
-            q = select(ThresholdSet.__table__, BaseModel.name.label("base")).join(BaseModel, BaseModel.id == ThresholdSet.base_id)
-            q = q.where(BaseModel.name == base).order_by(ThresholdSet.version)
-            if active:
-                q = q.where(ThresholdSet.active.is_(True))
-            rows = [
-                ThresholdSetRow(t.id, t.base, t.version, t.method, t.featureset_version, t.n, t.strata, t.params, t.created_at, t.active)
-                for t in conn.execute(q)
-            ]
-        return (rows[-1] if rows else None) if active else rows
-
-    def save_verdicts(self, threshold_set_id: int, verdicts: list[tuple[int, bool | None, dict]]) -> None:
-        """Store (revision_id, flagged, breakdown) verdicts under one threshold set (idempotent)."""
-        now = utcnow()
-        ins = self._insert(Verdict)
-        stmt = ins.on_conflict_do_update(
-            index_elements=["revision_id", "threshold_set_id"],
-            set_={"flagged": ins.excluded.flagged, "breakdown": ins.excluded.breakdown, "created_at": now},
-        )
-        for part in chunks(verdicts, _BULK_CHUNK):
-            rows = [dict(revision_id=rid, threshold_set_id=threshold_set_id, flagged=flagged,
-                         breakdown=breakdown, created_at=now) for rid, flagged, breakdown in part]  # fmt: skip
-            with self._write() as conn:
-                conn.execute(stmt, rows)
 
 
 def _author(repo_id: str) -> str | None:
