@@ -48,6 +48,8 @@ def main() -> None:
     ap.add_argument("--n", type=int, default=2000)
     ap.add_argument("--latency", type=float, default=0.05)
     ap.add_argument("--baseline-n", type=int, default=100)
+    ap.add_argument("--download-path", action="store_true",
+                    help="also crawl with --whole-file-kb 0 (bodies via hf_hub_download HEAD+GET, as for MB-size adapters)")
     a = ap.parse_args()
 
     with FakeHub(latency=a.latency) as hub, tempfile.TemporaryDirectory() as tmp:
@@ -76,6 +78,14 @@ def main() -> None:
               f"(crawl itself {full_sum['duration_s']:.1f}s) = {rate:,.0f} adapters/min, {reqs} requests "
               f"[target >= 1,000/min] -> {'MET' if rate >= 1000 else 'NOT MET'}")
         print(f"speed-up vs baseline: {rate / base_rate:.1f}x")
+
+        if a.download_path:
+            hub.reset_log()
+            dl_sum, dl_wall = _crawl(hub, BASE, Path(tmp) / "home-download", "--whole-file-kb", "0")
+            dl_rate = dl_sum["scored"] / dl_wall * 60
+            print(f"download path (--whole-file-kb 0, workers 8) over {a.n}: scored {dl_sum['scored']} in {dl_wall:.1f}s "
+                  f"= {dl_rate:,.0f} adapters/min, {hub.count() / max(dl_sum['fetched'], 1):.1f} requests/adapter, "
+                  f"{dl_rate / base_rate:.1f}x baseline")
 
         hub.reset_log()
         again_sum, again_wall = _crawl(hub, BASE, home)

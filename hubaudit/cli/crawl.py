@@ -47,9 +47,9 @@ class _Bar:
     def __exit__(self, *exc: object) -> None:
         self._p.stop()
 
-    def listed(self, total: int) -> None:
-        self._listed = total
-        self._p.update(self._task, description=f"listed {total}")
+    def listed(self, listed: int, new: int) -> None:
+        self._listed = listed
+        self._p.update(self._task, total=new, description=f"listed {listed}")
 
     def finished(self, outcome) -> None:  # noqa: ANN001 - TaskOutcome
         self._p.update(self._task, advance=1, description=f"listed {self._listed}, last {outcome.status}")

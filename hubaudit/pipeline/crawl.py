@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,9 +91,9 @@ class CrawlSummary:
 
 
 class _Progress:
-    """Callbacks the CLI may pass: ``listed(n_total)`` and ``finished(outcome)``."""
+    """Callbacks the CLI may pass: ``listed(n_listed, n_new)`` and ``finished(outcome)``."""
 
-    def listed(self, total: int) -> None: ...
+    def listed(self, listed: int, new: int) -> None: ...
 
     def finished(self, outcome: TaskOutcome) -> None: ...
 
@@ -152,14 +152,15 @@ class _Lister:
                     continue  # listed under the base and under a derived child: crawl once
                 present.add(repo.repo_id)
                 self.summary.listed += 1
-                self.progress.listed(self.summary.listed)
                 self.store.upsert_adapter(base, repo.repo_id, meta=repo.meta())
                 if not repo.sha:
                     continue  # cannot pin a revision; the next listing will carry one
                 if self.store.revision_outcome(repo.repo_id, repo.sha) in FINAL_STATUSES:
                     self.summary.unchanged += 1
+                    self.progress.listed(self.summary.listed, self.summary.new)
                     continue
                 self.summary.new += 1
+                self.progress.listed(self.summary.listed, self.summary.new)
                 yield FetchJob(self.settings, base, repo.repo_id, repo.sha, repo.via or base, repo.card_base_model)
             if self.error is not None or self.stop:
                 return

@@ -145,3 +145,13 @@ def test_token_is_sent_but_never_stored_or_printed(hub, cli):
     assert any(p.name.startswith("hubaudit.db") for p in files)
     for p in files:
         assert secret.encode() not in p.read_bytes(), p
+
+
+def test_a_hub_failing_every_adapter_trips_the_breaker(hub, cli, store):
+    ids = populate(hub, BASE, 30)
+    hub.add_fault(Fault("status", endpoint="info", status=503, times=None))
+    res = cli(*crawl_args(hub, "--max-retries", "0", "--workers", "2"))
+    assert res.code == 4 and "in a row" in res.err
+    rows = rows_by_repo(store)
+    assert 25 <= len(rows) < len(ids)  # stopped early instead of hammering a failing Hub
+    assert {(r.status, r.reason) for r in rows.values()} == {("retry", "server_error")}

@@ -14,7 +14,7 @@ from tests.crawl.conftest import BASE, crawl_args, rows_by_repo
 from tests.fakehub import populate, random_adapter_files
 
 
-def _st(header: dict, body: bytes, pad_to: int | None = None) -> bytes:
+def _st(header: dict, body: bytes) -> bytes:
     raw = json.dumps(header).encode()
     return struct.pack("<Q", len(raw)) + raw + body
 
