@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from hubaudit.cli._options import err_console
@@ -25,6 +26,11 @@ class ScanFormat(str, Enum):
     jsonl = "jsonl"
 
 
+def _printable(text: str) -> str:
+    """Paths that are not valid UTF-8 arrive with surrogate escapes; show them as \\udcXX."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def _table(results: list[ScanResult]) -> None:
     out = Console(file=sys.stdout, highlight=False)
     out.width = min(out.width, 100) if out.is_terminal else 100
@@ -39,19 +45,20 @@ def _table(results: list[ScanResult]) -> None:
     style = {"ok": "green", "unsupported": "yellow", "error": "red"}
     for r in results:
         table.add_row(
-            r.source,
+            escape(_printable(r.source)),
             f"[{style[r.status]}]{r.status}[/]",
             f"{r.score:.4e}" if r.score is not None else "-",
             str(r.n_modules) if r.status == "ok" else "-",
             str(r.rank) if r.rank is not None else "-",
             r.variant or "-",
-            r.error or "",
+            escape(_printable(r.error or "")),
         )
     out.print(table)
 
 
 def _dump(obj: object) -> str:
-    return json.dumps(obj, ensure_ascii=False, allow_nan=False)
+    # ASCII escapes keep undecodable path bytes (surrogates) representable on any stdout encoding
+    return json.dumps(obj, ensure_ascii=True, allow_nan=False)
 
 
 @app.command("scan")

@@ -84,3 +84,23 @@ def test_allow_pickle_loads_the_real_bin_adapter():
     assert p.returncode == 0, p.stderr
     (o,) = json.loads(p.stdout)
     assert o["status"] == "ok" and o["n_modules"] > 0 and any("pickle" in w for w in o["warnings"])
+
+
+def test_undecodable_and_markup_paths_never_crash(tmp_path):
+    import os
+
+    bad = os.path.join(os.fsencode(tmp_path), b"bad\xffname")
+    os.mkdir(bad)
+    markup = tmp_path / "[bold red]x"
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    for fmt in ("json", "table"):
+        p = subprocess.run(
+            [sys.executable, "-m", "hubaudit", "scan", "--format", fmt, os.fsdecode(bad), str(markup)],
+            capture_output=True, text=True, timeout=120, env=env,
+        )  # fmt: skip
+        assert p.returncode == 3, p.stderr
+        assert "internal error" not in p.stderr and "Traceback" not in p.stderr
+        if fmt == "json":
+            assert [o["status"] for o in json.loads(p.stdout)] == ["error", "error"]
+        else:
+            assert "[bold red]x" in p.stdout and "\\udcff" in p.stdout
