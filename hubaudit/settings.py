@@ -1,7 +1,8 @@
 """Settings, read once at the edge (CLI callback or Python API) and passed down.
 
-Priority, highest first: CLI flag, then ``HUBAUDIT_*`` environment variable, then the default
-(aesthetics.md §7.6). Core modules never read ``os.environ``; only :func:`Settings.from_env` does.
+Priority, highest first: CLI flag, then ``HUBAUDIT_*`` environment variable, then the
+configuration file (hubaudit.config: ``--config`` > ``HUBAUDIT_CONFIG`` > user config dir), then
+the default (aesthetics.md §7.6). Core modules never read ``os.environ``; only :func:`Settings.from_env` does.
 
 Default database: the SQLite file ``hubaudit.db`` under ``HUBAUDIT_HOME`` when it is set, else
 under ``platformdirs.user_data_dir("hubaudit")``.
@@ -42,14 +43,26 @@ class Settings:
     db_url: str
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None, *, db_url: str | None = None) -> Settings:
-        """Resolve settings: ``db_url`` (a flag) > ``HUBAUDIT_DB_URL`` > SQLite file in the home dir."""
+    def from_env(
+        cls, env: Mapping[str, str] | None = None, *, db_url: str | None = None, config_db_url: str | None = None
+    ) -> Settings:
+        """Resolve settings: ``db_url`` (a flag) > ``HUBAUDIT_DB_URL`` > ``config_db_url`` (the
+        configuration file's) > SQLite file in the home dir."""
         env = os.environ if env is None else env
         home = default_home(env)
-        url = db_url or env.get(ENV_DB_URL) or sqlite_url(home / DB_FILENAME)
+        url = db_url or env.get(ENV_DB_URL) or config_db_url or sqlite_url(home / DB_FILENAME)
         return cls(home=home, db_url=url)
 
 
-def resolve_db_url(db_url: str | None = None) -> str:
-    """The database URL for ``db_url`` (flag, may be None) under the current environment."""
-    return Settings.from_env(db_url=db_url).db_url
+def resolve_db_url(db_url: str | None = None, config_path: str | Path | None = None) -> str:
+    """The database URL for ``db_url`` (flag, may be None) under the current environment.
+
+    The configuration file is read only when neither the flag nor HUBAUDIT_DB_URL decides; an
+    explicit ``config_path`` must exist, the implicit ones may be absent.
+    """
+    if db_url or os.environ.get(ENV_DB_URL):
+        return Settings.from_env(db_url=db_url).db_url
+    from hubaudit.config import load_config
+
+    cfg = load_config(config_path, required=config_path is not None)
+    return Settings.from_env(config_db_url=cfg.db_url).db_url

@@ -19,3 +19,12 @@ DbOpt = Annotated[
         show_envvar=True,
     ),
 ]
+
+ConfigOpt = Annotated[
+    Optional[str],
+    typer.Option(
+        "--config",
+        help="Configuration file (TOML; default: HUBAUDIT_CONFIG, else the user config dir); its db_url is used "
+        "when neither --db nor HUBAUDIT_DB_URL is given.",
+    ),
+]

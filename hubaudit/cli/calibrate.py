@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hubaudit.cli._options import DbOpt, err_console
+from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
 from hubaudit.cli.app import app
 
 
@@ -32,6 +32,7 @@ def calibrate(
         int, typer.Option("--min-n", min=2, help="Adapters a stratum (or its pool) needs to be calibrated; below: 'not calibrated'.")
     ] = 30,
     db: DbOpt = None,
+    config: ConfigOpt = None,
     fmt: Annotated[CalibrateFormat, typer.Option("--format", "-f", help="Output format on stdout.")] = CalibrateFormat.table,
 ) -> None:
     """Fit robust per-stratum thresholds for BASE from its stored adapters (DESIGN §3), store them as a
@@ -44,7 +45,7 @@ def calibrate(
     from hubaudit.settings import resolve_db_url
     from hubaudit.store import Store
 
-    with Store.open(resolve_db_url(db), create=True) as store:
+    with Store.open(resolve_db_url(db, config), create=True) as store:
         run_id = store.start_run("calibrate", {"base": base, "reference": reference or [], "target_fpr": target_fpr, "min_n": min_n})
         try:
             summary = calibrate_base(store, base, references=reference or [], target_fpr=target_fpr, min_n=min_n)

@@ -7,30 +7,31 @@ from typing import Annotated
 
 import typer
 
-from hubaudit.cli._options import DbOpt, err_console
+from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
 from hubaudit.cli.app import app
 
 db_app = typer.Typer(name="db", help="Create, upgrade and check the hubaudit database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 
-def _open(db: str | None):  # type: ignore[no-untyped-def]
+def _open(db: str | None, config: str | None):  # type: ignore[no-untyped-def]
     from hubaudit.settings import resolve_db_url
     from hubaudit.store import Store
 
-    return Store.open(resolve_db_url(db), check_schema=False)
+    return Store.open(resolve_db_url(db, config), check_schema=False)
 
 
 @db_app.command("upgrade")
 def upgrade(
     db: DbOpt = None,
+    config: ConfigOpt = None,
     revision: Annotated[str, typer.Option("--revision", help="Target revision.")] = "head",
     sql: Annotated[bool, typer.Option("--sql", help="Print the SQL to stdout instead of applying it.")] = False,
 ) -> None:
     """Upgrade the database schema to head (creates an empty database). Safe to run every time."""
     from hubaudit.store import migrate
 
-    with _open(db) as store:
+    with _open(db, config) as store:
         if sql:
             migrate.upgrade(store.engine, revision, sql=True)
             return
@@ -47,10 +48,11 @@ def upgrade(
 def downgrade(
     revision: Annotated[str, typer.Argument(help="Target revision ('base' drops every table and all data).")],
     db: DbOpt = None,
+    config: ConfigOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
     """Downgrade the database schema (data in dropped tables or columns is lost)."""
-    with _open(db) as store:
+    with _open(db, config) as store:
         if not yes and not typer.confirm(f"Downgrade {store.url} to {revision}? Data may be lost.", err=True):
             raise typer.Exit(1)
         store.downgrade(revision)
@@ -58,11 +60,11 @@ def downgrade(
 
 
 @db_app.command("current")
-def current(db: DbOpt = None) -> None:
+def current(db: DbOpt = None, config: ConfigOpt = None) -> None:
     """Print the database's schema revision on stdout ('none' if never created); state on stderr."""
     from hubaudit.store import migrate
 
-    with _open(db) as store:
+    with _open(db, config) as store:
         cur, head = store.current(), migrate.head()
     sys.stdout.write(f"{cur or 'none'}\n")
     if cur == head:
@@ -72,8 +74,8 @@ def current(db: DbOpt = None) -> None:
 
 
 @db_app.command("check")
-def check(db: DbOpt = None) -> None:
+def check(db: DbOpt = None, config: ConfigOpt = None) -> None:
     """Exit 0 if the database is at head and matches the models (the `alembic check` of hubaudit), else 3."""
-    with _open(db) as store:
+    with _open(db, config) as store:
         store.check()
         err_console.print(f"{store.url}: schema at {store.current()} and up to date")

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from hubaudit.cli._options import DbOpt, err_console
+from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
 from hubaudit.cli.app import app
 
 EXIT_NOT_SCORED = 3
@@ -25,6 +25,7 @@ def ingest(
     paths: Annotated[list[str], typer.Argument(help="Adapter directories or weights files.")],
     base: Annotated[str, typer.Option("--base", "-b", help="Base model the adapters belong to, e.g. Qwen/Qwen2.5-1.5B.")],
     db: DbOpt = None,
+    config: ConfigOpt = None,
     fmt: Annotated[IngestFormat, typer.Option("--format", "-f", help="Output format on stdout.")] = IngestFormat.table,
 ) -> None:
     """Scan local adapters and store them under BASE as `local:<absolute path>` (idempotent per content).
@@ -35,7 +36,7 @@ def ingest(
     from hubaudit.settings import resolve_db_url
     from hubaudit.store import Store
 
-    with Store.open(resolve_db_url(db), create=True) as store:
+    with Store.open(resolve_db_url(db, config), create=True) as store:
         run_id = store.start_run("ingest", {"paths": paths, "base": base})
         summary = run_ingest(store, paths, base)
         counts = summary.counts

@@ -90,3 +90,13 @@ def test_db_upgrade_on_postgresql(pg_url):
     r = run("db", "upgrade", "--db", pg_url)
     assert r.returncode == 0, r.stderr
     assert run("db", "check", "--db", pg_url).returncode == 0
+
+
+def test_db_upgrade_with_a_config_file_as_cron_runs_it(tmp_path):
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'db_url = "sqlite:///{tmp_path / "nightly.db"}"\n')
+    r = run("db", "upgrade", "--config", str(cfg))
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "nightly.db").is_file()
+    r = run("db", "check", "--config", str(tmp_path / "missing.toml"))
+    assert r.returncode == 3 and "no configuration file" in r.stderr

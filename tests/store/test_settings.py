@@ -21,3 +21,19 @@ def test_platform_data_dir_without_hubaudit_home(tmp_path):
     s = Settings.from_env({})
     assert s.home == Path(platformdirs.user_data_dir("hubaudit"))
     assert s.db_url.endswith("/hubaudit.db")
+
+
+def test_config_file_sits_between_env_and_default(tmp_path, monkeypatch):
+    from hubaudit.settings import resolve_db_url
+
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'db_url = "sqlite:///{tmp_path / "from-config.db"}"\n')
+    assert resolve_db_url(None, cfg) == f"sqlite:///{tmp_path / 'from-config.db'}"
+    monkeypatch.setenv("HUBAUDIT_CONFIG", str(cfg))
+    assert resolve_db_url() == f"sqlite:///{tmp_path / 'from-config.db'}"
+    monkeypatch.setenv("HUBAUDIT_DB_URL", "sqlite:////env.db")
+    assert resolve_db_url() == "sqlite:////env.db"
+    assert resolve_db_url("sqlite:////flag.db") == "sqlite:////flag.db"
+    monkeypatch.delenv("HUBAUDIT_DB_URL")
+    monkeypatch.delenv("HUBAUDIT_CONFIG")
+    assert resolve_db_url().endswith("/hubaudit.db")  # no config file anywhere: the default
