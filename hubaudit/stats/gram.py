@@ -47,6 +47,11 @@ def spectra_from_grams(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Batched over n modules of one rank r: G_A, G_B (n, r, r), scaling (n,) →
     (‖s·BA‖²_F (n,), σ² of s·BA (n, r) descending). One LAPACK call per batch, not per module."""
+    with np.errstate(over="ignore", invalid="ignore"):  # an absurd α overflows: the caller rejects inf
+        return _spectra(g_a, g_b, scaling)
+
+
+def _spectra(g_a: np.ndarray, g_b: np.ndarray, scaling: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     g_a = 0.5 * (g_a + np.swapaxes(g_a, -1, -2))  # exact symmetry for eigh (Grams are, up to rounding)
     g_b = 0.5 * (g_b + np.swapaxes(g_b, -1, -2))
     s2 = np.asarray(scaling, dtype=np.float64) ** 2

@@ -120,6 +120,8 @@ def _module_stats(
         )
         for (name, p, _, s), fsq, ssq in zip(batch, frob_sq, np.sqrt(sigma_sq)):
             d_in, d_out = math.prod(p.a_shape[1:]), p.b_shape[0]
+            if not (math.isfinite(fsq) and math.isfinite(s)):
+                raise Rejected(f"module {show_name(name)}: ‖s·BA‖ overflows float64 (scaling {s:g})")
             # ‖ΔW‖ is invariant to the fan_in_fan_out/embedding transposes; d_in/d_out are the
             # layer's true input/output sizes (A is always (r, in), B (out, r)) in both layouts.
             out[name] = ModuleStat(

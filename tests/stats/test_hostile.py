@@ -161,6 +161,7 @@ CASES = {
     "config_non_utf8": ("error", "not UTF-8", lambda d: _config_text(d, b'{"peft_type": "\xff"}')),
     "config_duplicate_key": ("error", "duplicate key", lambda d: _config_text(d, '{"r": 8, "r": 64, "peft_type": "LORA"}')),
     "config_bad_rank": ("error", "positive integer", lambda d: _adapter(d, r="eight")),
+    "config_alpha_overflow": ("error", "overflows", lambda d: _adapter(d, lora_alpha=1e300)),
     "config_nan_alpha": ("error", "NaN", lambda d: _config_text(d, '{"peft_type": "LORA", "r": 8, "lora_alpha": NaN}')),
     "peft_type_ia3": ("unsupported", "IA3", lambda d: _adapter(d, peft_type="IA3")),
     "peft_type_prompt_tuning": ("unsupported", "PROMPT_TUNING", lambda d: _adapter(d, peft_type="PROMPT_TUNING")),
