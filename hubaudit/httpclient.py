@@ -165,6 +165,7 @@ RETRYABLE = ("transient", "rate_limited", "unreachable")
 def call_with_retry(fn: Callable[[], T], policy: RetryPolicy, *, sleep: Callable[[float], None] = time.sleep) -> T:
     """Call ``fn`` until it succeeds or the budget is spent; re-raises the last exception."""
     attempt = 0
+    backoffs = 0  # the exponential grows with failures, not with server-directed 429 waits
     while True:
         try:
             return fn()
@@ -177,7 +178,8 @@ def call_with_retry(fn: Callable[[], T], policy: RetryPolicy, *, sleep: Callable
                     raise
                 delay = failure.wait + random.random() * 0.25  # jitter: do not stampede at reset
             else:
-                delay = policy.backoff(attempt)
+                delay = policy.backoff(backoffs)
+                backoffs += 1
             sleep(delay)
             attempt += 1
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 import os
 import socket
 from pathlib import Path
@@ -113,7 +114,7 @@ def _closed_port() -> int:
 def test_hub_unreachable_exits_4_with_one_line(cli, monkeypatch):
     import huggingface_hub.utils._http as hf_http
 
-    monkeypatch.setattr(hf_http.time, "sleep", lambda s: None)  # the client's own listing backoff (23 s)
+    monkeypatch.setattr(hf_http, "time", SimpleNamespace(sleep=lambda s: None))  # the client's own listing backoff (23 s)
     res = cli(*crawl_args(None), env={"HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}"})
     assert res.code == 4
     lines = res.err.strip().splitlines()
