@@ -276,8 +276,8 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin):
         adapter_ids = self._adapter_ids(conn, bid, repo_ids)
         rev_rows = [
             dict(adapter_id=adapter_ids[it["repo_id"]], repo_id=it["repo_id"], sha=it["sha"], status=it["status"],
-                 reason=it.get("reason"), error=_one_line(it.get("error")), files=clean_json(it.get("files") or []),
-                 declared_base=it.get("declared_base"), provenance=clean_json(it.get("provenance") or {}), recorded_at=now)
+                 reason=it.get("reason"), error=_one_line(it.get("error")), files=it.get("files") or [],
+                 declared_base=it.get("declared_base"), provenance=it.get("provenance") or {}, recorded_at=now)
             for it in items
         ]  # fmt: skip
         ins = self._insert(Revision)
