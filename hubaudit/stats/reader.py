@@ -261,16 +261,22 @@ class FileDigest:
 
 
 def stream_reduce(
-    f: BinaryIO, size: int, plan: Callable[[TensorEntry], tuple[Reduce, tuple[int, int] | None]], digest: FileDigest
+    f: BinaryIO,
+    size: int,
+    plan: Callable[[TensorEntry], tuple[Reduce, tuple[int, int] | None]],
+    digest: FileDigest,
+    precheck: Callable[[Header], None] | None = None,
 ) -> Iterator[tuple[TensorEntry, np.ndarray | None]]:
     """Validate the header, then read every tensor in file order, yielding its reduction.
 
-    ``plan(entry)`` says how to reduce a tensor ("gram_cols"/"gram_rows" with the 2-D shape to
+    ``precheck(header)`` may reject the file before its data is read. ``plan(entry)`` says how to reduce a tensor ("gram_cols"/"gram_rows" with the 2-D shape to
     view it as, "mean" for 1-D vectors, "skip" to only hash it). Reductions are float64; a
     non-finite Gram or mean means the tensor held NaN/Inf. The whole file is hashed on the way.
     """
     header = read_header(f, size)
     digest.header = header
+    if precheck is not None:
+        precheck(header)  # structural checks from the header alone, before any tensor byte is read
     h: _InlineHash | _BackgroundHash | _NoHash
     if not digest.want_sha256:
         h = _NoHash()

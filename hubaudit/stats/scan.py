@@ -26,7 +26,7 @@ from hubaudit.stats.features import compute_features, scored_modules
 from hubaudit.stats.gram import spectra_from_grams
 from hubaudit.stats.pickle_sandbox import convert_pickle
 from hubaudit.stats.reader import FileDigest, locate, open_regular, read_config, sha256_file, stream_reduce
-from hubaudit.stats.safetensors_header import TensorEntry
+from hubaudit.stats.safetensors_header import Header, TensorEntry
 
 
 @dataclass
@@ -73,10 +73,27 @@ def _plan(entry: TensorEntry) -> tuple[str, tuple[int, int] | None]:
     return "skip", None
 
 
+def _pairs_from_header(header: Header) -> None:
+    """Every LoRA module has both halves and one rank, decided from names and shapes alone."""
+    halves: dict[str, dict[str, TensorEntry]] = {}
+    for e in header.entries:
+        tr = layout.classify(e.name)
+        if tr.role in ("A", "emb_A", "B", "emb_B"):
+            _plan(e)  # shape checks
+            halves.setdefault(tr.module, {})[tr.role[-1]] = e
+    for module, h in halves.items():
+        if "A" not in h or "B" not in h:
+            has, lacks = ("lora_A", "lora_B") if "B" not in h else ("lora_B", "lora_A")
+            raise Rejected(f"module {show_name(module)} has {has} but no {lacks}")
+        r, r_b = h["A"].shape[0], math.prod(h["B"].shape[1:])
+        if r != r_b:
+            raise Rejected(f"module {show_name(module)}: lora_A has rank {r}, lora_B has rank {r_b}")
+
+
 def _collect(f: BinaryIO, size: int, digest: FileDigest) -> tuple[dict[str, _Parts], list[SavedTensor]]:
     parts: dict[str, _Parts] = {}
     saved: list[SavedTensor] = []
-    for entry, red in stream_reduce(f, size, _plan, digest):
+    for entry, red in stream_reduce(f, size, _plan, digest, _pairs_from_header):
         tr = layout.classify(entry.name)
         if tr.role == "saved":
             saved.append(SavedTensor(entry.name, entry.shape, entry.dtype, entry.nbytes))
