@@ -26,8 +26,6 @@ RETRY_STATUS = (408, 500, 502, 503, 504)
 INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
 
 _factory_lock = threading.Lock()
-_factory_depth = 0
-_factory_saved: Callable | None = None
 
 
 @dataclass(frozen=True)
@@ -184,59 +182,70 @@ def call_with_retry(fn: Callable[[], T], policy: RetryPolicy, *, sleep: Callable
             attempt += 1
 
 
-def _timeout_hook(timeout: float) -> Callable:
-    def hook(request) -> None:
-        # The client passes timeout=None explicitly for listings; give every request a bound.
-        current = request.extensions.get("timeout") or {}
-        request.extensions["timeout"] = {k: (current.get(k) if current.get(k) is not None else timeout)
-                                         for k in ("connect", "read", "write", "pool")}
-    return hook
+_state: dict = {"depth": 0, "saved": None, "timeout": None}
+
+
+def _timeout_hook(request) -> None:  # noqa: ANN001 - httpx2.Request
+    # The client passes timeout=None explicitly for listings; give every request a bound. The
+    # bound is read per request, so nested hub_client() calls with another timeout just work.
+    default = _state["timeout"]
+    if default is None:
+        return
+    current = request.extensions.get("timeout") or {}
+    request.extensions["timeout"] = {k: (current.get(k) if current.get(k) is not None else default)
+                                     for k in ("connect", "read", "write", "pool")}
+
+
+def _factory():  # noqa: ANN202 - httpx2.Client
+    import httpx2
+    from huggingface_hub.utils import _http
+
+    return httpx2.Client(event_hooks={"request": [_http.hf_request_event_hook, _timeout_hook]},
+                         follow_redirects=True, timeout=None,
+                         limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64))
 
 
 @contextmanager
 def hub_client(timeout: float) -> Iterator[None]:
-    """Install a huggingface_hub client factory with a per-request timeout; restore on exit.
+    """Install a huggingface_hub client factory whose requests all time out after ``timeout``
+    seconds unless the call sets its own; restore the previous factory (and timeout) on exit.
 
-    Re-entrant and thread-safe (nested uses share the outer factory). The factory keeps the
-    library's own request hook (offline mode, request ids, download counter header).
+    Re-entrant and thread-safe. The factory keeps the library's own request hook (offline mode,
+    request ids, download counter header).
     """
-    global _factory_depth, _factory_saved
-    import httpx2
     from huggingface_hub.utils import _http
 
-    def factory() -> httpx2.Client:
-        return httpx2.Client(event_hooks={"request": [_http.hf_request_event_hook, _timeout_hook(timeout)]},
-                             follow_redirects=True, timeout=timeout,
-                             limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64))
-
     with _factory_lock:
-        if _factory_depth == 0:
-            _factory_saved = _http._GLOBAL_CLIENT_FACTORY
-            _http.set_client_factory(factory)
+        previous = _state["timeout"]
+        if _state["depth"] == 0:
+            _state["saved"] = _http._GLOBAL_CLIENT_FACTORY
+            _http.set_client_factory(_factory)
             _quiet_hf_logging()
-        _factory_depth += 1
+        _state["depth"] += 1
+        _state["timeout"] = timeout
     try:
         yield
     finally:
         with _factory_lock:
-            _factory_depth -= 1
-            if _factory_depth == 0 and _factory_saved is not None:
-                _http.set_client_factory(_factory_saved)
-                _factory_saved = None
+            _state["depth"] -= 1
+            _state["timeout"] = previous
+            if _state["depth"] == 0 and _state["saved"] is not None:
+                _http.set_client_factory(_state["saved"])
+                _state["saved"] = None
 
 
 def ensure_hub_client(timeout: float) -> None:
-    """Install the timeout factory for the rest of this process (Ray workers); idempotent."""
-    global _process_cm
-    with _process_lock:
-        if _process_cm is None:
-            cm = hub_client(timeout)
-            cm.__enter__()
-            _process_cm = cm
+    """Make sure a timeout factory is installed: a no-op inside :func:`hub_client` (the crawl's
+    threads); otherwise (a Ray worker, a one-off check) install it for the rest of the process."""
+    with _factory_lock:
+        if _state["depth"] > 0:
+            return
+    cm = hub_client(timeout)
+    cm.__enter__()  # deliberately never exited; kept referenced so it is never finalized
+    _permanent.append(cm)
 
 
-_process_lock = threading.Lock()
-_process_cm = None
+_permanent: list = []
 
 
 def _quiet_hf_logging() -> None:
