@@ -141,3 +141,18 @@ def test_include_derived_crawls_adapters_of_quantized_children(hub, cli, store):
     row = rows_by_repo(store)["q/lora-on-mirror"]
     assert row.status == "scored" and row.declared_base == mirror
     assert row.provenance["derived_via"] == mirror and row.provenance["flags"] == []
+
+
+def test_lfs_files_behind_a_cdn_redirect_and_the_token_stays_on_the_hub(hub, cli, store):
+    hub.cdn_redirect = True
+    ids = populate(hub, BASE, 2)
+    hub.add_adapter("big/lora", BASE, seed=9)
+    env = {"HF_TOKEN": "tok-123"}
+    assert cli(*crawl_args(hub), env=env).code == 0
+    hub.add_adapter("big/lora-2", BASE, seed=10)
+    assert cli(*crawl_args(hub, "--whole-file-kb", "0"), env=env).code == 0  # hf_hub_download follows it too
+    rows = rows_by_repo(store)
+    assert {rows[i].status for i in [*ids, "big/lora", "big/lora-2"]} == {"scored"}
+    cdn = [r for r in hub.requests if r.endpoint == "cdn"]
+    assert cdn and all(r.authorization is None for r in cdn)  # never forwarded to another origin
+    assert {r.status for r in hub.requests if r.endpoint == "resolve" and "safetensors" in r.path} == {302}

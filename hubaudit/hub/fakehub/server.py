@@ -39,8 +39,12 @@ class FakeHub:
     """The server plus its repositories. Use as a context manager or call start()/stop()."""
 
     def __init__(self, *, latency: float = 0.0, page_size: int = 1000, accepted_tokens: set[str] | None = None,
-                 gated_access_tokens: set[str] | None = None, host: str = "127.0.0.1") -> None:
+                 gated_access_tokens: set[str] | None = None, host: str = "127.0.0.1",
+                 cdn_redirect: bool = False) -> None:
         self.latency = latency
+        # Like the real Hub: LFS files answer 302 to a CDN on another origin ("localhost" vs
+        # "127.0.0.1"), with X-Linked-Etag/Size and X-Repo-Commit on the redirect itself.
+        self.cdn_redirect = cdn_redirect
         self.page_size = page_size
         self.accepted_tokens = accepted_tokens
         self.gated_access_tokens = gated_access_tokens or set()
@@ -212,6 +216,8 @@ class _Handler(BaseHTTPRequestHandler):
                     rev, _, sub = tail.partition("/")
                     return endpoint, unquote(repo), unquote(rev), unquote(sub) or None
             return "info", unquote(rest), "main", None
+        if raw_path.startswith("/cdn/"):
+            return "cdn", None, None, raw_path[len("/cdn/"):]
         if "/resolve/" in raw_path:
             repo, _, tail = raw_path.lstrip("/").partition("/resolve/")
             rev, _, path = tail.partition("/")
@@ -256,6 +262,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._list(q)
         if endpoint == "other":
             raise _HubError(404, None, "Not Found")
+        if endpoint == "cdn":
+            return self._cdn(path or "")
         repo = self.hub.repos.get(repo_id or "")
         if repo is None or repo.deleted or repo.private:
             raise _HubError(404, "RepoNotFound", f"Repository Not Found for url: {self.path}.")
@@ -338,16 +346,33 @@ class _Handler(BaseHTTPRequestHandler):
         if f.lfs:
             headers["X-Linked-Etag"] = f'"{f.sha256}"'
             headers["X-Linked-Size"] = str(f.size)
+            if self.hub.cdn_redirect:
+                port = self.server.server_address[1]
+                headers["Location"] = f"http://localhost:{port}/cdn/{f.sha256}"
+                return 302, headers, b""
+        return self._bytes(f.data, headers)
+
+    def _cdn(self, sha256: str) -> tuple[int, dict[str, str], bytes]:
+        with self.hub._lock:
+            data = next((f.data for r in self.hub.repos.values() for files in r.commits.values()
+                         for f in files.values() if f.sha256 == sha256), None)
+        if data is None:
+            raise _HubError(404, None, "NoSuchKey")
+        return self._bytes(data, {"ETag": f'"{sha256}"', "Accept-Ranges": "bytes",
+                                  "Content-Type": "application/octet-stream"})
+
+    def _bytes(self, data: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+        """200 with the body, or 206/416 for a ``Range`` GET."""
         rng = self.headers.get("Range")
         if rng and self.command == "GET":
-            span = parse_range(rng, f.size)
+            span = parse_range(rng, len(data))
             if span is None:
-                headers["Content-Range"] = f"bytes */{f.size}"
+                headers["Content-Range"] = f"bytes */{len(data)}"
                 return 416, headers, b""
             a, b = span
-            headers["Content-Range"] = f"bytes {a}-{b}/{f.size}"
-            return 206, headers, f.data[a:b + 1]
-        return 200, headers, f.data
+            headers["Content-Range"] = f"bytes {a}-{b}/{len(data)}"
+            return 206, headers, data[a:b + 1]
+        return 200, headers, data
 
     # -- output ------------------------------------------------------------------------------
     def _error_parts(self, err: _HubError) -> tuple[int, dict[str, str], bytes]:
