@@ -156,3 +156,14 @@ def test_lfs_files_behind_a_cdn_redirect_and_the_token_stays_on_the_hub(hub, cli
     cdn = [r for r in hub.requests if r.endpoint == "cdn"]
     assert cdn and all(r.authorization is None for r in cdn)  # never forwarded to another origin
     assert {r.status for r in hub.requests if r.endpoint == "resolve" and "safetensors" in r.path} == {302}
+
+
+def test_several_bases_in_one_run(hub, cli, store):
+    other = "meta-llama/Llama-3.2-1B"
+    a = populate(hub, BASE, 2)
+    b = populate(hub, other, 3, prefix="llama")
+    res = cli("crawl", "--base", BASE, "--base", other, "--format", "json", "--backoff", "0.01")
+    summary = json.loads(res.out)
+    assert res.code == 0 and summary["bases"] == [BASE, other] and summary["scored"] == 5
+    assert set(rows_by_repo(store)) == set(a)
+    assert set(rows_by_repo(store, other)) == set(b)
