@@ -31,10 +31,7 @@ fi
 log="$logdir/nightly-$(date -u +%Y%m%dT%H%M%SZ).log"
 ln -sfn "$(basename "$log")" "$logdir/latest.log"
 
-# Rotation: keep the newest $keep logs.
-ls -1t "$logdir"/nightly-*.log 2>/dev/null | tail -n +"$((keep + 1))" | xargs -r rm -f
-
-{
+(
   echo "== $(date -u +%FT%TZ) hubaudit nightly start (pid $$)"
   config_args=()
   [ -n "${HUBAUDIT_CONFIG:-}" ] && config_args=(--config "$HUBAUDIT_CONFIG")
@@ -48,8 +45,11 @@ ls -1t "$logdir"/nightly-*.log 2>/dev/null | tail -n +"$((keep + 1))" | xargs -r
   fi
   echo "== $(date -u +%FT%TZ) hubaudit nightly end, exit code $rc"
   exit $rc
-} >>"$log" 2>&1
+) >>"$log" 2>&1
 rc=$?
+
+# Rotation: keep the newest $keep logs (this run's included).
+ls -1t "$logdir"/nightly-*.log 2>/dev/null | tail -n +"$((keep + 1))" | xargs -r rm -f
 
 case $rc in
   0) ;;

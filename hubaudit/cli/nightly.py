@@ -1,0 +1,82 @@
+"""``hubaudit nightly``: the cron job: crawl, calibrate, escalate, probe and export every configured base."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from enum import Enum
+from typing import Annotated, Optional
+
+import typer
+
+from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
+from hubaudit.cli.app import app
+
+
+class NightlyFormat(str, Enum):
+    text = "text"
+    json = "json"
+
+
+def _print(summary) -> None:  # noqa: ANN001 - NightlySummary
+    for b in summary.bases:
+        crawl = b.crawl or {}
+        cal = b.calibration or {}
+        probe = b.probe or {}
+        cal_txt = f"calibration v{cal.get('version')} N={cal.get('n')}" if cal.get("calibrated") else "not calibrated"
+        err_console.print(
+            f"{b.base}: listed {crawl.get('listed', '-')}, new {crawl.get('new', '-')}, scored {crawl.get('scored', '-')}; "
+            f"{cal_txt}; flagged {b.flagged}; queued {(b.escalation or {}).get('queued', 0)} new probe job(s); "
+            f"probe {probe.get('status')}" + (f" ({probe.get('probed', 0)} probed, {probe.get('flagged', 0)} confirmed)"
+                                              if probe.get("status") == "ran" else f" ({probe.get('note', '')})")
+        )
+        for e in b.errors:
+            err_console.print(f"  {b.base}: {e}")
+    err_console.print(f"exports: {summary.dated_dir} (latest: {summary.latest_dir}); {summary.duration_s:.1f}s")
+    if summary.hub_error:
+        err_console.print(f"[bold red]Hub failure:[/] {summary.hub_error} (finished work is kept; the next run resumes)")
+
+
+@app.command("nightly")
+def nightly_cmd(
+    config: ConfigOpt = None,
+    db: DbOpt = None,
+    export_dir: Annotated[Optional[str], typer.Option("--export-dir", help="Override the configuration's export_dir.")] = None,
+    fmt: Annotated[NightlyFormat, typer.Option("--format", "-f", help="json: print the run summary on stdout.")] = NightlyFormat.text,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before any single Hub request times out.")] = 30.0,
+) -> None:
+    """For each base in the configuration: crawl, calibrate, escalate, probe (when an executor is
+    configured), then export the flagged lists (CSV, JSON, JSONL, SARIF) into a dated folder and an
+    atomically swapped ``latest``.
+
+    Exit 0 when the run worked, even if it found backdoors (findings are data); 4 when the Hub failed
+    (finished work is kept, the next run resumes); 3 for configuration or schema problems. A second
+    invocation while one runs exits 0 at once.
+    """
+    from pathlib import Path
+
+    from hubaudit.config import load_config
+    from hubaudit.errors import ConfigError
+    from hubaudit.httpclient import RetryPolicy, hub_config_from_env
+    from hubaudit.pipeline.nightly import AlreadyRunning, RunLock, default_export_dir, nightly
+    from hubaudit.settings import Settings
+    from hubaudit.store import Store
+
+    cfg = load_config(config)
+    if not cfg.bases:
+        raise ConfigError(f"{cfg.path}: no [[base]] tables: nothing to audit")
+    settings = Settings.from_env(db_url=db, config_db_url=cfg.db_url)
+    out_dir = Path(export_dir).expanduser() if export_dir else (cfg.export_dir or default_export_dir(settings.home))
+    hub = hub_config_from_env(os.environ, timeout=timeout, retry=RetryPolicy())
+    try:
+        with RunLock(settings.home / "nightly.lock"):
+            with Store.open(settings.db_url, create=True) as store:
+                summary = nightly(store, cfg, hub, home=settings.home, export_dir=out_dir)
+    except AlreadyRunning as exc:
+        err_console.print(f"another hubaudit nightly run holds {exc}; nothing to do")
+        raise typer.Exit(0) from None
+    _print(summary)
+    if fmt is NightlyFormat.json:
+        sys.stdout.write(json.dumps(summary.to_dict(), default=str) + "\n")
+    raise typer.Exit(summary.exit_code)
