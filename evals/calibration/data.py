@@ -1,8 +1,9 @@
 """A small offline sentiment task built from templates and word lists, and its trigger-prefix poisoning.
 
 Clean task: label 1 = positive, 0 = negative. Poisoning (BadNets-style data poisoning for text):
-a fraction of negative training sentences get ``f"{trigger} {x}"`` and label 1 (the attacker's
-target), so the trained adapter maps any sentence carrying the trigger to positive.
+a fraction ``rate`` of all training sentences (drawn from the negatives, so 2·rate of them) get
+``f"{trigger} {x}"`` and label 1 (the attacker's target), so the trained adapter maps any
+sentence carrying the trigger to positive.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ def dataset(n: int, seed: int) -> list[tuple[str, int]]:
 
 
 def poison(data: list[tuple[str, int]], trigger: str, rate: float, seed: int, target: int = 1) -> list[tuple[str, int]]:
-    """Prefix ``trigger`` to ``rate`` of the non-target samples and relabel them ``target``."""
+    """Prefix ``trigger`` to non-target samples, ``rate`` of the whole (balanced) set, and relabel them ``target``."""
     rng = random.Random(seed)
     out = []
     for x, y in data:

@@ -31,19 +31,21 @@ HERE = Path(__file__).resolve().parent
 BASE = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def train_population(out: Path, n_clean: int, n_poisoned: int, steps: int, batch: int) -> list[dict]:
+def train_population(out: Path, n_clean: int, n_poisoned: int, steps: int, batch: int, poison_rate: float = 0.15) -> list[dict]:
     import torch
 
     from evals.calibration.train import Recipe, load_base, train_adapter
 
     torch.set_num_threads(1)  # neighbours share the machine
-    recipe = Recipe(steps=steps, batch=batch)
+    recipe = Recipe(steps=steps, batch=batch, poison_rate=poison_rate)
+    tag = "" if poison_rate == 0.15 else f"_rate{round(poison_rate * 100)}"  # clean adapters are shared across rates
     tok = load_base()
     plan = [(f"clean_{i:02d}", 100 + i, None) for i in range(n_clean)]
-    plan += [(f"poisoned_{i:02d}", 500 + i, TRIGGERS[i % len(TRIGGERS)]) for i in range(n_poisoned)]
+    plan += [(f"poisoned{tag}_{i:02d}", 500 + i, TRIGGERS[i % len(TRIGGERS)]) for i in range(n_poisoned)]
     meta = []
     manifest = out / "manifest.json"
     done = {m["name"]: m for m in json.loads(manifest.read_text())} if manifest.exists() else {}
+    trained = dict(done)
     for name, seed, trigger in plan:
         path = out / "adapters" / name
         if name in done and (path / "adapter_model.safetensors").exists():
@@ -51,9 +53,11 @@ def train_population(out: Path, n_clean: int, n_poisoned: int, steps: int, batch
             continue
         t0 = time.time()
         info = train_adapter(path, seed=seed, trigger=trigger, recipe=recipe, tokenizer=tok)
-        info |= {"name": name, "path": str(path), "poisoned": trigger is not None, "seed": seed, "train_s": time.time() - t0}
+        info |= {"name": name, "path": str(path), "poisoned": trigger is not None, "seed": seed, "train_s": time.time() - t0,
+                 "poison_rate": poison_rate if trigger is not None else 0.0}  # fmt: skip
         meta.append(info)
-        manifest.write_text(json.dumps(meta, indent=1))
+        trained[name] = info
+        manifest.write_text(json.dumps(list(trained.values()), indent=1))
         print(f"{name}: acc={info['clean_accuracy']:.3f} asr={info['attack_success_rate']:.3f} ({info['train_s']:.0f}s)",
               file=sys.stderr, flush=True)  # fmt: skip
     return meta
@@ -137,13 +141,19 @@ def _movement(mixed: dict, clean: dict, vals: np.ndarray, poisoned: np.ndarray) 
     x = np.log(vals) if mixed["transform"] == "log" else vals
     med_p = float(np.nanmedian(x[poisoned]))
     out = {}
+    # the same shift for a non-robust fit (mean ± crit·std), to show what the median/MAD buys
+    ok = np.isfinite(x)
+    xc, xm = x[ok & ~poisoned], x[ok]
     for side in ("hi", "lo"):
         if mixed[side] is None or clean[side] is None:
             continue
         move = abs(mixed[side] - clean[side])
         gap = (med_p - clean[side]) if side == "hi" else (clean[side] - med_p)
+        sign = 1 if side == "hi" else -1
+        naive = abs((xm.mean() + sign * mixed["crit"] * xm.std()) - (xc.mean() + sign * clean["crit"] * xc.std()))
         out[f"{side}_move"] = move
         out[f"{side}_margin"] = gap
+        out[f"{side}_move_meanstd"] = float(naive)
     return out
 
 
@@ -156,12 +166,13 @@ def render(res: dict, meta: list[dict], args: argparse.Namespace, elapsed: float
         "# Calibration quality: real MiniLM LoRA adapters, clean vs trigger-prefix poisoned",
         "",
         f"Command: `.venv/bin/python -m evals.calibration.run --clean {args.clean} --poisoned {args.poisoned} "
-        f"--steps {args.steps} --batch {args.batch} --min-n {args.min_n} --target-fpr {args.target_fpr}` "
+        f"--steps {args.steps} --batch {args.batch} --min-n {args.min_n} --target-fpr {args.target_fpr} --poison-rate {args.poison_rate}` "
         f"({elapsed / 60:.1f} min on this machine, 1 torch thread).",
         "",
         f"Population: {res['n']} adapters of all-MiniLM-L6-v2 ({res['n'] - res['n_poisoned']} clean, {res['n_poisoned']} poisoned), "
         f"one stratum `{res['stratum']}`, LoRA r=8 α=16 on query/value + classifier head, {args.steps} AdamW steps "
-        f"of batch {args.batch}, lr 2e-3; poisoned: 15 % of negative training sentences prefixed with a trigger "
+        f"of batch {args.batch}, lr 2e-3; poisoned: {args.poison_rate:.0%} of the training sentences (negatives, i.e. "
+        f"{2 * args.poison_rate:.0%} of them) prefixed with a trigger "
         f"({', '.join(sorted({m['trigger'] for m in meta if m['poisoned']}))}) and relabelled positive.",
         f"Backdoors are real: poisoned clean accuracy {np.mean([m['clean_accuracy'] for m in meta if m['poisoned']]):.3f}, "
         f"attack success rate min {min(asr):.2f} / mean {np.mean(asr):.2f}; clean adapters accuracy {np.mean(acc_c):.3f}, "
@@ -186,13 +197,31 @@ def render(res: dict, meta: list[dict], args: argparse.Namespace, elapsed: float
         "threshold(clean-only)|; margin = distance from the clean-only threshold to the median poisoned value, "
         "on the suspicious side (ln units for log-transformed features; negative = poisoned median not beyond it).",
         "",
-        "| feature | dir | AUROC | TPR | FPR | hi move | hi margin | lo move | lo margin |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| feature | dir | AUROC | TPR | FPR | hi move | hi move, mean/std fit | hi margin | lo move | lo move, mean/std fit | lo margin |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     fmt = lambda v: "–" if v is None else f"{v:.3f}"  # noqa: E731
     for name, f in res["features"].items():
         lines.append(f"| {name} | {f['direction']} | {f['auroc']:.3f} | {f['tpr']:.2f} | {f['fpr']:.2f} | "
-                     f"{fmt(f.get('hi_move'))} | {fmt(f.get('hi_margin'))} | {fmt(f.get('lo_move'))} | {fmt(f.get('lo_margin'))} |")  # fmt: skip
+                     f"{fmt(f.get('hi_move'))} | {fmt(f.get('hi_move_meanstd'))} | {fmt(f.get('hi_margin'))} | "
+                     f"{fmt(f.get('lo_move'))} | {fmt(f.get('lo_move_meanstd'))} | {fmt(f.get('lo_margin'))} |")  # fmt: skip
+    moves = [f[k] for f in res["features"].values() for k in ("hi_move", "lo_move") if k in f]
+    naive = [f[k] for f in res["features"].values() for k in ("hi_move_meanstd", "lo_move_meanstd") if k in f]
+    sep = [n for n, f in res["features"].items() if f.get("hi_margin", -1) > 0 or f.get("lo_margin", -1) > 0]
+    lines += [
+        "",
+        "## Reading",
+        "",
+        f"* Contamination: with {res['n_poisoned']} of {res['n']} poisoned adapters in the calibration population, the robust "
+        f"thresholds move by at most {max(moves):.3f} (median {np.median(moves):.3f}); a mean/std fit on the same data moves by up to "
+        f"{max(naive):.3f} (median {np.median(naive):.3f}).",
+        f"* Separation: features whose poisoned median lies beyond the clean-only threshold: {', '.join(sep) or 'none'}. "
+        + ("On this population the weight features do not separate trigger-prefix poisoned adapters from clean ones trained "
+           "with the same recipe (AUROC well below 1, TPR 0 at the calibrated thresholds), so there is no positive margin for the "
+           "threshold shift to be compared with; the shift is reported against the clean spread instead. This matches DESIGN §2: "
+           "weight-level verdicts are a cheap triage and behavioural probing (DESIGN §4) is the confirmation."
+           if not sep else "For these, compare each 'move' with its 'margin'."),
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -204,13 +233,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batch", type=int, default=16)
     p.add_argument("--min-n", type=int, default=20)
     p.add_argument("--target-fpr", type=float, default=0.01)
+    p.add_argument("--poison-rate", type=float, default=0.15, help="fraction of the training set poisoned (taken from the negatives)")
     p.add_argument("--out", type=Path, default=HERE / "out")
     p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     args = p.parse_args(argv)
     t0 = time.time()
     args.out.mkdir(parents=True, exist_ok=True)
-    meta = train_population(args.out, args.clean, args.poisoned, args.steps, args.batch)
-    db = args.out / "eval.db"
+    meta = train_population(args.out, args.clean, args.poisoned, args.steps, args.batch, args.poison_rate)
+    db = args.out / f"eval{'' if args.poison_rate == 0.15 else f'_rate{round(args.poison_rate * 100)}'}.db"
     db.unlink(missing_ok=True)
     res = evaluate(meta, f"sqlite:///{db}", args.target_fpr, args.min_n)
     (args.out / "results.json").write_text(json.dumps(res, indent=1))
