@@ -17,7 +17,7 @@ import numpy as np
 
 # Above this many float64 elements a Gram is accumulated over blocks, so a huge tensor never
 # needs a float64 copy of itself at once (the memory bound of the streaming scan).
-BLOCK_ELEMENTS = 1 << 20
+BLOCK_ELEMENTS = 1 << 18
 
 
 def gram_rows(x: np.ndarray) -> np.ndarray:

@@ -213,12 +213,14 @@ class _BackgroundHash:
         self._t = threading.Thread(target=self._run, name="hubaudit-sha256", daemon=True)
         self._t.start()
 
+    CHUNK = 1 << 20
+
     def _run(self) -> None:
-        buf = bytearray(HASH_CHUNK)
+        buf = bytearray(self.CHUNK)
         view = memoryview(buf)
         off = 0
         while off < self._size:
-            n = os.preadv(self._fd, [view[: min(HASH_CHUNK, self._size - off)]], off)
+            n = os.preadv(self._fd, [view[: min(self.CHUNK, self._size - off)]], off)
             if n <= 0:
                 self._short = True
                 return

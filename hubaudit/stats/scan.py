@@ -80,7 +80,10 @@ def _pairs_from_header(header: Header) -> None:
         tr = layout.classify(e.name)
         if tr.role in ("A", "emb_A", "B", "emb_B"):
             _plan(e)  # shape checks
-            halves.setdefault(tr.module, {})[tr.role[-1]] = e
+            mine = halves.setdefault(tr.module, {})
+            if tr.role[-1] in mine:  # e.g. "x.lora_A.weight" and "x.lora_A.default.weight"
+                raise Rejected(f"module {show_name(tr.module)} has two lora_{tr.role[-1]} tensors")
+            mine[tr.role[-1]] = e
     for module, h in halves.items():
         if "A" not in h or "B" not in h:
             has, lacks = ("lora_A", "lora_B") if "B" not in h else ("lora_B", "lora_A")
@@ -90,15 +93,38 @@ def _pairs_from_header(header: Header) -> None:
             raise Rejected(f"module {show_name(module)}: lora_A has rank {r}, lora_B has rank {r_b}")
 
 
-def _collect(f: BinaryIO, size: int, digest: FileDigest) -> tuple[dict[str, _Parts], list[SavedTensor]]:
-    parts: dict[str, _Parts] = {}
-    saved: list[SavedTensor] = []
+# Modules are finished in batches: one LAPACK call per batch, and Grams (r×r float64 each) are
+# dropped as soon as their module is done, so memory does not grow with the module count.
+FLUSH_MODULES = 32
+
+
+@dataclass
+class _Collected:
+    modules: list[ModuleStat] = field(default_factory=list)
+    parts: dict[str, _Parts] = field(default_factory=dict)  # magnitudes/bias flags (Grams released)
+    saved: list[SavedTensor] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def _collect(f: BinaryIO, size: int, digest: FileDigest, settings: LoraSettings) -> _Collected:
+    out = _Collected()
+    ready: dict[str, _Parts] = {}
+    promised = settings.config_rank if settings.has_config else (lambda name: None)
+
+    def flush() -> None:
+        modules, warnings = _module_stats(ready, settings.scaling, promised)
+        out.modules.extend(modules)
+        out.warnings.extend(warnings)
+        for p in ready.values():
+            p.g_a = p.g_b = None
+        ready.clear()
+
     for entry, red in stream_reduce(f, size, _plan, digest, _pairs_from_header):
         tr = layout.classify(entry.name)
         if tr.role == "saved":
-            saved.append(SavedTensor(entry.name, entry.shape, entry.dtype, entry.nbytes))
+            out.saved.append(SavedTensor(entry.name, entry.shape, entry.dtype, entry.nbytes))
             continue
-        p = parts.setdefault(tr.module, _Parts())
+        p = out.parts.setdefault(tr.module, _Parts())
         if tr.role in ("A", "emb_A"):
             p.g_a, p.a_shape, p.embedding = red, entry.shape, p.embedding or tr.role == "emb_A"
         elif tr.role in ("B", "emb_B"):
@@ -107,7 +133,13 @@ def _collect(f: BinaryIO, size: int, digest: FileDigest) -> tuple[dict[str, _Par
             p.magnitude = float(red) if red is not None else None
         elif tr.role == "lora_bias":
             p.bias = True
-    return parts, saved
+        if p.g_a is not None and p.g_b is not None:
+            ready[tr.module] = p
+            if len(ready) >= FLUSH_MODULES:
+                flush()
+    flush()
+    out.modules.sort(key=lambda m: m.name)
+    return out
 
 
 def _module_stats(
@@ -185,28 +217,27 @@ def _scan(path: Path, allow_pickle: bool, roots: Sequence[Path], hash_content: b
             partial.warnings.append("weights loaded from pickle with torch.load(weights_only=True) in a subprocess")
             f, size = open_regular(converted, MAX_ADAPTER_BYTES, "converted weights")
             with f:
-                parts, saved = _collect(f, size, FileDigest(want_sha256=False))
+                collected = _collect(f, size, FileDigest(want_sha256=False), settings)
     else:
         f, size = open_regular(files.weights, MAX_ADAPTER_BYTES, files.weights.name, follow)
         digest = FileDigest(want_sha256=hash_content)
         with f:
-            parts, saved = _collect(f, size, digest)
+            collected = _collect(f, size, digest, settings)
         partial.content_sha256, partial.file_bytes = digest.sha256, digest.file_bytes
-    return _result(str(path), settings, parts, saved, partial)
+    return _result(str(path), settings, collected, partial)
 
 
-def _result(
-    source: str, settings: LoraSettings, parts: dict[str, _Parts], saved: list[SavedTensor], partial: _Partial
-) -> ScanResult:
+def _result(source: str, settings: LoraSettings, collected: _Collected, partial: _Partial) -> ScanResult:
     warnings = partial.warnings
+    parts, saved, modules = collected.parts, collected.saved, collected.modules
     if not parts:
         other = layout.other_method([t.name for t in saved])
         if other:
             raise Rejected(f"{other} tensors present; only LoRA is scored", "unsupported")
         raise Rejected("no LoRA tensors (lora_A/lora_B pairs) in the weights file")
-    promised = settings.config_rank if settings.has_config else (lambda name: None)
-    modules, rank_warnings = _module_stats(parts, settings.scaling, promised)
-    warnings.extend(rank_warnings)
+    if not modules:
+        raise Rejected("only DoRA magnitudes or lora_B biases, no lora_A/lora_B pairs")
+    warnings.extend(collected.warnings)
     dora = {name: p.magnitude for name, p in sorted(parts.items()) if p.magnitude is not None}
     if any(p.bias for p in parts.values()):
         warnings.append("lora_B.bias tensors present (lora_bias); not part of the norms")

@@ -146,6 +146,7 @@ CASES = {
     "rank_mismatch": ("error", "rank", lambda d: _adapter(d, {A: np.ones((4, 16), F32), B: np.ones((8, 3), F32)})),
     "rank_zero": ("error", "r >= 1", lambda d: _adapter(d, {A: np.ones((0, 16), F32), B: np.ones((8, 0), F32)})),
     "one_dim_lora": ("error", "LoRA A must be", lambda d: _adapter(d, {A: np.ones(16, F32), B: np.ones((8, 1), F32)})),
+    "two_lora_A_for_one_module": ("error", "two lora_A", lambda d: _adapter(d, {**_ok_tensors(), A.replace(".weight", ".default.weight"): np.ones((4, 16), F32)})),
     "missing_B": ("error", "no lora_B", lambda d: _adapter(d, {A: np.ones((4, 16), F32)})),
     "missing_A": ("error", "no lora_A", lambda d: _adapter(d, {B: np.ones((8, 4), F32)})),
     "nan_value": ("error", "NaN or Inf", lambda d: _adapter(d, {**_ok_tensors(), A: np.full((4, 16), np.nan, F32)})),
