@@ -167,7 +167,8 @@ def render(res: dict, meta: list[dict], args: argparse.Namespace, elapsed: float
         "",
         f"Command: `.venv/bin/python -m evals.calibration.run --clean {args.clean} --poisoned {args.poisoned} "
         f"--steps {args.steps} --batch {args.batch} --min-n {args.min_n} --target-fpr {args.target_fpr} --poison-rate {args.poison_rate}` "
-        f"({elapsed / 60:.1f} min on this machine, 1 torch thread).",
+        f"(training {sum(m['train_s'] for m in meta) / 60:.1f} min of adapter training on this shared 2-core machine with "
+        f"1 torch thread, trained adapters are cached in --out and reused; ingest + calibration + evaluation {elapsed / 60:.1f} min).",
         "",
         f"Population: {res['n']} adapters of all-MiniLM-L6-v2 ({res['n'] - res['n_poisoned']} clean, {res['n_poisoned']} poisoned), "
         f"one stratum `{res['stratum']}`, LoRA r=8 α=16 on query/value + classifier head, {args.steps} AdamW steps "
@@ -237,9 +238,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=HERE / "out")
     p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
     args = p.parse_args(argv)
-    t0 = time.time()
     args.out.mkdir(parents=True, exist_ok=True)
     meta = train_population(args.out, args.clean, args.poisoned, args.steps, args.batch, args.poison_rate)
+    t0 = time.time()
     db = args.out / f"eval{'' if args.poison_rate == 0.15 else f'_rate{round(args.poison_rate * 100)}'}.db"
     db.unlink(missing_ok=True)
     res = evaluate(meta, f"sqlite:///{db}", args.target_fpr, args.min_n)
