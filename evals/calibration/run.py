@@ -167,7 +167,7 @@ def render(res: dict, meta: list[dict], args: argparse.Namespace, elapsed: float
         "",
         f"Command: `.venv/bin/python -m evals.calibration.run --clean {args.clean} --poisoned {args.poisoned} "
         f"--steps {args.steps} --batch {args.batch} --min-n {args.min_n} --target-fpr {args.target_fpr} --poison-rate {args.poison_rate}` "
-        f"(training {sum(m['train_s'] for m in meta) / 60:.1f} min of adapter training on this shared 2-core machine with "
+        f"({sum(m['train_s'] for m in meta) / 60:.1f} min of adapter training on this shared 2-core machine with "
         f"1 torch thread, trained adapters are cached in --out and reused; ingest + calibration + evaluation {elapsed / 60:.1f} min).",
         "",
         f"Population: {res['n']} adapters of all-MiniLM-L6-v2 ({res['n'] - res['n_poisoned']} clean, {res['n_poisoned']} poisoned), "
