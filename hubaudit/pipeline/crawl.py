@@ -178,7 +178,9 @@ def crawl(store: Store, hub: HubConfig, options: CrawlOptions, *, progress: _Pro
     summary.run_id = run_id
     sweep_stale(options.cache_root)
     clear_provenance_cache()
-    settings = TaskSettings(hub=hub, cache_root=str(options.cache_root), keep=options.keep,
+    # Ray workers may run on other machines: they fetch into their own temp folder.
+    cache_root = str(options.cache_root) if options.executor == "local" else ""
+    settings = TaskSettings(hub=hub, cache_root=cache_root, keep=options.keep,
                             max_file_bytes=options.max_file_bytes, max_header_bytes=options.max_header_bytes,
                             compare_base_weights=options.compare_base_weights,
                             whole_file_bytes=options.whole_file_bytes)

@@ -9,7 +9,9 @@ token rejected, rate limit beyond the budget) come back in ``fatal`` for the dri
 from __future__ import annotations
 
 import json
+import os
 import re
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +32,7 @@ class TaskSettings:
     """Per-crawl settings shared by every task (picklable; the token inside is never logged)."""
 
     hub: HubConfig
-    cache_root: str
+    cache_root: str  # "" = a temp folder local to the worker (Ray workers on other machines)
     keep: bool = False
     max_file_bytes: int = 8 * 1024**3
     max_header_bytes: int = 16 * 1024 * 1024
@@ -139,7 +141,7 @@ def _fetch_scan(job: FetchJob, info: RepoInfo, source: HubSource) -> TaskOutcome
     if not head.ok:
         status = "skipped" if head.reason == "oversize" else "error"
         return TaskOutcome(job.repo_id, job.sha, status, head.reason, head.message, provenance=_security(info))
-    cache = task_cache_dir(s.cache_root, s.keep)
+    cache = task_cache_dir(s.cache_root or os.path.join(tempfile.gettempdir(), "hubaudit-fetch"), s.keep)
     try:
         fetched = download_verified(s.hub, job.repo_id, job.sha, [
             Wanted(ADAPTER_CONFIG, config.size, config.lfs_sha256, config.blob_id),
