@@ -204,6 +204,9 @@ def crawl(store: Store, hub: HubConfig, options: CrawlOptions, *, progress: _Pro
     except HubauditError as exc:
         exit_status = exc.exit_code
         raise
+    except KeyboardInterrupt:
+        exit_status = 130
+        raise
     finally:
         summary.duration_s = time.monotonic() - started
         store.finish_run(run_id, counts=summary.counts(), exit_status=exit_status)
