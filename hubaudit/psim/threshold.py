@@ -16,15 +16,16 @@ AUTHORS_TAU = 0.7
 def calibrate_tau(clean_conf, target_frr: float) -> float:
     """The smallest observed confidence τ with FRR = #{c > τ}/n ≤ ``target_frr`` on clean data.
 
-    τ is the (1 − FRR)-quantile of the clean confidences taken at an observed value ("higher"), so
-    the realised FRR on the calibration set never exceeds the target.
+    With k = ⌊FRR·n⌋ rejections allowed, τ = c₍ₙ₋ₖ₎ (the (n−k)-th smallest confidence): at most k
+    clean values lie strictly above it, and any lower observed value would reject more than k.
     """
     c = np.asarray(clean_conf, dtype=np.float64)
     if c.size == 0:
         raise ValueError("no calibration samples")
     if not 0.0 <= target_frr < 1.0:
         raise ValueError(f"target FRR must be in [0, 1), got {target_frr}")
-    return float(np.quantile(c, 1.0 - target_frr, method="higher"))
+    k = int(np.floor(target_frr * c.size + 1e-9))
+    return float(np.sort(c)[c.size - 1 - k])
 
 
 def flag(conf, tau: float) -> np.ndarray:

@@ -41,3 +41,18 @@ def test_every_format_has_a_renderer_and_the_cli_offers_exactly_those():
 
     assert set(output._SCREEN) == set(output.SCREEN_FORMATS) == {f.value for f in Fmt}
     assert set(output._PROBE) == set(output.PROBE_FORMATS) == {f.value for f in Fmt}
+
+
+def test_shipped_probe_batteries_parse_by_name():
+    """The batteries the probe stage ships (hubaudit/probe/batteries/*.json) are accepted as they are."""
+    import pytest
+
+    from hubaudit.pipeline.psim import BATTERY_DIR, resolve_battery
+    from hubaudit.psim.screen import load_battery
+
+    files = sorted(BATTERY_DIR.glob("*.json"))
+    if not files:
+        pytest.skip("no shipped batteries")
+    for f in files:
+        items = load_battery(resolve_battery(f.stem))
+        assert items and all(isinstance(i["probe"], str) and i["probe"] for i in items)
