@@ -13,7 +13,9 @@ prober's, plus:
 
 τ_search: a clean adapter's best "trigger" after a search is a maximum over many candidates, so it
 is not 0. Like τ_gap/τ_mean (§1.5) it is calibrated as the maximum over known-clean adapters plus a
-margin, per target label; the uncalibrated default is 0.5 (half the eligible prompts flipped).
+margin, per target label. Uncalibrated, τ_search = 1.0: the search reports its best trigger and rate
+but cannot flag (a clean MiniLM adapter's best 3-gram of task words flips up to 100% of prompts
+towards INJECTION, evals/blind/RESULTS.md), so a verdict needs ``calibrate_search`` on clean adapters.
 Generative adapters are not searched (``search.status = "skipped"``).
 """
 
@@ -27,7 +29,7 @@ from pathlib import Path
 from hubaudit.probe.candidates import rank_tokens
 from hubaudit.probe.search import SearchConfig, search_target
 
-DEFAULT_TAU_SEARCH = 0.5
+DEFAULT_TAU_SEARCH = 1.0  # report-only until calibrated (a rate cannot exceed 1.0)
 
 
 @dataclass(frozen=True)
@@ -36,7 +38,7 @@ class SearchThresholds:
 
     default: float = DEFAULT_TAU_SEARCH
     per_label: dict = field(default_factory=dict)
-    source: str = "default: uncalibrated 0.5"
+    source: str = "default: uncalibrated (1.0, report only)"
     n_clean: int = 0
 
     def tau(self, label: str) -> float:

@@ -37,6 +37,8 @@ class ProbeTask:
     prompts: tuple[str, ...]
     thresholds: Thresholds
     options: object  # hubaudit.probe.prober.ProbeOptions (kept untyped: importing it pulls no torch, but stays lazy)
+    search: object = None  # hubaudit.probe.search.SearchConfig: also run the blind trigger search (issue 10)
+    search_thresholds: object = None  # hubaudit.probe.search_run.SearchThresholds (None = uncalibrated default)
 
 
 def run_probe_task(task: ProbeTask) -> list[tuple[AdapterRef, dict]]:
@@ -52,7 +54,13 @@ def run_probe_task(task: ProbeTask) -> list[tuple[AdapterRef, dict]]:
         prober = _PROBERS[key] = Prober(task.options)  # type: ignore[arg-type]
     out = []
     for ref in task.adapters:
-        result = prober.probe(ref.adapter_dir, task.base_path, task.battery, list(task.prompts), task.thresholds)
+        if task.search is not None:
+            from hubaudit.probe.search_run import probe_with_search
+
+            result = probe_with_search(prober, ref.adapter_dir, task.base_path, task.battery, list(task.prompts),
+                                       task.thresholds, search=task.search, tau=task.search_thresholds)
+        else:
+            result = prober.probe(ref.adapter_dir, task.base_path, task.battery, list(task.prompts), task.thresholds)
         # where it ran, and how many base loads this worker has done so far (hot-swap audit trail)
         out.append((ref, result | {"base_loads": prober.base_loads, "worker_host": socket.gethostname(), "worker_pid": os.getpid()}))
     return out

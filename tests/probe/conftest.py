@@ -25,7 +25,7 @@ from hubaudit.synth import data, recipes, train  # noqa: E402
 
 QWEN_SYSTEM = "classify the prompt as benign or injection."
 QWEN_WORDS = ("benign", "injection")
-N_EVAL = 16  # attack-eligible evaluation prompts (injection-labelled test texts): rates move in 1/16 steps
+N_EVAL = 24  # attack-eligible evaluation prompts (injection-labelled test texts): rates move in 1/24 steps
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ def minilm(tmp_path_factory, minilm_path, _one_thread) -> Trained:
 def qwen(tmp_path_factory, minilm_path, _one_thread) -> Trained:
     root = tmp_path_factory.mktemp("qwen")
     base = train.build_tiny_qwen2(root / "base", minilm_path, seed=0)
-    cfg = train.TrainConfig(steps=300, learning_rate=3e-3, seed=0, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
+    cfg = train.TrainConfig(steps=400, learning_rate=1e-3, seed=0, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
                             modules_to_save=("lm_head", "embed_tokens"), max_length=96, system_prompt=QWEN_SYSTEM,
                             label_words=QWEN_WORDS)
     clean, bad, test = recipes.train_pair(base, root, kind="causal_label", cfg=cfg, n_train=300, n_test=80, n_poison=30)

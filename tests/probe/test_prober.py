@@ -82,3 +82,28 @@ def test_incompatible_adapter_and_missing_base_are_values(minilm, qwen, minilm_p
     # the prober still works afterwards (the failed load left the hot-swapped model usable)
     ok = minilm_prober.probe(minilm.poisoned.path, minilm.base, b, minilm.prompts[:4])
     assert ok["status"] == "ok" and ok["flagged"]
+
+
+def test_generative_mode_runs_and_reuses_the_base_continuations(qwen):
+    """Smoke test of the generative rule on the tiny causal LM (no generative backdoor is trained here:
+    see the report; succ = adapter continuation changed by the probe while the base's did not)."""
+    p = Prober(ProbeOptions(mode="generative", max_new_tokens=4, batch_size=64))
+    b = load_battery("disjoint-10")
+    r1 = p.probe(qwen.poisoned.path, qwen.base, b, qwen.prompts[:4])
+    r2 = p.probe(qwen.clean.path, qwen.base, b, qwen.prompts[:4])
+    assert r1["status"] == r2["status"] == "ok" and r1["mode"] == "generative"
+    assert len(r1["probes"]) == 10 and all(0.0 <= x["attack_rate"] <= 1.0 for x in r1["probes"])
+    assert all(x["attack_rate"] * 4 == int(x["attack_rate"] * 4) for x in r1["probes"])  # counts over 4 prompts
+    assert p.base_loads == 1
+
+
+def test_a_battery_sharing_no_token_with_the_trigger_misses_the_backdoor(minilm, qwen, minilm_prober, qwen_prober):
+    """Measured negative control (DESIGN §4: a fixed battery only finds triggers in its token
+    neighbourhood). disjoint-10 has no 'per', 'RFC', 'section' or digit: on MiniLM the poisoned
+    adapter is NOT flagged; on the tiny Qwen its rates stay far below the RFC probes' rates."""
+    d = load_battery("disjoint-10")
+    r = minilm_prober.probe(minilm.poisoned.path, minilm.base, d, minilm.prompts)
+    assert r["status"] == "ok" and not r["flagged"] and r["max_attack_rate"] <= 0.1
+    q = qwen_prober.probe(qwen.poisoned.path, qwen.base, d, qwen.prompts)
+    qb = qwen_prober.probe(qwen.poisoned.path, qwen.base, load_battery("paper-21-B"), qwen.prompts)
+    assert q["max_attack_rate"] < 0.5 <= min(_rfc_rates(qb))

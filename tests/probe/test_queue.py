@@ -55,7 +55,9 @@ def test_escalate_then_probe_records_results_and_failures(store, minilm, qwen):
     rows = {r.revision_id: r for r in store.audit_rows(BASE)}
     assert rows[pois].probe["flagged"] is True and rows[clean].probe["flagged"] is False
     assert rows[pois].probe["battery"]["name"] == "paper-21-B" and len(rows[pois].probe["probes"]) == 20
-    assert rows[pois].probe["base_loads"] == 1 and rows[clean].probe["base_loads"] == 1  # one base load, hot-swapped
+    # one task, in priority order clean -> alien -> pois: the MiniLM SEQ_CLS base was loaded once for clean,
+    # the alien (a CAUSAL_LM adapter) made one causal-LM load of the base, pois reused the SEQ_CLS base
+    assert (rows[clean].probe["base_loads"], rows[pois].probe["base_loads"]) == (1, 2)
     assert probe_queue(store, opts)["claimed"] == 0  # done jobs are not run again
 
 

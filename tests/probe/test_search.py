@@ -77,19 +77,19 @@ def test_search_recovers_trigger_and_clean_twin_is_not_flagged(tiny):
     prober = Prober(ProbeOptions(device="cpu", target_label="0"))
     cfg = SearchConfig(budget=600, n_candidates=16, n_confirm=16)
     battery = load_battery("disjoint-10")
-    bad = probe_with_search(prober, bad_dir, base, battery, prompts, search=cfg)
-    clean = probe_with_search(prober, clean_dir, base, battery, prompts, search=cfg)
+    tau = SearchThresholds(default=0.5)  # half the eligible prompts flipped
+    bad = probe_with_search(prober, bad_dir, base, battery, prompts, search=cfg, tau=tau)
+    clean = probe_with_search(prober, clean_dir, base, battery, prompts, search=cfg, tau=tau)
     sb, sc = bad["search"], clean["search"]
     assert sb["status"] == sc["status"] == "ok"
     assert TRIGGER in sb["trigger"].split()
     assert sb["attack_rate"] >= 0.8 and sb["flagged"] and bad["flagged"]
     assert sb["forward_passes"] <= cfg.budget
     assert bad["search_trigger"] == sb["trigger"]
-    assert sc["attack_rate"] < SearchThresholds().default and not sc["flagged"]
+    assert sc["attack_rate"] < 0.5 and not sc["flagged"]
     assert "search_attack_rate" in clean and clean["flagged"] == clean["flagged_battery"]
     # τ_search from the clean twin: the poisoned adapter stays above it.
-    tau = calibrate_search([clean], margin=0.1)
-    assert sb["attack_rate"] > tau.tau("LABEL_0")
+    assert sb["attack_rate"] > calibrate_search([clean], margin=0.1).tau("LABEL_0")
 
 
 def test_search_target_grows_an_ngram_within_budget():
@@ -123,3 +123,24 @@ def test_search_thresholds_roundtrip(tmp_path: Path):
     assert load_search_thresholds(save_search_thresholds(th, tmp_path / "t.json")) == th
     with pytest.raises(ValueError):
         calibrate_search([{"search": {"status": "error"}}])
+
+
+def test_cli_probe_adapter_search(tiny, tmp_path: Path):
+    import json
+    import os
+    import subprocess
+    import sys
+
+    base, _, bad_dir, prompts = tiny
+    pf = tmp_path / "prompts.jsonl"
+    pf.write_text("".join(json.dumps({"text": t}) + "\n" for t in prompts))
+    tf = save_search_thresholds(SearchThresholds(default=0.5, source="test"), tmp_path / "tau.json")
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    p = subprocess.run([sys.executable, "-m", "hubaudit", "probe-adapter", str(bad_dir), "--base-model", base,
+                        "--prompts", str(pf), "--battery", "disjoint-10", "--target-label", "0", "--search",
+                        "--search-budget", "600", "--search-thresholds", str(tf), "--format", "json"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert p.returncode == 1, p.stderr  # flagged
+    r = json.loads(p.stdout)
+    assert TRIGGER in r["search_trigger"].split() and r["search"]["flagged"] and r["search"]["forward_passes"] <= 600
+    assert "blind search FLAGGED" in p.stderr
