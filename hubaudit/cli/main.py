@@ -50,9 +50,9 @@ def _fail(message: str, hint: str | None, code: int) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    _register()
     debug = os.environ.get("HUBAUDIT_DEBUG", "") not in ("", "0")
     try:
+        _register()
         app(standalone_mode=True)
     except HubauditError as exc:
         if debug:
