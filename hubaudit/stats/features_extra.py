@@ -1,0 +1,126 @@
+"""Further features from the same per-module statistics (issue 9), in the registry's ``Feature`` form.
+
+Scale-free profiles: within a stratum, alpha (α ≠ r multiplies every f_m by the same α/r), the
+learning rate and the number of steps move all module norms together, and that shared factor is
+most of the clean variance (DESIGN §2). Dividing by the adapter's own mean cancels it and leaves
+the *shape* of the update (which projections and which layers carry it), where a trigger that
+has to be routed through a few attention heads or layers could show. Also per-projection
+spectral concentration (the 2602.15195 statistics are per projection, §2.2).
+
+Not in ``hubaudit.stats.features.FEATURES`` yet (that module belongs to the scanner and is being
+finished); :func:`compute_extra` computes them beside ``compute_features``. Families use the
+registry's ``{projection}`` placeholder; for ``layer_{projection}_frobN_rel`` it holds the layer
+index, so ``describe``'s prefix/suffix matching works unchanged.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+
+import numpy as np
+
+from hubaudit.models import ModuleStat
+from hubaudit.stats.features import Feature, Modules
+from hubaudit.stats.gram import spectral_shares
+
+
+def _f(ms: Modules) -> np.ndarray:
+    return np.array([m.frob_norm for m in ms], dtype=np.float64)
+
+
+def _by(ms: Modules, key) -> dict:
+    out: dict = defaultdict(list)
+    for m in ms:
+        k = key(m)
+        if k is not None:
+            out[k].append(m)
+    return dict(sorted(out.items()))
+
+
+def _proj_rel(ms: Modules) -> dict[str, float]:
+    """mean f_m of a projection / mean f_m of the adapter."""
+    g = float(np.mean(_f(ms))) if ms else 0.0
+    if not g > 0:
+        return {}
+    return {f"proj_{p}_frobN_rel": float(np.mean(_f(v))) / g for p, v in _by(ms, lambda m: m.projection).items()}
+
+
+def _layer_rel(ms: Modules) -> dict[str, float]:
+    """mean f_m of a layer / mean f_m of the adapter (needs at least two layers)."""
+    by = _by(ms, lambda m: m.layer)
+    g = float(np.mean(_f(ms))) if ms else 0.0
+    if len(by) < 2 or not g > 0:
+        return {}
+    return {f"layer_{k}_frobN_rel": float(np.mean(_f(v))) / g for k, v in by.items()}
+
+
+def _top1(m: ModuleStat) -> float | None:
+    p = spectral_shares(np.square(np.asarray(m.singular_values, dtype=np.float64)))
+    return None if p is None else float(p[0])
+
+
+def _proj_top1(ms: Modules) -> dict[str, float]:
+    out = {}
+    for p, v in _by(ms, lambda m: m.projection).items():
+        vals = [t for t in (_top1(m) for m in v) if t is not None]
+        if vals:
+            out[f"proj_{p}_top1_share_mean"] = float(np.mean(vals))
+    return out
+
+
+def _proj_cv(ms: Modules) -> dict[str, float]:
+    """Spread of one projection's f_m over layers, relative to its mean."""
+    out = {}
+    for p, v in _by(ms, lambda m: m.projection).items():
+        f = _f(v)
+        if len(f) >= 2 and f.mean() > 0:
+            out[f"proj_{p}_frobN_cv"] = float(f.std() / f.mean())
+    return out
+
+
+def _max_rel(ms: Modules) -> float | None:
+    f = _f(ms)
+    return float(f.max() / f.mean()) if len(f) and f.mean() > 0 else None
+
+
+def _top1_max(ms: Modules) -> float | None:
+    vals = [t for t in (_top1(m) for m in ms) if t is not None]
+    return max(vals) if vals else None
+
+
+EXTRA_FEATURES: tuple[Feature, ...] = (
+    Feature("proj_{projection}_frobN_rel", 1, "mean f_m of a projection / mean f_m of the adapter (scale-free)",
+            "both", _proj_rel),
+    Feature("layer_{projection}_frobN_rel", 1, "mean f_m of layer {i} / mean f_m of the adapter (scale-free)",
+            "both", _layer_rel),
+    Feature("proj_{projection}_top1_share_mean", 1, "mean σ1²/Σσ² of ΔW over the modules of a projection",
+            "both", _proj_top1),
+    Feature("proj_{projection}_frobN_cv", 1, "std/mean of f_m over the layers of a projection", "both", _proj_cv),
+    Feature("global_frobN_max_rel", 1, "max f_m / mean f_m (one module standing out; scale-free)", "up", _max_rel),
+    Feature("spectral_top1_share_max", 1, "max over modules of σ1²/Σσ² of ΔW", "up", _top1_max),
+)  # fmt: skip
+
+
+def compute_extra(modules: Modules) -> dict[str, float]:
+    """All EXTRA_FEATURES over ``modules`` (pass ``scored_modules(all_modules)``); absent → omitted."""
+    out: dict[str, float] = {}
+    for feat in EXTRA_FEATURES:
+        value = feat.fn(modules)
+        if isinstance(value, dict):
+            out.update({k: v for k, v in value.items() if math.isfinite(v)})
+        elif value is not None and math.isfinite(value):
+            out[feat.name] = value
+    return out
+
+
+def describe_extra(name: str) -> Feature | None:
+    """Registry entry of a computed extra feature name (families matched by prefix and suffix)."""
+    for feat in EXTRA_FEATURES:
+        if feat.name == name:
+            return feat
+        if "{" in feat.name:
+            head, _, tail = feat.name.partition("{projection}")
+            if name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail):
+                return feat
+    return None
