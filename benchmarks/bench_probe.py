@@ -8,6 +8,12 @@ reload arm builds a fresh Prober per adapter (base weights + tokenizer loaded fr
 which is what a prober without hot-swapping does. Printed: seconds per arm, adapters/minute, the
 end-to-end ratio, and the per-adapter overhead (everything but the forward passes) of each arm.
 
+What the ratio measures: hot-swapping saves the base load (disk -> memory/GPU, model construction)
+per adapter, nothing else. On a CPU with a small base the forward passes dominate, so the ratio
+approaches 1 with the default battery and prompt set; it grows when the load is large relative to
+the probing work (few prompts, a big base, a GPU where forward passes are cheap). Measured numbers
+and the regime they come from are in the report of issue 6.
+
 Adapters here are real peft LoRA adapters with random (non-zero) B matrices: throughput does not
 depend on what an adapter learned, so they are not trained (tests train real backdoors).
 ``qwen2.5-1.5b-shape`` builds a randomly initialised model with Qwen2.5-1.5B's config (GPU-sized:
@@ -76,12 +82,16 @@ def main() -> None:
     from hubaudit.probe.prompting import default_prompts
 
     torch.set_num_threads(a.threads)
+    from transformers.utils import logging
+
+    logging.set_verbosity_error()
+    logging.disable_progress_bar()
     root = Path(tempfile.mkdtemp(prefix="bench_probe_"))
     base, mode, targets = build_base(a.model, root)
     adapters = make_adapters(base, mode, targets, a.n, root)
     battery = load_battery(a.battery)
     prompts = default_prompts()[: a.prompts]
-    opts = ProbeOptions(mode=mode, target_label="0", label_words=("benign", "injection"), batch_size=64)
+    opts = ProbeOptions(mode=mode, label_words=("benign", "injection"), batch_size=64)  # every label tried
 
     def run(prober: Prober, adapter: str) -> dict:
         r = prober.probe(adapter, base, battery, prompts)
