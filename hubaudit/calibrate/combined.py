@@ -19,7 +19,9 @@ Per stratum (DESIGN §3), from the features of known- or presumed-clean adapters
    n−1 (leave-one-out), which is the distribution a new clean adapter will see. ln(D²_LOO) is
    summarised by its median and MAD-σ, and the threshold is exp(median + t_{n−2, 1−α}·σ) at the
    target FPR α (Student t because both are estimated from n−1 values). It is never below the
-   largest leave-one-out clean statistic when n ≥ 1/α (then the empirical quantile is informative).
+   largest leave-one-out clean statistic when n ≥ 1/α (then the empirical quantile is informative),
+   nor below what one feature alone at its Bonferroni t bound gives (crit²/K, or crit for max),
+   which keeps a degenerate clean set (identical adapters) usable.
 
 ``fit_combined`` returns a JSON-serialisable dict; ``score_combined``/``judge_combined`` use it.
 """
@@ -143,8 +145,13 @@ def fit_combined(rows: Sequence[Row], names: Sequence[str], *, target_fpr: float
     x = x_all[:, keep]
     core = _core(x, mode)
     loo = np.array([_score_core(_core(np.delete(x, i, axis=0), mode), x[i : i + 1], mode)[0] for i in range(len(x))])
-    loo = loo[np.isfinite(loo) & (loo > 0)]
-    threshold = _threshold(loo, target_fpr)
+    loo = loo[np.isfinite(loo)]
+    # Floor: what one feature alone at its Bonferroni t bound contributes (fit.py's per-feature rule),
+    # so a degenerate clean set (identical adapters, all LOO statistics 0) still has a usable bound.
+    crit = float(sps.t.isf(target_fpr / (2 * len(used)), df=max(len(x) - 1, 1)))
+    floor = crit if mode == "max" else crit**2 / len(used)
+    pos = loo[loo > 0]
+    threshold = max(_threshold(pos, target_fpr), floor) if pos.size >= 2 else floor
     return {
         **base,
         "status": "calibrated",
@@ -155,6 +162,7 @@ def fit_combined(rows: Sequence[Row], names: Sequence[str], *, target_fpr: float
         "corr": core["corr"].tolist(),
         "shrinkage": core["lam"],
         "threshold": threshold,
+        "threshold_floor": floor,
         "loo": {"n": int(loo.size), "median": float(np.median(loo)), "max": float(loo.max())},
     }
 

@@ -10,7 +10,7 @@ spectral concentration (the 2602.15195 statistics are per projection, §2.2).
 Not in ``hubaudit.stats.features.FEATURES`` yet (that module belongs to the scanner and is being
 finished); :func:`compute_extra` computes them beside ``compute_features``. Families use the
 registry's ``{projection}`` placeholder; for ``layer_{projection}_frobN_rel`` it holds the layer
-index, so ``describe``'s prefix/suffix matching works unchanged.
+index and for ``module_{projection}_frobN_rel`` "layer.projection", so ``describe``'s prefix/suffix matching works unchanged.
 """
 
 from __future__ import annotations
@@ -55,6 +55,14 @@ def _layer_rel(ms: Modules) -> dict[str, float]:
     return {f"layer_{k}_frobN_rel": float(np.mean(_f(v))) / g for k, v in by.items()}
 
 
+def _module_rel(ms: Modules) -> dict[str, float]:
+    """f_m / mean f_m for every module with a layer index (the whole normalised profile)."""
+    g = float(np.mean(_f(ms))) if ms else 0.0
+    if not g > 0:
+        return {}
+    return {f"module_{m.layer}.{m.projection}_frobN_rel": m.frob_norm / g for m in ms if m.layer is not None}
+
+
 def _top1(m: ModuleStat) -> float | None:
     p = spectral_shares(np.square(np.asarray(m.singular_values, dtype=np.float64)))
     return None if p is None else float(p[0])
@@ -94,6 +102,8 @@ EXTRA_FEATURES: tuple[Feature, ...] = (
             "both", _proj_rel),
     Feature("layer_{projection}_frobN_rel", 1, "mean f_m of layer {i} / mean f_m of the adapter (scale-free)",
             "both", _layer_rel),
+    Feature("module_{projection}_frobN_rel", 1, "f_m / mean f_m of one module ({layer}.{projection}; scale-free)",
+            "both", _module_rel),
     Feature("proj_{projection}_top1_share_mean", 1, "mean σ1²/Σσ² of ΔW over the modules of a projection",
             "both", _proj_top1),
     Feature("proj_{projection}_frobN_cv", 1, "std/mean of f_m over the layers of a projection", "both", _proj_cv),
