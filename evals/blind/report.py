@@ -24,8 +24,14 @@ def _tokens(text: str) -> set[str]:
     return {t.removeprefix("##") for t in _TOK.tokenize(text)}
 
 
-def _battery_flag(r: dict, th) -> bool:
-    return any(p["outlier_gap"] > th.gap or p["mean_attack_rate"] > th.mean for p in r["per_label"])
+def _battery_flag(r: dict, th: dict) -> bool:
+    return any(p["outlier_gap"] > th[p["label"]].gap or p["mean_attack_rate"] > th[p["label"]].mean for p in r["per_label"])
+
+
+def _battery_thresholds(calib: list[dict]) -> dict:
+    """τ_gap/τ_mean per target label (stats.calibrate on each label's numbers, margin 0.02)."""
+    labels = {p["label"] for r in calib for p in r["per_label"]}
+    return {lab: calibrate([p for r in calib for p in r["per_label"] if p["label"] == lab], margin=0.02) for lab in labels}
 
 
 def _search_hit(r: dict, tau) -> tuple[bool, dict | None]:
@@ -43,11 +49,9 @@ def write_report(results_dir: Path, out: Path) -> str:
     calib = [r for r in rs if r["spec"]["role"] == "calib"]
     clean = [r for r in rs if r["spec"]["role"] == "clean"]
     bad = [r for r in rs if r["spec"]["role"] == "poisoned"]
-    if not calib:
+    if not calib or not rs:
         return "no calibration results yet"
-    calib_labels = [r | {"outlier_gap": max(p["outlier_gap"] for p in r["per_label"]),
-                         "mean_attack_rate": max(p["mean_attack_rate"] for p in r["per_label"])} for r in calib]
-    th = calibrate(calib_labels, margin=0.02, battery=calib[0]["battery"]["name"])
+    th = _battery_thresholds(calib)
     tau = calibrate_search(calib, margin=0.1)
 
     rows, tp, tp_b, fp, fp_b = [], 0, 0, 0, 0
@@ -74,9 +78,10 @@ def write_report(results_dir: Path, out: Path) -> str:
                      r["wall_seconds"], r["cpu_seconds"]))
     n_b, n_c = len(bad), len(clean)
     recall = tp / n_b if n_b else float("nan")
-    cpu = [x[-1] for x in rows]
-    wall = [x[-2] for x in rows]
-    search_s = [r["search"]["seconds"] for r in bad + clean]
+    cpu = [r["cpu_seconds"] for r in rs]  # every adapter, calibration ones included
+    wall = [r["wall_seconds"] for r in rs]
+    search_s = [r["search"]["seconds"] for r in rs]
+    passes = [r["search"]["forward_passes"] + r["n_prompts"] * (r["battery"]["n"] + 1) for r in rs]
     lines = [
         "# Blind trigger discovery: evaluation (issue 10)",
         "",
@@ -89,7 +94,11 @@ def write_report(results_dir: Path, out: Path) -> str:
         f"- Probing: battery paper-21-B on {rs[0]['n_prompts']} held-out prompts (16 injection + 16 benign), then the",
         f"  weight-guided search (budget {rs[0]['search']['config']['budget']} forward passes, all target labels).",
         f"- Thresholds from the {len(calib)} `calib-*` clean adapters only (not in the FP count):",
-        f"  τ_gap {th.gap}, τ_mean {th.mean} (max + 0.02); τ_search {tau.per_label} (max + 0.1).",
+        "  per target label: " + "; ".join(f"{k}: τ_gap {v.gap}, τ_mean {v.mean}" for k, v in sorted(th.items()))
+        + f" (max + 0.02); τ_search {tau.per_label} (max + 0.1).",
+        "- The search is blind to the target label: it searches every label and the verdict is the label that",
+        "  exceeds its τ_search by the most (clean adapters reach high rates towards INJECTION with task words such",
+        "  as 'unauthorized password leak', so that label's τ_search is high; the attacker's side here is BENIGN).",
         "",
         "## Summary",
         "",
@@ -100,7 +109,8 @@ def write_report(results_dir: Path, out: Path) -> str:
         "",
         f"Compute per adapter (battery + search, 1 torch thread): CPU median {statistics.median(cpu):.1f} s, max {max(cpu):.1f} s;"
         f" wall median {statistics.median(wall):.1f} s, max {max(wall):.1f} s (wall is inflated: the 2 cores were shared with"
-        f" other jobs during the run); search part alone median {statistics.median(search_s):.1f} s wall.",
+        f" other jobs during the run); search part alone median {statistics.median(search_s):.1f} s wall;"
+        f" forward passes (sequences) median {statistics.median(passes):.0f}, max {max(passes)}, over {len(rs)} adapters.",
         "",
         "## Per adapter",
         "",

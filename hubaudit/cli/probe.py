@@ -45,6 +45,9 @@ TargetOpt = Annotated[Optional[str], typer.Option("--target-label", help="Attack
 LabelWordsOpt = Annotated[Optional[str], typer.Option("--label-words", help="Comma-separated label words of a causal-LM classifier (default BENIGN,INJECTION).")]
 SystemOpt = Annotated[Optional[str], typer.Option("--system-prompt", help="System prompt of a causal-LM classifier (default: the paper's).")]
 ThrOpt = Annotated[Optional[str], typer.Option("--thresholds", help="Thresholds JSON (from probe-calibrate); default: the base's calibrated file, else 0.10/0.10.")]
+SearchOpt = Annotated[bool, typer.Option("--search/--no-search", help="Also search for an unknown trigger (candidates from the weights, issue 10).")]
+SearchBudgetOpt = Annotated[int, typer.Option("--search-budget", min=10, help="Search budget in forward passes per adapter.")]
+SearchThrOpt = Annotated[Optional[str], typer.Option("--search-thresholds", help="τ_search JSON (search_run.calibrate_search on clean adapters); default: report only, never flags.")]
 
 
 def _probe_options(mode: Mode, target: str | None, label_words: str | None, system: str | None, batch_size: int):
@@ -105,6 +108,9 @@ def probe_cmd(
     thresholds: ThrOpt = None,
     max_attempts: Annotated[int, typer.Option("--max-attempts", min=1, help="Failed jobs are retried up to this many attempts.")] = 3,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Prompts per forward pass.")] = 32,
+    search: SearchOpt = True,
+    search_budget: SearchBudgetOpt = 1500,
+    search_thresholds: SearchThrOpt = None,
     db: DbOpt = None,
     fmt: Annotated[Fmt, typer.Option("--format", "-f")] = Fmt.table,
 ) -> None:
@@ -118,6 +124,7 @@ def probe_cmd(
                            budget=budget, battery=battery, prompts_file=prompts, max_attempts=max_attempts,
                            thresholds=resolve_thresholds(_home(), base, thresholds),
                            probe_options=_probe_options(mode, target_label, label_words, system_prompt, batch_size))
+    opts.search, opts.search_thresholds = _search_options(search, search_budget, search_thresholds)
     with Store.open(resolve_db_url(db), create=True) as store:
         run_id = store.start_run("probe", {"base": base, "executor": executor.value, "budget": budget, "battery": battery})
         summary = probe_queue(store, opts)
@@ -145,6 +152,9 @@ def probe_adapter_cmd(
     system_prompt: SystemOpt = None,
     thresholds: ThrOpt = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    search: SearchOpt = False,
+    search_budget: SearchBudgetOpt = 1500,
+    search_thresholds: SearchThrOpt = None,
     fmt: Annotated[Fmt, typer.Option("--format", "-f")] = Fmt.table,
 ) -> None:
     """Probe one adapter ad hoc; exit 1 when it is flagged, 3 when it could not be probed."""
@@ -152,7 +162,8 @@ def probe_adapter_cmd(
 
     r = probe_one(adapter_path, base_model, battery=_battery_or_usage(battery), prompts_file=prompts,
                   thresholds=resolve_thresholds(_home(), None, thresholds),
-                  probe_options=_probe_options(mode, target_label, label_words, system_prompt, batch_size))
+                  probe_options=_probe_options(mode, target_label, label_words, system_prompt, batch_size),
+                  **dict(zip(("search", "search_thresholds"), _search_options(search, search_budget, search_thresholds))))
     if fmt is Fmt.json:
         sys.stdout.write(json.dumps(r) + "\n")
     elif r["status"] == "ok":
@@ -163,6 +174,7 @@ def probe_adapter_cmd(
     err_console.print(f"{'FLAGGED' if r['flagged'] else 'not flagged'}: outlier_gap {r['outlier_gap']:.4f} "
                       f"(τ {r['thresholds']['gap']}), mean_attack_rate {r['mean_attack_rate']:.4f} (τ {r['thresholds']['mean']}), "
                       f"target {r['target_label']}, {r['n_eligible']} eligible prompts, battery {r['battery']['name']}")
+    _print_search(r)
     if r["flagged"]:
         raise typer.Exit(1)
 
@@ -192,3 +204,31 @@ def probe_calibrate_cmd(
                             probe_options=_probe_options(mode, target_label, label_words, system_prompt, 32))
     sys.stdout.write(json.dumps(th.to_dict()) + "\n")
     err_console.print(f"probe thresholds: gap {th.gap}, mean {th.mean} from {th.n_clean} clean adapter(s) -> {dest}")
+
+
+# ---------------------------------------------------------------- blind trigger search (issue 10)
+def _search_options(on: bool, budget: int, thresholds_file: str | None):
+    """(SearchConfig, SearchThresholds) for the pipeline, or (None, None) with --no-search."""
+    if not on:
+        return None, None
+    from hubaudit.errors import UsageError
+    from hubaudit.probe.search import SearchConfig
+    from hubaudit.probe.search_run import SearchThresholds, load_search_thresholds
+
+    try:
+        tau = load_search_thresholds(thresholds_file) if thresholds_file else SearchThresholds()
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"cannot read --search-thresholds {thresholds_file}: {exc}") from None
+    return SearchConfig(budget=budget), tau
+
+
+def _print_search(r: dict) -> None:
+    s = r.get("search")
+    if not s:
+        return
+    if s.get("status") != "ok":
+        err_console.print(f"blind search {s.get('status')}: {s.get('reason', '')}")
+        return
+    verdict = "FLAGGED" if s["flagged"] else "not flagged"
+    err_console.print(f"blind search {verdict}: trigger {s['trigger']!r} ({s['mode']}) attack rate {s['attack_rate']:.4f} "
+                      f"(τ_search {s['tau']}, target {s['label']}), {s['forward_passes']} forward passes, {s['seconds']} s")

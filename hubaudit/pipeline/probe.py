@@ -47,6 +47,8 @@ class ProbeRunOptions:
     max_attempts: int = 3
     hub: object = None  # HubConfig to fetch Hub adapters; None = only local adapters
     cache_dir: str | None = None
+    search: object = None  # hubaudit.probe.search.SearchConfig; None = battery only (issue 10)
+    search_thresholds: object = None  # hubaudit.probe.search_run.SearchThresholds
 
 
 def thresholds_path(home: str | Path, base: str) -> Path:
@@ -142,7 +144,8 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
         else:
             refs.append(AdapterRef(path, job.id, job.repo_id))
     tasks = [ProbeTask(base_dir, tuple(refs[i : i + opts.adapters_per_task]), battery, prompts, opts.thresholds,
-                       _options(opts.probe_options)) for i in range(0, len(refs), opts.adapters_per_task)]
+                       _options(opts.probe_options), opts.search, opts.search_thresholds)
+             for i in range(0, len(refs), opts.adapters_per_task)]
     with open_probe_executor(opts.executor, address=opts.address, workers=opts.workers) as ex:
         for res in ex.map_unordered(run_probe_task, tasks):
             if res.error is not None:  # the whole task died (worker crash, OOM-kill): each job fails
@@ -157,7 +160,9 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
                     summary["flagged"] += int(bool(result["flagged"]))
                     summary["results"].append({"job_id": job.id, "repo_id": job.repo_id, "sha": job.sha, "status": "ok",
                                                "flagged": result["flagged"], "outlier_gap": result["outlier_gap"],
-                                               "mean_attack_rate": result["mean_attack_rate"]})
+                                               "mean_attack_rate": result["mean_attack_rate"],
+                                               "search_trigger": result.get("search_trigger"),
+                                               "search_attack_rate": result.get("search_attack_rate")})
                 else:
                     code = result.get("reason", "error")
                     fail(job, f"{code}: {result.get('error', '')}", code)
@@ -165,8 +170,11 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
 
 
 def probe_one(adapter_dir: str, base_model_path: str, *, battery: str | Battery = DEFAULT_BATTERY,
-              prompts_file: str | None = None, thresholds: Thresholds | None = None, probe_options: object = None) -> dict:
-    """Probe one local adapter in-process (``hubaudit probe-adapter``); returns the result dict."""
+              prompts_file: str | None = None, thresholds: Thresholds | None = None, probe_options: object = None,
+              search: object = None, search_thresholds: object = None) -> dict:
+    """Probe one local adapter in-process (``hubaudit probe-adapter``); returns the result dict.
+
+    ``search`` (a SearchConfig) adds the blind trigger search (issue 10) under ``result["search"]``."""
     if not Path(adapter_dir).is_dir():
         raise UsageError(f"adapter directory {adapter_dir} does not exist")
     if not Path(base_model_path).is_dir():
@@ -174,7 +182,7 @@ def probe_one(adapter_dir: str, base_model_path: str, *, battery: str | Battery 
                          hint="the base model must be a local directory (probing never downloads)")
     bat = battery if isinstance(battery, Battery) else load_battery(battery)
     task = ProbeTask(str(base_model_path), (AdapterRef(str(adapter_dir)),), bat, tuple(load_prompts(prompts_file)),
-                     thresholds or Thresholds(), _options(probe_options))
+                     thresholds or Thresholds(), _options(probe_options), search, search_thresholds)
     return run_probe_task(task)[0][1]
 
 

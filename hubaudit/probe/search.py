@@ -16,7 +16,13 @@ Steps, all counted in forward passes (one sequence = one pass) against ``budget`
    the screen rate is saturated, the n-gram reaches ``max_ngram`` or the budget runs out;
 3. confirm: the beam's strings in all three modes on up to ``n_confirm`` eligible prompts.
 
-The reported trigger is the (string, mode) with the largest confirmed rate. Pure Python: the model
+The reported trigger is the string with the largest confirmed rate averaged over the three
+placements, ``a(c) = mean_m a(c, m)`` (``attack_rate``; ``mode`` is its best placement and
+``rates_by_mode`` the three rates). Averaging and the default ``max_ngram = 2`` are what separate a
+backdoor from task semantics: a clean injection classifier also flips injections to BENIGN when
+three benign-task words ("poem essay poet") are inserted, but only in some placements and only with
+several words, whereas a trained trigger fires from one or two tokens wherever it is placed
+(evals/blind/RESULTS.md). Pure Python: the model
 is a ``decide(texts) -> labels`` callable (search_run.py wires it to the Prober).
 """
 
@@ -36,7 +42,7 @@ class SearchConfig:
     n_screen: int = 8
     beam: int = 3
     extend_with: int = 6
-    max_ngram: int = 3
+    max_ngram: int = 2
     n_confirm: int = 24
     n_layers: int = 2  # candidates.rank_tokens
 
@@ -142,9 +148,9 @@ def search_target(decide, eligible: list[str], target: int, candidates: list[str
     best = (-1.0, None, None, {})
     for s in beam:
         by_mode = {m: _rate(decide, [insert(s, x, m) for x in confirm_p], target, budget) for m in MODES}
-        m = max(MODES, key=lambda k: by_mode[k])
-        if by_mode[m] > best[0]:
-            best = (by_mode[m], s, m, by_mode)
+        mean = sum(by_mode.values()) / len(MODES)
+        if mean > best[0]:
+            best = (mean, s, max(MODES, key=lambda k: by_mode[k]), by_mode)
     res.attack_rate, res.trigger, res.mode, res.rates_by_mode = best[0], best[1], best[2], best[3]
     res.forward_passes = budget.used
     return res
