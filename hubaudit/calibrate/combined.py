@@ -212,3 +212,51 @@ def judge_combined(model: Mapping[str, Any], features: Row, top: int = 3) -> tup
     margin = math.log(stat / thr) if stat > 0 else -math.inf
     return margin > 0, {**common, "statistic": stat, "threshold": thr, "margin": margin,
                         "top": [(model["features"][j], float(z[j])) for j in order]}  # fmt: skip
+
+
+def fit_combined_strata(population: Sequence[tuple[str, Row]], names: Sequence[str] | None = None, *,
+                        target_fpr: float = 0.01, mode: str = "mahal", min_n: int = 30) -> dict[str, Any]:  # fmt: skip
+    """:func:`fit_combined` per stratum of a (stratum, features) population, with fit.py's pooling
+    rule: a stratum below ``min_n`` borrows the fit of its pool (same variant and target modules,
+    any rank) when the pool reaches ``min_n``; otherwise it is not calibrated. ``names`` defaults
+    to every feature present in at least ``min_n`` rows of the stratum.
+    Returns ``{"method", "mode", "target_fpr", "min_n", "strata": {stratum | pool key: model}}``.
+    """
+    from collections import defaultdict
+
+    from hubaudit.calibrate.fit import pool_key
+
+    by: dict[str, list[Row]] = defaultdict(list)
+    for stratum, feats in population:
+        by[stratum].append(feats)
+    pools: dict[str, list[Row]] = defaultdict(list)
+    for stratum, rows in by.items():
+        pools[pool_key(stratum)].extend(rows)
+
+    def one(rows: list[Row]) -> dict[str, Any]:
+        use = sorted({k for r in rows for k in r}) if names is None else list(names)
+        return fit_combined(rows, use, target_fpr=target_fpr, mode=mode, min_n=min_n)
+
+    strata: dict[str, Any] = {}
+    for stratum, rows in sorted(by.items()):
+        strata[stratum] = one(rows)
+    for pk, rows in sorted(pools.items()):
+        strata[pk] = one(rows)
+    for stratum in by:
+        if strata[stratum]["status"] != "calibrated" and strata[pool_key(stratum)]["status"] == "calibrated":
+            strata[stratum] = {"status": "pooled", "pool": pool_key(stratum), "n": len(by[stratum])}
+    return {"method": METHOD, "mode": mode, "target_fpr": target_fpr, "min_n": min_n, "strata": strata}
+
+
+def judge_combined_strata(items: Sequence[tuple[str, Row]], fitted: Mapping[str, Any]) -> list[tuple[bool | None, dict]]:
+    """:func:`judge_combined` for (stratum, features) pairs against :func:`fit_combined_strata`'s result."""
+    out = []
+    for stratum, feats in items:
+        entry = fitted["strata"].get(stratum)
+        if entry is not None and entry.get("status") == "pooled":
+            entry = fitted["strata"].get(entry["pool"])
+        if entry is None:
+            out.append((None, {"method": METHOD, "reason": f"not calibrated: stratum {stratum} not in the fit", "margin": None}))
+            continue
+        out.append(judge_combined(entry, feats))
+    return out

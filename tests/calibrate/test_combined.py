@@ -111,3 +111,16 @@ def test_invalid_arguments():
         fit_combined(_clean(10), NAMES, target_fpr=1.5)
     with pytest.raises(ValueError):
         fit_combined(_clean(10), NAMES, min_n=2)
+
+
+def test_strata_fit_pools_small_strata_and_leaves_unknown_uncalibrated():
+    from hubaudit.calibrate.combined import fit_combined_strata, judge_combined_strata
+
+    big = [("lora|r8|q,v", r) for r in _clean(40, seed=8)]
+    small = [("lora|r16|q,v", r) for r in _clean(5, seed=9)]
+    fitted = fit_combined_strata(big + small, NAMES, min_n=20, mode="diag")
+    assert fitted["strata"]["lora|r8|q,v"]["status"] == "calibrated"
+    assert fitted["strata"]["lora|r16|q,v"] == {"status": "pooled", "pool": "pool:lora|q,v", "n": 5}
+    odd = {"a": 1.0, "b": 1.0, "c": 4.0, "d": 1.0}
+    verdicts = judge_combined_strata([("lora|r8|q,v", odd), ("lora|r16|q,v", odd), ("lora|r4|k", odd)], fitted)
+    assert [v[0] for v in verdicts] == [True, True, None]
