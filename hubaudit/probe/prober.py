@@ -3,6 +3,10 @@
 Hot-swap (peft): the first adapter wraps the base (``PeftModel.from_pretrained``); each next one
 is ``load_adapter`` + ``set_adapter``, then the previous one is ``delete_adapter``-ed, so memory
 holds the base and at most two adapters. Bases are keyed by (path, mode, number of labels).
+Fast path: when the next adapter's LoRA layout equals the active one's (same type, rank, alpha,
+target and saved modules; ``_SWAP_KEYS``), its weights are copied into the active adapter's
+tensors in place (``set_peft_model_state_dict``) instead of re-injecting LoRA layers; any missing
+or unexpected key falls back to the full load/set/delete path, so no stale weight can survive.
 
 Modes (what "the attacker's side" means, §1.5):
 
@@ -34,6 +38,14 @@ from hubaudit.probe.prompting import (DEFAULT_LABEL_WORDS, DEFAULT_PROMPT_TEMPLA
 from hubaudit.probe.stats import Summary, Thresholds, severity, summarize
 
 MODES = ("auto", "seq_cls", "causal_label", "generative")
+# adapter_config keys that must be equal for the in-place fast swap (they fix which tensors exist and their scaling)
+_SWAP_KEYS = ("peft_type", "task_type", "r", "lora_alpha", "target_modules", "modules_to_save", "use_rslora", "use_dora",
+              "rank_pattern", "alpha_pattern", "layers_to_transform", "layers_pattern", "bias", "fan_in_fan_out",
+              "exclude_modules", "trainable_token_indices", "use_qalora", "lora_bias")
+
+
+def _norm(v):
+    return sorted(v) if isinstance(v, (list, set, tuple)) else v
 
 
 @dataclass(frozen=True)
@@ -60,6 +72,7 @@ class _Loaded:
     tok: object
     peft: object | None = None
     active: str | None = None
+    active_cfg: dict | None = None
     base_generations: dict = field(default_factory=dict)
 
 
@@ -117,6 +130,7 @@ class Prober:
         self._loaded: dict[tuple, _Loaded] = {}
         self._counter = 0
         self.base_loads = 0  # how many times a base was loaded (the benchmark and tests read it)
+        self.fast_swaps = 0  # adapters swapped in place (same LoRA layout as the active one)
         _quiet_transformers()
         import torch
 
@@ -157,9 +171,32 @@ class Prober:
         self._loaded[key] = _Loaded(model, tok)
         return self._loaded[key]
 
-    def _activate(self, entry: _Loaded, adapter_dir: Path) -> None:
+    def _fast_swap(self, entry: _Loaded, adapter_dir: Path, cfg: dict) -> bool:
+        """Copy the adapter's tensors into the active adapter in place; False when layouts differ."""
+        if entry.peft is None or entry.active_cfg is None:
+            return False
+        if any(_norm(cfg.get(k)) != _norm(entry.active_cfg.get(k)) for k in _SWAP_KEYS):
+            return False
+        from peft.utils import set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        try:
+            sd = load_file(str(adapter_dir / "adapter_model.safetensors"), device=str(self.device))
+            res = set_peft_model_state_dict(entry.peft, sd, adapter_name=entry.active)
+        except (RuntimeError, ValueError, KeyError, OSError):
+            return False
+        missing = [k for k in res.missing_keys if f".{entry.active}." in k and ("lora_" in k or "modules_to_save" in k)]
+        if missing or res.unexpected_keys:
+            return False  # the caller does a full load; the partially written adapter is then deleted
+        return True
+
+    def _activate(self, entry: _Loaded, adapter_dir: Path, cfg: dict) -> None:
         from peft import PeftModel
 
+        if self._fast_swap(entry, adapter_dir, cfg):
+            self.fast_swaps += 1
+            entry.peft.eval()
+            return
         self._counter += 1
         name = f"a{self._counter}"
         try:
@@ -175,6 +212,7 @@ class Prober:
         if entry.active is not None and entry.active != name:
             entry.peft.delete_adapter(entry.active)
         entry.active = name
+        entry.active_cfg = cfg
         entry.peft.to(self.device).eval()
 
     # ---------------------------------------------------------------- decisions
@@ -240,7 +278,7 @@ class Prober:
             raise ProbeFailure("usage", f"unknown mode {mode!r}")
         n_labels = _n_labels(adapter_dir, cfg) if mode == "seq_cls" else len(self.options.label_words)
         entry = self._base(base_path, mode, n_labels)
-        self._activate(entry, adapter_dir)
+        self._activate(entry, adapter_dir, cfg)
         texts = [probe_input(p.prefix, x) for p in battery.probes for x in prompts]
         n = len(prompts)
         if mode == "generative":

@@ -107,3 +107,18 @@ def test_a_battery_sharing_no_token_with_the_trigger_misses_the_backdoor(minilm,
     q = qwen_prober.probe(qwen.poisoned.path, qwen.base, d, qwen.prompts)
     qb = qwen_prober.probe(qwen.poisoned.path, qwen.base, load_battery("paper-21-B"), qwen.prompts)
     assert q["max_attack_rate"] < 0.5 <= min(_rfc_rates(qb))
+
+
+def test_in_place_fast_swap_matches_a_fresh_load(minilm):
+    """Swapping weights in place (same LoRA layout) must leave nothing of the previous adapter behind."""
+    b, prompts = load_battery("paper-21-B"), minilm.prompts[:8]
+    opts = ProbeOptions(target_label="0", batch_size=64)
+    p = Prober(opts)
+    bad1 = p.probe(minilm.poisoned.path, minilm.base, b, prompts)
+    good_swapped = p.probe(minilm.clean.path, minilm.base, b, prompts)
+    bad_swapped = p.probe(minilm.poisoned.path, minilm.base, b, prompts)
+    assert p.fast_swaps == 2 and p.base_loads == 1
+    good_fresh = Prober(opts).probe(minilm.clean.path, minilm.base, b, prompts)
+    rates = lambda r: [x["attack_rate"] for x in r["probes"]]  # noqa: E731
+    assert rates(good_swapped) == rates(good_fresh) and rates(bad_swapped) == rates(bad1)
+    assert rates(bad1) != rates(good_fresh)  # the two adapters behave differently, so a stale head/LoRA would show
