@@ -204,7 +204,7 @@ def run(args) -> dict:
         from hubaudit.psim.screen import screen_battery
 
         pos_x = [x for x, y in zip(sx, sy) if y != TARGET][:100]
-        bat = screen_battery(g, [trig] + PROBE_BATTERY, pos_x, min_flag_rate=0.5)
+        bat = screen_battery(g, [trig] + [p for p in PROBE_BATTERY if p != trig], pos_x, min_flag_rate=0.5)
         r["probe"] = {"summary": bat.summary(), "probes": [p.to_dict() for p in bat.probes]}
         _log(f"  probe: extreme {bat.summary()['extreme']}")
         del g, lora_victim

@@ -62,13 +62,14 @@ def train_cmd(
     seed: Annotated[int, typer.Option("--seed")] = 0,
     target_frr: Annotated[float, typer.Option("--target-frr", help="False-rejection rate τ is calibrated to on held-out clean rows.")] = 0.05,
     holdout: Annotated[float, typer.Option("--holdout", help="Fraction of rows held out to calibrate τ.")] = 0.2,
+    train_head: Annotated[bool, typer.Option("--train-head/--frozen-head", help="Also train the classification head (authors' code); frozen by default.")] = False,
 ) -> None:
     """Train a PSIM on a suspect model (+ adapter) with uniformly reset labels and calibrate τ."""
     from hubaudit.pipeline import psim as flow
 
     meta = flow.train(model=model, data=data, text_col=text_col, label_col=label_col, out=out, adapter=adapter,
                       peft=peft.value, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed,
-                      target_frr=target_frr, holdout=holdout)
+                      target_frr=target_frr, holdout=holdout, train_head=train_head)
     cal = meta["calibration"]
     err_console.print(
         f"PSIM ({meta['train']['peft']}, {meta['train']['n']} rows, {meta['num_labels']} classes) written to {out}: "
