@@ -16,6 +16,7 @@ index and for ``module_{projection}_frobN_rel`` "layer.projection", so ``describ
 from __future__ import annotations
 
 import math
+import re
 from collections import defaultdict
 
 import numpy as np
@@ -60,7 +61,14 @@ def _module_rel(ms: Modules) -> dict[str, float]:
     g = float(np.mean(_f(ms))) if ms else 0.0
     if not g > 0:
         return {}
-    return {f"module_{m.layer}.{m.projection}_frobN_rel": m.frob_norm / g for m in ms if m.layer is not None}
+    return {f"module_{m.layer}.{_path_in_layer(m.name)}_frobN_rel": m.frob_norm / g for m in ms if m.layer is not None}
+
+
+def _path_in_layer(name: str) -> str:
+    """The module path after its layer index ("attention.output.dense", "mlp.up_proj"): BERT has
+    three modules called ``dense`` per layer, so the projection name alone is not unique."""
+    parts = re.split(r"\.\d+\.", name, maxsplit=1)
+    return parts[1] if len(parts) == 2 else name.rpartition(".")[2]
 
 
 def _top1(m: ModuleStat) -> float | None:
@@ -102,7 +110,7 @@ EXTRA_FEATURES: tuple[Feature, ...] = (
             "both", _proj_rel),
     Feature("layer_{projection}_frobN_rel", 1, "mean f_m of layer {i} / mean f_m of the adapter (scale-free)",
             "both", _layer_rel),
-    Feature("module_{projection}_frobN_rel", 1, "f_m / mean f_m of one module ({layer}.{projection}; scale-free)",
+    Feature("module_{projection}_frobN_rel", 1, "f_m / mean f_m of one module ({layer}.{path inside the layer}; scale-free)",
             "both", _module_rel),
     Feature("proj_{projection}_top1_share_mean", 1, "mean σ1²/Σσ² of ΔW over the modules of a projection",
             "both", _proj_top1),
