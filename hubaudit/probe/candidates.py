@@ -10,8 +10,8 @@ without their affine part), and every LoRA module m whose input is the hidden st
     z_m(t) = (r_m(t) − median_t r_m) / (1.4826·MAD_t r_m)    (robust z over the vocabulary)
     score(t) = mean over the modules of the first ``n_layers`` layers of z_m(t)
 
-plus, when the adapter saves its own input embedding (``modules_to_save`` / embedding LoRA /
-``trainable_token_indices``), z of ‖E'_t − E_t‖/‖E_t‖ for the tokens it rewrote, and, for a saved LM
+plus, when the adapter saves its own input embedding (``modules_to_save``) or has an embedding
+LoRA (``lora_embedding_A/B``), z of ‖E'_t − E_t‖/‖E_t‖ for the tokens it rewrote, and, for a saved LM
 head, z of ‖U'_t − U_t‖ (the tokens the head favours). Cheap: numpy on the embedding matrix
 (V × d) and rank-r factors; a MiniLM adapter takes well under a second.
 
@@ -97,7 +97,8 @@ def _special_ids(base_dir: Path, vocab_size: int) -> tuple[set[int], int | None]
             skip |= {int(i) for w, i in vocab.items() if re.fullmatch(r"\[unused\d+\]", w)}
             if unk is None:
                 unk = vocab.get("[UNK]", vocab.get("<unk>"))
-    skip.discard(unk) if unk is not None else None
+    if unk is not None:
+        skip.discard(unk)
     return {i for i in skip if i < vocab_size}, unk
 
 
@@ -169,6 +170,7 @@ def rank_tokens(adapter_dir: str | Path, base_dir: str | Path, *, n_layers: int 
 
     # Saved input embedding / embedding LoRA: the rows the adapter rewrote are direct evidence.
     for k, v in ad.items():
+        k = k.replace(".modules_to_save", "")  # older peft kept this infix in saved keys
         if k.endswith(_EMBED_SUFFIXES) and v.shape == emb.shape:
             rel = np.linalg.norm(v - emb, axis=1) / (np.linalg.norm(emb, axis=1) + _EPS)
             score = score + np.maximum(_robust_z(rel, keep), 0.0)
@@ -179,6 +181,7 @@ def rank_tokens(adapter_dir: str | Path, base_dir: str | Path, *, n_layers: int 
             sources.append(k)
     head_key = next((k for k in tensors if k.endswith(_HEAD_SUFFIXES)), None)
     for k, v in ad.items():
+        k = k.replace(".modules_to_save", "")
         if head_key and k.endswith(_HEAD_SUFFIXES) and v.shape == emb.shape:
             rel = np.linalg.norm(v - _get(tensors, head_key), axis=1)
             score = score + 0.5 * np.maximum(_robust_z(rel, keep), 0.0)  # weaker: mostly the label words
