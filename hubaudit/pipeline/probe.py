@@ -112,13 +112,13 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
     worker = opts.worker or f"{socket.gethostname()}:{os.getpid()}"
     battery = load_battery(opts.battery)
     prompts = tuple(load_prompts(opts.prompts_file))
-    claimed = store.claim_probe_jobs(worker, limit=opts.budget, lease_seconds=opts.lease_seconds)
+    claimed = store.claim_probe_jobs(worker, limit=opts.budget, lease_seconds=opts.lease_seconds, base=opts.base)
     summary = {"base": opts.base, "worker": worker, "claimed": len(claimed), "probed": 0, "flagged": 0,
                "failed": 0, "released": 0, "battery": battery.to_dict(), "results": []}
     mine = []
     for job in claimed:
         if job.base != opts.base:
-            # claim_probe_jobs is not per base: hand the job back untouched except for the attempt count.
+            # Defensive: claims are per base, so this only happens with a store that ignores the filter.
             store.fail_probe_job(job.id, f"released: this worker probes {opts.base} only", max_attempts=10**9)
             summary["released"] += 1
         else:

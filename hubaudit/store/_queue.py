@@ -43,14 +43,19 @@ class QueueMixin:
             ).scalar()
             return int(res) if res is not None else None
 
-    def claim_probe_jobs(self, worker: str, *, limit: int, lease_seconds: int) -> list[ProbeJobRow]:
+    def claim_probe_jobs(self, worker: str, *, limit: int, lease_seconds: int, base: str | None = None) -> list[ProbeJobRow]:
         """Atomically move up to ``limit`` queued (or lease-expired running) jobs, highest priority
-        first, to ``running`` under ``worker``; never hands one job to two workers."""
+        first, to ``running`` under ``worker``; never hands one job to two workers. ``base``: only
+        jobs whose adapter belongs to that base model (a prober holds one base in memory)."""
         now = utcnow()
         with self._write() as conn:  # type: ignore[attr-defined]
             claimable = or_(ProbeJob.status == "queued", and_(ProbeJob.status == "running", ProbeJob.lease_expires_at < now))
-            q = select(ProbeJob.id).where(claimable).order_by(ProbeJob.priority.desc(), ProbeJob.id).limit(limit)
-            ids = list(conn.scalars(q.with_for_update(skip_locked=True)))
+            q = select(ProbeJob.id).where(claimable)
+            if base is not None:
+                q = (q.join(Revision, Revision.id == ProbeJob.revision_id).join(Adapter, Adapter.id == Revision.adapter_id)
+                     .join(BaseModel, BaseModel.id == Adapter.base_id).where(BaseModel.name == base))
+            q = q.order_by(ProbeJob.priority.desc(), ProbeJob.id).limit(limit)
+            ids = list(conn.scalars(q.with_for_update(skip_locked=True, of=ProbeJob)))
             if ids:
                 conn.execute(
                     update(ProbeJob)

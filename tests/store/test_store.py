@@ -169,3 +169,14 @@ def test_non_finite_numbers_anywhere_in_json_become_null(store):
     assert norms[0]["frob_norm"] is None and norms[0]["singular_values"] == [None, 0.1]
     assert norms[1]["frob_norm"] == pytest.approx(s.modules[1].frob_norm)
     assert store.find_revision("u/a").provenance == {"x": None}
+
+
+def test_claim_can_be_limited_to_one_base(store):
+    """A prober holds one base in memory: it claims only that base's jobs, leaving the rest queued."""
+    ids = {}
+    for base in ("org/base-a", "org/base-b"):
+        rid = store.record_revision(base=base, repo_id=f"u/{base[-1]}", sha="a" * 40, status="scored")
+        ids[base] = store.enqueue_probe(rid, priority=1.0)
+    got = store.claim_probe_jobs("w1", limit=10, lease_seconds=60, base="org/base-b")
+    assert [j.id for j in got] == [ids["org/base-b"]]
+    assert [j.id for j in store.probe_jobs(status="queued")] == [ids["org/base-a"]]
