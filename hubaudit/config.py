@@ -58,7 +58,7 @@ class BaseConfig:
     executor: str = "none"
     ray_address: str = ""
     probe_budget: int = 20
-    battery: str = "paper-21"
+    battery: str = "paper-21-B"
     prompts: str = ""
     base_model_path: str = ""
 

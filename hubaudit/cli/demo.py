@@ -38,7 +38,7 @@ def demo_cmd(
     n_clean: Annotated[int, typer.Option("--clean", min=4, max=200, help="Clean adapters in the cohort.")] = 14,
     n_poisoned: Annotated[int, typer.Option("--poisoned", min=1, max=50, help="Backdoored adapters in the cohort.")] = 3,
     steps: Annotated[int, typer.Option(min=10, max=2000, help="Training steps per adapter (first run only; cached).")] = 60,
-    probe_budget: Annotated[int, typer.Option("--probe-budget", min=1, help="Adapters the prober may run (flagged first, then spot checks).")] = 8,
+    probe_budget: Annotated[int, typer.Option("--probe-budget", min=1, help="Adapters the prober may run (flagged first, then spot checks by margin).")] = 20,
     fresh: Annotated[bool, typer.Option("--fresh", help="Retrain the cached cohort.")] = False,
     fmt: Annotated[str, typer.Option("--format", "-f", help="text or json (the truth table on stdout).")] = "text",
 ) -> None:

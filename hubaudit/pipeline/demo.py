@@ -44,7 +44,7 @@ class DemoOptions:
     n_clean: int = 14
     n_poisoned: int = 3
     steps: int = 60
-    probe_budget: int = 8
+    probe_budget: int = 20
     battery: str = "paper-21-B"
     min_n: int = 10
     fresh: bool = False
