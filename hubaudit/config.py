@@ -16,7 +16,7 @@ Every key is optional except at least one ``[[base]]`` table for ``hubaudit nigh
     executor = "none"                                     # none | local | ray  (probing)
     ray_address = ""
     probe_budget = 20
-    battery = "paper-21"
+    battery = "paper-21-B"
     prompts = ""                                          # JSONL with a "text" field; "" = built-in set
     base_model_path = ""                                  # local dir of the base weights (for probing)
 

@@ -144,3 +144,30 @@ def test_cli_probe_adapter_search(tiny, tmp_path: Path):
     r = json.loads(p.stdout)
     assert TRIGGER in r["search_trigger"].split() and r["search"]["flagged"] and r["search"]["forward_passes"] <= 600
     assert "blind search FLAGGED" in p.stderr
+
+
+def test_queue_probe_stores_the_search(tiny, tmp_path: Path):
+    from hubaudit.constants import FEATURESET_VERSION
+    from hubaudit.pipeline.escalate import escalate
+    from hubaudit.pipeline.ingest import ingest
+    from hubaudit.pipeline.probe import ProbeRunOptions, probe_queue
+    from hubaudit.probe.prober import ProbeOptions
+    from hubaudit.settings import sqlite_url
+    from hubaudit.store import Store
+
+    base, _, bad_dir, prompts = tiny
+    pf = tmp_path / "prompts.jsonl"
+    pf.write_text("".join(__import__("json").dumps({"text": t}) + "\n" for t in prompts))
+    name = "local/minilm-2l"
+    with Store.open(sqlite_url(tmp_path / "h.db"), create=True) as store:
+        rid = ingest(store, [str(bad_dir)], name).items[0].revision_id
+        ts = store.save_threshold_set(name, method="test", featureset_version=FEATURESET_VERSION, n=1, strata={}, params={})
+        store.save_verdicts(ts, [(rid, True, {"reasons": ["test verdict"], "margin": 1.0})])
+        escalate(store, name)
+        opts = ProbeRunOptions(base=name, base_model_path=base, prompts_file=str(pf), battery="disjoint-10", worker="w",
+                               probe_options=ProbeOptions(target_label="0"), search=SearchConfig(budget=600),
+                               search_thresholds=SearchThresholds(default=0.5))
+        s = probe_queue(store, opts)
+        assert (s["probed"], s["flagged"]) == (1, 1) and TRIGGER in s["results"][0]["search_trigger"].split()
+        (row,) = [r for r in store.audit_rows(name) if r.revision_id == rid]
+        assert row.probe["search"]["status"] == "ok" and TRIGGER in row.probe["search"]["trigger"].split()
