@@ -92,15 +92,14 @@ def screen_cmd(
 ) -> None:
     """Per-sample confidence and flag for every row of a data file, a summary, and a cleaned copy."""
     from hubaudit.pipeline import psim as flow
-    from hubaudit.psim import output
 
     table, col, result = flow.screen(psim_dir, data=data, text_col=text_col, tau=tau, clean_out=clean_out)
     texts = [str(r.get(col)) for r in table.rows]
     extra = {"data": str(data), "clean_out": str(clean_out) if clean_out else None}
-    sys.stdout.write(output.render_screen(result, texts, fmt.value, extra))
+    sys.stdout.write(flow.output.render_screen(result, texts, fmt.value, extra))
     summary = result.summary()
     if fmt.value != "json":
-        err_console.print(output.summary_line(summary))
+        err_console.print(flow.output.summary_line(summary))
     if clean_out is not None:
         err_console.print(f"{summary['n'] - summary['flagged']} unflagged rows written to {clean_out}")
     if fail_on is FailOn.flagged and summary["flagged"]:
@@ -122,11 +121,10 @@ def probe_cmd(
 ) -> None:
     """Screen a probe battery through a PSIM: which probes push the suspect model to extreme confidence."""
     from hubaudit.pipeline import psim as flow
-    from hubaudit.psim import output
 
     result = flow.probe(psim_dir, data=data, battery=battery, prefixes=probe, text_col=text_col, limit=limit,
                         min_flag_rate=min_flag_rate, tau=tau)
-    sys.stdout.write(output.render_probe(result, fmt.value))
+    sys.stdout.write(flow.output.render_probe(result, fmt.value))
     s = result.summary()
     if fmt.value != "json":
         err_console.print(f"{len(s['extreme'])} of {s['n_probes']} probes extreme (flag rate ≥ {s['min_flag_rate']:.0%}); "
