@@ -14,8 +14,8 @@ prober's, plus:
 τ_search: a clean adapter's best "trigger" after a search is a maximum over many candidates, so it
 is not 0. Like τ_gap/τ_mean (§1.5) it is calibrated as the maximum over known-clean adapters plus a
 margin, per target label. Uncalibrated, τ_search = 1.0: the search reports its best trigger and rate
-but cannot flag (a clean MiniLM adapter's best 3-gram of task words flips up to 100% of prompts
-towards INJECTION, evals/blind/RESULTS.md), so a verdict needs ``calibrate_search`` on clean adapters.
+but cannot flag (a clean MiniLM adapter's best bigram of task words, e.g. "administrator disabled",
+flips up to 100% of benign prompts towards INJECTION, evals/blind/RESULTS.md), so a verdict needs ``calibrate_search`` on clean adapters.
 Generative adapters are not searched (``search.status = "skipped"``).
 """
 
