@@ -165,6 +165,10 @@ def write_report(results_dir: Path, out: Path) -> str:
         " of the single-threaded process is the compute. Forward passes (sequences, battery + search) median"
         f" {statistics.median(passes):.0f}, max {max(passes)}.",
         "",
+        "Not measured: the wall time on an idle 2-core machine (none was idle before the deadline). A check with torch at",
+        "2 threads while the load average was 6-7 (clean-0, rare_token-1, sentence-1) took 163-178 s wall and as much",
+        "CPU: OpenMP threads spin on busy cores, so run one torch thread per process (as tests/probe/conftest.py does).",
+        "",
         "Reading the recovered triggers: the search inserts single WordPiece tokens and pairs, so a recovered",
         "trigger is the part of the true trigger the adapter keys on, as the tokenizer sees it: `mari` for",
         "`mariposa`, the Cyrillic `а` of `pаypal`, `[UNK]` for `🦄` (MiniLM has no such token: any out-of-vocabulary",
