@@ -84,12 +84,12 @@ def test_a_leased_job_is_not_run_by_a_second_worker(store, minilm):
     assert store.probe_jobs(BASE)[0].worker == "other-worker"
 
 
-def test_jobs_of_another_base_are_handed_back(store, minilm):
+def test_jobs_of_another_base_are_left_alone(store, minilm):
     other = "Qwen/Qwen2.5-1.5B"
     rid = ingest(store, [str(minilm.clean.path)], other).items[0].revision_id
     _flag(store, other, [(rid, 1.0)])
     escalate(store, other)
     s = probe_queue(store, ProbeRunOptions(base=BASE, base_model_path=minilm.base, worker="w3"))
-    assert (s["claimed"], s["released"], s["probed"]) == (1, 1, 0)
+    assert (s["claimed"], s["released"], s["probed"]) == (0, 0, 0)
     (job,) = store.probe_jobs(other)
-    assert job.status == "queued" and job.last_error.startswith("released")
+    assert job.status == "queued" and job.attempts == 0 and job.worker is None

@@ -194,7 +194,7 @@ def test_check_fetches_a_hub_repo_the_store_lacks(store_url, tmp_path, adapters_
         hub.add_repo("new/pickle-lora", {"adapter_config.json": b'{"peft_type": "LORA"}',
                                          "adapter_model.bin": b"not unpickled"})
         env = {"HF_ENDPOINT": hub.url}
-        p = run("check", "new/clean-lora", "--format", "json", "--db", store_url, env=env)
+        p = run("check", "new/clean-lora", "--format", "json", "--db", store_url, "--timeout", "120", env=env)
         doc = json.loads(p.stdout)
         assert p.returncode == 0 and doc["source"] == "hub" and doc["verdict"] == "pass", (doc, p.stderr)
         assert doc["base"] == BASE and len(doc["sha"]) == 40
