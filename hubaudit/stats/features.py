@@ -198,12 +198,12 @@ def scored_modules(modules: Modules) -> list[ModuleStat]:
     return _linear(modules) or list(modules)
 
 
-def compute_features(modules: Modules) -> dict[str, float]:
-    """All registered features over ``modules`` (pass ``scored_modules(all_modules)``)."""
-    ms = modules
+def compute_features(modules: Modules, registry: Sequence[Feature] | None = None) -> dict[str, float]:
+    """All features of ``registry`` (default: the registered FEATURES) over ``modules`` (pass
+    ``scored_modules(all_modules)``); a feature whose inputs are absent is omitted."""
     out: dict[str, float] = {}
-    for feat in FEATURES:
-        value = feat.fn(ms)
+    for feat in FEATURES if registry is None else registry:
+        value = feat.fn(modules)
         if isinstance(value, dict):
             out.update({k: v for k, v in value.items() if math.isfinite(v)})
         elif value is not None and math.isfinite(value):
@@ -211,9 +211,9 @@ def compute_features(modules: Modules) -> dict[str, float]:
     return out
 
 
-def describe(name: str) -> Feature | None:
+def describe(name: str, registry: Sequence[Feature] | None = None) -> Feature | None:
     """Registry entry for a computed feature name (families matched by their pattern)."""
-    for feat in FEATURES:
+    for feat in FEATURES if registry is None else registry:
         if feat.name == name:
             return feat
         if "{" in feat.name:

@@ -22,7 +22,7 @@ from collections import defaultdict
 import numpy as np
 
 from hubaudit.models import ModuleStat
-from hubaudit.stats.features import Feature, Modules
+from hubaudit.stats.features import Feature, Modules, compute_features, describe
 from hubaudit.stats.gram import spectral_shares
 
 
@@ -122,23 +122,9 @@ EXTRA_FEATURES: tuple[Feature, ...] = (
 
 def compute_extra(modules: Modules) -> dict[str, float]:
     """All EXTRA_FEATURES over ``modules`` (pass ``scored_modules(all_modules)``); absent → omitted."""
-    out: dict[str, float] = {}
-    for feat in EXTRA_FEATURES:
-        value = feat.fn(modules)
-        if isinstance(value, dict):
-            out.update({k: v for k, v in value.items() if math.isfinite(v)})
-        elif value is not None and math.isfinite(value):
-            out[feat.name] = value
-    return out
+    return compute_features(modules, EXTRA_FEATURES)
 
 
 def describe_extra(name: str) -> Feature | None:
     """Registry entry of a computed extra feature name (families matched by prefix and suffix)."""
-    for feat in EXTRA_FEATURES:
-        if feat.name == name:
-            return feat
-        if "{" in feat.name:
-            head, _, tail = feat.name.partition("{projection}")
-            if name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail):
-                return feat
-    return None
+    return describe(name, EXTRA_FEATURES)

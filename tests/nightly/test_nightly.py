@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from hubaudit.store import Store
+from tests.crawl.test_kill import _revisions  # one reader of the raw revisions table for both kill tests
 from tests.fakehub import FakeHub, populate
 
 BASE = "acme/tiny-base"
@@ -27,16 +27,6 @@ def _config(tmp: Path, export_dir: Path, **base_opts: object) -> Path:
     path = tmp / "config.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
-
-
-def _revisions(db: Path) -> list[tuple[str, str]]:
-    if not db.exists():
-        return []
-    try:
-        with sqlite3.connect(db, timeout=5) as conn:
-            return list(conn.execute("SELECT repo_id, sha FROM revisions"))
-    except sqlite3.OperationalError:
-        return []
 
 
 @pytest.fixture()
