@@ -14,6 +14,15 @@ os.environ.pop("HUBAUDIT_DB_URL", None)
 
 import pytest  # noqa: E402
 
+_OFFLINE_AT_START = os.environ.get("HF_HUB_OFFLINE")
+
+
+def _restore_offline() -> None:
+    if _OFFLINE_AT_START is None:
+        os.environ.pop("HF_HUB_OFFLINE", None)
+    else:
+        os.environ["HF_HUB_OFFLINE"] = _OFFLINE_AT_START
+
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
@@ -25,4 +34,9 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.delenv("HUBAUDIT_DB_URL", raising=False)
     monkeypatch.delenv("HUBAUDIT_CONFIG", raising=False)
+    # Training and probing switch the process to Hub offline mode (local weights only); that must
+    # not leak into later tests whose subprocesses (crawl, check) talk to the loopback Hub.
+    # Session fixtures (trained adapters) run before this one, so reset to the value at start-up.
+    _restore_offline()
     yield
+    _restore_offline()
