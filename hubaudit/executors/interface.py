@@ -58,3 +58,32 @@ class Executor(ABC):
 def one_line(exc: BaseException) -> str:
     lines = str(exc).strip().splitlines()
     return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def bounded_map(
+    items: Iterable[T],
+    workers: int,
+    submit: Callable[[T], Any],
+    wait_done: Callable[[list[Any]], Iterable[Any]],
+    collect: Callable[[Any, T], TaskResult[T, R]],
+    cancel: Callable[[Any], None],
+) -> Iterator[TaskResult[T, R]]:
+    """The submission loop both executors share: keep at most ``workers`` handles in flight (items
+    are taken lazily), yield each finished one as a TaskResult, cancel what is left on exit."""
+    it = iter(items)
+    pending: dict[Any, T] = {}
+    try:
+        while True:
+            while len(pending) < workers:
+                try:
+                    item = next(it)
+                except StopIteration:
+                    break
+                pending[submit(item)] = item
+            if not pending:
+                return
+            for handle in wait_done(list(pending)):
+                yield collect(handle, pending.pop(handle))
+    finally:
+        for handle in pending:
+            cancel(handle)

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from typing import ClassVar
 
-from hubaudit.executors.interface import Executor, R, T, TaskResult, one_line
+from hubaudit.executors.interface import Executor, R, T, TaskResult, bounded_map, one_line
 
 
 class LocalExecutor(Executor):
@@ -19,26 +19,12 @@ class LocalExecutor(Executor):
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="hubaudit")
 
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[TaskResult[T, R]]:
-        it = iter(items)
-        pending: dict[Future, T] = {}
-        try:
-            while True:
-                while len(pending) < self.workers:
-                    try:
-                        item = next(it)
-                    except StopIteration:
-                        break
-                    pending[self._pool.submit(fn, item)] = item
-                if not pending:
-                    return
-                done, _ = wait(pending, return_when=FIRST_COMPLETED)
-                for fut in done:
-                    item = pending.pop(fut)
-                    exc = fut.exception()
-                    yield TaskResult(item, error=one_line(exc)) if exc else TaskResult(item, value=fut.result())
-        finally:
-            for fut in pending:
-                fut.cancel()
+        def collect(fut: Future, item: T) -> TaskResult[T, R]:
+            exc = fut.exception()
+            return TaskResult(item, error=one_line(exc)) if exc else TaskResult(item, value=fut.result())
+
+        return bounded_map(items, self.workers, lambda item: self._pool.submit(fn, item),
+                           lambda futs: wait(futs, return_when=FIRST_COMPLETED)[0], collect, Future.cancel)
 
     def close(self) -> None:
         self._pool.shutdown(wait=True, cancel_futures=True)

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any, ClassVar
 
 from hubaudit.errors import ExecutorError, MissingExtraError
-from hubaudit.executors.interface import Executor, R, T, TaskResult, one_line
+from hubaudit.executors.interface import Executor, R, T, TaskResult, bounded_map, one_line
 
 
 class RayExecutor(Executor):
@@ -43,31 +43,21 @@ class RayExecutor(Executor):
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[TaskResult[T, R]]:
         ray = self._ray
         remote = ray.remote(fn).options(**self._options)
-        it = iter(items)
-        pending: dict[Any, T] = {}
-        try:
-            while True:
-                while len(pending) < self.workers:
-                    try:
-                        item = next(it)
-                    except StopIteration:
-                        break
-                    pending[remote.remote(item)] = item
-                if not pending:
-                    return
-                done, _ = ray.wait(list(pending), num_returns=1)
-                for ref in done:
-                    item = pending.pop(ref)
-                    try:
-                        yield TaskResult(item, value=ray.get(ref))
-                    except Exception as exc:  # noqa: BLE001 - a task error is a value (RayTaskError etc.)
-                        yield TaskResult(item, error=one_line(getattr(exc, "cause", None) or exc))
-        finally:
-            for ref in pending:
-                try:
-                    ray.cancel(ref)
-                except Exception:  # noqa: BLE001 - best effort on shutdown
-                    pass
+
+        def collect(ref: Any, item: T) -> TaskResult[T, R]:
+            try:
+                return TaskResult(item, value=ray.get(ref))
+            except Exception as exc:  # noqa: BLE001 - a task error is a value (RayTaskError etc.)
+                return TaskResult(item, error=one_line(getattr(exc, "cause", None) or exc))
+
+        def cancel(ref: Any) -> None:
+            try:
+                ray.cancel(ref)
+            except Exception:  # noqa: BLE001 - best effort on shutdown
+                pass
+
+        return bounded_map(items, self.workers, remote.remote, lambda refs: ray.wait(refs, num_returns=1)[0],
+                           collect, cancel)
 
     def close(self) -> None:
         if self._owns and self._ray.is_initialized():
