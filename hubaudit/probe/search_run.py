@@ -28,6 +28,7 @@ from pathlib import Path
 
 from hubaudit.probe.candidates import rank_tokens
 from hubaudit.probe.search import SearchConfig, search_target
+from hubaudit.probe.stats import save_thresholds
 
 DEFAULT_TAU_SEARCH = 1.0  # report-only until calibrated (a rate cannot exceed 1.0)
 
@@ -73,11 +74,8 @@ def calibrate_search(clean_results: list[dict], *, margin: float = 0.1) -> Searc
 
 
 def save_search_thresholds(th: SearchThresholds, path: str | Path) -> Path:
-    """Write τ_search as JSON."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
-    p.write_text(json.dumps(th.to_dict(), indent=2, sort_keys=True) + "\n")
-    return p
+    """Write τ_search as JSON (the probe thresholds' writer: both are ``to_dict()`` dataclasses)."""
+    return save_thresholds(th, path)  # type: ignore[arg-type]
 
 
 def load_search_thresholds(path: str | Path) -> SearchThresholds:

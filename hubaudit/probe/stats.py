@@ -92,7 +92,7 @@ def calibrate(clean_results: list[dict], *, margin: float = 0.02, battery: str |
 
 
 def save_thresholds(th: Thresholds, path: str | Path) -> Path:
-    """Write thresholds as JSON (creating the folder)."""
+    """Write thresholds (anything with ``to_dict()``) as JSON, creating the folder."""
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_text(json.dumps(th.to_dict(), indent=2, sort_keys=True) + "\n")
