@@ -33,7 +33,6 @@ from hubaudit.httpclient import HubConfig
 from hubaudit.pipeline.calibrate import calibrate_base
 from hubaudit.pipeline.crawl import CrawlOptions, crawl
 from hubaudit.pipeline.escalate import escalate
-from hubaudit.pipeline.report import run_export, run_report
 from hubaudit.store import Store
 
 EXPORTS = (("flagged.csv", "csv"), ("flagged.json", "json"), ("flagged.jsonl", "jsonl"))
@@ -130,20 +129,20 @@ def _probe(store: Store, base: BaseConfig, hub: HubConfig, home: Path, queued: i
 
 
 def _export(store: Store, base: str, folder: Path) -> tuple[dict[str, str], int]:
-    """Write the flagged lists and SARIF of ``base`` into ``folder`` (each file atomically)."""
-    from hubaudit.pipeline.report import write_atomic
+    """Write the flagged lists and SARIF of ``base`` into ``folder`` (each file atomically), all
+    rendered from one report read from the store."""
+    from hubaudit.pipeline.report import load_report, write_atomic
+    from hubaudit.report import get_format
+    from hubaudit.report.export import render_export, select_entries
 
     folder.mkdir(parents=True, exist_ok=True)
+    report = load_report(store, base)
     written: dict[str, str] = {}
-    n_flagged = 0
     for name, fmt in EXPORTS:
-        _, text, n_flagged = run_export(store, base, fmt, flagged=True)
-        written[name] = str(write_atomic(folder / name, text))
-    report, sarif = run_report(store, base, "sarif")
-    written["report.sarif"] = str(write_atomic(folder / "report.sarif", sarif))
-    _, summary_json = run_report(store, base, "json")
-    written["report.json"] = str(write_atomic(folder / "report.json", summary_json))
-    return written, n_flagged
+        written[name] = str(write_atomic(folder / name, render_export(report, fmt, flagged=True, include_suppressed=False)))
+    for name, fmt in (("report.sarif", "sarif"), ("report.json", "json")):
+        written[name] = str(write_atomic(folder / name, get_format(fmt).render(report)))
+    return written, len(select_entries(report, flagged=True, include_suppressed=False))
 
 
 def _publish_latest(export_dir: Path, dated: Path) -> Path:
