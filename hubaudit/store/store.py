@@ -35,6 +35,37 @@ REVISION_STATUSES = frozenset({"scored", "unsupported", "error", "skipped", "ret
 FINAL_STATUSES = frozenset({"scored", "unsupported", "error", "skipped"})
 
 
+@contextlib.contextmanager
+def _first_run_lock(engine: Engine) -> Iterator[None]:
+    """An advisory flock on the SQLite file's directory while a first run may create the schema.
+
+    The directory, not the database file: closing any descriptor of the database file would drop
+    SQLite's own POSIX locks held by this process. No-op for other databases and where flock is
+    missing (Windows), where the upgrade's own error handling still settles a race.
+    """
+    database = engine.url.database if engine.dialect.name == "sqlite" else None
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows
+        fcntl = None  # type: ignore[assignment]
+    if fcntl is None or not database or database == ":memory:" or database.startswith("file:"):
+        yield
+        return
+    import os
+    from pathlib import Path
+
+    try:
+        fd = os.open(Path(database).expanduser().resolve().parent, os.O_RDONLY)
+    except OSError:  # an unreadable directory: go without the lock, as on Windows
+        yield
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # closing releases the flock
+
+
 class Store(CalibrationMixin, ReadMixin, QueueMixin):
     """hubaudit's database. Build with :meth:`Store.open`; use as a context manager to close it."""
 
@@ -64,14 +95,20 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin):
             engine.dispose()
             raise StoreError(f"unsupported database {store._dialect!r}: use SQLite or PostgreSQL (postgresql+psycopg://)")
         try:
-            if create and migrate.is_empty(engine):
-                try:
-                    migrate.upgrade(engine)
-                except Exception:
-                    # Two first runs racing (cron and an interactive run): the loser's CREATE TABLE
-                    # fails, but the database is now at head, which is all we wanted.
-                    if migrate.current(engine) != migrate.head():
-                        raise
+            if create:
+                # Racing first runs (cron and an interactive run) on one new SQLite file: the first
+                # connection switches the file to WAL and the upgrade creates the tables; both need
+                # the exclusive lock, and SQLite answers some of those collisions with an immediate
+                # "database is locked" instead of waiting on busy_timeout. Serialise this phase.
+                with _first_run_lock(engine):
+                    if migrate.is_empty(engine):
+                        try:
+                            migrate.upgrade(engine)
+                        except Exception:
+                            # A racer without the lock (another OS, a network share) got there first:
+                            # the loser's CREATE TABLE fails, but the database is at head, as wanted.
+                            if migrate.current(engine) != migrate.head():
+                                raise
             if check_schema:
                 store._assert_current()
         except OperationalError as exc:
