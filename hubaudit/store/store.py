@@ -33,6 +33,10 @@ if TYPE_CHECKING:
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
 REVISION_STATUSES = frozenset({"scored", "unsupported", "error", "skipped", "retry"})
 FINAL_STATUSES = frozenset({"scored", "unsupported", "error", "skipped"})
+# A revision that failed transiently ("retry") this many runs in a row becomes a final "error"
+# (reason "gave_up"): a repo that always times out must not cost every nightly crawl forever, and
+# it stays visible as not audited (never clean). A new commit of the repo starts afresh.
+RETRY_LIMIT = 5
 
 
 @contextlib.contextmanager
@@ -311,6 +315,7 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin):
                   first_seen=now, last_seen=now, removed=False, meta={}) for r in repo_ids],
         )  # fmt: skip
         adapter_ids = self._adapter_ids(conn, bid, repo_ids)
+        items = self._count_retries(conn, items)
         rev_rows = [
             dict(adapter_id=adapter_ids[it["repo_id"]], repo_id=it["repo_id"], sha=it["sha"], status=it["status"],
                  reason=it.get("reason"), error=_one_line(it.get("error")), files=it.get("files") or [],
@@ -335,6 +340,30 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin):
                 scores,
             )
         return ids
+
+    def _count_retries(self, conn: Connection, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Number the consecutive "retry" outcomes of each revision; the RETRY_LIMIT-th becomes "error"."""
+        keys = {(it["repo_id"], it["sha"]) for it in items if it["status"] == "retry"}
+        if not keys:
+            return items
+        prior: dict[tuple[str, str], int] = {}
+        for part in chunks(sorted(keys), 400):
+            q = select(Revision.repo_id, Revision.sha, Revision.provenance).where(
+                Revision.status == "retry", Revision.repo_id.in_({r for r, _ in part}))
+            for row in conn.execute(q):
+                if (row.repo_id, row.sha) in keys:
+                    prior[(row.repo_id, row.sha)] = int((row.provenance or {}).get("retry_attempts", 1))
+        out = []
+        for it in items:
+            if it["status"] == "retry":
+                n = prior.get((it["repo_id"], it["sha"]), 0) + 1
+                it = {**it, "provenance": {**(it.get("provenance") or {}), "retry_attempts": n}}
+                if n >= RETRY_LIMIT:
+                    last = _one_line(it.get("error")) or it.get("reason") or "transient failure"
+                    it.update(status="error", reason="gave_up",
+                              error=f"gave up after {n} runs failed transiently ({it.get('reason')}): {last}")
+            out.append(it)
+        return out
 
     def _adapter_ids(self, conn: Connection, bid: int, repo_ids: list[str]) -> dict[str, int]:
         out: dict[str, int] = {}

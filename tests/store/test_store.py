@@ -180,3 +180,26 @@ def test_claim_can_be_limited_to_one_base(store):
     got = store.claim_probe_jobs("w1", limit=10, lease_seconds=60, base="org/base-b")
     assert [j.id for j in got] == [ids["org/base-b"]]
     assert [j.id for j in store.probe_jobs(status="queued")] == [ids["org/base-a"]]
+
+
+def test_a_revision_that_keeps_failing_transiently_is_given_up_after_the_limit(store):
+    from hubaudit.store.store import FINAL_STATUSES, RETRY_LIMIT
+
+    for run in range(1, RETRY_LIMIT):
+        store.record_revision(base=BASE, repo_id="u/slow", sha="s", status="retry", reason="timeout", error="read timed out")
+        assert store.revision_outcome("u/slow", "s") == "retry", run  # still fetched again next run
+    store.record_revision(base=BASE, repo_id="u/slow", sha="s", status="retry", reason="timeout", error="read timed out")
+    row = store.find_revision("u/slow", "s")
+    assert (row.status, row.reason) == ("error", "gave_up") and row.status in FINAL_STATUSES
+    assert f"gave up after {RETRY_LIMIT} runs" in row.error and "read timed out" in row.error
+    assert row.score is None  # never clean
+    # a success in between resets the count; a new commit starts afresh
+    store.record_revision(base=BASE, repo_id="u/flaky", sha="s", status="retry", reason="timeout")
+    store.record_revision(base=BASE, repo_id="u/flaky", sha="s", status="scored", scan=scan(0.02))
+    store.record_revision(base=BASE, repo_id="u/flaky", sha="s", status="retry", reason="timeout")
+    store.record_revision(base=BASE, repo_id="u/slow", sha="new", status="retry", reason="timeout")
+    assert store.revision_outcome("u/flaky", "s") == "retry" and store.revision_outcome("u/slow", "new") == "retry"
+    # the bulk path counts the same way
+    for _ in range(RETRY_LIMIT - 1):
+        store.record_revisions_bulk(BASE, [dict(repo_id="u/flaky", sha="s", status="retry", reason="timeout")])
+    assert store.find_revision("u/flaky", "s").reason == "gave_up"
