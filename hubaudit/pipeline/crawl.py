@@ -108,6 +108,22 @@ def _fatal_for(exc: BaseException) -> HubError:
     return HubUnavailableError(f"listing failed: {f.message}")
 
 
+# Listed repos stored per transaction. The Hub's listing pages hold up to 1,000 repos, so batching
+# delays the first fetch by at most one page of listing.
+LISTING_BATCH = 500
+
+
+def _batched(items: Iterator[ListedRepo], n: int) -> Iterator[list[ListedRepo]]:
+    batch: list[ListedRepo] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= n:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
 class _Lister:
     """Lazily lists every base, stores metadata, and yields the jobs that need fetching."""
 
@@ -145,23 +161,31 @@ class _Lister:
         for base in self.options.bases:
             present = self.present.setdefault(base, set())
             self.complete[base] = False
-            for repo in self._guarded(base):
+            for chunk in _batched(self._guarded(base), LISTING_BATCH):
+                fresh = []
+                for repo in chunk:
+                    if repo.repo_id not in present:  # listed under the base and under a derived child: crawl once
+                        present.add(repo.repo_id)
+                        fresh.append(repo)
+                # One transaction per batch of listed repos: a re-crawl of an unchanged base is
+                # nothing but these upserts and lookups.
+                self.store.upsert_adapters(base, [(r.repo_id, r.meta()) for r in fresh])
+                outcomes = self.store.revision_outcomes([(r.repo_id, r.sha) for r in fresh if r.sha])
+                for repo in fresh:
+                    if self.stop:
+                        return
+                    self.summary.listed += 1
+                    if not repo.sha:
+                        continue  # cannot pin a revision; the next listing will carry one
+                    if outcomes.get((repo.repo_id, repo.sha)) in FINAL_STATUSES:
+                        self.summary.unchanged += 1
+                        self.progress.listed(self.summary.listed, self.summary.new)
+                        continue
+                    self.summary.new += 1
+                    self.progress.listed(self.summary.listed, self.summary.new)
+                    yield FetchJob(self.settings, base, repo.repo_id, repo.sha, repo.via or base, repo.card_base_model)
                 if self.stop:
                     return
-                if repo.repo_id in present:
-                    continue  # listed under the base and under a derived child: crawl once
-                present.add(repo.repo_id)
-                self.summary.listed += 1
-                self.store.upsert_adapter(base, repo.repo_id, meta=repo.meta())
-                if not repo.sha:
-                    continue  # cannot pin a revision; the next listing will carry one
-                if self.store.revision_outcome(repo.repo_id, repo.sha) in FINAL_STATUSES:
-                    self.summary.unchanged += 1
-                    self.progress.listed(self.summary.listed, self.summary.new)
-                    continue
-                self.summary.new += 1
-                self.progress.listed(self.summary.listed, self.summary.new)
-                yield FetchJob(self.settings, base, repo.repo_id, repo.sha, repo.via or base, repo.card_base_model)
             if self.error is not None or self.stop:
                 return
             self.complete[base] = self.options.limit is None

@@ -12,7 +12,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, select, update
+from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import OperationalError
 
 from hubaudit.constants import FEATURESET_VERSION
@@ -228,6 +228,57 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin):
         """Insert or refresh one adapter of ``base``; merges ``meta`` into what is stored."""
         with self._write() as conn:
             return self._upsert_adapter(conn, base, repo_id, meta=meta, source=source)
+
+    def upsert_adapters(self, base: str, items: list[tuple[str, dict | None]], *, source: str = "hub") -> None:
+        """:meth:`upsert_adapter` for many ``(repo_id, meta)`` pairs in one transaction (a listing page).
+
+        A re-crawl of an unchanged base is one upsert per listed adapter: done one at a time, that was
+        most of its time (benchmarks/bench_crawl.py).
+        """
+        if not items:
+            return
+        merged_items: dict[str, dict] = {}
+        for repo_id, meta in items:  # a repo listed twice: metas merge in order, as repeated calls would
+            merged_items.setdefault(repo_id, {}).update(clean_json(meta or {}))
+        with self._write() as conn:
+            bid = self._base_id(conn, base)
+            now = utcnow()
+            old: dict[str, Any] = {}
+            for part in chunks(sorted(merged_items), 900):
+                q = select(Adapter.id, Adapter.repo_id, Adapter.meta, Adapter.author).where(
+                    Adapter.base_id == bid, Adapter.repo_id.in_(part))
+                old.update({row.repo_id: row for row in conn.execute(q)})
+            updates, inserts = [], []
+            for repo_id, meta in merged_items.items():
+                prev = old.get(repo_id)
+                merged = {**(dict(prev.meta) if prev is not None else {}), **meta}
+                author = merged.get("author") or (prev.author if prev is not None else None) or _author(repo_id)
+                if prev is not None:
+                    updates.append({"b_id": prev.id, "b_meta": merged, "b_author": author})
+                else:
+                    inserts.append(dict(base_id=bid, repo_id=repo_id, author=author, source=source, first_seen=now,
+                                        last_seen=now, removed=False, meta=merged))
+            table = Adapter.__table__
+            if updates:
+                conn.execute(
+                    update(table).where(table.c.id == bindparam("b_id")).values(
+                        last_seen=now, removed=False, meta=bindparam("b_meta"), author=bindparam("b_author")),
+                    updates,
+                )
+            if inserts:
+                conn.execute(table.insert(), inserts)
+
+    def revision_outcomes(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """:meth:`revision_outcome` for many ``(repo_id, sha)`` pairs; pairs never seen are absent."""
+        wanted = set(keys)
+        out: dict[tuple[str, str], str] = {}
+        with self._read() as conn:
+            for part in chunks(sorted({r for r, _ in wanted}), 900):
+                q = select(Revision.repo_id, Revision.sha, Revision.status).where(Revision.repo_id.in_(part)).order_by(Revision.id)
+                for row in conn.execute(q):  # ascending id: the newest row of a pair wins, as in revision_outcome
+                    if (row.repo_id, row.sha) in wanted:
+                        out[(row.repo_id, row.sha)] = row.status
+        return out
 
     def _upsert_adapter(self, conn: Connection, base: str, repo_id: str, *, meta: dict | None, source: str) -> int:
         bid = self._base_id(conn, base)

@@ -203,3 +203,18 @@ def test_a_revision_that_keeps_failing_transiently_is_given_up_after_the_limit(s
     for _ in range(RETRY_LIMIT - 1):
         store.record_revisions_bulk(BASE, [dict(repo_id="u/flaky", sha="s", status="retry", reason="timeout")])
     assert store.find_revision("u/flaky", "s").reason == "gave_up"
+
+
+def test_bulk_adapter_upsert_and_outcome_lookup_match_the_single_calls(store):
+    store.upsert_adapter(BASE, "u/old", meta={"downloads": 1, "tags": ["lora"]})
+    store.record_revision(base=BASE, repo_id="u/old", sha="s1", status="scored", scan=scan(0.02))
+    store.record_revision(base=BASE, repo_id="u/old", sha="s2", status="retry", reason="timeout")
+    store.upsert_adapters(BASE, [("u/old", {"likes": 4}), ("u/new", {"downloads": 7, "author": "someone"}),
+                                 ("u/new", {"likes": 1})])  # fmt: skip
+    old, new = store.adapter_meta(BASE, "u/old"), store.adapter_meta(BASE, "u/new")
+    assert (old["downloads"], old["tags"], old["likes"], old["author"], old["removed"]) == (1, ["lora"], 4, "u", False)
+    assert (new["downloads"], new["likes"], new["author"], new["source"]) == (7, 1, "someone", "hub")
+    assert new["first_seen"] == new["last_seen"] and old["last_seen"] > old["first_seen"]
+    keys = [("u/old", "s1"), ("u/old", "s2"), ("u/old", "s3"), ("u/new", "x")]
+    assert store.revision_outcomes(keys) == {k: store.revision_outcome(*k) for k in keys if store.revision_outcome(*k)}
+    assert store.revision_outcomes(keys) == {("u/old", "s1"): "scored", ("u/old", "s2"): "retry"}
