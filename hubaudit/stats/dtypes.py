@@ -66,13 +66,22 @@ def to_float64(stored: np.ndarray, dtype: str, out: np.ndarray | None = None) ->
     if out is None:
         out = np.empty(stored.shape, dtype=np.float64)
     with np.errstate(invalid="ignore"):  # signalling NaNs in hostile files; rejected by the caller
-        if dtype in _NATIVE:
-            np.copyto(out, stored, casting="unsafe")
-        elif dtype == "BF16":
-            bits = np.left_shift(stored.astype(np.uint32), 16)
-            np.copyto(out, bits.view(np.float32), casting="unsafe")
-        else:
-            np.take(_F8_TABLES[dtype], stored, out=out)
+        return convert_into(stored, dtype, out)
+
+
+def convert_into(stored: np.ndarray, dtype: str, out: np.ndarray) -> np.ndarray:
+    """``to_float64`` into ``out`` without its floating-point error context (the caller holds one).
+
+    A signalling NaN in a hostile file raises FE_INVALID on conversion; callers wrap their whole
+    loop in ``np.errstate(invalid="ignore")`` once instead of once per tensor.
+    """
+    if dtype in _NATIVE:
+        np.copyto(out, stored, casting="unsafe")
+    elif dtype == "BF16":
+        bits = np.left_shift(stored.astype(np.uint32), 16)
+        np.copyto(out, bits.view(np.float32), casting="unsafe")
+    else:
+        np.take(_F8_TABLES[dtype], stored, out=out)
     return out
 
 

@@ -3,7 +3,8 @@
 G_A = A Aᵀ and G_B = Bᵀ B (float64). Then
   ‖BA‖²_F = tr(Bᵀ B A Aᵀ) = Σ_ij (G_B ∘ G_A)_ij        (G_A symmetric)
   σ_i(BA)² = eigenvalues of G_B G_A, computed in the symmetric form
-             M = Lᵀ G_B L with G_A = L Lᵀ, L = V Λ^½ from eigh(G_A) (M is PSD, same spectrum),
+             M = Lᵀ G_B L with G_A = L Lᵀ (Cholesky, or V Λ^½ from eigh when G_A is singular;
+             M is PSD with the same spectrum),
 so norms and spectra cost O(r²(d_in + d_out)) for the Grams plus O(r³).
 f_m = s·‖BA‖_F / √(d_out·d_in), the RMS entry of ΔW (papers_lora_backdoor.md §1.7).
 """
@@ -56,11 +57,26 @@ def _spectra(g_a: np.ndarray, g_b: np.ndarray, scaling: np.ndarray) -> tuple[np.
     g_b = 0.5 * (g_b + np.swapaxes(g_b, -1, -2))
     s2 = np.asarray(scaling, dtype=np.float64) ** 2
     frob_sq = np.clip(np.einsum("nij,nij->n", g_b, g_a), 0.0, None) * s2
-    lam, vec = np.linalg.eigh(g_a)
-    lhalf = vec * np.sqrt(np.clip(lam, 0.0, None))[:, None, :]  # L = V Λ^½, so G_A = L Lᵀ
+    lhalf = _gram_factor(g_a)
     m = np.swapaxes(lhalf, -1, -2) @ g_b @ lhalf
     sigma_sq = np.clip(np.linalg.eigvalsh(0.5 * (m + np.swapaxes(m, -1, -2))), 0.0, None)[:, ::-1]
     return frob_sq, sigma_sq * s2[:, None]
+
+
+def _gram_factor(g_a: np.ndarray) -> np.ndarray:
+    """L with G_A = L Lᵀ for a batch of PSD Grams; any such L gives M = Lᵀ G_B L the spectrum of G_B G_A.
+
+    Cholesky (r³/3 flops; ~25× faster than eigh at r = 16, which was ~15 % of a scan) when every
+    G_A of the batch is positive definite, as a trained or freshly initialized A always is; a
+    singular G_A (a zero row of A, rank-deficient A) falls back to L = V Λ^½ from eigh with
+    negative rounding eigenvalues clipped. Both factorizations are backward stable (error
+    O(r·u·‖G_A‖)), the same order as the rounding already in the Gram itself.
+    """
+    try:
+        return np.linalg.cholesky(g_a)
+    except np.linalg.LinAlgError:
+        lam, vec = np.linalg.eigh(g_a)
+        return vec * np.sqrt(np.clip(lam, 0.0, None))[:, None, :]
 
 
 def spectrum_from_grams(g_a: np.ndarray, g_b: np.ndarray, scaling: float) -> ModuleSpectrum:

@@ -54,8 +54,16 @@ class _Partial:
     warnings: list[str] = field(default_factory=list)
 
 
-def _plan(entry: TensorEntry) -> tuple[str, tuple[int, int] | None]:
-    role = layout.classify(entry.name).role
+class _Roles(dict[str, layout.TensorRole]):
+    """Per-scan memo of ``layout.classify``: each tensor name is matched once, not at every step."""
+
+    def __missing__(self, name: str) -> layout.TensorRole:
+        tr = self[name] = layout.classify(name)
+        return tr
+
+
+def _plan(entry: TensorEntry, roles: _Roles) -> tuple[str, tuple[int, int] | None]:
+    role = roles[entry.name].role
     shape = entry.shape
     # peft: a 1-D or empty lora_A/lora_B is what un-gathered DeepSpeed ZeRO-3 / FSDP shards look like
     if role in ("A", "emb_A"):
@@ -73,13 +81,13 @@ def _plan(entry: TensorEntry) -> tuple[str, tuple[int, int] | None]:
     return "skip", None
 
 
-def _pairs_from_header(header: Header) -> None:
+def _pairs_from_header(header: Header, roles: _Roles) -> None:
     """Every LoRA module has both halves and one rank, decided from names and shapes alone."""
     halves: dict[str, dict[str, TensorEntry]] = {}
     for e in header.entries:
-        tr = layout.classify(e.name)
+        tr = roles[e.name]
         if tr.role in ("A", "emb_A", "B", "emb_B"):
-            _plan(e)  # shape checks
+            _plan(e, roles)  # shape checks
             mine = halves.setdefault(tr.module, {})
             if tr.role[-1] in mine:  # e.g. "x.lora_A.weight" and "x.lora_A.default.weight"
                 raise Rejected(f"module {show_name(tr.module)} has two lora_{tr.role[-1]} tensors")
@@ -119,8 +127,10 @@ def _collect(f: BinaryIO, size: int, digest: FileDigest, settings: LoraSettings)
             p.g_a = p.g_b = None
         ready.clear()
 
-    for entry, red in stream_reduce(f, size, _plan, digest, _pairs_from_header):
-        tr = layout.classify(entry.name)
+    roles = _Roles()
+    plan = lambda entry: _plan(entry, roles)  # noqa: E731
+    for entry, red in stream_reduce(f, size, plan, digest, lambda header: _pairs_from_header(header, roles)):
+        tr = roles[entry.name]
         if tr.role == "saved":
             out.saved.append(SavedTensor(entry.name, entry.shape, entry.dtype, entry.nbytes))
             continue
@@ -217,13 +227,20 @@ def _scan(path: Path, allow_pickle: bool, roots: Sequence[Path], hash_content: b
             partial.warnings.append("weights loaded from pickle with torch.load(weights_only=True) in a subprocess")
             f, size = open_regular(converted, MAX_ADAPTER_BYTES, "converted weights")
             with f:
-                collected = _collect(f, size, FileDigest(want_sha256=False), settings)
+                collected = _collect(f, size, FileDigest(want_sha256=False), settings)  # nothing to abort
     else:
         f, size = open_regular(files.weights, MAX_ADAPTER_BYTES, files.weights.name, follow)
         digest = FileDigest(want_sha256=hash_content)
         with f:
-            collected = _collect(f, size, digest, settings)
-        partial.content_sha256, partial.file_bytes = digest.sha256, digest.file_bytes
+            try:
+                collected = _collect(f, size, digest, settings)
+                result = _result(str(path), settings, collected, partial)  # overlaps the hash's tail
+                digest.finish()
+            finally:
+                digest.abort()  # no hashing thread outlives the descriptor it reads
+        result.content_sha256 = partial.content_sha256 = digest.sha256
+        result.file_bytes = partial.file_bytes = digest.file_bytes
+        return result
     return _result(str(path), settings, collected, partial)
 
 
