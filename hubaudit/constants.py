@@ -13,8 +13,11 @@ MAX_CONFIG_BYTES = 1 * 1024 * 1024
 MAX_ADAPTER_BYTES = 8 * 1024**3
 
 # Bump when any registered feature's definition changes: thresholds fitted on an older
-# feature set are then stale and never compared with new numbers.
-FEATURESET_VERSION = "fs-1"
+# feature set are then stale and never compared with new numbers. Stored scores are keyed by this
+# version; `hubaudit calibrate` re-derives older rows' features from their stored per-module
+# statistics (pipeline/calibrate.py), so no adapter has to be downloaded again.
+# fs-1: stats/features.py CORE_FEATURES. fs-2: + stats/features_extra.py (scale-free profiles).
+FEATURESET_VERSION = "fs-2"
 
 ENV_DB_URL = "HUBAUDIT_DB_URL"
 ENV_CONFIG = "HUBAUDIT_CONFIG"

@@ -161,6 +161,45 @@ def combined_detector(names: Sequence[str], mode: str, target_fpr: float = 0.01)
     return fit
 
 
+SHIPPED_STRATUM = "eval|r?|cohort"  # every training fold is one stratum; the key only names it
+
+
+def shipped_detector(method: str = "combined", min_n: int = 6, target_fpr: float = 0.01) -> Detector:
+    """The verdict ``hubaudit calibrate --method METHOD`` ships: the threshold set fitted by
+    hubaudit.pipeline.calibrate.fit_threshold_set (the function calibrate_base calls) and judged by
+    hubaudit.calibrate.judge_many, on the calibration folds' clean adapters as the population.
+    ``min_n`` is lowered from the CLI's 30 because a stratum here has 9-18 calibration adapters.
+
+    Score: the combined statistic S with threshold T (breakdown["combined"]) for "combined"; the
+    per-feature margin (σ, threshold 0) for "per-feature". flagged = score > threshold is exactly
+    the stored verdict (margin > 0).
+    """
+    from hubaudit.calibrate import judge_many
+    from hubaudit.pipeline.calibrate import fit_threshold_set
+
+    def fit(train: Sequence[dict]):
+        ts = fit_threshold_set([(SHIPPED_STRATUM, r) for r in train], target_fpr=target_fpr, min_n=min_n, method=method)
+        entry = ts["strata"].get(SHIPPED_STRATUM, {})
+        if entry.get("status") != "calibrated":
+            return (lambda rows: np.full(len(rows), np.nan)), math.inf
+
+        def score(rows):
+            out = []
+            for flagged, bd in judge_many([(SHIPPED_STRATUM, r) for r in rows], ts):
+                if flagged is None:
+                    out.append(math.nan)
+                elif method == "combined":
+                    out.append(bd["combined"]["statistic"])
+                else:
+                    out.append(bd["margin"])
+            return np.array(out, dtype=float)
+
+        return score, (float(entry["combined"]["threshold"]) if method == "combined" else 0.0)
+
+    fit.log_norm = method == "combined"  # type: ignore[attr-defined]  # per-feature margins are already σ units
+    return fit
+
+
 def summarize(s: Scores) -> dict:
     """The metrics of one detector in one stratum (or pooled)."""
     out = {"auroc": auroc(s.poisoned, s.clean), "n_clean": len(s.clean), "n_poisoned": len(s.poisoned)}

@@ -32,17 +32,20 @@ CACHE = HERE.parent / "cache" / "detection"
 ASR_MIN = 0.5
 ACC_MIN = 0.8  # a poisoned adapter that collapsed (answers the target label for everything) is not a working backdoor
 PAPER = "global_frobN_std"
+DEFAULT = "DEFAULT shipped verdict (hubaudit calibrate --method combined)"
+PER_FEATURE = "SHIPPED per-feature rule (hubaudit calibrate --method per-feature)"
+PAPER_ROW = f"PAPER {PAPER} (max-clean threshold, one-sided up)"
 
 
 def features_of(path: str) -> tuple[dict[str, float], str | None]:
-    """Registered + extra features of one adapter directory (error string when not scored)."""
-    from hubaudit.stats import scan_path, scored_modules
-    from hubaudit.stats.features_extra import compute_extra
+    """The registered features (feature set fs-2 includes features_extra) of one adapter directory,
+    exactly as a scan stores them (error string when not scored)."""
+    from hubaudit.stats import scan_path
 
     res = scan_path(path, hash_content=False)
     if res.status != "ok":
         return {}, res.error
-    return {**res.features, **compute_extra(scored_modules(res.modules))}, None
+    return dict(res.features), None
 
 
 def direction(name: str) -> str:
@@ -56,7 +59,11 @@ def direction(name: str) -> str:
 def detectors(names: list[str]) -> dict[str, measure.Detector]:
     """Every detector measured: the paper's rule, the combinations, then each feature alone."""
     registered = sorted(set(n for n in names if _is_registered(n)))
-    dets: dict[str, measure.Detector] = {f"PAPER {PAPER} (max-clean threshold, one-sided up)": measure.paper_detector()}
+    dets: dict[str, measure.Detector] = {
+        DEFAULT: measure.shipped_detector("combined"),
+        PER_FEATURE: measure.shipped_detector("per-feature"),
+        f"PAPER {PAPER} (max-clean threshold, one-sided up)": measure.paper_detector(),
+    }
     free = [n for n in names if is_scale_free(n)]
     for mode in ("mahal", "diag", "max"):
         dets[f"COMBINED {mode} / all features"] = measure.combined_detector(names, mode)
@@ -137,9 +144,37 @@ def _table(metrics: dict, keep) -> list[str]:
     return lines
 
 
+def _fs() -> str:
+    from hubaudit.constants import FEATURESET_VERSION
+
+    return FEATURESET_VERSION
+
+
+def _headline(res: dict) -> list[str]:
+    """DEFAULT vs PAPER per stratum and pooled, and the strata where the default fails."""
+    lines = ["| stratum | clean | poisoned | DEFAULT TPR@1%FPR (ROC) | PAPER TPR@1%FPR (ROC) | DEFAULT AUROC | "
+             "PAPER AUROC | DEFAULT calibrated TPR / FPR | PAPER calibrated TPR / FPR |", "|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    failed = []
+    rows = [(g, st["metrics"], st["n_clean"], st["n_poisoned"]) for g, st in res["strata"].items() if "metrics" in st]
+    if DEFAULT in res["pooled"]:
+        p = res["pooled"][DEFAULT]
+        rows.append(("**pooled**", res["pooled"], p["n_clean"], p["n_poisoned"]))
+    for g, m, nc, npz in rows:
+        d, q = m[DEFAULT], m[PAPER_ROW]
+        lines.append(f"| {g} | {nc} | {npz} | {_fmt(d['tpr@0.01'])} | {_fmt(q['tpr@0.01'])} | {_fmt(d['auroc'])} | "
+                     f"{_fmt(q['auroc'])} | {_fmt(d['cal_tpr'])} / {_fmt(d['cal_fpr'])} | "
+                     f"{_fmt(q['cal_tpr'])} / {_fmt(q['cal_fpr'])} |")  # fmt: skip
+        if g != "**pooled**" and not d["tpr@0.01"][0] > 0:
+            failed.append(g)
+    lines += ["", "Wilson 95 % intervals in brackets. With fewer than 100 clean adapters in a stratum, \"1 % FPR\" "
+              "there is FPR 0 of n (the threshold is the largest held-out clean score).", "",
+              "Strata where the default verdict fails (TPR@1%FPR = 0): " + (", ".join(failed) if failed else "none") + "."]  # fmt: skip
+    return lines
+
+
 def render(res: dict, records: list[dict], args: argparse.Namespace, elapsed: float, specs_total: int) -> str:
     cpu = [r["cpu_s"] for r in records if "cpu_s" in r]
-    head = lambda label: label.startswith(("PAPER", "COMBINED"))  # noqa: E731
+    head = lambda label: label.startswith(("DEFAULT", "SHIPPED", "PAPER", "COMBINED"))  # noqa: E731
     cmd = ".venv/bin/python -m evals.detection.run" + (" --quick" if args.quick else "") + (" --no-train" if args.no_train else "")
     lines = [
         "# Detection quality: clean vs backdoored LoRA adapters, clean-only calibration",
@@ -197,6 +232,20 @@ def render(res: dict, records: list[dict], args: argparse.Namespace, elapsed: fl
         "correlation (mahal), the identity (diag), or max|z| (max); threshold = exp(median + t·MAD-σ) of the "
         "leave-one-out clean statistics. Single features: robust z oriented by the registered direction [up/down], "
         "or |z| [both].",
+        "",
+        "**DEFAULT** = exactly what `hubaudit calibrate` ships (default `--method combined`): the threshold set "
+        "of hubaudit.pipeline.calibrate.fit_threshold_set (the function calibrate_base calls: every registered "
+        "feature of feature set " + _fs() + ", registered directions, robust per-feature fits, and per stratum the "
+        "combined mahal detector fitted on the population with the contamination-safe threshold, i.e. without "
+        "the empirical-quantile floor) judged by hubaudit.calibrate.judge_many; min N lowered to 6 (a stratum "
+        "here has 9-18 calibration adapters). Score = the combined statistic S against its threshold T. "
+        "**SHIPPED per-feature** = the same code with `--method per-feature` (score = the verdict margin in σ). "
+        "The COMBINED rows below are the research variants of hubaudit.calibrate.combined (min N 3, with the "
+        "empirical floor, other modes and feature subsets); they are not what ships.",
+        "",
+        "## Default verdict vs the paper's statistic (TPR at 1 % FPR, same cohort, same folds)",
+        "",
+        *_headline(res),
         "",
         "## Pooled over strata",
         "",

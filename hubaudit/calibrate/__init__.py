@@ -1,13 +1,16 @@
 """The calibrate stage: per-base, per-stratum thresholds (DESIGN §3). Pure numpy/scipy.
 
-``fit(population, directions, target_fpr, min_n, references) -> threshold set dict`` and
-``judge(features, stratum, threshold_set) -> (flagged | None, breakdown)``; the method, the
-pooling rule for small strata and the reference anchoring are documented in fit.py.
+``fit(population, directions, target_fpr, min_n, references, method) -> threshold set dict`` and
+``judge(features, stratum, threshold_set) -> (flagged | None, breakdown)``. The default verdict
+(``method="combined"``) is the combined detector of combined.py; ``"per-feature"`` is the older
+any-feature-beyond-its-threshold rule. The methods, the pooling rule for small strata and the
+reference anchoring are documented in fit.py.
 """
 
 from __future__ import annotations
 
-from hubaudit.calibrate.fit import METHOD, fit, parse_stratum, pool_key
-from hubaudit.calibrate.judge import judge, judge_many, resolve
+from hubaudit.calibrate.fit import DEFAULT_METHOD, METHOD, METHODS, fit, parse_stratum, pool_key
+from hubaudit.calibrate.judge import PAPER, judge, judge_many, resolve
 
-__all__ = ["METHOD", "fit", "judge", "judge_many", "resolve", "parse_stratum", "pool_key"]
+__all__ = ["DEFAULT_METHOD", "METHOD", "METHODS", "PAPER", "fit", "judge", "judge_many", "resolve", "parse_stratum",
+           "pool_key"]  # fmt: skip

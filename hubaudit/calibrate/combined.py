@@ -16,12 +16,13 @@ Per stratum (DESIGN §3), from the features of known- or presumed-clean adapters
 3. Statistic: D² = zᵀ R_λ⁻¹ z / K (mahal/diag; features missing for an adapter are dropped from
    z and R), or max|z| (max).
 4. Threshold from clean data only, out of sample: each clean row is scored by a fit on the other
-   n−1 (leave-one-out), which is the distribution a new clean adapter will see. ln(D²_LOO) is
-   summarised by its median and MAD-σ, and the threshold is exp(median + t_{n−2, 1−α}·σ) at the
-   target FPR α (Student t because both are estimated from n−1 values). It is never below the
-   largest leave-one-out clean statistic when n ≥ 1/α (then the empirical quantile is informative),
-   nor below what one feature alone at its Bonferroni t bound gives (crit²/K, or crit for max),
-   which keeps a degenerate clean set (identical adapters) usable.
+   n−1 (leave-one-out; 10-fold cross-fitting above 200 rows), which is the distribution a new
+   clean adapter will see. c = (D²_LOO)^(1/3) (Wilson–Hilferty: near-normal for χ²_K/K) is
+   summarised by its median and MAD-σ, and the threshold is (median + t_{n−2, 1−α}·σ)³ at the
+   target FPR α (Student t because both are estimated from n−1 values; mode max: ln and exp).
+   With ``empirical_floor`` (trusted clean data) it is never below the empirical (1 − α) quantile
+   when n ≥ 1/α, and never below what one feature alone at its Bonferroni t bound gives (crit²/K,
+   or crit for max), which keeps a degenerate clean set (identical adapters) usable.
 
 ``fit_combined`` returns a JSON-serialisable dict; ``score_combined``/``judge_combined`` use it.
 """
@@ -35,7 +36,7 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from hubaudit.calibrate.fit import MAD_TO_SIGMA, MIN_ABS_SCALE, MIN_LOG_SCALE, MIN_REL_SCALE
+from hubaudit.calibrate._robust import MAD_TO_SIGMA, MIN_ABS_SCALE, MIN_LOG_SCALE, MIN_REL_SCALE
 
 METHOD = "robust-combined/1"
 MODES = ("mahal", "diag", "max")
@@ -79,30 +80,42 @@ def _shrunk_corr(z: np.ndarray, mode: str) -> tuple[np.ndarray, float]:
     w = w / np.where(sd > 0, sd, 1.0)
     n = w.shape[0]
     s = w.T @ w / n
-    # Ledoit–Wolf: λ = Σ_i ‖x_i x_iᵀ − S‖²_F / n² ÷ ‖S − I‖²_F, clipped to [0, 1]
-    num = sum(float(np.sum((np.outer(r, r) - s) ** 2)) for r in w) / n**2
+    # Ledoit–Wolf: λ = Σ_i ‖x_i x_iᵀ − S‖²_F / n² ÷ ‖S − I‖²_F, clipped to [0, 1]. Because
+    # Σ_i x_iᵀ S x_i = n‖S‖²_F, the numerator's sum is Σ_i ‖x_i‖⁴ − n‖S‖²_F: O(nK), no K×K per row.
+    s2 = float(np.sum(s * s))
+    num = max(float(np.sum(np.einsum("ij,ij->i", w, w) ** 2)) - n * s2, 0.0) / n**2
     den = float(np.sum((s - np.eye(k)) ** 2))
     lam = 1.0 if den <= 0 else min(1.0, max(0.0, num / den))
     return (1 - lam) * s + lam * np.eye(k), lam
 
 
 def _stat(z: np.ndarray, prec: np.ndarray | None, corr: np.ndarray, mode: str) -> np.ndarray:
-    """D²/K (mahal, diag) or max|z| per row; missing features dropped per row."""
+    """D²/K (mahal, diag) or max|z| per row; missing features dropped per row (vectorised: rows
+    with every feature present in one product, the others grouped by their missing pattern)."""
     out = np.full(z.shape[0], np.nan)
-    for i, row in enumerate(z):
-        ok = np.isfinite(row)
-        if not ok.any():
-            continue
-        zi = row[ok]
-        if mode == "max":
-            out[i] = float(np.max(np.abs(zi)))
-        elif mode == "diag" or prec is None:
-            out[i] = float(zi @ zi) / zi.size
-        elif ok.all():
-            out[i] = float(zi @ prec @ zi) / zi.size
-        else:
-            sub = corr[np.ix_(ok, ok)]
-            out[i] = float(zi @ np.linalg.solve(sub, zi)) / zi.size
+    ok = np.isfinite(z)
+    cnt = ok.sum(axis=1)
+    if mode == "max":
+        a = np.where(ok, np.abs(z), -np.inf).max(axis=1) if z.shape[1] else out
+        return np.where(cnt > 0, a, np.nan)
+    z0 = np.where(ok, z, 0.0)
+    if mode == "diag" or prec is None:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(cnt > 0, np.einsum("ij,ij->i", z0, z0) / cnt, np.nan)
+    full = cnt == z.shape[1]
+    if full.any():
+        zf = z[full]
+        out[full] = np.einsum("ij,jk,ik->i", zf, prec, zf) / z.shape[1]
+    part = np.flatnonzero(~full & (cnt > 0))
+    if part.size:
+        patterns: dict[bytes, list[int]] = {}
+        for i in part:
+            patterns.setdefault(ok[i].tobytes(), []).append(int(i))
+        for idx in patterns.values():
+            m = ok[idx[0]]
+            sub = np.linalg.inv(corr[np.ix_(m, m)])
+            zi = z[np.ix_(idx, np.flatnonzero(m))]
+            out[idx] = np.einsum("ij,jk,ik->i", zi, sub, zi) / int(m.sum())
     return out
 
 
@@ -120,13 +133,56 @@ def _score_core(core: Mapping[str, Any], x: np.ndarray, mode: str) -> np.ndarray
 
 
 def fit_combined(rows: Sequence[Row], names: Sequence[str], *, target_fpr: float = 0.01, mode: str = "mahal",
-                 min_n: int = 6) -> dict[str, Any]:  # fmt: skip
+                 min_n: int = 6, empirical_floor: bool = True) -> dict[str, Any]:  # fmt: skip
     """Fit the combined detector on (presumed) clean feature rows of ONE stratum.
 
     ``names``: the features to combine (those with fewer than ``min_n`` finite values are left
     out). Returns ``{"method", "mode", "status", "n", "features", "transform", "loc", "scale",
     "corr", "shrinkage", "threshold", "loo": {...}, "target_fpr"}``; status "not_calibrated"
-    (with a reason) when fewer than ``min_n`` rows or no usable feature.
+    (with a reason) when fewer than ``min_n`` rows or no usable feature. See
+    :func:`fit_combined_matrix` for ``empirical_floor``.
+    """
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+    return fit_combined_matrix(_matrix(rows, names), names, target_fpr=target_fpr, mode=mode, min_n=min_n,
+                               empirical_floor=empirical_floor)  # fmt: skip
+
+
+LOO_MAX = 200  # up to this many rows: exact leave-one-out; above: FOLDS-fold cross-fitting
+FOLDS = 10
+OOS_MAX = 5000  # above this many rows the out-of-sample statistics come from an evenly spaced subsample
+
+
+def _out_of_sample(x: np.ndarray, mode: str) -> np.ndarray:
+    """Each row's statistic under a fit that did not see it (module docstring, step 4).
+
+    Leave-one-out up to ``LOO_MAX`` rows; above, ``FOLDS``-fold cross-fitting (row i in fold
+    i mod FOLDS): with thousands of rows a fit on 90 % of them is the same fit for all purposes,
+    and n refits would cost O(n²) (a 100,000-adapter base, benchmarks/bench_store.py). Above
+    ``OOS_MAX`` rows, an evenly spaced subsample of OOS_MAX rows is cross-fitted: the threshold is
+    a median/MAD of these statistics, which 5,000 values estimate to well under 1 %.
+    """
+    if len(x) > OOS_MAX:
+        x = x[np.linspace(0, len(x) - 1, OOS_MAX).astype(int)]
+    n = len(x)
+    if n <= LOO_MAX:
+        return np.array([_score_core(_core(np.delete(x, i, axis=0), mode), x[i : i + 1], mode)[0] for i in range(n)])
+    out = np.full(n, np.nan)
+    fold = np.arange(n) % FOLDS
+    for f in range(FOLDS):
+        held = fold == f
+        out[held] = _score_core(_core(x[~held], mode), x[held], mode)
+    return out
+
+
+def fit_combined_matrix(x_all: np.ndarray, names: Sequence[str], *, target_fpr: float = 0.01, mode: str = "mahal",
+                        min_n: int = 6, empirical_floor: bool = True) -> dict[str, Any]:  # fmt: skip
+    """:func:`fit_combined` on an n×K float matrix (NaN = missing) whose columns are ``names``.
+
+    ``empirical_floor``: also keep the threshold at or above the empirical (1 − α) quantile of the
+    out-of-sample statistics when n ≥ 1/α. Right for a trusted clean sample (references); wrong
+    for a crawled, contaminated population, where that quantile sits among the poisoned
+    adapters once they are more than α of it: there only the robust median/MAD rule is used.
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
@@ -134,24 +190,23 @@ def fit_combined(rows: Sequence[Row], names: Sequence[str], *, target_fpr: float
         raise ValueError(f"target_fpr must be in (0, 1), got {target_fpr}")
     if min_n < 3:
         raise ValueError("min_n must be at least 3 (the threshold needs leave-one-out scores)")
-    base = {"method": METHOD, "mode": mode, "n": len(rows), "target_fpr": target_fpr}
-    if len(rows) < min_n:
-        return {**base, "status": "not_calibrated", "reason": f"n={len(rows)} < min_n={min_n}"}
-    x_all = _matrix(rows, names)
-    keep = [j for j, n in enumerate(names) if np.isfinite(x_all[:, j]).sum() >= min_n]
+    base = {"method": METHOD, "mode": mode, "n": int(x_all.shape[0]), "target_fpr": target_fpr}
+    if x_all.shape[0] < min_n:
+        return {**base, "status": "not_calibrated", "reason": f"n={x_all.shape[0]} < min_n={min_n}"}
+    keep = [j for j in range(len(names)) if np.isfinite(x_all[:, j]).sum() >= min_n]
     if not keep:
         return {**base, "status": "not_calibrated", "reason": "no feature has min_n finite values"}
     used = [names[j] for j in keep]
     x = x_all[:, keep]
     core = _core(x, mode)
-    loo = np.array([_score_core(_core(np.delete(x, i, axis=0), mode), x[i : i + 1], mode)[0] for i in range(len(x))])
+    loo = _out_of_sample(x, mode)
     loo = loo[np.isfinite(loo)]
     # Floor: what one feature alone at its Bonferroni t bound contributes (fit.py's per-feature rule),
     # so a degenerate clean set (identical adapters, all LOO statistics 0) still has a usable bound.
     crit = float(sps.t.isf(target_fpr / (2 * len(used)), df=max(len(x) - 1, 1)))
     floor = crit if mode == "max" else crit**2 / len(used)
     pos = loo[loo > 0]
-    threshold = max(_threshold(pos, target_fpr), floor) if pos.size >= 2 else floor
+    threshold = max(_threshold(pos, target_fpr, empirical_floor, mode), floor) if pos.size >= 2 else floor
     return {
         **base,
         "status": "calibrated",
@@ -163,17 +218,29 @@ def fit_combined(rows: Sequence[Row], names: Sequence[str], *, target_fpr: float
         "shrinkage": core["lam"],
         "threshold": threshold,
         "threshold_floor": floor,
-        "loo": {"n": int(loo.size), "median": float(np.median(loo)), "max": float(loo.max())},
-    }
+        "empirical_floor": empirical_floor,
+        "loo": {"n": int(loo.size), "median": float(np.median(loo)) if loo.size else None,
+                "max": float(loo.max()) if loo.size else None, "scheme": "loo" if len(x) <= LOO_MAX else f"{FOLDS}-fold"},
+    }  # fmt: skip
 
 
-def _threshold(loo: np.ndarray, alpha: float) -> float:
-    """exp(median + t·σ) of ln(LOO statistic) (module docstring, step 4)."""
-    ln = np.log(loo)
-    med = float(np.median(ln))
-    sigma = max(MAD_TO_SIGMA * float(np.median(np.abs(ln - med))), MIN_LOG_SCALE)
-    thr = math.exp(med + float(sps.t.isf(alpha, df=max(ln.size - 2, 1))) * sigma)
-    if loo.size >= 1 / alpha:
+def _threshold(loo: np.ndarray, alpha: float, empirical_floor: bool = True, mode: str = "mahal") -> float:
+    """Upper (1 − α) bound of the out-of-sample statistics (module docstring, step 4).
+
+    mahal/diag: D²/K of clean adapters is close to χ²_K/K, whose cube root is close to normal
+    (Wilson & Hilferty 1931), so T = (median(c) + t·σ_MAD(c))³ with c = S^(1/3): within 1 % of the
+    true χ²_K/K quantile for K ≥ 2, where ln(S) (used before) was 2× too high at K = 2 and 4.6×
+    at K = 1, which let 7σ outliers of a single feature through. max: ln(max|z|), as before.
+    """
+    if mode == "max":
+        fwd, inv, floor = np.log, math.exp, MIN_LOG_SCALE
+    else:
+        fwd, inv, floor = np.cbrt, (lambda c: max(c, 0.0) ** 3), 0.0
+    c = fwd(loo)
+    med = float(np.median(c))
+    sigma = max(MAD_TO_SIGMA * float(np.median(np.abs(c - med))), floor or MIN_LOG_SCALE / 3 * abs(med))
+    thr = inv(med + float(sps.t.isf(alpha, df=max(c.size - 2, 1))) * sigma)
+    if empirical_floor and loo.size >= 1 / alpha:
         thr = max(thr, float(np.quantile(loo, 1 - alpha)))
     return thr
 
@@ -190,6 +257,13 @@ def score_combined(model: Mapping[str, Any], rows: Sequence[Row]) -> np.ndarray:
     if model.get("status") != "calibrated":
         return np.full(len(rows), np.nan)
     return _score_core(_rebuild(model), _matrix(rows, model["features"]), model["mode"])
+
+
+def score_matrix(model: Mapping[str, Any], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(statistic per row, robust z n×K) for an n×K matrix whose columns are ``model["features"]``."""
+    core = _rebuild(model)
+    z = _z(x, core["log"], core["loc"], core["scale"])
+    return _stat(z, core["prec"], core["corr"], model["mode"]), z
 
 
 def judge_combined(model: Mapping[str, Any], features: Row, top: int = 3) -> tuple[bool | None, dict[str, Any]]:

@@ -1,6 +1,21 @@
 """Fit per-base, per-stratum thresholds from a contaminated population (DESIGN §3).
 
-Method ``robust-mad-t/1``, per stratum s and registered feature f:
+Two verdict rules share one fit (``method``; the threshold set records which one decides):
+
+* ``"combined"`` (the default, ``robust-combined-mahal/1``): per stratum, the combined detector of
+  combined.py over every calibrated feature (robust z, two-sided, Ledoit–Wolf-shrunk Mahalanobis,
+  threshold from out-of-sample statistics), stored as ``strata[s]["combined"]``. Chosen because it is
+  the best pooled row of evals/detection/RESULTS.md (mode "mahal", all features) and because a
+  backdoor can move several correlated features a little each, which no single-feature bound sees.
+  Fitted on the population itself (mostly clean, contaminated): median/MAD marginals, winsorised
+  correlation and a median/MAD threshold on ln(statistic) bound the influence of ~10 % poisoned
+  adapters, and the empirical-quantile floor of combined.py is off (it would sit among them);
+  with ≥ min-N references the combined fit is made on the references alone.
+* ``"per-feature"`` (``robust-mad-t/1``): flagged when any feature is beyond its own threshold.
+  Its per-feature thresholds (below) are fitted under both methods and kept in every verdict's
+  breakdown, as is the paper's statistic against its own threshold.
+
+Per-feature thresholds, per stratum s and registered feature f:
 
 1. Transform: x = ln(v) when every value of f in the stratum is > 0 (norms and shares are
    log-normal-ish and their scale moves multiplicatively with rank, alpha and learning rate),
@@ -40,14 +55,18 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-METHOD = "robust-mad-t/1"
-MAD_TO_SIGMA = 1.4826  # 1/Φ⁻¹(3/4): MAD of a normal sample estimates 0.6745·σ
-MIN_LOG_SCALE = 0.01  # σ floor on ln features: 1 % relative change
-MIN_REL_SCALE = 0.01  # σ floor on raw features, relative to |median|
-MIN_ABS_SCALE = 1e-12  # σ floor on raw features whose median is 0
+from hubaudit.calibrate._robust import MAD_TO_SIGMA, MIN_ABS_SCALE, MIN_LOG_SCALE, MIN_REL_SCALE, feature_matrix
+from hubaudit.calibrate.combined import fit_combined_matrix, score_matrix
+
+METHODS = {"combined": "robust-combined-mahal/1", "per-feature": "robust-mad-t/1"}
+DEFAULT_METHOD = "combined"
+METHOD = METHODS["per-feature"]  # the per-feature fit's id (kept for older callers)
+COMBINED_MODE = "mahal"
 DIRECTIONS = ("up", "down", "both")
 
 Member = tuple[str, Mapping[str, float | None]]  # (stratum key, features)
+__all__ = ["DEFAULT_METHOD", "METHODS", "MAD_TO_SIGMA", "MIN_ABS_SCALE", "MIN_LOG_SCALE", "MIN_REL_SCALE", "fit",
+           "parse_stratum", "pool_key"]  # fmt: skip
 
 
 def parse_stratum(key: str) -> tuple[str, str, str]:
@@ -70,14 +89,19 @@ def fit(
     target_fpr: float = 0.01,
     min_n: int = 30,
     references: Sequence[Member] = (),
+    method: str = DEFAULT_METHOD,
 ) -> dict[str, Any]:
-    """Fit a threshold set (see module docstring for the method).
+    """Fit a threshold set (see module docstring for the methods).
 
     ``population`` and ``references`` are (stratum, {feature: value}) pairs; ``directions`` maps
     each feature to calibrate to "up", "down" or "both" (features not in it are ignored).
+    ``method``: "combined" (default) or "per-feature": which rule judge.py uses for ``flagged``.
     Returns ``{"method", "n", "params", "strata"}``; ``strata`` maps every stratum seen (and
     every pool, under ``"pool:<variant>|<modules>"``) to its fit or to a "not_calibrated" entry.
+    ``params["verdict"]`` is the method's short name.
     """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
     if not 0.0 < target_fpr < 1.0:
         raise ValueError(f"target_fpr must be in (0, 1), got {target_fpr}")
     if min_n < 2:
@@ -91,31 +115,36 @@ def fit(
     for s in set(pop) | set(refs):
         pools[pool_key(s)].append(s)
 
-    # one pass over the rows per stratum: feature columns (finite values only), reused by the pools
-    pop_cols = {s: _columns(rows, names) for s, rows in pop.items()}
-    ref_cols = {s: _columns(rows, names) for s, rows in refs.items()}
-    empty = {n: np.empty(0) for n in names}
+    # one pass over the rows per stratum: an n×K matrix (NaN = missing), reused by the pools
+    pop_x = {s: _matrix(rows, names) for s, rows in pop.items()}
+    ref_x = {s: _matrix(rows, names) for s, rows in refs.items()}
+    empty = np.empty((0, len(names)))
+    combined = method == "combined"
     strata: dict[str, Any] = {}
     for s in sorted(set(pop) | set(refs)):
-        strata[s] = _fit_one(pop_cols.get(s, empty), ref_cols.get(s, empty), len(pop.get(s, ())), len(refs.get(s, ())),
-                             names, directions, target_fpr, min_n, source="stratum")  # fmt: skip
+        strata[s] = _fit_one(pop_x.get(s, empty), ref_x.get(s, empty), names, directions, target_fpr, min_n,
+                             source="stratum", combined=combined)  # fmt: skip
     for pk, members in sorted(pools.items()):
         if len(members) == 1 and strata[members[0]]["status"] == "calibrated":
             strata[pk] = dict(strata[members[0]], source="pool")  # a one-stratum pool is that stratum's fit
         else:
-            p_cols = {n: np.concatenate([pop_cols.get(s, empty)[n] for s in members]) for n in names}
-            r_cols = {n: np.concatenate([ref_cols.get(s, empty)[n] for s in members]) for n in names}
-            n_p = sum(len(pop.get(s, ())) for s in members)
-            n_r = sum(len(refs.get(s, ())) for s in members)
-            strata[pk] = _fit_one(p_cols, r_cols, n_p, n_r, names, directions, target_fpr, min_n, source="pool")
+            # the pool's combined fit only matters to members without their own fit (judge.resolve)
+            needed = combined and any(strata[s]["status"] != "calibrated" for s in members)
+            strata[pk] = _fit_one(np.concatenate([pop_x.get(s, empty) for s in members]),
+                                  np.concatenate([ref_x.get(s, empty) for s in members]), names, directions,
+                                  target_fpr, min_n, source="pool", combined=needed)  # fmt: skip
+            if combined and not needed and strata[pk]["status"] == "calibrated":
+                strata[pk]["combined"] = {"status": "not_needed", "reason": "every member stratum has its own fit"}
         strata[pk]["members"] = sorted(members)
     for s in pop.keys() | refs.keys():  # small strata borrow their pool's fit (module docstring)
         if strata[s]["status"] != "calibrated" and strata[pool_key(s)]["status"] == "calibrated":
             strata[s] = {"status": "pooled", "pool": pool_key(s), "n": strata[s]["n"], "n_ref": strata[s]["n_ref"]}
     return {
-        "method": METHOD,
+        "method": METHODS[method],
         "n": len(population),
         "params": {
+            "verdict": method,
+            "combined_mode": COMBINED_MODE if combined else None,
             "target_fpr": target_fpr,
             "min_n": min_n,
             "directions": {k: directions[k] for k in names},
@@ -135,43 +164,62 @@ def _by_stratum(rows: Sequence[Member]) -> dict[str, list[Mapping[str, float | N
     return dict(out)
 
 
-def _columns(rows: Sequence[Mapping[str, float | None]], names: Sequence[str]) -> dict[str, np.ndarray]:
-    out = {}
-    for name in names:
-        arr = np.array([r.get(name) for r in rows], dtype=np.float64)  # None -> NaN
-        out[name] = arr[np.isfinite(arr)]
-    return out
+def _matrix(rows: Sequence[Mapping[str, float | None]], names: Sequence[str]) -> np.ndarray:
+    """n×K float64 matrix of ``names`` (None and absent -> NaN)."""
+    return feature_matrix(rows, names)
 
 
 def _fit_one(
-    pop: Mapping[str, np.ndarray],
-    refs: Mapping[str, np.ndarray],
-    n: int,
-    n_ref: int,
+    pop: np.ndarray,
+    refs: np.ndarray,
     names: Sequence[str],
     directions: Mapping[str, str],
     target_fpr: float,
     min_n: int,
     *,
     source: str,
+    combined: bool,
 ) -> dict[str, Any]:
+    n, n_ref = int(pop.shape[0]), int(refs.shape[0])
     use_refs = n_ref >= min_n  # enough trusted adapters: location/scale from them alone
     if n < min_n and not use_refs:
         return {"status": "not_calibrated", "source": source, "n": n, "n_ref": n_ref,
                 "reason": f"n={n} < min_n={min_n}"}  # fmt: skip
+    base_x = refs if use_refs else pop
     columns = {}
-    for name in names:
-        base = refs[name] if use_refs else pop[name]
-        if base.size >= min_n:
-            columns[name] = (base, refs[name])
+    for j, name in enumerate(names):
+        col = base_x[:, j]
+        col = col[np.isfinite(col)]
+        if col.size >= min_n:
+            r = refs[:, j]
+            columns[name] = (col, r[np.isfinite(r)])
     k = len(columns)
     if k == 0:
         return {"status": "not_calibrated", "source": source, "n": n, "n_ref": n_ref,
                 "reason": "no feature has min_n finite values"}  # fmt: skip
     alpha = target_fpr / k  # Bonferroni (module docstring, step 3)
-    fitted = {name: _fit_feature(base, ref, directions[name], alpha) for name, (base, ref) in columns.items()}
-    return {"status": "calibrated", "source": "reference" if use_refs else source, "n": n, "n_ref": n_ref,
-            "alpha_per_feature": alpha, "features": fitted}  # fmt: skip
+    fitted = {name: _fit_feature(b, r, directions[name], alpha) for name, (b, r) in columns.items()}
+    out = {"status": "calibrated", "source": "reference" if use_refs else source, "n": n, "n_ref": n_ref,
+           "alpha_per_feature": alpha, "features": fitted}  # fmt: skip
+    if combined:
+        out["combined"] = _fit_combined(base_x, refs, names, list(columns), target_fpr, min_n, trusted=use_refs)
+    return out
+
+
+def _fit_combined(x: np.ndarray, refs: np.ndarray, names: Sequence[str], used: Sequence[str], target_fpr: float,
+                  min_n: int, *, trusted: bool) -> dict[str, Any]:  # fmt: skip
+    """The combined detector (combined.py) over the per-feature fit's features; a known-clean
+    reference is never beyond its threshold (step 5, as for the per-feature thresholds)."""
+    cols = [names.index(u) for u in used]
+    model = fit_combined_matrix(x[:, cols], list(used), target_fpr=target_fpr, mode=COMBINED_MODE,
+                                min_n=max(min_n, 3), empirical_floor=trusted)  # fmt: skip
+    model["anchored"] = False
+    if model["status"] == "calibrated" and refs.shape[0]:
+        stat, _ = score_matrix(model, refs[:, [names.index(u) for u in model["features"]]])
+        top = float(np.nanmax(stat)) if np.isfinite(stat).any() else -math.inf
+        if top > model["threshold"]:
+            model["threshold"], model["anchored"] = top, True
+    return model
 
 
 def _fit_feature(base: np.ndarray, ref: np.ndarray, direction: str, alpha: float) -> dict[str, Any]:

@@ -1,11 +1,19 @@
 """Judge adapters' features against a fitted threshold set (hubaudit.calibrate.fit).
 
-Per feature: x = transform(value); z = (x − loc)/scale; fired when x > hi (up/both) or
-x < lo (down/both). flagged = any feature fired (the Bonferroni split in fit.py makes this
-combined rule hit the target FPR). ``margin`` is the largest signed exceedance in units of σ:
-(x − hi)/σ or (lo − x)/σ, so margin > 0 exactly when flagged and its size says by how much;
-a negative margin says how close the nearest threshold was. A stratum without a calibrated fit
-(or pool) gives flagged=None ("not calibrated", never clean) and margin None.
+The threshold set's ``params["verdict"]`` picks the rule that sets ``flagged`` and ``margin``
+(older threshold sets without it: "per-feature"):
+
+* combined (default): S = the combined statistic of the stratum's ``combined`` fit (combined.py:
+  D²/K of the robust z over every calibrated feature, Ledoit–Wolf-shrunk correlation);
+  flagged when S > T, margin = ln(S/T) (> 0 exactly when flagged).
+* per-feature: per feature x = transform(value); z = (x − loc)/scale; fired when x > hi
+  (up/both) or x < lo (down/both); flagged = any feature fired (Bonferroni split in fit.py);
+  margin = the largest signed exceedance in σ: (x − hi)/σ or (lo − x)/σ.
+
+Whatever the rule, each breakdown also carries the other one: ``per_feature`` (its flag and margin,
+plus a detail entry per fired feature) and ``paper`` (the paper's statistic global_frobN_std against
+its own per-feature threshold, DESIGN §2), and ``combined`` when fitted. A stratum without a
+calibrated fit (or pool) gives flagged=None ("not calibrated", never clean) and margin None.
 
 :func:`judge_many` is the vectorised implementation (one numpy pass per fitted stratum; a base
 with 100,000 adapters is re-judged on every calibration); :func:`judge` is the one-adapter view.
@@ -13,12 +21,15 @@ with 100,000 adapters is re-judged on every calibration); :func:`judge` is the o
 
 from __future__ import annotations
 
+import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from hubaudit.calibrate._robust import feature_matrix
+from hubaudit.calibrate.combined import score_matrix
 from hubaudit.calibrate.fit import pool_key
 
 Breakdown = dict[str, Any]
@@ -51,22 +62,32 @@ def judge(features: Mapping[str, float | None], stratum: str, threshold_set: Map
     ``threshold_set`` is the dict :func:`hubaudit.calibrate.fit` returns (or a stored one with the
     same ``strata`` and ``params``). breakdown::
 
-        {"reasons": [...],            # one line per fired feature, largest exceedance first
-         "margin": float | None,      # largest signed exceedance in σ (> 0 exactly when flagged)
+        {"verdict": "combined" | "per-feature",  # the rule that set flagged and margin
+         "reasons": [...],            # the verdict's line first, then the paper statistic's line,
+                                      #   then one per fired feature, largest exceedance first
+         "margin": float | None,      # > 0 exactly when flagged (ln(S/T) or σ, see module docstring)
          "stratum": str, "fit": str,  # the threshold-set entry used (stratum or its pool): it
          "source": str, "n": int,     #   holds every threshold; source stratum/pool/reference
-         "z": {name: float | None},   # robust z of every calibrated feature (None: no value)
+         "combined": {"statistic", "threshold", "mode", "flagged"},   # when a combined fit exists
+         "paper": {"feature", "value", "threshold", "z", "above"},    # when global_frobN_std is fitted
+         "per_feature": {"flagged", "margin"},
+         "top": [[name, robust z], ...],  # the 3 largest |z| (the combined fit's z under "combined")
          "features": {name: {"value", "z", "fired", "threshold" (crossed bound, feature units),
                              "side" ("above"/"below"), "missing"}}}  # fired or missing features only
 
     Only fired and missing features get a detail entry: a clean adapter's explanation is its
-    margin and z-scores, and a base's re-judgement writes 100,000 of these (bench_store.py).
+    margin and largest z-scores, and a base's re-judgement writes 100,000 of these (bench_store.py).
     """
     return judge_many([(stratum, features)], threshold_set)[0]
 
 
+PAPER = "global_frobN_std"  # the paper's statistic (DESIGN §2), reported beside every verdict
+TOP = 3
+
+
 def judge_many(items: Sequence[tuple[str, Mapping[str, float | None]]], threshold_set: Mapping[str, Any]) -> list[Verdict]:
     """:func:`judge` for many (stratum, features) pairs, in order."""
+    verdict = (threshold_set.get("params") or {}).get("verdict", "per-feature")
     out: list[Verdict | None] = [None] * len(items)
     groups: dict[str, list[int]] = defaultdict(list)
     for i, (stratum, _) in enumerate(items):
@@ -75,18 +96,38 @@ def judge_many(items: Sequence[tuple[str, Mapping[str, float | None]]], threshol
         key, fit, why = resolve(stratum, threshold_set)
         if fit is None:
             for i in idx:
-                out[i] = (None, {"reasons": [f"not calibrated: {why}"], "margin": None, "stratum": stratum, "fit": None,
-                                 "source": None, "n": None, "z": {}, "features": {}})  # fmt: skip
+                out[i] = (None, {"verdict": verdict, "reasons": [f"not calibrated: {why}"], "margin": None,
+                                 "stratum": stratum, "fit": None, "source": None, "n": None, "top": [],
+                                 "features": {}})  # fmt: skip
             continue
-        for i, verdict in zip(idx, _judge_group([items[i][1] for i in idx], stratum, key, fit)):
-            out[i] = verdict
+        for i, v in zip(idx, _judge_group([items[i][1] for i in idx], stratum, key, fit, verdict)):
+            out[i] = v
     return out  # type: ignore[return-value]
 
 
-def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: str, fit: Mapping[str, Any]) -> list[Verdict]:
+def _top(z: np.ndarray, names: Sequence[str]) -> list[list]:
+    """Per row, the TOP largest |z| as [name, z] pairs, largest first (NaN z left out)."""
+    n, k_all = z.shape
+    if k_all == 0:
+        return [[] for _ in range(n)]
+    a = np.nan_to_num(np.abs(z), nan=-1.0)
+    k = min(TOP, k_all)
+    idx = np.argpartition(-a, k - 1, axis=1)[:, :k] if k < k_all else np.tile(np.arange(k_all), (n, 1))
+    order = np.argsort(-np.take_along_axis(a, idx, axis=1), axis=1, kind="stable")
+    idx = np.take_along_axis(idx, order, axis=1)
+    vals = np.take_along_axis(z, idx, axis=1)
+    ok = np.isfinite(vals)
+    nm = np.asarray(names, dtype=object)[idx]
+    if ok.all():
+        return [list(map(list, zip(a_, b_))) for a_, b_ in zip(nm.tolist(), vals.tolist())]
+    return [[[a1, b1] for a1, b1, o in zip(a_, b_, o_) if o] for a_, b_, o_ in zip(nm.tolist(), vals.tolist(), ok.tolist())]
+
+
+def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: str, fit: Mapping[str, Any],
+                 verdict: str) -> list[Verdict]:  # fmt: skip
     names = list(fit["features"])
     feats = [fit["features"][n] for n in names]
-    raw = np.array([[r.get(n) for n in names] for r in rows], dtype=np.float64).reshape(len(rows), len(names))  # None -> NaN
+    raw = feature_matrix(rows, names)  # None / absent -> NaN
     log = np.array([f["transform"] == "log" for f in feats])
     loc = np.array([f["loc"] for f in feats])
     scale = np.array([f["scale"] for f in feats])
@@ -99,41 +140,84 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
     missing = ~np.isfinite(ex)
     fired = np.where(missing, False, ex > 0)
     any_value = ~missing.all(axis=1)
-    margin = np.where(any_value, np.nanmax(np.where(missing, -np.inf, ex), axis=1), np.nan)
+    margin_pf = np.where(any_value, np.nanmax(np.where(missing, -np.inf, ex), axis=1), np.nan)
     above = x > hi
     n_fit = fit["n"]
-    common = {"stratum": stratum, "fit": key, "source": fit["source"], "n": n_fit}
+    common = {"verdict": verdict, "stratum": stratum, "fit": key, "source": fit["source"], "n": n_fit}
+
+    # the combined statistic (module docstring); None per row when it cannot be computed
+    model = fit.get("combined") if verdict == "combined" else None
+    comb_ok = model is not None and model.get("status") == "calibrated"
+    if comb_ok:
+        cols = [names.index(n) for n in model["features"]]
+        stat, zc = score_matrix(model, raw[:, cols])
+        thr = float(model["threshold"])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            margin_c = np.where(stat > 0, np.log(stat / thr), -np.inf)
+        stat_l, margin_c_l = stat.tolist(), margin_c.tolist()
+        top_l = _top(zc, model["features"])
+        mode = model["mode"]
+    else:
+        top_l = _top(z, names)
+    if verdict == "combined" and not comb_ok:
+        why = "no combined fit" if model is None else (model.get("reason") or model.get("status"))
+    # the paper's statistic against its own threshold
+    jp = names.index(PAPER) if PAPER in names else None
+    if jp is not None:
+        p_thr = feats[jp]["threshold_high"]
+        p_val_l, p_z_l, p_above_l = raw[:, jp].tolist(), z[:, jp].tolist(), (x[:, jp] > hi[jp]).tolist()
+
     verdicts: list[Verdict] = []
     raw_l, z_l, fired_l, missing_l = raw.tolist(), z.tolist(), fired.tolist(), missing.tolist()
-    margin_l, any_l = margin.tolist(), any_value.tolist()
+    margin_l, any_l = margin_pf.tolist(), any_value.tolist()
     for i in range(len(rows)):
-        vals, zs = raw_l[i], z_l[i]
-        zmap = dict(zip(names, zs))
-        if not (any(fired_l[i]) or any(missing_l[i])):  # the common case: every value present, nothing fired
-            m = margin_l[i]
-            text = [f"within thresholds ({key}, n={n_fit}); closest at {m:+.2f} σ"]
-            verdicts.append((False, {"reasons": text, "margin": m, **common, "z": zmap, "features": {}}))
-            continue
-        per = {}
-        reasons: list[tuple[float, str]] = []
-        for j, name in enumerate(names):
-            v = vals[j]
-            if missing_l[i][j]:
-                zmap[name] = None
-                per[name] = {"value": v if v == v else None, "z": None, "fired": False, "missing": True}
-            elif fired_l[i][j]:
-                side = "above" if above[i, j] else "below"
-                bound = feats[j]["threshold_high"] if side == "above" else feats[j]["threshold_low"]
-                per[name] = {"value": v, "z": zs[j], "fired": True, "threshold": bound, "side": side}
-                reasons.append((float(ex[i, j]), f"{name}={v:.4g} {side} {bound:.4g} (robust z={zs[j]:+.1f}, {key}, n={n_fit})"))
-        if not any_l[i]:
-            verdicts.append((None, {"reasons": ["not calibrated: no calibrated feature has a value"], "margin": None,
-                                    **common, "z": zmap, "features": per}))  # fmt: skip
-            continue
-        m = margin_l[i]
-        flagged = m > 0
-        text = [r for _, r in sorted(reasons, key=lambda t: -t[0])]  # largest exceedance first
-        if not flagged:
-            text = [f"within thresholds ({key}, n={n_fit}); closest at {m:+.2f} σ"]
-        verdicts.append((flagged, {"reasons": text, "margin": m, **common, "z": zmap, "features": per}))
+        per: dict[str, Any] = {}
+        fired_text: list[str] = []
+        if any(fired_l[i]) or any(missing_l[i]):
+            vals, zs = raw_l[i], z_l[i]
+            ranked: list[tuple[float, str]] = []
+            for j, name in enumerate(names):
+                v = vals[j]
+                if missing_l[i][j]:
+                    per[name] = {"value": v if v == v else None, "z": None, "fired": False, "missing": True}
+                elif fired_l[i][j]:
+                    side = "above" if above[i, j] else "below"
+                    bound = feats[j]["threshold_high"] if side == "above" else feats[j]["threshold_low"]
+                    per[name] = {"value": v, "z": zs[j], "fired": True, "threshold": bound, "side": side}
+                    ranked.append((float(ex[i, j]), f"{name}={v:.4g} {side} {bound:.4g} (robust z={zs[j]:+.1f}, {key}, n={n_fit})"))
+            fired_text = [r for _, r in sorted(ranked, key=lambda t: -t[0])]  # largest exceedance first
+        pf_margin = margin_l[i] if any_l[i] else None
+        pf_flag = None if pf_margin is None else pf_margin > 0
+        bd: dict[str, Any] = {**common, "per_feature": {"flagged": pf_flag, "margin": pf_margin}, "top": top_l[i],
+                              "features": per}  # fmt: skip
+        paper_text = None
+        if jp is not None and p_val_l[i] == p_val_l[i]:
+            side = "above" if p_above_l[i] else "below"
+            bd["paper"] = {"feature": PAPER, "value": p_val_l[i], "threshold": p_thr, "z": p_z_l[i], "above": p_above_l[i]}
+            paper_text = f"paper statistic {PAPER}={p_val_l[i]:.4g} {side} its threshold {p_thr:.4g} (z={p_z_l[i]:+.1f})"
+        if verdict == "combined":
+            s_i = stat_l[i] if comb_ok else math.nan
+            if s_i != s_i:  # no combined statistic: never "clean"
+                reason = f"not calibrated: {why}" if not comb_ok else "not calibrated: no calibrated feature has a value"
+                verdicts.append((None, {**bd, "reasons": [reason], "margin": None}))
+                continue
+            m = margin_c_l[i]
+            flagged = m > 0
+            tops = ", ".join(f"{n} {v:+.1f}" for n, v in top_l[i]) if flagged else ""
+            bd["combined"] = {"statistic": s_i, "threshold": thr, "mode": mode, "flagged": flagged}
+            if flagged:  # a finding says where it comes from; a pass stays short (100,000 of them per base)
+                head = (f"combined {mode} D²/K={s_i:.3g} above threshold {thr:.3g} (ln ratio {m:+.2f}; {key}, n={n_fit}; "
+                        f"largest |z|: {tops})")  # fmt: skip
+            else:
+                head = f"combined {mode} D²/K={s_i:.3g} within threshold {thr:.3g} (ln ratio {m:+.2f})"
+            reasons = [head] + ([paper_text] if paper_text else []) + fired_text
+        else:
+            if pf_flag is None:
+                verdicts.append((None, {**bd, "reasons": ["not calibrated: no calibrated feature has a value"],
+                                        "margin": None}))  # fmt: skip
+                continue
+            m, flagged = pf_margin, pf_flag
+            lines = fired_text if flagged else [f"within thresholds ({key}, n={n_fit}); closest at {m:+.2f} σ"]
+            reasons = lines + ([paper_text] if paper_text else [])
+        verdicts.append((flagged, {**bd, "reasons": reasons, "margin": m}))
     return verdicts

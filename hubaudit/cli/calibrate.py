@@ -13,6 +13,11 @@ from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
 from hubaudit.cli.app import app
 
 
+class CalibrateMethod(str, Enum):
+    combined = "combined"
+    per_feature = "per-feature"
+
+
 class CalibrateFormat(str, Enum):
     table = "table"
     json = "json"
@@ -31,6 +36,11 @@ def calibrate(
     min_n: Annotated[
         int, typer.Option("--min-n", min=2, help="Adapters a stratum (or its pool) needs to be calibrated; below: 'not calibrated'.")
     ] = 30,
+    method: Annotated[
+        CalibrateMethod,
+        typer.Option("--method", "-m", help="Verdict rule: 'combined' (one robust Mahalanobis statistic over every feature; "
+                     "default) or 'per-feature' (flag when any feature is beyond its own threshold)."),
+    ] = CalibrateMethod.combined,
     db: DbOpt = None,
     config: ConfigOpt = None,
     fmt: Annotated[CalibrateFormat, typer.Option("--format", "-f", help="Output format on stdout.")] = CalibrateFormat.table,
@@ -46,9 +56,11 @@ def calibrate(
     from hubaudit.store import Store
 
     with Store.open(resolve_db_url(db, config), create=True) as store:
-        run_id = store.start_run("calibrate", {"base": base, "reference": reference or [], "target_fpr": target_fpr, "min_n": min_n})
+        run_id = store.start_run("calibrate", {"base": base, "reference": reference or [], "target_fpr": target_fpr, "min_n": min_n,
+                                               "method": method.value})  # fmt: skip
         try:
-            summary = calibrate_base(store, base, references=reference or [], target_fpr=target_fpr, min_n=min_n)
+            summary = calibrate_base(store, base, references=reference or [], target_fpr=target_fpr, min_n=min_n,
+                                     method=method.value)  # fmt: skip
         except Exception:
             store.finish_run(run_id, counts={}, exit_status=3)
             raise
@@ -59,8 +71,11 @@ def calibrate(
         for s in summary.strata:
             sys.stdout.write(f"{s['status']}\t{s['n']}\t{s['flagged']}\t{s['fit'] or '-'}\t{s['stratum']}\n")
     v = summary.verdicts
+    if summary.rescored:
+        err_console.print(f"Re-derived {summary.rescored} adapter(s) scored under an older feature set "
+                          f"({summary.featureset_version}) from their stored per-module statistics")  # fmt: skip
     err_console.print(
-        f"Threshold set v{summary.version} for {base} ({summary.method}, N={summary.n}, target FPR {summary.target_fpr}, "
+        f"Threshold set v{summary.version} for {base} ({summary.verdict} verdict, {summary.method}, N={summary.n}, target FPR {summary.target_fpr}, "
         f"min N {summary.min_n}, {summary.n_references} reference(s)): {v['flagged']} flagged, {v['clean']} clean, "
         f"{v['not_calibrated']} not calibrated"
     )

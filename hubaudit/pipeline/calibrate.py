@@ -1,14 +1,20 @@
 """Flow ``calibrate``: fit a base's thresholds from its stored population and re-derive verdicts.
 
 Wires three stages: the store (population, threshold sets, verdicts), stats (scans the
-``--reference`` adapters and supplies each feature's registered direction) and calibrate (the
-pure fit/judge of DESIGN §3, documented in hubaudit/calibrate/fit.py).
+``--reference`` adapters, supplies each feature's registered direction, and re-derives the features
+of adapters scored under an older feature set from their stored per-module statistics) and
+calibrate (the pure fit/judge of DESIGN §3, documented in hubaudit/calibrate/fit.py).
+
+:func:`fit_threshold_set` is the fit exactly as ``hubaudit calibrate`` runs it, minus the store;
+evals/detection and evals/calibration call it so that they measure the shipped detector.
 """
 
 from __future__ import annotations
 
+import gc
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,12 +35,14 @@ class CalibrationSummary:
     version: int
     method: str
     featureset_version: str
+    verdict: str  # "combined" | "per-feature": the rule that sets flagged (threshold set params)
     n: int
     n_references: int
     target_fpr: float
     min_n: int
     strata: list[dict[str, Any]] = field(default_factory=list)
     verdicts: dict[str, int] = field(default_factory=dict)  # flagged / clean / not_calibrated
+    rescored: int = 0  # adapters whose features were re-derived for this feature-set version
 
     @property
     def calibrated(self) -> bool:
@@ -69,6 +77,52 @@ def _scan_references(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, f
     return refs
 
 
+@contextmanager
+def _no_cyclic_gc() -> Iterator[None]:
+    """Pause the cyclic garbage collector: judging a base allocates 100,000 verdict dicts (none in a
+    cycle), and every 700 allocations CPython would otherwise rescan all of them (about a third of
+    the time of a 100,000-adapter calibration, benchmarks/bench_store.py). Reference counting still
+    frees everything."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
+def fit_threshold_set(
+    population: Sequence[tuple[str, dict[str, float | None]]],
+    references: Sequence[tuple[str, dict[str, float | None]]] = (),
+    *,
+    target_fpr: float = 0.01,
+    min_n: int = 30,
+    method: str = cal.DEFAULT_METHOD,
+) -> dict[str, Any]:
+    """The threshold set ``hubaudit calibrate`` fits for (stratum, features) pairs: every feature the
+    stats registry knows, with its registered direction, by hubaudit.calibrate.fit."""
+    names = {k for _, f in population for k in f} | {k for _, f in references for k in f}
+    return cal.fit(population, feature_directions(sorted(names)), target_fpr, min_n, references, method=method)
+
+
+def rescore_stale(store: Store, base: str, featureset_version: str = FEATURESET_VERSION) -> int:
+    """Re-derive, under ``featureset_version``, the features of every adapter of ``base`` whose score
+    was stored under an older feature set, from its stored per-module statistics (every registered
+    feature is a function of them, stats/features.py), and store them. Returns how many."""
+    from hubaudit.models import ModuleStat
+    from hubaudit.stats import compute_features, scored_modules
+
+    stale = store.stale_scores(base, featureset_version)
+    for row in stale:
+        mods = [ModuleStat(**{**m, "singular_values": tuple(m.get("singular_values") or ())}) for m in row["modules"]]
+        row["features"] = compute_features(scored_modules(mods))
+        row["score"] = row["features"].get("global_frobN_std")
+    if stale:
+        store.add_rescored(featureset_version, stale)
+    return len(stale)
+
+
 def threshold_set_dict(row: ThresholdSetRow) -> dict[str, Any]:
     """A stored threshold set in the shape hubaudit.calibrate.judge takes."""
     return {"method": row.method, "n": row.n, "strata": row.strata, "params": row.params}
@@ -82,30 +136,39 @@ def calibrate_base(
     target_fpr: float = 0.01,
     min_n: int = 30,
     featureset_version: str = FEATURESET_VERSION,
+    method: str = cal.DEFAULT_METHOD,
 ) -> CalibrationSummary:
     """Fit a new threshold set for ``base``, store it (deactivating the old) and re-judge every
-    scored revision of the base. Raises NotCalibratedError if the base has no scored adapters."""
+    scored revision of the base. ``method``: "combined" (default) or "per-feature" (fit.py).
+
+    Only scores of ``featureset_version`` are fitted and judged; adapters scored under an older
+    feature set are first re-derived from their stored per-module statistics (:func:`rescore_stale`),
+    so a feature-set bump needs no re-download. Raises NotCalibratedError if the base has no scored
+    adapters."""
+    if method not in cal.METHODS:
+        raise UsageError(f"unknown calibration method {method!r}", hint=f"use one of {', '.join(sorted(cal.METHODS))}")
+    rescored = rescore_stale(store, base, featureset_version)
     population = store.population(base, featureset_version)
     refs = _scan_references(references)
     if not population and not refs:
         raise NotCalibratedError(f"no scored adapters of {base} in the store ({store.url})",
                                  hint=f"ingest or crawl adapters of {base} first")  # fmt: skip
-    names = {k for row in population for k in row.features} | {k for _, f in refs for k in f}
-    directions = feature_directions(sorted(names))
-    ts = cal.fit([(r.stratum, r.features) for r in population], directions, target_fpr, min_n, refs)
-    params = ts["params"] | {"references": [str(Path(p).expanduser().absolute()) for p in references]}
-    ts_id = store.save_threshold_set(base, method=ts["method"], featureset_version=featureset_version, n=ts["n"],
-                                     strata=ts["strata"], params=params)  # fmt: skip
-    judged = cal.judge_many([(r.stratum, r.features) for r in population], ts)
-    verdicts = [(r.revision_id, flagged, bd) for r, (flagged, bd) in zip(population, judged)]
-    store.save_verdicts(ts_id, verdicts)
+    with _no_cyclic_gc():
+        ts = fit_threshold_set([(r.stratum, r.features) for r in population], refs, target_fpr=target_fpr, min_n=min_n,
+                               method=method)  # fmt: skip
+        params = ts["params"] | {"references": [str(Path(p).expanduser().absolute()) for p in references]}
+        ts_id = store.save_threshold_set(base, method=ts["method"], featureset_version=featureset_version, n=ts["n"],
+                                         strata=ts["strata"], params=params)  # fmt: skip
+        judged = cal.judge_many([(r.stratum, r.features) for r in population], ts)
+        verdicts = [(r.revision_id, flagged, bd) for r, (flagged, bd) in zip(population, judged)]
+        store.save_verdicts(ts_id, verdicts)
     active = store.active_threshold_set(base)
     counts = Counter("not_calibrated" if f is None else ("flagged" if f else "clean") for _, f, _ in verdicts)
     return CalibrationSummary(
         base=base, threshold_set_id=ts_id, version=active.version if active else 0, method=ts["method"],
-        featureset_version=featureset_version, n=ts["n"], n_references=len(refs), target_fpr=target_fpr, min_n=min_n,
-        strata=_strata_table(ts["strata"], population, verdicts),
-        verdicts={k: counts.get(k, 0) for k in ("flagged", "clean", "not_calibrated")},
+        featureset_version=featureset_version, verdict=method, n=ts["n"], n_references=len(refs), target_fpr=target_fpr,
+        min_n=min_n, strata=_strata_table(ts["strata"], population, verdicts),
+        verdicts={k: counts.get(k, 0) for k in ("flagged", "clean", "not_calibrated")}, rescored=rescored,
     )  # fmt: skip
 
 
@@ -140,6 +203,7 @@ def _strata_table(strata: dict[str, Any], population: Sequence[Any], verdicts: S
             "fit": entry.get("pool") if entry["status"] == "pooled" else (key if entry["status"] == "calibrated" else None),
             "source": entry.get("source"),
             "n_features": len(entry.get("features", {})),
+            "combined_threshold": (entry.get("combined") or {}).get("threshold"),
             "flagged": flagged.get(key, 0),
         })  # fmt: skip
     return out

@@ -4,8 +4,9 @@ Every feature has a name, a version, a description and a direction ("up": larger
 suspicious, "down": smaller is, "both": either way). ``global_frobN_std`` is the paper's
 statistic and the scan score (DESIGN §2; papers_lora_backdoor.md §1.7, §5.1). A feature whose
 inputs are absent (no MLP modules, one layer, ...) is omitted, never NaN. Families
-(``proj_<name>_frobN_mean``) produce one feature per projection present.
-Changing any definition here means bumping ``constants.FEATURESET_VERSION``.
+(``proj_<name>_frobN_mean``) produce one feature per projection present. The registry ``FEATURES``
+is CORE_FEATURES (below) followed by EXTRA_FEATURES (features_extra.py).
+Changing any definition here or there means bumping ``constants.FEATURESET_VERSION``.
 """
 
 from __future__ import annotations
@@ -14,16 +15,17 @@ import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from hubaudit.models import ModuleStat
+from hubaudit.stats._feature import Direction, Feature, Modules
+from hubaudit.stats.features_extra import EXTRA_FEATURES
 from hubaudit.stats.gram import spectral_entropy, spectral_shares
 
-Direction = Literal["up", "down", "both"]
-Modules = Sequence[ModuleStat]
+__all__ = ["FEATURES", "CORE_FEATURES", "EXTRA_FEATURES", "Direction", "Feature", "Modules", "compute_features",
+           "describe", "module_group", "scored_modules"]  # fmt: skip
 
 # Attention vs MLP: path components decide first (GPT-2's c_proj is in attn.* and mlp.*, BERT's
 # dense in attention.output.* and output.*), then the projection name.
@@ -53,17 +55,6 @@ def module_group(name: str) -> Literal["attn", "mlp"] | None:
     if proj == "dense" and parent.endswith(".output"):  # BERT layer.N.output.dense (after intermediate)
         return "mlp"
     return None
-
-
-@dataclass(frozen=True)
-class Feature:
-    """One registered feature (or family: ``name`` holds ``{projection}`` and fn returns a dict)."""
-
-    name: str
-    version: int
-    description: str
-    direction: Direction
-    fn: Callable[[Modules], float | None | dict[str, float]]
 
 
 def _linear(ms: Modules) -> list[ModuleStat]:
@@ -168,7 +159,7 @@ def _eff_rank(ms: Modules) -> float | None:
     return float(np.mean([math.exp(spectral_entropy(p)) for p in ps])) if ps else None
 
 
-FEATURES: tuple[Feature, ...] = (
+CORE_FEATURES: tuple[Feature, ...] = (
     Feature("global_frobN_std", 1, "population std (ddof=0) of f_m = ‖s·BA‖_F/√(d_out·d_in) over all LoRA "
             "modules; the paper's statistic and the scan score", "up", _std),
     Feature("global_frobN_mean", 1, "mean of f_m over all LoRA modules", "up", _mean),
@@ -189,6 +180,10 @@ FEATURES: tuple[Feature, ...] = (
     Feature("spectral_entropy_mean", 1, "mean over modules of −Σ p ln p, p = σ²/Σσ² (nats)", "down", _entropy),
     Feature("effective_rank_mean", 1, "mean over modules of exp(spectral entropy)", "down", _eff_rank),
 )  # fmt: skip
+
+# The registry (feature set "fs-2", constants.FEATURESET_VERSION): fs-1 was CORE_FEATURES alone; fs-2 adds
+# the scale-free profile features of features_extra.py (issue 9), which the combined verdict needs.
+FEATURES: tuple[Feature, ...] = CORE_FEATURES + EXTRA_FEATURES
 
 
 def scored_modules(modules: Modules) -> list[ModuleStat]:

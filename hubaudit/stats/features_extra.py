@@ -7,8 +7,9 @@ the *shape* of the update (which projections and which layers carry it), where a
 has to be routed through a few attention heads or layers could show. Also per-projection
 spectral concentration (the 2602.15195 statistics are per projection, §2.2).
 
-Not in ``hubaudit.stats.features.FEATURES`` yet (that module belongs to the scanner and is being
-finished); :func:`compute_extra` computes them beside ``compute_features``. Families use the
+Registered since feature set fs-2: ``hubaudit.stats.features.FEATURES`` = CORE_FEATURES +
+EXTRA_FEATURES, so ``compute_features`` computes them; :func:`compute_extra` computes these alone.
+Families use the
 registry's ``{projection}`` placeholder; for ``layer_{projection}_frobN_rel`` it holds the layer
 index and for ``module_{projection}_frobN_rel`` "layer.projection", so ``describe``'s prefix/suffix matching works unchanged.
 """
@@ -22,7 +23,7 @@ from collections import defaultdict
 import numpy as np
 
 from hubaudit.models import ModuleStat
-from hubaudit.stats.features import Feature, Modules, compute_features, describe
+from hubaudit.stats._feature import Feature, Modules
 from hubaudit.stats.gram import spectral_shares
 
 
@@ -122,9 +123,13 @@ EXTRA_FEATURES: tuple[Feature, ...] = (
 
 def compute_extra(modules: Modules) -> dict[str, float]:
     """All EXTRA_FEATURES over ``modules`` (pass ``scored_modules(all_modules)``); absent → omitted."""
+    from hubaudit.stats.features import compute_features  # features.py imports this module
+
     return compute_features(modules, EXTRA_FEATURES)
 
 
 def describe_extra(name: str) -> Feature | None:
     """Registry entry of a computed extra feature name (families matched by prefix and suffix)."""
+    from hubaudit.stats.features import describe
+
     return describe(name, EXTRA_FEATURES)

@@ -39,7 +39,7 @@ def test_empirical_false_positive_rate_is_near_the_target():
     rng = np.random.default_rng(2)
     names = {f"f{i}": d for i, d in enumerate(["up", "down", "both", "up"])}
     pop = [(S, {k: float(math.exp(rng.normal(0, 0.3))) for k in names}) for _ in range(400)]
-    ts = fit(pop, names, target_fpr=0.02, min_n=30)
+    ts = fit(pop, names, target_fpr=0.02, min_n=30, method="per-feature")
     fresh = [{k: float(math.exp(rng.normal(0, 0.3))) for k in names} for _ in range(20000)]
     fpr = np.mean([judge(f, S, ts)[0] for f in fresh])
     assert 0.002 < fpr < 0.04  # Bonferroni over 4 features: at most ~target, not wildly below
@@ -49,14 +49,14 @@ def test_two_sided_features_fire_on_both_tails_one_sided_only_on_theirs():
     rng = np.random.default_rng(3)
     pop = [(S, {"up": float(math.exp(rng.normal(0, 0.1))), "both": float(math.exp(rng.normal(0, 0.1))),
                 "down": float(math.exp(rng.normal(0, 0.1)))}) for _ in range(100)]  # fmt: skip
-    ts = fit(pop, {"up": "up", "both": "both", "down": "down"}, 0.01, 30)
+    ts = fit(pop, {"up": "up", "both": "both", "down": "down"}, 0.01, 30, method="per-feature")
     mid = {"up": 1.0, "both": 1.0, "down": 1.0}
     assert judge(mid, S, ts)[0] is False
     for name, value, fires in [("up", 3.0, True), ("up", 0.3, False), ("down", 0.3, True), ("down", 3.0, False),
                                ("both", 3.0, True), ("both", 0.3, True)]:  # fmt: skip
         flagged, bd = judge(mid | {name: value}, S, ts)
         assert flagged is fires, (name, value)
-        assert (name in bd["features"]) is fires and bd["z"][name] is not None
+        assert (name in bd["features"]) is fires and any(t[0] == name for t in bd["top"])
         if fires:
             assert bd["features"][name]["fired"] and bd["features"][name]["threshold"] > 0
         assert (bd["margin"] > 0) is fires
@@ -92,7 +92,7 @@ def test_small_strata_borrow_their_pool_across_ranks():
 
 
 def test_zero_spread_stratum_uses_the_scale_floor():
-    ts = fit([(S, {"f": 0.5, "g": 0.0})] * 50, {"f": "up", "g": "both"}, 0.01, 30)
+    ts = fit([(S, {"f": 0.5, "g": 0.0})] * 50, {"f": "up", "g": "both"}, 0.01, 30, method="per-feature")
     feat = ts["strata"][S]["features"]
     assert feat["f"]["scale"] == pytest.approx(0.01) and feat["g"]["transform"] == "identity"
     assert judge({"f": 0.5 * 1.005, "g": 0.0}, S, ts)[0] is False  # 0.5 % is noise, not a finding
@@ -140,11 +140,11 @@ def test_invalid_arguments():
 @settings(max_examples=60, deadline=None)
 @given(st.lists(st.floats(1e-6, 1e6), min_size=30, max_size=60), st.floats(1e-6, 1e7), st.sampled_from(["up", "down", "both"]))
 def test_margin_positive_exactly_when_flagged(values, probe, direction):
-    ts = fit([(S, {"f": v}) for v in values], {"f": direction}, 0.01, 30)
+    ts = fit([(S, {"f": v}) for v in values], {"f": direction}, 0.01, 30, method="per-feature")
     flagged, bd = judge({"f": probe}, S, ts)
     assert flagged is (bd["margin"] > 0)
     assert flagged is any(f["fired"] for f in bd["features"].values())
-    assert set(bd["z"]) == {"f"}
+    assert [t[0] for t in bd["top"]] == ["f"]
 
 
 def test_judge_many_equals_judge_one_by_one():

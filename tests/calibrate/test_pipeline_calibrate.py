@@ -47,7 +47,7 @@ def test_versions_and_rederived_verdicts(store):
     rows = {r.revision_id: r for r in store.audit_rows(BASE)}
     assert rows[outlier].flagged is True and rows[outlier].threshold_set_id == s1.threshold_set_id
     assert any(r.startswith("global_frobN_std=") for r in rows[outlier].breakdown["reasons"])
-    assert set(rows[ids[0]].breakdown["z"]) == {"global_frobN_std", "global_frobN_mean"}  # no direction: not calibrated on
+    assert {t[0] for t in rows[ids[0]].breakdown["top"]} == {"global_frobN_std", "global_frobN_mean"}  # no direction: not calibrated on
     assert sum(rows[i].flagged for i in ids) <= 2
 
     new = _add(store, rng, 5, start=200)
