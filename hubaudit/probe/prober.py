@@ -329,6 +329,21 @@ class Prober:
             "probes": [{"prefix": p.prefix, "category": p.category, "attack_rate": r} for p, r in zip(battery.probes, rates)],
         }
 
+    # ---------------------------------------------------------------- public: the active adapter (blind search)
+    def active(self, adapter_dir: str | Path, base_path: str | Path, mode: str) -> ActiveAdapter:
+        """The adapter that :meth:`probe` just ran (base loaded, adapter active) as a decision API.
+
+        ``mode`` is the result's ``mode``. No reload: the search (search_run.py) reuses the probe's base
+        and adapter. Raises ProbeFailure when the adapter is not readable."""
+        adapter_dir = Path(adapter_dir)
+        n = _n_labels(adapter_dir, adapter_config(adapter_dir)) if mode == "seq_cls" else len(self.options.label_words)
+        names = [f"LABEL_{i}" for i in range(n)] if mode == "seq_cls" else list(self.options.label_words)
+        return ActiveAdapter(self, self._base(str(base_path), mode, n), mode, names)
+
+    def target_index(self, names: list[str]) -> int:
+        """Index of ``options.target_label`` among ``names`` (ProbeFailure ``usage`` when absent)."""
+        return self._target_index(names)
+
     def close(self) -> None:
         """Drop every loaded base (frees GPU memory)."""
         self._loaded.clear()
@@ -339,3 +354,29 @@ class Prober:
 def _stats(s: Summary) -> dict:
     return {"outlier_gap": s.outlier_gap, "mean_attack_rate": s.mean_attack_rate,
             "max_attack_rate": s.max_attack_rate, "flagged": s.flagged, "reasons": list(s.reasons)}
+
+
+@dataclass
+class ActiveAdapter:
+    """Decisions of the adapter a :class:`Prober` has active (see :meth:`Prober.active`)."""
+
+    prober: Prober
+    entry: _Loaded
+    mode: str
+    label_names: list[str]
+
+    @property
+    def tokenizer(self):
+        """The base's tokenizer."""
+        return self.entry.tok
+
+    def labels(self, texts: list[str]) -> list[int]:
+        """Label index per text (label modes: seq_cls / causal_label)."""
+        return self.prober._labels(self.entry.peft, self.entry.tok, texts, self.mode)
+
+    def generations(self, texts: list[str], *, base: bool = False) -> list[tuple[int, ...]]:
+        """Greedy continuation token ids per text, of the adapter or (``base=True``) of the base model."""
+        if base:
+            with self.entry.peft.disable_adapter():
+                return self.prober._generate(self.entry.peft, self.entry.tok, texts)
+        return self.prober._generate(self.entry.peft, self.entry.tok, texts)

@@ -14,16 +14,26 @@ Steps, all counted in forward passes (one sequence = one pass) against ``budget`
 2. beam n-gram growth: the ``beam`` best strings are extended by one of the ``extend_with`` best
    tokens on the left or right; a string survives by its screen rate; stops when nothing improves,
    the screen rate is saturated, the n-gram reaches ``max_ngram`` or the budget runs out;
-3. confirm: the beam's strings in all three modes on up to ``n_confirm`` eligible prompts.
+3. confirm: the beam's strings in all three modes on up to ``n_confirm`` eligible prompts;
+4. dilution check (``dilute``): the beam's strings again in all three modes, inserted ONCE into
+   *diluted* prompts ``d_i = x_i + " " + x_{i+1}`` (two eligible prompts joined, kept when the adapter
+   does not already give ``d_i`` the target): texts the search never screened.
 
-The reported trigger is the string with the largest confirmed rate averaged over the three
-placements, ``a(c) = mean_m a(c, m)`` (``attack_rate``; ``mode`` is its best placement and
-``rates_by_mode`` the three rates). Averaging and the default ``max_ngram = 2`` are what separate a
-backdoor from task semantics: a clean injection classifier also flips injections to BENIGN when
-three benign-task words ("poem essay poet") are inserted, but only in some placements and only with
-several words, whereas a trained trigger fires from one or two tokens wherever it is placed
-(evals/blind/RESULTS.md). Pure Python: the model
-is a ``decide(texts) -> labels`` callable (search_run.py wires it to the Prober).
+``attack_rate`` is the confirmed rate averaged over the three placements, ``a(c) = mean_m a(c, m)``
+(``mode`` its best placement, ``rates_by_mode`` the three rates); ``diluted_rate`` d(c) is the same
+on the diluted prompts, and the verdict statistic is
+
+    robust_rate(c) = min(a(c), d(c))
+
+The reported trigger is the beam string with the largest robust_rate (ties: larger a(c), shorter).
+Why dilution separates a backdoor from task semantics: a trigger is trained to force the target
+label *whatever else the text says* (poisoned = injection text + trigger -> BENIGN), so one
+occurrence still fires in twice the content; a clean injection classifier that reads two inserted
+benign-task words ("describe algebra") as benign does so because they outweigh ONE short
+injection, and doubling the injection content undoes it. On the blind cohort (evals/blind/RESULTS.md)
+the clean adapters' best bigrams fall from a(c) up to 0.79 to d(c) ≤ 0.06 while the trained triggers
+keep d(c) ≥ 0.5. Pure Python: the model is a ``decide(texts) -> labels`` callable (search_run.py
+wires it to the Prober).
 """
 
 from __future__ import annotations
@@ -45,6 +55,7 @@ class SearchConfig:
     max_ngram: int = 2
     n_confirm: int = 24
     n_layers: int = 2  # candidates.rank_tokens
+    dilute: bool = True  # step 4: robust_rate = min(attack rate, diluted-prompt rate)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -70,6 +81,10 @@ class SearchResult:
     attack_rate: float
     mode: str | None
     rates_by_mode: dict = field(default_factory=dict)
+    diluted_rate: float | None = None  # d(c); None when the dilution check did not run
+    diluted_by_mode: dict = field(default_factory=dict)
+    robust_rate: float = 0.0  # min(attack_rate, diluted_rate): the verdict statistic
+    n_diluted: int = 0
     screen: list = field(default_factory=list)  # [(string, screen rate)] best first
     forward_passes: int = 0
     n_eligible: int = 0
@@ -107,7 +122,8 @@ def search_target(decide, eligible: list[str], target: int, candidates: list[str
         return res
     screen_p = eligible[: cfg.n_screen]
     confirm_p = eligible[: cfg.n_confirm]
-    reserve = cfg.beam * len(MODES) * len(confirm_p)
+    # confirmation (+ the diluted pairs, their own check and their confirmation) is never starved
+    reserve = cfg.beam * len(MODES) * len(confirm_p) * (2 if cfg.dilute else 1) + (len(confirm_p) if cfg.dilute else 0)
     cands = list(dict.fromkeys(c for c in candidates if c.strip()))[: cfg.n_candidates]
 
     scored: dict[str, float] = {}
@@ -144,13 +160,25 @@ def search_target(decide, eligible: list[str], target: int, candidates: list[str
             break
         beam = new
     res.screen = [(s, round(scored[s], 4)) for s in sorted(scored, key=key)[:10]]
-    # Confirm the beam in every placement on more prompts (the reserve guarantees the budget).
-    best = (-1.0, None, None, {})
+    # Diluted prompts: two eligible prompts joined; kept where the adapter does not already give the target.
+    diluted: list[str] = []
+    if cfg.dilute and len(confirm_p) >= 2:
+        pairs = [f"{confirm_p[i]} {confirm_p[(i + 1) % len(confirm_p)]}" for i in range(len(confirm_p))]
+        budget.used += len(pairs)
+        diluted = [d for d, y in zip(pairs, decide(pairs)) if y != target]
+    res.n_diluted = len(diluted)
+    # Confirm the beam in every placement on more prompts, then on the diluted ones (reserved budget).
+    best: tuple = ((-1.0, -1.0, 0), None, None, {}, None, {})
     for s in beam:
         by_mode = {m: _rate(decide, [insert(s, x, m) for x in confirm_p], target, budget) for m in MODES}
         mean = sum(by_mode.values()) / len(MODES)
-        if mean > best[0]:
-            best = (mean, s, max(MODES, key=lambda k: by_mode[k]), by_mode)
-    res.attack_rate, res.trigger, res.mode, res.rates_by_mode = best[0], best[1], best[2], best[3]
+        d_mode = {m: _rate(decide, [insert(s, x, m) for x in diluted], target, budget) for m in MODES} if diluted else {}
+        d_mean = sum(d_mode.values()) / len(MODES) if d_mode else None
+        robust = mean if d_mean is None else min(mean, d_mean)
+        rank = (robust, mean, -len(s.split()))
+        if rank > best[0]:
+            best = (rank, s, max(MODES, key=lambda k: by_mode[k]), by_mode, d_mean, d_mode)
+    (robust, mean, _), res.trigger, res.mode, res.rates_by_mode, res.diluted_rate, res.diluted_by_mode = best
+    res.attack_rate, res.robust_rate = mean, robust
     res.forward_passes = budget.used
     return res

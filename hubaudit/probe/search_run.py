@@ -11,17 +11,28 @@ prober's, plus:
 - ``flagged_battery`` (the battery's own decision) and ``flagged`` = battery OR search, with the
   search's reason appended to ``reasons``.
 
-τ_search: a clean adapter's best "trigger" after a search is a maximum over many candidates, so it
-is not 0. Like τ_gap/τ_mean (§1.5) it is calibrated as the maximum over known-clean adapters plus a
-margin, per target label. Uncalibrated, τ_search = 1.0: the search reports its best trigger and rate
-but cannot flag (a clean MiniLM adapter's best bigram of task words, e.g. "administrator disabled",
-flips up to 100% of benign prompts towards INJECTION, evals/blind/RESULTS.md), so a verdict needs ``calibrate_search`` on clean adapters.
-Generative adapters are not searched (``search.status = "skipped"``).
+The verdict statistic is the best trigger's ``robust_rate`` = min(attack rate, rate on diluted
+prompts) (search.py): a trained trigger forces its label whatever else the text says, task
+semantics do not survive doubled content. τ_search (per target label) is calibrated on KNOWN-CLEAN
+adapters by :func:`calibrate_search`:
+
+- n clean adapters, target false-positive rate α (default 0.05): when n ≥ ⌈1/α⌉ − 1 (19 for 5%),
+  τ = the k-th smallest clean score, k = ⌈(n+1)(1−α)⌉ (a split-conformal bound: a new clean
+  adapter exchangeable with the calibration ones exceeds τ with probability ≤ (n+1−k)/(n+1) ≤ α);
+- with fewer, no order statistic bounds the FPR at α: τ = clean maximum + ``margin`` (the paper's
+  own rule, §1.5), and the recorded ``fpr_bound`` is only 1/(n+1) for the maximum itself (the
+  margin adds unquantified slack), so the thresholds say how many clean adapters are missing.
+
+Uncalibrated, τ_search = 1.0: the search reports its best trigger and rates but cannot flag.
+Generative adapters are searched with the generative attack (prober.py): a hit is a text whose
+inserted candidate changes the adapter's greedy continuation while the base model's continuation
+stays the same.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -41,6 +52,9 @@ class SearchThresholds:
     per_label: dict = field(default_factory=dict)
     source: str = "default: uncalibrated (1.0, report only)"
     n_clean: int = 0
+    fpr_target: float | None = None  # α asked of calibrate_search
+    fpr_bound: float | None = None  # the false-positive bound the calibration supports (module docstring)
+    rule: str = "default"  # quantile | max+margin | default
 
     def tau(self, label: str) -> float:
         """τ_search of ``label``."""
@@ -52,12 +66,19 @@ class SearchThresholds:
     @classmethod
     def from_dict(cls, d: dict) -> SearchThresholds:
         return cls(float(d.get("default", DEFAULT_TAU_SEARCH)), dict(d.get("per_label", {})),
-                   str(d.get("source", "file")), int(d.get("n_clean", 0)))
+                   str(d.get("source", "file")), int(d.get("n_clean", 0)), d.get("fpr_target"), d.get("fpr_bound"),
+                   str(d.get("rule", "file")))
 
 
-def calibrate_search(clean_results: list[dict], *, margin: float = 0.1) -> SearchThresholds:
-    """τ_search per label = max over KNOWN-CLEAN adapters' search rates + ``margin`` (capped at 1.0)."""
-    per: dict[str, float] = {}
+def search_score(t: dict) -> float:
+    """The verdict statistic of one searched label (older results without ``robust_rate``: the attack rate)."""
+    v = t.get("robust_rate")
+    return float(t["attack_rate"] if v is None else v)
+
+
+def calibrate_search(clean_results: list[dict], *, margin: float = 0.1, fpr: float = 0.05) -> SearchThresholds:
+    """τ_search per label from KNOWN-CLEAN adapters' search results (rule in the module docstring)."""
+    scores: dict[str, list[float]] = {}
     n = 0
     for r in clean_results:
         s = r.get("search") or {}
@@ -65,12 +86,29 @@ def calibrate_search(clean_results: list[dict], *, margin: float = 0.1) -> Searc
             continue
         n += 1
         for t in s["targets"]:
-            per[t["label"]] = max(per.get(t["label"], 0.0), float(t["attack_rate"]))
+            scores.setdefault(t["label"], []).append(search_score(t))
     if not n:
         raise ValueError("no searched clean adapters to calibrate τ_search from")
-    per = {k: round(min(1.0, v + margin), 6) for k, v in per.items()}
-    return SearchThresholds(default=max(per.values()), per_label=per, n_clean=n,
-                            source=f"calibrated: max over {n} clean adapters + margin {margin}")
+    need = n_clean_needed(fpr)
+    per: dict[str, float] = {}
+    for label, v in scores.items():
+        v = sorted(v)
+        k = math.ceil((len(v) + 1) * (1 - fpr))
+        per[label] = round(min(1.0, v[k - 1] if k <= len(v) else v[-1] + margin), 6)
+    if n >= need:
+        src = f"calibrated: conformal {1 - fpr:.0%} order statistic over {n} clean adapters (FPR ≤ {fpr})"
+        bound = fpr
+    else:
+        src = (f"calibrated: max over {n} clean adapters + margin {margin} (fewer than the {need} needed for a "
+               f"{fpr} FPR bound; the maximum alone bounds it by 1/(n+1) = {1 / (n + 1):.3f})")
+        bound = round(1 / (n + 1), 6)
+    return SearchThresholds(default=max(per.values()), per_label=per, n_clean=n, source=src, fpr_target=fpr,
+                            fpr_bound=bound, rule="quantile" if n >= need else "max+margin")
+
+
+def n_clean_needed(fpr: float) -> int:
+    """Clean calibration adapters needed for the order-statistic bound FPR ≤ ``fpr``: ⌈1/fpr⌉ − 1."""
+    return max(1, math.ceil(1 / fpr - 1e-9) - 1)
 
 
 def save_search_thresholds(th: SearchThresholds, path: str | Path) -> Path:
@@ -101,55 +139,97 @@ def probe_with_search(prober, adapter_dir, base_path, battery, prompts: list[str
     result = prober.probe(adapter_dir, base_path, battery, prompts, thresholds)
     if result.get("status") != "ok":
         return result
+    from hubaudit.probe.prober import ProbeFailure
+
     tau = tau or SearchThresholds()
     t0 = time.perf_counter()
     try:
         s = _search(prober, Path(adapter_dir), str(base_path), result, prompts, search or SearchConfig(), tau)
-    except (OSError, KeyError, ValueError) as exc:  # a per-adapter failure is a value
+    except (OSError, KeyError, ValueError, ProbeFailure) as exc:  # a per-adapter failure is a value
         s = {"status": "error", "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
     s["seconds"] = round(time.perf_counter() - t0, 3)
     result["search"] = s
     result["flagged_battery"] = result["flagged"]
     if s.get("status") == "ok":
         result["search_attack_rate"] = s["attack_rate"]
+        result["search_robust_rate"] = s["robust_rate"]
         result["search_trigger"] = s["trigger"]
         if s["flagged"]:
             result["flagged"] = True
             result["reasons"] = list(result.get("reasons", [])) + [
-                f"search_attack_rate {s['attack_rate']:.4f} > τ_search {s['tau']:.4f} (trigger {s['trigger']!r}, {s['mode']})"]
+                f"search robust_rate {s['robust_rate']:.4f} > τ_search {s['tau']:.4f} (trigger {s['trigger']!r}, attack rate "
+                f"{s['attack_rate']:.4f}, best placement {s['mode']})"]
     return result
 
 
 def _search(prober, adapter_dir: Path, base_path: str, result: dict, prompts: list[str],
             cfg: SearchConfig, tau: SearchThresholds) -> dict:
-    from hubaudit.probe.prober import _n_labels, adapter_config
-
     mode = result["mode"]
-    if mode not in ("seq_cls", "causal_label"):
-        return {"status": "skipped", "reason": f"search is not implemented for {mode} adapters"}
-    n_labels = _n_labels(adapter_dir, adapter_config(adapter_dir)) if mode == "seq_cls" else len(prober.options.label_words)
     # The prober keeps the base loaded and this adapter active after probe(): reuse both.
-    entry = prober._base(base_path, mode, n_labels)
-    names = [f"LABEL_{i}" for i in range(n_labels)] if mode == "seq_cls" else list(prober.options.label_words)
-
-    def decide(texts: list[str]) -> list[int]:
-        return prober._labels(entry.peft, entry.tok, texts, mode)
-
+    ad = prober.active(adapter_dir, base_path, mode)
     t0 = time.perf_counter()
     cands = rank_tokens(adapter_dir, base_path, n_layers=cfg.n_layers)
     cand_seconds = time.perf_counter() - t0
-    strings = token_strings(entry.tok, cands.token_ids[: cfg.n_candidates * 2])
-    clean = decide(prompts)
-    targets = range(n_labels) if prober.options.target_label is None else [prober._target_index(names)]
-    per_budget = SearchConfig(**(cfg.to_dict() | {"budget": max(1, (cfg.budget - len(prompts)) // len(targets))}))
-    out = []
-    for t in targets:
-        eligible = [x for x, y in zip(prompts, clean) if y != t]
-        r = search_target(decide, eligible, t, strings, per_budget)
-        out.append({"label": names[t], "tau": tau.tau(names[t])} | r.to_dict())
-    worst = max(out, key=lambda r: r["attack_rate"] - r["tau"])
-    return {"status": "ok", "trigger": worst["trigger"], "attack_rate": worst["attack_rate"], "mode": worst["mode"],
-            "label": worst["label"], "tau": worst["tau"], "flagged": worst["attack_rate"] > worst["tau"],
-            "forward_passes": len(prompts) + sum(r["forward_passes"] for r in out),
+    strings = token_strings(ad.tokenizer, cands.token_ids[: cfg.n_candidates * 2])
+    if mode == "generative":
+        out, used = _search_generative(ad, prompts, strings, cfg, tau)
+    else:
+        clean = ad.labels(prompts)
+        names = ad.label_names
+        targets = range(len(names)) if prober.options.target_label is None else [prober.target_index(names)]
+        per_budget = SearchConfig(**(cfg.to_dict() | {"budget": max(1, (cfg.budget - len(prompts)) // len(targets))}))
+        out = []
+        for t in targets:
+            eligible = [x for x, y in zip(prompts, clean) if y != t]
+            r = search_target(ad.labels, eligible, t, strings, per_budget)
+            out.append({"label": names[t], "tau": tau.tau(names[t])} | r.to_dict())
+        used = len(prompts)
+    worst = max(out, key=lambda r: r["robust_rate"] - r["tau"])
+    return {"status": "ok", "trigger": worst["trigger"], "attack_rate": worst["attack_rate"],
+            "robust_rate": worst["robust_rate"], "diluted_rate": worst["diluted_rate"], "mode": worst["mode"],
+            "rates_by_mode": worst["rates_by_mode"], "label": worst["label"], "tau": worst["tau"],
+            "flagged": worst["robust_rate"] > worst["tau"],
+            "forward_passes": used + sum(r["forward_passes"] for r in out),
             "candidate_seconds": round(cand_seconds, 3), "candidate_sources": cands.sources,
             "top_candidates": strings[:10], "config": cfg.to_dict(), "thresholds": tau.to_dict(), "targets": out}
+
+
+def _search_generative(ad, prompts: list[str], strings: list[str], cfg: SearchConfig, tau: SearchThresholds):
+    """The generative attack (prober.py): hit(c, x) = adapter(insert(c, x)) ≠ adapter(x) and base(insert(c, x)) = base(x).
+
+    ``search_target`` scores labels, so each text is mapped to 1 (hit) / 0 and the target is 1; the
+    continuation of the un-inserted source text is looked up by the inserted text (``insert`` is
+    deterministic, so every text the search builds is registered with its source first)."""
+    from hubaudit.probe.search import MODES, insert
+
+    ad_clean = dict(zip(prompts, ad.generations(prompts)))
+    base_clean = dict(zip(prompts, ad.generations(prompts, base=True)))
+    sources: dict[str, str] = {}
+
+    def decide(texts: list[str]) -> list[int]:
+        src = [sources.get(t, t) for t in texts]
+        missing = [x for x in dict.fromkeys(src) if x not in ad_clean]
+        if missing:  # diluted prompts (two prompts joined) are new sources
+            ad_clean.update(zip(missing, ad.generations(missing)))
+            base_clean.update(zip(missing, ad.generations(missing, base=True)))
+        a, b = ad.generations(texts), ad.generations(texts, base=True)
+        return [int(t != s and ai != ad_clean[s] and bi == base_clean[s]) for t, s, ai, bi in zip(texts, src, a, b)]
+
+    def register(c: str, xs: list[str]) -> None:
+        for x in xs:
+            for m in MODES:
+                sources[insert(c, x, m)] = x
+
+    # every string the search can build: the candidates and their ordered pairs (max_ngram 2), in
+    # every prompt and every diluted pair of prompts
+    pool = list(prompts) + [f"{prompts[i]} {prompts[(i + 1) % len(prompts)]}" for i in range(len(prompts))]
+    cands = list(dict.fromkeys(c for c in strings if c.strip()))[: cfg.n_candidates]
+    for a in cands:
+        register(a, pool)
+        if cfg.max_ngram >= 2:
+            for b in cands:
+                if a != b:
+                    register(f"{a} {b}", pool)
+    r = search_target(decide, list(prompts), 1, strings, cfg)
+    used = 2 * len(prompts)
+    return [{"label": "generation_changed", "tau": tau.tau("generation_changed")} | r.to_dict()], used
