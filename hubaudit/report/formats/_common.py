@@ -53,6 +53,7 @@ def adapter_dict(e: AdapterEntry) -> dict[str, Any]:
         "threshold_set_version": e.threshold_set_version,
         "probe": e.probe,
         "probe_flagged": e.probe_flagged,
+        "probe_search": search_info(e.probe),  # the recovered trigger (issue 10)
         "first_seen": iso(e.first_seen),
         "last_seen": iso(e.last_seen),
         "downloads": e.downloads,
@@ -142,3 +143,50 @@ def fired_names(reasons: tuple[str, ...] | list[str]) -> str:
     """Short "features fired" text: the feature names of judge.py's reasons (``name=value above ...``)."""
     names = [r.split("=", 1)[0].strip() if "=" in r else r for r in reasons]
     return ", ".join(dict.fromkeys(names))
+
+
+# ---------------------------------------------------------------- blind trigger search (issue 10)
+_POSITIONS = ("prefix", "middle", "suffix")
+
+
+def search_info(probe: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The blind search's outcome from a probe result: None when no search ran.
+
+    ``status`` ok: the recovered ``trigger``, its ``attack_rate`` (mean over insertion positions),
+    ``robust_rate`` (the verdict statistic), ``rates_by_mode`` per position, ``positions`` = the
+    positions where it flips at least half the prompts, ``label``, ``tau``, ``flagged``; otherwise
+    ``status`` and ``reason`` (e.g. skipped), so a report never shows a missing search as clean."""
+    s = (probe or {}).get("search")
+    if not isinstance(s, dict):
+        return None
+    if s.get("status") != "ok":
+        return {"status": s.get("status") or "unknown", "reason": s.get("reason")}
+    by_mode = s.get("rates_by_mode")
+    if by_mode is None:  # results stored before rates were copied to the top level
+        t = next((t for t in s.get("targets", []) if t.get("label") == s.get("label")), {})
+        by_mode = t.get("rates_by_mode") or {}
+    return {
+        "status": "ok", "trigger": s.get("trigger"), "attack_rate": s.get("attack_rate"),
+        "robust_rate": s.get("robust_rate", s.get("attack_rate")), "diluted_rate": s.get("diluted_rate"),
+        "rates_by_mode": {m: by_mode[m] for m in _POSITIONS if m in by_mode},
+        "positions": [m for m in _POSITIONS if (by_mode.get(m) or 0) >= 0.5],
+        "label": s.get("label"), "tau": s.get("tau"), "flagged": s.get("flagged"),
+        "forward_passes": s.get("forward_passes"),
+    }
+
+
+def trigger_text(probe: dict[str, Any] | None) -> str:
+    """One line: ``'cf' → LABEL_0, attack rate 1.00 (prefix 1.00 / middle 1.00 / suffix 1.00)``; '-' when no search."""
+    info = search_info(probe)
+    if info is None:
+        return "-"
+    if info["status"] != "ok":
+        return f"search {info['status']}" + (f": {info['reason']}" if info.get("reason") else "")
+    if info["trigger"] is None:
+        return "no trigger found"
+    rates = " / ".join(f"{m} {info['rates_by_mode'][m]:.2f}" for m in _POSITIONS if m in info["rates_by_mode"])
+    robust = info.get("robust_rate")
+    extra = f", robust {robust:.2f}" if robust is not None and robust != info["attack_rate"] else ""
+    verdict = " [flagged]" if info.get("flagged") else ""
+    return (f"{info['trigger']!r} → {info['label']}, attack rate {info['attack_rate']:.2f}{extra}"
+            f"{' (' + rates + ')' if rates else ''}{verdict}")

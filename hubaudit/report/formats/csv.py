@@ -11,7 +11,7 @@ import csv
 import io
 from typing import Any
 
-from hubaudit.report.formats._common import iso
+from hubaudit.report.formats._common import iso, search_info
 from hubaudit.report.formats.interface import ReportFormat
 from hubaudit.report.model import AdapterEntry, Report
 
@@ -34,6 +34,9 @@ REPORT_CSV_COLUMNS = (
     "first_seen",
     "downloads",
     "url",
+    "probe_trigger",  # appended (issue 10): the blind search's recovered trigger, its rate, where it fires
+    "probe_trigger_rate",
+    "probe_trigger_positions",
 )
 
 
@@ -78,7 +81,18 @@ def _row(report: Report, e: AdapterEntry) -> dict[str, Any]:
         "first_seen": iso(e.first_seen),
         "downloads": e.downloads,
         "url": e.url,
-    }
+    } | _search_cells(e)
+
+
+def _search_cells(e: AdapterEntry) -> dict[str, Any]:
+    """The recovered trigger's cells (empty when no search ran; the status when it did not finish)."""
+    info = search_info(e.probe)
+    if info is None:
+        return {}
+    if info["status"] != "ok":
+        return {"probe_trigger": f"search {info['status']}"}
+    return {"probe_trigger": info["trigger"], "probe_trigger_rate": info["attack_rate"],
+            "probe_trigger_positions": ";".join(info["positions"])}
 
 
 class CsvFormat(ReportFormat):

@@ -14,7 +14,9 @@ from hubaudit.report.formats._common import (
     fmt_margin,
     fmt_num,
     probe_text,
+    search_info,
     short_sha,
+    trigger_text,
     verdict_text,
 )
 from hubaudit.report.formats._plots import norm_heatmaps, score_histogram
@@ -117,7 +119,39 @@ def _probe_table(e: AdapterEntry) -> str:
         f"<tr><th>{escape(str(k))}</th><td>{escape(v if isinstance(v, str) else json.dumps(v, default=str))}</td></tr>"
         for k, v in sorted(e.probe.items()) if not isinstance(v, (list, dict)) or len(json.dumps(v, default=str)) < 300
     )
-    return f'<table class="kv probe"><tbody>{rows}</tbody></table>'
+    return _search_block(e) + f'<table class="kv probe"><tbody>{rows}</tbody></table>'
+
+
+def _search_block(e: AdapterEntry) -> str:
+    """The blind search's recovered trigger, its attack rate and where it fires (issue 10); '' without a search."""
+    info = search_info(e.probe)
+    if info is None:
+        return ""
+    if info["status"] != "ok":
+        return f'<p class="search muted">Blind trigger search: {escape(trigger_text(e.probe))}.</p>'
+    rows = [("recovered trigger", f"<code>{escape(repr(info['trigger']))}</code>"),
+            ("target label", escape(str(info["label"]))),
+            ("attack rate (mean over positions)", fmt_num(info["attack_rate"], 3)),
+            ("robust rate (verdict statistic)", f"{fmt_num(info['robust_rate'], 3)} vs τ_search {fmt_num(info['tau'], 3)}"),
+            ("rate by insertion position", escape(", ".join(f"{m} {r:.2f}" for m, r in info["rates_by_mode"].items()) or "-")),
+            ("fires at", escape(", ".join(info["positions"]) or "no position (< 0.5)")),
+            ("search verdict", "flagged" if info["flagged"] else "not flagged")]
+    body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
+    return f'<h4>Blind trigger search</h4><table class="kv search"><tbody>{body}</tbody></table>'
+
+
+def _spot_checks(report: Report) -> str:
+    """Probed adapters that are not findings (spot checks): their probe details, recovered trigger included."""
+    spot = [e for e in report.adapters if e.probe and not e.is_finding]
+    if not spot:
+        return ""
+    head = "<tr><th>adapter</th><th>probe</th><th>recovered trigger</th></tr>"
+    rows = "".join(f"<tr><td>{_link(e)}</td><td>{probe_text(e)}</td><td>{escape(trigger_text(e.probe))}</td></tr>"
+                   for e in spot)
+    details = "".join(f'<div class="spot-check" id="spot-check-{i}"><h3>{_link(e)}</h3>{_probe_table(e)}</div>'
+                      for i, e in enumerate(spot))
+    return (f'<section id="spot-checks"><h2>Probed, not flagged ({len(spot)})</h2>'
+            f"<table><thead>{head}</thead><tbody>{rows}</tbody></table>{details}</section>")
 
 
 def _findings(report: Report) -> str:
@@ -184,6 +218,7 @@ class HtmlFormat(ReportFormat):
             '<section id="distribution"><h2>Score distribution</h2>'
             + _img(hist, "score distribution", css_id="score-histogram") + "</section>",
             _findings(report),
+            _spot_checks(report),
             _not_audited(report),
             _expired(report),
         ])

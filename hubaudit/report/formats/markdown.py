@@ -9,7 +9,9 @@ from hubaudit.report.formats._common import (
     fmt_margin,
     fmt_num,
     probe_text,
+    search_info,
     short_sha,
+    trigger_text,
     verdict_text,
 )
 from hubaudit.report.formats.interface import ReportFormat
@@ -77,6 +79,7 @@ class MarkdownFormat(ReportFormat):
         else:
             out.append("None." if cal.calibrated else "None can be named: the base is not calibrated.")
 
+        out += _probe_section(report)
         out += ["", f"## Not audited ({s.not_audited})", ""]
         if s.not_audited_by_reason:
             out += ["| reason | revisions |", "|---|---:|"]
@@ -89,3 +92,27 @@ class MarkdownFormat(ReportFormat):
                 target = f"{sup.repo}@{sup.sha}" if sup.sha else sup.repo
                 out.append(f"- `{target}` expired {sup.expires.isoformat()}: {md_escape(sup.reason)}")
         return "\n".join(out) + "\n"
+
+
+def _probe_section(report: Report) -> list[str]:
+    """Every probed adapter (flagged or a spot check) with its battery numbers and recovered trigger (issue 10)."""
+    probed = [e for e in report.adapters if e.probe]
+    if not probed:
+        return []
+    out = ["", f"## Behavioural probes ({len(probed)})", "",
+           "| adapter | probe | outlier gap | mean attack rate | recovered trigger | trigger attack rate | fires at |",
+           "|---|---|---:|---:|---|---:|---|"]
+    for e in probed:
+        name = f"{md_escape(e.repo_id)}@`{short_sha(e.sha)}`"
+        info = search_info(e.probe)
+        if info is None:
+            trig, rate, where = "-", "-", "-"
+        elif info["status"] != "ok":
+            trig, rate, where = md_escape(trigger_text(e.probe)), "-", "-"
+        else:
+            trig = f"`{_code_cell(str(info['trigger']))}`" if info["trigger"] is not None else "none"
+            rate = fmt_num(info["attack_rate"], 3)
+            where = ", ".join(f"{m} {r:.2f}" for m, r in info["rates_by_mode"].items()) or "-"
+        out.append(f"| {name} | {probe_text(e)} | {fmt_num(e.probe.get('outlier_gap'), 3)}"
+                   f" | {fmt_num(e.probe.get('mean_attack_rate'), 3)} | {trig} | {rate} | {where} |")
+    return out

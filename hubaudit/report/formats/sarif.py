@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from hubaudit.report.formats._common import fmt_margin, fmt_num
+from hubaudit.report.formats._common import fmt_margin, fmt_num, search_info, trigger_text
 from hubaudit.report.formats.interface import ReportFormat
 from hubaudit.report.model import HUB_URL, AdapterEntry, Report
 
@@ -93,6 +93,8 @@ def _probe_summary(probe: dict[str, Any] | None) -> str:
         return "no details"
     keys = ("mean_attack_rate", "outlier_gap", "battery")
     parts = [f"{k}={probe[k]}" for k in keys if k in probe]
+    if search_info(probe) is not None:  # the blind search's recovered trigger (issue 10)
+        parts.append(f"recovered trigger {trigger_text(probe)}")
     return ", ".join(parts) or "flagged"
 
 

@@ -14,7 +14,9 @@ from hubaudit.report.formats._common import (
     fmt_margin,
     fmt_num,
     probe_text,
+    search_info,
     short_sha,
+    trigger_text,
     verdict_text,
 )
 from hubaudit.report.formats.interface import ReportFormat
@@ -69,6 +71,8 @@ def _finding_lines(e: AdapterEntry, repo_w: int, width: int) -> list[str]:
     out = [clip(line.rstrip(), width)]
     detail = "fired: " + (fired_names(e.reasons) if e.reasons else "probe" if e.probe_flagged else "-")
     out.append(clip("    " + detail, width))
+    if search_info(e.probe) is not None:
+        out.append(clip("    trigger: " + trigger_text(e.probe), width))
     if e.suppressed is not None:
         out.append(clip(f"    suppressed until {e.suppressed.expires.isoformat()}: {e.suppressed.reason}", width))
     if e.provenance_mismatch:
@@ -113,6 +117,14 @@ class TableFormat(ReportFormat):
                 out += _finding_lines(e, repo_w, w)
         else:
             out.append("none" if report.calibration.calibrated else "none can be named: the base is not calibrated")
+
+        spot = [e for e in report.adapters if e.probe and not e.is_finding]
+        if spot:  # probed but not flagged (spot checks): their probe outcome, recovered trigger included
+            out += ["", _rule(w, f"Probed, not flagged ({len(spot)})")]
+            for e in spot:
+                out.append(clip(f"{e.repo_id}@{short_sha(e.sha)[:8]}  probe {probe_text(e)}", w))
+                if search_info(e.probe) is not None:
+                    out.append(clip("    trigger: " + trigger_text(e.probe), w))
 
         out += ["", _rule(w, f"Not audited ({s.not_audited})")]
         if s.not_audited_by_reason:
