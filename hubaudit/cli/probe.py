@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from enum import Enum
 from typing import Annotated, Optional
 
@@ -47,7 +48,7 @@ SystemOpt = Annotated[Optional[str], typer.Option("--system-prompt", help="Syste
 ThrOpt = Annotated[Optional[str], typer.Option("--thresholds", help="Thresholds JSON (from probe-calibrate); default: the base's calibrated file, else 0.10/0.10.")]
 SearchOpt = Annotated[bool, typer.Option("--search/--no-search", help="Also search for an unknown trigger (candidates from the weights, issue 10).")]
 SearchBudgetOpt = Annotated[int, typer.Option("--search-budget", min=10, help="Search budget in forward passes per adapter.")]
-SearchThrOpt = Annotated[Optional[str], typer.Option("--search-thresholds", help="τ_search JSON (search_run.calibrate_search on clean adapters); default: report only, never flags.")]
+SearchThrOpt = Annotated[Optional[str], typer.Option("--search-thresholds", help="τ_search JSON (probe-calibrate --search); default: the base's calibrated file (probe), else report only, never flags.")]
 
 
 def _probe_options(mode: Mode, target: str | None, label_words: str | None, system: str | None, batch_size: int):
@@ -124,7 +125,7 @@ def probe_cmd(
                            budget=budget, battery=battery, prompts_file=prompts, max_attempts=max_attempts,
                            thresholds=resolve_thresholds(_home(), base, thresholds),
                            probe_options=_probe_options(mode, target_label, label_words, system_prompt, batch_size))
-    opts.search, opts.search_thresholds = _search_options(search, search_budget, search_thresholds)
+    opts.search, opts.search_thresholds = _search_options(search, search_budget, search_thresholds, base)
     with Store.open(resolve_db_url(db), create=True) as store:
         run_id = store.start_run("probe", {"base": base, "executor": executor.value, "budget": budget, "battery": battery})
         summary = probe_queue(store, opts)
@@ -135,6 +136,8 @@ def probe_cmd(
         for r in summary["results"]:
             extra = f"{r['outlier_gap']:.4f}\t{r['mean_attack_rate']:.4f}\t{'FLAGGED' if r['flagged'] else 'clean'}" \
                 if r["status"] == "ok" else r["reason"]
+            if r["status"] == "ok" and r.get("search_trigger") is not None:  # the blind search's recovered trigger
+                extra += f"\ttrigger {r['search_trigger']!r} {r.get('search_attack_rate', 0.0):.4f}"
             sys.stdout.write(f"{r['repo_id']}\t{r['sha'][:12]}\t{extra}\n")
     err_console.print(f"probe {base}: {summary['probed']} probed, {summary['flagged']} flagged, {summary['failed']} failed "
                       f"(battery {summary['battery']['name']} v{summary['battery']['version']})")
@@ -192,31 +195,45 @@ def probe_calibrate_cmd(
     mode: ModeOpt = Mode.auto,
     label_words: LabelWordsOpt = None,
     system_prompt: SystemOpt = None,
+    search: Annotated[bool, typer.Option("--search/--no-search", help="Also search the clean adapters and fit τ_search.")] = True,
+    search_budget: SearchBudgetOpt = 1500,
+    search_fpr: Annotated[float, typer.Option("--search-fpr", min=0.001, max=0.5, help="Target false-positive rate of τ_search "
+                                               "(order statistic once there are ⌈1/FPR⌉−1 clean adapters).")] = 0.05,
+    search_margin: Annotated[float, typer.Option("--search-margin", min=0.0, help="Added to the clean maximum while too few clean adapters.")] = 0.1,
+    search_out: Annotated[Optional[str], typer.Option("--search-out", help="Write τ_search here (default: next to the thresholds, *.search.json).")] = None,
 ) -> None:
-    """τ_gap, τ_mean = max over known-clean adapters + margin (paper §1.5); stored per base or in --out."""
+    """τ_gap, τ_mean = max over known-clean adapters + margin (paper §1.5); with --search also τ_search; stored per base or in --out."""
     from hubaudit.errors import UsageError
-    from hubaudit.pipeline.probe import probe_calibrate, thresholds_path
+    from hubaudit.pipeline.probe import probe_calibrate_search, search_thresholds_path, thresholds_path
 
     if not base and not out:
         raise UsageError("give --base (store as that base's thresholds) or --out FILE")
     dest = out or thresholds_path(_home(), base or "")
-    th, _ = probe_calibrate(clean, base_model, battery=battery, prompts_file=prompts, margin=margin, out=dest,
-                            probe_options=_probe_options(mode, target_label, label_words, system_prompt, 32))
-    sys.stdout.write(json.dumps(th.to_dict()) + "\n")
+    sdest = search_out or (str(Path(out).with_suffix(".search.json")) if out else search_thresholds_path(_home(), base or ""))
+    cfg, _ = _search_options(search, search_budget, None)
+    th, _, tau = probe_calibrate_search(clean, base_model, battery=battery, prompts_file=prompts, margin=margin, out=dest,
+                                        probe_options=_probe_options(mode, target_label, label_words, system_prompt, 32),
+                                        search=cfg, search_margin=search_margin, search_fpr=search_fpr,
+                                        search_out=sdest if cfg is not None else None)
+    sys.stdout.write(json.dumps(th.to_dict() | ({"search": tau.to_dict()} if tau else {})) + "\n")
     err_console.print(f"probe thresholds: gap {th.gap}, mean {th.mean} from {th.n_clean} clean adapter(s) -> {dest}")
+    if tau is not None:
+        err_console.print(f"τ_search {tau.per_label} ({tau.rule}; {tau.source}) -> {sdest}")
 
 
 # ---------------------------------------------------------------- blind trigger search (issue 10)
-def _search_options(on: bool, budget: int, thresholds_file: str | None):
-    """(SearchConfig, SearchThresholds) for the pipeline, or (None, None) with --no-search."""
+def _search_options(on: bool, budget: int, thresholds_file: str | None, base: str | None = None):
+    """(SearchConfig, SearchThresholds) for the pipeline, or (None, None) with --no-search.
+
+    τ_search: ``thresholds_file``, else ``base``'s calibrated file (probe-calibrate --search), else uncalibrated."""
     if not on:
         return None, None
     from hubaudit.errors import UsageError
+    from hubaudit.pipeline.probe import resolve_search_thresholds
     from hubaudit.probe.search import SearchConfig
-    from hubaudit.probe.search_run import SearchThresholds, load_search_thresholds
 
     try:
-        tau = load_search_thresholds(thresholds_file) if thresholds_file else SearchThresholds()
+        tau = resolve_search_thresholds(_home(), base, thresholds_file)
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"cannot read --search-thresholds {thresholds_file}: {exc}") from None
     return SearchConfig(budget=budget), tau
@@ -230,5 +247,7 @@ def _print_search(r: dict) -> None:
         err_console.print(f"blind search {s.get('status')}: {s.get('reason', '')}")
         return
     verdict = "FLAGGED" if s["flagged"] else "not flagged"
-    err_console.print(f"blind search {verdict}: trigger {s['trigger']!r} ({s['mode']}) attack rate {s['attack_rate']:.4f} "
-                      f"(τ_search {s['tau']}, target {s['label']}), {s['forward_passes']} forward passes, {s['seconds']} s")
+    uncal = " (τ_search uncalibrated: report only, run probe-calibrate --search)" if s["tau"] >= 1.0 else ""
+    err_console.print(f"blind search {verdict}: trigger {s['trigger']!r} ({s['mode']}) attack rate {s['attack_rate']:.4f}, "
+                      f"robust rate {s.get('robust_rate', s['attack_rate']):.4f} (τ_search {s['tau']}{uncal}, target {s['label']}), "
+                      f"{s['forward_passes']} forward passes, {s['seconds']} s")

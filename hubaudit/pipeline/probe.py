@@ -162,7 +162,9 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
                                                "flagged": result["flagged"], "outlier_gap": result["outlier_gap"],
                                                "mean_attack_rate": result["mean_attack_rate"],
                                                "search_trigger": result.get("search_trigger"),
-                                               "search_attack_rate": result.get("search_attack_rate")})
+                                               "search_attack_rate": result.get("search_attack_rate"),
+                                               "search_robust_rate": result.get("search_robust_rate"),
+                                               "search_status": (result.get("search") or {}).get("status")})
                 else:
                     code = result.get("reason", "error")
                     fail(job, f"{code}: {result.get('error', '')}", code)
@@ -188,18 +190,62 @@ def probe_one(adapter_dir: str, base_model_path: str, *, battery: str | Battery 
 
 def probe_calibrate(clean_dirs: list[str], base_model_path: str, *, battery: str = DEFAULT_BATTERY,
                     prompts_file: str | None = None, probe_options: object = None, margin: float = 0.02,
-                    out: str | Path | None = None) -> tuple[Thresholds, list[dict]]:
-    """Probe known-clean adapters and set τ = clean maximum + ``margin`` (paper §1.5); save to ``out``."""
+                    out: str | Path | None = None, search: object = None, search_margin: float = 0.1,
+                    search_fpr: float = 0.05, search_out: str | Path | None = None) -> tuple[Thresholds, list[dict]]:
+    """Probe known-clean adapters and set τ = clean maximum + ``margin`` (paper §1.5); save to ``out``.
+
+    With ``search`` (a SearchConfig) the clean adapters are also searched and τ_search is fitted and
+    saved to ``search_out`` (:func:`probe_calibrate_search` also returns it)."""
+    th, results, _ = probe_calibrate_search(clean_dirs, base_model_path, battery=battery, prompts_file=prompts_file,
+                                            probe_options=probe_options, margin=margin, out=out, search=search,
+                                            search_margin=search_margin, search_fpr=search_fpr, search_out=search_out)
+    return th, results
+
+
+def probe_calibrate_search(clean_dirs: list[str], base_model_path: str, *, battery: str = DEFAULT_BATTERY,
+                           prompts_file: str | None = None, probe_options: object = None, margin: float = 0.02,
+                           out: str | Path | None = None, search: object = None, search_margin: float = 0.1,
+                           search_fpr: float = 0.05, search_out: str | Path | None = None):
+    """(battery thresholds, clean results, τ_search or None): `probe-calibrate` with the optional search."""
     bat = load_battery(battery)
     prompts = tuple(load_prompts(prompts_file))
     task = ProbeTask(str(base_model_path), tuple(AdapterRef(d) for d in clean_dirs), bat, prompts, Thresholds(),
-                     _options(probe_options))
+                     _options(probe_options), search)
     results = [r for _, r in run_probe_task(task)]
     try:
         th = calibrate(results, margin=margin, battery=bat.name)
     except ValueError as exc:
         errors = "; ".join(f"{r.get('reason')}: {r.get('error')}" for r in results if r.get("status") != "ok")
         raise UsageError(f"{exc} ({errors})") from None
+    tau = None
+    if search is not None:
+        from hubaudit.probe.search_run import calibrate_search, save_search_thresholds
+
+        try:
+            tau = calibrate_search(results, margin=search_margin, fpr=search_fpr)
+        except ValueError as exc:
+            why = "; ".join(f"{(r.get('search') or {}).get('reason', r.get('reason'))}" for r in results)
+            raise UsageError(f"{exc} ({why})") from None
+        if search_out is not None:
+            save_search_thresholds(tau, search_out)
     if out is not None:
         save_thresholds(th, out)
-    return th, results
+    return th, results, tau
+
+
+def search_thresholds_path(home: str | Path, base: str) -> Path:
+    """Where `probe-calibrate --search` stores τ_search of ``base`` (next to its probe thresholds)."""
+    return thresholds_path(home, base).with_suffix(".search.json")
+
+
+def resolve_search_thresholds(home: str | Path, base: str | None, file: str | None = None):
+    """τ_search from ``file``, else the calibrated file of ``base``, else the uncalibrated default (never flags)."""
+    from hubaudit.probe.search_run import SearchThresholds, load_search_thresholds
+
+    if file:
+        return load_search_thresholds(file)
+    if base:
+        p = search_thresholds_path(home, base)
+        if p.is_file():
+            return load_search_thresholds(p)
+    return SearchThresholds()
