@@ -46,6 +46,8 @@ class BackgroundHash:
     mmap of the file costs the same CPU as pread into a reused buffer (the copy of cached pages is
     ~1 % of the hash), so the file is simply read twice. 8 MiB chunks: ~9 GIL hand-offs for a 74 MB
     file, so the thread rarely waits out the 5 ms switch interval behind pure-Python work.
+    posix_fadvise (SEQUENTIAL, or WILLNEED for the whole file or a window ahead) was measured on a
+    cold cache and made scans slower, not faster, so the kernel's default read-ahead is used.
     The descriptor must stay open until ``close``/``abort`` returns.
     """
 
@@ -56,8 +58,6 @@ class BackgroundHash:
         self._h = hashlib.sha256()
         self._failed: str | None = None
         self._stop = threading.Event()
-        if hasattr(os, "posix_fadvise"):  # cold cache: a larger read-ahead window for both readers
-            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
         self._t = threading.Thread(target=self._run, name="hubaudit-sha256", daemon=True)
         self._t.start()
 
