@@ -209,7 +209,12 @@ def render(res: dict, args: argparse.Namespace) -> str:
               "* The threshold is not the whole story: the mixed fit also re-estimates location, scale and "
               "correlation, so a poisoned adapter's statistic changes too (the 'still flagged' column).",
               "* TPR columns: what the contamination costs in production terms (poisoned adapters flagged when the "
-              "threshold is fitted with some of them in the population vs without).", END, ""]  # fmt: skip
+              "threshold is fitted with some of them in the population vs without).",
+              "* The synthetic contamination test (tests/calibrate/test_default_combined.py: 270 clean + 30 poisoned "
+              "adapters whose backdoor moves two correlated features apart) is where a positive margin exists: there "
+              "the threshold shift is asserted smaller than it and every poisoned adapter stays flagged.",
+              "* The sections below this one come from evals/calibration/run.py (its own trained MiniLM population, "
+              "feature set fs-1, per-feature verdict) and predate the combined default.", END, ""]  # fmt: skip
     return "\n".join(lines)
 
 

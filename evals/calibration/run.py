@@ -86,7 +86,7 @@ def evaluate(meta: list[dict], db_url: str, target_fpr: float, min_n: int) -> di
     with Store.open(db_url, create=True) as store:
         summary = ingest(store, [m["path"] for m in meta], BASE)
         assert summary.all_scored, [i for i in summary.items if i.status != "scored"]
-        calib = calibrate_base(store, BASE, target_fpr=target_fpr, min_n=min_n)
+        calib = calibrate_base(store, BASE, target_fpr=target_fpr, min_n=min_n, method="per-feature")
         rows = {r.repo_id: r for r in store.audit_rows(BASE)}
         ts = store.active_threshold_set(BASE)
         population = store.population(BASE)
@@ -97,7 +97,8 @@ def evaluate(meta: list[dict], db_url: str, target_fpr: float, min_n: int) -> di
     key, fit_mixed, _ = cal.resolve(stratum, {"strata": ts.strata, "params": ts.params})
     assert fit_mixed is not None, "population not calibrated"
     directions = feature_directions(sorted(fit_mixed["features"]))
-    clean_only = cal.fit([(r.stratum, r.features) for r in population if not label[r.repo_id]], directions, target_fpr, min_n)
+    clean_only = cal.fit([(r.stratum, r.features) for r in population if not label[r.repo_id]], directions, target_fpr, min_n,
+                         method="per-feature")
     _, fit_clean, _ = cal.resolve(stratum, clean_only)
 
     features = {}
@@ -183,7 +184,8 @@ def render(res: dict, meta: list[dict], args: argparse.Namespace, elapsed: float
         f"target FPR {res['target_fpr']}, min N {res['min_n']}, fitted on the mixed population (poisoned included), "
         "judged in-sample (the production setting: calibrate on the crawled population, judge the same population).",
         "",
-        "## Combined verdict (flagged = any feature beyond its threshold)",
+        "## Per-feature verdict (`--method per-feature`: flagged = any feature beyond its threshold; the default combined "
+        "verdict is measured by evals/calibration/contamination.py)",
         "",
         "| metric | value |", "|---|---|",
         f"| AUROC of the verdict margin | {c['auroc_margin']:.3f} |",

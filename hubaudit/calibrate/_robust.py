@@ -14,20 +14,25 @@ def feature_matrix(rows, names):  # type: ignore[no-untyped-def]
     A base's re-judgement builds this for 100,000 adapters (benchmarks/bench_store.py): an
     ``itemgetter`` per row is C-level, and rows missing a feature fall back to ``dict.get``.
     """
+    import itertools
     import operator
 
     import numpy as np
 
     names = list(names)
+    n, k = len(rows), len(names)
     if not names:
-        return np.empty((len(rows), 0))
+        return np.empty((n, 0))
     get = operator.itemgetter(*names)
-    one = len(names) == 1
+    one = k == 1
     out = []
     for r in rows:
         try:
             v = get(r)
             out.append((v,) if one else v)
         except KeyError:
-            out.append(tuple(r.get(n) for n in names))
-    return np.array(out, dtype=np.float64).reshape(len(rows), len(names))
+            out.append(tuple(r.get(name) for name in names))
+    try:  # the common case (every value a float) without numpy's per-object conversion
+        return np.fromiter(itertools.chain.from_iterable(out), dtype=np.float64, count=n * k).reshape(n, k)
+    except TypeError:  # a None somewhere
+        return np.array(out, dtype=np.float64).reshape(n, k)

@@ -1,0 +1,143 @@
+"""The default verdict is the combined detector: what it catches that per-feature bounds miss,
+contamination, the per-feature method, the paper statistic in every breakdown, fs versions."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+import pytest
+
+from hubaudit.calibrate import DEFAULT_METHOD, METHODS, PAPER, fit, judge, judge_many
+from hubaudit.pipeline.calibrate import calibrate_base, fit_threshold_set, judge_revisions
+from hubaudit.store import Store
+from tests.store.scans import scan
+
+S = "lora|r8|q_proj,v_proj"
+K = 6
+NAMES = [PAPER] + [f"f{i}" for i in range(1, K)]
+DIRS = {n: "up" for n in NAMES}
+
+
+def _population(n: int, seed: int, rho: float = 0.9) -> list[dict[str, float]]:
+    """Log-normal features sharing one factor with correlation rho (Gram-pass features move together)."""
+    rng = np.random.default_rng(seed)
+    common = rng.normal(size=(n, 1))
+    z = math.sqrt(rho) * common + math.sqrt(1 - rho) * rng.normal(size=(n, K))
+    return [dict(zip(NAMES, np.exp(0.1 * row).tolist())) for row in z]
+
+
+def _odd(sign_pattern: list[int], size: float = 2.2) -> dict[str, float]:
+    """Every feature within ~2.2 robust σ of its median (no per-feature bound at 1 %/K is near), but
+    half of them up and half down: a pattern the shared factor never produces on clean adapters."""
+    return {n: math.exp(0.1 * size * s) for n, s in zip(NAMES, sign_pattern)}
+
+
+def test_default_method_is_combined_and_recorded():
+    ts = fit([(S, r) for r in _population(120, 0)], DIRS, 0.01, 30)
+    assert DEFAULT_METHOD == "combined" and ts["method"] == METHODS["combined"] and ts["params"]["verdict"] == "combined"
+    assert ts["strata"][S]["combined"]["status"] == "calibrated" and ts["strata"][S]["combined"]["mode"] == "mahal"
+    per = fit([(S, r) for r in _population(120, 0)], DIRS, 0.01, 30, method="per-feature")
+    assert per["method"] == METHODS["per-feature"] and "combined" not in per["strata"][S]
+    with pytest.raises(ValueError):
+        fit([], DIRS, method="vote")
+
+
+def test_combined_flags_a_feature_combination_no_single_feature_flags():
+    pop = [(S, r) for r in _population(300, 1)]
+    combined = fit(pop, DIRS, 0.01, 30)
+    per_feature = fit(pop, DIRS, 0.01, 30, method="per-feature")
+    odd = _odd([+1, -1, +1, -1, +1, -1])
+    flagged, bd = judge(odd, S, combined)
+    assert flagged is True and bd["margin"] > 0 and bd["verdict"] == "combined"
+    assert bd["features"] == {} and bd["per_feature"]["flagged"] is False  # no feature alone fired
+    assert judge(odd, S, per_feature)[0] is False
+    assert bd["reasons"][0].startswith("combined mahal D²/K ") and "above threshold" in bd["reasons"][0]
+    # the clean population itself: at most about the target FPR flagged (in-sample)
+    rate = np.mean([f for f, _ in judge_many(pop, combined)])
+    assert rate <= 0.03
+
+
+def test_ten_percent_poisoned_in_the_population_do_not_drag_the_combined_threshold_over_them():
+    clean = [(S, r) for r in _population(270, 2)]
+    bad = [(S, {**r, "f3": r["f3"] * math.exp(0.6), "f4": r["f4"] * math.exp(-0.6)}) for r in _population(30, 3)]
+    pure, mixed = fit(clean, DIRS, 0.01, 30), fit(clean + bad, DIRS, 0.01, 30)
+    t_pure, t_mixed = pure["strata"][S]["combined"]["threshold"], mixed["strata"][S]["combined"]["threshold"]
+    stats_mixed = [bd["combined"]["statistic"] for _, bd in judge_many(bad, mixed)]
+    margin = float(np.median(np.log([bd["combined"]["statistic"] / t_pure for _, bd in judge_many(bad, pure)])))
+    assert margin > 0
+    assert abs(math.log(t_mixed / t_pure)) < margin  # the shift is smaller than the clean/poisoned margin
+    assert min(stats_mixed) > t_mixed  # every poisoned adapter still beyond the threshold fitted with them in
+    assert all(f for f, _ in judge_many(bad, mixed))
+
+
+def test_paper_statistic_is_reported_beside_the_verdict():
+    pop = [(S, r) for r in _population(100, 4)]
+    ts = fit(pop, DIRS, 0.01, 30)
+    high = {**pop[0][1], PAPER: pop[0][1][PAPER] * 3}
+    flagged, bd = judge(high, S, ts)
+    paper = bd["paper"]
+    assert paper["feature"] == PAPER and paper["above"] is True and paper["value"] == high[PAPER]
+    assert paper["threshold"] == pytest.approx(ts["strata"][S]["features"][PAPER]["threshold_high"])
+    assert any(r.startswith(f"paper statistic {PAPER} ") and "above its threshold" in r for r in bd["reasons"])
+    assert any(r.startswith(f"{PAPER}=") for r in bd["reasons"])  # it also fired as a feature
+    assert flagged is True and bd["combined"]["statistic"] > bd["combined"]["threshold"]
+    _, ok = judge(pop[1][1], S, ts)
+    assert ok["paper"]["above"] is False and ok["combined"]["flagged"] is False
+
+
+def test_below_min_n_stays_not_calibrated_under_the_combined_rule():
+    ts = fit([(S, r) for r in _population(10, 5)], DIRS, 0.01, 30)
+    flagged, bd = judge(_population(1, 6)[0], S, ts)
+    assert flagged is None and bd["margin"] is None and bd["reasons"][0].startswith("not calibrated")
+
+
+def test_references_are_never_flagged_by_the_combined_threshold():
+    pop = [(S, r) for r in _population(100, 7)]
+    ref = (S, _odd([+1, -1, +1, -1, +1, -1], size=3.0))
+    assert judge(ref[1], S, fit(pop, DIRS, 0.01, 30))[0] is True
+    anchored = fit(pop, DIRS, 0.01, 30, references=[ref])
+    assert judge(ref[1], S, anchored)[0] is False and anchored["strata"][S]["combined"]["anchored"] is True
+
+
+def test_fit_threshold_set_is_what_calibrate_base_stores(tmp_path):
+    rows = _population(40, 8)
+    with Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}", create=True) as store:
+        for i, r in enumerate(rows):
+            store.record_revision(base="b/x", repo_id=f"u/a{i}", sha="s", status="scored", scan=scan(r[PAPER], features=r))
+        summary = calibrate_base(store, "b/x", min_n=30)
+        stored = store.active_threshold_set("b/x")
+        pop = store.population("b/x")
+    direct = fit_threshold_set([(r.stratum, r.features) for r in pop], min_n=30)
+    assert summary.verdict == "combined" and stored.method == direct["method"] and stored.params["verdict"] == "combined"
+    key = pop[0].stratum
+    assert stored.strata[key]["combined"]["threshold"] == pytest.approx(direct["strata"][key]["combined"]["threshold"])
+
+
+def test_older_feature_set_scores_are_rederived_not_mixed(tmp_path):
+    """Rows scored under fs-1 get fs-2 features from their stored per-module statistics; a
+    calibration never mixes versions and every adapter gets a verdict."""
+    rng = np.random.default_rng(9)
+    with Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}", create=True) as store:
+        for i in range(40):
+            v = float(math.exp(rng.normal(-4, 0.1)))
+            s = scan(v, features={PAPER: 123.0})  # a stale, wrong fs-1 value: must not be used
+            old = dataclasses.replace(s, featureset_version="fs-1") if i % 2 else s
+            if i % 2:  # fs-1 rows: their modules are what the features get re-derived from
+                mods = [dataclasses.replace(m, frob_norm=v * (1 + j)) for j, m in enumerate(s.modules)]
+                old = dataclasses.replace(old, modules=mods)
+            else:
+                old = dataclasses.replace(s, features={PAPER: v})
+            store.record_revision(base="b/x", repo_id=f"u/a{i}", sha="s", status="scored", scan=old)
+        assert len(store.population("b/x")) == 20  # fs-2 rows only
+        assert len(store.stale_scores("b/x")) == 20
+        summary = calibrate_base(store, "b/x", min_n=30, method="per-feature")
+        assert summary.rescored == 20 and summary.n == 40 and summary.verdicts["not_calibrated"] == 0
+        assert store.stale_scores("b/x") == []
+        pop = {r.repo_id: r for r in store.population("b/x")}
+        assert len(pop) == 40 and all(r.features[PAPER] != 123.0 for r in pop.values())
+        odd = pop["u/a1"].features  # re-derived: the registry's features, not the stored fs-1 dict
+        assert "global_frobN_mean" in odd and any(k.endswith("_frobN_rel") for k in odd)
+        assert store.active_threshold_set("b/x").method == METHODS["per-feature"]
+        assert set(judge_revisions(store, "b/x").values()) <= {True, False}
