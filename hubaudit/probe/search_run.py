@@ -1,13 +1,13 @@
 """Battery + blind search for one adapter, τ_search and its calibration (issue 10, DESIGN §4).
 
-``probe_with_search`` runs the Prober's battery (prober.py, unchanged), then, on the SAME loaded
-base and active adapter, ranks candidate tokens from the weights (candidates.py) and searches
+``probe_with_search`` runs the Prober's battery (prober.py), then, on the SAME loaded base and
+active adapter (``Prober.active``), ranks candidate tokens from the weights (candidates.py) and searches
 triggers (search.py) for every target label (or the requested one). The result dict is the
 prober's, plus:
 
 - ``search``: per target label the best trigger, its rate, insertion mode, forward passes, and the
-  verdict under τ_search; top-level ``search_attack_rate`` / ``search_trigger`` (the label whose
-  rate exceeds its τ by the most);
+  verdict under τ_search; top-level ``search_attack_rate`` / ``search_robust_rate`` /
+  ``search_trigger`` (the label whose robust rate exceeds its τ by the most);
 - ``flagged_battery`` (the battery's own decision) and ``flagged`` = battery OR search, with the
   search's reason appended to ``reasons``.
 
@@ -26,7 +26,7 @@ adapters by :func:`calibrate_search`:
 Uncalibrated, τ_search = 1.0: the search reports its best trigger and rates but cannot flag.
 Generative adapters are searched with the generative attack (prober.py): a hit is a text whose
 inserted candidate changes the adapter's greedy continuation while the base model's continuation
-stays the same.
+stays the same (one pseudo-label ``generation_changed``; its τ_search is calibrated like a label's).
 """
 
 from __future__ import annotations
