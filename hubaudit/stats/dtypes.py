@@ -72,8 +72,8 @@ def to_float64(stored: np.ndarray, dtype: str, out: np.ndarray | None = None) ->
 def convert_into(stored: np.ndarray, dtype: str, out: np.ndarray) -> np.ndarray:
     """``to_float64`` into ``out`` without its floating-point error context (the caller holds one).
 
-    A signalling NaN in a hostile file raises FE_INVALID on conversion; callers wrap their whole
-    loop in ``np.errstate(invalid="ignore")`` once instead of once per tensor.
+    A signalling NaN in a hostile file raises FE_INVALID on conversion; the caller holds one
+    ``np.errstate(invalid="ignore")`` around all the blocks of a tensor (the reader: per tensor).
     """
     if dtype in _NATIVE:
         np.copyto(out, stored, casting="unsafe")
