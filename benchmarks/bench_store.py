@@ -36,6 +36,12 @@ FEATURES = ["global_frobN_std", "global_frobN_mean", "global_frobN_max", "global
 STRATA = [(r, t) for r in (8, 16, 32) for t in (("q_proj", "v_proj"), ("k_proj", "o_proj", "q_proj", "v_proj"))]
 
 
+def add_module_features(k: int) -> None:
+    """Append k per-module share features (fs-2's ``module_{layer}.{path}_frobN_rel``, two-sided) to
+    FEATURES: a real fs-2 scan has one per LoRA module besides the profile features."""
+    FEATURES.extend(f"module_{i // 2}.self_attn.{('q_proj', 'v_proj')[i % 2]}_frobN_rel" for i in range(k))
+
+
 def make_scans(n: int, n_modules: int, seed: int = 0) -> list[ScanResult]:
     rng = np.random.default_rng(seed)
     vals = np.exp(rng.normal(-5, 0.3, (n, len(FEATURES))))
@@ -72,7 +78,7 @@ def stages(store) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-
     """(wall s, CPU s) of each stage of a calibration, the same calls calibrate_base makes (default
     combined verdict): stale-score check, load, fit, judge, store verdicts."""
     from hubaudit import calibrate as cal
-    from hubaudit.pipeline.calibrate import _no_cyclic_gc, fit_threshold_set, rescore_stale
+    from hubaudit.pipeline.calibrate import no_cyclic_gc, fit_threshold_set, rescore_stale
 
     out = {}
 
@@ -84,7 +90,7 @@ def stages(store) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-
 
     timed("stale check", lambda: rescore_stale(store, BASE, FEATURESET_VERSION))
     pop = timed("load", lambda: store.population(BASE, FEATURESET_VERSION))
-    with _no_cyclic_gc():
+    with no_cyclic_gc():
         ts = timed("fit", lambda: fit_threshold_set([(r.stratum, r.features) for r in pop], min_n=30))
         judged = timed("judge", lambda: cal.judge_many([(r.stratum, r.features) for r in pop], ts))
         tid = store.save_threshold_set(BASE, method=ts["method"], featureset_version=FEATURESET_VERSION, n=ts["n"],
@@ -99,7 +105,10 @@ def main() -> int:
     p.add_argument("--naive", type=int, default=2_000, help="rows for the one-commit-per-row baseline")
     p.add_argument("--modules", type=int, default=12, help="LoRA modules per adapter (per-module norms stored)")
     p.add_argument("--db", default=None, help="database URL (default: a temporary SQLite file)")
+    p.add_argument("--module-features", type=int, default=0,
+                   help="add this many per-module share features per adapter (fs-2 has one per module)")
     args = p.parse_args()
+    add_module_features(args.module_features)
 
     from hubaudit.pipeline.calibrate import calibrate_base
     from hubaudit.store import Store

@@ -8,8 +8,8 @@ Two verdict rules share one fit (``method``; the threshold set records which one
   the best pooled row of evals/detection/RESULTS.md (mode "mahal", all features) and because a
   backdoor can move several correlated features a little each, which no single-feature bound sees.
   Fitted on the population itself (mostly clean, contaminated): median/MAD marginals, winsorised
-  correlation and a median/MAD threshold on ln(statistic) bound the influence of ~10 % poisoned
-  adapters, and the empirical-quantile floor of combined.py is off (it would sit among them);
+  correlation and a median/MAD threshold on the cube root of the statistic bound the influence of
+  ~10 % poisoned adapters, and the empirical-quantile floor of combined.py is off (it would sit among them);
   with ≥ min-N references the combined fit is made on the references alone.
 * ``"per-feature"`` (``robust-mad-t/1``): flagged when any feature is beyond its own threshold.
   Its per-feature thresholds (below) are fitted under both methods and kept in every verdict's

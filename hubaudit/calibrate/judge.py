@@ -170,10 +170,11 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
     verdicts: list[Verdict] = []
     raw_l, z_l, fired_l, missing_l = raw.tolist(), z.tolist(), fired.tolist(), missing.tolist()
     margin_l, any_l = margin_pf.tolist(), any_value.tolist()
+    special_l = (fired | missing).any(axis=1).tolist()
     for i in range(len(rows)):
         per: dict[str, Any] = {}
         fired_text: list[str] = []
-        if any(fired_l[i]) or any(missing_l[i]):
+        if special_l[i]:
             vals, zs = raw_l[i], z_l[i]
             ranked: list[tuple[float, str]] = []
             for j, name in enumerate(names):
@@ -188,8 +189,10 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
             fired_text = [r for _, r in sorted(ranked, key=lambda t: -t[0])]  # largest exceedance first
         pf_margin = margin_l[i] if any_l[i] else None
         pf_flag = None if pf_margin is None else pf_margin > 0
-        bd: dict[str, Any] = {**common, "per_feature": {"flagged": pf_flag, "margin": pf_margin}, "top": top_l[i],
-                              "features": per}  # fmt: skip
+        bd: dict[str, Any] = common.copy()
+        bd["per_feature"] = {"flagged": pf_flag, "margin": pf_margin}
+        bd["top"] = top_l[i]
+        bd["features"] = per
         paper_text = None
         if jp is not None and p_val_l[i] == p_val_l[i]:
             side = "above" if p_above_l[i] else "below"
@@ -199,7 +202,8 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
             s_i = stat_l[i] if comb_ok else math.nan
             if s_i != s_i:  # no combined statistic: never "clean"
                 reason = f"not calibrated: {why}" if not comb_ok else "not calibrated: no calibrated feature has a value"
-                verdicts.append((None, {**bd, "reasons": [reason], "margin": None}))
+                bd["reasons"], bd["margin"] = [reason], None
+                verdicts.append((None, bd))
                 continue
             m = margin_c_l[i]
             flagged = m > 0
@@ -211,14 +215,15 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
                 head = f"combined {mode} D²/K {s_i:.3g} above threshold {thr:.3g} (largest |z|: {tops})"
             else:
                 head = f"combined {mode} D²/K {s_i:.3g} within threshold {thr:.3g}"
-            reasons = [head] + ([paper_text] if paper_text else []) + fired_text
+            reasons = [head, paper_text, *fired_text] if paper_text else [head, *fired_text]
         else:
             if pf_flag is None:
-                verdicts.append((None, {**bd, "reasons": ["not calibrated: no calibrated feature has a value"],
-                                        "margin": None}))  # fmt: skip
+                bd["reasons"], bd["margin"] = ["not calibrated: no calibrated feature has a value"], None
+                verdicts.append((None, bd))
                 continue
             m, flagged = pf_margin, pf_flag
             lines = fired_text if flagged else [f"within thresholds ({key}, n={n_fit}); closest at {m:+.2f} σ"]
             reasons = lines + ([paper_text] if paper_text else [])
-        verdicts.append((flagged, {**bd, "reasons": reasons, "margin": m}))
+        bd["reasons"], bd["margin"] = reasons, m
+        verdicts.append((flagged, bd))
     return verdicts

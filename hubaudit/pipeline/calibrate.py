@@ -78,7 +78,7 @@ def _scan_references(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, f
 
 
 @contextmanager
-def _no_cyclic_gc() -> Iterator[None]:
+def no_cyclic_gc() -> Iterator[None]:
     """Pause the cyclic garbage collector: judging a base allocates 100,000 verdict dicts (none in a
     cycle), and every 700 allocations CPython would otherwise rescan all of them (about a third of
     the time of a 100,000-adapter calibration, benchmarks/bench_store.py). Reference counting still
@@ -153,7 +153,7 @@ def calibrate_base(
     if not population and not refs:
         raise NotCalibratedError(f"no scored adapters of {base} in the store ({store.url})",
                                  hint=f"ingest or crawl adapters of {base} first")  # fmt: skip
-    with _no_cyclic_gc():
+    with no_cyclic_gc():
         ts = fit_threshold_set([(r.stratum, r.features) for r in population], refs, target_fpr=target_fpr, min_n=min_n,
                                method=method)  # fmt: skip
         params = ts["params"] | {"references": [str(Path(p).expanduser().absolute()) for p in references]}

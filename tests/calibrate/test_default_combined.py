@@ -141,3 +141,25 @@ def test_older_feature_set_scores_are_rederived_not_mixed(tmp_path):
         assert "global_frobN_mean" in odd and any(k.endswith("_frobN_rel") for k in odd)
         assert store.active_threshold_set("b/x").method == METHODS["per-feature"]
         assert set(judge_revisions(store, "b/x").values()) <= {True, False}
+
+
+def test_cli_method_option_is_recorded(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    with Store.open(url, create=True) as store:
+        for i, r in enumerate(_population(40, 10)):
+            store.record_revision(base="b/x", repo_id=f"u/a{i}", sha="s", status="scored", scan=scan(r[PAPER], features=r))
+    exe = str(Path(sys.executable).with_name("hubaudit"))
+    for method, expected in (("per-feature", METHODS["per-feature"]), (None, METHODS["combined"])):
+        args = [exe, "calibrate", "--base", "b/x", "--db", url, "--format", "json"] + (["--method", method] if method else [])
+        r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr
+        out = json.loads(r.stdout)
+        assert out["method"] == expected and out["verdict"] == (method or "combined")
+        assert f"{method or 'combined'} verdict" in r.stderr
+    r = subprocess.run([exe, "calibrate", "--base", "b/x", "--db", url, "--method", "vote"], capture_output=True, text=True)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
