@@ -20,14 +20,20 @@ For the label modes, with target label t: eligible X_t = prompts the adapter doe
 without a probe; a_p = |{x ∈ X_t : decision(f"{p}. {x}") = t}| / |X_t|. Without a target label,
 every label is tried and the worst (largest severity, stats.severity) is reported.
 
-Everything runs offline (``local_files_only``); a failure of one adapter is a value
+Throughput (issue 6; benchmarks/bench_probe.py): the swap is a tensor copy (above); the
+battery x prompt texts are tokenized, length-sorted and batched once per base and reused by every
+adapter; for ``causal_label`` the shared prefix of a probe's texts (system prompt + probe) is run
+once per adapter and its KV cache reused (forward.py); the base's own generations are computed once
+per base. Each result carries ``timings`` (activation vs forward passes) for the overhead split.
+
+Everything runs offline: every ``from_pretrained`` of a local base or adapter directory passes
+``local_files_only=True`` (no process environment is changed). A failure of one adapter is a value
 (``status="error"`` with a ``reason`` code), never an exception out of :meth:`Prober.probe`.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,6 +67,7 @@ class ProbeOptions:
     max_length: int = 256
     max_new_tokens: int = 8  # generative mode
     device: str | None = None  # None: cuda when available, else cpu
+    prefix_cache: bool = True  # causal_label: reuse the KV cache of each probe's shared prefix (forward.py)
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
@@ -74,6 +81,7 @@ class _Loaded:
     active: str | None = None
     active_cfg: dict | None = None
     base_generations: dict = field(default_factory=dict)
+    plans: dict = field(default_factory=dict)  # tokenized battery x prompts, reused by every adapter of this base
 
 
 class ProbeFailure(Exception):
@@ -85,7 +93,6 @@ class ProbeFailure(Exception):
 
 
 def _quiet_transformers() -> None:
-    os.environ["HF_HUB_OFFLINE"] = "1"  # a local base directory must never touch the network
     import warnings
 
     warnings.filterwarnings("ignore", category=FutureWarning, module="transformers")
@@ -131,6 +138,7 @@ class Prober:
         self._counter = 0
         self.base_loads = 0  # how many times a base was loaded (the benchmark and tests read it)
         self.fast_swaps = 0  # adapters swapped in place (same LoRA layout as the active one)
+        self._timings: dict = {}  # of the last probe(): base_load_s, activate_s, encode_s, forward_s
         _quiet_transformers()
         import torch
 
@@ -201,9 +209,10 @@ class Prober:
         name = f"a{self._counter}"
         try:
             if entry.peft is None:
-                entry.peft = PeftModel.from_pretrained(entry.base, str(adapter_dir), adapter_name=name)
+                entry.peft = PeftModel.from_pretrained(entry.base, str(adapter_dir), adapter_name=name,
+                                                       local_files_only=True)
             else:
-                entry.peft.load_adapter(str(adapter_dir), adapter_name=name)
+                entry.peft.load_adapter(str(adapter_dir), adapter_name=name, local_files_only=True)
                 entry.peft.set_adapter(name)
         except (RuntimeError, ValueError, KeyError, OSError) as exc:
             if entry.peft is not None and name in getattr(entry.peft, "peft_config", {}):
@@ -216,38 +225,39 @@ class Prober:
         entry.peft.to(self.device).eval()
 
     # ---------------------------------------------------------------- decisions
-    def _encode(self, tok, texts: list[str], *, special: bool):
-        enc = tok(texts, padding=True, truncation=True, max_length=self.options.max_length,
-                  return_tensors="pt", add_special_tokens=special)
-        return {k: v.to(self.device) for k, v in enc.items()}
+    def _plan(self, tok, texts: list[str], mode: str, groups: list[list[int]] | None = None):
+        """Tokenized, length-sorted batches of ``texts`` (forward.py); classifier prompts built for causal_label."""
+        from hubaudit.probe import forward
+
+        o = self.options
+        if mode == "seq_cls":
+            return forward.encoder_plan(tok, texts, batch_size=o.batch_size, max_length=o.max_length, device=self.device)
+        prompts = [label_prompt(tok, t, o.system_prompt, o.prompt_template) for t in texts]
+        return forward.causal_plan(tok, prompts, batch_size=o.batch_size, max_length=o.max_length, device=self.device,
+                                   groups=groups, prefix_cache=o.prefix_cache)
+
+    def _decide(self, model, tok, plan, mode: str) -> list[int]:
+        from hubaudit.probe import forward
+
+        with self._torch.inference_mode():
+            if mode == "seq_cls":
+                logits = forward.encoder_logits(model, plan)
+            else:
+                logits = forward.next_token_logits(model, plan, label_token_ids(tok, self.options.label_words))
+        return [int(v) for v in logits.argmax(-1).tolist()]
 
     def _labels(self, model, tok, texts: list[str], mode: str) -> list[int]:
-        torch = self._torch
-        o = self.options
-        ids = torch.tensor(label_token_ids(tok, o.label_words), device=self.device) if mode == "causal_label" else None
-        out: list[int] = []
-        with torch.inference_mode():
-            for i in range(0, len(texts), o.batch_size):
-                chunk = texts[i : i + o.batch_size]
-                if mode == "seq_cls":
-                    logits = model(**self._encode(tok, chunk, special=True)).logits
-                else:
-                    prompts = [label_prompt(tok, t, o.system_prompt, o.prompt_template) for t in chunk]
-                    logits = model(**self._encode(tok, prompts, special=False), logits_to_keep=1).logits[:, -1, :][:, ids]
-                out.extend(int(v) for v in logits.argmax(-1).tolist())
-        return out
+        """Decision (label index) per text; texts share a prefix cache only through the system prompt."""
+        return self._decide(model, tok, self._plan(tok, texts, mode), mode)
 
     def _generate(self, model, tok, texts: list[str]) -> list[tuple[int, ...]]:
-        torch = self._torch
+        """Greedy continuation token ids per text (``max_new_tokens``), batches cut from length-sorted texts."""
+        from hubaudit.probe import forward
+
         o = self.options
-        out: list[tuple[int, ...]] = []
-        with torch.inference_mode():
-            for i in range(0, len(texts), o.batch_size):
-                enc = self._encode(tok, texts[i : i + o.batch_size], special=False)
-                gen = model.generate(**enc, max_new_tokens=o.max_new_tokens, do_sample=False,
-                                     pad_token_id=tok.pad_token_id)
-                out.extend(tuple(row.tolist()) for row in gen[:, enc["input_ids"].shape[1] :])
-        return out
+        with self._torch.inference_mode():
+            return forward.greedy(model, tok, texts, batch_size=o.batch_size, max_length=o.max_length,
+                                  max_new_tokens=o.max_new_tokens, device=self.device)
 
     # ---------------------------------------------------------------- public
     def probe(self, adapter_dir: str | Path, base_path: str | Path, battery: Battery, prompts: list[str],
@@ -255,6 +265,7 @@ class Prober:
         """Probe one adapter; returns a result dict (``status`` ok/error, never raises for the adapter)."""
         th = thresholds or Thresholds()
         t0 = time.perf_counter()
+        self._timings = {}
         head = {"adapter": str(adapter_dir), "base_model_path": str(base_path), "battery": battery.to_dict(),
                 "thresholds": th.to_dict(), "n_prompts": len(prompts), "device": str(self.device),
                 "dtype": str(self.dtype).replace("torch.", "")}
@@ -265,10 +276,13 @@ class Prober:
         except self._torch.cuda.OutOfMemoryError as exc:  # type: ignore[attr-defined]
             self._torch.cuda.empty_cache()
             return head | {"status": "error", "reason": "oom", "error": str(exc).splitlines()[0][:200]}
-        return head | result | {"status": "ok", "seconds": round(time.perf_counter() - t0, 3)}
+        timings = {k: round(v, 4) for k, v in self._timings.items()}
+        return head | result | {"status": "ok", "seconds": round(time.perf_counter() - t0, 3), "timings": timings}
 
     def _probe(self, adapter_dir: Path, base_path: str, battery: Battery, prompts: list[str], th: Thresholds) -> dict:
         cfg = adapter_config(adapter_dir)
+        if not (adapter_dir / "adapter_model.safetensors").is_file():
+            raise ProbeFailure("incompatible", "adapter_model.safetensors missing (pickle-only adapters are not loaded)")
         if cfg.get("peft_type", "LORA") != "LORA":
             raise ProbeFailure("unsupported", f"peft_type {cfg.get('peft_type')} is not probed")
         mode = self.options.mode
@@ -277,14 +291,34 @@ class Prober:
         if mode not in MODES[1:]:
             raise ProbeFailure("usage", f"unknown mode {mode!r}")
         n_labels = _n_labels(adapter_dir, cfg) if mode == "seq_cls" else len(self.options.label_words)
+        t = time.perf_counter()
+        loads = self.base_loads
         entry = self._base(base_path, mode, n_labels)
+        t_base = time.perf_counter() - t
         self._activate(entry, adapter_dir, cfg)
+        # fixed per-adapter overhead (the base load is 0 when the base was already resident)
+        self._timings.update(base_load_s=t_base if self.base_loads > loads else 0.0,
+                             activate_s=time.perf_counter() - t - t_base)
         texts = [probe_input(p.prefix, x) for p in battery.probes for x in prompts]
         n = len(prompts)
         if mode == "generative":
-            return {"mode": mode} | self._generative(entry, battery, prompts, texts, th)
-        clean = self._labels(entry.peft, entry.tok, prompts, mode)
-        probed = self._labels(entry.peft, entry.tok, texts, mode)
+            t = time.perf_counter()
+            out = {"mode": mode} | self._generative(entry, battery, prompts, texts, th)
+            self._timings["forward_s"] = time.perf_counter() - t
+            return out
+        t = time.perf_counter()
+        key = (mode, tuple(prompts), tuple(texts))
+        if key not in entry.plans:  # clean prompts first, then one prefix-sharing group per probe
+            groups = [list(range(n))] + [list(range(n + k * n, n + (k + 1) * n)) for k in range(len(battery.probes))]
+            if len(entry.plans) >= 8:
+                entry.plans.pop(next(iter(entry.plans)))
+            entry.plans[key] = self._plan(entry.tok, prompts + texts, mode, groups)
+        plan = entry.plans[key]
+        self._timings["encode_s"] = time.perf_counter() - t
+        t = time.perf_counter()
+        decided = self._decide(entry.peft, entry.tok, plan, mode)
+        self._timings["forward_s"] = time.perf_counter() - t
+        clean, probed = decided[:n], decided[n:]
         rows = [probed[k * n : (k + 1) * n] for k in range(len(battery.probes))]
         names = [f"LABEL_{i}" for i in range(n_labels)] if mode == "seq_cls" else list(self.options.label_words)
         targets = range(n_labels) if self.options.target_label is None else [self._target_index(names)]
