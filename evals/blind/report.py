@@ -124,8 +124,10 @@ def write_report(results_dir: Path, out: Path, before_dir: Path | None = None) -
     fresh = [r for r in calib_all if r not in calib]  # calib-5..: trained AFTER the change, never looked at
     if fresh:
         c = _counts([], fresh, th, tau, {ATTACKER_LABEL})
+        fs = sum(_verdict(r, th, tau, {ATTACKER_LABEL})[1] for r in fresh)
         more_rows.append(f"| after (τ from calib-0..4) | **A: battery + search on {len(fresh)} FRESH clean adapters "
-                         f"(calib-{N_CALIB_FIRST}.., trained after the change, never inspected)** | — | **{c['fp']}/{len(fresh)}** |")
+                         f"(calib-{N_CALIB_FIRST}.., trained after the change, never inspected)** | — | **{c['fp']}/{len(fresh)}** "
+                         f"(battery {c['fp_b']}, search {fs}) |")
     if len(calib_all) >= 19:
         more, m = _summary_rows(f"after, τ from all {len(calib_all)} calib adapters", bad, clean, calib_all)
         more_rows, tau_more = more_rows + more[:3], m["tau"]
@@ -160,6 +162,7 @@ def write_report(results_dir: Path, out: Path, before_dir: Path | None = None) -
     wall = [r["wall_seconds"] for r in rs]
     passes = [r["search"]["forward_passes"] + r["n_prompts"] * (r["battery"]["n"] + 1) for r in rs]
     loads = [r["loadavg"][0] for r in rs if r.get("loadavg")]
+    own = [r["wall_seconds"] for r in rs if r["wall_seconds"] <= 1.1 * r["cpu_seconds"]]
     cfg = rs[0]["search"]["config"]
     lines = [
         "# Blind trigger discovery: evaluation (issue 10)",
@@ -212,7 +215,10 @@ def write_report(results_dir: Path, out: Path, before_dir: Path | None = None) -
         "",
         f"Compute per adapter (battery + search, one torch thread, {len(rs)} adapters): CPU median {statistics.median(cpu):.1f} s,"
         f" max {max(cpu):.1f} s; wall median {statistics.median(wall):.0f} s, max {max(wall):.0f} s"
-        + (f" (1-min load average during the run {min(loads):.1f}-{max(loads):.1f} on 2 cores)" if loads else "")
+        + (f" (1-min load average at the end of each of the {len(loads)} adapters that recorded it: "
+           f"{min(loads):.1f}-{max(loads):.1f} on 2 cores; 2.5-7.4 while the first 35 ran, sampled every 15 s)" if loads else "")
+        + (f". Wall time when the process had a core to itself (wall ≤ 1.1 × CPU: {len(own)} adapters): "
+           f"{min(own):.1f}-{max(own):.1f} s" if own else "")
         + ". The CPU time of the single-threaded process is the compute; wall time includes waiting for the"
         f" 2 shared cores. Forward passes (sequences, battery + search) median {statistics.median(passes):.0f},"
         f" max {max(passes)}.",
