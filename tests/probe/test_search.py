@@ -171,6 +171,15 @@ def test_queue_probe_stores_the_search(tiny, tmp_path: Path):
         assert (s["probed"], s["flagged"]) == (1, 1) and TRIGGER in s["results"][0]["search_trigger"].split()
         (row,) = [r for r in store.audit_rows(name) if r.revision_id == rid]
         assert row.probe["search"]["status"] == "ok" and TRIGGER in row.probe["search"]["trigger"].split()
+        # ... and `hubaudit report` shows the recovered trigger (read from the store, rendered)
+        from hubaudit.pipeline.report import load_report
+        from hubaudit.report import get_format
+
+        report = load_report(store, name)
+        (entry,) = [e for e in __import__("json").loads(get_format("json").render(report))["adapters"]
+                    if e["repo_id"].startswith("local:")]
+        assert TRIGGER in entry["probe_search"]["trigger"].split() and entry["probe_search"]["flagged"] is True
+        assert "trigger: '" in get_format("table").render(report) and "Behavioural probes (1)" in get_format("markdown").render(report)
 
 
 def test_dilution_separates_a_trigger_from_task_words():
