@@ -128,13 +128,11 @@ def fit(
         if len(members) == 1 and strata[members[0]]["status"] == "calibrated":
             strata[pk] = dict(strata[members[0]], source="pool")  # a one-stratum pool is that stratum's fit
         else:
-            # the pool's combined fit only matters to members without their own fit (judge.resolve)
-            needed = combined and any(strata[s]["status"] != "calibrated" for s in members)
+            # also fitted when every member has its own fit: an adapter of an unseen rank (hubaudit check,
+            # a crawl after calibration) is judged by its pool (judge.resolve)
             strata[pk] = _fit_one(np.concatenate([pop_x.get(s, empty) for s in members]),
                                   np.concatenate([ref_x.get(s, empty) for s in members]), names, directions,
-                                  target_fpr, min_n, source="pool", combined=needed)  # fmt: skip
-            if combined and not needed and strata[pk]["status"] == "calibrated":
-                strata[pk]["combined"] = {"status": "not_needed", "reason": "every member stratum has its own fit"}
+                                  target_fpr, min_n, source="pool", combined=combined)  # fmt: skip
         strata[pk]["members"] = sorted(members)
     for s in pop.keys() | refs.keys():  # small strata borrow their pool's fit (module docstring)
         if strata[s]["status"] != "calibrated" and strata[pool_key(s)]["status"] == "calibrated":

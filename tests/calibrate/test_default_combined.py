@@ -163,3 +163,13 @@ def test_cli_method_option_is_recorded(tmp_path):
         assert f"{method or 'combined'} verdict" in r.stderr
     r = subprocess.run([exe, "calibrate", "--base", "b/x", "--db", url, "--method", "vote"], capture_output=True, text=True)
     assert r.returncode != 0 and "Traceback" not in r.stderr
+
+
+def test_an_unseen_rank_is_judged_by_its_pool_under_the_combined_rule():
+    pop = [("lora|r8|q_proj,v_proj", r) for r in _population(40, 11)] + [("lora|r16|q_proj,v_proj", r) for r in _population(40, 12)]
+    ts = fit(pop, DIRS, 0.01, 30)
+    assert ts["strata"]["pool:lora|q_proj,v_proj"]["combined"]["status"] == "calibrated"
+    fresh = judge_many([("lora|r4|q_proj,v_proj", r) for r in _population(200, 13)], ts)  # rank 4 never seen
+    assert all(f is not None and bd["source"] == "pool" and "combined" in bd for f, bd in fresh)
+    assert sum(f for f, _ in fresh) <= 8  # clean adapters of the unseen rank: a small false-positive rate
+    assert judge(_odd([+1, -1, +1, -1, +1, -1], 3.0), "lora|r4|q_proj,v_proj", ts)[0] is True
