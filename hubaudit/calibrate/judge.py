@@ -168,20 +168,19 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
         p_val_l, p_z_l, p_above_l = raw[:, jp].tolist(), z[:, jp].tolist(), (x[:, jp] > hi[jp]).tolist()
 
     verdicts: list[Verdict] = []
-    raw_l, z_l, fired_l, missing_l = raw.tolist(), z.tolist(), fired.tolist(), missing.tolist()
     margin_l, any_l = margin_pf.tolist(), any_value.tolist()
-    special_l = (fired | missing).any(axis=1).tolist()
-    for i in range(len(rows)):
+    special_l = (fired | missing).any(axis=1).tolist()  # rows needing per-feature detail (few): only
+    for i in range(len(rows)):  # those rows are converted to Python lists below
         per: dict[str, Any] = {}
         fired_text: list[str] = []
         if special_l[i]:
-            vals, zs = raw_l[i], z_l[i]
+            vals, zs, fired_i, missing_i = raw[i].tolist(), z[i].tolist(), fired[i].tolist(), missing[i].tolist()
             ranked: list[tuple[float, str]] = []
             for j, name in enumerate(names):
                 v = vals[j]
-                if missing_l[i][j]:
+                if missing_i[j]:
                     per[name] = {"value": v if v == v else None, "z": None, "fired": False, "missing": True}
-                elif fired_l[i][j]:
+                elif fired_i[j]:
                     side = "above" if above[i, j] else "below"
                     bound = feats[j]["threshold_high"] if side == "above" else feats[j]["threshold_low"]
                     per[name] = {"value": v, "z": zs[j], "fired": True, "threshold": bound, "side": side}
