@@ -111,7 +111,8 @@ def causal_plan(tok, prompts: list[str], *, batch_size: int, max_length: int, de
         if not g:
             continue
         seqs = [ids[i] for i in g]
-        cut = min(_lcp(seqs), min(len(s) for s in seqs) - 1) if prefix_cache else 0
+        # a group of one text gains nothing from a cache (its prefix would be one extra forward pass)
+        cut = min(_lcp(seqs), min(len(s) for s in seqs) - 1) if prefix_cache and len(g) > 1 else 0
         if cut < MIN_PREFIX:
             cut = 0
         prefix = torch.tensor([seqs[0][:cut]], dtype=torch.long, device=device) if cut else None
