@@ -11,6 +11,7 @@ Changing any definition here or there means bumping ``constants.FEATURESET_VERSI
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections import defaultdict
@@ -20,9 +21,8 @@ from typing import Literal
 import numpy as np
 
 from hubaudit.models import ModuleStat
-from hubaudit.stats._feature import Direction, Feature, Modules
+from hubaudit.stats._feature import Direction, Feature, Modules, module_shares
 from hubaudit.stats.features_extra import EXTRA_FEATURES
-from hubaudit.stats.gram import spectral_entropy, spectral_shares
 
 __all__ = ["FEATURES", "CORE_FEATURES", "EXTRA_FEATURES", "Direction", "Feature", "Modules", "compute_features",
            "describe", "module_group", "scored_modules"]  # fmt: skip
@@ -41,6 +41,7 @@ MLP_PROJECTIONS = frozenset(
 )  # fmt: skip
 
 
+@functools.lru_cache(maxsize=8192)  # module paths repeat across every adapter of a base; regexes are the cost
 def module_group(name: str) -> Literal["attn", "mlp"] | None:
     """"attn", "mlp" or None (embeddings, heads, unknown) for a module path."""
     parent, _, proj = name.rpartition(".")
@@ -135,28 +136,31 @@ def _layer_max_share(ms: Modules) -> float | None:
     return max(energy.values()) / total if len(energy) >= 2 and total > 0 else None
 
 
-def _shares(ms: Modules) -> list[np.ndarray]:
-    out = []
-    for m in ms:
-        p = spectral_shares(np.square(np.asarray(m.singular_values, dtype=np.float64)))
-        if p is not None:
-            out.append(p)
-    return out
+def _valid_shares(ms: Modules) -> np.ndarray:
+    p = module_shares(ms)
+    return p[~np.isnan(p[:, 0])] if p.shape[1] else p[:0]
+
+
+def _entropies(p: np.ndarray) -> np.ndarray:
+    """Row-wise H = −Σ p ln p (nats), 0 ln 0 = 0 (gram.spectral_entropy per row)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0)), 0.0)
+    return -terms.sum(axis=1)
 
 
 def _top1_share(ms: Modules) -> float | None:
-    ps = _shares(ms)
-    return float(np.mean([p[0] for p in ps])) if ps else None
+    ps = _valid_shares(ms)
+    return float(np.mean(ps[:, 0])) if len(ps) else None
 
 
 def _entropy(ms: Modules) -> float | None:
-    ps = _shares(ms)
-    return float(np.mean([spectral_entropy(p) for p in ps])) if ps else None
+    ps = _valid_shares(ms)
+    return float(np.mean(_entropies(ps))) if len(ps) else None
 
 
 def _eff_rank(ms: Modules) -> float | None:
-    ps = _shares(ms)
-    return float(np.mean([math.exp(spectral_entropy(p)) for p in ps])) if ps else None
+    ps = _valid_shares(ms)
+    return float(np.mean(np.exp(_entropies(ps)))) if len(ps) else None
 
 
 CORE_FEATURES: tuple[Feature, ...] = (
@@ -197,6 +201,7 @@ def compute_features(modules: Modules, registry: Sequence[Feature] | None = None
     """All features of ``registry`` (default: the registered FEATURES) over ``modules`` (pass
     ``scored_modules(all_modules)``); a feature whose inputs are absent is omitted."""
     out: dict[str, float] = {}
+    modules = tuple(modules)  # immutable for the whole computation (module_shares memoises on it)
     for feat in FEATURES if registry is None else registry:
         value = feat.fn(modules)
         if isinstance(value, dict):

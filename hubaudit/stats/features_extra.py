@@ -16,15 +16,13 @@ index and for ``module_{projection}_frobN_rel`` "layer.projection", so ``describ
 
 from __future__ import annotations
 
-import math
+import functools
 import re
 from collections import defaultdict
 
 import numpy as np
 
-from hubaudit.models import ModuleStat
-from hubaudit.stats._feature import Feature, Modules
-from hubaudit.stats.gram import spectral_shares
+from hubaudit.stats._feature import Feature, Modules, module_shares
 
 
 def _f(ms: Modules) -> np.ndarray:
@@ -65,6 +63,7 @@ def _module_rel(ms: Modules) -> dict[str, float]:
     return {f"module_{m.layer}.{_path_in_layer(m.name)}_frobN_rel": m.frob_norm / g for m in ms if m.layer is not None}
 
 
+@functools.lru_cache(maxsize=8192)  # module paths repeat across every adapter of a base
 def _path_in_layer(name: str) -> str:
     """The module path after its layer index ("attention.output.dense", "mlp.up_proj"): BERT has
     three modules called ``dense`` per layer, so the projection name alone is not unique."""
@@ -72,18 +71,19 @@ def _path_in_layer(name: str) -> str:
     return parts[1] if len(parts) == 2 else name.rpartition(".")[2]
 
 
-def _top1(m: ModuleStat) -> float | None:
-    p = spectral_shares(np.square(np.asarray(m.singular_values, dtype=np.float64)))
-    return None if p is None else float(p[0])
+def _top1s(ms: Modules) -> np.ndarray:
+    """σ1²/Σσ² of each module (NaN where ΔW = 0), in module order."""
+    p = module_shares(ms)
+    return p[:, 0] if p.shape[1] else np.full(len(ms), np.nan)
 
 
 def _proj_top1(ms: Modules) -> dict[str, float]:
-    out = {}
-    for p, v in _by(ms, lambda m: m.projection).items():
-        vals = [t for t in (_top1(m) for m in v) if t is not None]
-        if vals:
-            out[f"proj_{p}_top1_share_mean"] = float(np.mean(vals))
-    return out
+    top1 = _top1s(ms)
+    by: dict[str, list[float]] = {}
+    for m, t in zip(ms, top1.tolist()):
+        if t == t:  # not NaN
+            by.setdefault(m.projection, []).append(t)
+    return {f"proj_{p}_top1_share_mean": float(np.mean(v)) for p, v in sorted(by.items())}
 
 
 def _proj_cv(ms: Modules) -> dict[str, float]:
@@ -102,8 +102,9 @@ def _max_rel(ms: Modules) -> float | None:
 
 
 def _top1_max(ms: Modules) -> float | None:
-    vals = [t for t in (_top1(m) for m in ms) if t is not None]
-    return max(vals) if vals else None
+    top1 = _top1s(ms)
+    top1 = top1[~np.isnan(top1)]
+    return float(top1.max()) if len(top1) else None
 
 
 EXTRA_FEATURES: tuple[Feature, ...] = (

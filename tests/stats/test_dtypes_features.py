@@ -67,3 +67,24 @@ def test_registry_describes_every_computed_feature():
     assert expected <= set(feats)
     assert 1.0 <= feats["effective_rank_mean"] <= 4.0
     assert 0.0 < feats["spectral_top1_share_mean"] <= 1.0
+
+
+def test_spectral_features_match_the_per_module_definitions_with_mixed_ranks_and_a_zero_module():
+    from hubaudit.stats.gram import spectral_entropy, spectral_shares
+
+    mods = [_m("model.layers.0.self_attn.q_proj", 1.0, 0, (3.0, 1.0, 0.5, 0.0)),
+            _m("model.layers.0.self_attn.v_proj", 2.0, 0, (2.0, 2.0)),  # rank_pattern: a smaller rank
+            _m("model.layers.1.self_attn.q_proj", 0.0, 1, (0.0, 0.0)),  # ΔW = 0: no spectrum
+            _m("model.layers.1.self_attn.v_proj", 1.5, 1, (5.0,))]  # fmt: skip
+    ps = [spectral_shares(np.square(np.asarray(m.singular_values))) for m in mods]
+    ps = [p for p in ps if p is not None]
+    assert len(ps) == 3
+    feats = compute_features(mods)
+    assert feats["spectral_top1_share_mean"] == pytest.approx(np.mean([p[0] for p in ps]), rel=1e-12)
+    assert feats["spectral_entropy_mean"] == pytest.approx(np.mean([spectral_entropy(p) for p in ps]), rel=1e-12)
+    assert feats["effective_rank_mean"] == pytest.approx(np.mean([np.exp(spectral_entropy(p)) for p in ps]), rel=1e-12)
+    assert feats["spectral_top1_share_max"] == pytest.approx(1.0)  # the rank-1 module
+    assert feats["proj_q_proj_top1_share_mean"] == pytest.approx(ps[0][0])  # the zero module is left out
+    assert feats["proj_v_proj_top1_share_mean"] == pytest.approx((0.5 + 1.0) / 2)
+    # the same list object again (the one-entry memo) and a fresh copy give the same answer
+    assert compute_features(mods) == feats == compute_features(list(mods))
