@@ -59,13 +59,16 @@ def thresholds_path(home: str | Path, base: str) -> Path:
 
 def resolve_thresholds(home: str | Path, base: str | None, file: str | None = None) -> Thresholds:
     """Thresholds from ``file``, else the calibrated file of ``base``, else the defaults."""
+    return _resolve(file, thresholds_path(home, base) if base else None, load_thresholds, Thresholds)
+
+
+def _resolve(file: str | None, calibrated: Path | None, load, default):  # type: ignore[no-untyped-def]
+    """``load(file)`` if given, else ``load(calibrated)`` if that file exists, else ``default()``."""
     if file:
-        return load_thresholds(file)
-    if base:
-        p = thresholds_path(home, base)
-        if p.is_file():
-            return load_thresholds(p)
-    return Thresholds()
+        return load(file)
+    if calibrated is not None and calibrated.is_file():
+        return load(calibrated)
+    return default()
 
 
 def _options(o: object):
@@ -242,10 +245,5 @@ def resolve_search_thresholds(home: str | Path, base: str | None, file: str | No
     """τ_search from ``file``, else the calibrated file of ``base``, else the uncalibrated default (never flags)."""
     from hubaudit.probe.search_run import SearchThresholds, load_search_thresholds
 
-    if file:
-        return load_search_thresholds(file)
-    if base:
-        p = search_thresholds_path(home, base)
-        if p.is_file():
-            return load_search_thresholds(p)
-    return SearchThresholds()
+    return _resolve(file, search_thresholds_path(home, base) if base else None, load_search_thresholds,
+                    SearchThresholds)
