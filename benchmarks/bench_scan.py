@@ -126,19 +126,21 @@ def round_robin(fns: dict, repeat: int, cold: Path | None = None) -> dict[str, T
     for fn in fns.values():
         fn()
     # torch's OpenMP workers keep spinning for a while after the naive contender returns (the
-    # runtime's block time, ~200 ms) and steal a core from whatever runs next: let them settle.
-    settle = 0.3
+    # runtime's block time, ~200 ms) and steal a core from whatever runs next: let them settle after
+    # it. Only after it: a pause before the short contenders lets the core clock down and inflates
+    # the read floor (seen: 3 -> 6 ms), which would flatter the ratios.
+    settle_after = {"naive": 0.3}
     walls: dict[str, list[float]] = {k: [] for k in fns}
     cpus: dict[str, list[float]] = {k: [] for k in fns}
     for _ in range(repeat):
         for k, fn in fns.items():
             if cold is not None:
                 evict(cold)
-            time.sleep(settle)
             c0, t0 = time.process_time(), time.perf_counter()
             fn()
             walls[k].append(time.perf_counter() - t0)
             cpus[k].append(time.process_time() - c0)
+            time.sleep(settle_after.get(k, 0.0))
     return {k: (statistics.median(walls[k]), min(walls[k]), statistics.median(cpus[k])) for k in fns}
 
 
