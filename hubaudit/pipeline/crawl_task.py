@@ -150,7 +150,10 @@ def _fetch_scan(job: FetchJob, info: RepoInfo, source: HubSource) -> TaskOutcome
             small_file_bytes=s.whole_file_bytes)
         if not fetched.ok:
             return TaskOutcome(job.repo_id, job.sha, "error", fetched.reason, fetched.message, provenance=_security(info))
-        scan = scan_path(fetched.folder, symlink_roots=[cache])
+        # download_verified hashed every byte while fetching (and checked it against the Hub's
+        # LFS sha256): hashing the weights again in the scan would double the crawl's CPU per adapter.
+        scan = scan_path(fetched.folder, symlink_roots=[cache], hash_content=False)
+        scan.content_sha256 = next((f["sha256"] for f in fetched.files if f["name"] == ADAPTER_SAFETENSORS), None)
         config_base = scan.base_model or _config_base(fetched.folder / ADAPTER_CONFIG)
     finally:
         if not s.keep:

@@ -60,6 +60,14 @@ def test_every_adapter_is_scored_or_recorded_with_its_reason(hub, cli, store):
         assert (rows[repo_id].status, rows[repo_id].reason) == (status, reason), repo_id
         assert rows[repo_id].error  # a one-line human reason too
     assert set(_revision_counts(_db_path()).values()) == {1}
+    # the scan's content_sha256 is the hash the download verified, of the bytes the Hub served
+    with sqlite3.connect(_db_path()) as conn:
+        summaries = {r: json.loads(s) for r, s in conn.execute(
+            "SELECT r.repo_id, w.summary FROM weight_scores w JOIN revisions r ON r.id = w.revision_id")}
+    assert set(summaries) == set(good)
+    for repo_id in good:
+        served = hub.repos[repo_id].files(hub.repos[repo_id].head)["adapter_model.safetensors"]
+        assert summaries[repo_id]["content_sha256"] == served.sha256
     # the refused ones never had their body downloaded
     assert hub.count("resolve", repo="p/pickle-only") == 0 and hub.count("resolve", repo="g/gated") == 0
     assert "scored 6" in res.err and "pickle_format 1" in res.err  # human summary on stderr
