@@ -73,6 +73,18 @@ def _z(x: np.ndarray, log: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np
     return (t - loc) / scale
 
 
+# Up to this many features the K×K products run in einsum, not BLAS: a multi-threaded BLAS on a
+# shared machine spent far more time waiting for its threads than computing (240 ms instead of 1 ms
+# for 15,000 × 38 under load). Above it BLAS wins by far: an fs-2 scan of a 196-module adapter has
+# ~270 features, where einsum's O(nK²) loops took most of a 100,000-adapter calibration (46 s).
+BLAS_MIN_K = 64
+
+
+def _gram(w: np.ndarray) -> np.ndarray:
+    """wᵀw."""
+    return w.T @ w if w.shape[1] > BLAS_MIN_K else np.einsum("ij,ik->jk", w, w)
+
+
 def _shrunk_corr(z: np.ndarray, mode: str) -> tuple[np.ndarray, float]:
     """R_λ from winsorised clean z (rows with NaN set to 0 in that column), and λ."""
     k = z.shape[1]
@@ -83,9 +95,7 @@ def _shrunk_corr(z: np.ndarray, mode: str) -> tuple[np.ndarray, float]:
     sd = w.std(axis=0)
     w = w / np.where(sd > 0, sd, 1.0)
     n = w.shape[0]
-    # einsum, not BLAS: K is small, and a multi-threaded BLAS on a shared machine spends far more time
-    # waiting for its threads than computing (240 ms instead of 1 ms for 15,000 × 38 under load)
-    s = np.einsum("ij,ik->jk", w, w) / n
+    s = _gram(w) / n
     # Ledoit–Wolf: λ = Σ_i ‖x_i x_iᵀ − S‖²_F / n² ÷ ‖S − I‖²_F, clipped to [0, 1]. Because
     # Σ_i x_iᵀ S x_i = n‖S‖²_F, the numerator's sum is Σ_i ‖x_i‖⁴ − n‖S‖²_F: O(nK), no K×K per row.
     s2 = float(np.sum(s * s))
@@ -111,7 +121,8 @@ def _stat(z: np.ndarray, prec: np.ndarray | None, corr: np.ndarray, mode: str) -
     full = cnt == z.shape[1]
     if full.any():
         zf = z[full]
-        out[full] = np.einsum("ij,jk,ik->i", zf, prec, zf) / z.shape[1]
+        zp = zf @ prec if z.shape[1] > BLAS_MIN_K else np.einsum("ij,jk->ik", zf, prec)
+        out[full] = np.einsum("ij,ij->i", zp, zf) / z.shape[1]
     part = np.flatnonzero(~full & (cnt > 0))
     if part.size:
         patterns: dict[bytes, list[int]] = {}

@@ -124,3 +124,30 @@ def test_strata_fit_pools_small_strata_and_leaves_unknown_uncalibrated():
     odd = {"a": 1.0, "b": 1.0, "c": 4.0, "d": 1.0}
     verdicts = judge_combined_strata([("lora|r8|q,v", odd), ("lora|r16|q,v", odd), ("lora|r4|k", odd)], fitted)
     assert [v[0] for v in verdicts] == [True, True, None]
+
+
+def test_many_features_take_the_blas_route_with_the_same_numbers(monkeypatch):
+    """An fs-2 scan of a large adapter has ~270 features: above BLAS_MIN_K the K×K products go to
+    BLAS; fit and scores must equal the einsum route's (and the statistic its textbook form)."""
+    import hubaudit.calibrate.combined as comb
+
+    rng = np.random.default_rng(7)
+    k = comb.BLAS_MIN_K + 36
+    names = [f"f{i}" for i in range(k)]
+    mix = rng.normal(size=(k, k)) / math.sqrt(k)
+    x = np.exp(0.3 * rng.normal(size=(400, k)) @ mix)  # correlated, positive (log-transformed)
+    rows = [dict(zip(names, r)) for r in x]
+    x[5, 3] = np.nan  # one row with a missing feature takes the per-pattern route
+    rows[5].pop("f3")
+    blas = fit_combined(rows, names, mode="mahal")
+    blas_scores = score_combined(blas, rows)
+    monkeypatch.setattr(comb, "BLAS_MIN_K", 10_000)
+    plain = fit_combined(rows, names, mode="mahal")
+    plain_scores = score_combined(plain, rows)
+    assert blas["status"] == plain["status"] == "calibrated"
+    assert blas["threshold"] == pytest.approx(plain["threshold"], rel=1e-9)
+    np.testing.assert_allclose(blas_scores, plain_scores, rtol=1e-9)
+    # D²/K = zᵀ R⁻¹ z / K for a complete row, computed here from the stored model
+    z = (np.log(x[0]) - np.asarray(blas["loc"])) / np.asarray(blas["scale"])
+    d2 = z @ np.linalg.solve(np.asarray(blas["corr"]), z) / k
+    assert blas_scores[0] == pytest.approx(d2, rel=1e-9)
