@@ -36,20 +36,12 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from hubaudit.calibrate._robust import MAD_TO_SIGMA, MIN_ABS_SCALE, MIN_LOG_SCALE, MIN_REL_SCALE
+from hubaudit.calibrate._robust import MAD_TO_SIGMA, MIN_ABS_SCALE, MIN_LOG_SCALE, MIN_REL_SCALE, feature_matrix
 
 METHOD = "robust-combined/1"
 MODES = ("mahal", "diag", "max")
 WINSOR = 3.0  # |z| cap when estimating R (not when scoring)
 Row = Mapping[str, float | None]
-
-
-def _matrix(rows: Sequence[Row], names: Sequence[str]) -> np.ndarray:
-    return np.array([[_num(r.get(n)) for n in names] for r in rows], dtype=np.float64).reshape(len(rows), len(names))
-
-
-def _num(v: float | None) -> float:
-    return math.nan if v is None else float(v)
 
 
 def _marginals(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -161,7 +153,7 @@ def fit_combined(rows: Sequence[Row], names: Sequence[str], *, target_fpr: float
     """
     if mode not in MODES:
         raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-    return fit_combined_matrix(_matrix(rows, names), names, target_fpr=target_fpr, mode=mode, min_n=min_n,
+    return fit_combined_matrix(feature_matrix(rows, names), names, target_fpr=target_fpr, mode=mode, min_n=min_n,
                                empirical_floor=empirical_floor)  # fmt: skip
 
 
@@ -277,7 +269,7 @@ def score_combined(model: Mapping[str, Any], rows: Sequence[Row]) -> np.ndarray:
     """The combined statistic of each row (NaN when no fitted feature has a value)."""
     if model.get("status") != "calibrated":
         return np.full(len(rows), np.nan)
-    return _score_core(_rebuild(model), _matrix(rows, model["features"]), model["mode"])
+    return _score_core(_rebuild(model), feature_matrix(rows, model["features"]), model["mode"])
 
 
 def score_matrix(model: Mapping[str, Any], x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -297,7 +289,7 @@ def judge_combined(model: Mapping[str, Any], features: Row, top: int = 3) -> tup
     if model.get("status") != "calibrated":
         return None, {**common, "reason": f"not calibrated: {model.get('reason', '')}", "margin": None}
     core = _rebuild(model)
-    x = _matrix([features], model["features"])
+    x = feature_matrix([features], model["features"])
     stat = float(_score_core(core, x, model["mode"])[0])
     if not math.isfinite(stat):
         return None, {**common, "reason": "no fitted feature has a value", "margin": None}
@@ -307,51 +299,3 @@ def judge_combined(model: Mapping[str, Any], features: Row, top: int = 3) -> tup
     margin = math.log(stat / thr) if stat > 0 else -math.inf
     return margin > 0, {**common, "statistic": stat, "threshold": thr, "margin": margin,
                         "top": [(model["features"][j], float(z[j])) for j in order]}  # fmt: skip
-
-
-def fit_combined_strata(population: Sequence[tuple[str, Row]], names: Sequence[str] | None = None, *,
-                        target_fpr: float = 0.01, mode: str = "mahal", min_n: int = 30) -> dict[str, Any]:  # fmt: skip
-    """:func:`fit_combined` per stratum of a (stratum, features) population, with fit.py's pooling
-    rule: a stratum below ``min_n`` borrows the fit of its pool (same variant and target modules,
-    any rank) when the pool reaches ``min_n``; otherwise it is not calibrated. ``names`` defaults
-    to every feature present in at least ``min_n`` rows of the stratum.
-    Returns ``{"method", "mode", "target_fpr", "min_n", "strata": {stratum | pool key: model}}``.
-    """
-    from collections import defaultdict
-
-    from hubaudit.calibrate.fit import pool_key
-
-    by: dict[str, list[Row]] = defaultdict(list)
-    for stratum, feats in population:
-        by[stratum].append(feats)
-    pools: dict[str, list[Row]] = defaultdict(list)
-    for stratum, rows in by.items():
-        pools[pool_key(stratum)].extend(rows)
-
-    def one(rows: list[Row]) -> dict[str, Any]:
-        use = sorted({k for r in rows for k in r}) if names is None else list(names)
-        return fit_combined(rows, use, target_fpr=target_fpr, mode=mode, min_n=min_n)
-
-    strata: dict[str, Any] = {}
-    for stratum, rows in sorted(by.items()):
-        strata[stratum] = one(rows)
-    for pk, rows in sorted(pools.items()):
-        strata[pk] = one(rows)
-    for stratum in by:
-        if strata[stratum]["status"] != "calibrated" and strata[pool_key(stratum)]["status"] == "calibrated":
-            strata[stratum] = {"status": "pooled", "pool": pool_key(stratum), "n": len(by[stratum])}
-    return {"method": METHOD, "mode": mode, "target_fpr": target_fpr, "min_n": min_n, "strata": strata}
-
-
-def judge_combined_strata(items: Sequence[tuple[str, Row]], fitted: Mapping[str, Any]) -> list[tuple[bool | None, dict]]:
-    """:func:`judge_combined` for (stratum, features) pairs against :func:`fit_combined_strata`'s result."""
-    out = []
-    for stratum, feats in items:
-        entry = fitted["strata"].get(stratum)
-        if entry is not None and entry.get("status") == "pooled":
-            entry = fitted["strata"].get(entry["pool"])
-        if entry is None:
-            out.append((None, {"method": METHOD, "reason": f"not calibrated: stratum {stratum} not in the fit", "margin": None}))
-            continue
-        out.append(judge_combined(entry, feats))
-    return out

@@ -116,8 +116,8 @@ def fit(
         pools[pool_key(s)].append(s)
 
     # one pass over the rows per stratum: an n×K matrix (NaN = missing), reused by the pools
-    pop_x = {s: _matrix(rows, names) for s, rows in pop.items()}
-    ref_x = {s: _matrix(rows, names) for s, rows in refs.items()}
+    pop_x = {s: feature_matrix(rows, names) for s, rows in pop.items()}
+    ref_x = {s: feature_matrix(rows, names) for s, rows in refs.items()}
     empty = np.empty((0, len(names)))
     combined = method == "combined"
     strata: dict[str, Any] = {}
@@ -160,11 +160,6 @@ def _by_stratum(rows: Sequence[Member]) -> dict[str, list[Mapping[str, float | N
     for stratum, feats in rows:
         out[stratum].append(feats)
     return dict(out)
-
-
-def _matrix(rows: Sequence[Mapping[str, float | None]], names: Sequence[str]) -> np.ndarray:
-    """n×K float64 matrix of ``names`` (None and absent -> NaN)."""
-    return feature_matrix(rows, names)
 
 
 def _fit_one(

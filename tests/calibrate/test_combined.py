@@ -114,16 +114,20 @@ def test_invalid_arguments():
 
 
 def test_strata_fit_pools_small_strata_and_leaves_unknown_uncalibrated():
-    from hubaudit.calibrate.combined import fit_combined_strata, judge_combined_strata
+    """The shipped fit (hubaudit.calibrate.fit, combined verdict): a small stratum is judged by its
+    pool's combined detector; a stratum with no pool is not calibrated (never clean)."""
+    from hubaudit.calibrate import fit, judge_many
 
     big = [("lora|r8|q,v", r) for r in _clean(40, seed=8)]
     small = [("lora|r16|q,v", r) for r in _clean(5, seed=9)]
-    fitted = fit_combined_strata(big + small, NAMES, min_n=20, mode="diag")
-    assert fitted["strata"]["lora|r8|q,v"]["status"] == "calibrated"
-    assert fitted["strata"]["lora|r16|q,v"] == {"status": "pooled", "pool": "pool:lora|q,v", "n": 5}
+    ts = fit(big + small, {n: "both" for n in NAMES}, 0.01, 20, method="combined")
+    assert ts["strata"]["lora|r8|q,v"]["status"] == "calibrated" and "combined" in ts["strata"]["lora|r8|q,v"]
+    pooled = ts["strata"]["lora|r16|q,v"]
+    assert (pooled["status"], pooled["pool"], pooled["n"]) == ("pooled", "pool:lora|q,v", 5)
     odd = {"a": 1.0, "b": 1.0, "c": 4.0, "d": 1.0}
-    verdicts = judge_combined_strata([("lora|r8|q,v", odd), ("lora|r16|q,v", odd), ("lora|r4|k", odd)], fitted)
+    verdicts = judge_many([("lora|r8|q,v", odd), ("lora|r16|q,v", odd), ("lora|r4|k", odd)], ts)
     assert [v[0] for v in verdicts] == [True, True, None]
+    assert verdicts[1][1]["fit"] == "pool:lora|q,v" and "combined" in verdicts[1][1]
 
 
 def test_many_features_take_the_blas_route_with_the_same_numbers(monkeypatch):
