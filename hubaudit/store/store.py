@@ -225,9 +225,9 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin):
     # -- adapters -------------------------------------------------------------------------------
 
     def upsert_adapter(self, base: str, repo_id: str, *, meta: dict | None = None, source: str = "hub") -> int:
-        """Insert or refresh one adapter of ``base``; merges ``meta`` into what is stored."""
+        """Insert or refresh one adapter of ``base``; merges ``meta`` into what is stored. Returns its id."""
         with self._write() as conn:
-            return self._upsert_adapter(conn, base, repo_id, meta=meta, source=source)
+            return self._upsert_adapters(conn, base, [(repo_id, meta)], source)[repo_id]
 
     def upsert_adapters(self, base: str, items: list[tuple[str, dict | None]], *, source: str = "hub") -> None:
         """:meth:`upsert_adapter` for many ``(repo_id, meta)`` pairs in one transaction (a listing page).
@@ -235,38 +235,47 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin):
         A re-crawl of an unchanged base is one upsert per listed adapter: done one at a time, that was
         most of its time (benchmarks/bench_crawl.py).
         """
-        if not items:
-            return
+        if items:
+            with self._write() as conn:
+                self._upsert_adapters(conn, base, items, source)
+
+    def _upsert_adapters(self, conn: Connection, base: str, items: list[tuple[str, dict | None]],
+                         source: str) -> dict[str, int]:  # fmt: skip
+        """Insert new adapters, refresh known ones (last_seen, removed=False, meta merged, author);
+        returns {repo_id: adapter id}."""
         merged_items: dict[str, dict] = {}
         for repo_id, meta in items:  # a repo listed twice: metas merge in order, as repeated calls would
             merged_items.setdefault(repo_id, {}).update(clean_json(meta or {}))
-        with self._write() as conn:
-            bid = self._base_id(conn, base)
-            now = utcnow()
-            old: dict[str, Any] = {}
-            for part in chunks(sorted(merged_items), 900):
-                q = select(Adapter.id, Adapter.repo_id, Adapter.meta, Adapter.author).where(
-                    Adapter.base_id == bid, Adapter.repo_id.in_(part))
-                old.update({row.repo_id: row for row in conn.execute(q)})
-            updates, inserts = [], []
-            for repo_id, meta in merged_items.items():
-                prev = old.get(repo_id)
-                merged = {**(dict(prev.meta) if prev is not None else {}), **meta}
-                author = merged.get("author") or (prev.author if prev is not None else None) or _author(repo_id)
-                if prev is not None:
-                    updates.append({"b_id": prev.id, "b_meta": merged, "b_author": author})
-                else:
-                    inserts.append(dict(base_id=bid, repo_id=repo_id, author=author, source=source, first_seen=now,
-                                        last_seen=now, removed=False, meta=merged))
-            table = Adapter.__table__
-            if updates:
-                conn.execute(
-                    update(table).where(table.c.id == bindparam("b_id")).values(
-                        last_seen=now, removed=False, meta=bindparam("b_meta"), author=bindparam("b_author")),
-                    updates,
-                )
-            if inserts:
-                conn.execute(table.insert(), inserts)
+        bid = self._base_id(conn, base)
+        now = utcnow()
+        old: dict[str, Any] = {}
+        for part in chunks(sorted(merged_items), 900):
+            q = select(Adapter.id, Adapter.repo_id, Adapter.meta, Adapter.author).where(
+                Adapter.base_id == bid, Adapter.repo_id.in_(part))
+            old.update({row.repo_id: row for row in conn.execute(q)})
+        updates, inserts = [], []
+        for repo_id, meta in merged_items.items():
+            prev = old.get(repo_id)
+            merged = {**(dict(prev.meta) if prev is not None else {}), **meta}
+            author = merged.get("author") or (prev.author if prev is not None else None) or _author(repo_id)
+            if prev is not None:
+                updates.append({"b_id": prev.id, "b_meta": merged, "b_author": author})
+            else:
+                inserts.append(dict(base_id=bid, repo_id=repo_id, author=author, source=source, first_seen=now,
+                                    last_seen=now, removed=False, meta=merged))
+        table = Adapter.__table__
+        if updates:
+            conn.execute(
+                update(table).where(table.c.id == bindparam("b_id")).values(
+                    last_seen=now, removed=False, meta=bindparam("b_meta"), author=bindparam("b_author")),
+                updates,
+            )
+        if inserts:
+            conn.execute(table.insert(), inserts)
+        ids = {repo_id: int(row.id) for repo_id, row in old.items()}
+        if inserts:
+            ids.update(self._adapter_ids(conn, bid, [r["repo_id"] for r in inserts]))
+        return ids
 
     def revision_outcomes(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """:meth:`revision_outcome` for many ``(repo_id, sha)`` pairs; pairs never seen are absent."""
@@ -279,25 +288,6 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin):
                     if (row.repo_id, row.sha) in wanted:
                         out[(row.repo_id, row.sha)] = row.status
         return out
-
-    def _upsert_adapter(self, conn: Connection, base: str, repo_id: str, *, meta: dict | None, source: str) -> int:
-        bid = self._base_id(conn, base)
-        now = utcnow()
-        old = conn.execute(
-            select(Adapter.id, Adapter.meta, Adapter.author).where(Adapter.base_id == bid, Adapter.repo_id == repo_id)
-        ).first()
-        merged = dict(old.meta) if old is not None else {}
-        merged.update(clean_json(meta or {}))
-        author = merged.get("author") or (old.author if old is not None else None) or _author(repo_id)
-        if old is not None:
-            conn.execute(
-                update(Adapter).where(Adapter.id == old.id).values(last_seen=now, removed=False, meta=merged, author=author)
-            )
-            return int(old.id)
-        ins = Adapter.__table__.insert().values(
-            base_id=bid, repo_id=repo_id, author=author, source=source, first_seen=now, last_seen=now, removed=False, meta=merged
-        )
-        return int(conn.execute(ins.returning(Adapter.id)).scalar_one())
 
     def mark_removed(self, base: str, present_repo_ids: set[str]) -> list[str]:
         """Mark every Hub adapter of ``base`` not in ``present_repo_ids`` removed; returns those newly marked."""
