@@ -137,17 +137,17 @@ class CalibrationMixin:
             set_={"flagged": ins.excluded.flagged, "breakdown": ins.excluded.breakdown, "created_at": ins.excluded.created_at},
         )
         cols = ("revision_id", "threshold_set_id", "flagged", "breakdown", "created_at")
+        dialect = self.engine.dialect  # type: ignore[attr-defined]
+        compiled = stmt.compile(dialect=dialect, column_keys=list(cols))
+        proc = {c: _processor(Verdict.__table__.c[c].type, dialect) for c in cols}
+        ts_id, created = proc["threshold_set_id"](threshold_set_id), proc["created_at"](now)
+        p_rid, p_flag, p_bd = proc["revision_id"], proc["flagged"], proc["breakdown"]
+        order = (compiled.positiontup or []) if compiled.positional else None
         for part in chunks(verdicts, _VERDICT_CHUNK):
+            rows = [{"revision_id": p_rid(rid), "threshold_set_id": ts_id, "flagged": p_flag(flagged),
+                     "breakdown": p_bd(bd), "created_at": created} for rid, flagged, bd in part]  # fmt: skip
             with self._write() as conn:  # type: ignore[attr-defined]
-                dialect = conn.dialect
-                compiled = stmt.compile(dialect=dialect, column_keys=list(cols))
-                proc = {c: _processor(Verdict.__table__.c[c].type, dialect) for c in cols}
-                ts_id, created = proc["threshold_set_id"](threshold_set_id), proc["created_at"](now)
-                p_rid, p_flag, p_bd = proc["revision_id"], proc["flagged"], proc["breakdown"]
-                rows = [{"revision_id": p_rid(rid), "threshold_set_id": ts_id, "flagged": p_flag(flagged),
-                         "breakdown": p_bd(bd), "created_at": created} for rid, flagged, bd in part]  # fmt: skip
-                if compiled.positional:
-                    order = compiled.positiontup or []
+                if order is not None:
                     conn.exec_driver_sql(compiled.string, [tuple(r[k] for k in order) for r in rows])
                 else:
                     conn.exec_driver_sql(compiled.string, rows)
