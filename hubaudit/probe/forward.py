@@ -179,7 +179,6 @@ def next_token_logits(model, plan: Plan, columns) -> torch.Tensor:
 
 
 def _uncached(b: Batch) -> dict:
-    cut = b.prefix.shape[1]
     n = b.tensors["input_ids"].shape[0]
     ids = torch.cat([b.prefix.expand(n, -1), b.tensors["input_ids"]], dim=1)
     mask = b.tensors["attention_mask"]  # already [ones(cut), suffix mask]

@@ -290,7 +290,8 @@ class Prober:
             mode = "seq_cls" if cfg.get("task_type") == "SEQ_CLS" else "causal_label"
         if mode not in MODES[1:]:
             raise ProbeFailure("usage", f"unknown mode {mode!r}")
-        n_labels = _n_labels(adapter_dir, cfg) if mode == "seq_cls" else len(self.options.label_words)
+        names = self._label_names(adapter_dir, cfg, mode)
+        n_labels = len(names)
         t = time.perf_counter()
         loads = self.base_loads
         entry = self._base(base_path, mode, n_labels)
@@ -320,8 +321,7 @@ class Prober:
         self._timings["forward_s"] = time.perf_counter() - t
         clean, probed = decided[:n], decided[n:]
         rows = [probed[k * n : (k + 1) * n] for k in range(len(battery.probes))]
-        names = [f"LABEL_{i}" for i in range(n_labels)] if mode == "seq_cls" else list(self.options.label_words)
-        targets = range(n_labels) if self.options.target_label is None else [self._target_index(names)]
+        targets = range(n_labels) if self.options.target_label is None else [self.target_index(names)]
         per_label = []
         for t in targets:
             eligible = [i for i in range(n) if clean[i] != t]
@@ -337,7 +337,14 @@ class Prober:
             "per_label": [{"label": names[lt], "n_eligible": len(el)} | _stats(ls) for lt, el, _, ls in per_label],
         }
 
-    def _target_index(self, names: list[str]) -> int:
+    def _label_names(self, adapter_dir: Path, cfg: dict, mode: str) -> list[str]:
+        """The decision labels: the classifier head's LABEL_i (seq_cls) or the configured label words."""
+        if mode == "seq_cls":
+            return [f"LABEL_{i}" for i in range(_n_labels(adapter_dir, cfg))]
+        return list(self.options.label_words)
+
+    def target_index(self, names: list[str]) -> int:
+        """Index of ``options.target_label`` among ``names`` (ProbeFailure ``usage`` when absent)."""
         want = str(self.options.target_label)
         for i, name in enumerate(names):
             if want == str(i) or want.lower() == name.lower():
@@ -370,13 +377,8 @@ class Prober:
         ``mode`` is the result's ``mode``. No reload: the search (search_run.py) reuses the probe's base
         and adapter. Raises ProbeFailure when the adapter is not readable."""
         adapter_dir = Path(adapter_dir)
-        n = _n_labels(adapter_dir, adapter_config(adapter_dir)) if mode == "seq_cls" else len(self.options.label_words)
-        names = [f"LABEL_{i}" for i in range(n)] if mode == "seq_cls" else list(self.options.label_words)
-        return ActiveAdapter(self, self._base(str(base_path), mode, n), mode, names)
-
-    def target_index(self, names: list[str]) -> int:
-        """Index of ``options.target_label`` among ``names`` (ProbeFailure ``usage`` when absent)."""
-        return self._target_index(names)
+        names = self._label_names(adapter_dir, adapter_config(adapter_dir), mode)
+        return ActiveAdapter(self, self._base(str(base_path), mode, len(names)), mode, names)
 
     def close(self) -> None:
         """Drop every loaded base (frees GPU memory)."""
