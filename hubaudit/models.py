@@ -5,8 +5,12 @@ Plain frozen dataclasses; every stage imports these and nothing of another stage
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    import numpy as np
 
 ScanStatus = Literal["ok", "error", "unsupported"]
 
@@ -115,3 +119,45 @@ class ScanResult:
 def stratum_key(variant: str | None, rank: int | None, target_modules: tuple[str, ...] | list[str]) -> str:
     """``"lora|r16|k_proj,q_proj,v_proj"``: adapters are only compared within one stratum."""
     return f"{variant or '?'}|r{rank if rank is not None else '?'}|{','.join(sorted(target_modules))}"
+
+
+class FeatureBlock:
+    """Feature values of many adapters as one n×K float64 matrix (NaN = missing) with its column
+    names: the store's packed form of the ``features`` dicts (store/_sql.pack_features). Rows are
+    handed out as :class:`FeatureRow` mappings, and calibrate/_robust.feature_matrix gathers their
+    columns without building a dict per adapter (a 100,000-adapter calibration,
+    benchmarks/bench_store.py)."""
+
+    __slots__ = ("names", "x", "index")
+
+    def __init__(self, names: Sequence[str], x: np.ndarray) -> None:
+        self.names = tuple(names)
+        self.x = x
+        self.index = {n: j for j, n in enumerate(self.names)}
+
+    def rows(self) -> list[FeatureRow]:
+        return [FeatureRow(self, i) for i in range(self.x.shape[0])]
+
+
+class FeatureRow(Mapping[str, float | None]):
+    """Row ``i`` of a :class:`FeatureBlock` as a read-only ``{feature: value}`` mapping; a missing
+    (NaN) value reads as None, as in the stored JSON."""
+
+    __slots__ = ("block", "i")
+
+    def __init__(self, block: FeatureBlock, i: int) -> None:
+        self.block = block
+        self.i = i
+
+    def __getitem__(self, name: str) -> float | None:
+        v = float(self.block.x[self.i, self.block.index[name]])
+        return None if v != v else v
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.block.names)
+
+    def __len__(self) -> int:
+        return len(self.block.names)
+
+    def __repr__(self) -> str:
+        return f"FeatureRow({dict(self)!r})"

@@ -102,7 +102,7 @@ def fit_threshold_set(
 ) -> dict[str, Any]:
     """The threshold set ``hubaudit calibrate`` fits for (stratum, features) pairs: every feature the
     stats registry knows, with its registered direction, by hubaudit.calibrate.fit."""
-    names = {k for _, f in population for k in f} | {k for _, f in references for k in f}
+    names = cal.feature_names(f for _, f in population) | cal.feature_names(f for _, f in references)
     return cal.fit(population, feature_directions(sorted(names)), target_fpr, min_n, references, method=method)
 
 

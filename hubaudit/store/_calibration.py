@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import numpy as np
 from sqlalchemy import and_, func, select, update
 
 from hubaudit.constants import FEATURESET_VERSION
-from hubaudit.store._sql import chunks, clean_features, clean_json, unpack_modules
+from hubaudit.models import FeatureBlock, FeatureRow
+from hubaudit.store._sql import chunks, clean_features, clean_json, feature_digest, pack_features, unpack_modules
 from hubaudit.store.rows import PopulationRow, ThresholdSetRow
 from hubaudit.store.schema import Adapter, BaseModel, Revision, ThresholdSet, Verdict, WeightScore, utcnow
 
@@ -31,12 +33,47 @@ class CalibrationMixin:
                 .subquery()
             )
             q = (
-                select(Revision.id, Revision.repo_id, Revision.sha, WeightScore.stratum, WeightScore.score, WeightScore.features)
+                select(Revision.id, Revision.repo_id, Revision.sha, WeightScore.stratum, WeightScore.score,
+                       WeightScore.id.label("score_id"), WeightScore.feature_digest, WeightScore.feature_vec)
                 .join(latest, latest.c.rid == Revision.id)
                 .join(WeightScore, and_(WeightScore.revision_id == Revision.id, WeightScore.featureset_version == featureset_version))
                 .order_by(Revision.id)
-            )
-            return [PopulationRow(r.id, r.repo_id, r.sha, r.stratum, r.score, r.features) for r in conn.execute(q)]
+            )  # fmt: skip
+            rows = conn.execute(q).all()
+            features = self._population_features(conn, rows)  # type: ignore[attr-defined]
+            return [PopulationRow(r.id, r.repo_id, r.sha, r.stratum, r.score, f) for r, f in zip(rows, features)]
+
+    def _population_features(self, conn, rows) -> list:  # type: ignore[no-untyped-def]
+        """The features of each population row: packed rows as views of one FeatureBlock per name
+        list (the names read once from one row's JSON and checked against the digest); rows written
+        before the packed columns existed from their JSON."""
+        out: list = [None] * len(rows)
+        by_digest: dict[str, list[int]] = {}
+        legacy: list[int] = []
+        for i, r in enumerate(rows):
+            if r.feature_vec is None:
+                legacy.append(i)
+            else:
+                by_digest.setdefault(r.feature_digest, []).append(i)
+        for digest, idx in by_digest.items():
+            sample = conn.scalar(select(WeightScore.features).where(WeightScore.id == rows[idx[0]].score_id))
+            names = sorted(sample or {})
+            if feature_digest(names) != digest:  # a row edited by hand: trust its JSON, not the blob
+                legacy.extend(idx)
+                continue
+            size = 8 * len(names)
+            legacy.extend(i for i in idx if len(rows[i].feature_vec) != size)
+            idx = [i for i in idx if len(rows[i].feature_vec) == size]
+            x = np.frombuffer(b"".join(rows[i].feature_vec for i in idx), dtype="<f8").reshape(len(idx), len(names))
+            block = FeatureBlock(names, x.astype(np.float64, copy=False))
+            for k, i in enumerate(idx):
+                out[i] = FeatureRow(block, k)
+        for part in chunks(sorted(legacy), 900):
+            q = select(WeightScore.id, WeightScore.features).where(WeightScore.id.in_([rows[i].score_id for i in part]))
+            by_id = {r.id: r.features for r in conn.execute(q)}
+            for i in part:
+                out[i] = by_id[rows[i].score_id]
+        return out
 
     def stale_scores(self, base: str, featureset_version: str = FEATURESET_VERSION) -> list[dict]:
         """Scored revisions of ``base`` (latest of every non-removed adapter) that have a weight score
@@ -77,11 +114,13 @@ class CalibrationMixin:
         ins = self._insert(WeightScore)  # type: ignore[attr-defined]
         stmt = ins.on_conflict_do_update(
             index_elements=["revision_id", "featureset_version"],
-            set_={c: ins.excluded[c] for c in ("score", "stratum", "features", "module_norms", "summary", "created_at")},
-        )
+            set_={c: ins.excluded[c] for c in ("score", "stratum", "features", "feature_digest", "feature_vec", "module_norms",
+                                                 "summary", "created_at")},
+        )  # fmt: skip
         for part in chunks(rows, _BULK_CHUNK):
             values = [dict(revision_id=r["revision_id"], featureset_version=featureset_version, score=clean_json(r["score"]),
-                           stratum=r["stratum"], features=clean_features(r["features"]), module_norms=r["packed"],
+                           stratum=r["stratum"], features=(f := clean_features(r["features"])),
+                           **dict(zip(("feature_digest", "feature_vec"), pack_features(f))), module_norms=r["packed"],
                            summary=clean_json(r["summary"] | {"featureset_version": featureset_version,
                                                               "rescored_from": r["featureset_version"]}),
                            created_at=now) for r in part]  # fmt: skip

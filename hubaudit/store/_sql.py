@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import math
 import operator
+from collections.abc import Mapping, Sequence
 from typing import Any
+
+import numpy as np
 
 from sqlalchemy import Table
 
@@ -41,6 +45,30 @@ def clean_features(features: dict[str, Any]) -> dict[str, float | None]:
         f = float(v) if v is not None else None
         out[str(k)] = f if f is not None and math.isfinite(f) else None
     return out
+
+
+def feature_digest(names: Sequence[str]) -> str:
+    """The key of a feature-name list in ``weight_scores.feature_digest`` (names in stored order)."""
+    return hashlib.blake2b("\x1f".join(names).encode(), digest_size=16).hexdigest()
+
+
+def pack_features(features: Mapping[str, float | None]) -> tuple[str, bytes]:
+    """(digest, float64 LE bytes) of a cleaned feature dict, in sorted-name order, None -> NaN.
+
+    Calibration reads 100,000 of these (benchmarks/bench_store.py): one blob and a shared name list
+    per adapter instead of parsing a JSON object that repeats every name."""
+    key = tuple(features)
+    hit = _PACKING.get(key)
+    if hit is None:  # a crawl stores thousands of adapters with the same feature names
+        names = tuple(sorted(key))
+        hit = (names, feature_digest(names))
+        if len(_PACKING) < 256:
+            _PACKING[key] = hit
+    names, digest = hit
+    return digest, np.array([features[n] for n in names], dtype="<f8").tobytes()  # None -> NaN
+
+
+_PACKING: dict[tuple[str, ...], tuple[tuple[str, ...], str]] = {}
 
 
 def chunks(items: list[Any], size: int) -> list[list[Any]]:

@@ -14,7 +14,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, LargeBinary, MetaData, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -110,6 +111,11 @@ class WeightScore(Base):
     featureset_version: Mapped[str] = mapped_column(String(40))
     score: Mapped[float | None] = mapped_column(Float)  # global_frobN_std (DESIGN §2)
     stratum: Mapped[str] = mapped_column(String(500), index=True)  # models.stratum_key
+    # the features packed for calibration (store/_sql.pack_features): float64 little-endian in
+    # sorted-name order, NaN = None, and a digest of the name list; NULL on rows written before
+    # migration 5b1c0e9d7a21. Before the JSON columns: SQLite reads a row's columns in order.
+    feature_digest: Mapped[str | None] = mapped_column(String(32))
+    feature_vec: Mapped[bytes | None] = mapped_column(LargeBinary)
     features: Mapped[dict[str, Any]]
     module_norms: Mapped[dict[str, Any]]  # {"fields": ModuleStat field names, "rows": [[...] per module]}
     summary: Mapped[dict[str, Any]]  # ScanResult.to_dict(with_modules=False)

@@ -21,7 +21,7 @@ from hubaudit.store import migrate
 from hubaudit.store._calibration import _BULK_CHUNK, CalibrationMixin
 from hubaudit.store._queue import QueueMixin
 from hubaudit.store._read import ReadMixin
-from hubaudit.store._sql import chunks, clean_features, clean_json, insert_for, pack_modules
+from hubaudit.store._sql import chunks, clean_features, clean_json, insert_for, pack_features, pack_modules
 from hubaudit.store.engine import BEGIN_OPTION, make_engine
 from hubaudit.store.schema import Adapter, BaseModel, Revision, Run, WeightScore, utcnow
 
@@ -373,7 +373,7 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin):
         scores = [_score_row(rid, it["scan"], now) for rid, it in zip(ids, items) if _scored(it)]
         if scores:
             ins = self._insert(WeightScore)
-            cols = ("score", "stratum", "features", "module_norms", "summary", "created_at")
+            cols = ("score", "stratum", "features", "feature_digest", "feature_vec", "module_norms", "summary", "created_at")
             conn.execute(
                 ins.on_conflict_do_update(
                     index_elements=["revision_id", "featureset_version"], set_={c: ins.excluded[c] for c in cols}
@@ -447,7 +447,8 @@ def _score_row(revision_id: int, scan: ScanResult, now: Any) -> dict[str, Any]:
         featureset_version=scan.featureset_version or FEATURESET_VERSION,
         score=clean_json(scan.score),
         stratum=scan.stratum,
-        features=clean_features(scan.features),
+        features=(feats := clean_features(scan.features)),
+        **dict(zip(("feature_digest", "feature_vec"), pack_features(feats))),
         module_norms=pack_modules(scan.modules),
         summary=summary,
         created_at=now,
