@@ -30,13 +30,14 @@ Per stratum (DESIGN §3), from the features of known- or presumed-clean adapters
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 from scipy import stats as sps
 
-from hubaudit.calibrate._robust import MAD_TO_SIGMA, MIN_ABS_SCALE, MIN_LOG_SCALE, MIN_REL_SCALE, feature_matrix
+from hubaudit.calibrate._robust import (MAD_TO_SIGMA, MIN_ABS_SCALE, MIN_LOG_SCALE, MIN_REL_SCALE, column_median_mad,
+                                        feature_matrix)
 
 METHOD = "robust-combined/1"
 MODES = ("mahal", "diag", "max")
@@ -44,25 +45,37 @@ WINSOR = 3.0  # |z| cap when estimating R (not when scoring)
 Row = Mapping[str, float | None]
 
 
-def _marginals(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per column: log transform flag, robust location, robust scale (NaNs ignored)."""
-    fin = np.isfinite(x)
-    log = np.all(np.where(fin, x > 0, True), axis=0)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(log, np.log(np.where(x > 0, x, np.nan)), x)
+def _log_flags(x: np.ndarray) -> np.ndarray:
+    """Per column: ln transform iff every finite value is > 0."""
+    return ~(np.isfinite(x) & ~(x > 0)).any(axis=0)
+
+
+def _transform(x: np.ndarray, log: np.ndarray) -> np.ndarray:
+    """ln x in the ``log`` columns (a value ≤ 0 there reads as missing), x elsewhere."""
+    t = np.array(x, dtype=np.float64)
+    if log.any():
+        with np.errstate(divide="ignore", invalid="ignore"):
+            bad = log & ~(x > 0)
+            np.log(t, out=t, where=log)
+            t[bad] = np.nan
+    return t
+
+
+def _marginals(t: np.ndarray, log: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per column of the transformed matrix: robust location and scale (NaNs ignored)."""
     # np.nanmedian goes column by column in Python once an array is large; without NaN the
-    # vectorised np.median is the same number (a 100,000-adapter base, benchmarks/bench_store.py)
-    med = np.median if fin.all() else np.nanmedian
-    loc = med(t, axis=0)
-    mad = med(np.abs(t - loc), axis=0)
+    # partition-based column_median is the same number (a 100,000-adapter base, benchmarks/bench_store.py)
+    if np.isfinite(t).all():
+        loc, mad = column_median_mad(t)
+    else:
+        loc = np.nanmedian(t, axis=0)
+        mad = np.nanmedian(np.abs(t - loc), axis=0)
     floor = np.where(log, MIN_LOG_SCALE, np.maximum(MIN_REL_SCALE * np.abs(loc), MIN_ABS_SCALE))
-    return log, loc, np.maximum(MAD_TO_SIGMA * mad, floor)
+    return loc, np.maximum(MAD_TO_SIGMA * mad, floor)
 
 
 def _z(x: np.ndarray, log: np.ndarray, loc: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    with np.errstate(divide="ignore", invalid="ignore"):
-        t = np.where(log, np.log(np.where(x > 0, x, np.nan)), x)
-    return (t - loc) / scale
+    return (_transform(x, log) - loc) / scale
 
 
 # Up to this many features the K×K products run in einsum, not BLAS: a multi-threaded BLAS on a
@@ -77,15 +90,19 @@ def _gram(w: np.ndarray) -> np.ndarray:
     return w.T @ w if w.shape[1] > BLAS_MIN_K else np.einsum("ij,ik->jk", w, w)
 
 
-def _shrunk_corr(z: np.ndarray, mode: str) -> tuple[np.ndarray, float]:
-    """R_λ from winsorised clean z (rows with NaN set to 0 in that column), and λ."""
+def _shrunk_corr(z: np.ndarray, mode: str, *, overwrite: bool = False) -> tuple[np.ndarray, float]:
+    """R_λ from winsorised clean z (rows with NaN set to 0 in that column), and λ. ``overwrite``:
+    z is scratch and is worked on in place (the same numbers, one n×K array less per fit)."""
     k = z.shape[1]
     if mode != "mahal" or z.shape[0] < 3:
         return np.eye(k), 1.0
-    w = np.clip(np.nan_to_num(z, nan=0.0), -WINSOR, WINSOR)
-    w = w - w.mean(axis=0)
+    w = z if overwrite else z.copy()
+    if not np.isfinite(w).all():
+        np.nan_to_num(w, nan=0.0, copy=False)
+    np.clip(w, -WINSOR, WINSOR, out=w)
+    w -= w.mean(axis=0)
     sd = w.std(axis=0)
-    w = w / np.where(sd > 0, sd, 1.0)
+    w /= np.where(sd > 0, sd, 1.0)
     n = w.shape[0]
     s = _gram(w) / n
     # Ledoit–Wolf: λ = Σ_i ‖x_i x_iᵀ − S‖²_F / n² ÷ ‖S − I‖²_F, clipped to [0, 1]. Because
@@ -129,9 +146,16 @@ def _stat(z: np.ndarray, prec: np.ndarray | None, corr: np.ndarray, mode: str) -
 
 
 def _core(x: np.ndarray, mode: str) -> dict[str, Any]:
-    log, loc, scale = _marginals(x)
-    z = _z(x, log, loc, scale)
-    corr, lam = _shrunk_corr(z, mode)
+    log = _log_flags(x)
+    return _core_t(_transform(x, log), log, mode)
+
+
+def _core_t(t: np.ndarray, log: np.ndarray, mode: str) -> dict[str, Any]:
+    """:func:`_core` on the already transformed matrix ``t`` (its columns' ``log`` flags)."""
+    loc, scale = _marginals(t, log)
+    z = t - loc
+    z /= scale
+    corr, lam = _shrunk_corr(z, mode, overwrite=True)
     return {"log": log, "loc": loc, "scale": scale, "corr": corr, "lam": lam,
             "prec": np.linalg.inv(corr) if mode == "mahal" else None}  # fmt: skip
 
@@ -175,13 +199,30 @@ def _out_of_sample(x: np.ndarray, mode: str) -> np.ndarray:
     if len(x) > OOS_MAX:
         x = x[np.linspace(0, len(x) - 1, OOS_MAX).astype(int)]
     n = len(x)
+    # Transform once: a fit without some rows uses the same ln flags unless those rows held a
+    # column's only values ≤ 0 (then that fit transforms its own rows, as _core would).
+    log = _log_flags(x)
+    t = _transform(x, log)
+    nonpos = np.isfinite(x) & ~(x > 0)
+    total = nonpos.sum(axis=0)
+
+    def held_out(held: np.ndarray | slice, rest: Callable[[np.ndarray], np.ndarray]) -> np.ndarray:
+        log_f = (total - nonpos[held].sum(axis=0)) == 0
+        if np.array_equal(log_f, log):
+            core = _core_t(rest(t), log, mode)
+            z = (t[held] - core["loc"]) / core["scale"]
+        else:
+            core = _core_t(_transform(rest(x), log_f), log_f, mode)
+            z = _z(x[held], log_f, core["loc"], core["scale"])
+        return _stat(z, core["prec"], core["corr"], mode)
+
     if n <= LOO_MAX:
-        return np.array([_score_core(_core(np.delete(x, i, axis=0), mode), x[i : i + 1], mode)[0] for i in range(n)])
+        return np.array([held_out(slice(i, i + 1), lambda a, i=i: np.delete(a, i, axis=0))[0] for i in range(n)])
     out = np.full(n, np.nan)
     fold = np.arange(n) % FOLDS
     for f in range(FOLDS):
         held = fold == f
-        out[held] = _score_core(_core(x[~held], mode), x[held], mode)
+        out[held] = held_out(held, lambda a, held=held: a[~held])
     return out
 
 

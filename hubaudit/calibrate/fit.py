@@ -47,6 +47,7 @@ below min_n is "not calibrated": its adapters get flagged=None, never "clean".
 
 from __future__ import annotations
 
+import functools
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
@@ -55,7 +56,8 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from hubaudit.calibrate._robust import MAD_TO_SIGMA, MIN_ABS_SCALE, MIN_LOG_SCALE, MIN_REL_SCALE, feature_matrix
+from hubaudit.calibrate._robust import (MAD_TO_SIGMA, MIN_ABS_SCALE, MIN_LOG_SCALE, MIN_REL_SCALE, feature_matrix,
+                                        median_mad_rows)
 from hubaudit.calibrate.combined import fit_combined_matrix, score_matrix
 
 METHODS = {"combined": "robust-combined-mahal/1", "per-feature": "robust-mad-t/1"}
@@ -191,7 +193,8 @@ def _fit_one(
         return {"status": "not_calibrated", "source": source, "n": n, "n_ref": n_ref,
                 "reason": "no feature has min_n finite values"}  # fmt: skip
     alpha = target_fpr / k  # Bonferroni (module docstring, step 3)
-    fitted = {name: _fit_feature(b, r, directions[name], alpha) for name, (b, r) in columns.items()}
+    pre = _complete_columns(base_x, refs, names, columns)
+    fitted = {name: _fit_feature(b, r, directions[name], alpha, pre.get(name)) for name, (b, r) in columns.items()}
     out = {"status": "calibrated", "source": "reference" if use_refs else source, "n": n, "n_ref": n_ref,
            "alpha_per_feature": alpha, "features": fitted}  # fmt: skip
     if combined:
@@ -215,16 +218,44 @@ def _fit_combined(x: np.ndarray, refs: np.ndarray, names: Sequence[str], used: S
     return model
 
 
-def _fit_feature(base: np.ndarray, ref: np.ndarray, direction: str, alpha: float) -> dict[str, Any]:
-    both = np.concatenate([base, ref])
-    log = bool(both.size and np.all(both > 0))
-    x = np.log(base) if log else base
-    m = float(np.median(x))
-    mad = float(np.median(np.abs(x - m)))
+def _complete_columns(base_x: np.ndarray, refs: np.ndarray, names: Sequence[str],
+                      columns: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple[bool, float, float]]:  # fmt: skip
+    """(log transform, median, MAD) of every fitted feature with no missing value in ``base_x``, all
+    columns in one vectorised pass over one transposed copy: the numbers _fit_feature would compute
+    one column at a time (thousands of columns in a 100,000-adapter calibration, benchmarks/bench_store.py)."""
+    j_all = [j for j, name in enumerate(names) if name in columns]
+    if not j_all or base_x.shape[0] == 0:
+        return {}
+    x = base_x if j_all == list(range(base_x.shape[1])) else base_x[:, j_all]
+    full = np.isfinite(x).all(axis=0)
+    if not full.any():
+        return {}
+    js = [j for j, f in zip(j_all, full) if f]
+    if not full.all():
+        x = x[:, full]
+    ref_pos = np.array([bool(np.all(columns[names[j]][1] > 0)) for j in js])
+    log = np.all(x > 0, axis=0) & ref_pos
+    tt = np.array(x.T, order="C")  # K×n scratch
+    np.log(tt, out=tt, where=log[:, None])  # every value of a log column is > 0 here
+    loc, mad = median_mad_rows(tt)
+    return {names[j]: (bool(lg), float(m), float(d)) for j, lg, m, d in zip(js, log, loc, mad)}
+
+
+def _fit_feature(base: np.ndarray, ref: np.ndarray, direction: str, alpha: float,
+                 pre: tuple[bool, float, float] | None = None) -> dict[str, Any]:  # fmt: skip
+    if pre is None:
+        both = np.concatenate([base, ref])
+        log = bool(both.size and np.all(both > 0))
+        x = np.log(base) if log else base
+        m = float(np.median(x))
+        mad = float(np.median(np.abs(x - m)))
+    else:  # computed for all complete columns at once (_complete_columns)
+        log, m, mad = pre
+        x = base
     floor = MIN_LOG_SCALE if log else max(MIN_REL_SCALE * abs(m), MIN_ABS_SCALE)
     scale = max(MAD_TO_SIGMA * mad, floor)
     tail = alpha / 2 if direction == "both" else alpha
-    crit = float(sps.t.isf(tail, df=max(x.size - 1, 1)))
+    crit = _t_isf(tail, max(x.size - 1, 1))
     lo = m - crit * scale if direction in ("down", "both") else None
     hi = m + crit * scale if direction in ("up", "both") else None
     anchored = False
@@ -249,6 +280,12 @@ def _fit_feature(base: np.ndarray, ref: np.ndarray, direction: str, alpha: float
         "threshold_low": None if lo is None else _inverse(lo, log),
         "threshold_high": None if hi is None else _inverse(hi, log),
     }
+
+
+@functools.lru_cache(maxsize=256)
+def _t_isf(tail: float, df: int) -> float:
+    """Student t upper quantile; every complete feature of a stratum asks for the same one."""
+    return float(sps.t.isf(tail, df=df))
 
 
 def _inverse(x: float, log: bool) -> float:
