@@ -123,7 +123,7 @@ def stratum_key(variant: str | None, rank: int | None, target_modules: tuple[str
 
 class FeatureBlock:
     """Feature values of many adapters as one n×K float64 matrix (NaN = missing) with its column
-    names: the store's packed form of the ``features`` dicts (store/_sql.pack_features). Rows are
+    names: the store's packed form of the ``features`` dicts (store/_sql.feature_columns). Rows are
     handed out as :class:`FeatureRow` mappings, and calibrate/_robust.feature_matrix gathers their
     columns without building a dict per adapter (a 100,000-adapter calibration,
     benchmarks/bench_store.py)."""

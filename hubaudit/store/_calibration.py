@@ -7,7 +7,7 @@ from sqlalchemy import and_, func, select, update
 
 from hubaudit.constants import FEATURESET_VERSION
 from hubaudit.models import FeatureBlock, FeatureRow
-from hubaudit.store._sql import chunks, clean_features, clean_json, feature_digest, pack_features, unpack_modules
+from hubaudit.store._sql import chunks, clean_json, feature_columns, feature_digest, unpack_modules
 from hubaudit.store.rows import PopulationRow, ThresholdSetRow
 from hubaudit.store.schema import Adapter, BaseModel, Revision, ThresholdSet, Verdict, WeightScore, utcnow
 
@@ -119,8 +119,7 @@ class CalibrationMixin:
         )  # fmt: skip
         for part in chunks(rows, _BULK_CHUNK):
             values = [dict(revision_id=r["revision_id"], featureset_version=featureset_version, score=clean_json(r["score"]),
-                           stratum=r["stratum"], features=(f := clean_features(r["features"])),
-                           **dict(zip(("feature_digest", "feature_vec"), pack_features(f))), module_norms=r["packed"],
+                           stratum=r["stratum"], **feature_columns(r["features"]), module_norms=r["packed"],
                            summary=clean_json(r["summary"] | {"featureset_version": featureset_version,
                                                               "rescored_from": r["featureset_version"]}),
                            created_at=now) for r in part]  # fmt: skip

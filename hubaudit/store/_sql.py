@@ -38,34 +38,28 @@ def clean_json(value: Any) -> Any:
     return value
 
 
-def clean_features(features: dict[str, Any]) -> dict[str, float | None]:
-    """Feature dicts are flat name -> float; the fast path of :func:`clean_json` for them."""
-    out: dict[str, float | None] = {}
-    for k, v in features.items():
-        f = float(v) if v is not None else None
-        out[str(k)] = f if f is not None and math.isfinite(f) else None
-    return out
-
-
 def feature_digest(names: Sequence[str]) -> str:
     """The key of a feature-name list in ``weight_scores.feature_digest`` (names in stored order)."""
     return hashlib.blake2b("\x1f".join(names).encode(), digest_size=16).hexdigest()
 
 
-def pack_features(features: Mapping[str, float | None]) -> tuple[str, bytes]:
-    """(digest, float64 LE bytes) of a cleaned feature dict, in sorted-name order, None -> NaN.
-
-    Calibration reads 100,000 of these (benchmarks/bench_store.py): one blob and a shared name list
-    per adapter instead of parsing a JSON object that repeats every name."""
+def feature_columns(features: Mapping[str, Any]) -> dict[str, Any]:
+    """The weight_scores columns of a feature dict: ``features`` (JSON; finite floats, None for
+    anything else, names sorted), ``feature_vec`` (the same values as float64 little-endian, NaN for
+    None) and ``feature_digest`` (of the name list). One numpy pass per adapter: a crawl stores
+    hundreds of features for each of 100,000 adapters (benchmarks/bench_store.py)."""
     key = tuple(features)
     hit = _PACKING.get(key)
-    if hit is None:  # a crawl stores thousands of adapters with the same feature names
+    if hit is None:  # adapters of one base share their feature names
         names = tuple(sorted(key))
         hit = (names, feature_digest(names))
         if len(_PACKING) < 256:
             _PACKING[key] = hit
     names, digest = hit
-    return digest, np.array([features[n] for n in names], dtype="<f8").tobytes()  # None -> NaN
+    vec = np.array([features[n] for n in names], dtype="<f8")  # None -> NaN
+    vec[~np.isfinite(vec)] = np.nan  # ±inf: PostgreSQL's json rejects it, and no feature is infinite
+    return {"features": dict(zip(names, [None if v != v else v for v in vec.tolist()])), "feature_digest": digest,
+            "feature_vec": vec.tobytes()}  # fmt: skip
 
 
 _PACKING: dict[tuple[str, ...], tuple[tuple[str, ...], str]] = {}

@@ -111,7 +111,7 @@ class WeightScore(Base):
     featureset_version: Mapped[str] = mapped_column(String(40))
     score: Mapped[float | None] = mapped_column(Float)  # global_frobN_std (DESIGN §2)
     stratum: Mapped[str] = mapped_column(String(500), index=True)  # models.stratum_key
-    # the features packed for calibration (store/_sql.pack_features): float64 little-endian in
+    # the features packed for calibration (store/_sql.feature_columns): float64 little-endian in
     # sorted-name order, NaN = None, and a digest of the name list; NULL on rows written before
     # migration 5b1c0e9d7a21. Before the JSON columns: SQLite reads a row's columns in order.
     feature_digest: Mapped[str | None] = mapped_column(String(32))

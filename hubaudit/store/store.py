@@ -21,7 +21,7 @@ from hubaudit.store import migrate
 from hubaudit.store._calibration import _BULK_CHUNK, CalibrationMixin
 from hubaudit.store._queue import QueueMixin
 from hubaudit.store._read import ReadMixin
-from hubaudit.store._sql import chunks, clean_features, clean_json, insert_for, pack_features, pack_modules
+from hubaudit.store._sql import chunks, clean_json, feature_columns, insert_for, pack_modules
 from hubaudit.store.engine import BEGIN_OPTION, make_engine
 from hubaudit.store.schema import Adapter, BaseModel, Revision, Run, WeightScore, utcnow
 
@@ -447,8 +447,7 @@ def _score_row(revision_id: int, scan: ScanResult, now: Any) -> dict[str, Any]:
         featureset_version=scan.featureset_version or FEATURESET_VERSION,
         score=clean_json(scan.score),
         stratum=scan.stratum,
-        features=(feats := clean_features(scan.features)),
-        **dict(zip(("feature_digest", "feature_vec"), pack_features(feats))),
+        **feature_columns(scan.features),
         module_norms=pack_modules(scan.modules),
         summary=summary,
         created_at=now,

@@ -1,4 +1,4 @@
-"""weight_scores.feature_digest/feature_vec: the features packed for calibration (store/_sql.pack_features)
+"""weight_scores.feature_digest/feature_vec: the features packed for calibration (store/_sql.feature_columns)
 
 A 100,000-adapter calibration spent most of its load parsing a JSON object per adapter that
 repeats every feature name (benchmarks/bench_store.py). Existing rows are packed here from their
@@ -28,7 +28,7 @@ _BATCH = 5000
 
 
 def _pack(features: dict) -> tuple[str, bytes]:
-    """store/_sql.pack_features, frozen here: a migration must not change when the package does."""
+    """store/_sql.feature_columns, frozen here: a migration must not change when the package does."""
     import numpy as np
 
     names = sorted(features)
