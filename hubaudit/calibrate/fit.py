@@ -37,6 +37,18 @@ Per-feature thresholds, per stratum s and registered feature f:
    the population. Either way the thresholds are widened to cover every reference
    (hi ≥ max ref, lo ≤ min ref): a known-clean adapter is never flagged.
 
+Large adapters: the per-module profile features (one per LoRA module, feature set fs-2) are fitted
+only in strata whose adapters have at most ``MAX_MODULE_FEATURES`` (64) of them. Every adapter of
+evals/detection (≤ 36 modules) keeps them; a Qwen2.5-1.5B all-linear LoRA (196 modules) would bring
+196 of its 268 features, and there the per-layer and per-projection profile features carry its
+shape. Measured on evals/detection's cohort (pooled, 45 poisoned): the combined detector over the
+per-module features alone reaches TPR 0.07 at 1 % FPR (AUROC 0.65), over everything but them 0.22
+(AUROC 0.75), over all 0.27 (AUROC 0.70): where per-module features are most of K (D²/K averages
+over them) they would dilute the rest (per stratum the per-module profile alone is ahead only on
+MiniLM r4, AUROC 0.90 vs 0.53; RESULTS.md). It also bounds the K×K correlation stored per stratum and
+the cost of calibrating 100,000 large adapters (benchmarks/bench_store.py). The fit records how
+many it left out (``per_module_features_left_out``).
+
 Pooling rule for small strata: a stratum with n < min_n (population, references not counted)
 borrows the fit of its pool, all strata with the same PEFT variant and target-module set across
 ranks, if the pool has ≥ min_n members. The pool is fitted on the raw union, without rank
@@ -64,6 +76,10 @@ METHODS = {"combined": "robust-combined-mahal/1", "per-feature": "robust-mad-t/1
 DEFAULT_METHOD = "combined"
 METHOD = METHODS["per-feature"]  # the per-feature fit's id (kept for older callers)
 COMBINED_MODE = "mahal"
+# Per-module profile features (``module_<layer>.<path>_frobN_rel``, one per LoRA module) enter a
+# stratum's fit only while there are at most this many (module docstring, "Large adapters").
+MAX_MODULE_FEATURES = 64
+PER_MODULE_PREFIX = "module_"
 DIRECTIONS = ("up", "down", "both")
 
 Member = tuple[str, Mapping[str, float | None]]  # (stratum key, features)
@@ -152,6 +168,7 @@ def fit(
             "mad_to_sigma": MAD_TO_SIGMA,
             "min_log_scale": MIN_LOG_SCALE,
             "min_rel_scale": MIN_REL_SCALE,
+            "max_module_features": MAX_MODULE_FEATURES,
         },
         "strata": strata,
     }
@@ -188,6 +205,10 @@ def _fit_one(
         if col.size >= min_n:
             r = refs[:, j]
             columns[name] = (col, r[np.isfinite(r)])
+    per_module = [name for name in columns if name.startswith(PER_MODULE_PREFIX)]
+    if len(per_module) > MAX_MODULE_FEATURES:  # the profile of a large adapter (module docstring)
+        for name in per_module:
+            del columns[name]
     k = len(columns)
     if k == 0:
         return {"status": "not_calibrated", "source": source, "n": n, "n_ref": n_ref,
@@ -196,7 +217,8 @@ def _fit_one(
     pre = _complete_columns(base_x, refs, names, columns)
     fitted = {name: _fit_feature(b, r, directions[name], alpha, pre.get(name)) for name, (b, r) in columns.items()}
     out = {"status": "calibrated", "source": "reference" if use_refs else source, "n": n, "n_ref": n_ref,
-           "alpha_per_feature": alpha, "features": fitted}  # fmt: skip
+           "alpha_per_feature": alpha, "features": fitted,
+           "per_module_features_left_out": len(per_module) if len(per_module) > MAX_MODULE_FEATURES else 0}  # fmt: skip
     if combined:
         out["combined"] = _fit_combined(base_x, refs, names, list(columns), target_fpr, min_n, trusted=use_refs)
     return out

@@ -173,3 +173,27 @@ def test_an_unseen_rank_is_judged_by_its_pool_under_the_combined_rule():
     assert all(f is not None and bd["source"] == "pool" and "combined" in bd for f, bd in fresh)
     assert sum(f for f, _ in fresh) <= 8  # clean adapters of the unseen rank: a small false-positive rate
     assert judge(_odd([+1, -1, +1, -1, +1, -1], 3.0), "lora|r4|q_proj,v_proj", ts)[0] is True
+
+
+@pytest.mark.parametrize("n_modules, kept", [(64, True), (65, False)])
+def test_per_module_profile_is_fitted_only_up_to_the_cap(n_modules, kept):
+    """A stratum of adapters with more per-module profile features than MAX_MODULE_FEATURES is fitted
+    on the rest (recorded); at the cap they stay, in the per-feature and the combined fit alike."""
+    from hubaudit.calibrate.fit import MAX_MODULE_FEATURES
+
+    assert MAX_MODULE_FEATURES == 64
+    rng = np.random.default_rng(3)
+    mods = [f"module_{i // 2}.self_attn.{'qv'[i % 2]}_proj_frobN_rel" for i in range(n_modules)]
+    rows = []
+    for base in _population(40, 4):
+        rows.append(base | dict(zip(mods, np.exp(rng.normal(0, 0.1, n_modules)).tolist())))
+    ts = fit([(S, r) for r in rows], {n: "both" for n in [*NAMES, *mods]}, 0.01, 30)
+    entry = ts["strata"][S]
+    fitted = set(entry["features"])
+    assert set(NAMES) <= fitted and set(entry["combined"]["features"]) == fitted
+    assert (set(mods) <= fitted) is kept and (fitted & set(mods) == set()) is (not kept)
+    assert entry["per_module_features_left_out"] == (0 if kept else n_modules)
+    assert entry["alpha_per_feature"] == pytest.approx(0.01 / len(fitted))  # Bonferroni over what is fitted
+    assert ts["params"]["max_module_features"] == 64
+    flagged, bd = judge(rows[0], S, ts)
+    assert flagged is not None and bd["combined"]["statistic"] > 0
