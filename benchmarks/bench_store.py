@@ -7,9 +7,13 @@ upsert 100,000 scores < 30 s on SQLite). Baselines are measured in the same run:
   memory (no database, no verdicts); ratio = full calibration / floor. The calibration is
   calibrate_base with its defaults (combined verdict: per-feature fits + the combined detector per
   stratum). The workload has the 14 features below per adapter (a real fs-2 scan of a 12-module
-  adapter has about 40: the fit and judge costs grow with them).
+  adapter has about 40: the fit and judge costs grow with them); ``--module-features K`` adds K
+  synthetic per-module features; ``--qwen-features --modules 196`` stores what a scan of a
+  Qwen2.5-1.5B-shaped all-linear r=16 adapter gives: its 268 real fs-2 features (196 per-module:
+  calibration fits the 72 others, hubaudit/calibrate/fit.py MAX_MODULE_FEATURES) and 196 modules.
 
     .venv/bin/python benchmarks/bench_store.py [--n 100000] [--naive 2000] [--modules 12] [--db URL]
+        [--module-features K | --qwen-features]
 """
 
 from __future__ import annotations
@@ -42,18 +46,48 @@ def add_module_features(k: int) -> None:
     FEATURES.extend(f"module_{i // 2}.self_attn.{('q_proj', 'v_proj')[i % 2]}_frobN_rel" for i in range(k))
 
 
-def make_scans(n: int, n_modules: int, seed: int = 0) -> list[ScanResult]:
+QWEN = {"q_proj": (1536, 1536), "k_proj": (1536, 256), "v_proj": (1536, 256), "o_proj": (1536, 1536),
+        "gate_proj": (1536, 8960), "up_proj": (1536, 8960), "down_proj": (8960, 1536)}  # (d_in, d_out)
+
+
+def qwen_feature_rows(n_distinct: int = 200, seed: int = 1) -> np.ndarray:
+    """The real fs-2 features (stats.compute_features) of ``n_distinct`` Qwen2.5-1.5B-shaped all-linear
+    r=16 adapters (28 layers x 7 projections = 196 modules) with random per-module norms and spectra;
+    sets FEATURES to their names (268 of them, 196 per-module) and returns an n_distinct x K array."""
+    from hubaudit.stats import compute_features, scored_modules
+
     rng = np.random.default_rng(seed)
-    vals = np.exp(rng.normal(-5, 0.3, (n, len(FEATURES))))
-    vals[:, FEATURES.index("layer_profile_slope")] = rng.normal(0, 0.1, n)  # a signed, two-sided feature
+    rows = []
+    for _ in range(n_distinct):
+        level = np.exp(rng.normal(-5, 0.3))
+        mods = []
+        for layer in range(28):
+            for proj, (d_in, d_out) in QWEN.items():
+                sv = tuple(sorted(np.exp(rng.normal(0, 0.5, 16)), reverse=True))
+                path = f"model.layers.{layer}.{'mlp' if proj in ('gate_proj', 'up_proj', 'down_proj') else 'self_attn'}.{proj}"
+                mods.append(ModuleStat(path, layer, proj, "linear", d_in, d_out, 16, 2.0,
+                                       float(level * np.exp(rng.normal(0, 0.2))), sv))  # fmt: skip
+        rows.append(compute_features(scored_modules(mods)))
+    FEATURES[:] = sorted(rows[0])
+    return np.array([[r.get(f, np.nan) for f in FEATURES] for r in rows])
+
+
+def make_scans(n: int, n_modules: int, seed: int = 0, qwen: np.ndarray | None = None) -> list[ScanResult]:
+    rng = np.random.default_rng(seed)
+    if qwen is not None:  # real feature rows, each reused with a common multiplicative jitter
+        vals = qwen[np.arange(n) % len(qwen)] * np.exp(rng.normal(0, 0.02, (n, 1)))
+    else:
+        vals = np.exp(rng.normal(-5, 0.3, (n, len(FEATURES))))
+        vals[:, FEATURES.index("layer_profile_slope")] = rng.normal(0, 0.1, n)  # a signed, two-sided feature
+    js = FEATURES.index("global_frobN_std")
     out = []
     for i in range(n):
         rank, targets = STRATA[i % len(STRATA)]
         mods = [ModuleStat(f"model.layers.{k // 2}.self_attn.{targets[k % len(targets)]}", k // 2, targets[k % len(targets)],
-                           "linear", 1536, 1536, rank, 2.0, float(vals[i, 0]) * (1 + k / 50), (0.1, 0.05))
+                           "linear", 1536, 1536, rank, 2.0, float(vals[i, js]) * (1 + k / 50), (0.1, 0.05))
                 for k in range(n_modules)]  # fmt: skip
         out.append(ScanResult(
-            source=f"bench/a{i}", status="ok", score=float(vals[i, 0]), peft_type="LORA", variant="lora", rank=rank,
+            source=f"bench/a{i}", status="ok", score=float(vals[i, js]), peft_type="LORA", variant="lora", rank=rank,
             alpha=2.0 * rank, target_modules=targets, n_modules=n_modules, modules=mods,
             features=dict(zip(FEATURES, vals[i].tolist())), content_sha256=f"{i:064x}", featureset_version=FEATURESET_VERSION,
         ))  # fmt: skip
@@ -61,13 +95,16 @@ def make_scans(n: int, n_modules: int, seed: int = 0) -> list[ScanResult]:
 
 
 def numpy_floor(population) -> float:
-    """Median/MAD per stratum and feature on arrays already in memory: the fit alone (CPU s)."""
-    t = time.process_time()
-    by: dict[str, list[list[float]]] = {}
+    """Median/MAD per stratum and feature on arrays already in memory: the fit alone (CPU s; the
+    arrays are built before the clock starts)."""
+    from hubaudit.calibrate import feature_matrix
+
+    by: dict[str, list] = {}
     for r in population:
-        by.setdefault(r.stratum, []).append([r.features[f] for f in FEATURES])
-    for rows in by.values():
-        x = np.asarray(rows)
+        by.setdefault(r.stratum, []).append(r.features)
+    arrays = [feature_matrix(rows, FEATURES) for rows in by.values()]
+    t = time.process_time()
+    for x in arrays:
         x = np.where(x > 0, np.log(np.abs(x) + 1e-300), x)
         m = np.median(x, axis=0)
         np.median(np.abs(x - m), axis=0)
@@ -107,15 +144,18 @@ def main() -> int:
     p.add_argument("--db", default=None, help="database URL (default: a temporary SQLite file)")
     p.add_argument("--module-features", type=int, default=0,
                    help="add this many per-module share features per adapter (fs-2 has one per module)")
+    p.add_argument("--qwen-features", action="store_true",
+                   help="the real fs-2 features of Qwen2.5-1.5B-shaped all-linear adapters (268, 196 per-module)")
     args = p.parse_args()
     add_module_features(args.module_features)
+    qwen = qwen_feature_rows() if args.qwen_features else None
 
     from hubaudit.pipeline.calibrate import calibrate_base
     from hubaudit.store import Store
 
     tmp = tempfile.mkdtemp(prefix="bench-store-")
     url = args.db or f"sqlite:///{tmp}/bench.db"
-    scans = make_scans(args.n, args.modules)
+    scans = make_scans(args.n, args.modules, qwen=qwen)
     items = [dict(repo_id=f"org{i % 997}/adapter-{i}", sha=f"{i:040x}", status="scored", scan=s) for i, s in enumerate(scans)]
 
     with Store.open(f"sqlite:///{tmp}/naive.db", create=True) as naive:
