@@ -36,8 +36,14 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from hubaudit.calibrate._robust import (MAD_TO_SIGMA, MIN_ABS_SCALE, MIN_LOG_SCALE, MIN_REL_SCALE, column_median_mad,
-                                        feature_matrix)
+from hubaudit.calibrate._robust import (
+    MAD_TO_SIGMA,
+    MIN_ABS_SCALE,
+    MIN_LOG_SCALE,
+    MIN_REL_SCALE,
+    column_median_mad,
+    feature_matrix,
+)
 
 METHOD = "robust-combined/1"
 MODES = ("mahal", "diag", "max")

@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
-
 from sqlalchemy import Table
 
 from hubaudit.models import ModuleStat
