@@ -106,21 +106,24 @@ def fit_threshold_set(
     return cal.fit(population, feature_directions(sorted(names)), target_fpr, min_n, references, method=method)
 
 
-def rescore_stale(store: Store, base: str, featureset_version: str = FEATURESET_VERSION) -> int:
+def rescore_stale(store: Store, base: str, featureset_version: str = FEATURESET_VERSION, *, batch: int = 2000) -> int:
     """Re-derive, under ``featureset_version``, the features of every adapter of ``base`` whose score
     was stored under an older feature set, from its stored per-module statistics (every registered
-    feature is a function of them, stats/features.py), and store them. Returns how many."""
+    feature is a function of them, stats/features.py), and store them, ``batch`` adapters at a time
+    (memory stays bounded; a killed run keeps the batches already stored). Returns how many."""
     from hubaudit.models import ModuleStat
     from hubaudit.stats import compute_features, scored_modules
 
-    stale = store.stale_scores(base, featureset_version)
-    for row in stale:
-        mods = [ModuleStat(**{**m, "singular_values": tuple(m.get("singular_values") or ())}) for m in row["modules"]]
-        row["features"] = compute_features(scored_modules(mods))
-        row["score"] = row["features"].get("global_frobN_std")
-    if stale:
+    done, after = 0, 0
+    while stale := store.stale_scores(base, featureset_version, after=after, limit=batch):
+        for row in stale:
+            mods = [ModuleStat(**{**m, "singular_values": tuple(m.get("singular_values") or ())}) for m in row["modules"]]
+            row["features"] = compute_features(scored_modules(mods))
+            row["score"] = row["features"].get("global_frobN_std")
         store.add_rescored(featureset_version, stale)
-    return len(stale)
+        done += len(stale)
+        after = stale[-1]["revision_id"]
+    return done
 
 
 def threshold_set_dict(row: ThresholdSetRow) -> dict[str, Any]:

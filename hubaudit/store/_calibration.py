@@ -75,11 +75,14 @@ class CalibrationMixin:
                 out[i] = by_id[rows[i].score_id]
         return out
 
-    def stale_scores(self, base: str, featureset_version: str = FEATURESET_VERSION) -> list[dict]:
+    def stale_scores(self, base: str, featureset_version: str = FEATURESET_VERSION, *, after: int = 0,
+                     limit: int | None = None) -> list[dict]:  # fmt: skip
         """Scored revisions of ``base`` (latest of every non-removed adapter) that have a weight score
         under some other feature-set version but none under ``featureset_version``; each as
         ``{"revision_id", "featureset_version", "stratum", "modules" (ModuleStat dicts), "summary"}``
-        from its newest such score, so its features can be re-derived without fetching the adapter."""
+        from its newest such score, so its features can be re-derived without fetching the adapter.
+        In revision-id order, only ids above ``after``, at most about ``limit`` (a page: the per-module
+        statistics of 100,000 large adapters do not fit in memory at once)."""
         with self._read() as conn:  # type: ignore[attr-defined]
             bid = self._base_id(conn, base, create=False)  # type: ignore[attr-defined]
             if bid is None:
@@ -97,9 +100,11 @@ class CalibrationMixin:
                 select(WeightScore.revision_id, WeightScore.featureset_version, WeightScore.stratum,
                        WeightScore.module_norms, WeightScore.summary)
                 .join(latest, latest.c.rid == WeightScore.revision_id)
-                .where(WeightScore.revision_id.not_in(current))
+                .where(WeightScore.revision_id.not_in(current), WeightScore.revision_id > after)
                 .order_by(WeightScore.revision_id, WeightScore.id.desc())
             )  # fmt: skip
+            if limit is not None:  # rows, not revisions: a revision cut at the end keeps its newest row
+                q = q.limit(limit)
             out: dict[int, dict] = {}
             for r in conn.execute(q):
                 out.setdefault(r.revision_id, {"revision_id": r.revision_id, "featureset_version": r.featureset_version,

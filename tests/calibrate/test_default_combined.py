@@ -197,3 +197,25 @@ def test_per_module_profile_is_fitted_only_up_to_the_cap(n_modules, kept):
     assert ts["params"]["max_module_features"] == 64
     flagged, bd = judge(rows[0], S, ts)
     assert flagged is not None and bd["combined"]["statistic"] > 0
+
+
+def test_rescoring_goes_in_batches_from_the_newest_older_score(tmp_path):
+    """rescore_stale pages through the stale revisions (memory stays bounded); a revision with two
+    older scores is re-derived once, from the newer one, even when a page ends between its rows."""
+    from sqlalchemy import select
+
+    from hubaudit.pipeline.calibrate import rescore_stale
+    from hubaudit.store.schema import WeightScore
+
+    with Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}", create=True) as store:
+        for i in range(7):
+            s = scan(0.01 * (1 + i))
+            for fs in ("fs-0", "fs-1") if i % 2 else ("fs-1",):
+                store.record_revision(base="b/x", repo_id=f"u/a{i}", sha="s", status="scored",
+                                      scan=dataclasses.replace(s, featureset_version=fs))  # fmt: skip
+        assert len(store.stale_scores("b/x")) == 7 and len(store.stale_scores("b/x", limit=2)) <= 2
+        assert rescore_stale(store, "b/x", batch=2) == 7
+        assert store.stale_scores("b/x") == [] and len(store.population("b/x")) == 7
+        with store.engine.connect() as conn:
+            rows = conn.execute(select(WeightScore.summary).where(WeightScore.featureset_version == "fs-2")).all()
+        assert len(rows) == 7 and {r.summary["rescored_from"] for r in rows} == {"fs-1"}
