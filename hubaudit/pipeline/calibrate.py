@@ -11,15 +11,14 @@ evals/detection and evals/calibration call it so that they measure the shipped d
 
 from __future__ import annotations
 
-import gc
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from hubaudit import calibrate as cal
+from hubaudit._gc import no_cyclic_gc
 from hubaudit.constants import FEATURESET_VERSION
 from hubaudit.errors import NotCalibratedError, UsageError
 from hubaudit.store import Store
@@ -75,21 +74,6 @@ def _scan_references(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, f
                              hint="references must be scorable LoRA adapters you know are clean")  # fmt: skip
         refs.append((scan.stratum, dict(scan.features)))
     return refs
-
-
-@contextmanager
-def no_cyclic_gc() -> Iterator[None]:
-    """Pause the cyclic garbage collector: judging a base allocates 100,000 verdict dicts (none in a
-    cycle), and every 700 allocations CPython would otherwise rescan all of them (about a third of
-    the time of a 100,000-adapter calibration, benchmarks/bench_store.py). Reference counting still
-    frees everything."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 def fit_threshold_set(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from sqlalchemy import and_, func, select, update
 
+from hubaudit._gc import no_cyclic_gc
 from hubaudit.constants import FEATURESET_VERSION
 from hubaudit.models import FeatureBlock, FeatureRow
 from hubaudit.store._sql import chunks, clean_json, feature_columns, feature_digest, unpack_modules
@@ -39,9 +40,10 @@ class CalibrationMixin:
                 .join(WeightScore, and_(WeightScore.revision_id == Revision.id, WeightScore.featureset_version == featureset_version))
                 .order_by(Revision.id)
             )  # fmt: skip
-            rows = conn.execute(q).all()
-            features = self._population_features(conn, rows)  # type: ignore[attr-defined]
-            return [PopulationRow(r.id, r.repo_id, r.sha, r.stratum, r.score, f) for r, f in zip(rows, features)]
+            with no_cyclic_gc():  # 100,000 rows and feature views, none in a cycle
+                rows = conn.execute(q).all()
+                features = self._population_features(conn, rows)  # type: ignore[attr-defined]
+                return [PopulationRow(r.id, r.repo_id, r.sha, r.stratum, r.score, f) for r, f in zip(rows, features)]
 
     def _population_features(self, conn, rows) -> list:  # type: ignore[no-untyped-def]
         """The features of each population row: packed rows as views of one FeatureBlock per name
@@ -86,6 +88,11 @@ class CalibrationMixin:
         with self._read() as conn:  # type: ignore[attr-defined]
             bid = self._base_id(conn, base, create=False)  # type: ignore[attr-defined]
             if bid is None:
+                return []
+            # the common case, nothing scored under another feature set, from the (revision_id,
+            # featureset_version) index alone: the query below costs ~0.4 s on 100,000 large adapters
+            other = select(WeightScore.id).where(WeightScore.featureset_version != featureset_version).limit(1)
+            if conn.execute(other).first() is None:
                 return []
             current = select(WeightScore.revision_id).where(WeightScore.featureset_version == featureset_version)
             latest = (

@@ -79,7 +79,7 @@ def pack_modules(modules: list[ModuleStat]) -> dict[str, Any]:
     repeats every key in the JSON; a crawl stores tens of modules for each of 100,000 adapters
     (benchmarks/bench_store.py). :func:`unpack_modules` gives the to_dict() shape back.
     """
-    return {"fields": list(_MODULE_FIELDS), "rows": [_module_row(m) for m in modules]}
+    return {"fields": list(_MODULE_FIELDS), "rows": list(map(_module_row, modules))}
 
 
 def unpack_modules(packed: Any) -> list[dict[str, Any]]:

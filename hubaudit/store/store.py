@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import OperationalError
 
+from hubaudit._gc import no_cyclic_gc
 from hubaudit.constants import FEATURESET_VERSION
 from hubaudit.errors import SchemaOutOfDateError, StoreError
 from hubaudit.store import migrate
@@ -337,9 +338,10 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin):
         Commits every few thousand rows; returns the revision ids in input order.
         """
         ids: list[int] = []
-        for part in chunks(items, _BULK_CHUNK):
-            with self._write() as conn:
-                ids.extend(self._record(conn, base, part))
+        with no_cyclic_gc():
+            for part in chunks(items, _BULK_CHUNK):
+                with self._write() as conn:
+                    ids.extend(self._record(conn, base, part))
         return ids
 
     def _record(self, conn: Connection, base: str, items: list[dict[str, Any]]) -> list[int]:
