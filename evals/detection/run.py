@@ -66,16 +66,17 @@ def detectors(names: list[str]) -> dict[str, measure.Detector]:
         f"PAPER {PAPER} (max-clean threshold, one-sided up)": measure.paper_detector(),
     }
     free = [n for n in names if is_scale_free(n)]
-    per_module = [n for n in names if n.startswith(PER_MODULE_PREFIX)]
+    per_module = {n for n in names if n.startswith(PER_MODULE_PREFIX)}
     for mode in ("mahal", "diag", "max"):
         dets[f"COMBINED {mode} / all features"] = measure.combined_detector(names, mode)
         dets[f"COMBINED {mode} / registered only"] = measure.combined_detector(registered, mode)
         dets[f"COMBINED {mode} / scale-free only"] = measure.combined_detector(free, mode)
     # what hubaudit.calibrate.fit's MAX_MODULE_FEATURES cap rests on: the per-module profile alone, and
     # everything but it (what a stratum of adapters with more than 64 modules is fitted on)
-    dets["COMBINED mahal / per-module features only"] = measure.combined_detector(per_module, "mahal")
+    dets["COMBINED mahal / per-module features only"] = measure.combined_detector(
+        [n for n in names if n in per_module], "mahal")
     dets["COMBINED mahal / all but per-module features"] = measure.combined_detector(
-        [n for n in names if n not in set(per_module)], "mahal")
+        [n for n in names if n not in per_module], "mahal")
     for n in names:
         d = direction(n)
         dets[f"{n} [{d}]"] = measure.feature_detector(n, d)

@@ -13,5 +13,5 @@ from hubaudit.calibrate._robust import feature_matrix, feature_names
 from hubaudit.calibrate.fit import DEFAULT_METHOD, METHOD, METHODS, fit, parse_stratum, pool_key
 from hubaudit.calibrate.judge import PAPER, judge, judge_many, resolve
 
-__all__ = ["DEFAULT_METHOD", "METHOD", "METHODS", "PAPER", "feature_matrix", "feature_names", "fit", "judge", "judge_many", "resolve", "parse_stratum",
-           "pool_key"]  # fmt: skip
+__all__ = ["DEFAULT_METHOD", "METHOD", "METHODS", "PAPER", "feature_matrix", "feature_names", "fit", "judge", "judge_many",
+           "resolve", "parse_stratum", "pool_key"]  # fmt: skip

@@ -88,23 +88,11 @@ def _from_mappings(rows: Sequence[Mapping[str, float | None]], names: list[str])
         return np.array(out, dtype=np.float64).reshape(n, k)
 
 
-def column_median(x: np.ndarray) -> np.ndarray:
-    """``np.median(x, axis=0)`` for an n×K matrix without NaN, the same numbers, ~4× faster.
-
-    np.median partitions at both middle positions of every column through a strided view; one
-    partition of the transposed copy at n//2 places the upper middle there and the lower half
-    before it, whose maximum is the lower middle. The mean of the two is computed as np.median does
-    ((a + b)/2), so results are bit-identical (a calibration of 100,000 adapters takes thousands
-    of these medians, benchmarks/bench_store.py).
-    """
-    return _row_median_inplace(np.array(x.T, order="C"))  # a copy: partition works in place
-
-
 def column_median_mad(t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(median, median absolute deviation) of every column of an n×K matrix without NaN, the numbers
-    of ``np.median(t, 0)`` and ``np.median(|t − median|, 0)``, from one transposed copy."""
-    tt = np.array(t.T, order="C")
-    return median_mad_rows(tt)
+    """(median, median absolute deviation) of every column of an n×K matrix without NaN: the numbers
+    of ``np.median(t, 0)`` and ``np.median(|t − median|, 0)``, bit for bit, ~4× faster, from one
+    transposed copy (a calibration of 100,000 adapters takes thousands of these, benchmarks/bench_store.py)."""
+    return median_mad_rows(np.array(t.T, order="C"))  # a copy: partition works in place
 
 
 def median_mad_rows(tt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -118,6 +106,9 @@ def median_mad_rows(tt: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _row_median_inplace(t: np.ndarray) -> np.ndarray:
+    """Median of every row, reordering ``t``. np.median partitions at both middle positions through
+    a strided view; one partition at n//2 places the upper middle there and the lower half before
+    it, whose maximum is the lower middle; their mean is taken as np.median takes it ((a + b)/2)."""
     n = t.shape[1]
     if n == 0:
         return np.full(t.shape[0], np.nan)

@@ -70,7 +70,7 @@ def _transform(x: np.ndarray, log: np.ndarray) -> np.ndarray:
 def _marginals(t: np.ndarray, log: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per column of the transformed matrix: robust location and scale (NaNs ignored)."""
     # np.nanmedian goes column by column in Python once an array is large; without NaN the
-    # partition-based column_median is the same number (a 100,000-adapter base, benchmarks/bench_store.py)
+    # partition-based column_median_mad gives the same numbers (a 100,000-adapter base, benchmarks/bench_store.py)
     if np.isfinite(t).all():
         loc, mad = column_median_mad(t)
     else:
@@ -96,13 +96,13 @@ def _gram(w: np.ndarray) -> np.ndarray:
     return w.T @ w if w.shape[1] > BLAS_MIN_K else np.einsum("ij,ik->jk", w, w)
 
 
-def _shrunk_corr(z: np.ndarray, mode: str, *, overwrite: bool = False) -> tuple[np.ndarray, float]:
-    """R_λ from winsorised clean z (rows with NaN set to 0 in that column), and λ. ``overwrite``:
-    z is scratch and is worked on in place (the same numbers, one n×K array less per fit)."""
+def _shrunk_corr(z: np.ndarray, mode: str) -> tuple[np.ndarray, float]:
+    """R_λ from winsorised clean z (rows with NaN set to 0 in that column), and λ. ``z`` is scratch:
+    it is winsorised and standardised in place (one n×K array less per fit)."""
     k = z.shape[1]
     if mode != "mahal" or z.shape[0] < 3:
         return np.eye(k), 1.0
-    w = z if overwrite else z.copy()
+    w = z
     if not np.isfinite(w).all():
         np.nan_to_num(w, nan=0.0, copy=False)
     np.clip(w, -WINSOR, WINSOR, out=w)
@@ -161,7 +161,7 @@ def _core_t(t: np.ndarray, log: np.ndarray, mode: str) -> dict[str, Any]:
     loc, scale = _marginals(t, log)
     z = t - loc
     z /= scale
-    corr, lam = _shrunk_corr(z, mode, overwrite=True)
+    corr, lam = _shrunk_corr(z, mode)  # overwrites z
     return {"log": log, "loc": loc, "scale": scale, "corr": corr, "lam": lam,
             "prec": np.linalg.inv(corr) if mode == "mahal" else None}  # fmt: skip
 

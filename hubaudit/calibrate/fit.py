@@ -204,10 +204,11 @@ def _fit_one(
         if col.size >= min_n:
             r = refs[:, j]
             columns[name] = (col, r[np.isfinite(r)])
-    per_module = [name for name in columns if name.startswith(PER_MODULE_PREFIX)]
-    if len(per_module) > MAX_MODULE_FEATURES:  # the profile of a large adapter (module docstring)
-        for name in per_module:
-            del columns[name]
+    left_out = [name for name in columns if name.startswith(PER_MODULE_PREFIX)]
+    if len(left_out) <= MAX_MODULE_FEATURES:
+        left_out = []
+    for name in left_out:  # the profile of a large adapter (module docstring)
+        del columns[name]
     k = len(columns)
     if k == 0:
         return {"status": "not_calibrated", "source": source, "n": n, "n_ref": n_ref,
@@ -217,7 +218,7 @@ def _fit_one(
     fitted = {name: _fit_feature(b, r, directions[name], alpha, pre.get(name)) for name, (b, r) in columns.items()}
     out = {"status": "calibrated", "source": "reference" if use_refs else source, "n": n, "n_ref": n_ref,
            "alpha_per_feature": alpha, "features": fitted,
-           "per_module_features_left_out": len(per_module) if len(per_module) > MAX_MODULE_FEATURES else 0}  # fmt: skip
+           "per_module_features_left_out": len(left_out)}  # fmt: skip
     if combined:
         out["combined"] = _fit_combined(base_x, refs, names, list(columns), target_fpr, min_n, trusted=use_refs)
     return out
