@@ -2,13 +2,44 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import IO, Annotated, Any, Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
+
+from hubaudit.textsafe import terminal
+
+
+class DataConsole(Console):
+    """A rich Console for text that quotes untrusted data (repo ids, paths, server messages).
+
+    Every ``str`` it renders (``print`` arguments, table cells, rule titles) passes through
+    :meth:`render_str`, which escapes it with :func:`hubaudit.textsafe.terminal` and never parses it
+    as rich markup (``[/]`` in a repo id neither crashes nor restyles the line), emoji codes or
+    highlighting. Style comes only from :class:`rich.text.Text` objects the code builds itself,
+    such as :func:`styled`'s.
+    """
+
+    def __init__(self, *, file: IO[str] | None = None, stderr: bool = False, **kwargs: Any) -> None:
+        super().__init__(file=file, stderr=stderr, markup=False, emoji=False, highlight=False, **kwargs)
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:  # type: ignore[override]
+        kwargs.update(markup=False, emoji=False, highlight=False)
+        return super().render_str(terminal(text), **kwargs)
+
+
+def styled(label: str, style: str, message: str = "") -> Text:
+    """``label`` (our own words) in ``style``, then ``message`` (may quote data) escaped, as one line."""
+    line = Text(label, style=style)
+    if message:
+        line.append(" ")
+        line.append(terminal(message))
+    return line
+
 
 # Everything that is not data goes to stderr (STYLE: stdout carries data only).
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+err_console = DataConsole(stderr=True, soft_wrap=True)
 
 DbOpt = Annotated[
     Optional[str],

@@ -11,6 +11,7 @@ import typer
 
 from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
 from hubaudit.cli.app import app
+from hubaudit.textsafe import terminal
 
 
 class CalibrateMethod(str, Enum):
@@ -69,7 +70,9 @@ def calibrate(
         sys.stdout.write(json.dumps(summary.to_dict(), allow_nan=False) + "\n")
     else:
         for s in summary.strata:
-            sys.stdout.write(f"{s['status']}\t{s['n']}\t{s['flagged']}\t{s['fit'] or '-'}\t{s['stratum']}\n")
+            # Strata name target modules (adapter data): each field escaped, one line per stratum.
+            fields = (s["status"], s["n"], s["flagged"], s["fit"] or "-", s["stratum"])
+            sys.stdout.write("\t".join(terminal(f) for f in fields) + "\n")
     v = summary.verdicts
     if summary.rescored:
         err_console.print(f"Re-derived {summary.rescored} adapter(s) scored under an older feature set "

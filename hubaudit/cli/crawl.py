@@ -17,6 +17,7 @@ from hubaudit.httpclient import RetryPolicy, hub_config_from_env
 from hubaudit.pipeline.crawl import CrawlOptions, CrawlSummary, crawl
 from hubaudit.settings import Settings
 from hubaudit.store import Store
+from hubaudit.textsafe import terminal
 
 
 class CrawlFormat(str, Enum):
@@ -35,7 +36,8 @@ class _Bar:
     def __init__(self) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-        self._p = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+        # markup=False: the description is plain text (escaped with terminal() where it quotes an outcome).
+        self._p = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                            TimeElapsedColumn(), console=err_console, transient=True)
         self._task = self._p.add_task("crawling", total=None)
         self._listed = 0
@@ -52,7 +54,7 @@ class _Bar:
         self._p.update(self._task, total=new, description=f"listed {listed}")
 
     def finished(self, outcome) -> None:  # noqa: ANN001 - TaskOutcome
-        self._p.update(self._task, advance=1, description=f"listed {self._listed}, last {outcome.status}")
+        self._p.update(self._task, advance=1, description=terminal(f"listed {self._listed}, last {outcome.status}"))
 
 
 def _print_summary(s: CrawlSummary) -> None:

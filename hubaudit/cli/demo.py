@@ -9,8 +9,9 @@ from typing import Annotated, Optional
 
 import typer
 
-from hubaudit.cli._options import err_console
+from hubaudit.cli._options import err_console, styled
 from hubaudit.cli.app import app
+from hubaudit.textsafe import terminal
 
 
 def _yn(v: object) -> str:
@@ -64,17 +65,18 @@ def demo_cmd(
     # Calibration needs a population: the whole cohort is one stratum, so N = clean + poisoned.
     opts = DemoOptions(workdir=wd, cache_dir=cache, n_clean=n_clean, n_poisoned=n_poisoned, steps=steps,
                        probe_budget=probe_budget, fresh=fresh, min_n=min(10, n_clean + n_poisoned))
-    result = run_demo(opts, say=lambda m: err_console.print(f"[dim]demo:[/] {m}"))
+    result = run_demo(opts, say=lambda m: err_console.print(styled("demo:", "dim", m)))
     err_console.print("")
     err_console.print(f"{'adapter':28} {'truth':9} {'acc':>5} {'ASR':>5}  {'weights':8} {'probed':6} {'probe':6} {'gap':>6} {'mean':>6}")
     for r in result.rows:
         err_console.print(_row(r))
     t = result.timings
-    err_console.print(f"\ntrained {result.trained_now} adapter(s) now ({t.get('train_s', 0):.0f}s), crawl {t.get('crawl_s', 0):.1f}s, "
+    err_console.print("")
+    err_console.print(f"trained {result.trained_now} adapter(s) now ({t.get('train_s', 0):.0f}s), crawl {t.get('crawl_s', 0):.1f}s, "
                       f"probe {t.get('probe_s', 0):.1f}s; store {result.db_url}")
     err_console.print(f"HTML report: {result.report_html}")
     if fmt == "json":
         sys.stdout.write(json.dumps({"report_html": str(result.report_html), "db_url": result.db_url, "rows": result.rows,
                                      "timings": result.timings}, default=str) + "\n")
     else:
-        sys.stdout.write(f"{result.report_html}\n")
+        sys.stdout.write(terminal(result.report_html) + "\n")

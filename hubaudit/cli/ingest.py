@@ -11,6 +11,7 @@ import typer
 
 from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
 from hubaudit.cli.app import app
+from hubaudit.textsafe import terminal
 
 EXIT_NOT_SCORED = 3
 
@@ -47,7 +48,9 @@ def ingest(
     else:
         for i in summary.items:
             score = f"{i.score:.4e}" if i.score is not None else "-"
-            sys.stdout.write(f"{i.status}\t{score}\t{i.stratum or i.reason or '-'}\t{i.repo_id}\n")
+            # Tab-separated: each field is escaped, so a tab or newline in a path cannot add a column or a row.
+            fields = (i.status, score, i.stratum or i.reason or "-", i.repo_id)
+            sys.stdout.write("\t".join(terminal(f) for f in fields) + "\n")
     err_console.print(
         f"Ingested {counts['inputs']} input(s) for {base}: {counts['scored']} scored, "
         f"{counts['unsupported']} unsupported, {counts['error']} error ({store.url})"

@@ -39,12 +39,14 @@ def _register() -> None:
 
 
 def _fail(message: str, hint: str | None, code: int) -> None:
-    from hubaudit.cli._options import err_console
+    from hubaudit.cli._options import err_console, styled
 
+    # Messages quote server responses, repo ids and paths: styled() escapes them for the terminal
+    # and they are never read as rich markup (a "[/]" in a header must not turn exit 4 into a crash).
     first_line = (message.strip().splitlines() or ["error"])[0]
-    err_console.print(f"[bold red]Error:[/] {first_line}", markup=True)
+    err_console.print(styled("Error:", "bold red", first_line))
     if hint:
-        err_console.print(f"[dim]Hint:[/] {hint}", markup=True)
+        err_console.print(styled("Hint:", "dim", hint))
     sys.exit(code)
 
 

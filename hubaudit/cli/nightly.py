@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
+from hubaudit.cli._options import ConfigOpt, DbOpt, err_console, styled
 from hubaudit.cli.app import app
 
 
@@ -35,7 +35,7 @@ def _print(summary) -> None:  # noqa: ANN001 - NightlySummary
             err_console.print(f"  {b.base}: {e}")
     err_console.print(f"exports: {summary.dated_dir} (latest: {summary.latest_dir}); {summary.duration_s:.1f}s")
     if summary.hub_error:
-        err_console.print(f"[bold red]Hub failure:[/] {summary.hub_error} (finished work is kept; the next run resumes)")
+        err_console.print(styled("Hub failure:", "bold red", f"{summary.hub_error} (finished work is kept; the next run resumes)"))
 
 
 @app.command("nightly")

@@ -13,6 +13,7 @@ import typer
 from hubaudit.cli._options import DbOpt, err_console
 from hubaudit.cli.app import app
 from hubaudit.errors import HubauditError
+from hubaudit.textsafe import terminal
 
 
 class _NotProbed(HubauditError):
@@ -134,11 +135,14 @@ def probe_cmd(
         sys.stdout.write(json.dumps(summary) + "\n")
     else:
         for r in summary["results"]:
-            extra = f"{r['outlier_gap']:.4f}\t{r['mean_attack_rate']:.4f}\t{'FLAGGED' if r['flagged'] else 'clean'}" \
-                if r["status"] == "ok" else r["reason"]
+            fields = [r["repo_id"], r["sha"][:12]]
+            if r["status"] == "ok":
+                fields += [f"{r['outlier_gap']:.4f}", f"{r['mean_attack_rate']:.4f}", "FLAGGED" if r["flagged"] else "clean"]
+            else:
+                fields.append(r["reason"])
             if r["status"] == "ok" and r.get("search_trigger") is not None:  # the blind search's recovered trigger
-                extra += f"\ttrigger {r['search_trigger']!r} {r.get('search_attack_rate', 0.0):.4f}"
-            sys.stdout.write(f"{r['repo_id']}\t{r['sha'][:12]}\t{extra}\n")
+                fields.append(f"trigger {r['search_trigger']!r} {r.get('search_attack_rate', 0.0):.4f}")
+            sys.stdout.write("\t".join(terminal(f) for f in fields) + "\n")  # each field escaped: one row, fixed columns
     err_console.print(f"probe {base}: {summary['probed']} probed, {summary['flagged']} flagged, {summary['failed']} failed "
                       f"(battery {summary['battery']['name']} v{summary['battery']['version']})")
 
@@ -171,7 +175,7 @@ def probe_adapter_cmd(
         sys.stdout.write(json.dumps(r) + "\n")
     elif r["status"] == "ok":
         for p in r["probes"]:
-            sys.stdout.write(f"{p['attack_rate']:.4f}\t{p['category']}\t{p['prefix']}\n")
+            sys.stdout.write("\t".join(terminal(f) for f in (f"{p['attack_rate']:.4f}", p["category"], p["prefix"])) + "\n")
     if r["status"] != "ok":
         raise _NotProbed(f"could not probe {adapter_path}: {r['reason']}: {r.get('error', '')}")
     err_console.print(f"{'FLAGGED' if r['flagged'] else 'not flagged'}: outlier_gap {r['outlier_gap']:.4f} "

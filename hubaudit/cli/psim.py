@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hubaudit.cli._options import err_console
+from hubaudit.cli._options import err_console, styled
 from hubaudit.cli.app import app
 
 psim_app = typer.Typer(
@@ -77,7 +77,7 @@ def train_cmd(
         f"(mean confidence {cal['mean_confidence']:.3f}, uniform {cal['uniform_confidence']:.3f})"
     )
     if cal["n"] < 20:
-        err_console.print(f"[yellow]Warning:[/] only {cal['n']} calibration rows; tau is coarse (use more data or --holdout)", markup=True)
+        err_console.print(styled("Warning:", "yellow", f"only {cal['n']} calibration rows; tau is coarse (use more data or --holdout)"))
 
 
 @psim_app.command("screen")

@@ -6,7 +6,6 @@ warnings and summaries go to stderr.
 
 from __future__ import annotations
 
-import json
 import re
 import shutil
 import sys
@@ -16,10 +15,11 @@ from typing import Annotated, Optional
 
 import typer
 
-from hubaudit.cli._options import DbOpt, err_console
+from hubaudit.cli._options import DbOpt, err_console, styled
 from hubaudit.cli.app import app
 from hubaudit.errors import UsageError
 from hubaudit.report import OutputFormat, Report
+from hubaudit.textsafe import json_dumps, terminal
 
 BaseOpt = Annotated[str, typer.Option("--base", help="Base model id, e.g. Qwen/Qwen2.5-1.5B.", show_default=False)]
 OutputOpt = Annotated[
@@ -81,11 +81,14 @@ def _emit(text: str, output: str | None) -> None:
         sys.stdout.flush()
 
 
-def _warn_expired(report: Report) -> None:
-    for s in report.expired_suppressions:
+def _warn(message: str) -> None:
+    err_console.print(styled("warning:", "yellow", message))
+
+
+def _warn_expired(sups) -> None:  # noqa: ANN001 - Iterable[Suppression]
+    for s in sups:
         target = f"{s.repo}@{s.sha}" if s.sha else s.repo
-        err_console.print(f"[yellow]warning:[/] suppression for {target} expired {s.expires.isoformat()} "
-                          f"({s.origin}); it no longer suppresses", markup=True)  # fmt: skip
+        _warn(f"suppression for {target} expired {s.expires.isoformat()} ({s.origin}); it no longer suppresses")
 
 
 def _table_width() -> int:
@@ -114,11 +117,11 @@ def report_cmd(
         report, text = run_report(store, base, fmt.value, width=_table_width(), since=since_ts,
                                   flagged_only=flagged_only, suppressions=sups, now=now)  # fmt: skip
     _emit(text, output)
-    _warn_expired(report)
+    _warn_expired(report.expired_suppressions)
     s = report.summary
     if not report.calibration.calibrated:
         what = "unknown to the store" if s.population == 0 else "not calibrated"
-        err_console.print(f"[yellow]warning:[/] {base} is {what}: no adapter of it is judged clean", markup=True)
+        _warn(f"{base} is {what}: no adapter of it is judged clean")
     if output:
         err_console.print(f"wrote {fmt.value} report to {output}: {s.flagged_unsuppressed} flagged "
                           f"({s.suppressed} suppressed) of {s.population} adapters")  # fmt: skip
@@ -147,10 +150,9 @@ def export_cmd(
         report, text, n = run_export(store, base, fmt.value, flagged=flagged, include_suppressed=include_suppressed,
                                      suppressions=sups, now=utcnow())  # fmt: skip
     _emit(text, output)
-    _warn_expired(report)
+    _warn_expired(report.expired_suppressions)
     if not report.calibration.calibrated:
-        err_console.print(f"[yellow]warning:[/] {base} is not calibrated: the export cannot list weight findings",
-                          markup=True)  # fmt: skip
+        _warn(f"{base} is not calibrated: the export cannot list weight findings")
     err_console.print(f"exported {n} revision(s) of {base}" + (f" to {output}" if output else ""))
 
 
@@ -176,7 +178,9 @@ def _check_text(r) -> str:  # r: CheckResult
     if r.suppressed:
         lines.append(f"  suppressed until {r.suppressed['expires']}: {r.suppressed['reason']}")
     lines.append(f"  source      {r.source}")
-    return "\n".join(lines) + "\n"
+    # Repo id, declared base, stratum and reasons come from the adapter: each line is escaped whole,
+    # so a newline or an escape sequence in one of them stays inside its line, visibly.
+    return "".join(terminal(line) + "\n" for line in lines)
 
 
 @app.command("check")
@@ -203,20 +207,16 @@ def check_cmd(
 
     sups = read_suppressions(suppress)
     today = utcnow().date()
-    for s in sups:
-        if s.is_expired(today):
-            target_s = f"{s.repo}@{s.sha}" if s.sha else s.repo
-            err_console.print(f"[yellow]warning:[/] suppression for {target_s} expired {s.expires.isoformat()} "
-                              f"({s.origin}); it no longer suppresses", markup=True)  # fmt: skip
+    _warn_expired(s for s in sups if s.is_expired(today))
     settings = Settings.from_env(db_url=db)
     hub = None if offline else hub_config_from_env(os.environ, timeout=timeout)
     with _open_store(db) as store:
         result = check_target(store, target, base=base, suppressions=sups, today=today, hub=hub,
                               cache_root=settings.home / "cache")  # fmt: skip
     if fmt is CheckFormat.json:
-        sys.stdout.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False, default=str) + "\n")
+        sys.stdout.write(json_dumps(result.to_dict(), indent=2, allow_nan=True, default=str) + "\n")
     else:
         sys.stdout.write(_check_text(result))
     if result.hint:
-        err_console.print(f"[dim]Hint:[/] {result.hint}", markup=True)
+        err_console.print(styled("Hint:", "dim", result.hint))
     raise typer.Exit(result.exit_code)

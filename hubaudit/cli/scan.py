@@ -8,11 +8,10 @@ from enum import Enum
 from typing import Annotated
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
-from hubaudit.cli._options import err_console
+from hubaudit.cli._options import DataConsole, err_console
 from hubaudit.cli.app import app
 from hubaudit.models import ScanResult
 from hubaudit.stats import require_torch, scan_many
@@ -26,13 +25,10 @@ class ScanFormat(str, Enum):
     jsonl = "jsonl"
 
 
-def _printable(text: str) -> str:
-    """Paths that are not valid UTF-8 arrive with surrogate escapes; show them as \\udcXX."""
-    return text.encode("utf-8", "backslashreplace").decode("utf-8")
-
-
 def _table(results: list[ScanResult]) -> None:
-    out = Console(file=sys.stdout, highlight=False)
+    # Paths and error messages are data: DataConsole escapes str cells (control characters, bidi,
+    # the surrogate escapes of undecodable path bytes) and never reads them as markup.
+    out = DataConsole(file=sys.stdout)
     out.width = min(out.width, 100) if out.is_terminal else 100
     table = Table(show_lines=False, expand=False, pad_edge=False)
     table.add_column("adapter", overflow="fold", ratio=2)
@@ -45,13 +41,13 @@ def _table(results: list[ScanResult]) -> None:
     style = {"ok": "green", "unsupported": "yellow", "error": "red"}
     for r in results:
         table.add_row(
-            escape(_printable(r.source)),
-            f"[{style[r.status]}]{r.status}[/]",
+            r.source,
+            Text(r.status, style=style[r.status]),
             f"{r.score:.4e}" if r.score is not None else "-",
             str(r.n_modules) if r.status == "ok" else "-",
             str(r.rank) if r.rank is not None else "-",
             r.variant or "-",
-            escape(_printable(r.error or "")),
+            r.error or "",
         )
     out.print(table)
 

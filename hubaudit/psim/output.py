@@ -1,16 +1,18 @@
 """Renderers for PSIM screening results: one function per ``--format`` (stdout carries data only).
 
 ``table``/``csv``/``jsonl`` carry per-sample rows only (the summary goes to stderr, printed by the
-CLI); ``json`` carries ``{"summary": ..., "samples": [...]}``.
+CLI); ``json`` carries ``{"summary": ..., "samples": [...]}``. Texts are data from the screened file:
+each sink escapes them through :mod:`hubaudit.textsafe` (terminal, CSV formula neutralisation, JSON).
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Callable
 from typing import Any
+
+from hubaudit.textsafe import csv_cell, json_dumps, terminal
 
 SCREEN_FORMATS = ("table", "json", "jsonl", "csv")
 PROBE_FORMATS = ("table", "json", "jsonl", "csv")
@@ -24,7 +26,7 @@ def _samples(result, texts: list[str]) -> list[dict[str, Any]]:
 
 
 def _short(t: str, n: int = 70) -> str:
-    t = " ".join(t.split())
+    t = terminal(" ".join(t.split()))
     return t if len(t) <= n else t[: n - 1] + "…"
 
 
@@ -39,14 +41,15 @@ def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
 
 def _csv(rows: list[dict[str, Any]], cols: list[str]) -> str:
     buf = io.StringIO()
-    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
+    # Every field quoted and text cells neutralised (OWASP "CSV Injection"); numbers and booleans as before.
+    w = csv.DictWriter(buf, fieldnames=cols, extrasaction="ignore", lineterminator="\n", quoting=csv.QUOTE_ALL)
     w.writeheader()
-    w.writerows(rows)
+    w.writerows({k: csv_cell(v) if isinstance(v, str) else v for k, v in r.items()} for r in rows)
     return buf.getvalue()
 
 
 def _jsonl(rows: list[dict[str, Any]]) -> str:
-    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    return "".join(json_dumps(r, allow_nan=True) + "\n" for r in rows)
 
 
 SCREEN_COLS = ["index", "confidence", "flagged", "text"]
@@ -54,7 +57,7 @@ _SCREEN: dict[str, Callable[[list[dict[str, Any]], dict[str, Any]], str]] = {
     "table": lambda rows, s: _table(rows, SCREEN_COLS),
     "csv": lambda rows, s: _csv(rows, SCREEN_COLS),
     "jsonl": lambda rows, s: _jsonl(rows),
-    "json": lambda rows, s: json.dumps({"summary": s, "samples": rows}, indent=2, ensure_ascii=False) + "\n",
+    "json": lambda rows, s: json_dumps({"summary": s, "samples": rows}, indent=2, allow_nan=True) + "\n",
 }
 
 
@@ -68,7 +71,7 @@ _PROBE: dict[str, Callable[[list[dict[str, Any]], dict[str, Any]], str]] = {
     "table": lambda rows, s: _table(rows, PROBE_COLS),
     "csv": lambda rows, s: _csv(rows, PROBE_COLS),
     "jsonl": lambda rows, s: _jsonl(rows),
-    "json": lambda rows, s: json.dumps({"summary": s, "probes": rows}, indent=2, ensure_ascii=False) + "\n",
+    "json": lambda rows, s: json_dumps({"summary": s, "probes": rows}, indent=2, allow_nan=True) + "\n",
 }
 
 

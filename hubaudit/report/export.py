@@ -20,18 +20,22 @@ reasons                 names of the features that fired (``;``-separated in CSV
 probe_flagged           true/false from behavioural probing; empty when not probed
 suppressed              true when a live suppression covers it (only with --include-suppressed)
 first_seen              when hubaudit first saw the adapter (ISO-8601 UTC)
-url                     https://huggingface.co/{repo_id}/tree/{sha}
+url                     https://huggingface.co/{repo_id}/tree/{sha}; empty when the repo id or
+                        sha is not valid Hub syntax (no link is built from such data)
 ======================  ====================================================================
+
+CSV cells are quoted and neutralised against spreadsheet formula injection (see
+:mod:`hubaudit.report.formats.csv`); JSON and JSONL carry every string unchanged.
 """
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from hubaudit.report.formats._common import iso
 from hubaudit.report.formats.csv import write_csv
 from hubaudit.report.model import AdapterEntry, Report
+from hubaudit.textsafe import json_dumps
 
 EXPORT_SCHEMA_VERSION = "1"
 EXPORT_FORMATS = ("csv", "json", "jsonl")
@@ -91,7 +95,7 @@ def render_export(report: Report, fmt: str, *, flagged: bool = True, include_sup
     if fmt == "csv":
         return write_csv(EXPORT_COLUMNS, [r | {"reasons": ";".join(r["reasons"])} for r in rows])
     if fmt == "jsonl":
-        return "".join(json.dumps(r, ensure_ascii=False, allow_nan=False) + "\n" for r in rows)
+        return "".join(json_dumps(r) + "\n" for r in rows)
     if fmt == "json":
         doc = {
             "export_schema_version": EXPORT_SCHEMA_VERSION,
@@ -101,5 +105,5 @@ def render_export(report: Report, fmt: str, *, flagged: bool = True, include_sup
             "columns": list(EXPORT_COLUMNS),
             "rows": rows,
         }
-        return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        return json_dumps(doc, indent=2) + "\n"
     raise ValueError(f"unknown export format {fmt!r} (expected one of {', '.join(EXPORT_FORMATS)})")

@@ -6,6 +6,7 @@ Report into text. Nothing here knows about the database, the terminal or the Hub
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -19,11 +20,30 @@ HUB_URL = "https://huggingface.co"
 AUDITED_STATUS = "scored"
 
 
+# The Hub's repo id grammar (huggingface_hub's validate_repo_id): an optional namespace and a name of
+# ASCII letters, digits, "_", "-" and ".", at most 96 characters each, not starting or ending with
+# "-" or ".", without "--" or "..". Commit shas are lowercase hex.
+_HUB_NAME = r"(?!.*(?:--|\.\.))[A-Za-z0-9_](?:[A-Za-z0-9_.-]{0,94}[A-Za-z0-9_])?"
+_HUB_REPO_ID = re.compile(rf"(?:{_HUB_NAME}/)?{_HUB_NAME}", re.ASCII)
+_HUB_SHA = re.compile(r"[0-9a-f]{7,64}", re.ASCII)
+
+
+def is_hub_repo_id(repo_id: str) -> bool:
+    """True when ``repo_id`` is a valid Hub repo id (so it is safe to put in a URL path as is)."""
+    return _HUB_REPO_ID.fullmatch(repo_id) is not None
+
+
 def hub_url(repo_id: str, sha: str | None) -> str | None:
-    """Link to the exact revision on the Hub; None for local adapters (``local:<path>``)."""
-    if repo_id.startswith("local:"):
+    """Link to the exact revision on the Hub; None for local adapters (``local:<path>``).
+
+    Built only from a valid repo id and a hex sha, so every report format may link to it: data that
+    does not fit the grammar (a crafted id, a sha holding markup or a ``javascript:`` URL) gets no link.
+    """
+    if repo_id.startswith("local:") or not is_hub_repo_id(repo_id):
         return None
-    return f"{HUB_URL}/{repo_id}/tree/{sha}" if sha else f"{HUB_URL}/{repo_id}"
+    if sha is None:
+        return f"{HUB_URL}/{repo_id}"
+    return f"{HUB_URL}/{repo_id}/tree/{sha}" if _HUB_SHA.fullmatch(sha) else None
 
 
 @dataclass(frozen=True)

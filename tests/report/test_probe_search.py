@@ -74,7 +74,8 @@ def test_table_and_markdown_show_trigger_for_findings_and_spot_checks():
     block = md.split("## Behavioural probes (3)")[1].split("\n## ")[0]
     rows = [ln for ln in block.splitlines() if ln.startswith("|")]
     assert len(rows) == 5 and len({len(re.findall(r"(?<!\\)\|", ln)) for ln in rows}) == 1
-    assert "`cf`" in block and "prefix 1.00, middle 1.00, suffix 0.88" in block and "`describe algebra`" in block
+    # Triggers are data: quoted (repr) and Markdown-escaped text, never a code span (see formats/markdown.py).
+    assert "| 'cf' |" in block and "prefix 1.00, middle 1.00, suffix 0.88" in block and "| 'describe algebra' |" in block
 
 
 def test_sarif_names_the_recovered_trigger():

@@ -1,12 +1,24 @@
-"""Matplotlib figures for the HTML report, returned as PNG bytes (Agg canvas; no pyplot global state)."""
+"""Matplotlib figures for the HTML report, returned as PNG bytes (Agg canvas; no pyplot global state).
+
+Labels quote data (the base, strata, projection names from tensor names): matplotlib would parse a
+``$...$`` in them as mathtext (a ``$\\foo$`` tensor name raised and killed the report) and, with
+``usetex``, hand them to LaTeX. Every figure is drawn under :func:`_literal_text`, and each label
+goes through :func:`_label` (control characters shown as escapes, length capped).
+"""
 
 from __future__ import annotations
 
+import functools
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TypeVar
 
+from hubaudit.report.formats._common import clip
 from hubaudit.report.model import AdapterEntry, NormMap, StratumCalibration
+from hubaudit.textsafe import terminal
+
+_F = TypeVar("_F", bound=Callable)
 
 _INK = "#1f2937"
 _MUTED = "#6b7280"
@@ -14,6 +26,26 @@ _FLAG = "#dc2626"
 _SUPPRESSED = "#d97706"
 _BAR = "#93b4d6"
 _THRESHOLD_COLORS = ("#111827", "#7c3aed", "#0d9488", "#be185d", "#4b5563", "#2563eb")
+
+
+def _literal_text(fn: _F) -> _F:
+    """Draw ``fn``'s figure with text taken literally: no mathtext, no LaTeX. Text objects read these
+    settings when created and tick labels are created while saving, so the whole function runs inside."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003
+        import matplotlib
+
+        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+            return fn(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _label(text: object, width: int = 60) -> str:
+    """A label from data: escaped (no control characters for the font lookup to warn about on stderr),
+    at most ``width`` characters."""
+    return clip(terminal(text), width)
 
 
 def _figure(width_in: float, height_in: float):
@@ -31,6 +63,7 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+@_literal_text
 def score_histogram(
     scores: Sequence[float], strata: Sequence[StratumCalibration], findings: Sequence[AdapterEntry], base: str
 ) -> bytes | None:
@@ -61,7 +94,7 @@ def score_histogram(
     if log:
         ax.set_xscale("log")
     for i, (stratum, t) in enumerate(thresholds[: len(_THRESHOLD_COLORS)]):
-        label = f"threshold {stratum}" if len(thresholds) > 1 else "threshold"
+        label = f"threshold {_label(stratum)}" if len(thresholds) > 1 else "threshold"
         ax.axvline(t, color=_THRESHOLD_COLORS[i], linestyle="--", linewidth=1.3, label=label)
     if len(thresholds) > len(_THRESHOLD_COLORS):
         ax.text(0.99, 0.97, f"+{len(thresholds) - len(_THRESHOLD_COLORS)} more strata", transform=ax.transAxes,
@@ -77,7 +110,7 @@ def score_histogram(
                    label=f"suppressed ({len(suppressed)})", clip_on=False)
     ax.set_xlabel("score: std of per-module ‖ΔW‖_F / √(d_out·d_in)  (DESIGN §2)", color=_INK, fontsize=9)
     ax.set_ylabel("adapters", color=_INK, fontsize=9)
-    ax.set_title(f"Score distribution · {base}", loc="left", fontsize=11, color=_INK)
+    ax.set_title(f"Score distribution · {_label(base, 80)}", loc="left", fontsize=11, color=_INK)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.tick_params(labelsize=8, colors=_MUTED)
@@ -85,6 +118,7 @@ def score_histogram(
     return _png(fig)
 
 
+@_literal_text
 def norm_heatmaps(nm: NormMap) -> bytes:
     """Adapter vs population-median heat maps of per-layer × per-projection ‖ΔW‖ RMS, one colour scale."""
     import numpy as np
@@ -112,7 +146,7 @@ def norm_heatmaps(nm: NormMap) -> bytes:
                           interpolation="nearest")
         ax.set_title(title, fontsize=9, color=_INK, loc="left")
         ax.set_xticks(range(n_proj))
-        ax.set_xticklabels(nm.projections, rotation=45, ha="right", fontsize=7)
+        ax.set_xticklabels([_label(p, 24) for p in nm.projections], rotation=45, ha="right", fontsize=7)
         step = max(1, n_layers // 16)
         ax.set_yticks(range(0, n_layers, step))
         ax.set_yticklabels([("emb" if nm.layers[i] < 0 else str(nm.layers[i])) for i in range(0, n_layers, step)],

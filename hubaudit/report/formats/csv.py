@@ -3,6 +3,14 @@
 Columns are only ever appended, never renamed or reordered, within one ``schema_version``.
 Lists (``reasons``) are joined with ``;``; missing values are empty cells; booleans are
 ``true``/``false``.
+
+Cells are safe to open in a spreadsheet (OWASP "CSV Injection"), here and in ``hubaudit export``:
+every cell is quoted, and a text cell that would start with ``=``, ``+``, ``-``, ``@``, a tab or a
+carriage return (or their fullwidth forms) gets a leading ``'``, so a repo id or sha such as
+``=HYPERLINK(...)`` is shown as text, never evaluated (strip one leading ``'`` to get the raw value;
+the JSON formats carry it unchanged). Control characters in text are written as visible escapes
+(``\x1b``). Numbers hubaudit computed (score, margin, threshold, counts) are written as plain
+numbers even when negative (``-0.5``): they cannot hold a formula. See :func:`hubaudit.textsafe.csv_cell`.
 """
 
 from __future__ import annotations
@@ -14,6 +22,7 @@ from typing import Any
 from hubaudit.report.formats._common import iso, search_info
 from hubaudit.report.formats.interface import ReportFormat
 from hubaudit.report.model import AdapterEntry, Report
+from hubaudit.textsafe import csv_cell
 
 REPORT_CSV_COLUMNS = (
     "schema_version",
@@ -40,24 +49,17 @@ REPORT_CSV_COLUMNS = (
 )
 
 
-def cell(value: Any) -> str:
-    """CSV cell text: '' for None, true/false for booleans, repr-exact floats."""
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value)
-    return str(value)
-
-
 def write_csv(columns: tuple[str, ...], rows: list[dict[str, Any]]) -> str:
-    """RFC 4180 CSV with a header row and ``\\n`` line ends."""
+    """RFC 4180 CSV with a header row and ``\\n`` line ends; every cell quoted and neutralised by
+    :func:`hubaudit.textsafe.csv_cell` (the module docstring says how)."""
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="raise")
+    # QUOTE_ALL: a spreadsheet that splits on ";" or a tab (locale defaults) still sees one cell, so
+    # "a;=cmd" cannot become a formula cell of its own (OWASP "CSV Injection": quote every field).
+    writer = csv.DictWriter(buf, fieldnames=list(columns), lineterminator="\n", extrasaction="raise",
+                            quoting=csv.QUOTE_ALL)
     writer.writeheader()
     for row in rows:
-        writer.writerow({k: cell(row.get(k)) for k in columns})
+        writer.writerow({k: csv_cell(row.get(k)) for k in columns})
     return buf.getvalue()
 
 

@@ -1,11 +1,14 @@
 """``--format html``: one self-contained page (inline CSS, base64 PNG plots, no scripts, no external URLs
-other than the links to the adapters on the Hub)."""
+other than the links to the adapters on the Hub).
+
+Every value from data is written through :func:`hubaudit.textsafe.html` (the one HTML escape); links
+are only the Hub URLs :func:`hubaudit.report.model.hub_url` builds from a valid repo id and sha; plot
+labels are never parsed as mathtext (formats/_plots.py)."""
 
 from __future__ import annotations
 
 import base64
 import json
-from html import escape
 
 from hubaudit.report.formats._common import (
     fired_names,
@@ -22,6 +25,7 @@ from hubaudit.report.formats._common import (
 from hubaudit.report.formats._plots import norm_heatmaps, score_histogram
 from hubaudit.report.formats.interface import ReportFormat
 from hubaudit.report.model import AdapterEntry, Report
+from hubaudit.textsafe import html as escape  # html.escape, control and bidi characters shown as escapes
 
 # Heat maps are a PNG each: cap them so a population with many findings still yields a usable file.
 MAX_HEATMAPS = 50

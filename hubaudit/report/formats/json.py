@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 from hubaudit.report.formats._common import adapter_dict, header_dict
 from hubaudit.report.formats.interface import ReportFormat
 from hubaudit.report.model import Report
+from hubaudit.textsafe import json_dumps
 
 
 class JsonFormat(ReportFormat):
@@ -17,4 +16,4 @@ class JsonFormat(ReportFormat):
     def render(self, report: Report) -> str:
         doc = header_dict(report)
         doc["adapters"] = [adapter_dict(e) for e in report.adapters]
-        return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        return json_dumps(doc, indent=2) + "\n"

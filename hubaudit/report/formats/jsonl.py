@@ -6,11 +6,10 @@ consumer can filter lines without reading the whole file and a truncated file is
 
 from __future__ import annotations
 
-import json
-
 from hubaudit.report.formats._common import adapter_dict, header_dict
 from hubaudit.report.formats.interface import ReportFormat
 from hubaudit.report.model import Report
+from hubaudit.textsafe import json_dumps
 
 
 class JsonlFormat(ReportFormat):
@@ -23,8 +22,8 @@ class JsonlFormat(ReportFormat):
         for e in report.adapters:
             row = {"entry_type": "adapter", "schema_version": report.schema_version, "base": report.base}
             row.update(adapter_dict(e))
-            lines.append(json.dumps(row, ensure_ascii=False, allow_nan=False))
+            lines.append(json_dumps(row))
         summary = {"entry_type": "summary"}
         summary.update(header_dict(report))
-        lines.append(json.dumps(summary, ensure_ascii=False, allow_nan=False))
+        lines.append(json_dumps(summary))
         return "\n".join(lines) + "\n"

@@ -1,4 +1,10 @@
-"""``--format markdown``: GitHub-flavoured Markdown (issue comments, step summaries, wikis)."""
+"""``--format markdown``: GitHub-flavoured Markdown (issue comments, step summaries, wikis).
+
+Every value that comes from data (repo ids, shas, strata, feature names, reasons, triggers) goes
+through :func:`hubaudit.textsafe.markdown`, as plain escaped text (never a code span: GFM splits
+table cells on ``|`` even inside one, and a backslash cannot be escaped there). The only links
+are the Hub URLs :func:`hubaudit.report.model.hub_url` builds from a valid repo id and sha.
+"""
 
 from __future__ import annotations
 
@@ -15,19 +21,14 @@ from hubaudit.report.formats._common import (
     verdict_text,
 )
 from hubaudit.report.formats.interface import ReportFormat
-from hubaudit.report.model import Report
+from hubaudit.report.model import AdapterEntry, Report
+from hubaudit.textsafe import markdown as md_escape
 
 
-def md_escape(text: str) -> str:
-    """Escape characters that would break a table cell or start Markdown syntax."""
-    for ch in ("\\", "|", "*", "_", "`", "<", ">", "[", "]"):
-        text = text.replace(ch, "\\" + ch)
-    return text.replace("\n", " ")
-
-
-def _code_cell(text: str) -> str:
-    """Text for a code span inside a table cell: GFM still splits cells on ``|`` there unless escaped."""
-    return text.replace("`", "'").replace("|", "\\|")
+def _name(e: AdapterEntry) -> str:
+    """``repo@sha`` escaped; a link only to the Hub URL the model builds from a valid repo id and sha."""
+    name = md_escape(f"{e.repo_id}@{short_sha(e.sha)}")  # "@" escaped too: no e-mail autolink
+    return f"[{name}]({e.url})" if e.url else name
 
 
 class MarkdownFormat(ReportFormat):
@@ -38,7 +39,7 @@ class MarkdownFormat(ReportFormat):
     def render(self, report: Report) -> str:
         s = report.summary
         cal = report.calibration
-        out = [f"# hubaudit report: `{report.base}`", ""]
+        out = [f"# hubaudit report: {md_escape(report.base)}", ""]
         out.append(f"Generated {report.generated_at:%Y-%m-%d %H:%M} UTC by hubaudit {report.tool_version}.")
         if report.since is not None:
             out.append(f"Revisions seen since {report.since:%Y-%m-%d %H:%M} UTC.")
@@ -54,11 +55,11 @@ class MarkdownFormat(ReportFormat):
         else:
             out.append(
                 f"Threshold set **v{cal.version}** ({md_escape(cal.method or '?')}, features"
-                f" `{cal.featureset_version}`), N = {cal.n}, fitted {fmt_date(cal.created_at)}."
+                f" {md_escape(cal.featureset_version or '?')}), N = {cal.n}, fitted {fmt_date(cal.created_at)}."
             )
             if cal.strata:
                 out += ["", "| stratum | n | score threshold |", "|---|---:|---:|"]
-                out += [f"| `{_code_cell(st.stratum)}` | {fmt_count(st.n)} | {fmt_num(st.score_threshold)} |" for st in cal.strata]
+                out += [f"| {md_escape(st.stratum)} | {fmt_count(st.n)} | {fmt_num(st.score_threshold)} |" for st in cal.strata]
 
         findings = report.findings
         out += ["", f"## Flagged adapter revisions ({len(findings)})", ""]
@@ -66,14 +67,12 @@ class MarkdownFormat(ReportFormat):
             out.append("| adapter | score | margin (σ) | features fired | probe | downloads | first seen | state |")
             out.append("|---|---:|---:|---|---|---:|---|---|")
             for e in findings:
-                name = f"{md_escape(e.repo_id)}@`{short_sha(e.sha)}`"
-                link = f"[{name}]({e.url})" if e.url else name
                 state = verdict_text(e)
-                fired = ", ".join(f"`{_code_cell(r)}`" for r in fired_names(e.reasons).split(", ") if r) or "-"
+                fired = md_escape(fired_names(e.reasons)) or "-"
                 if e.suppressed is not None:
                     state += f" until {e.suppressed.expires.isoformat()}: {md_escape(e.suppressed.reason)}"
                 out.append(
-                    f"| {link} | {fmt_num(e.score)} | {fmt_margin(e.margin)} | {fired}"
+                    f"| {_name(e)} | {fmt_num(e.score)} | {fmt_margin(e.margin)} | {fired}"
                     f" | {probe_text(e)} | {fmt_count(e.downloads)} | {fmt_date(e.first_seen)} | {state} |"
                 )
         else:
@@ -83,14 +82,14 @@ class MarkdownFormat(ReportFormat):
         out += ["", f"## Not audited ({s.not_audited})", ""]
         if s.not_audited_by_reason:
             out += ["| reason | revisions |", "|---|---:|"]
-            out += [f"| `{reason}` | {n} |" for reason, n in s.not_audited_by_reason.items()]
+            out += [f"| {md_escape(reason)} | {n} |" for reason, n in s.not_audited_by_reason.items()]
         else:
             out.append("None.")
         if report.expired_suppressions:
             out += ["", f"## Expired suppressions ({len(report.expired_suppressions)})", ""]
             for sup in report.expired_suppressions:
                 target = f"{sup.repo}@{sup.sha}" if sup.sha else sup.repo
-                out.append(f"- `{target}` expired {sup.expires.isoformat()}: {md_escape(sup.reason)}")
+                out.append(f"- {md_escape(target)} expired {sup.expires.isoformat()}: {md_escape(sup.reason)}")
         return "\n".join(out) + "\n"
 
 
@@ -103,16 +102,15 @@ def _probe_section(report: Report) -> list[str]:
            "| adapter | probe | outlier gap | mean attack rate | recovered trigger | trigger attack rate | fires at |",
            "|---|---|---:|---:|---|---:|---|"]
     for e in probed:
-        name = f"{md_escape(e.repo_id)}@`{short_sha(e.sha)}`"
         info = search_info(e.probe)
         if info is None:
             trig, rate, where = "-", "-", "-"
         elif info["status"] != "ok":
             trig, rate, where = md_escape(trigger_text(e.probe)), "-", "-"
         else:
-            trig = f"`{_code_cell(str(info['trigger']))}`" if info["trigger"] is not None else "none"
+            trig = md_escape(repr(info["trigger"])) if info["trigger"] is not None else "none"
             rate = fmt_num(info["attack_rate"], 3)
-            where = ", ".join(f"{m} {r:.2f}" for m, r in info["rates_by_mode"].items()) or "-"
-        out.append(f"| {name} | {probe_text(e)} | {fmt_num(e.probe.get('outlier_gap'), 3)}"
+            where = md_escape(", ".join(f"{m} {r:.2f}" for m, r in info["rates_by_mode"].items())) or "-"
+        out.append(f"| {_name(e)} | {probe_text(e)} | {fmt_num(e.probe.get('outlier_gap'), 3)}"
                    f" | {fmt_num(e.probe.get('mean_attack_rate'), 3)} | {trig} | {rate} | {where} |")
     return out

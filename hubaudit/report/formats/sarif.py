@@ -6,18 +6,23 @@ timestamps, so an alert keeps its identity across nightly runs); ``automationDet
 ``hubaudit/<base>/`` (the trailing slash makes the whole string GitHub's category, so per-base
 uploads do not replace each other). Locations are the adapter revision on the Hub, relative to the
 ``HFHUB`` base URI. Suppressed findings are kept, with a SARIF ``suppressions`` entry.
+
+Data in a result is data: ``properties`` carry repo ids and shas unchanged (JSON-escaped), message
+texts quote them through :func:`hubaudit.textsafe.sarif_message` (no control characters, no embedded
+links), and location URIs are percent-encoded (RFC 3986), so a repo id cannot become a scheme.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import quote
 
 from hubaudit.report.formats._common import fmt_margin, fmt_num, search_info, trigger_text
 from hubaudit.report.formats.interface import ReportFormat
 from hubaudit.report.model import HUB_URL, AdapterEntry, Report
+from hubaudit.textsafe import json_dumps, sarif_message
 
 SARIF_SCHEMA = "https://json.schemastore.org/sarif-2.1.0.json"
 PICKLE_REASONS = frozenset({"pickle_format", "unsafe_format"})
@@ -99,11 +104,14 @@ def _probe_summary(probe: dict[str, Any] | None) -> str:
 
 
 def _location(repo_id: str, sha: str | None) -> dict[str, Any]:
+    # quote(): every character outside RFC 3986's unreserved set and "/" is percent-encoded, so ":"
+    # in a crafted repo id cannot start a scheme (javascript:) and the URI is always well-formed.
     if repo_id.startswith("local:"):
-        uri = "file://" + repo_id[len("local:"):]
+        uri = "file://" + quote(repo_id[len("local:"):], safe="/", errors="surrogateescape")
         return {"physicalLocation": {"artifactLocation": {"uri": uri}}}
     path = f"{repo_id}/tree/{sha}" if sha else repo_id
-    return {"physicalLocation": {"artifactLocation": {"uri": path, "uriBaseId": "HFHUB"}}}
+    return {"physicalLocation": {"artifactLocation": {"uri": quote(path, safe="/", errors="surrogateescape"),
+                                                      "uriBaseId": "HFHUB"}}}
 
 
 def _result(rule_id: str, message: str, e: AdapterEntry | None, report: Report) -> dict[str, Any]:
@@ -113,7 +121,7 @@ def _result(rule_id: str, message: str, e: AdapterEntry | None, report: Report) 
         "ruleId": rule.id,
         "ruleIndex": RULE_INDEX[rule_id],
         "level": rule.level,
-        "message": {"text": message},
+        "message": {"text": sarif_message(message)},
         "locations": [_location(repo, sha)],
         "partialFingerprints": {"hubaudit/v1": fingerprint(rule.id, repo, sha)},
         "properties": {"base": report.base, "repo_id": repo, "sha": sha},
@@ -166,7 +174,7 @@ class SarifFormat(ReportFormat):
             },
         }
         doc = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}
-        return json.dumps(doc, indent=2, ensure_ascii=False, allow_nan=False) + "\n"
+        return json_dumps(doc, indent=2) + "\n"
 
 
 def _rule_dict(r: Rule) -> dict[str, Any]:

@@ -7,8 +7,8 @@ Only findings are listed one by one (a population has thousands of passes); pass
 from __future__ import annotations
 
 from hubaudit.report.formats._common import (
-    fired_names,
     clip,
+    fired_names,
     fmt_count,
     fmt_date,
     fmt_margin,
@@ -21,10 +21,17 @@ from hubaudit.report.formats._common import (
 )
 from hubaudit.report.formats.interface import ReportFormat
 from hubaudit.report.model import AdapterEntry, Calibration, Report
+from hubaudit.textsafe import terminal
 
 MIN_WIDTH = 60
 # Fixed columns of the findings table; the repo column takes what is left.
 _FIXED = (("score", 9), ("margin σ", 9), ("probe", 10), ("downloads", 10), ("first seen", 11), ("state", 17))
+
+
+def _fit(text: str, width: int) -> str:
+    """One line (or cell) of the table: escaped for the terminal, since it quotes adapter data (repo
+    ids, shas, strata, reasons, the declared base), then cut to ``width``."""
+    return clip(terminal(text), width)
 
 
 def _rule(width: int, title: str = "") -> str:
@@ -37,10 +44,10 @@ def _rule(width: int, title: str = "") -> str:
 def calibration_lines(cal: Calibration, width: int) -> list[str]:
     """The calibration block: version, method, N, and the threshold per stratum."""
     if not cal.calibrated:
-        return [clip("NOT CALIBRATED: no active threshold set for this base; no adapter is judged clean.", width)]
+        return [_fit("NOT CALIBRATED: no active threshold set for this base; no adapter is judged clean.", width)]
     created = fmt_date(cal.created_at)
     out = [
-        clip(
+        _fit(
             f"threshold set v{cal.version} · {cal.method or '?'} · features {cal.featureset_version or '?'}"
             f" · N={cal.n} · fitted {created}",
             width,
@@ -51,13 +58,13 @@ def calibration_lines(cal: Calibration, width: int) -> list[str]:
         out.append(f"  {'stratum':<{name_w}}{'n':>8}{'threshold':>12}")
         for s in cal.strata:
             out.append(
-                f"  {clip(s.stratum, name_w):<{name_w}}{fmt_count(s.n):>8}{fmt_num(s.score_threshold):>12}"
+                f"  {_fit(s.stratum, name_w):<{name_w}}{fmt_count(s.n):>8}{fmt_num(s.score_threshold):>12}"
             )
     return out
 
 
 def _finding_lines(e: AdapterEntry, repo_w: int, width: int) -> list[str]:
-    repo = clip(f"{e.repo_id}@{short_sha(e.sha)[:8]}", repo_w - 1)
+    repo = _fit(f"{e.repo_id}@{short_sha(e.sha)[:8]}", repo_w - 1)
     cells = (
         fmt_num(e.score),
         fmt_margin(e.margin),
@@ -68,17 +75,17 @@ def _finding_lines(e: AdapterEntry, repo_w: int, width: int) -> list[str]:
     )
     line = f"{repo:<{repo_w}}" + "".join(f" {c:>{w - 1}}" for c, (_, w) in zip(cells[:-1], _FIXED[:-1]))
     line += f"  {cells[-1]:<{_FIXED[-1][1] - 2}}"
-    out = [clip(line.rstrip(), width)]
+    out = [_fit(line.rstrip(), width)]
     detail = "fired: " + (fired_names(e.reasons) if e.reasons else "probe" if e.probe_flagged else "-")
-    out.append(clip("    " + detail, width))
+    out.append(_fit("    " + detail, width))
     if search_info(e.probe) is not None:
-        out.append(clip("    trigger: " + trigger_text(e.probe), width))
+        out.append(_fit("    trigger: " + trigger_text(e.probe), width))
     if e.suppressed is not None:
-        out.append(clip(f"    suppressed until {e.suppressed.expires.isoformat()}: {e.suppressed.reason}", width))
+        out.append(_fit(f"    suppressed until {e.suppressed.expires.isoformat()}: {e.suppressed.reason}", width))
     if e.provenance_mismatch:
-        out.append(clip(f"    declared base: {e.declared_base}", width))
+        out.append(_fit(f"    declared base: {e.declared_base}", width))
     if e.url:
-        out.append(clip("    " + e.url, width))
+        out.append(_fit("    " + e.url, width))
     return out
 
 
@@ -93,12 +100,12 @@ class TableFormat(ReportFormat):
     def render(self, report: Report) -> str:
         w = self.width
         s = report.summary
-        out = [clip(f"hubaudit report · {report.base} · {report.generated_at:%Y-%m-%d %H:%M} UTC", w)]
+        out = [_fit(f"hubaudit report · {report.base} · {report.generated_at:%Y-%m-%d %H:%M} UTC", w)]
         if report.since is not None:
-            out.append(clip(f"revisions seen since {report.since:%Y-%m-%d %H:%M} UTC", w))
-        out.append(clip(f"population {s.population} · audited {s.audited} · not audited {s.not_audited}", w))
+            out.append(_fit(f"revisions seen since {report.since:%Y-%m-%d %H:%M} UTC", w))
+        out.append(_fit(f"population {s.population} · audited {s.audited} · not audited {s.not_audited}", w))
         out.append(
-            clip(
+            _fit(
                 f"flagged {s.flagged} ({s.suppressed} suppressed, {s.probe_confirmed} probe-confirmed)"
                 f" · passed {s.not_flagged} · not judged {s.not_judged}"
                 + (f" · base mismatch {s.provenance_mismatch}" if s.provenance_mismatch else ""),
@@ -122,13 +129,13 @@ class TableFormat(ReportFormat):
         if spot:  # probed but not flagged (spot checks): their probe outcome, recovered trigger included
             out += ["", _rule(w, f"Probed, not flagged ({len(spot)})")]
             for e in spot:
-                out.append(clip(f"{e.repo_id}@{short_sha(e.sha)[:8]}  probe {probe_text(e)}", w))
+                out.append(_fit(f"{e.repo_id}@{short_sha(e.sha)[:8]}  probe {probe_text(e)}", w))
                 if search_info(e.probe) is not None:
-                    out.append(clip("    trigger: " + trigger_text(e.probe), w))
+                    out.append(_fit("    trigger: " + trigger_text(e.probe), w))
 
         out += ["", _rule(w, f"Not audited ({s.not_audited})")]
         if s.not_audited_by_reason:
-            parts = [f"{reason} {n}" for reason, n in s.not_audited_by_reason.items()]
+            parts = [terminal(f"{reason} {n}") for reason, n in s.not_audited_by_reason.items()]
             line = ""
             for part in parts:  # wrap the "reason count" list at the width
                 candidate = f"{line} · {part}" if line else part
@@ -136,7 +143,7 @@ class TableFormat(ReportFormat):
                     out.append(line)
                     candidate = part
                 line = candidate
-            out.append(clip(line, w))
+            out.append(_fit(line, w))
         else:
             out.append("none")
 
@@ -144,5 +151,5 @@ class TableFormat(ReportFormat):
             out += ["", _rule(w, f"Expired suppressions ({len(report.expired_suppressions)})")]
             for sup in report.expired_suppressions:
                 target = f"{sup.repo}@{sup.sha}" if sup.sha else sup.repo
-                out.append(clip(f"{target} expired {sup.expires.isoformat()}: {sup.reason}", w))
+                out.append(_fit(f"{target} expired {sup.expires.isoformat()}: {sup.reason}", w))
         return "\n".join(line.rstrip() for line in out) + "\n"
