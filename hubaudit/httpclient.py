@@ -1,12 +1,13 @@
-"""HTTP plumbing shared by the Hub-facing stages (hub/, fetch/): timeouts, retries, error classes.
+"""HTTP plumbing shared by the Hub-facing stages (hub/, fetch/): settings, retries, error classes.
 
-Why this exists (hub_api.md §0): huggingface_hub 2.x talks through one global ``httpx2`` client
-whose default timeout is None, ``model_info`` and ``parse_safetensors_file_metadata`` never retry,
-and listing passes ``timeout=None`` explicitly. :func:`hub_client` installs a client factory whose
-request hook puts a timeout on *every* request that has none, and restores the previous factory on
-exit. :func:`call_with_retry` adds exponential backoff with jitter on 5xx/408/connection errors
-and honours 429 ``RateLimit: "api";r=0;t=N`` / ``Retry-After: N``. :func:`classify` turns any
-exception into one of a few kinds the pipeline decides on (per-adapter value vs run-level error).
+Why this exists: huggingface_hub 2.x talks through one global ``httpx2`` client whose default
+timeout is None, and ``model_info`` never retries. :func:`hub_client` installs a client factory
+(:func:`hubaudit.safehttp.make_client`) whose requests all get a timeout, a total deadline and the
+token guard, and restores the previous factory on exit. :func:`call_with_retry` adds exponential
+backoff with jitter on 5xx/408/connection errors, honours 429 ``RateLimit: "api";r=0;t=N`` /
+``Retry-After: N`` and never sleeps past the current :func:`~hubaudit.safehttp.budget`.
+:func:`classify` turns any exception into one of a few kinds the pipeline decides on (per-adapter
+value vs run-level error); what a hostile endpoint sends is kind ``hostile``: final, never retried.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TypeVar
+
+from hubaudit import safehttp
+from hubaudit.safehttp import HostileResponse, budget_left
 
 T = TypeVar("T")
 
@@ -45,14 +49,34 @@ class RetryPolicy:
 
 @dataclass(frozen=True)
 class HubConfig:
-    """Where and how to talk to the Hub. Picklable (it travels to Ray workers).
+    """Where and how to talk to the Hub, and what any one exchange may cost. Picklable (it
+    travels to Ray workers). ``token`` is never logged or stored (``__repr__`` hides it).
 
-    ``token`` is never logged or stored (``__repr__`` hides it)."""
+    ``timeout``: seconds for one socket operation (connect, one read). ``deadline_factor``: one
+    request, headers and body, ends after ``deadline_factor * timeout`` seconds in all; a download
+    gets ``size / min_download_rate`` seconds more (the bytes per second it must average).
+    ``max_api_bytes``: decoded bytes of one API body (a listing page, a model_info).
+    ``max_pages``: pages of one listing. ``max_redirects``: redirects of one request.
+    """
 
     endpoint: str
     token: str | None = None
     timeout: float = 30.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    deadline_factor: float = 3.0
+    min_download_rate: float = 256 * 1024
+    max_api_bytes: int = 16 * 1024 * 1024
+    max_pages: int = 10_000
+    max_redirects: int = 5
+
+    @property
+    def request_seconds(self) -> float:
+        """Total seconds one API request may take, headers and body."""
+        return self.deadline_factor * self.timeout
+
+    def download_seconds(self, size: int) -> float:
+        """Total seconds a GET of ``size`` bytes may take."""
+        return self.request_seconds + size / self.min_download_rate
 
     def __repr__(self) -> str:
         return f"HubConfig(endpoint={self.endpoint!r}, token={'***' if self.token else None}, timeout={self.timeout})"
@@ -64,7 +88,8 @@ class Failure:
 
     kind: ``transient`` (5xx, 408, reset, truncated, timeout: worth a retry), ``rate_limited``,
     ``unreachable`` (cannot connect), ``auth`` (token rejected), ``not_found``, ``gated``,
-    ``disabled``, ``other``. ``reason`` is the short code stored with a revision.
+    ``disabled``, ``hostile`` (the endpoint sent something we refuse: final, never retried),
+    ``other``. ``reason`` is the short code stored with a revision.
     """
 
     kind: str
@@ -111,8 +136,14 @@ def classify(exc: BaseException) -> Failure:
     import httpx2
     from huggingface_hub import errors as hf
 
+    from hubaudit.safejson import JSONLimitError
+
     msg = _one_line(exc)
     for e in _chain(exc):
+        if isinstance(e, HostileResponse):
+            return Failure("hostile", e.reason, msg)
+        if isinstance(e, (RecursionError, JSONLimitError)):  # a document nested without bound
+            return Failure("hostile", "hostile_metadata", msg)
         if isinstance(e, hf.GatedRepoError):
             return Failure("gated", "gated", msg)
         if isinstance(e, hf.DisabledRepoError):
@@ -161,7 +192,8 @@ RETRYABLE = ("transient", "rate_limited", "unreachable")
 
 
 def call_with_retry(fn: Callable[[], T], policy: RetryPolicy, *, sleep: Callable[[float], None] = time.sleep) -> T:
-    """Call ``fn`` until it succeeds or the budget is spent; re-raises the last exception."""
+    """Call ``fn`` until it succeeds or the retry budget is spent; re-raises the last exception.
+    Inside a :func:`~hubaudit.safehttp.budget` it also gives up when a wait would outlast it."""
     attempt = 0
     backoffs = 0  # the exponential grows with failures, not with server-directed 429 waits
     while True:
@@ -178,37 +210,21 @@ def call_with_retry(fn: Callable[[], T], policy: RetryPolicy, *, sleep: Callable
             else:
                 delay = policy.backoff(backoffs)
                 backoffs += 1
+            left = budget_left()
+            if left is not None and delay >= left:
+                raise
             sleep(delay)
             attempt += 1
 
 
-_state: dict = {"depth": 0, "saved": None, "timeout": None}
-
-
-def _timeout_hook(request) -> None:  # noqa: ANN001 - httpx2.Request
-    # The client passes timeout=None explicitly for listings; give every request a bound. The
-    # bound is read per request, so nested hub_client() calls with another timeout just work.
-    default = _state["timeout"]
-    if default is None:
-        return
-    current = request.extensions.get("timeout") or {}
-    request.extensions["timeout"] = {k: (current.get(k) if current.get(k) is not None else default)
-                                     for k in ("connect", "read", "write", "pool")}
-
-
-def _factory():  # noqa: ANN202 - httpx2.Client
-    import httpx2
-    from huggingface_hub.utils import _http
-
-    return httpx2.Client(event_hooks={"request": [_http.hf_request_event_hook, _timeout_hook]},
-                         follow_redirects=True, timeout=None,
-                         limits=httpx2.Limits(max_connections=256, max_keepalive_connections=64))
+_state: dict = {"depth": 0, "saved": None}
 
 
 @contextmanager
 def hub_client(timeout: float) -> Iterator[None]:
     """Install a huggingface_hub client factory whose requests all time out after ``timeout``
-    seconds unless the call sets its own; restore the previous factory (and timeout) on exit.
+    seconds unless the call sets its own, end within a total deadline and never carry a bound
+    token off the endpoint's origin; restore the previous factory (and timeout) on exit.
 
     Re-entrant and thread-safe. The factory keeps the library's own request hook (offline mode,
     request ids, download counter header).
@@ -216,19 +232,19 @@ def hub_client(timeout: float) -> Iterator[None]:
     from huggingface_hub.utils import _http
 
     with _factory_lock:
-        previous = _state["timeout"]
+        previous = safehttp.DEFAULTS["timeout"]
         if _state["depth"] == 0:
             _state["saved"] = _http._GLOBAL_CLIENT_FACTORY
-            _http.set_client_factory(_factory)
+            _http.set_client_factory(safehttp.make_client)
             _quiet_hf_logging()
         _state["depth"] += 1
-        _state["timeout"] = timeout
+        safehttp.DEFAULTS["timeout"] = timeout
     try:
         yield
     finally:
         with _factory_lock:
             _state["depth"] -= 1
-            _state["timeout"] = previous
+            safehttp.DEFAULTS["timeout"] = previous
             if _state["depth"] == 0 and _state["saved"] is not None:
                 _http.set_client_factory(_state["saved"])
                 _state["saved"] = None
@@ -259,7 +275,8 @@ DEFAULT_ENDPOINT = "https://huggingface.co"
 
 
 def hub_config_from_env(env, *, timeout: float = 30.0, retry: RetryPolicy | None = None) -> HubConfig:
-    """HubConfig from an environment mapping (``HF_ENDPOINT``, ``HF_TOKEN``), read at the CLI edge.
+    """HubConfig from an environment mapping (``HF_ENDPOINT``, ``HF_TOKEN``), read at the CLI edge;
+    the limits keep their defaults.
 
     huggingface_hub reads HF_ENDPOINT once at import; we read it here and pass it explicitly.
     """

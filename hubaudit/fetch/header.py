@@ -1,8 +1,10 @@
 """Safetensors header pre-check over HTTP: one ranged GET, before any body is downloaded.
 
 huggingface_hub's ``parse_safetensors_file_metadata`` accepts 25 MB headers, never retries and
-checks no offsets (hub_api.md §3.8, §6.2), so we read the header ourselves with ``Range`` and
-apply the safetensors validity rules plus our caps: a file we refuse here costs a few KB.
+checks no offsets, so we read the header ourselves with ``Range`` and apply the safetensors
+validity rules plus our caps: a file we refuse here costs a few KB. The GET is bounded
+(:func:`hubaudit.safehttp.open_get`): it reads no more than the range asked for, whatever the
+server sends, and ends within a total deadline.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from dataclasses import dataclass
 
 from hubaudit.constants import MAX_HEADER_BYTES
 from hubaudit.httpclient import HubConfig, call_with_retry
+from hubaudit.safehttp import iter_decoded, open_get
 
 FIRST_RANGE = 64 * 1024  # one request covers every real LoRA header (tens of KB)
 # Files up to this size are read whole by the pre-check request (one GET instead of a header
@@ -95,21 +98,17 @@ def validate_header(raw: bytes, n: int, file_size: int | None) -> HeaderCheck:
 def ranged_get(cfg: HubConfig, url: str, start: int, end: int) -> bytes:
     """Bytes [start, end] inclusive (fewer only if the file is shorter); stops reading early if
     the server ignores Range and answers 200. A body cut short raises (transient, retried)."""
-    from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
-
-    headers = build_hf_headers(token=cfg.token or False)
-    headers["Range"] = f"bytes={start}-{end}"
     want = end - start + 1
-    with get_session().stream("GET", url, headers=headers, timeout=cfg.timeout, follow_redirects=True) as resp:
-        hf_raise_for_status(resp)
+    with open_get(cfg, url, seconds=cfg.download_seconds(end + 1), headers={"Range": f"bytes={start}-{end}"},
+                  accept_encoding="identity") as resp:
         skip = start if resp.status_code == 200 else 0
         buf = bytearray()
-        for chunk in resp.iter_bytes(64 * 1024):
+        for chunk in iter_decoded(resp):
             buf += chunk
             if len(buf) >= skip + want:
                 break
-        expected = resp.headers.get("Content-Length")
-        if len(buf) < skip + want and expected is not None and len(buf) < int(expected):
+        expected = (resp.headers.get("Content-Length") or "").strip()
+        if len(buf) < skip + want and expected.isdigit() and len(buf) < int(expected):
             raise ConnectionError(f"short read: {len(buf)} of {expected} bytes")
     return bytes(buf[skip:skip + want])
 

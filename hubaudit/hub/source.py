@@ -1,25 +1,56 @@
 """The Hub as an adapter source: enumerate adapters of a base, read pinned repo metadata.
 
-Uses the real ``huggingface_hub`` client with an explicit endpoint and token (both read by the
-CLI/settings layer and passed down: the library reads ``HF_ENDPOINT`` at import time, so an
-explicit ``HfApi(endpoint=...)`` is the only reliable way). Returns plain dataclasses; no other
+The endpoint (``HF_ENDPOINT``) may be a mirror, proxy or attacker, so the requests are ours
+(:mod:`hubaudit.safehttp`: bounded bytes and time, the token only on the endpoint's origin) and the
+answers are parsed the way huggingface_hub parses them (``ModelInfo(**item)``), then validated:
+a revision sha is 40 lowercase hex digits, a model_info answers for the sha we pinned, a repo id
+is a Hub id. Listing pagination follows ``Link: rel="next"`` only on the endpoint's origin, never
+to a page already seen, and for at most ``max_pages`` pages. Returns plain dataclasses; no other
 stage sees a huggingface_hub object.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
+from urllib.parse import quote
 
+from hubaudit.errors import HubError
 from hubaudit.httpclient import HubConfig, call_with_retry
+from hubaudit.safehttp import HostileResponse, bind_token, get_json, origin, shown
 
-# hub_api.md §8 step 1: exactly the properties the crawler stores and decides on.
+# Exactly the properties the crawler stores and decides on.
 LIST_EXPAND = ["sha", "lastModified", "createdAt", "tags", "gated", "private", "disabled", "downloads", "likes",
                "library_name", "cardData", "siblings"]
 RELATIONS = ("adapter", "quantized", "finetune", "merge")
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
+
+SHA = re.compile(r"[0-9a-f]{40}")  # a git commit id as the Hub writes it
+_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+# huggingface_hub's validate_repo_id: [namespace/]name of word characters, "-" and "."; no "--" or
+# ".." anywhere, no leading or trailing "-"/"."; a name is at most 96 characters.
+_REPO_PART = r"(?![.-])[\w.-]{1,96}(?<![.-])"
+_REPO_ID = re.compile(rf"(?:{_REPO_PART}/)?{_REPO_PART}", re.ASCII)
+_HINT = "HF_ENDPOINT sent a response hubaudit refuses; check the mirror or proxy it names"
+
+
+def is_sha(value: object) -> bool:
+    return isinstance(value, str) and SHA.fullmatch(value) is not None
+
+
+def is_repo_id(value: object) -> bool:
+    return (isinstance(value, str) and _REPO_ID.fullmatch(value) is not None
+            and "--" not in value and ".." not in value)
+
+
+def stand_in(kind: str, value: object) -> str:
+    """A key we compute for a value the Hub sent that we refuse to use (the same value, the same
+    key: a refused listing entry is recorded once and not refetched every run)."""
+    return f"invalid-{kind}-" + hashlib.sha256(repr(value).encode("utf-8", "replace")).hexdigest()[:24]
 
 
 @dataclass(frozen=True)
@@ -41,12 +72,16 @@ class ListedRepo:
     card_base_model: str | None = None
     library_name: str | None = None
     via: str | None = None  # the (derived) base it was listed under
+    # Why the entry cannot be fetched (a forged sha or repo id, an unparsable entry): then repo_id
+    # and sha are stand-ins we computed (:func:`stand_in`), never the server's strings.
+    refused: str | None = None
 
     def meta(self) -> dict[str, Any]:
         """The ``meta`` dict of ``Store.upsert_adapter``."""
         d = asdict(self)
         d.pop("repo_id")
         d.pop("via")
+        d.pop("refused")
         for k in ("last_modified", "created_at"):  # JSON column: ISO 8601 strings
             d[k] = d[k].isoformat() if d[k] is not None else None
         d["tags"] = list(self.tags)
@@ -60,6 +95,16 @@ class RepoFile:
     size: int | None
     blob_id: str | None
     lfs_sha256: str | None
+
+    def problem(self) -> str | None:
+        """Why this metadata cannot be used to fetch and verify the file, or None."""
+        if not (isinstance(self.size, int) and not isinstance(self.size, bool) and self.size >= 0):
+            return f"{self.name}: size {shown(self.size)} is not a byte count"
+        if self.lfs_sha256 is not None and not (isinstance(self.lfs_sha256, str) and _SHA256.fullmatch(self.lfs_sha256)):
+            return f"{self.name}: LFS sha256 {shown(self.lfs_sha256)} is not 64 hex digits"
+        if self.lfs_sha256 is None and not (isinstance(self.blob_id, str) and re.fullmatch(r"[0-9a-fA-F]{40}", self.blob_id)):
+            return f"{self.name}: git blob id {shown(self.blob_id)} is not 40 hex digits"
+        return None
 
 
 @dataclass(frozen=True)
@@ -88,6 +133,26 @@ def card_base(card_data: Any) -> str | None:
     return str(value) if value else None
 
 
+def _listed_item(item: Any, via: str) -> ListedRepo:
+    """One listing entry, parsed as huggingface_hub's ``list_models`` does, then validated."""
+    from huggingface_hub.hf_api import ModelInfo
+
+    raw_id = item.get("id") if isinstance(item, dict) else None
+    if not is_repo_id(raw_id):
+        return ListedRepo(stand_in("repo", raw_id), stand_in("sha", raw_id), via=via,
+                          refused=f"the listing gave repo id {shown(raw_id)}, not a Hub repo id")
+    try:
+        item.setdefault("siblings", None)
+        repo = _listed(ModelInfo(**item), via)
+    except Exception as exc:  # noqa: BLE001 - any field of any type may arrive
+        return ListedRepo(raw_id, stand_in("sha", item.get("sha")), via=via,
+                          refused=f"unparsable listing entry: {type(exc).__name__}: {shown(str(exc))}")
+    if repo.sha is not None and not is_sha(repo.sha):
+        return ListedRepo(raw_id, stand_in("sha", repo.sha), via=via,
+                          refused=f"the listing gave revision sha {shown(repo.sha)}, not 40 lowercase hex digits")
+    return repo
+
+
 def _listed(m: Any, via: str | None) -> ListedRepo:
     return ListedRepo(
         repo_id=m.id,
@@ -101,58 +166,105 @@ def _listed(m: Any, via: str | None) -> ListedRepo:
         gated=getattr(m, "gated", None),
         private=getattr(m, "private", None),
         disabled=getattr(m, "disabled", None),
-        siblings=tuple(s.rfilename for s in (getattr(m, "siblings", None) or ())),
+        siblings=tuple(str(s.rfilename) for s in (getattr(m, "siblings", None) or ())),
         card_base_model=card_base(getattr(m, "card_data", None)),
         library_name=getattr(m, "library_name", None),
         via=via,
     )
 
 
+def _page_key(url: Any) -> tuple:
+    # The same page whatever the order of its query parameters.
+    return (*origin(url), url.path, tuple(sorted(url.params.multi_items())))
+
+
 class HubSource:
-    """Listing and pinned metadata through ``HfApi``; call inside :func:`hubaudit.httpclient.hub_client`."""
+    """Listing and pinned metadata; call inside :func:`hubaudit.httpclient.hub_client`."""
 
     def __init__(self, config: HubConfig) -> None:
-        from huggingface_hub import HfApi
-
         self.config = config
-        # token=False: never fall back to a token saved on disk by `hf auth login`.
-        self._token: str | bool = config.token or False
-        self.api = HfApi(endpoint=config.endpoint, token=self._token)
+        bind_token(config)  # from now on the token goes to this endpoint's origin only
 
     def list_related(self, base: str, relation: str = "adapter", *, limit: int | None = None) -> Iterator[ListedRepo]:
-        """Repos tagged ``base_model:<relation>:<base>`` (one API request per page).
+        """Repos tagged ``base_model:<relation>:<base>``, one API request per page (each retried).
 
-        Pagination retries 429/5xx/408 inside the client (5 retries, honouring RateLimit,
-        hub_api.md §3.4); what escapes is beyond the budget and the caller treats it as run-level.
+        The query is huggingface_hub's ``list_models(filter=..., expand=LIST_EXPAND, limit=...)``.
+        A next page on another origin, a page already seen, more than ``max_pages`` pages, or a
+        page that is not a JSON list ends the listing with :class:`~hubaudit.errors.HubError`
+        (nothing is requested from another origin). A failure beyond the retries propagates.
         """
+        import httpx2
+
         if relation not in RELATIONS:
             raise ValueError(f"unknown relation {relation!r}")
-        for m in self.api.list_models(filter=f"base_model:{relation}:{base}", expand=LIST_EXPAND, limit=limit,
-                                      token=self._token):
-            yield _listed(m, base)
+        cfg = self.config
+        params = [("filter", f"base_model:{relation}:{base}"), *(("expand", e) for e in LIST_EXPAND)]
+        if limit is not None:
+            params.append(("limit", str(limit)))  # the page size, too, as for huggingface_hub
+        url: httpx2.URL | None = httpx2.URL(f"{cfg.endpoint}/api/models", params=params)
+        seen: set[tuple] = set()
+        yielded = 0
+        while url is not None:
+            if len(seen) >= cfg.max_pages:
+                raise HubError(f"listing {base}: stopped after {cfg.max_pages} pages (the cap on one listing)",
+                               hint=_HINT)
+            seen.add(_page_key(url))
+            page, link = call_with_retry(lambda u=url: get_json(cfg, u, "listing page"), cfg.retry)
+            if not isinstance(page, list):
+                raise HubError(f"listing {base}: page {len(seen)} is not a JSON list", hint=_HINT)
+            for item in page:
+                yield _listed_item(item, base)
+                yielded += 1
+                if limit is not None and yielded >= limit:
+                    return
+            url = None if link is None else self._next_page(base, link, seen)
+
+    def _next_page(self, base: str, link: str, seen: set[tuple]) -> Any:
+        import httpx2
+
+        try:
+            url = httpx2.URL(link)
+            off_origin = origin(url) != origin(self.config.endpoint)
+        except Exception:  # noqa: BLE001 - whatever the header holds
+            raise HubError(f"listing {base}: unusable next-page link {shown(link)}", hint=_HINT) from None
+        if off_origin:
+            raise HubError(f"listing {base}: the next page is on another origin than HF_ENDPOINT "
+                           f"({shown(link)}); not followed", hint=_HINT)
+        if _page_key(url) in seen:
+            raise HubError(f"listing {base}: the next page repeats an earlier page ({shown(link)})", hint=_HINT)
+        return url
 
     def repo_info(self, repo_id: str, revision: str | None) -> RepoInfo:
-        """``model_info(revision=sha, files_metadata=True, securityStatus=True)`` with our retry
-        (the client has none for this call, hub_api.md §0.3)."""
-        info = call_with_retry(
-            lambda: self.api.model_info(repo_id, revision=revision, files_metadata=True, securityStatus=True,
-                                        timeout=self.config.timeout, token=self._token),
-            self.config.retry,
-        )
-        files = tuple(
-            RepoFile(s.rfilename, s.size, s.blob_id, s.lfs.sha256 if s.lfs is not None else None)
-            for s in (info.siblings or ())
-        )
-        status = info.security_repo_status or {}
-        return RepoInfo(
-            repo_id=info.id,
-            sha=info.sha,
-            gated=info.gated,
-            disabled=info.disabled,
-            files=files,
-            security_issues=tuple(status.get("filesWithIssues") or ()),
-            card_base_model=card_base(info.card_data),
-        )
+        """huggingface_hub's ``model_info(revision=..., files_metadata=True, securityStatus=True)``,
+        retried, bounded, validated: raises :class:`~hubaudit.safehttp.HostileResponse` (final)
+        for an invalid repo id, a body that is not a model, or a sha that is not the one pinned."""
+        from huggingface_hub.hf_api import ModelInfo
+
+        cfg = self.config
+        if not is_repo_id(repo_id):
+            raise HostileResponse(f"repo id {shown(repo_id)} is not a Hub repo id")
+        url = f"{cfg.endpoint}/api/models/{quote(repo_id, safe='/')}"
+        if revision is not None:
+            url += f"/revision/{quote(revision, safe='')}"
+        url += "?securityStatus=true&blobs=true"
+        data, _ = call_with_retry(lambda: get_json(cfg, url, "model_info"), cfg.retry)
+        try:
+            info = ModelInfo(**data)
+            files = tuple(
+                RepoFile(str(s.rfilename), s.size, s.blob_id, s.lfs.sha256 if s.lfs is not None else None)
+                for s in (info.siblings or ()))
+            status = info.security_repo_status or {}
+            issues = tuple(dict(i) for i in (status.get("filesWithIssues") or ()))
+            card = card_base(info.card_data)
+        except Exception as exc:  # noqa: BLE001 - any field of any type may arrive
+            raise HostileResponse(f"model_info body is not a model description: {type(exc).__name__}: "
+                                  f"{shown(str(exc))}", "malformed") from None
+        if not is_sha(info.sha):
+            raise HostileResponse(f"model_info gave revision sha {shown(info.sha)}, not 40 lowercase hex digits")
+        if is_sha(revision) and info.sha != revision:
+            raise HostileResponse(f"model_info answered for revision {info.sha[:12]}, not the pinned {revision[:12]}")
+        return RepoInfo(repo_id=repo_id, sha=info.sha, gated=info.gated, disabled=info.disabled, files=files,
+                        security_issues=issues, card_base_model=card)
 
     def weight_hashes(self, repo_id: str) -> dict[str, str]:
         """{weight file name: sha256} of a repo's head, from LFS metadata only (no download)."""

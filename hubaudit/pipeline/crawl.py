@@ -8,8 +8,9 @@
    outcome as it arrives (every write commits: a killed crawl loses at most the items in flight).
 4. Repos absent from a *complete* listing (no ``limit``) are marked removed.
 
-Run-level failures (Hub unreachable, token rejected, rate limit beyond the retry budget) stop the
-run with a typed error after the finished work is recorded (hub_api.md, DESIGN §6).
+Run-level failures (Hub unreachable, token rejected, rate limit beyond the retry budget, a listing
+the endpoint makes unusable: a next page on another origin, a page loop) stop the run with a typed
+error after the finished work is recorded.
 """
 
 from __future__ import annotations
@@ -53,6 +54,9 @@ class CrawlOptions:
     whole_file_bytes: int = 1024 * 1024
     # Consecutive transient per-adapter failures after which the Hub counts as down for the run.
     breaker: int = 25
+    # One adapter gets repo_budget_factor x --timeout seconds (plus its promised bytes at the
+    # HubConfig's min_download_rate), retries included; then it is recorded as "retry".
+    repo_budget_factor: float = 10.0
 
 
 @dataclass
@@ -99,7 +103,9 @@ class _Progress:
 
 
 def _fatal_for(exc: BaseException) -> HubError:
-    """A listing failure (already retried by the client) as a run-level error."""
+    """A listing failure (already retried) as a run-level error."""
+    if isinstance(exc, HubError):  # the listing refused the endpoint's answer: already worded
+        return exc
     f = classify(exc)
     if f.kind == "auth":
         return HubAuthError(f"the Hub rejected the token: {f.message}")
@@ -183,7 +189,8 @@ class _Lister:
                         continue
                     self.summary.new += 1
                     self.progress.listed(self.summary.listed, self.summary.new)
-                    yield FetchJob(self.settings, base, repo.repo_id, repo.sha, repo.via or base, repo.card_base_model)
+                    yield FetchJob(self.settings, base, repo.repo_id, repo.sha, repo.via or base, repo.card_base_model,
+                                   refused=repo.refused)
                 if self.stop:
                     return
             if self.error is not None or self.stop:
@@ -207,7 +214,7 @@ def crawl(store: Store, hub: HubConfig, options: CrawlOptions, *, progress: _Pro
     settings = TaskSettings(hub=hub, cache_root=cache_root, keep=options.keep,
                             max_file_bytes=options.max_file_bytes, max_header_bytes=options.max_header_bytes,
                             compare_base_weights=options.compare_base_weights,
-                            whole_file_bytes=options.whole_file_bytes)
+                            whole_file_bytes=options.whole_file_bytes, repo_budget_factor=options.repo_budget_factor)
     fatal: HubError | None = None
     exit_status = 70  # a bug unless proven otherwise below
     try:

@@ -4,23 +4,32 @@ Wires hub (pinned metadata), fetch (header pre-check, verified download, cleanup
 (the streaming scanner). Runs in a thread or a Ray worker, touches no database, never raises:
 everything comes back as a :class:`TaskOutcome` value; run-level conditions (Hub unreachable,
 token rejected, rate limit beyond the budget) come back in ``fatal`` for the driver to act on.
+
+Each adapter has a time budget (``repo_budget_factor`` x the timeout, plus its promised bytes at
+the minimum download rate) that bounds its requests, retries and backoff together: spent, the
+revision is recorded as ``retry``. What the endpoint sends that we refuse (a forged sha or repo
+id, metadata that cannot be verified, a body beyond its cap) is a final ``error`` with reason
+``hostile_metadata``, never fetched again.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import tempfile
 import threading
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from hubaudit import safejson
 from hubaudit.constants import ADAPTER_CONFIG, ADAPTER_PICKLE, ADAPTER_SAFETENSORS, MAX_CONFIG_BYTES
 from hubaudit.fetch import Wanted, check_remote_header, download_verified, remove_tree, task_cache_dir
 from hubaudit.httpclient import Failure, HubConfig, classify, ensure_hub_client
 from hubaudit.hub import HubSource, RepoInfo
+from hubaudit.hub.source import is_repo_id, is_sha
 from hubaudit.models import ScanResult
+from hubaudit.safehttp import budget, shown
 
 # Failure kinds that stop the whole run (hubaudit.errors maps them to exit code 4).
 FATAL_KINDS = {"unreachable": "unavailable", "auth": "auth", "rate_limited": "rate_limited"}
@@ -38,6 +47,11 @@ class TaskSettings:
     max_header_bytes: int = 16 * 1024 * 1024
     compare_base_weights: bool = True
     whole_file_bytes: int = 1024 * 1024  # read files up to this size in one GET (fetch.WHOLE_FILE_BYTES)
+    repo_budget_factor: float = 10.0  # seconds per adapter: this x hub.timeout (+ bytes / min_download_rate)
+
+    def budget_seconds(self, promised_bytes: int = 0) -> float:
+        """Seconds one adapter's requests, retries and waits may take in all."""
+        return self.repo_budget_factor * self.hub.timeout + promised_bytes / self.hub.min_download_rate
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,7 @@ class FetchJob:
     sha: str
     expected_base: str
     card_base_model: str | None = None
+    refused: str | None = None  # the listing entry was refused (forged sha or id): recorded, never fetched
 
 
 @dataclass
@@ -74,7 +89,7 @@ class TaskOutcome:
         return bool(self.provenance.get("flags") or self.provenance.get("hub_security_issues"))
 
 
-def _from_failure(job: FetchJob, f: Failure) -> TaskOutcome:
+def _from_failure(job: FetchJob, f: Failure, until: float | None = None) -> TaskOutcome:
     out = TaskOutcome(job.repo_id, job.sha, "retry", f.reason, f.message)
     if f.kind in FATAL_KINDS:
         out.fatal = FATAL_KINDS[f.kind]
@@ -82,28 +97,45 @@ def _from_failure(job: FetchJob, f: Failure) -> TaskOutcome:
         out.status = "skipped"
     elif f.kind == "transient":
         out.transient = True
-    elif f.reason.startswith("http_4"):
+        if until is not None and time.monotonic() >= until:
+            out.error = f"the adapter's time budget is spent; last: {f.message}"
+    elif f.kind == "hostile" or f.reason.startswith("http_4"):
         out.status = "error"
     return out
+
+
+def _hostile(job: FetchJob, message: str) -> TaskOutcome:
+    return TaskOutcome(job.repo_id, job.sha, "error", "hostile_metadata", message)
 
 
 def fetch_and_score(job: FetchJob) -> TaskOutcome:
     """Fetch ``job.repo_id`` at ``job.sha``, verify, score; never raises."""
     s = job.settings
     ensure_hub_client(s.hub.timeout)
+    if job.refused:
+        return _hostile(job, job.refused)
+    if not is_repo_id(job.repo_id):
+        return _hostile(job, f"repo id {shown(job.repo_id)} is not a Hub repo id")
+    if not is_sha(job.sha):
+        return _hostile(job, f"revision sha {shown(job.sha)} is not 40 lowercase hex digits")
     source = HubSource(s.hub)
+    start = time.monotonic()
+    until = start + s.budget_seconds()
     try:
-        info = source.repo_info(job.repo_id, job.sha)
+        with budget(until):
+            info = source.repo_info(job.repo_id, job.sha)
     except Exception as exc:  # noqa: BLE001 - classified into a value
-        return _from_failure(job, classify(exc))
+        return _from_failure(job, classify(exc), until)
     decided = _decide(job, info)
     if decided is not None:
         decided.provenance = _security(info)
         return decided
+    # The downloads' allowance joins the budget once their sizes are known (_decide checked them).
+    until = start + s.budget_seconds(sum(f.size for f in (info.file(ADAPTER_SAFETENSORS), info.file(ADAPTER_CONFIG))))
     try:
-        return _fetch_scan(job, info, source)
+        return _fetch_scan(job, info, source, until)
     except Exception as exc:  # noqa: BLE001 - network errors beyond the retry budget, and any surprise
-        return _from_failure(job, classify(exc))
+        return _from_failure(job, classify(exc), until)
 
 
 def _decide(job: FetchJob, info: RepoInfo) -> TaskOutcome | None:
@@ -124,6 +156,9 @@ def _decide(job: FetchJob, info: RepoInfo) -> TaskOutcome | None:
         return out("skipped", "no_adapter_files", "no adapter_model.safetensors in the repository")
     if config is None:
         return out("skipped", "no_adapter_files", "adapter_config.json is missing")
+    problem = weights.problem() or config.problem()  # sizes bound the downloads, hashes verify them
+    if problem is not None:
+        return out("error", "hostile_metadata", f"model_info: {problem}")
     if weights.size is not None and weights.size > s.max_file_bytes:
         return out("skipped", "oversize", f"{ADAPTER_SAFETENSORS} is {weights.size} bytes (cap {s.max_file_bytes})")
     if config.size is not None and config.size > MAX_CONFIG_BYTES:
@@ -131,23 +166,23 @@ def _decide(job: FetchJob, info: RepoInfo) -> TaskOutcome | None:
     return None
 
 
-def _fetch_scan(job: FetchJob, info: RepoInfo, source: HubSource) -> TaskOutcome:
+def _fetch_scan(job: FetchJob, info: RepoInfo, source: HubSource, until: float) -> TaskOutcome:
     from hubaudit.stats import scan_path
 
     s = job.settings
     weights, config = info.file(ADAPTER_SAFETENSORS), info.file(ADAPTER_CONFIG)
-    head = check_remote_header(s.hub, job.repo_id, ADAPTER_SAFETENSORS, job.sha, weights.size,
-                               max_header=s.max_header_bytes, whole_below=s.whole_file_bytes)
-    if not head.ok:
-        status = "skipped" if head.reason == "oversize" else "error"
-        return TaskOutcome(job.repo_id, job.sha, status, head.reason, head.message, provenance=_security(info))
     cache = task_cache_dir(s.cache_root or os.path.join(tempfile.gettempdir(), "hubaudit-fetch"), s.keep)
     try:
-        fetched = download_verified(s.hub, job.repo_id, job.sha, [
-            Wanted(ADAPTER_CONFIG, config.size, config.lfs_sha256, config.blob_id),
-            Wanted(ADAPTER_SAFETENSORS, weights.size, weights.lfs_sha256, weights.blob_id),
-        ], cache, preloaded={ADAPTER_SAFETENSORS: head.data} if head.data is not None else None,
-            small_file_bytes=s.whole_file_bytes)
+        with budget(until):
+            head = check_remote_header(s.hub, job.repo_id, ADAPTER_SAFETENSORS, job.sha, weights.size,
+                                       max_header=s.max_header_bytes, whole_below=s.whole_file_bytes)
+            if not head.ok:
+                status = "skipped" if head.reason == "oversize" else "error"
+                return TaskOutcome(job.repo_id, job.sha, status, head.reason, head.message, provenance=_security(info))
+            fetched = download_verified(s.hub, job.repo_id, job.sha, [
+                Wanted(ADAPTER_CONFIG, config.size, config.lfs_sha256, config.blob_id),
+                Wanted(ADAPTER_SAFETENSORS, weights.size, weights.lfs_sha256, weights.blob_id),
+            ], cache, preloaded={ADAPTER_SAFETENSORS: head.data} if head.data is not None else None)
         if not fetched.ok:
             return TaskOutcome(job.repo_id, job.sha, "error", fetched.reason, fetched.message, provenance=_security(info))
         # download_verified hashed every byte while fetching (and checked it against the Hub's
@@ -161,7 +196,8 @@ def _fetch_scan(job: FetchJob, info: RepoInfo, source: HubSource) -> TaskOutcome
     status, reason = {"ok": ("scored", None), "unsupported": ("unsupported", "unsupported_adapter")}.get(
         scan.status, ("error", "malformed"))
     card = info.card_base_model or job.card_base_model
-    prov = provenance(job, card, config_base, source) | _security(info)
+    with budget(time.monotonic() + s.budget_seconds()):  # advisory lookups: a budget of their own
+        prov = provenance(job, card, config_base, source) | _security(info)
     return TaskOutcome(job.repo_id, job.sha, status, reason, scan.error, files=fetched.files,
                        declared_base=config_base or card, provenance=prov, scan=scan)
 
@@ -170,7 +206,7 @@ def _config_base(path) -> str | None:
     try:
         if path.stat().st_size > MAX_CONFIG_BYTES:
             return None
-        value = json.loads(path.read_text(encoding="utf-8")).get("base_model_name_or_path")
+        value = safejson.loads(path.read_text(encoding="utf-8")).get("base_model_name_or_path")
         return str(value) if value else None
     except (OSError, ValueError, AttributeError):
         return None

@@ -13,8 +13,15 @@ class Fault:
     kind: ``status`` (answer ``status``; 429 gets RateLimit headers with ``t=reset``, or
     ``Retry-After`` when ``retry_after_header``), ``reset`` (send half the body, then a TCP RST),
     ``truncate`` (announce the full Content-Length, send half, close), ``latency`` (sleep
-    ``delay`` seconds, then answer normally). ``endpoint``: list | info | tree | resolve | *.
+    ``delay`` seconds, then answer normally). ``endpoint``: list | info | tree | resolve | cdn | *.
     ``ranged``: True/False to match only requests with/without a Range header.
+
+    Hostile kinds (an endpoint that is a malicious mirror or proxy): ``headers`` (answer normally
+    but with ``headers`` set or replaced: a forged ``ETag``, a ``Link`` to another origin),
+    ``drip`` (send the body one byte per ``delay`` seconds), ``drip_headers`` (the status line and
+    headers one byte per ``delay`` seconds), ``gzip_bomb`` (a 200 gzip body inflating to ``size``
+    bytes), ``deep_json`` (a 200 model JSON nested ``size`` levels deep), ``oversize`` (a 200
+    body of ``size`` zero bytes, with a matching Content-Length).
     """
 
     kind: str
@@ -28,6 +35,8 @@ class Fault:
     retry_after_header: bool = False
     delay: float = 0.0
     times: int | None = 1
+    size: int = 0
+    headers: dict[str, str] | None = None
 
     def matches(self, endpoint: str, repo: str | None, path: str | None, method: str, ranged: bool) -> bool:
         return (
@@ -49,6 +58,7 @@ class LoggedRequest:
     status: int = 0
     authorization: str | None = None
     range: str | None = None
+    sent: int = 0  # body bytes of a hostile answer that reached the socket
     at: float = field(default_factory=time.monotonic)
 
 

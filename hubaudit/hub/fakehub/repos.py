@@ -102,6 +102,9 @@ class FakeRepo:
     head: str = ""
     # Listed by /api/models but 404 everywhere else ("deleted between listing and fetch").
     deleted: bool = False
+    # Hostile endpoint: fields that replace the real ones in the listing entry / the model JSON.
+    listing_overrides: dict[str, Any] = field(default_factory=dict)
+    info_overrides: dict[str, Any] = field(default_factory=dict)
 
     @property
     def author(self) -> str:
@@ -120,12 +123,11 @@ class FakeRepo:
 
     def files(self, rev: str) -> dict[str, FakeFile] | None:
         """Files at a revision: a commit sha or "main" (the only branch)."""
-        if rev in ("main", "refs/heads/main"):
-            rev = self.head
-        return self.commits.get(rev)
+        return self.commits.get(self.resolve(rev) or "")
 
     def resolve(self, rev: str) -> str | None:
-        if rev in ("main", "refs/heads/main"):
+        # A forged listing sha is answered like the head, as a hostile server would.
+        if rev in ("main", "refs/heads/main") or rev == self.listing_overrides.get("sha"):
             return self.head
         return rev if rev in self.commits else None
 

@@ -7,7 +7,10 @@ an absolute ``Link`` header), ``/api/models/{repo}[/revision/{rev}]`` (``blobs``
 with Range (206/416), ``X-Repo-Commit``, ``ETag``, ``X-Linked-Etag``/``X-Linked-Size``. Errors
 carry ``X-Error-Code`` (the client maps errors by it on plain http). Faults are injected per
 endpoint/repo/file: 429 with ``RateLimit``, 5xx, connection reset or truncation mid-body, latency,
-wrong sha256 in metadata, gated and deleted repos. Every request is logged.
+wrong sha256 in metadata, gated and deleted repos, and the moves of a hostile endpoint (forged
+headers, dripped responses, gzip bombs, deep JSON, bodies larger than promised; see ``Fault``).
+A repo's ``listing_overrides`` / ``info_overrides`` replace fields of its listing entry / model
+JSON (a forged ``sha`` in the listing is then served like the head). Every request is logged.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from urllib.parse import parse_qs, quote, unquote
 
 from hubaudit.hub.fakehub.adapters import random_adapter_files
 from hubaudit.hub.fakehub.faults import Fault, LoggedRequest, parse_range
+from hubaudit.hub.fakehub.hostile import deep_json, gzip_bomb, zeros
 from hubaudit.hub.fakehub.repos import FakeRepo, adapter_card, read_folder
 
 # Fields /api/models returns with no expand/full (hub_api.md §1.4).
@@ -33,6 +37,8 @@ _DEFAULT_LIST_FIELDS = ("likes", "private", "downloads", "tags", "pipeline_tag",
 _FULL_LIST_FIELDS = _DEFAULT_LIST_FIELDS + ("author", "sha", "lastModified", "gated", "disabled", "siblings")
 _SORT_KEYS = {"createdAt": "created_at", "lastModified": "last_modified", "downloads": "downloads", "likes": "likes"}
 INVALID_CREDENTIALS = "Invalid credentials in Authorization header"
+# Fault kinds that replace the whole answer with a hostile 200.
+_REPLACING = ("gzip_bomb", "deep_json", "oversize")
 
 
 class FakeHub:
@@ -55,6 +61,7 @@ class FakeHub:
         self._host = host
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        self._closing = threading.Event()  # ends dripping responses when the server stops
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> FakeHub:
@@ -68,6 +75,7 @@ class FakeHub:
         return self
 
     def stop(self) -> None:
+        self._closing.set()
         if self._server is not None:
             self._server.shutdown()
             self._server.server_close()
@@ -241,6 +249,9 @@ class _Handler(BaseHTTPRequestHandler):
         if fault is not None and fault.kind == "status":
             entry.status = fault.status
             return self._send_fault_status(fault, endpoint)
+        if fault is not None and fault.kind in _REPLACING:
+            entry.status = 200
+            return self._send_hostile(fault, repo_id, rev, entry)
         try:
             self._check_auth(auth)
             status, headers, body = self._answer(endpoint, repo_id, rev, path, parse_qs(query, keep_blank_values=True), auth)
@@ -273,7 +284,7 @@ class _Handler(BaseHTTPRequestHandler):
         if endpoint == "info":
             blobs = q.get("blobs", ["false"])[0] == "true"
             security = q.get("securityStatus", ["false"])[0] == "true"
-            return 200, {}, _json(repo.model_json(commit, blobs=blobs, security=security))
+            return 200, {}, _json(repo.model_json(commit, blobs=blobs, security=security) | repo.info_overrides)
         if endpoint == "tree":
             return self._tree(repo, commit, path)
         return self._resolve(repo, commit, path or "", auth)
@@ -306,6 +317,7 @@ class _Handler(BaseHTTPRequestHandler):
             if not expand:
                 item["modelId"] = r.id
             item.update({n: r.field(n, r.head) for n in names})
+            item.update(r.listing_overrides)
             items.append(item)
         headers: dict[str, str] = {}
         if offset + page < len(repos):
@@ -399,9 +411,66 @@ class _Handler(BaseHTTPRequestHandler):
         headers["X-Error-Message"] = message
         self._send(fault.status, headers, _json({"error": message}), None)
 
+    def _send_hostile(self, fault: Fault, repo_id: str | None, rev: str | None, entry: LoggedRequest) -> None:
+        """A 200 whose body is a gzip bomb, deep JSON or far more bytes than the metadata says."""
+        headers = {"Content-Type": "application/json"}
+        if fault.kind == "gzip_bomb":
+            # No Content-Length: the body runs until the connection closes (RFC 9112 §6.3).
+            headers |= {"Content-Encoding": "gzip", "Connection": "close"}
+            chunks, length = gzip_bomb(fault.size), None
+        elif fault.kind == "deep_json":
+            repo = self.hub.repos.get(repo_id or "")
+            commit = (repo.resolve(rev or "main") if repo is not None else None) or "0" * 40
+            body = deep_json(repo_id or "x", commit, fault.size)
+            chunks, length = iter([body]), len(body)
+        else:
+            headers["Content-Type"] = "application/octet-stream"
+            chunks, length = zeros(fault.size), fault.size
+        self.send_response(200)
+        for k, v in headers.items():
+            self.send_header(k, v)
+        if length is not None:
+            self.send_header("Content-Length", str(length))
+        self.end_headers()
+        self.close_connection = True
+        if self.command == "HEAD":
+            return
+        try:
+            for chunk in chunks:
+                if self.hub._closing.is_set():
+                    return
+                self.wfile.write(chunk)
+                entry.sent += len(chunk)
+        except OSError:  # the client hung up, as it should
+            return
+
+    def _drip(self, status: int, headers: dict[str, str], body: bytes, fault: Fault) -> None:
+        """The response one byte per ``fault.delay`` seconds: from the status line on
+        (``drip_headers``) or from the first body byte (``drip``)."""
+        lines = [f"{self.protocol_version} {status} {self.responses.get(status, ('',))[0]}"]
+        lines += [f"{k}: {v}" for k, v in headers.items()] + [f"Content-Length: {len(body)}", "", ""]
+        head = "\r\n".join(lines).encode("latin-1")
+        raw = head + (b"" if self.command == "HEAD" else body)
+        self.close_connection = True
+        try:
+            start = 0
+            if fault.kind == "drip":
+                self.wfile.write(head)
+                start = len(head)
+            for i in range(start, len(raw)):
+                if self.hub._closing.wait(fault.delay):
+                    return
+                self.wfile.write(raw[i:i + 1])
+        except OSError:
+            return
+
     def _send(self, status: int, headers: dict[str, str], body: bytes, fault: Fault | None) -> None:
-        self.send_response(status)
         headers.setdefault("Content-Type", "application/json")
+        if fault is not None and fault.kind == "headers":
+            headers.update(fault.headers or {})
+        if fault is not None and fault.kind in ("drip", "drip_headers"):
+            return self._drip(status, headers, body, fault)
+        self.send_response(status)
         for k, v in headers.items():
             self.send_header(k, v)
         self.send_header("Content-Length", str(len(body)))
