@@ -188,16 +188,19 @@ def remove_tree(path: str | Path) -> None:
 
 
 def sweep_stale(cache_root: str | Path, older_than_s: float = 3600.0) -> int:
-    """Delete temp fetch folders left by killed runs (older than ``older_than_s``); returns how many."""
-    tmp = Path(cache_root) / "tmp"
-    if not tmp.is_dir():
-        return 0
+    """Delete what killed runs left (older than ``older_than_s``): temp fetch folders, and partial
+    downloads in the kept cache's snapshot folders. Returns how many."""
+    root = Path(cache_root)
     cutoff = time.time() - older_than_s
+    stale = [*(root / "tmp").glob("*"), *(root / "hub" / "snapshots").glob("*/*/.incoming-*")]
     removed = 0
-    for child in tmp.iterdir():
+    for path in stale:
         try:
-            if child.stat().st_mtime < cutoff:
-                remove_tree(child)
+            if path.lstat().st_mtime < cutoff:
+                if path.is_dir() and not path.is_symlink():
+                    remove_tree(path)
+                else:
+                    path.unlink()
                 removed += 1
         except OSError:
             continue

@@ -7,6 +7,7 @@ import os
 import sqlite3
 from pathlib import Path
 
+from hubaudit.fetch.download import snapshot_dir
 from tests.crawl.conftest import BASE, crawl_args, rows_by_repo
 from tests.fakehub import populate
 
@@ -130,12 +131,18 @@ def test_downloads_are_deleted_after_scoring_unless_keep(hub, cli):
     assert cli(*crawl_args(hub)).code == 0
     assert not stale.exists()
     assert [p for p in (cache / "tmp").rglob("*") if p.is_file()] == []
-    # --keep keeps the downloads, in the HF cache layout (a pinned commit is then served from disk)
+    # --keep keeps the verified downloads in a snapshot folder named by a digest of the repo id and the commit
     hub.add_adapter("k/kept", BASE, seed=77)
     assert cli(*crawl_args(hub, "--keep")).code == 0
-    kept = {p.name for p in (cache / "hub").rglob("*") if p.is_file() and "models--k--kept" in str(p)}
-    assert {"adapter_config.json", "adapter_model.safetensors"} <= kept
-    assert not any("models--user0" in str(p) for p in (cache / "hub").rglob("*"))  # fetched without --keep
+    kept = snapshot_dir(cache / "hub", "k/kept", hub.repos["k/kept"].head)
+    assert {p.name for p in kept.iterdir()} == {"adapter_config.json", "adapter_model.safetensors"}
+    files = [p for p in (cache / "hub").rglob("*") if p.is_file()]
+    assert files and all(kept in p.parents for p in files)  # the others were fetched without --keep
+    partial = kept / ".incoming-left-by-a-killed-run"  # a download cut short: swept by the next run
+    partial.write_bytes(b"unverified")
+    os.utime(partial, (0, 0))
+    assert cli(*crawl_args(hub, "--keep")).code == 0
+    assert not partial.exists() and (kept / "adapter_model.safetensors").is_file()
 
 
 def test_include_derived_crawls_adapters_of_quantized_children(hub, cli, store):

@@ -14,7 +14,7 @@ from tests.crawl.conftest import BASE, crawl_args, rows_by_repo
 from tests.fakehub import Fault, populate
 
 
-DOWNLOAD_PATH = ("--whole-file-kb", "0")  # bodies through hf_hub_download (HEAD + GET), as for real-size adapters
+DOWNLOAD_PATH = ("--whole-file-kb", "0")  # bodies streamed by their own GET, as for real-size adapters
 
 
 @pytest.mark.parametrize(
@@ -31,8 +31,8 @@ DOWNLOAD_PATH = ("--whole-file-kb", "0")  # bodies through hf_hub_download (HEAD
         (Fault("truncate", endpoint="resolve", method="GET", times=2), ()),
         (Fault("status", endpoint="resolve", method="GET", ranged=True, status=502, times=2), DOWNLOAD_PATH),  # header read
         (Fault("truncate", endpoint="resolve", method="GET", ranged=True, times=1), DOWNLOAD_PATH),
-        (Fault("status", endpoint="resolve", method="HEAD", status=503, times=2), DOWNLOAD_PATH),
-        (Fault("status", endpoint="resolve", method="GET", ranged=False, status=500, times=2), DOWNLOAD_PATH),  # client never retries 5xx on GET
+        (Fault("status", endpoint="resolve", method="GET", ranged=False, status=429, reset=0, times=2), DOWNLOAD_PATH),
+        (Fault("status", endpoint="resolve", method="GET", ranged=False, status=500, times=2), DOWNLOAD_PATH),  # body GET: our retry
         (Fault("reset", endpoint="resolve", method="GET", ranged=False, times=2), DOWNLOAD_PATH),
         (Fault("truncate", endpoint="resolve", method="GET", ranged=False, times=3), DOWNLOAD_PATH),
     ],

@@ -1,4 +1,4 @@
-"""The fake Hub speaks what the real huggingface_hub client needs (hub_api.md §4.3)."""
+"""The fake Hub speaks what the real huggingface_hub client needs."""
 
 from __future__ import annotations
 

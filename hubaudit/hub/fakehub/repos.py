@@ -19,7 +19,7 @@ LFS_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf", ".h5", ".msgpack
 
 
 def git_blob_sha1(data: bytes) -> str:
-    """Git blob id: sha1(b"blob <len>\\0" + data) (hub_api.md §3.5)."""
+    """Git blob id: sha1(b"blob <len>\\0" + data)."""
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
@@ -161,7 +161,7 @@ class FakeRepo:
         return None
 
     def model_json(self, rev: str, *, blobs: bool, security: bool) -> dict[str, Any]:
-        """GET /api/models/{id}[/revision/{rev}] body (hub_api.md §2)."""
+        """GET /api/models/{id}[/revision/{rev}] body."""
         d: dict[str, Any] = {"_id": hashlib.md5(self.id.encode()).hexdigest()[:24], "id": self.id, "modelId": self.id}
         for name in ("author", "sha", "lastModified", "createdAt", "private", "disabled", "gated", "downloads",
                      "likes", "tags", "library_name", "pipeline_tag", "cardData", "siblings"):
@@ -187,7 +187,7 @@ def read_folder(folder: str | Path) -> dict[str, bytes]:
 
 
 def adapter_card(base: str, *, relation: str = "adapter") -> tuple[list[str], dict[str, Any]]:
-    """Tags and cardData the Hub derives for a peft adapter of ``base`` (hub_api.md §1.1)."""
+    """Tags and cardData the Hub derives for a peft adapter of ``base``."""
     tags = ["peft", "safetensors", "lora", f"base_model:{base}", f"base_model:{relation}:{base}"]
     return tags, {"base_model": base, "library_name": "peft", "tags": ["lora"]}
 

@@ -1,6 +1,6 @@
 """A Hub-compatible HTTP server on 127.0.0.1 for tests, the demo and benchmarks.
 
-It speaks the endpoints and headers the real ``huggingface_hub`` client needs (hub_api.md §4.3):
+It speaks the endpoints and headers the real ``huggingface_hub`` client needs:
 ``/api/models`` (repeated ``filter``/``expand``, ``limit`` as page size, cursor pagination through
 an absolute ``Link`` header), ``/api/models/{repo}[/revision/{rev}]`` (``blobs``,
 ``securityStatus``), ``/api/models/{repo}/tree/{rev}``, and HEAD/GET ``/{repo}/resolve/{rev}/{path}``
@@ -32,7 +32,7 @@ from hubaudit.hub.fakehub.faults import Fault, LoggedRequest, parse_range
 from hubaudit.hub.fakehub.hostile import deep_json, gzip_bomb, zeros
 from hubaudit.hub.fakehub.repos import FakeRepo, adapter_card, read_folder
 
-# Fields /api/models returns with no expand/full (hub_api.md §1.4).
+# Fields /api/models returns with no expand/full.
 _DEFAULT_LIST_FIELDS = ("likes", "private", "downloads", "tags", "pipeline_tag", "library_name", "createdAt")
 _FULL_LIST_FIELDS = _DEFAULT_LIST_FIELDS + ("author", "sha", "lastModified", "gated", "disabled", "siblings")
 _SORT_KEYS = {"createdAt": "created_at", "lastModified": "last_modified", "downloads": "downloads", "likes": "likes"}
@@ -321,7 +321,7 @@ class _Handler(BaseHTTPRequestHandler):
             items.append(item)
         headers: dict[str, str] = {}
         if offset + page < len(repos):
-            # Absolute URL from the Host header: the client follows it verbatim (hub_api.md §0.9).
+            # Absolute URL from the Host header: the client follows it verbatim.
             keep = [(k, v) for k, vs in q.items() if k != "cursor" for v in vs]
             qs = "&".join(f"{quote(k)}={quote(v, safe='')}" for k, v in keep + [("cursor", _encode_cursor(offset + page))])
             host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
