@@ -24,24 +24,27 @@ def hexsha(i: int) -> str:
     return f"{i:040x}"
 
 
-def write_lora(directory: Path, seed: int, *, hot: float = 1.0, base: str = BASE) -> Path:
-    """A PEFT LoRA adapter dir (adapter_config.json + adapter_model.safetensors) written with numpy."""
+def write_lora(directory: Path, seed: int, *, hot: float = 1.0, base: str = BASE, proj: tuple[str, ...] = PROJ) -> Path:
+    """A PEFT LoRA adapter dir (adapter_config.json + adapter_model.safetensors) written with numpy.
+
+    ``proj`` names the projections (the tensor names' last module part, and ``target_modules``); the
+    one that gets ``hot`` is the last."""
     from safetensors.numpy import save_file
 
     rng = np.random.default_rng(seed)
     tensors = {}
     for layer in range(LAYERS):
-        for proj in PROJ:
-            prefix = f"base_model.model.model.layers.{layer}.self_attn.{proj}"
+        for p in proj:
+            prefix = f"base_model.model.model.layers.{layer}.self_attn.{p}"
             a = rng.normal(0, 0.05, size=(R, D)).astype(np.float32)
             b = rng.normal(0, 0.02, size=(D, R)).astype(np.float32)
-            if layer == 2 and proj == "v_proj":
+            if layer == 2 and p == proj[-1]:
                 b = b * np.float32(hot)
             tensors[f"{prefix}.lora_A.weight"] = a
             tensors[f"{prefix}.lora_B.weight"] = b
     directory.mkdir(parents=True, exist_ok=True)
     save_file(tensors, str(directory / "adapter_model.safetensors"), metadata={"format": "pt"})
-    cfg = {"peft_type": "LORA", "r": R, "lora_alpha": R, "target_modules": list(PROJ),
+    cfg = {"peft_type": "LORA", "r": R, "lora_alpha": R, "target_modules": list(proj),
            "base_model_name_or_path": base, "task_type": "CAUSAL_LM"}
     (directory / "adapter_config.json").write_text(json.dumps(cfg))
     return directory

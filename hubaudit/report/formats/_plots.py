@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import io
 import math
+import warnings
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -36,7 +37,9 @@ def _literal_text(fn: _F) -> _F:
     def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003
         import matplotlib
 
-        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}), warnings.catch_warnings():
+            # A label in a script the font lacks is drawn as boxes; the warning would be stderr noise per glyph.
+            warnings.filterwarnings("ignore", message=r"Glyph \d+ .*missing from", category=UserWarning)
             return fn(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]

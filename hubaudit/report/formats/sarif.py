@@ -66,7 +66,8 @@ RULE_INDEX = {r.id: i for i, r in enumerate(RULES)}
 
 def fingerprint(rule_id: str, repo_id: str, sha: str | None) -> str:
     """sha256 hex of ``rule|repo|sha``: stable across runs, unique per finding."""
-    return hashlib.sha256(f"{rule_id}|{repo_id}|{sha or ''}".encode()).hexdigest()
+    # surrogatepass: a local path with undecodable bytes still has a fingerprint (same bytes as before otherwise)
+    return hashlib.sha256(f"{rule_id}|{repo_id}|{sha or ''}".encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def rules_for(e: AdapterEntry, calibrated: bool, base: str = "?") -> list[tuple[str, str]]:

@@ -23,9 +23,10 @@ from hubaudit.report.formats.interface import ReportFormat
 from hubaudit.report.model import AdapterEntry, Calibration, Report
 from hubaudit.textsafe import terminal
 
-MIN_WIDTH = 60
 # Fixed columns of the findings table; the repo column takes what is left.
 _FIXED = (("score", 9), ("margin σ", 9), ("probe", 10), ("downloads", 10), ("first seen", 11), ("state", 17))
+# The fixed columns plus a usable repo column (narrower and the findings table had no room for it).
+MIN_WIDTH = sum(w for _, w in _FIXED) + 14
 
 
 def _fit(text: str, width: int) -> str:
@@ -140,7 +141,7 @@ class TableFormat(ReportFormat):
             for part in parts:  # wrap the "reason count" list at the width
                 candidate = f"{line} · {part}" if line else part
                 if len(candidate) > w and line:
-                    out.append(line)
+                    out.append(clip(line, w))
                     candidate = part
                 line = candidate
             out.append(_fit(line, w))
