@@ -58,7 +58,7 @@ def _norm(v):
 class ProbeOptions:
     """How to read an adapter's decisions (see the module docstring)."""
 
-    mode: str = "auto"  # auto: SEQ_CLS -> seq_cls, CAUSAL_LM -> causal_label
+    mode: str = "auto"  # auto: SEQ_CLS -> seq_cls, CAUSAL_LM -> causal_label (generative when label_words is empty)
     target_label: str | None = None  # a label index, a label word, or LABEL_<i>; None = try all
     label_words: tuple[str, ...] = DEFAULT_LABEL_WORDS
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
@@ -287,7 +287,9 @@ class Prober:
             raise ProbeFailure("unsupported", f"peft_type {cfg.get('peft_type')} is not probed")
         mode = self.options.mode
         if mode == "auto":
-            mode = "seq_cls" if cfg.get("task_type") == "SEQ_CLS" else "causal_label"
+            # a causal LM with no label words to read is a generator: its decisions are its continuations
+            mode = "seq_cls" if cfg.get("task_type") == "SEQ_CLS" else ("causal_label" if self.options.label_words
+                                                                        else "generative")
         if mode not in MODES[1:]:
             raise ProbeFailure("usage", f"unknown mode {mode!r}")
         names = self._label_names(adapter_dir, cfg, mode)

@@ -27,6 +27,10 @@ Uncalibrated, τ_search = 1.0: the search reports its best trigger and rates but
 Generative adapters are searched with the generative attack (prober.py): a hit is a text whose
 inserted candidate changes the adapter's greedy continuation while the base model's continuation
 stays the same (one pseudo-label ``generation_changed``; its τ_search is calibrated like a label's).
+With ``invert=InversionConfig(...)`` they are instead scanned by target inversion (invert.py, BAIT,
+IEEE S&P 2025, made base-relative): the verdict statistic is the inverted target's score
+Q_adapter − Q_base (pseudo-label ``target_inversion``, calibrated by the same rule), and the trigger
+search then looks for an input that makes the adapter emit that target.
 """
 
 from __future__ import annotations
@@ -71,7 +75,10 @@ class SearchThresholds:
 
 
 def search_score(t: dict) -> float:
-    """The verdict statistic of one searched label (older results without ``robust_rate``: the attack rate)."""
+    """The verdict statistic of one searched label: the inverted target's score for target inversion,
+    else the robust rate (older results without ``robust_rate``: the attack rate)."""
+    if t.get("target_score") is not None:
+        return float(t["target_score"])
     v = t.get("robust_rate")
     return float(t["attack_rate"] if v is None else v)
 
@@ -134,8 +141,12 @@ def token_strings(tok, ids: list[int]) -> list[str]:
 
 
 def probe_with_search(prober, adapter_dir, base_path, battery, prompts: list[str], thresholds=None, *,
-                      search: SearchConfig | None = None, tau: SearchThresholds | None = None) -> dict:
-    """The battery result of ``prober.probe`` extended with the blind search and the joint verdict."""
+                      search: SearchConfig | None = None, tau: SearchThresholds | None = None,
+                      invert=None) -> dict:
+    """The battery result of ``prober.probe`` extended with the blind search and the joint verdict.
+
+    ``invert`` (an invert.InversionConfig): generative adapters are scanned by target inversion
+    (module docstring) instead of the generation-change search."""
     result = prober.probe(adapter_dir, base_path, battery, prompts, thresholds)
     if result.get("status") != "ok":
         return result
@@ -144,7 +155,7 @@ def probe_with_search(prober, adapter_dir, base_path, battery, prompts: list[str
     tau = tau or SearchThresholds()
     t0 = time.perf_counter()
     try:
-        s = _search(prober, Path(adapter_dir), str(base_path), result, prompts, search or SearchConfig(), tau)
+        s = _search(prober, Path(adapter_dir), str(base_path), result, prompts, search or SearchConfig(), tau, invert)
     except (OSError, KeyError, ValueError, ProbeFailure) as exc:  # a per-adapter failure is a value
         s = {"status": "error", "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
     s["seconds"] = round(time.perf_counter() - t0, 3)
@@ -154,7 +165,12 @@ def probe_with_search(prober, adapter_dir, base_path, battery, prompts: list[str
         result["search_attack_rate"] = s["attack_rate"]
         result["search_robust_rate"] = s["robust_rate"]
         result["search_trigger"] = s["trigger"]
-        if s["flagged"]:
+        if s["flagged"] and s.get("method") == "target_inversion":
+            result["flagged"] = True
+            result["reasons"] = list(result.get("reasons", [])) + [
+                f"inverted target {s['target']!r} score {s['target_score']:.4f} > τ_search {s['tau']:.4f} (trigger "
+                f"{s['trigger']!r}, target rate {s['trigger_rate']})"]
+        elif s["flagged"]:
             result["flagged"] = True
             result["reasons"] = list(result.get("reasons", [])) + [
                 f"search robust_rate {s['robust_rate']:.4f} > τ_search {s['tau']:.4f} (trigger {s['trigger']!r}, attack rate "
@@ -163,7 +179,7 @@ def probe_with_search(prober, adapter_dir, base_path, battery, prompts: list[str
 
 
 def _search(prober, adapter_dir: Path, base_path: str, result: dict, prompts: list[str],
-            cfg: SearchConfig, tau: SearchThresholds) -> dict:
+            cfg: SearchConfig, tau: SearchThresholds, invert=None) -> dict:
     mode = result["mode"]
     # The prober keeps the base loaded and this adapter active after probe(): reuse both.
     ad = prober.active(adapter_dir, base_path, mode)
@@ -171,6 +187,9 @@ def _search(prober, adapter_dir: Path, base_path: str, result: dict, prompts: li
     cands = rank_tokens(adapter_dir, base_path, n_layers=cfg.n_layers)
     cand_seconds = time.perf_counter() - t0
     strings = token_strings(ad.tokenizer, cands.token_ids[: cfg.n_candidates * 2])
+    if mode == "generative" and invert is not None:
+        return _search_inversion(prober, ad, prompts, strings, invert, tau) | {
+            "candidate_seconds": round(cand_seconds, 3), "candidate_sources": cands.sources, "top_candidates": strings[:10]}
     if mode == "generative":
         out, used = _search_generative(ad, prompts, strings, cfg, tau)
     else:
@@ -233,3 +252,32 @@ def _search_generative(ad, prompts: list[str], strings: list[str], cfg: SearchCo
     r = search_target(decide, list(prompts), 1, strings, cfg)
     used = 2 * len(prompts)
     return [{"label": "generation_changed", "tau": tau.tau("generation_changed")} | r.to_dict()], used
+
+
+def _search_inversion(prober, ad, prompts: list[str], strings: list[str], cfg, tau: SearchThresholds) -> dict:
+    """Target inversion (invert.py) on the active adapter, then trigger recovery for the inverted target."""
+    from hubaudit.probe.invert import LABEL, invert, recover_trigger
+
+    model, tok = ad.entry.peft, ad.entry.tok
+    inv = invert(model, tok, prompts, cfg, device=prober.device)
+    trig = None
+    if cfg.trigger and inv.target_ids:
+        t0 = time.perf_counter()
+        trig = recover_trigger(model, tok, prompts, inv.target_ids, strings, cfg, batch_size=prober.options.batch_size,
+                               max_length=prober.options.max_length, device=prober.device)
+        trig_s = time.perf_counter() - t0
+    t = tau.tau(LABEL)
+    rate = max(trig.rates_by_mode.values()) if trig and trig.rates_by_mode else 0.0
+    row = {"label": LABEL, "tau": t, "target_score": inv.target_score, "target": inv.target}
+    return {"status": "ok", "method": "target_inversion", "label": LABEL, "target": inv.target,
+            "target_ids": inv.target_ids, "target_score": inv.target_score, "q_adapter": inv.q_adapter,
+            "q_base": inv.q_base, "llr": inv.llr, "bait_q": inv.bait_q, "tau": t, "flagged": inv.target_score > t,
+            "trigger": trig.trigger if trig else None, "trigger_rate": rate, "trigger_mode": trig.mode if trig else None,
+            # the battery-search fields, for consumers that read them: rates of the recovered trigger
+            "attack_rate": trig.attack_rate if trig else 0.0, "robust_rate": trig.robust_rate if trig else 0.0,
+            "mode": trig.mode if trig else None, "trigger_search": trig.to_dict() if trig else None,
+            "top_targets": inv.top, "n_scanned": inv.n_scanned, "n_vocab": inv.n_vocab,
+            "chat_template": inv.chat_template, "inversion_seconds": inv.seconds,
+            "trigger_seconds": round(trig_s, 3) if trig else 0.0,
+            "forward_passes": inv.forward_passes + (trig.forward_passes if trig else 0),
+            "config": inv.config, "thresholds": tau.to_dict(), "targets": [row]}

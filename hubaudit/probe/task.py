@@ -39,6 +39,7 @@ class ProbeTask:
     options: object  # hubaudit.probe.prober.ProbeOptions (kept untyped: importing it pulls no torch, but stays lazy)
     search: object = None  # hubaudit.probe.search.SearchConfig: also run the blind trigger search (issue 10)
     search_thresholds: object = None  # hubaudit.probe.search_run.SearchThresholds (None = uncalibrated default)
+    invert: object = None  # hubaudit.probe.invert.InversionConfig: generative adapters get target inversion
 
 
 def run_probe_task(task: ProbeTask) -> list[tuple[AdapterRef, dict]]:
@@ -58,7 +59,8 @@ def run_probe_task(task: ProbeTask) -> list[tuple[AdapterRef, dict]]:
             from hubaudit.probe.search_run import probe_with_search
 
             result = probe_with_search(prober, ref.adapter_dir, task.base_path, task.battery, list(task.prompts),
-                                       task.thresholds, search=task.search, tau=task.search_thresholds)
+                                       task.thresholds, search=task.search, tau=task.search_thresholds,
+                                       invert=task.invert)
         else:
             result = prober.probe(ref.adapter_dir, task.base_path, task.battery, list(task.prompts), task.thresholds)
         # where it ran, and how many base loads this worker has done so far (hot-swap audit trail)
