@@ -221,10 +221,10 @@ _state: dict = {"depth": 0, "saved": None}
 
 
 @contextmanager
-def hub_client(timeout: float) -> Iterator[None]:
+def hub_client(timeout: float, deadline_factor: float = 3.0) -> Iterator[None]:
     """Install a huggingface_hub client factory whose requests all time out after ``timeout``
-    seconds unless the call sets its own, end within a total deadline and never carry a bound
-    token off the endpoint's origin; restore the previous factory (and timeout) on exit.
+    seconds unless the call sets its own, end within ``deadline_factor * timeout`` in all and never
+    carry a bound token off the endpoint's origin; restore the previous factory (and timeout) on exit.
 
     Re-entrant and thread-safe. The factory keeps the library's own request hook (offline mode,
     request ids, download counter header).
@@ -232,31 +232,31 @@ def hub_client(timeout: float) -> Iterator[None]:
     from huggingface_hub.utils import _http
 
     with _factory_lock:
-        previous = safehttp.DEFAULTS["timeout"]
+        previous = dict(safehttp.DEFAULTS)
         if _state["depth"] == 0:
             _state["saved"] = _http._GLOBAL_CLIENT_FACTORY
             _http.set_client_factory(safehttp.make_client)
             _quiet_hf_logging()
         _state["depth"] += 1
-        safehttp.DEFAULTS["timeout"] = timeout
+        safehttp.DEFAULTS.update(timeout=timeout, deadline_factor=deadline_factor)
     try:
         yield
     finally:
         with _factory_lock:
             _state["depth"] -= 1
-            safehttp.DEFAULTS["timeout"] = previous
+            safehttp.DEFAULTS.update(previous)
             if _state["depth"] == 0 and _state["saved"] is not None:
                 _http.set_client_factory(_state["saved"])
                 _state["saved"] = None
 
 
-def ensure_hub_client(timeout: float) -> None:
+def ensure_hub_client(timeout: float, deadline_factor: float = 3.0) -> None:
     """Make sure a timeout factory is installed: a no-op inside :func:`hub_client` (the crawl's
     threads); otherwise (a Ray worker, a one-off check) install it for the rest of the process."""
     with _factory_lock:
         if _state["depth"] > 0:
             return
-    cm = hub_client(timeout)
+    cm = hub_client(timeout, deadline_factor)
     cm.__enter__()  # deliberately never exited; kept referenced so it is never finalized
     _permanent.append(cm)
 

@@ -159,7 +159,8 @@ class _DeadlineBackend:
         return _DeadlineStream(self._inner.connect_tcp(host, port, _bounded(timeout, httpcore2.ConnectTimeout),
                                                        local_address, socket_options))
 
-    def connect_unix_socket(self, path: str, timeout: float | None = None, socket_options: Any = None) -> _DeadlineStream:
+    def connect_unix_socket(self, path: str, timeout: float | None = None,
+                            socket_options: Any = None) -> _DeadlineStream:
         import httpcore2
 
         return _DeadlineStream(self._inner.connect_unix_socket(path, _bounded(timeout, httpcore2.ConnectTimeout),
@@ -325,6 +326,16 @@ def _raise_for_status(resp: httpx2.Response) -> None:
     hf_raise_for_status(httpx2.Response(resp.status_code, headers=headers, content=body, request=resp.request))
 
 
+def _redirect_target(current: httpx2.URL, location: str) -> httpx2.URL:
+    try:
+        target = current.join(location)
+    except Exception:  # noqa: BLE001 - whatever the header holds
+        raise HostileResponse(f"unusable redirect location {shown(location)}", "malformed") from None
+    if target.scheme not in ("http", "https"):
+        raise HostileResponse(f"redirect to a {shown(target.scheme)} URL", "malformed")
+    return target
+
+
 @contextmanager
 def open_get(cfg: HubConfig, url: str | httpx2.URL, *, seconds: float, headers: dict[str, str] | None = None,
              accept_encoding: str = "gzip") -> Iterator[httpx2.Response]:
@@ -351,14 +362,13 @@ def open_get(cfg: HubConfig, url: str | httpx2.URL, *, seconds: float, headers: 
             resp = client.send(request, stream=True, follow_redirects=False)
             try:
                 if resp.has_redirect_location:
-                    current = current.join(resp.headers["Location"])
-                    if current.scheme not in ("http", "https"):
-                        raise HostileResponse(f"redirect to a {shown(current.scheme)} URL")
+                    current = _redirect_target(current, resp.headers["Location"])
                     continue  # its body is never read
                 if resp.status_code >= 400:
                     _raise_for_status(resp)
                 if not 200 <= resp.status_code < 300:
-                    raise HostileResponse(f"unexpected HTTP {resp.status_code} from {_origin_text(current)}", "malformed")
+                    raise HostileResponse(f"unexpected HTTP {resp.status_code} from {_origin_text(current)}",
+                                          "malformed")
                 yield resp
                 return
             finally:

@@ -31,6 +31,7 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf", ".pt", ".pth")
 
 SHA = re.compile(r"[0-9a-f]{40}")  # a git commit id as the Hub writes it
 _SHA256 = re.compile(r"[0-9a-fA-F]{64}")
+_BLOB_ID = re.compile(r"[0-9a-fA-F]{40}")
 # huggingface_hub's validate_repo_id: [namespace/]name of word characters, "-" and "."; no "--" or
 # ".." anywhere, no leading or trailing "-"/"."; a name is at most 96 characters.
 _REPO_PART = r"(?![.-])[\w.-]{1,96}(?<![.-])"
@@ -38,8 +39,12 @@ _REPO_ID = re.compile(rf"(?:{_REPO_PART}/)?{_REPO_PART}", re.ASCII)
 _HINT = "HF_ENDPOINT sent a response hubaudit refuses; check the mirror or proxy it names"
 
 
+def _matches(pattern: re.Pattern, value: object) -> bool:
+    return isinstance(value, str) and pattern.fullmatch(value) is not None
+
+
 def is_sha(value: object) -> bool:
-    return isinstance(value, str) and SHA.fullmatch(value) is not None
+    return _matches(SHA, value)
 
 
 def is_repo_id(value: object) -> bool:
@@ -100,9 +105,9 @@ class RepoFile:
         """Why this metadata cannot be used to fetch and verify the file, or None."""
         if not (isinstance(self.size, int) and not isinstance(self.size, bool) and self.size >= 0):
             return f"{self.name}: size {shown(self.size)} is not a byte count"
-        if self.lfs_sha256 is not None and not (isinstance(self.lfs_sha256, str) and _SHA256.fullmatch(self.lfs_sha256)):
+        if self.lfs_sha256 is not None and not _matches(_SHA256, self.lfs_sha256):
             return f"{self.name}: LFS sha256 {shown(self.lfs_sha256)} is not 64 hex digits"
-        if self.lfs_sha256 is None and not (isinstance(self.blob_id, str) and re.fullmatch(r"[0-9a-fA-F]{40}", self.blob_id)):
+        if self.lfs_sha256 is None and not _matches(_BLOB_ID, self.blob_id):
             return f"{self.name}: git blob id {shown(self.blob_id)} is not 40 hex digits"
         return None
 

@@ -111,6 +111,9 @@ def _fatal_for(exc: BaseException) -> HubError:
         return HubAuthError(f"the Hub rejected the token: {f.message}")
     if f.kind == "rate_limited":
         return RateLimitedError(f"rate limited while listing, beyond the retry budget: {f.message}")
+    if f.kind == "hostile":
+        return HubError(f"listing refused: {f.message}",
+                        hint="HF_ENDPOINT sent a listing hubaudit refuses; check the mirror or proxy it names")
     return HubUnavailableError(f"listing failed: {f.message}")
 
 
@@ -218,7 +221,7 @@ def crawl(store: Store, hub: HubConfig, options: CrawlOptions, *, progress: _Pro
     fatal: HubError | None = None
     exit_status = 70  # a bug unless proven otherwise below
     try:
-        with hub_client(hub.timeout):
+        with hub_client(hub.timeout, hub.deadline_factor):
             lister = _Lister(store, HubSource(hub), options, settings, summary, progress)
             with make_executor(options.executor, workers=options.workers, address=options.ray_address) as executor:
                 fatal = _drain(store, executor.map_unordered(fetch_and_score, lister.jobs()), lister, summary,

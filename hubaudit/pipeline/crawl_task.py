@@ -111,7 +111,7 @@ def _hostile(job: FetchJob, message: str) -> TaskOutcome:
 def fetch_and_score(job: FetchJob) -> TaskOutcome:
     """Fetch ``job.repo_id`` at ``job.sha``, verify, score; never raises."""
     s = job.settings
-    ensure_hub_client(s.hub.timeout)
+    ensure_hub_client(s.hub.timeout, s.hub.deadline_factor)
     if job.refused:
         return _hostile(job, job.refused)
     if not is_repo_id(job.repo_id):

@@ -258,3 +258,14 @@ def test_deep_json_in_model_info_is_a_final_error(hub, cli, store):
     assert hub.count("info", repo=ids[0]) == 1  # never retried
     hub.reset_log()
     assert json.loads(cli(*crawl_args(hub)).out)["new"] == 0 and hub.count("info") == 0
+
+
+@pytest.mark.parametrize("fault", [Fault("gzip_bomb", endpoint="list", size=GIB, times=None),
+                                   Fault("deep_json", endpoint="list", size=100_000, times=None)],
+                         ids=["gzip-bomb", "deep-json"])
+def test_a_listing_page_beyond_its_bounds_ends_the_run_with_exit_4(hub, cli, fault):
+    populate(hub, BASE, 2)
+    hub.add_fault(fault)
+    res = cli(*crawl_args(hub))
+    assert res.code == 4 and res.err.startswith("Error: listing refused") and "Traceback" not in res.err
+    assert hub.count("list") == 1  # refused, never retried

@@ -119,3 +119,35 @@ def test_invalid_token_is_rejected_and_logged(hub):
     assert status == 401 and headers["X-Error-Message"] == "Invalid credentials in Authorization header"
     assert _get(f"{hub.url}/api/models", {"Authorization": "Bearer good"})[0] == 200
     assert [r.authorization for r in hub.requests] == ["Bearer bad", "Bearer good"]
+
+
+def test_hostile_bodies_are_what_they_claim():
+    import zlib
+
+    from hubaudit.hub.fakehub.hostile import deep_json, gzip_bomb, zeros
+
+    wire = b"".join(gzip_bomb(8 << 20))
+    inflated = zlib.decompress(wire, 31)  # one valid gzip member, CRC and size trailer included
+    assert len(inflated) == 8 << 20 and len(wire) < 64 * 1024 and json.loads(inflated)["id"] == "x"
+    with pytest.raises(RecursionError):
+        json.loads(deep_json("u/a", "0" * 40, 100_000))
+    assert sum(map(len, zeros(3 << 20))) == 3 << 20
+
+
+def test_hostile_faults_on_the_wire(hub):
+    populate(hub, BASE, 1)
+    link = '<http://elsewhere.invalid/api/models>; rel="next"'
+    hub.add_fault(Fault("headers", endpoint="list", headers={"Link": link}))
+    status, headers, _ = _get(f"{hub.url}/api/models")
+    assert status == 200 and headers["Link"] == link
+    hub.add_fault(Fault("oversize", endpoint="resolve", size=5 << 20))
+    status, headers, body = _get(f"{hub.url}/user0/lora-0/resolve/main/adapter_config.json")
+    assert status == 200 and int(headers["Content-Length"]) == len(body) == 5 << 20
+    hub.add_fault(Fault("drip", endpoint="info", delay=0.001))
+    status, _, body = _get(f"{hub.url}/api/models/user0/lora-0")
+    assert status == 200 and json.loads(body)["id"] == "user0/lora-0"  # slow, but whole
+    hub.repos["user0/lora-0"].listing_overrides = {"sha": "/etc/forged"}
+    _, _, body = _get(f"{hub.url}/api/models?filter=peft&expand=sha")
+    assert json.loads(body)[0]["sha"] == "/etc/forged"
+    status, _, _ = _get(f"{hub.url}/user0/lora-0/resolve/%2Fetc%2Fforged/adapter_config.json")
+    assert status == 200  # served like the head, as a hostile server would
