@@ -281,7 +281,8 @@ def iter_decoded(resp: httpx2.Response, chunk: int = CHUNK) -> Iterator[bytes]:
     dec = None
     try:
         for raw in resp.iter_raw(chunk):
-            dec = dec or _decompressor(encoding, raw)
+            if dec is None:
+                dec = _decompressor(encoding, raw)
             data = raw
             while data and not dec.eof:
                 out = dec.decompress(data, chunk)  # max_length: inflation happens one chunk at a time
