@@ -22,7 +22,7 @@ from typing import Any
 from hubaudit import calibrate
 from hubaudit.errors import HubAuthError, HubUnavailableError, RateLimitedError, UsageError
 from hubaudit.models import ScanResult
-from hubaudit.pipeline.ingest import LOCAL_PREFIX, content_sha, file_digests, reason_code
+from hubaudit.pipeline.ingest import content_sha, file_digests, local_repo_id, reason_code
 from hubaudit.report import Suppression, match_suppression
 from hubaudit.report.build import score_threshold
 from hubaudit.store import Store
@@ -70,7 +70,7 @@ def parse_target(target: str) -> tuple[str, str | None, Path | None]:
     """(repo_id, revision, local path): an existing path wins over a repo id of the same spelling."""
     p = Path(target).expanduser()
     if p.exists():
-        return LOCAL_PREFIX + str(p.absolute()), None, p
+        return local_repo_id(p.absolute()), None, p
     repo, _, rev = target.partition("@")
     if not _REPO_RE.match(repo):
         raise UsageError(f"{target!r} is neither an existing path nor a Hub repo id (org/name[@revision])")

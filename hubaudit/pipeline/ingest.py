@@ -10,6 +10,7 @@ reason code and never stop the batch.
 from __future__ import annotations
 
 import hashlib
+import os
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -57,6 +58,12 @@ class IngestSummary:
     @property
     def all_scored(self) -> bool:
         return all(i.status == "scored" for i in self.items)
+
+
+def local_repo_id(path: Path) -> str:
+    """``local:<absolute path>`` of an ingested or checked input. Path bytes that are not UTF-8 (they
+    arrive as surrogate escapes) are written as ``\\xNN``: the store holds UTF-8 text only."""
+    return LOCAL_PREFIX + os.fsencode(path).decode("utf-8", "backslashreplace")
 
 
 def reason_code(scan: ScanResult) -> str | None:
@@ -135,7 +142,7 @@ def ingest(
             scan = ScanResult(source=str(path), status="error", error=f"scanner failed: {type(exc).__name__}: {exc}")
         files = file_digests(path)
         sha = content_sha(path, scan, files)
-        repo_id = LOCAL_PREFIX + str(path)
+        repo_id = local_repo_id(path)
         status = "scored" if scan.status == "ok" else scan.status
         reason = reason_code(scan)
         provenance = {"source": "local", "path": str(path), "config_sha256": scan.config_sha256,
