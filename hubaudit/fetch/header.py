@@ -57,11 +57,26 @@ def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
 
 def validate_header(raw: bytes, n: int, file_size: int | None) -> HeaderCheck:
     """Apply safetensors' ``Metadata::validate`` rules (hub_api.md §6.2) to header JSON bytes."""
+    from hubaudit import safejson
+
+    def unique(pairs: list[tuple[str, object]]) -> dict:
+        # linear: a header of 200,000 tensors with a late duplicate must not cost n² comparisons
+        out = dict(pairs)
+        if len(out) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    raise ValueError(f"duplicate key {key!r}")  # safetensors itself lets the last one win
+                seen.add(key)
+        return out
+
     try:
         text = raw.decode("utf-8")
         if not text.lstrip(" ").startswith("{"):
             return _refuse("malformed", "header does not start with '{'", n)
-        header = json.loads(text, object_pairs_hook=_no_duplicates)
+        # bounded nesting: JSONLimitError (a ValueError) instead of RecursionError, so a deep
+        # header is a final "malformed", not an unexpected, retried failure
+        header = safejson.loads(text, object_pairs_hook=unique)
     except (UnicodeDecodeError, ValueError) as exc:
         return _refuse("malformed", f"invalid header JSON: {exc}", n)
     if not isinstance(header, dict):

@@ -14,6 +14,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, BinaryIO
 
+from hubaudit import safejson
 from hubaudit.constants import MAX_HEADER_BYTES
 from hubaudit.stats._reject import Rejected, show_name
 from hubaudit.stats.dtypes import DTYPE_BITS
@@ -64,23 +65,28 @@ def _no_constants(name: str) -> Any:
 
 
 def parse_json_object(text: str, what: str) -> dict[str, Any]:
-    """``json.loads`` that rejects duplicate keys, NaN/Infinity literals and non-objects."""
+    """``json.loads`` that rejects duplicate keys, NaN/Infinity literals, non-objects and documents
+    nested deeper than ``MAX_JSON_DEPTH`` (real headers nest 3 levels, adapter configs ~4)."""
     try:
-        value = json.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
+        value = safejson.loads(text, object_pairs_hook=_no_duplicates, parse_constant=_no_constants)
     except json.JSONDecodeError as exc:
         raise Rejected(f"{what} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    except RecursionError:
-        raise Rejected(f"{what} is nested too deeply") from None
+    except safejson.JSONLimitError as exc:
+        raise Rejected(f"{what}: {exc}") from None
     except Rejected as exc:
         raise Rejected(exc.reason.replace("safetensors header", what)) from None
+    except ValueError as exc:  # e.g. an integer literal over Python's 4,300-digit conversion limit
+        raise Rejected(f"{what} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
         raise Rejected(f"{what} is not a JSON object (found {type(value).__name__})")
     return value
 
 
 def _int_list(value: Any, what: str, name: str) -> list[int]:
-    if not isinstance(value, list) or not all(type(v) is int and v >= 0 for v in value):
-        raise Rejected(f"tensor {show_name(name)}: {what} must be a list of non-negative integers")
+    # safetensors reads shapes and offsets as u64: larger JSON integers (up to Python's 4,300
+    # digits) are refused here rather than multiplied and printed later
+    if not isinstance(value, list) or not all(type(v) is int and 0 <= v < 1 << 64 for v in value):
+        raise Rejected(f"tensor {show_name(name)}: {what} must be a list of non-negative integers below 2^64")
     return value
 
 

@@ -24,6 +24,7 @@ from hubaudit.stats._reject import Rejected, one_line, show_name
 from hubaudit.stats.adapter_config import NO_CONFIG, LoraSettings, parse_settings
 from hubaudit.stats.features import compute_features, scored_modules
 from hubaudit.stats.gram import spectra_from_grams
+from hubaudit.stats.pattern_keys import NON_ASCII_NOTE
 from hubaudit.stats.pickle_sandbox import convert_pickle
 from hubaudit.stats.reader import FileDigest, locate, open_regular, read_config, sha256_file, stream_reduce
 from hubaudit.stats.safetensors_header import Header, TensorEntry
@@ -81,8 +82,10 @@ def _plan(entry: TensorEntry, roles: _Roles) -> tuple[str, tuple[int, int] | Non
     return "skip", None
 
 
-def _pairs_from_header(header: Header, roles: _Roles) -> None:
-    """Every LoRA module has both halves and one rank, decided from names and shapes alone."""
+def _pairs_from_header(header: Header, roles: _Roles) -> list[str]:
+    """Every LoRA module has both halves and one rank, decided from names and shapes alone.
+
+    Returns the LoRA module names."""
     halves: dict[str, dict[str, TensorEntry]] = {}
     for e in header.entries:
         tr = roles[e.name]
@@ -99,6 +102,7 @@ def _pairs_from_header(header: Header, roles: _Roles) -> None:
         r, r_b = h["A"].shape[0], math.prod(h["B"].shape[1:])
         if r != r_b:
             raise Rejected(f"module {show_name(module)}: lora_A has rank {r}, lora_B has rank {r_b}")
+    return list(halves)
 
 
 # Modules are finished in batches: one LAPACK call per batch, and Grams (r×r float64 each) are
@@ -129,7 +133,13 @@ def _collect(f: BinaryIO, size: int, digest: FileDigest, settings: LoraSettings)
 
     roles = _Roles()
     plan = lambda entry: _plan(entry, roles)  # noqa: E731
-    for entry, red in stream_reduce(f, size, plan, digest, lambda header: _pairs_from_header(header, roles)):
+
+    def precheck(header: Header) -> None:
+        modules = _pairs_from_header(header, roles)
+        if settings.has_config and settings.has_patterns:
+            settings.check_match_work(modules)
+
+    for entry, red in stream_reduce(f, size, plan, digest, precheck):
         tr = roles[entry.name]
         if tr.role == "saved":
             out.saved.append(SavedTensor(entry.name, entry.shape, entry.dtype, entry.nbytes))
@@ -149,6 +159,8 @@ def _collect(f: BinaryIO, size: int, digest: FileDigest, settings: LoraSettings)
                 flush()
     flush()
     out.modules.sort(key=lambda m: m.name)
+    if settings.has_patterns and not all(m.name.isascii() for m in out.modules):
+        out.warnings.append(NON_ASCII_NOTE)
     return out
 
 

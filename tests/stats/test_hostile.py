@@ -128,7 +128,8 @@ CASES = {
     "header_leading_space": ("error", "does not start with", lambda d: _hdr(d, b" " + _h({A: T}), b"\0" * 16)),
     "header_non_utf8": ("error", "not UTF-8", lambda d: _hdr(d, b'{"\xff\xfe": 1}')),
     "header_nan_literal": ("error", "NaN", lambda d: _hdr(d, b'{"__metadata__": {"x": NaN}}')),
-    "header_deep_nesting": ("error", "nested too deeply", lambda d: _hdr(d, b'{"a": ' + b"[" * 200_000 + b"]" * 200_000 + b"}")),
+    "header_deep_nesting": ("error", "nested deeper than 64 levels", lambda d: _hdr(d, b'{"a": ' + b"[" * 200_000 + b"]" * 200_000 + b"}")),
+    "header_nesting_over_cap": ("error", "nested deeper than 64 levels", lambda d: _hdr(d, b'{"a": {"b": ' + b"[" * 100 + b"]" * 100 + b"}}")),
     "duplicate_keys": ("error", "duplicate key", lambda d: _hdr(d, b'{"%s": %s, "%s": %s}' % (A.encode(), _h(T), A.encode(), _h(T)), b"\0" * 16)),
     "metadata_not_strings": ("error", "__metadata__", lambda d: _hdr(d, _h({"__metadata__": {"a": 1}}))),
     # --- entries and offsets ---
@@ -137,6 +138,8 @@ CASES = {
     "negative_dim": ("error", "non-negative integers", lambda d: _hdr(d, _h({A: {**T, "shape": [-2, -2]}}), b"\0" * 16)),
     "float_dim": ("error", "non-negative integers", lambda d: _hdr(d, _h({A: {**T, "shape": [2.0, 2]}}), b"\0" * 16)),
     "shape_byte_mismatch": ("error", "needs 64 bytes", lambda d: _hdr(d, _h({A: {**T, "shape": [4, 4]}}), b"\0" * 16)),
+    "shape_dim_over_u64": ("error", "below 2^64", lambda d: _hdr(d, _h({A: {**T, "shape": [2**64, 2**64]}}), b"\0" * 16)),
+    "int_literal_5000_digits": ("error", "not valid JSON", lambda d: _hdr(d, b'{"a": {"dtype": "F32", "shape": [' + b"9" * 5000 + b'], "data_offsets": [0, 4]}}', b"\0" * 4)),
     "shape_product_overflow": ("error", "needs", lambda d: _hdr(d, _h({A: {**T, "shape": [2**40, 2**40, 2**40]}}), b"\0" * 16)),
     "overlapping_offsets": ("error", "overlaps", lambda d: _hdr(d, _h({A: T, B: {**T, "data_offsets": [8, 24]}}), b"\0" * 24)),
     "gap_in_offsets": ("error", "gap", lambda d: _hdr(d, _h({A: T, B: {**T, "data_offsets": [20, 36]}}), b"\0" * 36)),
@@ -160,6 +163,9 @@ CASES = {
     "config_not_object": ("error", "not a JSON object", lambda d: _config_text(d, '["LORA"]')),
     "config_huge": ("error", "cap", lambda d: _config_text(d, '{"x": "' + "a" * (MAX_CONFIG_BYTES + 10) + '"}')),
     "config_non_utf8": ("error", "not UTF-8", lambda d: _config_text(d, b'{"peft_type": "\xff"}')),
+    "config_deep_nesting": ("error", "nested deeper than 64 levels", lambda d: _config_text(d, '{"peft_type": "LORA", "x": ' + "[" * 100_000 + "]" * 100_000 + "}")),
+    "config_pattern_key_cap": ("error", "keys (cap", lambda d: _adapter(d, rank_pattern={f"k{i}": 2 for i in range(5000)})),
+    "config_pattern_backreference": ("error", "backreference", lambda d: _adapter(d, alpha_pattern={r"(q)\1_proj": 2.0})),
     "config_duplicate_key": ("error", "duplicate key", lambda d: _config_text(d, '{"r": 8, "r": 64, "peft_type": "LORA"}')),
     "config_bad_rank": ("error", "positive integer", lambda d: _adapter(d, r="eight")),
     "config_alpha_overflow": ("error", "overflows", lambda d: _adapter(d, lora_alpha=1e300)),
@@ -236,12 +242,14 @@ def test_cli_reports_every_hostile_input_as_json(hostile):
         assert o["status"] == CASES[n][0] and o["score"] is None and "\n" not in o["error"], n
 
 
-def test_catastrophic_pattern_keys_are_ignored_with_a_warning(tmp_path):
-    """Config regexes are untrusted: a backtracking bomb is skipped, the scan still finishes."""
+def test_catastrophic_pattern_keys_are_matched_without_backtracking(tmp_path):
+    """Config regexes are untrusted: backtracking bombs are matched in linear time, as peft would."""
     write_arrays(tmp_path / "adapter_model.safetensors", _ok_tensors())
-    bomb = {"(a+)+$": 2.0, ".*" * 8 + "x": 3.0, "q_proj": 16.0}
+    bomb = {"(a+)+$": 2.0, ".*" * 8 + "x": 3.0, ".{0,99}" * 10 + "Z": 5.0, "q_proj": 16.0}
     write_config(tmp_path, r=4, lora_alpha=4, alpha_pattern=bomb)
     res = scan_path(tmp_path)
     assert res.status == "ok", res.error
-    assert res.modules[0].scaling == 16.0 / 4  # the safe key still applies
-    assert any("alpha_pattern: ignored 2" in w for w in res.warnings)
+    assert res.modules[0].scaling == 16.0 / 4  # the bombs match nothing here; the next key applies
+    assert not any("ignored" in w for w in res.warnings)
+    write_config(tmp_path, r=4, lora_alpha=4, alpha_pattern={"(\\w+)+_proj": 12.0, "q_proj": 16.0})
+    assert scan_path(tmp_path).modules[0].scaling == 12.0 / 4  # first key in dict order, as peft
