@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import shutil
 import sys
+from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from enum import Enum
 from typing import Annotated, Optional
@@ -18,7 +19,7 @@ import typer
 from hubaudit.cli._options import DbOpt, err_console, styled
 from hubaudit.cli.app import app
 from hubaudit.errors import UsageError
-from hubaudit.report import OutputFormat, Report
+from hubaudit.report import OutputFormat, Suppression
 from hubaudit.textsafe import json_dumps, terminal
 
 BaseOpt = Annotated[str, typer.Option("--base", help="Base model id, e.g. Qwen/Qwen2.5-1.5B.", show_default=False)]
@@ -85,7 +86,7 @@ def _warn(message: str) -> None:
     err_console.print(styled("warning:", "yellow", message))
 
 
-def _warn_expired(sups) -> None:  # noqa: ANN001 - Iterable[Suppression]
+def _warn_expired(sups: Iterable[Suppression]) -> None:
     for s in sups:
         target = f"{s.repo}@{s.sha}" if s.sha else s.repo
         _warn(f"suppression for {target} expired {s.expires.isoformat()} ({s.origin}); it no longer suppresses")
