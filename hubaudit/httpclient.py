@@ -19,7 +19,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from hubaudit import safehttp
 from hubaudit.safehttp import HostileResponse, budget_left
@@ -274,12 +274,13 @@ def _quiet_hf_logging() -> None:
 DEFAULT_ENDPOINT = "https://huggingface.co"
 
 
-def hub_config_from_env(env, *, timeout: float = 30.0, retry: RetryPolicy | None = None) -> HubConfig:
+def hub_config_from_env(env, *, timeout: float = 30.0, retry: RetryPolicy | None = None, **limits: Any) -> HubConfig:
     """HubConfig from an environment mapping (``HF_ENDPOINT``, ``HF_TOKEN``), read at the CLI edge;
-    the limits keep their defaults.
+    ``limits`` set :class:`HubConfig`'s bounds (``deadline_factor``, ``max_api_bytes``, ...),
+    the others keep their defaults.
 
     huggingface_hub reads HF_ENDPOINT once at import; we read it here and pass it explicitly.
     """
     endpoint = (env.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
     token = env.get("HF_TOKEN") or env.get("HUGGING_FACE_HUB_TOKEN") or None
-    return HubConfig(endpoint=endpoint, token=token, timeout=timeout, retry=retry or RetryPolicy())
+    return HubConfig(endpoint=endpoint, token=token, timeout=timeout, retry=retry or RetryPolicy(), **limits)

@@ -79,10 +79,15 @@ def crawl_cmd(
     executor: Annotated[ExecutorName, typer.Option(help="Where fetch-and-score runs.")] = ExecutorName.local,
     ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address for --executor ray (e.g. 127.0.0.1:6379).")] = None,
     fmt: Annotated[CrawlFormat, typer.Option("--format", "-f", help="json: print the summary object on stdout.")] = CrawlFormat.text,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before any single Hub request times out.")] = 30.0,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds one socket operation (connect, one read) may take.")] = 30.0,
+    deadline_factor: Annotated[float, typer.Option(min=1.0, help="One request, headers and body, ends after this many times --timeout in all.")] = 3.0,
+    repo_budget: Annotated[float, typer.Option(min=1.0, help="One adapter, retries included, gets this many times --timeout (plus its size at --min-rate-kb); then it is recorded as retry.")] = 10.0,
+    min_rate_kb: Annotated[float, typer.Option(min=1.0, help="Slowest average download rate accepted, KiB/s.")] = 256.0,
+    max_api_mb: Annotated[float, typer.Option(min=0.1, help="Largest API body (a listing page, a model_info) after decompression, MiB.")] = 16.0,
+    max_pages: Annotated[int, typer.Option(min=1, help="Most listing pages per base and relation.")] = 10_000,
     max_retries: Annotated[int, typer.Option(min=0, help="Retries per request on 5xx/408/429/connection errors.")] = 5,
     backoff: Annotated[float, typer.Option(min=0.0, help="Base of the exponential backoff, seconds (jittered).", hidden=True)] = 0.5,
-    whole_file_kb: Annotated[int, typer.Option(min=0, help="Read files up to this size (KiB) in one GET; larger ones via hf_hub_download.", hidden=True)] = 1024,
+    whole_file_kb: Annotated[int, typer.Option(min=0, help="Read files up to this size (KiB) in one GET; larger ones are streamed.", hidden=True)] = 1024,
     max_file_mb: Annotated[float, typer.Option(help="Refuse adapter weight files larger than this (MiB), before download.")] = MAX_ADAPTER_BYTES / 2**20,
     db: DbOpt = None,
 ) -> None:
@@ -93,11 +98,14 @@ def crawl_cmd(
     4 when the Hub failed for the whole run (finished work is committed; rerun to resume).
     """
     settings = Settings.from_env(db_url=db)
-    hub = hub_config_from_env(os.environ, timeout=timeout, retry=RetryPolicy(max_retries=max_retries, base_delay=backoff))
+    hub = hub_config_from_env(os.environ, timeout=timeout, retry=RetryPolicy(max_retries=max_retries, base_delay=backoff),
+                              deadline_factor=deadline_factor, min_download_rate=min_rate_kb * 1024,
+                              max_api_bytes=int(max_api_mb * 2**20), max_pages=max_pages)
     options = CrawlOptions(
         bases=tuple(dict.fromkeys(base)), cache_root=settings.home / "cache", limit=limit, workers=workers,
         include_derived=include_derived, keep=keep, executor=executor.value, ray_address=ray_address,
         max_file_bytes=int(max_file_mb * 2**20), max_header_bytes=MAX_HEADER_BYTES, whole_file_bytes=whole_file_kb * 1024,
+        repo_budget_factor=repo_budget,
     )
     args = {"bases": list(options.bases), "limit": limit, "workers": workers, "include_derived": include_derived,
             "executor": executor.value, "endpoint": hub.endpoint}

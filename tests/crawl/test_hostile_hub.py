@@ -269,3 +269,19 @@ def test_a_listing_page_beyond_its_bounds_ends_the_run_with_exit_4(hub, cli, fau
     res = cli(*crawl_args(hub))
     assert res.code == 4 and res.err.startswith("Error: listing refused") and "Traceback" not in res.err
     assert hub.count("list") == 1  # refused, never retried
+
+
+def test_the_limits_are_set_from_the_command_line(hub, cli, store):
+    """--max-api-mb and --max-pages reach the client: a model_info over --max-api-mb is a final
+    error while the others are scored, and a 3-page listing with --max-pages 2 ends with exit 4."""
+    ids = populate(hub, BASE, 3)
+    hub.add_fault(Fault("gzip_bomb", endpoint="info", repo=ids[0], size=4 << 20, times=None))
+    res = cli(*crawl_args(hub, "--max-api-mb", "1"))
+    assert res.code == 0, res.err
+    rows = rows_by_repo(store)
+    assert (rows[ids[0]].status, rows[ids[0]].reason) == ("error", "hostile_metadata")
+    assert "1 MiB cap" in rows[ids[0]].error
+    assert {rows[i].status for i in ids[1:]} == {"scored"}
+    hub.page_size = 1
+    res = cli(*crawl_args(hub, "--max-pages", "2"))
+    assert res.code == 4 and "2 pages" in res.err and "Traceback" not in res.err
