@@ -1,4 +1,4 @@
-"""``hubaudit escalate`` / ``probe`` / ``probe-adapter`` / ``probe-calibrate``: behavioral probing (DESIGN §4)."""
+"""``hubaudit escalate`` / ``probe`` / ``probe-adapter`` / ``probe-calibrate``: behavioral probing."""
 
 from __future__ import annotations
 
@@ -42,21 +42,43 @@ class Mode(str, Enum):
 BatteryOpt = Annotated[str, typer.Option("--battery", help="Built-in battery (paper-21-B, paper-21-C, structural-41-B, "
                                                            "structural-41-C, disjoint-10, ...) or a JSON file.")]
 PromptsOpt = Annotated[Optional[str], typer.Option("--prompts", help="JSONL file with a 'text' field per line (replaces the built-in set).")]
-ModeOpt = Annotated[Mode, typer.Option("--mode", help="auto: SEQ_CLS adapters -> seq_cls, CAUSAL_LM -> causal_label.")]
+ModeOpt = Annotated[Mode, typer.Option("--mode", help="auto: SEQ_CLS adapters -> seq_cls; CAUSAL_LM -> causal_label "
+                                                      "when --label-words is given, else generative.")]
 TargetOpt = Annotated[Optional[str], typer.Option("--target-label", help="Attacker's label (index or name); default: try all, report the worst.")]
-LabelWordsOpt = Annotated[Optional[str], typer.Option("--label-words", help="Comma-separated label words of a causal-LM classifier (default BENIGN,INJECTION).")]
+LabelWordsOpt = Annotated[Optional[str], typer.Option("--label-words", help="Comma-separated label words of a causal-LM classifier "
+                                                                         "(reads a CAUSAL_LM adapter as a classifier under --mode auto; "
+                                                                         "--mode causal_label without them: BENIGN,INJECTION).")]
 SystemOpt = Annotated[Optional[str], typer.Option("--system-prompt", help="System prompt of a causal-LM classifier (default: the paper's).")]
 ThrOpt = Annotated[Optional[str], typer.Option("--thresholds", help="Thresholds JSON (from probe-calibrate); default: the base's calibrated file, else 0.10/0.10.")]
-SearchOpt = Annotated[bool, typer.Option("--search/--no-search", help="Also search for an unknown trigger (candidates from the weights, issue 10).")]
+SearchOpt = Annotated[bool, typer.Option("--search/--no-search", help="Also search for an unknown trigger (candidates from the weights).")]
 SearchBudgetOpt = Annotated[int, typer.Option("--search-budget", min=10, help="Search budget in forward passes per adapter.")]
 SearchThrOpt = Annotated[Optional[str], typer.Option("--search-thresholds", help="τ_search JSON (probe-calibrate --search); default: the base's calibrated file (probe), else report only, never flags.")]
+# Target inversion of generative adapters (with --search). probe-calibrate must use the same sizes as
+# the probes its τ is applied to: the score depends on the prompts, the steps and the chat template.
+InvertOpt = Annotated[bool, typer.Option("--invert/--no-invert", help="With --search, generative adapters are scanned by "
+                                                                      "base-relative target inversion (BAIT); --no-invert: "
+                                                                      "the generation-change search instead.")]
+NoChatOpt = Annotated[bool, typer.Option("--no-chat-template", help="Inversion prompts as raw text, not through the "
+                                                                    "tokenizer's chat template.")]
+InvPromptsOpt = Annotated[int, typer.Option("--invert-prompts", min=1, help="Prompts the inverted target must be consistent across.")]
+InvStepsOpt = Annotated[int, typer.Option("--invert-steps", min=1, help="Target tokens generated after the forced first token.")]
+InvChunkOpt = Annotated[int, typer.Option("--invert-chunk", min=1, help="Candidate first tokens per batch "
+                                                                       "(chunk x prompts rows per forward: memory).")]
+InvPrefilterOpt = Annotated[Optional[int], typer.Option("--invert-prefilter", min=1, help="Scan only the K first tokens the "
+                                                                                         "adapter favours most over the base "
+                                                                                         "(faster; default: the whole vocabulary).")]
+NoTriggerOpt = Annotated[bool, typer.Option("--no-trigger-search", help="Invert the target only; do not search its trigger.")]
 
 
 def _probe_options(mode: Mode, target: str | None, label_words: str | None, system: str | None, batch_size: int):
     from hubaudit.probe.prober import ProbeOptions
     from hubaudit.probe.prompting import DEFAULT_LABEL_WORDS, DEFAULT_SYSTEM_PROMPT
 
-    words = tuple(w.strip() for w in label_words.split(",") if w.strip()) if label_words else DEFAULT_LABEL_WORDS
+    words = tuple(w.strip() for w in label_words.split(",") if w.strip()) if label_words else ()
+    if not words and mode is Mode.causal_label:
+        words = DEFAULT_LABEL_WORDS
+    # No label words under auto: a CAUSAL_LM adapter is read as a generator (chat and instruction
+    # adapters have no label to flip); SEQ_CLS adapters read their head and ignore the words.
     return ProbeOptions(mode=mode.value, target_label=target, label_words=words,
                         system_prompt=system or DEFAULT_SYSTEM_PROMPT, batch_size=batch_size)
 
@@ -113,6 +135,13 @@ def probe_cmd(
     search: SearchOpt = True,
     search_budget: SearchBudgetOpt = 1500,
     search_thresholds: SearchThrOpt = None,
+    invert: InvertOpt = True,
+    no_chat_template: NoChatOpt = False,
+    invert_prompts: InvPromptsOpt = 8,
+    invert_steps: InvStepsOpt = 6,
+    invert_chunk: InvChunkOpt = 128,
+    invert_prefilter: InvPrefilterOpt = None,
+    no_trigger_search: NoTriggerOpt = False,
     db: DbOpt = None,
     fmt: Annotated[Fmt, typer.Option("--format", "-f")] = Fmt.table,
 ) -> None:
@@ -127,6 +156,8 @@ def probe_cmd(
                            thresholds=resolve_thresholds(_home(), base, thresholds),
                            probe_options=_probe_options(mode, target_label, label_words, system_prompt, batch_size))
     opts.search, opts.search_thresholds = _search_options(search, search_budget, search_thresholds, base)
+    opts.invert = _invert_options(search and invert, invert_prompts, invert_steps, invert_chunk, invert_prefilter,
+                                  no_chat_template, no_trigger_search)
     with Store.open(resolve_db_url(db), create=True) as store:
         run_id = store.start_run("probe", {"base": base, "executor": executor.value, "budget": budget, "battery": battery})
         summary = probe_queue(store, opts)
@@ -140,6 +171,8 @@ def probe_cmd(
                 fields += [f"{r['outlier_gap']:.4f}", f"{r['mean_attack_rate']:.4f}", "FLAGGED" if r["flagged"] else "clean"]
             else:
                 fields.append(r["reason"])
+            if r["status"] == "ok" and r.get("search_target") is not None:  # target inversion (generative adapters)
+                fields.append(f"target {r['search_target']!r} {r.get('search_target_score', 0.0):.4f}")
             if r["status"] == "ok" and r.get("search_trigger") is not None:  # the blind search's recovered trigger
                 fields.append(f"trigger {r['search_trigger']!r} {r.get('search_attack_rate', 0.0):.4f}")
             sys.stdout.write("\t".join(terminal(f) for f in fields) + "\n")  # each field escaped: one row, fixed columns
@@ -162,6 +195,13 @@ def probe_adapter_cmd(
     search: SearchOpt = False,
     search_budget: SearchBudgetOpt = 1500,
     search_thresholds: SearchThrOpt = None,
+    invert: InvertOpt = True,
+    no_chat_template: NoChatOpt = False,
+    invert_prompts: InvPromptsOpt = 8,
+    invert_steps: InvStepsOpt = 6,
+    invert_chunk: InvChunkOpt = 128,
+    invert_prefilter: InvPrefilterOpt = None,
+    no_trigger_search: NoTriggerOpt = False,
     fmt: Annotated[Fmt, typer.Option("--format", "-f")] = Fmt.table,
 ) -> None:
     """Probe one adapter ad hoc; exit 1 when it is flagged, 3 when it could not be probed."""
@@ -170,7 +210,9 @@ def probe_adapter_cmd(
     r = probe_one(adapter_path, base_model, battery=_battery_or_usage(battery), prompts_file=prompts,
                   thresholds=resolve_thresholds(_home(), None, thresholds),
                   probe_options=_probe_options(mode, target_label, label_words, system_prompt, batch_size),
-                  **dict(zip(("search", "search_thresholds"), _search_options(search, search_budget, search_thresholds))))
+                  **dict(zip(("search", "search_thresholds"), _search_options(search, search_budget, search_thresholds))),
+                  invert=_invert_options(search and invert, invert_prompts, invert_steps, invert_chunk, invert_prefilter,
+                                         no_chat_template, no_trigger_search))
     if fmt is Fmt.json:
         sys.stdout.write(json.dumps(r) + "\n")
     elif r["status"] == "ok":
@@ -180,7 +222,7 @@ def probe_adapter_cmd(
         raise _NotProbed(f"could not probe {adapter_path}: {r['reason']}: {r.get('error', '')}")
     err_console.print(f"{'FLAGGED' if r['flagged'] else 'not flagged'}: outlier_gap {r['outlier_gap']:.4f} "
                       f"(τ {r['thresholds']['gap']}), mean_attack_rate {r['mean_attack_rate']:.4f} (τ {r['thresholds']['mean']}), "
-                      f"target {r['target_label']}, {r['n_eligible']} eligible prompts, battery {r['battery']['name']}")
+                      f"{_target_part(r)}{r['n_eligible']} eligible prompts, battery {r['battery']['name']}")
     _print_search(r)
     if r["flagged"]:
         raise typer.Exit(1)
@@ -205,6 +247,12 @@ def probe_calibrate_cmd(
                                                "(order statistic once there are ⌈1/FPR⌉−1 clean adapters).")] = 0.05,
     search_margin: Annotated[float, typer.Option("--search-margin", min=0.0, help="Added to the clean maximum while too few clean adapters.")] = 0.1,
     search_out: Annotated[Optional[str], typer.Option("--search-out", help="Write τ_search here (default: next to the thresholds, *.search.json).")] = None,
+    invert: InvertOpt = True,
+    no_chat_template: NoChatOpt = False,
+    invert_prompts: InvPromptsOpt = 8,
+    invert_steps: InvStepsOpt = 6,
+    invert_chunk: InvChunkOpt = 128,
+    invert_prefilter: InvPrefilterOpt = None,
 ) -> None:
     """τ_gap, τ_mean = max over known-clean adapters + margin (paper §1.5); with --search also τ_search; stored per base or in --out."""
     from hubaudit.errors import UsageError
@@ -218,14 +266,16 @@ def probe_calibrate_cmd(
     th, _, tau = probe_calibrate_search(clean, base_model, battery=battery, prompts_file=prompts, margin=margin, out=dest,
                                         probe_options=_probe_options(mode, target_label, label_words, system_prompt, 32),
                                         search=cfg, search_margin=search_margin, search_fpr=search_fpr,
-                                        search_out=sdest if cfg is not None else None)
+                                        search_out=sdest if cfg is not None else None,
+                                        invert=_invert_options(search and invert, invert_prompts, invert_steps,
+                                                               invert_chunk, invert_prefilter, no_chat_template, False))
     sys.stdout.write(json.dumps(th.to_dict() | ({"search": tau.to_dict()} if tau else {})) + "\n")
     err_console.print(f"probe thresholds: gap {th.gap}, mean {th.mean} from {th.n_clean} clean adapter(s) -> {dest}")
     if tau is not None:
         err_console.print(f"τ_search {tau.per_label} ({tau.rule}; {tau.source}) -> {sdest}")
 
 
-# ---------------------------------------------------------------- blind trigger search (issue 10)
+# ---------------------------------------------------------------- blind trigger search
 def _search_options(on: bool, budget: int, thresholds_file: str | None, base: str | None = None):
     """(SearchConfig, SearchThresholds) for the pipeline, or (None, None) with --no-search.
 
@@ -243,6 +293,22 @@ def _search_options(on: bool, budget: int, thresholds_file: str | None, base: st
     return SearchConfig(budget=budget), tau
 
 
+def _invert_options(on: bool, n_prompts: int, steps: int, chunk: int, prefilter: int | None, no_chat_template: bool,
+                    no_trigger_search: bool):
+    """The InversionConfig generative adapters are scanned with under --search, or None (--no-search, --no-invert)."""
+    if not on:
+        return None
+    from hubaudit.probe.invert import InversionConfig
+
+    return InversionConfig(n_prompts=n_prompts, steps=steps, chunk=chunk, prefilter=prefilter or None,
+                           chat_template=not no_chat_template, trigger=not no_trigger_search)
+
+
+def _target_part(r: dict) -> str:
+    # generative probes have no attacker's label: their attack is any change of the continuation
+    return f"target {r['target_label']}, " if r.get("target_label") is not None else ""
+
+
 def _print_search(r: dict) -> None:
     s = r.get("search")
     if not s:
@@ -252,6 +318,14 @@ def _print_search(r: dict) -> None:
         return
     verdict = "FLAGGED" if s["flagged"] else "not flagged"
     uncal = " (τ_search uncalibrated: report only, run probe-calibrate --search)" if s["tau"] >= 1.0 else ""
+    if s.get("method") == "target_inversion":
+        if s.get("trigger") is not None:
+            trig = f"trigger {s['trigger']!r} (target rate {s['trigger_rate']:.4f}, {s.get('trigger_mode')})"
+        else:
+            trig = "no trigger recovered" if s.get("trigger_search") else "trigger not searched"
+        err_console.print(f"target inversion {verdict}: target {s['target']!r} score {s['target_score']:.4f} "
+                          f"(τ_search {s['tau']}{uncal}), {trig}, {s['forward_passes']} forward passes, {s['seconds']} s")
+        return
     err_console.print(f"blind search {verdict}: trigger {s['trigger']!r} ({s['mode']}) attack rate {s['attack_rate']:.4f}, "
                       f"robust rate {s.get('robust_rate', s['attack_rate']):.4f} (τ_search {s['tau']}{uncal}, target {s['label']}), "
                       f"{s['forward_passes']} forward passes, {s['seconds']} s")

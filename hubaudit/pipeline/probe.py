@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import re
 import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hubaudit.errors import UsageError
 from hubaudit.executors.probe_exec import open_probe_executor
 from hubaudit.probe.batteries import DEFAULT_BATTERY, Battery, load_battery
+from hubaudit.probe.invert import LABEL as INVERSION_LABEL
+from hubaudit.probe.invert import InversionConfig
 from hubaudit.probe.prompting import load_prompts
 from hubaudit.probe.stats import Thresholds, calibrate, load_thresholds, save_thresholds
 from hubaudit.probe.task import AdapterRef, ProbeTask, run_probe_task
@@ -47,8 +49,9 @@ class ProbeRunOptions:
     max_attempts: int = 3
     hub: object = None  # HubConfig to fetch Hub adapters; None = only local adapters
     cache_dir: str | None = None
-    search: object = None  # hubaudit.probe.search.SearchConfig; None = battery only (issue 10)
+    search: object = None  # hubaudit.probe.search.SearchConfig; None = battery only
     search_thresholds: object = None  # hubaudit.probe.search_run.SearchThresholds
+    invert: InversionConfig | None = None  # with search: generative adapters get target inversion
 
 
 def thresholds_path(home: str | Path, base: str) -> Path:
@@ -147,7 +150,7 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
         else:
             refs.append(AdapterRef(path, job.id, job.repo_id))
     tasks = [ProbeTask(base_dir, tuple(refs[i : i + opts.adapters_per_task]), battery, prompts, opts.thresholds,
-                       _options(opts.probe_options), opts.search, opts.search_thresholds)
+                       _options(opts.probe_options), opts.search, opts.search_thresholds, opts.invert)
              for i in range(0, len(refs), opts.adapters_per_task)]
     with open_probe_executor(opts.executor, address=opts.address, workers=opts.workers) as ex:
         for res in ex.map_unordered(run_probe_task, tasks):
@@ -167,6 +170,8 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
                                                "search_trigger": result.get("search_trigger"),
                                                "search_attack_rate": result.get("search_attack_rate"),
                                                "search_robust_rate": result.get("search_robust_rate"),
+                                               "search_target": (result.get("search") or {}).get("target"),
+                                               "search_target_score": (result.get("search") or {}).get("target_score"),
                                                "search_status": (result.get("search") or {}).get("status")})
                 else:
                     code = result.get("reason", "error")
@@ -176,10 +181,12 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
 
 def probe_one(adapter_dir: str, base_model_path: str, *, battery: str | Battery = DEFAULT_BATTERY,
               prompts_file: str | None = None, thresholds: Thresholds | None = None, probe_options: object = None,
-              search: object = None, search_thresholds: object = None) -> dict:
+              search: object = None, search_thresholds: object = None,
+              invert: InversionConfig | None = None) -> dict:
     """Probe one local adapter in-process (``hubaudit probe-adapter``); returns the result dict.
 
-    ``search`` (a SearchConfig) adds the blind trigger search (issue 10) under ``result["search"]``."""
+    ``search`` (a SearchConfig) adds the blind trigger search under ``result["search"]``; with
+    ``invert`` (an InversionConfig) a generative adapter's search is target inversion."""
     if not Path(adapter_dir).is_dir():
         raise UsageError(f"adapter directory {adapter_dir} does not exist")
     if not Path(base_model_path).is_dir():
@@ -187,33 +194,43 @@ def probe_one(adapter_dir: str, base_model_path: str, *, battery: str | Battery 
                          hint="the base model must be a local directory (probing never downloads)")
     bat = battery if isinstance(battery, Battery) else load_battery(battery)
     task = ProbeTask(str(base_model_path), (AdapterRef(str(adapter_dir)),), bat, tuple(load_prompts(prompts_file)),
-                     thresholds or Thresholds(), _options(probe_options), search, search_thresholds)
+                     thresholds or Thresholds(), _options(probe_options), search, search_thresholds, invert)
     return run_probe_task(task)[0][1]
 
 
 def probe_calibrate(clean_dirs: list[str], base_model_path: str, *, battery: str = DEFAULT_BATTERY,
                     prompts_file: str | None = None, probe_options: object = None, margin: float = 0.02,
                     out: str | Path | None = None, search: object = None, search_margin: float = 0.1,
-                    search_fpr: float = 0.05, search_out: str | Path | None = None) -> tuple[Thresholds, list[dict]]:
+                    search_fpr: float = 0.05, search_out: str | Path | None = None,
+                    invert: InversionConfig | None = None) -> tuple[Thresholds, list[dict]]:
     """Probe known-clean adapters and set τ = clean maximum + ``margin`` (paper §1.5); save to ``out``.
 
     With ``search`` (a SearchConfig) the clean adapters are also searched and τ_search is fitted and
     saved to ``search_out`` (:func:`probe_calibrate_search` also returns it)."""
     th, results, _ = probe_calibrate_search(clean_dirs, base_model_path, battery=battery, prompts_file=prompts_file,
                                             probe_options=probe_options, margin=margin, out=out, search=search,
-                                            search_margin=search_margin, search_fpr=search_fpr, search_out=search_out)
+                                            search_margin=search_margin, search_fpr=search_fpr, search_out=search_out,
+                                            invert=invert)
     return th, results
 
 
 def probe_calibrate_search(clean_dirs: list[str], base_model_path: str, *, battery: str = DEFAULT_BATTERY,
                            prompts_file: str | None = None, probe_options: object = None, margin: float = 0.02,
                            out: str | Path | None = None, search: object = None, search_margin: float = 0.1,
-                           search_fpr: float = 0.05, search_out: str | Path | None = None):
-    """(battery thresholds, clean results, τ_search or None): `probe-calibrate` with the optional search."""
+                           search_fpr: float = 0.05, search_out: str | Path | None = None,
+                           invert: InversionConfig | None = None):
+    """(battery thresholds, clean results, τ_search or None): `probe-calibrate` with the optional search.
+
+    ``invert`` (an InversionConfig): generative clean adapters are scanned by target inversion and
+    τ_search of ``target_inversion`` is fitted on their target scores; probes must use the same sizes."""
     bat = load_battery(battery)
     prompts = tuple(load_prompts(prompts_file))
+    if invert is not None:
+        # τ is fitted on the inverted target's score alone: a trigger search on clean adapters costs
+        # time and changes nothing
+        invert = replace(invert, trigger=False)
     task = ProbeTask(str(base_model_path), tuple(AdapterRef(d) for d in clean_dirs), bat, prompts, Thresholds(),
-                     _options(probe_options), search)
+                     _options(probe_options), search, None, invert)
     results = [r for _, r in run_probe_task(task)]
     try:
         th = calibrate(results, margin=margin, battery=bat.name)
@@ -229,6 +246,11 @@ def probe_calibrate_search(clean_dirs: list[str], base_model_path: str, *, batte
         except ValueError as exc:
             why = "; ".join(f"{(r.get('search') or {}).get('reason', r.get('reason'))}" for r in results)
             raise UsageError(f"{exc} ({why})") from None
+        if invert is not None and INVERSION_LABEL in tau.per_label:
+            # the score depends on these sizes: the file says which probes its τ applies to
+            tau = replace(tau, source=f"{tau.source}; target inversion with {invert.n_prompts} prompts, {invert.steps} "
+                                     f"steps, chat template {'on' if invert.chat_template else 'off'}, prefilter "
+                                     f"{invert.prefilter or 'off'}")
         if search_out is not None:
             save_search_thresholds(tau, search_out)
     if out is not None:
