@@ -319,8 +319,10 @@ def _print_search(r: dict) -> None:
     verdict = "FLAGGED" if s["flagged"] else "not flagged"
     uncal = " (τ_search uncalibrated: report only, run probe-calibrate --search)" if s["tau"] >= 1.0 else ""
     if s.get("method") == "target_inversion":
-        if s.get("trigger") is not None:
+        if s.get("trigger") is not None and s.get("trigger_rate"):
             trig = f"trigger {s['trigger']!r} (target rate {s['trigger_rate']:.4f}, {s.get('trigger_mode')})"
+        elif s.get("trigger") is not None:  # the search's best string never made the adapter emit the target
+            trig = f"no trigger fires the target (best candidate {s['trigger']!r})"
         else:
             trig = "no trigger recovered" if s.get("trigger_search") else "trigger not searched"
         err_console.print(f"target inversion {verdict}: target {s['target']!r} score {s['target_score']:.4f} "

