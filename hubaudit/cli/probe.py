@@ -321,8 +321,8 @@ def _print_search(r: dict) -> None:
     if s.get("method") == "target_inversion":
         if s.get("trigger") is not None and s.get("trigger_rate"):
             trig = f"trigger {s['trigger']!r} (target rate {s['trigger_rate']:.4f}, {s.get('trigger_mode')})"
-        elif s.get("trigger") is not None:  # the search's best string never made the adapter emit the target
-            trig = f"no trigger fires the target (best candidate {s['trigger']!r})"
+        elif (s.get("trigger_search") or {}).get("trigger"):  # the best string never made the adapter emit the target
+            trig = f"no trigger fires the target (best candidate {s['trigger_search']['trigger']!r})"
         else:
             trig = "no trigger recovered" if s.get("trigger_search") else "trigger not searched"
         err_console.print(f"target inversion {verdict}: target {s['target']!r} score {s['target_score']:.4f} "

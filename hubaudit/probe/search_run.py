@@ -268,11 +268,14 @@ def _search_inversion(prober, ad, prompts: list[str], strings: list[str], cfg, t
         trig_s = time.perf_counter() - t0
     t = tau.tau(LABEL)
     rate = max(trig.rates_by_mode.values()) if trig and trig.rates_by_mode else 0.0
+    # A string that never makes the target appear is no trigger: report null, keep the best
+    # candidate under trigger_search for whoever wants to look.
+    recovered = trig.trigger if trig and rate > 0 else None
     row = {"label": LABEL, "tau": t, "target_score": inv.target_score, "target": inv.target}
     return {"status": "ok", "method": "target_inversion", "label": LABEL, "target": inv.target,
             "target_ids": inv.target_ids, "target_score": inv.target_score, "q_adapter": inv.q_adapter,
             "q_base": inv.q_base, "llr": inv.llr, "bait_q": inv.bait_q, "tau": t, "flagged": inv.target_score > t,
-            "trigger": trig.trigger if trig else None, "trigger_rate": rate, "trigger_mode": trig.mode if trig else None,
+            "trigger": recovered, "trigger_rate": rate, "trigger_mode": trig.mode if recovered else None,
             # the battery-search fields, for consumers that read them: rates of the recovered trigger
             "attack_rate": trig.attack_rate if trig else 0.0, "robust_rate": trig.robust_rate if trig else 0.0,
             "mode": trig.mode if trig else None, "trigger_search": trig.to_dict() if trig else None,
