@@ -55,6 +55,13 @@ ranks, if the pool has ≥ min_n members. The pool is fitted on the raw union, w
 normalisation: its σ includes the between-rank spread, so pooled thresholds are looser (fewer
 false flags, less power), and verdicts say ``source: pool``. A stratum whose pool is also
 below min_n is "not calibrated": its adapters get flagged=None, never "clean".
+
+Low confidence: ``--min-n`` may be set below what the target FPR needs. A calibrated fit (stratum or
+pool) made on fewer than :func:`n_needed` adapters is stored with ``low_confidence: true`` and its
+reason, and every verdict judged by it carries both (judge.py), so that a threshold fitted on three
+adapters (Student t with 2 degrees of freedom puts it ~26× further out than the normal quantile at
+the tails used here) can never yield a bare pass. The count is the one the fit was made on: the
+references when the fit is anchored on them, else the population.
 """
 
 from __future__ import annotations
@@ -80,10 +87,14 @@ COMBINED_MODE = "mahal"
 MAX_MODULE_FEATURES = 64
 PER_MODULE_PREFIX = "module_"
 DIRECTIONS = ("up", "down", "both")
+# Adapters beyond which a fit is confident whatever its target FPR: at n = 30 the Student-t critical
+# value at the Bonferroni tails used (≈1e-4 two-sided) is ~16 % beyond the normal one, so estimating
+# location and scale no longer dominates the threshold; below, the order-statistic rule decides.
+CONFIDENT_N = 30
 
 Member = tuple[str, Mapping[str, float | None]]  # (stratum key, features)
-__all__ = ["DEFAULT_METHOD", "METHODS", "MAD_TO_SIGMA", "MIN_ABS_SCALE", "MIN_LOG_SCALE", "MIN_REL_SCALE", "fit",
-           "parse_stratum", "pool_key"]  # fmt: skip
+__all__ = ["CONFIDENT_N", "DEFAULT_METHOD", "METHODS", "MAD_TO_SIGMA", "MIN_ABS_SCALE", "MIN_LOG_SCALE", "MIN_REL_SCALE",
+           "fit", "low_confidence", "n_needed", "parse_stratum", "pool_key"]  # fmt: skip
 
 
 def parse_stratum(key: str) -> tuple[str, str, str]:
@@ -92,6 +103,41 @@ def parse_stratum(key: str) -> tuple[str, str, str]:
     if len(parts) != 3:
         return key, "r?", ""
     return parts[0], parts[1], parts[2]
+
+
+def n_needed(target_fpr: float) -> int:
+    """Adapters a fit needs before its threshold is trusted at ``target_fpr`` (α).
+
+    The order-statistic rule n ≥ ⌈1/α⌉ − 1: a new clean adapter exceeds the largest of n clean ones
+    with probability 1/(n+1), so fewer than 1/α − 1 adapters cannot even in principle show that the
+    threshold sits in the α tail rather than inside the population. Capped at CONFIDENT_N, where the
+    parametric fit's t quantile already carries the estimation error (5 % → 19, 1 % → 30).
+    """
+    return max(2, min(math.ceil(1.0 / target_fpr - 1e-9) - 1, CONFIDENT_N))
+
+
+def _confidence(n_fit: int, target_fpr: float) -> dict[str, Any]:
+    need = n_needed(target_fpr)
+    low = n_fit < need
+    reason = f"fitted on {n_fit} adapters; {need} needed for {target_fpr * 100:g} % FPR" if low else None
+    return {"low_confidence": low, "low_confidence_reason": reason, "n_needed": need}
+
+
+def low_confidence(entry: Mapping[str, Any], params: Mapping[str, Any] | None = None) -> str | None:
+    """Why a calibrated fit (a threshold set's ``strata`` entry) is low-confidence, or None.
+
+    Threshold sets stored before fits carried the mark are judged by the same rule from their
+    ``n``/``n_ref`` and ``params["target_fpr"]``.
+    """
+    if entry.get("status") != "calibrated":
+        return None
+    if "low_confidence" in entry:
+        return (entry.get("low_confidence_reason") or "too few adapters") if entry["low_confidence"] else None
+    fpr = (params or {}).get("target_fpr")
+    if not fpr:
+        return None
+    n_fit = entry.get("n_ref") if entry.get("source") == "reference" else entry.get("n")
+    return _confidence(int(n_fit or 0), float(fpr))["low_confidence_reason"]
 
 
 def pool_key(stratum: str) -> str:
@@ -218,7 +264,8 @@ def _fit_one(
     fitted = {name: _fit_feature(b, r, directions[name], alpha, pre.get(name)) for name, (b, r) in columns.items()}
     out = {"status": "calibrated", "source": "reference" if use_refs else source, "n": n, "n_ref": n_ref,
            "alpha_per_feature": alpha, "features": fitted,
-           "per_module_features_left_out": len(left_out)}  # fmt: skip
+           "per_module_features_left_out": len(left_out),
+           **_confidence(n_ref if use_refs else n, target_fpr)}  # fmt: skip
     if combined:
         out["combined"] = _fit_combined(base_x, refs, names, list(columns), target_fpr, min_n, trusted=use_refs)
     return out

@@ -14,6 +14,8 @@ Whatever the rule, each breakdown also carries the other one: ``per_feature`` (i
 plus a detail entry per fired feature) and ``paper`` (the paper's statistic global_frobN_std against
 its own per-feature threshold, DESIGN §2), and ``combined`` when fitted. A stratum without a
 calibrated fit (or pool) gives flagged=None ("not calibrated", never clean) and margin None.
+A verdict judged by a low-confidence fit (fit.py, "Low confidence") carries ``low_confidence: true``
+and ``low_confidence_reason``: callers must not present its pass as a plain pass.
 
 :func:`judge_many` is the vectorised implementation (one numpy pass per fitted stratum; a base
 with 100,000 adapters is re-judged on every calibration); :func:`judge` is the one-adapter view.
@@ -30,7 +32,7 @@ import numpy as np
 
 from hubaudit.calibrate._robust import feature_matrix
 from hubaudit.calibrate.combined import score_matrix
-from hubaudit.calibrate.fit import pool_key
+from hubaudit.calibrate.fit import low_confidence, pool_key
 
 Breakdown = dict[str, Any]
 Verdict = tuple[bool | None, Breakdown]
@@ -68,6 +70,8 @@ def judge(features: Mapping[str, float | None], stratum: str, threshold_set: Map
          "margin": float | None,      # > 0 exactly when flagged (ln(S/T) or σ, see module docstring)
          "stratum": str, "fit": str,  # the threshold-set entry used (stratum or its pool): it
          "source": str, "n": int,     #   holds every threshold; source stratum/pool/reference
+         "low_confidence": bool,      # the fit had too few adapters for its target FPR (fit.py)
+         "low_confidence_reason": str | None,  # e.g. "fitted on 3 adapters; 19 needed for 5 % FPR"
          "combined": {"statistic", "threshold", "mode", "flagged"},   # when a combined fit exists
          "paper": {"feature", "value", "threshold", "z", "above"},    # when global_frobN_std is fitted
          "per_feature": {"flagged", "margin"},
@@ -87,7 +91,8 @@ TOP = 3
 
 def judge_many(items: Sequence[tuple[str, Mapping[str, float | None]]], threshold_set: Mapping[str, Any]) -> list[Verdict]:
     """:func:`judge` for many (stratum, features) pairs, in order."""
-    verdict = (threshold_set.get("params") or {}).get("verdict", "per-feature")
+    params = threshold_set.get("params") or {}
+    verdict = params.get("verdict", "per-feature")
     out: list[Verdict | None] = [None] * len(items)
     groups: dict[str, list[int]] = defaultdict(list)
     for i, (stratum, _) in enumerate(items):
@@ -98,9 +103,10 @@ def judge_many(items: Sequence[tuple[str, Mapping[str, float | None]]], threshol
             for i in idx:
                 out[i] = (None, {"verdict": verdict, "reasons": [f"not calibrated: {why}"], "margin": None,
                                  "stratum": stratum, "fit": None, "source": None, "n": None, "top": [],
-                                 "features": {}})  # fmt: skip
+                                 "features": {}, "low_confidence": False, "low_confidence_reason": None})  # fmt: skip
             continue
-        for i, v in zip(idx, _judge_group([items[i][1] for i in idx], stratum, key, fit, verdict)):
+        low = low_confidence(fit, params)
+        for i, v in zip(idx, _judge_group([items[i][1] for i in idx], stratum, key, fit, verdict, low)):
             out[i] = v
     return out  # type: ignore[return-value]
 
@@ -124,7 +130,7 @@ def _top(z: np.ndarray, names: Sequence[str]) -> list[list]:
 
 
 def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: str, fit: Mapping[str, Any],
-                 verdict: str) -> list[Verdict]:  # fmt: skip
+                 verdict: str, low: str | None = None) -> list[Verdict]:  # fmt: skip
     names = list(fit["features"])
     feats = [fit["features"][n] for n in names]
     raw = feature_matrix(rows, names)  # None / absent -> NaN
@@ -143,7 +149,8 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
     margin_pf = np.where(any_value, np.nanmax(np.where(missing, -np.inf, ex), axis=1), np.nan)
     above = x > hi
     n_fit = fit["n"]
-    common = {"verdict": verdict, "stratum": stratum, "fit": key, "source": fit["source"], "n": n_fit}
+    common = {"verdict": verdict, "stratum": stratum, "fit": key, "source": fit["source"], "n": n_fit,
+              "low_confidence": low is not None, "low_confidence_reason": low}  # fmt: skip
 
     # the combined statistic (module docstring); None per row when it cannot be computed
     model = fit.get("combined") if verdict == "combined" else None

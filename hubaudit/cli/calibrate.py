@@ -9,7 +9,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
+from hubaudit.cli._options import ConfigOpt, DbOpt, err_console, styled
 from hubaudit.cli.app import app
 from hubaudit.textsafe import terminal
 
@@ -35,7 +35,8 @@ def calibrate(
         float, typer.Option("--target-fpr", min=1e-9, max=0.5, help="False-positive rate of the combined verdict on clean adapters.")
     ] = 0.01,
     min_n: Annotated[
-        int, typer.Option("--min-n", min=2, help="Adapters a stratum (or its pool) needs to be calibrated; below: 'not calibrated'.")
+        int, typer.Option("--min-n", min=2, help="Adapters a stratum (or its pool) needs to be calibrated; below: 'not calibrated'. "
+                     "A fit on fewer than the target FPR needs (⌈1/FPR⌉−1, at most 30) is marked low confidence.")
     ] = 30,
     method: Annotated[
         CalibrateMethod,
@@ -53,6 +54,7 @@ def calibrate(
     """
     from hubaudit.errors import NotCalibratedError
     from hubaudit.pipeline.calibrate import calibrate_base
+    from hubaudit.pipeline.check import calibrate_hint
     from hubaudit.settings import resolve_db_url
     from hubaudit.store import Store
 
@@ -82,5 +84,13 @@ def calibrate(
         f"min N {summary.min_n}, {summary.n_references} reference(s)): {v['flagged']} flagged, {v['clean']} clean, "
         f"{v['not_calibrated']} not calibrated"
     )
+    for s in summary.low_confidence:
+        # a fit this small can put its threshold orders of magnitude above every score: say so once here,
+        # and every verdict it gives carries it (check exits 3 on such a pass unless told to accept it)
+        err_console.print(styled("warning:", "yellow", f"stratum {s['stratum']} is low confidence: "
+                                 f"{s['low_confidence_reason']}; its passes are not plain passes"))  # fmt: skip
+    if summary.low_confidence:
+        err_console.print(styled("Hint:", "dim", calibrate_hint(base, low=True)))
     if not summary.calibrated:
-        raise NotCalibratedError(f"no stratum of {base} has min N={min_n} adapters (N={summary.n})")
+        raise NotCalibratedError(f"no stratum of {base} has min N={min_n} adapters (N={summary.n})",
+                                 hint=calibrate_hint(base))  # fmt: skip

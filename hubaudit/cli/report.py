@@ -158,8 +158,10 @@ def export_cmd(
 
 
 def _check_text(r) -> str:  # r: CheckResult
-    word = {"pass": "PASS", "flagged": "FLAGGED", "suppressed": "SUPPRESSED", "not_calibrated": "NOT CALIBRATED",
-            "not_audited": "NOT AUDITED"}[r.verdict]  # fmt: skip
+    word = {"pass": "PASS", "pass_low_confidence": "PASS", "flagged": "FLAGGED", "suppressed": "SUPPRESSED",
+            "not_calibrated": "NOT CALIBRATED", "not_audited": "NOT AUDITED"}[r.verdict]  # fmt: skip
+    if r.low_confidence:  # never a bare PASS from thresholds fitted on too few adapters
+        word += f" (low confidence: {r.low_confidence_reason})"
     lines = [f"{word}  {r.repo_id}@{(r.sha or 'latest')[:12]}"]
     if r.base:
         lines.append(f"  base        {r.base}")
@@ -192,9 +194,13 @@ def check_cmd(
     suppress: SuppressOpt = None,
     offline: Annotated[bool, typer.Option("--offline", help="Never contact the Hub: a repo not in the store is not audited.")] = False,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before any single Hub request times out.")] = 30.0,
+    accept_low_confidence: Annotated[bool, typer.Option(
+        "--accept-low-confidence",
+        help="Exit 0 on a pass judged by thresholds fitted on too few adapters for their target FPR (default: exit 3).")] = False,
     db: DbOpt = None,
 ) -> None:
-    """Gate one adapter before loading it: exit 0 pass, 1 flagged, 3 not calibrated or not audited.
+    """Gate one adapter before loading it: exit 0 pass, 1 flagged, 3 not calibrated, not audited, or a
+    low-confidence pass (thresholds fitted on too few adapters; --accept-low-confidence: exit 0).
 
     A Hub repo that is not in the store is fetched (pinned, verified) and scored now, from HF_ENDPOINT
     with HF_TOKEN if set (never stored or logged); a PATH is scored from disk.
@@ -213,7 +219,7 @@ def check_cmd(
     hub = None if offline else hub_config_from_env(os.environ, timeout=timeout)
     with _open_store(db) as store:
         result = check_target(store, target, base=base, suppressions=sups, today=today, hub=hub,
-                              cache_root=settings.home / "cache")  # fmt: skip
+                              cache_root=settings.home / "cache", accept_low_confidence=accept_low_confidence)  # fmt: skip
     if fmt is CheckFormat.json:
         sys.stdout.write(json_dumps(result.to_dict(), indent=2, allow_nan=True, default=str) + "\n")
     else:

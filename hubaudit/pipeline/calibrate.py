@@ -47,6 +47,11 @@ class CalibrationSummary:
     def calibrated(self) -> bool:
         return self.verdicts.get("flagged", 0) + self.verdicts.get("clean", 0) > 0
 
+    @property
+    def low_confidence(self) -> list[dict[str, Any]]:
+        """The strata whose own fit was made on too few adapters for the target FPR (fit.py)."""
+        return [s for s in self.strata if s.get("low_confidence")]
+
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
 
@@ -182,6 +187,7 @@ def _strata_table(strata: dict[str, Any], population: Sequence[Any], verdicts: S
     for key, entry in sorted(strata.items()):
         if key.startswith("pool:"):
             continue
+        fit_entry = strata.get(entry.get("pool"), {}) if entry["status"] == "pooled" else entry
         out.append({
             "stratum": key,
             "status": entry["status"],
@@ -191,6 +197,9 @@ def _strata_table(strata: dict[str, Any], population: Sequence[Any], verdicts: S
             "source": entry.get("source"),
             "n_features": len(entry.get("features", {})),
             "combined_threshold": (entry.get("combined") or {}).get("threshold"),
+            # the fit that judges the stratum (its own, or its pool's) was made on too few adapters
+            "low_confidence": bool(fit_entry.get("low_confidence")),
+            "low_confidence_reason": fit_entry.get("low_confidence_reason"),
             "flagged": flagged.get(key, 0),
         })  # fmt: skip
     return out

@@ -8,7 +8,11 @@ Nothing is written to the store: the gate is read-only. The features are judged 
 confirmed a backdoor flags the adapter whatever its weights say.
 
 Verdicts and exit codes: ``pass`` 0 · ``flagged`` 1 · ``suppressed`` 0 (a live suppression covers a
-finding) · ``not_calibrated`` 3 · ``not_audited`` 3. "Could not tell" is never a pass.
+finding) · ``not_calibrated`` 3 · ``not_audited`` 3 · ``pass_low_confidence`` 3, or 0 with
+``accept_low_confidence``. "Could not tell" is never a pass, and a pass against thresholds fitted on too
+few adapters for their target FPR (calibrate/fit.py, "Low confidence") is "could not be audited" by
+default: such a threshold can sit orders of magnitude above every score. A low-confidence flag stays
+``flagged`` (exit 1) and says so in ``low_confidence``.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ from hubaudit.report import Suppression, match_suppression
 from hubaudit.report.build import score_threshold
 from hubaudit.store import Store
 
-EXIT_CODES = {"pass": 0, "flagged": 1, "suppressed": 0, "not_calibrated": 3, "not_audited": 3}
+EXIT_CODES = {"pass": 0, "flagged": 1, "suppressed": 0, "not_calibrated": 3, "not_audited": 3, "pass_low_confidence": 3}
 _REPO_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 CHECK_SCHEMA_VERSION = "1"
 
@@ -42,7 +46,7 @@ class CheckResult:
     base: str | None
     source: str  # "store" (found there) | "scanned" (local path scored now) | "hub" (fetched now) | "none"
     status: str  # revision status: scored | unsupported | error | skipped | retry | unknown
-    verdict: str  # pass | flagged | suppressed | not_calibrated | not_audited
+    verdict: str  # pass | pass_low_confidence | flagged | suppressed | not_calibrated | not_audited
     status_reason: str | None = None
     error: str | None = None
     score: float | None = None
@@ -57,9 +61,14 @@ class CheckResult:
     suppressed: dict[str, Any] | None = None
     expired_suppressions: list[dict[str, Any]] = field(default_factory=list)  # entries for it that lapsed
     hint: str | None = None
+    low_confidence: bool = False  # judged by a fit with too few adapters for its target FPR
+    low_confidence_reason: str | None = None  # e.g. "fitted on 3 adapters; 19 needed for 5 % FPR"
+    accept_low_confidence: bool = False  # the caller accepts a low-confidence pass (exit 0)
 
     @property
     def exit_code(self) -> int:
+        if self.verdict == "pass_low_confidence" and self.accept_low_confidence:
+            return 0
         return EXIT_CODES[self.verdict]
 
     def to_dict(self) -> dict[str, Any]:
@@ -77,12 +86,24 @@ def parse_target(target: str) -> tuple[str, str | None, Path | None]:
     return repo, (rev or None), None
 
 
+def calibrate_hint(base: str | None, *, low: bool = False) -> str:
+    """What to run when ``base`` (or a stratum of it) is not calibrated, or only with low confidence."""
+    b = base or "BASE"
+    more = (f"store more adapters of {b} (`hubaudit crawl --base {b}` or `hubaudit ingest PATH --base {b}`) and "
+            f"rerun `hubaudit calibrate --base {b}`")  # fmt: skip
+    refs = "--reference CLEAN_ADAPTER (repeatable: adapters you know are clean anchor the thresholds)"
+    if low:
+        return (f"{more}, or calibrate with {refs}; --accept-low-confidence lets such a pass exit 0")
+    return (f"{more}; a stratum needs --min-n adapters (default 30) unless its pool has them, or calibrate "
+            f"with {refs}")
+
+
 def _judge(result: CheckResult, features: dict[str, float], store: Store) -> CheckResult:
     """Fill the verdict from the active threshold set of ``result.base``."""
     ts = store.active_threshold_set(result.base) if result.base else None
     if ts is None:
         result.verdict = "not_calibrated"
-        result.hint = (f"run `hubaudit calibrate --base {result.base}`" if result.base
+        result.hint = (calibrate_hint(result.base) if result.base
                        else "pass --base BASE: the adapter does not declare its base model")  # fmt: skip
         result.reasons = [f"base {result.base or '?'} has no active calibration"]
         return result
@@ -93,6 +114,14 @@ def _judge(result: CheckResult, features: dict[str, float], store: Store) -> Che
     result.margin = breakdown.get("margin")
     result.threshold = score_threshold(ts.strata, breakdown.get("fit") or result.stratum)
     result.verdict = "not_calibrated" if flagged is None else ("flagged" if flagged else "pass")
+    if flagged is None:
+        result.hint = calibrate_hint(result.base)
+    elif breakdown.get("low_confidence"):
+        result.low_confidence = True
+        result.low_confidence_reason = breakdown.get("low_confidence_reason") or "too few adapters"
+        if not flagged:
+            result.verdict = "pass_low_confidence"
+            result.hint = calibrate_hint(result.base, low=True)
     return result
 
 
@@ -160,11 +189,13 @@ def check_target(
     today: date,
     hub: Any | None = None,
     cache_root: Path | None = None,
+    accept_low_confidence: bool = False,
 ) -> CheckResult:
     """The verdict for one adapter (never raises for a per-adapter problem; see module docstring).
 
     ``hub`` (a ``hubaudit.httpclient.HubConfig``) enables fetching Hub repos the store lacks, into
-    ``cache_root``; without it such a repo is "not audited".
+    ``cache_root``; without it such a repo is "not audited". ``accept_low_confidence``: a
+    ``pass_low_confidence`` verdict exits 0 instead of 3 (it stays that verdict).
     """
     suppressions = list(suppressions or [])
     repo_id, rev, path = parse_target(target)
@@ -204,4 +235,5 @@ def check_target(
         res.hint = "unaudited is never a pass; a pickle-only adapter can be converted to safetensors and checked"
         return _apply_probe_and_suppression(res, suppressions, today)
     res = _judge(res, features, store)
+    res.accept_low_confidence = accept_low_confidence
     return _apply_probe_and_suppression(res, suppressions, today)
