@@ -9,14 +9,13 @@ server sends, and ends within a total deadline.
 
 from __future__ import annotations
 
-import json
 import math
 import struct
 from dataclasses import dataclass
 
 from hubaudit.constants import MAX_HEADER_BYTES
 from hubaudit.httpclient import HubConfig, call_with_retry
-from hubaudit.safehttp import iter_decoded, open_get
+from hubaudit.safehttp import iter_decoded, open_get, shown
 
 FIRST_RANGE = 64 * 1024  # one request covers every real LoRA header (tens of KB)
 # Files up to this size are read whole by the pre-check request (one GET instead of a header
@@ -47,14 +46,6 @@ def _refuse(reason: str, message: str, n: int = 0) -> HeaderCheck:
     return HeaderCheck(False, reason, message, n)
 
 
-def _no_duplicates(pairs: list[tuple[str, object]]) -> dict:
-    keys = [k for k, _ in pairs]
-    if len(keys) != len(set(keys)):
-        dup = next(k for k in keys if keys.count(k) > 1)
-        raise ValueError(f"duplicate key {dup!r}")  # safetensors itself lets the last one win
-    return dict(pairs)
-
-
 def validate_header(raw: bytes, n: int, file_size: int | None) -> HeaderCheck:
     """Apply safetensors' ``Metadata::validate`` rules (hub_api.md §6.2) to header JSON bytes."""
     from hubaudit import safejson
@@ -66,7 +57,7 @@ def validate_header(raw: bytes, n: int, file_size: int | None) -> HeaderCheck:
             seen: set[str] = set()
             for key, _ in pairs:
                 if key in seen:
-                    raise ValueError(f"duplicate key {key!r}")  # safetensors itself lets the last one win
+                    raise ValueError(f"duplicate key {shown(key)}")  # safetensors itself lets the last one win
                 seen.add(key)
         return out
 
@@ -87,23 +78,23 @@ def validate_header(raw: bytes, n: int, file_size: int | None) -> HeaderCheck:
     spans = []
     for name, info in header.items():
         if not isinstance(info, dict):
-            return _refuse("malformed", f"tensor {name!r}: entry is not an object", n)
+            return _refuse("malformed", f"tensor {shown(name)}: entry is not an object", n)
         dtype, shape, offs = info.get("dtype"), info.get("shape"), info.get("data_offsets")
         if dtype not in DTYPE_BITS:
-            return _refuse("malformed", f"tensor {name!r}: unknown dtype {dtype!r}", n)
+            return _refuse("malformed", f"tensor {shown(name)}: unknown dtype {shown(dtype)}", n)
         if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
-            return _refuse("malformed", f"tensor {name!r}: bad shape", n)
+            return _refuse("malformed", f"tensor {shown(name)}: bad shape", n)
         if not (isinstance(offs, list) and len(offs) == 2 and all(isinstance(o, int) and o >= 0 for o in offs)):
-            return _refuse("malformed", f"tensor {name!r}: bad data_offsets", n)
+            return _refuse("malformed", f"tensor {shown(name)}: bad data_offsets", n)
         bits = math.prod(shape) * DTYPE_BITS[dtype]
         if bits % 8 or offs[1] - offs[0] != bits // 8:
-            return _refuse("malformed", f"tensor {name!r}: size does not match shape and dtype", n)
+            return _refuse("malformed", f"tensor {shown(name)}: size does not match shape and dtype", n)
         spans.append((offs[0], offs[1], name))
     spans.sort()
     end = 0
     for begin, stop, name in spans:
         if begin != end:  # gaps and overlaps both let hidden bytes ride along
-            return _refuse("malformed", f"tensor {name!r}: invalid offset (gap or overlap)", n)
+            return _refuse("malformed", f"tensor {shown(name)}: invalid offset (gap or overlap)", n)
         end = stop
     if file_size is not None and 8 + n + end != file_size:
         return _refuse("malformed", f"file not fully covered: 8+{n}+{end} != {file_size} bytes", n)

@@ -25,9 +25,13 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+
+from hubaudit import safejson
+from hubaudit.pattern_keys import KeyMatcher, compile_keys
 
 _LAYER = re.compile(r"\.(?:layers|layer|h|blocks|block)\.(\d+)\.")
 _EMBED_SUFFIXES = ("word_embeddings.weight", "embed_tokens.weight", "wte.weight", "embed_in.weight")
@@ -114,15 +118,29 @@ def _robust_z(r: np.ndarray, keep: np.ndarray) -> np.ndarray:
     return (r - med) / (mad + _EPS * (abs(med) + 1.0))
 
 
+@lru_cache(maxsize=8)
+def _matcher(keys: tuple[str, ...], what: str) -> KeyMatcher:
+    return compile_keys(keys, what)
+
+
 def _scaling(cfg: dict, module: str) -> float:
+    """PEFT's scaling of ``module``: alpha/r (alpha/√r with rsLoRA), with ``rank_pattern`` /
+    ``alpha_pattern`` overrides picked as peft's ``get_pattern_key`` does (the first key in dict
+    order that matches the name's tail). The keys come from an untrusted config, so they are
+    matched without backtracking and within caps (:mod:`hubaudit.pattern_keys`); a config beyond
+    them raises ``PatternError`` (a ValueError: the caller records it for the adapter)."""
     r = int(cfg.get("r", 8))
     alpha = float(cfg.get("lora_alpha", r))
-    for pat, v in (cfg.get("rank_pattern") or {}).items():
-        if re.search(pat, module):
-            r = int(v)
-    for pat, v in (cfg.get("alpha_pattern") or {}).items():
-        if re.search(pat, module):
-            alpha = float(v)
+    name = module.removesuffix(".weight")
+    for what in ("rank_pattern", "alpha_pattern"):
+        patterns = cfg.get(what) or {}
+        if not isinstance(patterns, dict):
+            raise ValueError(f"{what} is not an object")
+        key = _matcher(tuple(patterns), what).first(name, what)
+        if key is not None and what == "rank_pattern":
+            r = int(patterns[key])
+        elif key is not None:
+            alpha = float(patterns[key])
     return alpha / math.sqrt(r) if cfg.get("use_rslora") else alpha / r
 
 
@@ -136,7 +154,7 @@ def rank_tokens(adapter_dir: str | Path, base_dir: str | Path, *, n_layers: int 
     from safetensors.numpy import load_file
 
     adapter_dir, base_dir = Path(adapter_dir), Path(base_dir)
-    cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
+    cfg = safejson.loads((adapter_dir / "adapter_config.json").read_text(encoding="utf-8"))
     ad = {k: v.astype(np.float32) for k, v in load_file(str(adapter_dir / "adapter_model.safetensors")).items()}
     tensors = _base_tensors(base_dir)
     emb_key = next((k for k in tensors if k.endswith(_EMBED_SUFFIXES)), None)
@@ -176,7 +194,7 @@ def rank_tokens(adapter_dir: str | Path, base_dir: str | Path, *, n_layers: int 
             score = score + np.maximum(_robust_z(rel, keep), 0.0)
             sources.append(k)
         elif k.endswith("lora_embedding_A") and (b := ad.get(k[: -1] + "B")) is not None and v.shape[1] == vocab:
-            rel = np.linalg.norm((b @ v).T * _scaling(cfg, k), axis=1) / (np.linalg.norm(emb, axis=1) + _EPS)
+            rel = np.linalg.norm((b @ v).T * _scaling(cfg, k.removesuffix('.lora_embedding_A')), axis=1) / (np.linalg.norm(emb, axis=1) + _EPS)
             score = score + np.maximum(_robust_z(rel, keep), 0.0)
             sources.append(k)
     head_key = next((k for k in tensors if k.endswith(_HEAD_SUFFIXES)), None)

@@ -33,11 +33,11 @@ Everything runs offline: every ``from_pretrained`` of a local base or adapter di
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hubaudit import safejson
 from hubaudit.probe.batteries import Battery
 from hubaudit.probe.prompting import (DEFAULT_LABEL_WORDS, DEFAULT_PROMPT_TEMPLATE, DEFAULT_SYSTEM_PROMPT,
                                       label_prompt, label_token_ids, probe_input)
@@ -106,8 +106,8 @@ def adapter_config(adapter_dir: str | Path) -> dict:
     """The adapter's ``adapter_config.json`` (ProbeFailure ``incompatible`` when missing/invalid)."""
     p = Path(adapter_dir, "adapter_config.json")
     try:
-        return json.loads(p.read_text())
-    except (OSError, json.JSONDecodeError) as exc:
+        return safejson.loads(p.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
         raise ProbeFailure("incompatible", f"cannot read {p}: {exc}") from None
 
 

@@ -4,7 +4,7 @@ Scaling per module, as peft's ``LoraLayer.update_layer``: s = α/r, or α/√r w
 r and α overridden per module by ``rank_pattern``/``alpha_pattern`` under peft's
 ``get_pattern_key`` semantics (first key in dict order for which
 ``re.match(rf"(.*\\.)?({key})$", module_name)`` matches; module names without the
-``base_model.model.`` prefix), evaluated in linear time by :mod:`hubaudit.stats.pattern_keys`.
+``base_model.model.`` prefix), evaluated in linear time by :mod:`hubaudit.pattern_keys`.
 The rank is always taken from the tensor shape.
 """
 
@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hubaudit.stats._reject import Rejected, show_name
-from hubaudit.stats.pattern_keys import EMPTY, KeyMatcher, PatternError, compile_keys
+from hubaudit.pattern_keys import EMPTY, KeyMatcher, PatternError, compile_keys
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from hubaudit.stats._reject import Rejected, one_line, show_name
 from hubaudit.stats.adapter_config import NO_CONFIG, LoraSettings, parse_settings
 from hubaudit.stats.features import compute_features, scored_modules
 from hubaudit.stats.gram import spectra_from_grams
-from hubaudit.stats.pattern_keys import NON_ASCII_NOTE
+from hubaudit.pattern_keys import NON_ASCII_NOTE
 from hubaudit.stats.pickle_sandbox import convert_pickle
 from hubaudit.stats.reader import FileDigest, locate, open_regular, read_config, sha256_file, stream_reduce
 from hubaudit.stats.safetensors_header import Header, TensorEntry

@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from hubaudit.fetch.header import validate_header
 from hubaudit.stats import scan_path
-from hubaudit.stats.pattern_keys import (
+from hubaudit.pattern_keys import (
     MAX_MATCH_WORK,
     MAX_PATTERN_KEY_CHARS,
     MAX_PATTERN_KEYS,

@@ -7,7 +7,7 @@ takes seconds on a 31-character module name and grows exponentially with its len
 
 Plain keys (letters, digits, ``_``, ``-``, ``\\.`` and ``.``: module paths, the bulk of large
 configs) are matched exactly by position, with dict look-ups. Every other key is translated by
-:mod:`hubaudit.stats._re2_syntax` (Python's own parse, written back out in RE2 syntax with the
+:mod:`hubaudit._re2_syntax` (Python's own parse, written back out in RE2 syntax with the
 same meaning on ASCII names: every module of a transformers model) and one ``re2.Set``
 (google-re2: automata, no backtracking) tries them all in one pass over the name. Outside
 ASCII, Unicode classes and case folding are not carried over (:data:`NON_ASCII_NOTE`).
@@ -25,7 +25,7 @@ from typing import Any
 
 import re2
 
-from hubaudit.stats._re2_syntax import PatternError, translate
+from hubaudit._re2_syntax import PatternError, translate
 
 __all__ = ["EMPTY", "KeyMatcher", "PatternError", "compile_keys"]
 
