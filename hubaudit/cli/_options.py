@@ -43,11 +43,12 @@ err_console = DataConsole(stderr=True, soft_wrap=True)
 
 DbOpt = Annotated[
     Optional[str],
+    # No Typer envvar: HUBAUDIT_DB_URL is read by Settings.resolve alone, so the flag > env >
+    # config file > default order lives in one place.
     typer.Option(
         "--db",
-        envvar="HUBAUDIT_DB_URL",
-        help="SQLAlchemy database URL (default: SQLite file in the user data directory).",
-        show_envvar=True,
+        help="SQLAlchemy database URL (default: HUBAUDIT_DB_URL, else the configuration file's db_url, "
+        "else a SQLite file in the user data directory).",
     ),
 ]
 

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hubaudit.cli._options import DbOpt, err_console
+from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
 from hubaudit.cli.app import app
 from hubaudit.constants import MAX_ADAPTER_BYTES, MAX_HEADER_BYTES
 from hubaudit.httpclient import RetryPolicy, hub_config_from_env
@@ -90,6 +90,7 @@ def crawl_cmd(
     whole_file_kb: Annotated[int, typer.Option(min=0, help="Read files up to this size (KiB) in one GET; larger ones are streamed.", hidden=True)] = 1024,
     max_file_mb: Annotated[float, typer.Option(help="Refuse adapter weight files larger than this (MiB), before download.")] = MAX_ADAPTER_BYTES / 2**20,
     db: DbOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Enumerate the Hub adapters of BASE, fetch each new revision pinned to its commit, verify and score it.
 
@@ -97,7 +98,7 @@ def crawl_cmd(
     stored). Exit 0 when the crawl completed (per-adapter failures are recorded with reasons),
     4 when the Hub failed for the whole run (finished work is committed; rerun to resume).
     """
-    settings = Settings.from_env(db_url=db)
+    settings = Settings.resolve(db, config)
     hub = hub_config_from_env(os.environ, timeout=timeout, retry=RetryPolicy(max_retries=max_retries, base_delay=backoff),
                               deadline_factor=deadline_factor, min_download_rate=min_rate_kb * 1024,
                               max_api_bytes=int(max_api_mb * 2**20), max_pages=max_pages)

@@ -15,10 +15,27 @@ app.add_typer(db_app, name="db")
 
 
 def _open(db: str | None, config: str | None):  # type: ignore[no-untyped-def]
-    from hubaudit.settings import resolve_db_url
+    from hubaudit.settings import Settings
     from hubaudit.store import Store
 
-    return Store.open(resolve_db_url(db, config), check_schema=False)
+    return Store.open(Settings.resolve(db, config).db_url, check_schema=False)
+
+
+def _confirm(question: str) -> bool:
+    """Ask on stderr, read stdin; typer.confirm would echo part of its prompt on stdout (data only)."""
+    from hubaudit.errors import UsageError
+
+    err_console.print(f"{question} [y/N]: ", end="")
+    try:
+        answer = sys.stdin.readline()
+    except KeyboardInterrupt:
+        err_console.print("")
+        raise
+    if not answer:
+        # stdin closed before an answer: nobody declined, the caller forgot --yes
+        err_console.print("")
+        raise UsageError("no answer to the confirmation (stdin closed)", hint="pass --yes to run it unattended")
+    return answer.strip().lower() in ("y", "yes")
 
 
 @db_app.command("upgrade")
@@ -51,10 +68,15 @@ def downgrade(
     config: ConfigOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
 ) -> None:
-    """Downgrade the database schema (data in dropped tables or columns is lost)."""
+    """Downgrade the database schema (data in dropped tables or columns is lost).
+
+    Declining the confirmation exits 0 with "aborted" on stderr and changes nothing (exit 1 means
+    findings); with no answer at all (stdin closed, e.g. cron without --yes) it is a usage error, 2.
+    """
     with _open(db, config) as store:
-        if not yes and not typer.confirm(f"Downgrade {store.url} to {revision}? Data may be lost.", err=True):
-            raise typer.Exit(1)
+        if not yes and not _confirm(f"Downgrade {store.url} to {revision}? Data may be lost."):
+            err_console.print(f"aborted: {store.url} left at {store.current() or 'base'}")
+            return
         store.downgrade(revision)
         err_console.print(f"{store.url}: now at {store.current() or 'base'}")
 

@@ -66,7 +66,7 @@ def nightly_cmd(
     cfg = load_config(config)
     if not cfg.bases:
         raise ConfigError(f"{cfg.path}: no [[base]] tables: nothing to audit")
-    settings = Settings.from_env(db_url=db, config_db_url=cfg.db_url)
+    settings = Settings.resolve(db, config=cfg)
     out_dir = Path(export_dir).expanduser() if export_dir else (cfg.export_dir or default_export_dir(settings.home))
     hub = hub_config_from_env(os.environ, timeout=timeout, retry=RetryPolicy())
     try:

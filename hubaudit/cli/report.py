@@ -16,7 +16,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from hubaudit.cli._options import DbOpt, err_console, styled
+from hubaudit.cli._options import ConfigOpt, DbOpt, err_console, styled
 from hubaudit.cli.app import app
 from hubaudit.errors import UsageError
 from hubaudit.report import OutputFormat, Suppression
@@ -64,12 +64,18 @@ def parse_since(text: str | None, now: datetime) -> datetime | None:
     return ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)
 
 
-def _open_store(db: str | None):
+def _db_url(db: str | None, config: str | None) -> str:
+    from hubaudit.settings import Settings
+
+    return Settings.resolve(db, config).db_url
+
+
+def _open_store(db_url: str):
     from hubaudit.store import Store
 
     # create=True: an empty database gets the schema, so a first `check` says "not calibrated"
     # rather than failing on a missing schema; a non-empty database behind head is never upgraded.
-    return Store.open(db, create=True)
+    return Store.open(db_url, create=True)
 
 
 def _emit(text: str, output: str | None) -> None:
@@ -107,6 +113,7 @@ def report_cmd(
     fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 on an unsuppressed finding (3 if the base is not calibrated).")] = FailOn.never,
     suppress: SuppressOpt = None,
     db: DbOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Report on the adapters of one base: calibration, flagged revisions, what could not be audited."""
     from hubaudit.pipeline.report import read_suppressions, run_report, utcnow
@@ -114,7 +121,7 @@ def report_cmd(
     now = utcnow()
     since_ts = parse_since(since, now)
     sups = read_suppressions(suppress)
-    with _open_store(db) as store:
+    with _open_store(_db_url(db, config)) as store:
         report, text = run_report(store, base, fmt.value, width=_table_width(), since=since_ts,
                                   flagged_only=flagged_only, suppressions=sups, now=now)  # fmt: skip
     _emit(text, output)
@@ -142,12 +149,13 @@ def export_cmd(
     include_suppressed: Annotated[bool, typer.Option("--include-suppressed", help="Keep suppressed findings (column suppressed=true).")] = False,
     suppress: SuppressOpt = None,
     db: DbOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Export adapter revisions in the stable export schema (export_schema_version 1), e.g. as a blocklist."""
     from hubaudit.pipeline.report import read_suppressions, run_export, utcnow
 
     sups = read_suppressions(suppress)
-    with _open_store(db) as store:
+    with _open_store(_db_url(db, config)) as store:
         report, text, n = run_export(store, base, fmt.value, flagged=flagged, include_suppressed=include_suppressed,
                                      suppressions=sups, now=utcnow())  # fmt: skip
     _emit(text, output)
@@ -198,6 +206,7 @@ def check_cmd(
         "--accept-low-confidence",
         help="Exit 0 on a pass judged by thresholds fitted on too few adapters for their target FPR (default: exit 3).")] = False,
     db: DbOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Gate one adapter before loading it: exit 0 pass, 1 flagged, 3 not calibrated, not audited, or a
     low-confidence pass (thresholds fitted on too few adapters; --accept-low-confidence: exit 0).
@@ -215,9 +224,9 @@ def check_cmd(
     sups = read_suppressions(suppress)
     today = utcnow().date()
     _warn_expired(s for s in sups if s.is_expired(today))
-    settings = Settings.from_env(db_url=db)
+    settings = Settings.resolve(db, config)
     hub = None if offline else hub_config_from_env(os.environ, timeout=timeout)
-    with _open_store(db) as store:
+    with _open_store(settings.db_url) as store:
         result = check_target(store, target, base=base, suppressions=sups, today=today, hub=hub,
                               cache_root=settings.home / "cache", accept_low_confidence=accept_low_confidence)  # fmt: skip
     if fmt is CheckFormat.json:

@@ -100,3 +100,19 @@ def test_db_upgrade_with_a_config_file_as_cron_runs_it(tmp_path):
     assert (tmp_path / "nightly.db").is_file()
     r = run("db", "check", "--config", str(tmp_path / "missing.toml"))
     assert r.returncode == 3 and "no configuration file" in r.stderr
+
+
+def test_declining_downgrade_exits_0_and_changes_nothing(tmp_path):
+    # exit 1 means findings: a user saying "no" is neither a finding nor an error
+    url = f"sqlite:///{tmp_path / 'x.db'}"
+    assert run("db", "upgrade", "--db", url).returncode == 0
+    head = run("db", "current", "--db", url).stdout.strip()
+    r = subprocess.run([HUBAUDIT, "db", "downgrade", "base", "--db", url], input="n\n", capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0 and r.stdout == "" and "aborted" in r.stderr, r.stderr
+    assert run("db", "current", "--db", url).stdout.strip() == head
+    # no answer at all (stdin closed, a script without --yes) is a usage error, not a silent success
+    r = subprocess.run([HUBAUDIT, "db", "downgrade", "base", "--db", url], input="", capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2 and "--yes" in r.stderr and "Traceback" not in r.stderr
+    assert run("db", "current", "--db", url).stdout.strip() == head
