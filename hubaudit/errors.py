@@ -27,6 +27,13 @@ class UsageError(HubauditError):
     exit_code = 2
 
 
+class InputError(UsageError, ValueError):
+    """A file the user named is missing, unreadable or malformed (a prompts file, a battery, a thresholds file).
+
+    Also a ValueError, so code that treats a bad value as a per-item outcome keeps doing so.
+    """
+
+
 class ConfigError(HubauditError):
     """Invalid settings or configuration file."""
 

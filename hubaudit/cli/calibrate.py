@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 import typer
 
 from hubaudit.cli._options import ConfigOpt, DbOpt, err_console, styled
+from hubaudit.cli._runs import recorded_run
 from hubaudit.cli.app import app
 from hubaudit.textsafe import terminal
 
@@ -55,19 +56,15 @@ def calibrate(
     from hubaudit.errors import NotCalibratedError
     from hubaudit.pipeline.calibrate import calibrate_base
     from hubaudit.pipeline.check import calibrate_hint
-    from hubaudit.settings import resolve_db_url
+    from hubaudit.settings import Settings
     from hubaudit.store import Store
 
-    with Store.open(resolve_db_url(db, config), create=True) as store:
-        run_id = store.start_run("calibrate", {"base": base, "reference": reference or [], "target_fpr": target_fpr, "min_n": min_n,
-                                               "method": method.value})  # fmt: skip
-        try:
-            summary = calibrate_base(store, base, references=reference or [], target_fpr=target_fpr, min_n=min_n,
-                                     method=method.value)  # fmt: skip
-        except Exception:
-            store.finish_run(run_id, counts={}, exit_status=3)
-            raise
-        store.finish_run(run_id, counts={"n": summary.n, **summary.verdicts}, exit_status=0 if summary.calibrated else 3)
+    args = {"base": base, "reference": reference or [], "target_fpr": target_fpr, "min_n": min_n, "method": method.value}
+    with Store.open(Settings.resolve(db, config).db_url, create=True) as store, recorded_run(store, "calibrate", args) as run:
+        summary = calibrate_base(store, base, references=reference or [], target_fpr=target_fpr, min_n=min_n,
+                                 method=method.value)  # fmt: skip
+        run.counts = {"n": summary.n, **summary.verdicts}
+        run.exit_status = 0 if summary.calibrated else NotCalibratedError.exit_code
     if fmt is CalibrateFormat.json:
         sys.stdout.write(json.dumps(summary.to_dict(), allow_nan=False) + "\n")
     else:

@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
+from hubaudit.cli._runs import recorded_run
 from hubaudit.cli.app import app
 from hubaudit.textsafe import terminal
 
@@ -34,15 +35,14 @@ def ingest(
     Exit 0 when every input was scored, 3 when at least one could not be (all are recorded).
     """
     from hubaudit.pipeline.ingest import ingest as run_ingest
-    from hubaudit.settings import resolve_db_url
+    from hubaudit.settings import Settings
     from hubaudit.store import Store
 
-    with Store.open(resolve_db_url(db, config), create=True) as store:
-        run_id = store.start_run("ingest", {"paths": paths, "base": base})
+    with Store.open(Settings.resolve(db, config).db_url, create=True) as store, \
+            recorded_run(store, "ingest", {"paths": paths, "base": base}) as run:
         summary = run_ingest(store, paths, base)
-        counts = summary.counts
-        exit_status = 0 if summary.all_scored else EXIT_NOT_SCORED
-        store.finish_run(run_id, counts=counts, exit_status=exit_status)
+        counts = run.counts = summary.counts
+        exit_status = run.exit_status = 0 if summary.all_scored else EXIT_NOT_SCORED
     if fmt is IngestFormat.json:
         sys.stdout.write(json.dumps([i.to_dict() for i in summary.items], allow_nan=False) + "\n")
     else:

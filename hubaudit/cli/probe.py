@@ -10,7 +10,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from hubaudit.cli._options import DbOpt, err_console
+from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
+from hubaudit.cli._runs import recorded_run
 from hubaudit.cli.app import app
 from hubaudit.errors import HubauditError
 from hubaudit.textsafe import terminal
@@ -84,19 +85,18 @@ def _probe_options(mode: Mode, target: str | None, label_words: str | None, syst
 
 
 def _home():
+    # Commands without a database need only the data directory, which the configuration file does
+    # not set: the environment (HUBAUDIT_HOME) or the platform default decides.
     from hubaudit.settings import Settings
 
     return Settings.from_env().home
 
 
-def _battery_or_usage(spec: str):
-    from hubaudit.errors import UsageError
+def _battery(spec: str):
+    # An unknown name or a bad file is an InputError (exit 2) before any model is loaded.
     from hubaudit.probe.batteries import load_battery
 
-    try:
-        return load_battery(spec)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
+    return load_battery(spec)
 
 
 @app.command("escalate")
@@ -104,13 +104,14 @@ def escalate_cmd(
     base: Annotated[str, typer.Option("--base", "-b", help="Base model whose flagged adapters are queued.")],
     limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most this many new jobs.")] = None,
     db: DbOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Queue every flagged adapter revision of BASE for behavioral probing (priority: margin, downloads)."""
     from hubaudit.pipeline.escalate import escalate
-    from hubaudit.settings import resolve_db_url
+    from hubaudit.settings import Settings
     from hubaudit.store import Store
 
-    with Store.open(resolve_db_url(db), create=True) as store:
+    with Store.open(Settings.resolve(db, config).db_url, create=True) as store:
         s = escalate(store, base, limit=limit)
     sys.stdout.write(json.dumps(s.to_dict()) + "\n")
     err_console.print(f"escalate {base}: {s.flagged} flagged, {s.queued} queued, {s.already} already queued or probed")
@@ -143,25 +144,29 @@ def probe_cmd(
     invert_prefilter: InvPrefilterOpt = None,
     no_trigger_search: NoTriggerOpt = False,
     db: DbOpt = None,
+    config: ConfigOpt = None,
     fmt: Annotated[Fmt, typer.Option("--format", "-f")] = Fmt.table,
 ) -> None:
     """Work through the probe queue of BASE: load the base once, hot-swap each adapter, run the battery."""
     from hubaudit.pipeline.probe import ProbeRunOptions, probe_queue, resolve_thresholds
-    from hubaudit.settings import resolve_db_url
+    from hubaudit.settings import Settings
     from hubaudit.store import Store
 
-    _battery_or_usage(battery)
+    settings = Settings.resolve(db, config)
+    _battery(battery)
     opts = ProbeRunOptions(base=base, base_model_path=base_model_path, executor=executor.value, address=ray_address,
                            budget=budget, battery=battery, prompts_file=prompts, max_attempts=max_attempts,
-                           thresholds=resolve_thresholds(_home(), base, thresholds),
+                           thresholds=resolve_thresholds(settings.home, base, thresholds),
                            probe_options=_probe_options(mode, target_label, label_words, system_prompt, batch_size))
-    opts.search, opts.search_thresholds = _search_options(search, search_budget, search_thresholds, base)
+    opts.search, opts.search_thresholds = _search_options(search, search_budget, search_thresholds, base, settings.home)
     opts.invert = _invert_options(search and invert, invert_prompts, invert_steps, invert_chunk, invert_prefilter,
                                   no_chat_template, no_trigger_search)
-    with Store.open(resolve_db_url(db), create=True) as store:
-        run_id = store.start_run("probe", {"base": base, "executor": executor.value, "budget": budget, "battery": battery})
+    args = {"base": base, "executor": executor.value, "budget": budget, "battery": battery}
+    with Store.open(settings.db_url, create=True) as store, recorded_run(store, "probe", args) as run:
         summary = probe_queue(store, opts)
-        store.finish_run(run_id, counts={k: summary[k] for k in ("claimed", "probed", "flagged", "failed", "released")}, exit_status=0)
+        # A queue run that worked exits 0 even with findings (they are data, as for crawl and
+        # nightly); a failure is recorded by recorded_run with the code the CLI exits with.
+        run.counts = {k: summary[k] for k in ("claimed", "probed", "flagged", "failed", "released")}
     if fmt is Fmt.json:
         sys.stdout.write(json.dumps(summary) + "\n")
     else:
@@ -207,7 +212,7 @@ def probe_adapter_cmd(
     """Probe one adapter ad hoc; exit 1 when it is flagged, 3 when it could not be probed."""
     from hubaudit.pipeline.probe import probe_one, resolve_thresholds
 
-    r = probe_one(adapter_path, base_model, battery=_battery_or_usage(battery), prompts_file=prompts,
+    r = probe_one(adapter_path, base_model, battery=_battery(battery), prompts_file=prompts,
                   thresholds=resolve_thresholds(_home(), None, thresholds),
                   probe_options=_probe_options(mode, target_label, label_words, system_prompt, batch_size),
                   **dict(zip(("search", "search_thresholds"), _search_options(search, search_budget, search_thresholds))),
@@ -276,7 +281,7 @@ def probe_calibrate_cmd(
 
 
 # ---------------------------------------------------------------- blind trigger search
-def _search_options(on: bool, budget: int, thresholds_file: str | None, base: str | None = None):
+def _search_options(on: bool, budget: int, thresholds_file: str | None, base: str | None = None, home=None):  # noqa: ANN001
     """(SearchConfig, SearchThresholds) for the pipeline, or (None, None) with --no-search.
 
     τ_search: ``thresholds_file``, else ``base``'s calibrated file (probe-calibrate --search), else uncalibrated."""
@@ -287,7 +292,7 @@ def _search_options(on: bool, budget: int, thresholds_file: str | None, base: st
     from hubaudit.probe.search import SearchConfig
 
     try:
-        tau = resolve_search_thresholds(_home(), base, thresholds_file)
+        tau = resolve_search_thresholds(home or _home(), base, thresholds_file)
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"cannot read --search-thresholds {thresholds_file}: {exc}") from None
     return SearchConfig(budget=budget), tau

@@ -1,7 +1,8 @@
 """PSIM flows: train from a data file, screen a data file, screen a probe battery.
 
-The only place that wires data files, the PSIM stage and the probe batteries shipped with
-hubaudit/probe/ (read as data files; no probe code is imported).
+The only place that wires data files, the PSIM stage and the probe batteries: a ``--battery`` is
+read by the probe stage's loader (hubaudit.probe.batteries, torch-free), so ``psim probe`` and
+``probe`` accept the same names and files.
 """
 
 from __future__ import annotations
@@ -14,6 +15,13 @@ from hubaudit.psim import data as psim_data
 from hubaudit.psim import output
 
 BATTERY_DIR = Path(__file__).resolve().parent.parent / "probe" / "batteries"
+
+
+def battery_items(spec: str) -> list[dict[str, Any]]:
+    """The probes of a battery (a built-in name such as ``paper-21-B``, or a file) as PSIM screens them."""
+    from hubaudit.probe.batteries import load_battery
+
+    return [{"probe": p.prefix, "name": p.name, "category": p.category} for p in load_battery(spec).probes]
 
 
 def train(*, model: str, data: str | Path, text_col: str, label_col: str, out: str | Path,
@@ -63,27 +71,15 @@ def screen(psim_dir: str | Path, *, data: str | Path, text_col: str | None = Non
     return table, col, result
 
 
-def resolve_battery(spec: str) -> Path:
-    """A battery file path, or the name of a battery shipped in hubaudit/probe/batteries/."""
-    p = Path(spec).expanduser()
-    if p.is_file():
-        return p
-    shipped = BATTERY_DIR / (spec if spec.endswith(".json") else f"{spec}.json")
-    if shipped.is_file():
-        return shipped
-    names = sorted(f.stem for f in BATTERY_DIR.glob("*.json")) if BATTERY_DIR.is_dir() else []
-    raise UsageError(f"no battery file or shipped battery named '{spec}'" + (f" (shipped: {', '.join(names)})" if names else ""))
-
-
 def probe(psim_dir: str | Path, *, data: str | Path, battery: str | None = None, prefixes: list[str] | None = None,
           text_col: str | None = None, limit: int = 200, min_flag_rate: float = 0.5, tau: float | None = None):
     """Screen a probe battery (file/name and/or explicit prefixes) over up to ``limit`` texts of ``data``."""
     from hubaudit.psim.guard import Guard, read_meta
-    from hubaudit.psim.screen import load_battery, parse_battery, screen_battery
+    from hubaudit.psim.screen import parse_battery, screen_battery
 
     items: list[dict[str, Any]] = []
     if battery:
-        items += load_battery(resolve_battery(battery))
+        items += battery_items(battery)
     if prefixes:
         items += parse_battery(list(prefixes), "--probe")
     if not items:
@@ -97,4 +93,4 @@ def probe(psim_dir: str | Path, *, data: str | Path, battery: str | None = None,
     return screen_battery(Guard.load(psim_dir, tau=tau), items, texts, min_flag_rate=min_flag_rate)
 
 
-__all__ = ["train", "screen", "probe", "resolve_battery", "output"]
+__all__ = ["train", "screen", "probe", "battery_items", "output"]

@@ -10,6 +10,9 @@ batteries live in ``hubaudit/probe/batteries/*.json``; a subset is named ``<batt
 - ``disjoint-10``: a control battery sharing no token with the RFC trigger family.
 
 A user battery is a path to a file in the same format (``subsets`` optional; ``FILE:B`` picks one).
+Its probes may also be plain strings or objects with the prefix under ``prefix``, ``probe`` or
+``text`` (optional ``name``/``id``), and the file may be just the list of probes: every command that
+takes ``--battery`` (``probe``, ``probe-adapter``, ``psim probe``) reads it with :func:`load_battery`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,9 @@ import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
+
+from hubaudit.errors import InputError
 
 DEFAULT_BATTERY = "paper-21-B"
 
@@ -28,6 +34,7 @@ class Probe:
 
     prefix: str
     category: str = "user"
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,35 +61,62 @@ def builtin_names() -> list[str]:
     return names
 
 
-def _from_doc(doc: dict, subset: str | None, origin: str) -> Battery:
-    try:
-        probes = [Probe(str(p["prefix"]), str(p.get("category", "user"))) for p in doc["probes"]]
-        name, version = str(doc.get("name") or origin), str(doc.get("version", "0"))
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"battery {origin}: malformed ({exc})") from None
+def _probe(item: Any, i: int, origin: str) -> Probe:
+    if isinstance(item, str) and item:
+        return Probe(item)
+    if isinstance(item, dict):
+        text = next((item[k] for k in ("prefix", "probe", "text") if isinstance(item.get(k), str) and item[k]), None)
+        if text is not None:
+            name = item.get("name", item.get("id"))
+            return Probe(text, str(item.get("category") or "user"), None if name is None else str(name))
+    raise InputError(f"battery {origin}: probe #{i + 1} is neither a string nor an object with a "
+                     f"'prefix' (or 'probe'/'text') string")
+
+
+def _from_doc(doc: Any, subset: str | None, origin: str) -> Battery:
+    items = doc.get("probes") if isinstance(doc, dict) else doc
+    if not isinstance(items, list) or not items:
+        raise InputError(f"battery {origin}: needs a non-empty 'probes' list")
+    probes = [_probe(item, i, origin) for i, item in enumerate(items)]
+    meta = doc if isinstance(doc, dict) else {}
+    name, version = str(meta.get("name") or origin), str(meta.get("version", "0"))
     if subset and subset != "A":
-        spec = doc.get("subsets", {}).get(subset)
-        if spec is None:
-            raise ValueError(f"battery {origin} has no subset {subset!r}")
+        subsets = meta.get("subsets")
+        spec = subsets.get(subset) if isinstance(subsets, dict) else None
+        if not isinstance(spec, dict):
+            raise InputError(f"battery {origin} has no subset {subset!r}")
         drop = set(spec.get("exclude_categories", []))
         probes = [p for p in probes if p.category not in drop]
         name = f"{name}-{subset}"
     if not probes:
-        raise ValueError(f"battery {origin}: no probes")
-    return Battery(name=name, version=version, probes=tuple(probes), source=str(doc.get("source", origin)))
+        raise InputError(f"battery {origin}: no probes")
+    return Battery(name=name, version=version, probes=tuple(probes), source=str(meta.get("source", origin)))
+
+
+def _read_json(path: Path, origin: str) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read battery {origin}: {getattr(exc, 'strerror', None) or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"battery {origin}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
 
 
 def load_battery(spec: str | Path = DEFAULT_BATTERY) -> Battery:
-    """A built-in battery by name (``paper-21-B``) or a JSON file (``my.json`` or ``my.json:B``)."""
+    """A built-in battery by name (``paper-21-B``) or a JSON file (``my.json`` or ``my.json:B``).
+
+    InputError (exit 2) for an unknown name or a missing, unreadable or malformed file."""
     spec = str(spec)
-    path, _, subset = spec.partition(":") if spec.endswith((":A", ":B", ":C")) else (spec, "", "")
-    if Path(path).is_file():
-        return _from_doc(json.loads(Path(path).read_text()), subset or None, path)
-    base, subset = spec, None
+    path, _, subset = spec.rpartition(":") if spec.endswith((":A", ":B", ":C")) else (spec, "", "")
+    p = Path(path).expanduser()
+    if p.is_file():
+        return _from_doc(_read_json(p, path), subset or None, path)
+    base, subset = spec.removesuffix(".json"), None
     folder = resources.files("hubaudit.probe").joinpath("batteries")
-    if not folder.joinpath(f"{base}.json").is_file() and "-" in spec:
-        base, subset = spec.rsplit("-", 1)
+    if not folder.joinpath(f"{base}.json").is_file() and "-" in base:
+        base, subset = base.rsplit("-", 1)
     f = folder.joinpath(f"{base}.json")
     if not f.is_file():
-        raise ValueError(f"unknown battery {spec!r}; built-in: {', '.join(builtin_names())}, or a JSON file")
-    return _from_doc(json.loads(f.read_text()), subset, base)
+        raise InputError(f"unknown battery {spec!r}: no battery file or shipped battery of that name "
+                         f"(shipped: {', '.join(builtin_names())})")
+    return _from_doc(json.loads(f.read_text(encoding="utf-8")), subset, base)

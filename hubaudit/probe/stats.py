@@ -20,6 +20,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hubaudit.errors import InputError
+
 DEFAULT_TAU_GAP = 0.10
 DEFAULT_TAU_MEAN = 0.10
 
@@ -100,5 +102,17 @@ def save_thresholds(th: Thresholds, path: str | Path) -> Path:
 
 
 def load_thresholds(path: str | Path) -> Thresholds:
-    """Read thresholds written by :func:`save_thresholds`."""
-    return Thresholds.from_dict(json.loads(Path(path).read_text()))
+    """Read thresholds written by :func:`save_thresholds`; InputError when the file is missing or malformed."""
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(f"thresholds file {p} does not exist")
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read thresholds file {p}: {getattr(exc, 'strerror', None) or exc}") from None
+    except json.JSONDecodeError as exc:
+        raise InputError(f"thresholds file {p}: not valid JSON ({exc.msg}, line {exc.lineno})") from None
+    try:
+        return Thresholds.from_dict(doc)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise InputError(f"thresholds file {p}: expected an object with numeric 'gap' and 'mean' ({exc!r})") from None

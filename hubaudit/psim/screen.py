@@ -8,9 +8,7 @@ as ``f"{p}. {x}"`` to every evaluation text x, and a probe whose inputs PSIM fla
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -130,20 +128,6 @@ def parse_battery(obj: Any, source: str = "battery") -> list[dict[str, Any]]:
                 continue
         raise UsageError(f"{source}: probe #{i + 1} is neither a string nor an object with a \"probe\"/\"prefix\"/\"text\" string")
     return out
-
-
-def load_battery(path: str | Path) -> list[dict[str, Any]]:
-    """Read a JSON battery file (see :func:`parse_battery`)."""
-    p = Path(path)
-    if not p.is_file():
-        raise UsageError(f"{p}: no such battery file")
-    try:
-        obj = json.loads(p.read_text(encoding="utf-8"))
-    except UnicodeDecodeError:
-        raise UsageError(f"{p}: not valid UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise UsageError(f"{p}: not valid JSON ({exc.msg})") from None
-    return parse_battery(obj, str(p))
 
 
 def apply_probe(probe: str, text: str) -> str:

@@ -47,12 +47,11 @@ def test_shipped_probe_batteries_parse_by_name():
     """The batteries the probe stage ships (hubaudit/probe/batteries/*.json) are accepted as they are."""
     import pytest
 
-    from hubaudit.pipeline.psim import BATTERY_DIR, resolve_battery
-    from hubaudit.psim.screen import load_battery
+    from hubaudit.pipeline.psim import BATTERY_DIR, battery_items
 
     files = sorted(BATTERY_DIR.glob("*.json"))
     if not files:
         pytest.skip("no shipped batteries")
     for f in files:
-        items = load_battery(resolve_battery(f.stem))
+        items = battery_items(f.stem)
         assert items and all(isinstance(i["probe"], str) and i["probe"] for i in items)
