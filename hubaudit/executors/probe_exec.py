@@ -1,18 +1,66 @@
 """Executors for probing: the shared seam (executors/__init__.py) with probe-specific resources.
 
 - ``local``: one in-process worker (a single GPU, or the CPU, is used by one prober at a time;
-  the per-process prober keeps each base loaded across tasks).
+  the per-process prober keeps each base loaded across the tasks of one executor run, and closing
+  the executor releases it, so a nightly over several bases holds one base model at a time).
 - ``ray``: one Ray task per (base, batch of adapters), ``num_gpus=1`` per task when the cluster
   has GPUs (else CPU tasks); results come back to the driver, which writes the store.
 """
 
 from __future__ import annotations
 
+import gc
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from hubaudit.errors import ExecutorError, MissingExtraError
 from hubaudit.executors import Executor, make_executor
 from hubaudit.executors.interface import one_line
 
 PROBE_EXECUTORS = ("local", "ray")
+
+
+@contextmanager
+def prober_scope() -> Iterator[None]:
+    """The probers this process creates inside the block (and the base models they hold) end with it."""
+    try:
+        yield
+    finally:
+        release_local_probers()
+
+
+def release_local_probers() -> None:
+    """Drop this process's probers and free their base models now, not at the next garbage collection."""
+    from hubaudit.probe.task import release_probers
+
+    release_probers()
+    # peft and torch modules form reference cycles: without a collection the weights outlive the
+    # prober until the collector happens to run, and the next base would load beside them.
+    gc.collect()
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class _LocalScoped:
+    """The local executor; closing it also releases the in-process probers its tasks created."""
+
+    def __init__(self, inner: Executor) -> None:
+        self.inner = inner
+
+    def map_unordered(self, fn, items):
+        return self.inner.map_unordered(fn, items)
+
+    def close(self) -> None:
+        self.inner.close()
+        release_local_probers()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
 
 class _RayOwned:
@@ -45,7 +93,7 @@ def open_probe_executor(name: str, *, address: str | None = None, workers: int =
     if name not in PROBE_EXECUTORS:
         raise ExecutorError(f"unknown executor {name!r}; choose from {', '.join(PROBE_EXECUTORS)}")
     if name == "local":
-        return make_executor("local", workers=1)
+        return _LocalScoped(make_executor("local", workers=1))
     try:
         import ray
     except ImportError:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from hubaudit.errors import UsageError
-from hubaudit.executors.probe_exec import open_probe_executor
+from hubaudit.executors.probe_exec import open_probe_executor, prober_scope
 from hubaudit.probe.batteries import DEFAULT_BATTERY, Battery, load_battery
 from hubaudit.probe.invert import LABEL as INVERSION_LABEL
 from hubaudit.probe.invert import InversionConfig
@@ -195,7 +195,8 @@ def probe_one(adapter_dir: str, base_model_path: str, *, battery: str | Battery 
     bat = battery if isinstance(battery, Battery) else load_battery(battery)
     task = ProbeTask(str(base_model_path), (AdapterRef(str(adapter_dir)),), bat, tuple(load_prompts(prompts_file)),
                      thresholds or Thresholds(), _options(probe_options), search, search_thresholds, invert)
-    return run_probe_task(task)[0][1]
+    with prober_scope():
+        return run_probe_task(task)[0][1]
 
 
 def probe_calibrate(clean_dirs: list[str], base_model_path: str, *, battery: str = DEFAULT_BATTERY,
@@ -231,7 +232,8 @@ def probe_calibrate_search(clean_dirs: list[str], base_model_path: str, *, batte
         invert = replace(invert, trigger=False)
     task = ProbeTask(str(base_model_path), tuple(AdapterRef(d) for d in clean_dirs), bat, prompts, Thresholds(),
                      _options(probe_options), search, None, invert)
-    results = [r for _, r in run_probe_task(task)]
+    with prober_scope():
+        results = [r for _, r in run_probe_task(task)]
     try:
         th = calibrate(results, margin=margin, battery=bat.name)
     except ValueError as exc:
