@@ -10,8 +10,8 @@ from typing import Annotated
 import typer
 
 from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
-from hubaudit.cli._runs import recorded_run
 from hubaudit.cli.app import app
+from hubaudit.pipeline.runs import recorded_run
 from hubaudit.textsafe import terminal
 
 EXIT_NOT_SCORED = 3

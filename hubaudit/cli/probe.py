@@ -4,16 +4,16 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
 from enum import Enum
+from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
-from hubaudit.cli._runs import recorded_run
 from hubaudit.cli.app import app
 from hubaudit.errors import HubauditError
+from hubaudit.pipeline.runs import recorded_run
 from hubaudit.textsafe import terminal
 
 
@@ -261,7 +261,11 @@ def probe_calibrate_cmd(
 ) -> None:
     """τ_gap, τ_mean = max over known-clean adapters + margin (paper §1.5); with --search also τ_search; stored per base or in --out."""
     from hubaudit.errors import UsageError
-    from hubaudit.pipeline.probe import probe_calibrate_search, search_thresholds_path, thresholds_path
+    from hubaudit.pipeline.probe import (
+        probe_calibrate_search,
+        search_thresholds_path,
+        thresholds_path,
+    )
 
     if not base and not out:
         raise UsageError("give --base (store as that base's thresholds) or --out FILE")

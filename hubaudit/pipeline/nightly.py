@@ -33,6 +33,7 @@ from hubaudit.httpclient import HubConfig
 from hubaudit.pipeline.calibrate import calibrate_base
 from hubaudit.pipeline.crawl import CrawlOptions, crawl
 from hubaudit.pipeline.escalate import escalate
+from hubaudit.pipeline.runs import recorded_run
 from hubaudit.store import Store
 
 EXPORTS = (("flagged.csv", "csv"), ("flagged.json", "json"), ("flagged.jsonl", "jsonl"))
@@ -185,44 +186,46 @@ def nightly(store: Store, cfg: Config, hub: HubConfig, *, home: Path, export_dir
     summary = NightlySummary(started_at=now.isoformat(), export_dir=str(export_dir))
     dated = export_dir / now.strftime("%Y-%m-%d")
     summary.dated_dir = str(dated)
-    run_id = store.start_run("nightly", {"bases": [b.id for b in cfg.bases], "config": str(cfg.path or "")})
-    for base in cfg.bases:
-        out = BaseOutcome(base.id)
-        summary.bases.append(out)
-        if summary.hub_error is None:
-            options = CrawlOptions(
-                bases=(base.id,), cache_root=home / "cache", limit=base.limit or None, workers=base.workers,
-                include_derived=base.include_derived,
-            )  # fmt: skip
+    # Finished whatever happens: an executor or store failure mid-run is recorded with its exit code.
+    with recorded_run(store, "nightly", {"bases": [b.id for b in cfg.bases], "config": str(cfg.path or "")}) as run:
+        run_id = run.id
+        for base in cfg.bases:
+            out = BaseOutcome(base.id)
+            summary.bases.append(out)
+            if summary.hub_error is None:
+                options = CrawlOptions(
+                    bases=(base.id,), cache_root=home / "cache", limit=base.limit or None, workers=base.workers,
+                    include_derived=base.include_derived,
+                )  # fmt: skip
+                try:
+                    out.crawl = crawl(store, hub, options, command_args={"bases": [base.id], "nightly_run": run_id}).to_dict()
+                except HubError as exc:
+                    # The Hub failed for the run: keep going with what is stored (calibrate, export) so
+                    # the morning's lists stay current, but report exit 4 and crawl no further base.
+                    summary.hub_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                    out.errors.append(f"crawl: {summary.hub_error}")
+            else:
+                out.errors.append("crawl skipped: the Hub failed earlier in this run")
             try:
-                out.crawl = crawl(store, hub, options, command_args={"bases": [base.id], "nightly_run": run_id}).to_dict()
-            except HubError as exc:
-                # The Hub failed for the run: keep going with what is stored (calibrate, export) so
-                # the morning's lists stay current, but report exit 4 and crawl no further base.
-                summary.hub_error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                out.errors.append(f"crawl: {summary.hub_error}")
-        else:
-            out.errors.append("crawl skipped: the Hub failed earlier in this run")
-        try:
-            cal = calibrate_base(store, base.id, target_fpr=base.target_fpr, min_n=base.min_n)
-            out.calibration = cal.to_dict() | {"calibrated": cal.calibrated}
-        except NotCalibratedError as exc:
-            out.calibration = {"calibrated": False, "reason": str(exc)}
-        esc = escalate(store, base.id)
-        out.escalation = esc.to_dict()
-        queued = len(store.probe_jobs(base.id, status="queued"))
-        out.probe = _probe(store, base, hub, home, queued)
-        out.exports, out.flagged = _export(store, base.id, dated / slug(base.id))
-    export_dir.mkdir(parents=True, exist_ok=True)
-    summary.exit_code = 4 if summary.hub_error else 0
-    summary.latest_dir = str(export_dir / "latest")
-    summary.duration_s = round(time.monotonic() - t0, 3)
-    summary.finished_at = datetime.now(timezone.utc).isoformat()
-    write_summary(summary, dated)
-    _publish_latest(export_dir, dated)
-    _prune(export_dir, cfg.retention_days, now)
-    counts = {"bases": len(cfg.bases), "flagged": sum(b.flagged for b in summary.bases)}
-    store.finish_run(run_id, counts=counts, exit_status=summary.exit_code)
+                cal = calibrate_base(store, base.id, target_fpr=base.target_fpr, min_n=base.min_n)
+                out.calibration = cal.to_dict() | {"calibrated": cal.calibrated}
+            except NotCalibratedError as exc:
+                out.calibration = {"calibrated": False, "reason": str(exc)}
+            esc = escalate(store, base.id)
+            out.escalation = esc.to_dict()
+            queued = len(store.probe_jobs(base.id, status="queued"))
+            out.probe = _probe(store, base, hub, home, queued)
+            out.exports, out.flagged = _export(store, base.id, dated / slug(base.id))
+        export_dir.mkdir(parents=True, exist_ok=True)
+        summary.exit_code = 4 if summary.hub_error else 0
+        summary.latest_dir = str(export_dir / "latest")
+        summary.duration_s = round(time.monotonic() - t0, 3)
+        summary.finished_at = datetime.now(timezone.utc).isoformat()
+        write_summary(summary, dated)
+        _publish_latest(export_dir, dated)
+        _prune(export_dir, cfg.retention_days, now)
+        run.counts = {"bases": len(cfg.bases), "flagged": sum(b.flagged for b in summary.bases)}
+        run.exit_status = summary.exit_code
     return summary
 
 

@@ -92,3 +92,20 @@ def test_nightly_over_two_bases_releases_the_first_base_model_before_loading_the
     assert alive_at_load == [[], []]  # nothing resident when the second base loads: the first was freed
     gc.collect()
     assert all(ref() is None for _, ref in loaded)  # and nothing stays resident after the run
+
+
+def test_a_nightly_that_fails_midway_is_recorded_finished_with_its_exit_code(tmp_path, monkeypatch):
+    pytest.importorskip("torch")
+    cfg = parse_config("\n".join([
+        f'export_dir = "{tmp_path / "exports"}"', "[[base]]", f'id = "{BASES[0]}"', 'executor = "local"',
+        f'prompts = "{tmp_path / "missing.jsonl"}"', f'base_model_path = "{tmp_path}"',
+    ]) + "\n")
+    from hubaudit.errors import InputError
+
+    with FakeHub(page_size=10) as hub, Store.open(sqlite_url(tmp_path / "h.db"), create=True) as store:
+        monkeypatch.setenv("HF_ENDPOINT", hub.url)
+        with pytest.raises(InputError, match="prompts file"):
+            nightly(store, cfg, hub_config_from_env({"HF_ENDPOINT": hub.url}), home=tmp_path / "home",
+                    export_dir=tmp_path / "exports")
+        (run,) = [r for r in store.runs() if r["command"] == "nightly"]
+    assert run["finished_at"] is not None and run["exit_status"] == InputError.exit_code == 2

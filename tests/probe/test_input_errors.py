@@ -13,7 +13,7 @@ import pytest
 
 def _hubaudit(*args: str) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "hubaudit", *args], capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run([sys.executable, "-m", "hubaudit", *args], capture_output=True, text=True, env=env, timeout=300, check=False)
 
 
 def _one_line_usage_error(p: subprocess.CompletedProcess, needle: str) -> None:
@@ -86,7 +86,7 @@ def test_a_probe_run_with_nothing_queued_is_recorded_as_a_success(dirs):
 def test_recorded_run_records_the_exit_code_the_cli_maps_an_error_to(tmp_path):
     import typer
 
-    from hubaudit.cli._runs import recorded_run
+    from hubaudit.pipeline.runs import recorded_run
     from hubaudit.errors import ExecutorError
     from hubaudit.store import Store
 

@@ -1,4 +1,4 @@
-"""The run record of a command: started on entry, always finished with the exit status the process ends with."""
+"""The run record of a command or flow: started on entry, always finished with the exit status the process ends with."""
 
 from __future__ import annotations
 
