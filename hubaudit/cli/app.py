@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 app = typer.Typer(
@@ -14,8 +16,19 @@ app = typer.Typer(
 )
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from hubaudit import __version__
+
+        typer.echo(f"hubaudit {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
-def _root() -> None:
+def _root(
+    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
+                                          help="Print hubaudit's version and exit.")] = False,  # fmt: skip
+) -> None:
     # A group callback keeps `hubaudit <command>` a subcommand even while only one command module
     # is installed (Typer otherwise collapses a one-command app and `scan` becomes an argument).
     pass

@@ -70,12 +70,34 @@ def _db_url(db: str | None, config: str | None) -> str:
     return Settings.resolve(db, config).db_url
 
 
-def _open_store(db_url: str):
-    from hubaudit.store import Store
+def _first_contact(base: str | None) -> str:
+    b = base or "BASE"
+    return f"run `hubaudit crawl --base {b}` or `hubaudit ingest PATH --base {b}` first"
 
-    # create=True: an empty database gets the schema, so a first `check` says "not calibrated"
-    # rather than failing on a missing schema; a non-empty database behind head is never upgraded.
-    return Store.open(db_url, create=True)
+
+def _open_store(db_url: str, base: str | None = None):
+    """The store, opened for reading: these commands never create a database (a mistyped --db or a
+    first run must not leave an empty file behind that later reads as "nothing flagged")."""
+    from hubaudit.store import Store
+    from hubaudit.store.store import MissingDatabaseError
+
+    try:
+        return Store.open(db_url, must_exist=True)
+    except MissingDatabaseError as exc:
+        raise MissingDatabaseError(f"{exc}: {_first_contact(base)}",
+                                   hint="or pass --db URL (or set it in the config file) to read an existing database") from None
+
+
+def _require_base(store, base: str) -> None:
+    """Exit 3 with what to run when the store has never seen ``base`` (rather than report 'population 0')."""
+    known = store.bases()
+    if base in known:
+        return
+    from hubaudit.errors import NotCalibratedError
+
+    listed = ", ".join(known[:10]) + (f" (+{len(known) - 10} more)" if len(known) > 10 else "")
+    raise NotCalibratedError(f"base {base} is unknown to the store at {store.url}: {_first_contact(base)}",
+                             hint=f"the store knows: {listed}" if known else "the store knows no base yet")  # fmt: skip
 
 
 def _emit(text: str, output: str | None) -> None:
@@ -110,7 +132,11 @@ def report_cmd(
     flagged_only: Annotated[bool, typer.Option("--flagged-only", help="List only flagged adapters (counts stay over all).")] = False,
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
     output: OutputOpt = None,
-    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 on an unsuppressed finding (3 if the base is not calibrated).")] = FailOn.never,
+    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 on an unsuppressed finding (3 if the base is not calibrated, "
+                                            "or if an adapter passed only with low confidence).")] = FailOn.never,
+    accept_low_confidence: Annotated[bool, typer.Option(
+        "--accept-low-confidence",
+        help="With --fail-on: passes judged by thresholds fitted on too few adapters do not exit 3.")] = False,
     suppress: SuppressOpt = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
@@ -121,7 +147,8 @@ def report_cmd(
     now = utcnow()
     since_ts = parse_since(since, now)
     sups = read_suppressions(suppress)
-    with _open_store(_db_url(db, config)) as store:
+    with _open_store(_db_url(db, config), base) as store:
+        _require_base(store, base)
         report, text = run_report(store, base, fmt.value, width=_table_width(), since=since_ts,
                                   flagged_only=flagged_only, suppressions=sups, now=now)  # fmt: skip
     _emit(text, output)
@@ -133,11 +160,17 @@ def report_cmd(
     if output:
         err_console.print(f"wrote {fmt.value} report to {output}: {s.flagged_unsuppressed} flagged "
                           f"({s.suppressed} suppressed) of {s.population} adapters")  # fmt: skip
+    if s.low_confidence:
+        _warn(f"{s.low_confidence} adapter(s) of {base} passed only with low confidence (thresholds fitted on too "
+              f"few adapters): add --reference CLEAN_ADAPTER or more adapters and recalibrate; --min-n set this low "
+              f"is what allows such fits")  # fmt: skip
     if fail_on is FailOn.flagged:
         if not report.calibration.calibrated:
             raise typer.Exit(3)
         if s.flagged_unsuppressed:
             raise typer.Exit(1)
+        if s.low_confidence and not accept_low_confidence:  # could not be audited, as for `check`
+            raise typer.Exit(3)
 
 
 @app.command("export")
@@ -155,7 +188,8 @@ def export_cmd(
     from hubaudit.pipeline.report import read_suppressions, run_export, utcnow
 
     sups = read_suppressions(suppress)
-    with _open_store(_db_url(db, config)) as store:
+    with _open_store(_db_url(db, config), base) as store:
+        _require_base(store, base)
         report, text, n = run_export(store, base, fmt.value, flagged=flagged, include_suppressed=include_suppressed,
                                      suppressions=sups, now=utcnow())  # fmt: skip
     _emit(text, output)
@@ -226,7 +260,7 @@ def check_cmd(
     _warn_expired(s for s in sups if s.is_expired(today))
     settings = Settings.resolve(db, config)
     hub = None if offline else hub_config_from_env(os.environ, timeout=timeout)
-    with _open_store(settings.db_url) as store:
+    with _open_store(settings.db_url, base) as store:
         result = check_target(store, target, base=base, suppressions=sups, today=today, hub=hub,
                               cache_root=settings.home / "cache", accept_low_confidence=accept_low_confidence)  # fmt: skip
     if fmt is CheckFormat.json:

@@ -106,6 +106,13 @@ def _judge(result: CheckResult, features: dict[str, float], store: Store) -> Che
         result.hint = (calibrate_hint(result.base) if result.base
                        else "pass --base BASE: the adapter does not declare its base model")  # fmt: skip
         result.reasons = [f"base {result.base or '?'} has no active calibration"]
+        known = store.bases() if result.base else []
+        if result.base and result.base not in known:
+            shown = ", ".join(known[:10]) + (" ..." if len(known) > 10 else "")
+            result.reasons = [f"base {result.base} is unknown to the store"
+                              + (f" (it knows: {shown})" if known else " (it knows no base yet)")]  # fmt: skip
+            result.hint = (f"run `hubaudit crawl --base {result.base}` or `hubaudit ingest PATH --base {result.base}`, "
+                           f"then `hubaudit calibrate --base {result.base}`")  # fmt: skip
         return result
     result.calibration_version, result.calibration_n = ts.version, ts.n
     flagged, breakdown = calibrate.judge(features, result.stratum or "", {"strata": ts.strata, "params": ts.params})

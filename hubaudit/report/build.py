@@ -85,6 +85,7 @@ def calibration_from(threshold_set: Any | None) -> Calibration:
                 score_threshold=_score_threshold(spec, strata_raw),
                 status=spec.get("status", "calibrated") if mapping else "calibrated",
                 thresholds=dict(spec) if mapping else {"threshold": spec},
+                low_confidence_reason=_low_confidence(spec, strata_raw) if mapping else None,
             )
         )
     return Calibration(
@@ -97,6 +98,15 @@ def calibration_from(threshold_set: Any | None) -> Calibration:
         created_at=field_of(threshold_set, "created_at"),
         strata=tuple(strata),
     )
+
+
+def _low_confidence(spec: Mapping[str, Any], strata: Mapping[str, Any]) -> str | None:
+    """The low-confidence reason calibrate stored on the fit that judges this entry (its pool's when pooled)."""
+    if spec.get("status") == "pooled":
+        spec = strata.get(spec.get("pool")) or {}
+    if not spec.get("low_confidence"):
+        return None
+    return str(spec.get("low_confidence_reason") or "too few adapters for the target FPR")
 
 
 def _reason_text(item: Any) -> str:
@@ -131,6 +141,13 @@ def entry_from_row(
     if threshold is None and strat_cal is not None:
         threshold = strat_cal.score_threshold
     reasons = tuple(_reason_text(r) for r in (breakdown.get("reasons") or ())) if flagged is not None else ()
+    low = None
+    if flagged is not None and status == AUDITED_STATUS:
+        # the verdict's own mark; verdicts stored before it existed fall back to the fit's
+        if breakdown.get("low_confidence"):
+            low = str(breakdown.get("low_confidence_reason") or "too few adapters for the target FPR")
+        if low is None and "low_confidence" not in breakdown:
+            low = (fit_cal or strat_cal).low_confidence_reason if (fit_cal or strat_cal) is not None else None
     declared = field_of(row, "declared_base")
     return AdapterEntry(
         repo_id=repo_id,
@@ -155,6 +172,7 @@ def entry_from_row(
         removed=bool(field_of(row, "removed", False)),
         suppressed=match_suppression(suppressions, repo_id, sha, today),
         revision_id=field_of(row, "revision_id"),
+        low_confidence_reason=low,
     )
 
 
@@ -176,6 +194,7 @@ def summarize(entries: Iterable[AdapterEntry]) -> Summary:
         not_audited=sum(not_audited.values()),
         not_audited_by_reason=dict(sorted(not_audited.items(), key=lambda kv: (-kv[1], kv[0]))),
         provenance_mismatch=sum(1 for e in entries if e.provenance_mismatch),
+        low_confidence=sum(1 for e in entries if e.audited and e.low_confidence_pass),
     )
 
 

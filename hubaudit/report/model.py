@@ -87,6 +87,12 @@ class StratumCalibration:
     score_threshold: float | None
     status: str = "calibrated"  # calibrate/fit.py: calibrated | pooled | not_calibrated
     thresholds: dict[str, Any] = field(default_factory=dict)
+    # the fit that judges the stratum (its own or its pool's) had too few adapters for its target FPR
+    low_confidence_reason: str | None = None
+
+    @property
+    def low_confidence(self) -> bool:
+        return self.low_confidence_reason is not None
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,18 @@ class AdapterEntry:
     removed: bool = False  # no longer listed on the Hub (still reported: copies may be in use)
     suppressed: Suppression | None = None
     revision_id: int | None = None
+    # judged by a fit with too few adapters for its target FPR (calibrate/fit.py): its pass is no plain
+    # pass, e.g. "fitted on 3 adapters; 19 needed for 5 % FPR"; None when confident or not judged
+    low_confidence_reason: str | None = None
+
+    @property
+    def low_confidence(self) -> bool:
+        return self.low_confidence_reason is not None
+
+    @property
+    def low_confidence_pass(self) -> bool:
+        """Passed, but only against thresholds that cannot support their target FPR."""
+        return self.low_confidence and self.flagged is False and not self.is_finding
 
     @property
     def url(self) -> str | None:
@@ -205,6 +223,7 @@ class Summary:
     not_audited: int
     not_audited_by_reason: dict[str, int] = field(default_factory=dict)
     provenance_mismatch: int = 0  # adapters whose config names another base
+    low_confidence: int = 0  # of not_flagged: passes judged by a low-confidence fit (never plain passes)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -219,6 +238,7 @@ class Summary:
             "not_audited": self.not_audited,
             "not_audited_by_reason": dict(self.not_audited_by_reason),
             "provenance_mismatch": self.provenance_mismatch,
+            "low_confidence": self.low_confidence,
         }
 
 

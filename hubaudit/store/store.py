@@ -40,6 +40,28 @@ FINAL_STATUSES = frozenset({"scored", "unsupported", "error", "skipped"})
 RETRY_LIMIT = 5
 
 
+class MissingDatabaseError(StoreError):
+    """A read-only command found no hubaudit database (no file, or one without tables): nothing to read."""
+
+    hint = "run `hubaudit crawl --base BASE` or `hubaudit ingest PATH --base BASE` first, or pass --db URL"
+
+
+def _sqlite_path(url: str) -> Any:
+    """The file behind a SQLite URL (a Path), or None (another database, memory, a URI filename, a bad URL)."""
+    from pathlib import Path
+
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - make_engine reports a bad URL with its own message
+        return None
+    database = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    return Path(database).expanduser()
+
+
 @contextlib.contextmanager
 def _first_run_lock(engine: Engine) -> Iterator[None]:
     """An advisory flock on the SQLite file's directory while a first run may create the schema.
@@ -83,23 +105,31 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin):
     # -- lifecycle and migrations -------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str | None = None, *, check_schema: bool = True, create: bool = False) -> Store:
+    def open(cls, url: str | None = None, *, check_schema: bool = True, create: bool = False,
+             must_exist: bool = False) -> Store:  # fmt: skip
         """Open the database at ``url`` (None: the default SQLite file, see hubaudit.settings).
 
         ``create``: upgrade an *empty* database to head (first runs just work); a non-empty
         database that is behind is never upgraded implicitly. ``check_schema``: raise
-        SchemaOutOfDateError unless the database is at the head revision.
+        SchemaOutOfDateError unless the database is at the head revision. ``must_exist`` (read-only
+        commands): raise MissingDatabaseError, creating no file and no directory, when a SQLite file
+        does not exist or a database has no tables.
         """
         if url is None:
             from hubaudit.settings import resolve_db_url
 
             url = resolve_db_url()
+        path = _sqlite_path(url) if must_exist else None
+        if path is not None and not path.is_file():  # before make_engine, which creates the directory
+            raise MissingDatabaseError(f"no hubaudit database at {path}")
         engine = make_engine(url)
         store = cls(engine)
         if store._dialect not in SUPPORTED_DIALECTS:
             engine.dispose()
             raise StoreError(f"unsupported database {store._dialect!r}: use SQLite or PostgreSQL (postgresql+psycopg://)")
         try:
+            if must_exist and not create and migrate.is_empty(engine):
+                raise MissingDatabaseError(f"the database at {store.url} is empty (no hubaudit tables)")
             if create:
                 # Racing first runs (cron and an interactive run) on one new SQLite file: the first
                 # connection switches the file to WAL and the upgrade creates the tables; both need
@@ -186,6 +216,11 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin):
                 yield conn
         except OperationalError as exc:
             raise StoreError(f"database read failed: {str(exc.orig).splitlines()[0]}") from exc
+
+    def bases(self) -> list[str]:
+        """Every base model the store knows (has recorded adapters or a calibration for), sorted."""
+        with self._read() as conn:
+            return sorted(conn.scalars(select(BaseModel.name)).all())
 
     def _insert(self, table: Any):  # type: ignore[no-untyped-def]
         return insert_for(self._dialect, table.__table__ if hasattr(table, "__table__") else table)

@@ -83,10 +83,10 @@ def test_fail_on_flagged_exit_codes(store_url, tmp_path):
     p = run("report", "--base", BASE, "--fail-on", "flagged", "--suppress", str(sup), "--db", store_url)
     assert p.returncode == 0, p.stdout
     assert p.stdout.count("suppressed until 2999-01-01") == 2
-    # An unknown (hence uncalibrated) base never passes the gate.
+    # An unknown (hence uncalibrated) base never passes the gate: no report, what to run, exit 3.
     p = run("report", "--base", "nobody/unknown", "--fail-on", "flagged", "--format", "json", "--db", store_url)
     assert p.returncode == 3
-    assert json.loads(p.stdout)["calibration"]["calibrated"] is False and "unknown" in p.stderr
+    assert p.stdout == "" and "unknown to the store" in p.stderr and "hubaudit crawl --base nobody/unknown" in p.stderr
 
 
 def test_output_file_is_written_and_stdout_stays_empty(store_url, tmp_path):

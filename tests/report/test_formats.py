@@ -67,6 +67,7 @@ def test_report_csv_columns_are_stable():
         "schema_version", "base", "repo_id", "sha", "status", "status_reason", "score", "flagged", "suppressed",
         "margin", "threshold", "stratum", "threshold_set_version", "reasons", "probe_flagged", "first_seen",
         "downloads", "url", "probe_trigger", "probe_trigger_rate", "probe_trigger_positions",
+        "low_confidence", "low_confidence_reason",  # appended, as the trigger columns were
     )
     r = S.sample_report()
     rows = list(csv.DictReader(io.StringIO(get_format("csv").render(r))))

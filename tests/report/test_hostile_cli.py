@@ -282,6 +282,10 @@ def test_hub_401_with_markup_in_headers_exits_4(tmp_path, args):
     try:
         env = {"HF_ENDPOINT": f"http://127.0.0.1:{server.server_address[1]}", "HF_TOKEN": "hf_test",
                "HUBAUDIT_HOME": str(tmp_path), "HUBAUDIT_DB_URL": f"sqlite:///{tmp_path / 'x.db'}"}
+        if args[0] == "check":  # check only reads: it needs an existing database to reach the Hub
+            from hubaudit.store import Store
+
+            Store.open(env["HUBAUDIT_DB_URL"], create=True).close()
         p = run(*args, env=env)
     finally:
         server.shutdown()

@@ -28,6 +28,7 @@ def calibration_dict(cal: Calibration) -> dict[str, Any]:
         "created_at": iso(cal.created_at),
         "strata": [
             {"stratum": s.stratum, "status": s.status, "n": s.n, "score_threshold": s.score_threshold,
+             "low_confidence": s.low_confidence, "low_confidence_reason": s.low_confidence_reason,
              "thresholds": s.thresholds}
             for s in cal.strata
         ],
@@ -62,6 +63,8 @@ def adapter_dict(e: AdapterEntry) -> dict[str, Any]:
         "provenance_mismatch": e.provenance_mismatch,
         "removed": e.removed,
         "suppressed": None if e.suppressed is None else e.suppressed.to_dict(),
+        "low_confidence": e.low_confidence,
+        "low_confidence_reason": e.low_confidence_reason,
     }
 
 
@@ -128,6 +131,32 @@ def verdict_text(e: AdapterEntry) -> str:
     if e.flagged is None:
         return "not judged"
     return "pass"
+
+
+def state_text(e: AdapterEntry) -> str:
+    """:func:`verdict_text` with the low-confidence mark: a pass (or flag) judged by a fit with too few
+    adapters for its target FPR never reads as a bare one."""
+    word = verdict_text(e)
+    if e.low_confidence and word in ("pass", "flagged"):
+        return f"{word} (low confidence: {e.low_confidence_reason})"
+    return word
+
+
+LOW_CONFIDENCE_HINT = ("store more adapters of the base (hubaudit crawl / hubaudit ingest) and recalibrate, or "
+                       "calibrate with --reference CLEAN_ADAPTER; --min-n below what the target FPR needs is what "
+                       "produces such fits")  # fmt: skip
+
+
+def low_confidence_text(report: Report) -> str | None:
+    """One warning when some passes were judged by low-confidence fits, naming each such fit; else None."""
+    n = report.summary.low_confidence
+    if not n:
+        return None
+    fits = dict.fromkeys(f"{s.stratum}: {s.low_confidence_reason}" for s in report.calibration.strata
+                         if s.low_confidence and not s.stratum.startswith("pool:"))  # fmt: skip
+    where = "; ".join(fits) if fits else "too few adapters for the target FPR"
+    return (f"LOW CONFIDENCE: {n} pass(es) were judged by thresholds fitted on too few adapters ({where}); "
+            f"they are not plain passes: {LOW_CONFIDENCE_HINT}")
 
 
 def short_sha(sha: str | None) -> str:

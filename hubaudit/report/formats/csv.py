@@ -46,6 +46,8 @@ REPORT_CSV_COLUMNS = (
     "probe_trigger",  # appended (issue 10): the blind search's recovered trigger, its rate, where it fires
     "probe_trigger_rate",
     "probe_trigger_positions",
+    "low_confidence",  # appended: judged by thresholds fitted on too few adapters for their target FPR
+    "low_confidence_reason",
 )
 
 
@@ -83,6 +85,8 @@ def _row(report: Report, e: AdapterEntry) -> dict[str, Any]:
         "first_seen": iso(e.first_seen),
         "downloads": e.downloads,
         "url": e.url,
+        "low_confidence": e.low_confidence if e.flagged is not None else None,
+        "low_confidence_reason": e.low_confidence_reason,
     } | _search_cells(e)
 
 

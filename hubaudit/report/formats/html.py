@@ -16,6 +16,7 @@ from hubaudit.report.formats._common import (
     fmt_date,
     fmt_margin,
     fmt_num,
+    low_confidence_text,
     probe_text,
     search_info,
     short_sha,
@@ -94,9 +95,13 @@ def _cards(report: Report) -> str:
         ("probe-confirmed", s.probe_confirmed, "flag"), ("suppressed", s.suppressed, "warn"),
         ("passed", s.not_flagged, ""), ("not judged", s.not_judged, "warn"), ("not audited", s.not_audited, "warn"),
     ]
+    if s.low_confidence:
+        items.insert(6, ("passed, low confidence", s.low_confidence, "warn"))
     cards = "".join(f'<div class="card {c}"><div class="n">{n}</div><div class="l">{escape(label)}</div></div>'
                     for label, n, c in items)
-    return f'<section id="summary"><h2>Summary</h2><div class="cards">{cards}</div></section>'
+    low = low_confidence_text(report)
+    alert = f'<div class="alert" id="low-confidence">{escape(low)}</div>' if low else ""
+    return f'<section id="summary"><h2>Summary</h2><div class="cards">{cards}</div>{alert}</section>'
 
 
 def _calibration(report: Report) -> str:
@@ -110,9 +115,11 @@ def _calibration(report: Report) -> str:
                 f"{fmt_date(cal.created_at)}</p>")
         if cal.strata:
             rows = "".join(f"<tr><td><code>{escape(s.stratum)}</code></td><td class=num>{fmt_count(s.n)}</td>"
-                           f"<td class=num>{fmt_num(s.score_threshold)}</td></tr>" for s in cal.strata)
+                           f"<td class=num>{fmt_num(s.score_threshold)}</td>"
+                           f"<td>{'low: ' + escape(s.low_confidence_reason or '') if s.low_confidence else 'ok'}</td></tr>"
+                           for s in cal.strata)  # fmt: skip
             body += ('<table><thead><tr><th>stratum</th><th class=num>n</th><th class=num>score threshold</th>'
-                     f"</tr></thead><tbody>{rows}</tbody></table>")
+                     f"<th>confidence</th></tr></thead><tbody>{rows}</tbody></table>")
     return f'<section id="calibration"><h2>Calibration in force</h2>{body}</section>'
 
 
@@ -175,6 +182,8 @@ def _findings(report: Report) -> str:
     details = []
     for i, e in enumerate(findings):
         parts = [f'<div class="finding" id="finding-{i}"><h3>{_link(e)} {_badge(e)}</h3>']
+        if e.low_confidence:
+            parts.append(f"<p>Low confidence: {escape(e.low_confidence_reason or '')}</p>")
         if e.suppressed is not None:
             parts.append(f"<p>Suppressed until {e.suppressed.expires.isoformat()}: {escape(e.suppressed.reason)}</p>")
         nm = report.norm_map(e.repo_id, e.sha)

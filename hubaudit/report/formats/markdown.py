@@ -14,6 +14,7 @@ from hubaudit.report.formats._common import (
     fmt_date,
     fmt_margin,
     fmt_num,
+    low_confidence_text,
     probe_text,
     search_info,
     short_sha,
@@ -47,8 +48,12 @@ class MarkdownFormat(ReportFormat):
         out.append("|---:|---:|---:|---:|---:|---:|---:|---:|")
         out.append(
             f"| {s.population} | {s.audited} | {s.flagged} | {s.suppressed} | {s.probe_confirmed}"
-            f" | {s.not_flagged} | {s.not_judged} | {s.not_audited} |"
+            f" | {s.not_flagged}" + (f" ({s.low_confidence} low confidence)" if s.low_confidence else "")
+            + f" | {s.not_judged} | {s.not_audited} |"
         )
+        low = low_confidence_text(report)
+        if low:
+            out += ["", f"> **Warning:** {md_escape(low)}"]
         out += ["", "## Calibration in force", ""]
         if not cal.calibrated:
             out.append("**Not calibrated**: no active threshold set for this base; no adapter is judged clean.")
@@ -58,8 +63,10 @@ class MarkdownFormat(ReportFormat):
                 f" {md_escape(cal.featureset_version or '?')}), N = {cal.n}, fitted {fmt_date(cal.created_at)}."
             )
             if cal.strata:
-                out += ["", "| stratum | n | score threshold |", "|---|---:|---:|"]
-                out += [f"| {md_escape(st.stratum)} | {fmt_count(st.n)} | {fmt_num(st.score_threshold)} |" for st in cal.strata]
+                out += ["", "| stratum | n | score threshold | confidence |", "|---|---:|---:|---|"]
+                out += [f"| {md_escape(st.stratum)} | {fmt_count(st.n)} | {fmt_num(st.score_threshold)}"
+                        f" | {'low: ' + md_escape(st.low_confidence_reason or '') if st.low_confidence else 'ok'} |"
+                        for st in cal.strata]  # fmt: skip
 
         findings = report.findings
         out += ["", f"## Flagged adapter revisions ({len(findings)})", ""]
@@ -68,6 +75,8 @@ class MarkdownFormat(ReportFormat):
             out.append("|---|---:|---:|---|---|---:|---|---|")
             for e in findings:
                 state = verdict_text(e)
+                if e.low_confidence:
+                    state += f" (low confidence: {md_escape(e.low_confidence_reason or '')})"
                 fired = md_escape(fired_names(e.reasons)) or "-"
                 if e.suppressed is not None:
                     state += f" until {e.suppressed.expires.isoformat()}: {md_escape(e.suppressed.reason)}"

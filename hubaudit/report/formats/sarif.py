@@ -60,6 +60,11 @@ RULES: tuple[Rule, ...] = (
     Rule("HA010", "UncalibratedBase", "No calibration for this base model or stratum",
          "There are not enough audited adapters (or no threshold set) to judge adapters of this base or stratum; "
          "they are not judged clean.", "note", "4.0", "high"),
+    Rule("HA011", "LowConfidencePass", "Passed only against thresholds fitted on too few adapters",
+         "The thresholds that judged the adapter were fitted on fewer adapters than the target false-positive rate "
+         "needs (the order-statistic rule n >= ceil(1/FPR) - 1, at most 30), so they can sit far above every score: "
+         "the pass does not show the adapter is clean. Store more adapters or calibrate with known-clean references.",
+         "warning", "4.0", "high"),
 )
 RULE_INDEX = {r.id: i for i, r in enumerate(RULES)}
 
@@ -89,6 +94,8 @@ def rules_for(e: AdapterEntry, calibrated: bool, base: str = "?") -> list[tuple[
             out.append(("HA004", f"{target}: not audited ({why}){': ' + e.error if e.error else ''}."))
     elif e.flagged is None and calibrated and not e.probe_flagged:
         out.append(("HA010", f"{target}: stratum {e.stratum} has no calibration; not judged."))
+    elif e.low_confidence_pass:
+        out.append(("HA011", f"{target}: passed with low confidence ({e.low_confidence_reason}); not judged clean."))
     if e.provenance_mismatch:
         out.append(("HA005", f"{target}: declares base {e.declared_base}."))
     return out
@@ -129,7 +136,8 @@ def _result(rule_id: str, message: str, e: AdapterEntry | None, report: Report) 
     }
     if e is not None:
         res["properties"].update(
-            {"score": e.score, "margin": e.margin, "threshold": e.threshold, "stratum": e.stratum, "url": e.url}
+            {"score": e.score, "margin": e.margin, "threshold": e.threshold, "stratum": e.stratum, "url": e.url,
+             "low_confidence": e.low_confidence, "low_confidence_reason": e.low_confidence_reason}
         )
         if e.suppressed is not None:
             res["suppressions"] = [

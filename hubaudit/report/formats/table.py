@@ -6,6 +6,8 @@ Only findings are listed one by one (a population has thousands of passes); pass
 
 from __future__ import annotations
 
+import textwrap
+
 from hubaudit.report.formats._common import (
     clip,
     fired_names,
@@ -13,9 +15,11 @@ from hubaudit.report.formats._common import (
     fmt_date,
     fmt_margin,
     fmt_num,
+    low_confidence_text,
     probe_text,
     search_info,
     short_sha,
+    state_text,
     trigger_text,
     verdict_text,
 )
@@ -61,6 +65,8 @@ def calibration_lines(cal: Calibration, width: int) -> list[str]:
             out.append(
                 f"  {_fit(s.stratum, name_w):<{name_w}}{fmt_count(s.n):>8}{fmt_num(s.score_threshold):>12}"
             )
+            if s.low_confidence and not s.stratum.startswith("pool:"):
+                out.append(_fit(f"    low confidence: {s.low_confidence_reason}", width))
     return out
 
 
@@ -72,11 +78,13 @@ def _finding_lines(e: AdapterEntry, repo_w: int, width: int) -> list[str]:
         probe_text(e),
         fmt_count(e.downloads),
         fmt_date(e.first_seen),
-        verdict_text(e),
+        verdict_text(e) + (" (low conf.)" if e.low_confidence else ""),
     )
     line = f"{repo:<{repo_w}}" + "".join(f" {c:>{w - 1}}" for c, (_, w) in zip(cells[:-1], _FIXED[:-1]))
     line += f"  {cells[-1]:<{_FIXED[-1][1] - 2}}"
     out = [_fit(line.rstrip(), width)]
+    if e.low_confidence:
+        out.append(_fit("    " + state_text(e), width))
     detail = "fired: " + (fired_names(e.reasons) if e.reasons else "probe" if e.probe_flagged else "-")
     out.append(_fit("    " + detail, width))
     if search_info(e.probe) is not None:
@@ -108,11 +116,15 @@ class TableFormat(ReportFormat):
         out.append(
             _fit(
                 f"flagged {s.flagged} ({s.suppressed} suppressed, {s.probe_confirmed} probe-confirmed)"
-                f" · passed {s.not_flagged} · not judged {s.not_judged}"
+                f" · passed {s.not_flagged}" + (f" ({s.low_confidence} low confidence)" if s.low_confidence else "")
+                + f" · not judged {s.not_judged}"
                 + (f" · base mismatch {s.provenance_mismatch}" if s.provenance_mismatch else ""),
                 w,
             )
         )
+        low = low_confidence_text(report)
+        if low:  # a wrapped warning, not clipped: it is the one thing a reader of this report must see
+            out += ["", *textwrap.wrap(terminal(low), w)]
         out += ["", _rule(w, "Calibration in force"), *calibration_lines(report.calibration, w)]
 
         findings = report.findings
