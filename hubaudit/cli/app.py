@@ -26,8 +26,9 @@ def _print_version(value: bool) -> None:
 
 @app.callback()
 def _root(
-    version: Annotated[bool, typer.Option("--version", callback=_print_version, is_eager=True,
-                                          help="Print hubaudit's version and exit.")] = False,  # fmt: skip
+    version: Annotated[
+        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print hubaudit's version and exit.")
+    ] = False,
 ) -> None:
     # A group callback keeps `hubaudit <command>` a subcommand even while only one command module
     # is installed (Typer otherwise collapses a one-command app and `scan` becomes an argument).
