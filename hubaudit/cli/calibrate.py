@@ -78,7 +78,8 @@ def calibrate(
                           f"({summary.featureset_version}) from their stored per-module statistics")  # fmt: skip
     err_console.print(
         f"Threshold set v{summary.version} for {base} ({summary.verdict} verdict, {summary.method}, N={summary.n}, target FPR {summary.target_fpr}, "
-        f"min N {summary.min_n}, {summary.n_references} reference(s)): {v['flagged']} flagged, {v['clean']} clean, "
+        f"min N {summary.min_n}, {summary.n_references} reference(s)): {v['flagged']} flagged, {v['clean']} clean"
+        + (f" ({summary.clean_low_confidence} of them low confidence)" if summary.clean_low_confidence else "") + ", "
         f"{v['not_calibrated']} not calibrated"
     )
     for s in summary.low_confidence:

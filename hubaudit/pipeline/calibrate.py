@@ -42,6 +42,9 @@ class CalibrationSummary:
     strata: list[dict[str, Any]] = field(default_factory=list)
     verdicts: dict[str, int] = field(default_factory=dict)  # flagged / clean / not_calibrated
     rescored: int = 0  # adapters whose features were re-derived for this feature-set version
+    # of verdicts["clean"]: judged by a fit with too few adapters for the target FPR (calibrate/fit.py),
+    # which no gate takes as a plain pass
+    clean_low_confidence: int = 0
 
     @property
     def calibrated(self) -> bool:
@@ -161,6 +164,7 @@ def calibrate_base(
         featureset_version=featureset_version, verdict=method, n=ts["n"], n_references=len(refs), target_fpr=target_fpr,
         min_n=min_n, strata=_strata_table(ts["strata"], population, verdicts),
         verdicts={k: counts.get(k, 0) for k in ("flagged", "clean", "not_calibrated")}, rescored=rescored,
+        clean_low_confidence=sum(1 for _, f, bd in verdicts if f is False and bd.get("low_confidence")),
     )  # fmt: skip
 
 

@@ -62,6 +62,7 @@ def small_store(tmp_path_factory) -> tuple[str, Path]:
         summary = calibrate_base(store, BASE, min_n=3, target_fpr=0.05)
     assert summary.calibrated and summary.low_confidence
     assert summary.low_confidence[0]["low_confidence_reason"] == REASON
+    assert summary.verdicts["clean"] == summary.clean_low_confidence == 3
     return url, write_lora(root / "new", seed=77)
 
 
@@ -92,6 +93,7 @@ def test_calibrate_warns_and_not_calibrated_hint_names_the_flags(small_store, tm
     p = run("calibrate", "--base", BASE, "--db", url, "--min-n", "3", "--target-fpr", "0.05")
     assert p.returncode == 0, p.stderr
     assert "low confidence" in p.stderr and REASON in p.stderr
+    assert "3 clean (3 of them low confidence)" in p.stderr
     p = run("calibrate", "--base", BASE, "--db", url)  # min N 30: nothing calibrated
     assert p.returncode == 3
     assert "--min-n" in p.stderr and "--reference" in p.stderr
