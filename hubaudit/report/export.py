@@ -22,6 +22,9 @@ suppressed              true when a live suppression covers it (only with --incl
 first_seen              when hubaudit first saw the adapter (ISO-8601 UTC)
 url                     https://huggingface.co/{repo_id}/tree/{sha}; empty when the repo id or
                         sha is not valid Hub syntax (no link is built from such data)
+low_confidence          true when the verdict came from thresholds fitted on too few adapters for
+                        their target FPR: flagged=false then is no evidence of clean; empty when not
+                        judged (appended)
 ======================  ====================================================================
 
 CSV cells are quoted and neutralised against spreadsheet formula injection (see
@@ -56,6 +59,7 @@ EXPORT_COLUMNS = (
     "suppressed",
     "first_seen",
     "url",
+    "low_confidence",  # appended
 )
 
 
@@ -78,6 +82,7 @@ def export_row(base: str, e: AdapterEntry) -> dict[str, Any]:
         "suppressed": e.suppressed is not None,
         "first_seen": iso(e.first_seen),
         "url": e.url,
+        "low_confidence": e.low_confidence if e.flagged is not None else None,
     }
 
 

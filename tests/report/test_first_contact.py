@@ -96,6 +96,14 @@ def test_every_report_format_shows_low_confidence(small_store, tmp_path):  # noq
     assert [r["ruleId"] for r in results] == ["HA011"] * 3 and REASON in results[0]["message"]["text"]
 
 
+def test_export_all_marks_low_confidence(small_store):  # noqa: F811
+    url, _ = small_store
+    p = run("export", "--base", BASE, "--db", url, "--all", "--format", "json")
+    assert p.returncode == 0, p.stderr
+    rows = json.loads(p.stdout)["rows"]
+    assert len(rows) == 3 and all(r["flagged"] is False and r["low_confidence"] is True for r in rows)
+
+
 def test_report_fail_on_flagged_exits_3_on_low_confidence_passes(small_store):  # noqa: F811
     url, _ = small_store
     assert run("report", "--base", BASE, "--db", url, "--fail-on", "flagged").returncode == 3

@@ -82,6 +82,7 @@ def test_export_schema_v1_blocklist():
     assert EXPORT_COLUMNS == (
         "export_schema_version", "base", "repo_id", "sha", "status", "flagged", "score", "threshold", "margin",
         "stratum", "threshold_set_version", "reasons", "probe_flagged", "suppressed", "first_seen", "url",
+        "low_confidence",  # appended
     )
     r = S.sample_report()
     rows = list(csv.DictReader(io.StringIO(render_export(r, "csv"))))
