@@ -9,7 +9,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -179,22 +178,30 @@ def test_pages_beyond_the_cap_end_the_listing():
         assert len(list(HubSource(HubConfig(endpoint=hub.url)).list_related(BASE))) == 5
 
 
+# The child's own high-water mark, read from /proc at exit: rusage's ru_maxrss would also count
+# the parent's pages (Linux carries the pre-exec address space's peak over a fork/vfork + exec,
+# and this test process may hold a trained model by the time the test runs).
+_HWM_WRAPPER = (
+    "import atexit, os, runpy, sys\n"
+    "def _hwm():\n"
+    "    with open('/proc/self/status') as f:\n"
+    "        kb = next(int(line.split()[1]) for line in f if line.startswith('VmHWM:'))\n"
+    "    with open(os.environ['HUBAUDIT_TEST_HWM'], 'w') as f:\n"
+    "        f.write(str(kb * 1024))\n"
+    "atexit.register(_hwm)\n"
+    "sys.argv = ['hubaudit', *sys.argv[1:]]\n"
+    "runpy.run_module('hubaudit', run_name='__main__')\n"
+)
+
+
 def _crawl_subprocess(hub, *args: str) -> tuple[int, str, str, int]:
     """``hubaudit crawl`` in a child process: (exit code, stdout, stderr, the child's peak RSS in bytes)."""
-    env = {**os.environ, "HF_ENDPOINT": hub.url}
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen([sys.executable, "-m", "hubaudit", *crawl_args(hub, *args)], env=env,
-                                stdout=out, stderr=err)
-        watchdog = threading.Timer(300, proc.kill)
-        watchdog.start()
-        try:
-            _, status, usage = os.wait4(proc.pid, 0)  # this child's own rusage, not all children's
-        finally:
-            watchdog.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        return proc.returncode, out.read().decode(), err.read().decode(), usage.ru_maxrss * 1024
+    with tempfile.TemporaryDirectory() as tmp:
+        hwm = Path(tmp, "hwm")
+        env = {**os.environ, "HF_ENDPOINT": hub.url, "HUBAUDIT_TEST_HWM": str(hwm)}
+        proc = subprocess.run([sys.executable, "-c", _HWM_WRAPPER, *crawl_args(hub, *args)], env=env,
+                              capture_output=True, timeout=300)
+        return proc.returncode, proc.stdout.decode(), proc.stderr.decode(), int(hwm.read_text())
 
 
 def test_gzip_bomb_in_model_info_is_refused_within_bounded_memory(hub, store):
