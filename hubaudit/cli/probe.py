@@ -210,14 +210,14 @@ def probe_adapter_cmd(
     fmt: Annotated[Fmt, typer.Option("--format", "-f")] = Fmt.table,
 ) -> None:
     """Probe one adapter ad hoc; exit 1 when it is flagged, 3 when it could not be probed."""
-    from hubaudit.pipeline.probe import probe_one, resolve_thresholds
+    from hubaudit.pipeline.probe import probe_one
 
-    r = probe_one(adapter_path, base_model, battery=_battery(battery), prompts_file=prompts,
-                  thresholds=resolve_thresholds(_home(), None, thresholds),
-                  probe_options=_probe_options(mode, target_label, label_words, system_prompt, batch_size),
-                  **dict(zip(("search", "search_thresholds"), _search_options(search, search_budget, search_thresholds))),
-                  invert=_invert_options(search and invert, invert_prompts, invert_steps, invert_chunk, invert_prefilter,
-                                         no_chat_template, no_trigger_search))
+    r = probe_one(adapter_path, base_model, **probe_one_kwargs(
+        battery=battery, prompts=prompts, thresholds=thresholds, mode=mode, target_label=target_label,
+        label_words=label_words, system_prompt=system_prompt, batch_size=batch_size, search=search,
+        search_budget=search_budget, search_thresholds=search_thresholds, invert=invert,
+        no_chat_template=no_chat_template, invert_prompts=invert_prompts, invert_steps=invert_steps,
+        invert_chunk=invert_chunk, invert_prefilter=invert_prefilter, no_trigger_search=no_trigger_search))
     if fmt is Fmt.json:
         sys.stdout.write(json.dumps(r) + "\n")
     elif r["status"] == "ok":
@@ -282,6 +282,28 @@ def probe_calibrate_cmd(
     err_console.print(f"probe thresholds: gap {th.gap}, mean {th.mean} from {th.n_clean} clean adapter(s) -> {dest}")
     if tau is not None:
         err_console.print(f"τ_search {tau.per_label} ({tau.rule}; {tau.source}) -> {sdest}")
+
+
+def probe_one_kwargs(*, battery: str = "paper-21-B", prompts: str | None = None, thresholds: str | None = None,
+                     mode: Mode = Mode.auto, target_label: str | None = None, label_words: str | None = None,
+                     system_prompt: str | None = None, batch_size: int = 32, search: bool = True,
+                     search_budget: int = 1500, search_thresholds: str | None = None, invert: bool = True,
+                     no_chat_template: bool = False, invert_prompts: int = 8, invert_steps: int = 6,
+                     invert_chunk: int = 128, invert_prefilter: int | None = None, no_trigger_search: bool = False,
+                     base: str | None = None) -> dict:
+    """The keyword arguments of ``pipeline.probe.probe_one`` from the probe options of a command.
+
+    ``probe-adapter`` and ``check --base-model`` share it, so one adapter is probed the same way by
+    both. Thresholds: the given files, else ``base``'s calibrated files, else the defaults."""
+    from hubaudit.pipeline.probe import resolve_thresholds
+
+    cfg, tau = _search_options(search, search_budget, search_thresholds, base)
+    return {"battery": _battery(battery), "prompts_file": prompts,
+            "thresholds": resolve_thresholds(_home(), base, thresholds),
+            "probe_options": _probe_options(mode, target_label, label_words, system_prompt, batch_size),
+            "search": cfg, "search_thresholds": tau,
+            "invert": _invert_options(search and invert, invert_prompts, invert_steps, invert_chunk, invert_prefilter,
+                                      no_chat_template, no_trigger_search)}
 
 
 # ---------------------------------------------------------------- blind trigger search

@@ -18,6 +18,14 @@ import typer
 
 from hubaudit.cli._options import ConfigOpt, DbOpt, err_console, styled
 from hubaudit.cli.app import app
+from hubaudit.cli.probe import (
+    BatteryOpt,
+    Mode,
+    ModeOpt,
+    PromptsOpt,
+    SearchThrOpt,
+    ThrOpt,
+)
 from hubaudit.errors import UsageError
 from hubaudit.report import OutputFormat, Suppression
 from hubaudit.textsafe import json_dumps, terminal
@@ -216,16 +224,43 @@ def _check_text(r) -> str:  # r: CheckResult
         lines.append(f"  stratum     {r.stratum}")
     if r.calibration_version is not None:
         lines.append(f"  calibration v{r.calibration_version}, N={r.calibration_n}")
-    if r.probe:
-        lines.append(f"  probe       {'backdoor' if r.probe.get('flagged') else 'clean'}")
+    lines += _probe_lines(r)
     for reason in r.reasons:
         lines.append(f"  - {reason}")
     if r.suppressed:
         lines.append(f"  suppressed until {r.suppressed['expires']}: {r.suppressed['reason']}")
     lines.append(f"  source      {r.source}")
+    if r.note:
+        lines.append(f"  {r.note}")
     # Repo id, declared base, stratum and reasons come from the adapter: each line is escaped whole,
     # so a newline or an escape sequence in one of them stays inside its line, visibly.
     return "".join(terminal(line) + "\n" for line in lines)
+
+
+def _probe_lines(r) -> list[str]:  # r: CheckResult
+    p = r.probe
+    if not p:
+        return []
+    if not r.probed:  # a result stored by an earlier `hubaudit probe` run
+        return [f"  probe       {'backdoor' if p.get('flagged') else 'clean'} (stored)"]
+    if p.get("status") != "ok":
+        return [f"  probed      could not run: {p.get('reason')}" + (f" ({p['error']})" if p.get("error") else "")]
+    th = p.get("thresholds") or {}
+    lines = [f"  probed      {'backdoor' if p['flagged'] else 'clean'} ({p.get('mode')})",
+             (f"  battery     {'flagged' if p['battery_flagged'] else 'clean'} ({p.get('battery')}): outlier_gap "
+              f"{p['outlier_gap']:.4f} (τ {th.get('gap')}), mean_attack_rate {p['mean_attack_rate']:.4f} (τ {th.get('mean')})")]
+    s = p.get("search") or {}
+    if s.get("status") == "ok":
+        uncal = ", uncalibrated: never flags" if s.get("tau_uncalibrated") else ""
+        if s.get("method") == "target_inversion":
+            lines.append(f"  search      {'flagged' if s['flagged'] else 'clean'}: target {s['target']!r} score "
+                         f"{s['target_score']:.4f} (τ_search {s['tau']}{uncal}), trigger {s.get('trigger')!r}")
+        else:
+            lines.append(f"  search      {'flagged' if s['flagged'] else 'clean'}: trigger {s.get('trigger')!r} robust rate "
+                         f"{s['robust_rate']:.4f} (τ_search {s['tau']}{uncal})")
+    elif s:
+        lines.append(f"  search      {s.get('status')}: {s.get('reason')}")
+    return lines
 
 
 @app.command("check")
@@ -239,6 +274,15 @@ def check_cmd(
     accept_low_confidence: Annotated[bool, typer.Option(
         "--accept-low-confidence",
         help="Exit 0 on a pass judged by thresholds fitted on too few adapters for their target FPR (default: exit 3).")] = False,
+    base_model: Annotated[Optional[str], typer.Option("--base-model", help="Local directory of the base weights: also probe the "
+                                                                            "adapter behaviourally (battery, blind search, target "
+                                                                            "inversion for generative adapters). Without it only "
+                                                                            "the weights are judged.")] = None,
+    prompts: PromptsOpt = None,
+    battery: BatteryOpt = "paper-21-B",
+    mode: ModeOpt = Mode.auto,
+    thresholds: ThrOpt = None,
+    search_thresholds: SearchThrOpt = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -246,7 +290,9 @@ def check_cmd(
     low-confidence pass (thresholds fitted on too few adapters; --accept-low-confidence: exit 0).
 
     A Hub repo that is not in the store is fetched (pinned, verified) and scored now, from HF_ENDPOINT
-    with HF_TOKEN if set (never stored or logged); a PATH is scored from disk.
+    with HF_TOKEN if set (never stored or logged); a PATH is scored from disk. With --base-model the
+    adapter is also probed behaviourally: a probe flag makes it FLAGGED (exit 1), a probe that could not
+    run is exit 3 unless the weights flagged it. Without it the verdict judges the weights only.
     """
     import os
 
@@ -260,9 +306,21 @@ def check_cmd(
     _warn_expired(s for s in sups if s.is_expired(today))
     settings = Settings.resolve(db, config)
     hub = None if offline else hub_config_from_env(os.environ, timeout=timeout)
+    live_probe = None
+    if base_model is not None:
+        from hubaudit.cli.probe import probe_one_kwargs
+        from hubaudit.pipeline.probe import probe_one
+
+        # Options are read (and bad files refused, exit 2) before any adapter is scored.
+        kwargs = probe_one_kwargs(battery=battery, prompts=prompts, thresholds=thresholds, mode=mode,
+                                  search_thresholds=search_thresholds, base=base)
+
+        def live_probe(adapter_dir: str) -> dict:
+            return probe_one(adapter_dir, base_model, **kwargs)
     with _open_store(settings.db_url, base) as store:
         result = check_target(store, target, base=base, suppressions=sups, today=today, hub=hub,
-                              cache_root=settings.home / "cache", accept_low_confidence=accept_low_confidence)  # fmt: skip
+                              cache_root=settings.home / "cache", accept_low_confidence=accept_low_confidence,
+                              live_probe=live_probe)  # fmt: skip
     if fmt is CheckFormat.json:
         sys.stdout.write(json_dumps(result.to_dict(), indent=2, allow_nan=True, default=str) + "\n")
     else:

@@ -5,7 +5,10 @@ spot (stats.scan_path) and a Hub repo is fetched pinned to its commit, verified 
 crawler's task (pipeline/crawl_task.py: header pre-check, sha256-verified download, never unpickles).
 Nothing is written to the store: the gate is read-only. The features are judged against the *active* threshold set of the base
 (``--base`` or the adapter's declared base), so an old stored verdict never decides. A probe that
-confirmed a backdoor flags the adapter whatever its weights say.
+confirmed a backdoor flags the adapter whatever its weights say. Given a live probe (``check
+--base-model``), a local adapter is also probed now: its flag flags, its pass leaves the weight
+verdict, and a probe that could not run turns a pass into ``not_audited``; without one the verdict
+says in ``note`` that it judged the weights only.
 
 Verdicts and exit codes: ``pass`` 0 · ``flagged`` 1 · ``suppressed`` 0 (a live suppression covers a
 finding) · ``not_calibrated`` 3 · ``not_audited`` 3 · ``pass_low_confidence`` 3, or 0 with
@@ -18,19 +21,32 @@ default: such a threshold can sit orders of magnitude above every score. A low-c
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
 from hubaudit import calibrate
-from hubaudit.errors import HubAuthError, HubUnavailableError, RateLimitedError, UsageError
+from hubaudit.errors import (
+    HubAuthError,
+    HubUnavailableError,
+    RateLimitedError,
+    UsageError,
+)
 from hubaudit.models import ScanResult
-from hubaudit.pipeline.ingest import content_sha, file_digests, local_repo_id, reason_code
+from hubaudit.pipeline.ingest import (
+    content_sha,
+    file_digests,
+    local_repo_id,
+    reason_code,
+)
 from hubaudit.report import Suppression, match_suppression
 from hubaudit.report.build import score_threshold
 from hubaudit.store import Store
 
+WEIGHTS_ONLY_NOTE = ("weights only: not probed (pass --base-model BASE_DIR to probe); "
+                     "a weight pass does not rule out a backdoor")
 EXIT_CODES = {"pass": 0, "flagged": 1, "suppressed": 0, "not_calibrated": 3, "not_audited": 3, "pass_low_confidence": 3}
 _REPO_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 CHECK_SCHEMA_VERSION = "1"
@@ -64,6 +80,8 @@ class CheckResult:
     low_confidence: bool = False  # judged by a fit with too few adapters for its target FPR
     low_confidence_reason: str | None = None  # e.g. "fitted on 3 adapters; 19 needed for 5 % FPR"
     accept_low_confidence: bool = False  # the caller accepts a low-confidence pass (exit 0)
+    probed: bool = False  # a behavioural probe of this adapter ran as part of this check
+    note: str | None = None  # what this verdict did not look at
 
     @property
     def exit_code(self) -> int:
@@ -145,6 +163,54 @@ def _apply_probe_and_suppression(result: CheckResult, suppressions: list[Suppres
     return result
 
 
+def probe_evidence(r: dict[str, Any]) -> dict[str, Any]:
+    """The part of a probe result a gate verdict shows: status, battery flag, search target/trigger, score vs τ."""
+    if r.get("status") != "ok":
+        return {"status": r.get("status", "error"), "reason": r.get("reason"), "error": r.get("error"), "flagged": None}
+    s = r.get("search") or {}
+    ev: dict[str, Any] = {
+        "status": "ok", "flagged": bool(r.get("flagged")), "mode": r.get("mode"),
+        "battery": (r.get("battery") or {}).get("name"),
+        "battery_flagged": bool(r.get("flagged_battery", r.get("flagged"))),
+        "outlier_gap": r.get("outlier_gap"), "mean_attack_rate": r.get("mean_attack_rate"),
+        "thresholds": r.get("thresholds"), "reasons": list(r.get("reasons") or []),
+    }  # fmt: skip
+    if s:
+        ev["search"] = {k: s.get(k) for k in ("status", "reason", "method", "flagged", "target", "target_score",
+                                              "trigger", "trigger_rate", "attack_rate", "robust_rate", "tau")}
+        # τ_search >= 1 is the uncalibrated default: the search reports but can never flag
+        ev["search"]["tau_uncalibrated"] = s.get("tau") is not None and s["tau"] >= 1.0
+    return ev
+
+
+def _apply_live_probe(result: CheckResult, path: Path | None, live_probe: Callable[[str], dict[str, Any]]) -> None:
+    """Record the behavioural probe of this check; one that could not run never leaves a pass."""
+    if path is None or not path.is_dir():
+        ev = {"status": "error", "reason": "adapter_not_local", "flagged": None,
+              "error": "only a local adapter directory can be probed; download it and run `hubaudit check PATH`"}
+    else:
+        try:
+            ev = probe_evidence(live_probe(str(path)))
+        except UsageError as exc:  # e.g. the base directory is missing: this adapter could not be probed
+            ev = {"status": "error", "reason": "usage", "error": str(exc), "flagged": None}
+    result.probe, result.probed = ev, True
+    if ev["status"] != "ok":
+        why = f"behavioural probe could not run: {ev.get('reason')}" + (f" ({ev['error']})" if ev.get("error") else "")
+        result.reasons.append(why)
+        if result.verdict in ("pass", "pass_low_confidence"):
+            result.verdict = "not_audited"
+            result.hint = "a probe that did not run is never a pass; check --base-model and the adapter's task type"
+
+
+def _probe_or_note(result: CheckResult, path: Path | None, live_probe: Callable[[str], dict[str, Any]] | None
+                   ) -> CheckResult:
+    if live_probe is not None:
+        _apply_live_probe(result, path, live_probe)
+    else:
+        result.note = WEIGHTS_ONLY_NOTE
+    return result
+
+
 def _from_scan(target: str, repo_id: str, path: Path, scan: ScanResult, base: str | None) -> CheckResult:
     sha = content_sha(path, scan, file_digests(path))
     res = CheckResult(target=target, repo_id=repo_id, sha=sha, base=base or scan.base_model, source="scanned",
@@ -197,12 +263,16 @@ def check_target(
     hub: Any | None = None,
     cache_root: Path | None = None,
     accept_low_confidence: bool = False,
+    live_probe: Callable[[str], dict[str, Any]] | None = None,
 ) -> CheckResult:
     """The verdict for one adapter (never raises for a per-adapter problem; see module docstring).
 
     ``hub`` (a ``hubaudit.httpclient.HubConfig``) enables fetching Hub repos the store lacks, into
     ``cache_root``; without it such a repo is "not audited". ``accept_low_confidence``: a
-    ``pass_low_confidence`` verdict exits 0 instead of 3 (it stays that verdict).
+    ``pass_low_confidence`` verdict exits 0 instead of 3 (it stays that verdict). ``live_probe``
+    (adapter directory -> probe result, e.g. ``pipeline.probe.probe_one`` bound to a base) probes the
+    adapter now: its flag makes the verdict ``flagged``; a probe that could not run turns a pass into
+    ``not_audited``. Without it the verdict judges the weights only and ``note`` says so.
     """
     suppressions = list(suppressions or [])
     repo_id, rev, path = parse_target(target)
@@ -226,12 +296,13 @@ def check_target(
                 res.probe = stored.probe
                 res.base = res.base or stored.base
         elif row is None:
-            return CheckResult(
+            res = CheckResult(
                 target=target, repo_id=repo_id, sha=rev, base=base, source="none", status="unknown",
                 verdict="not_audited", reasons=["not in the store"],
                 hint=f"crawl it first (`hubaudit crawl --base {base or 'BASE'}`), or download it and run "
                      "`hubaudit check PATH`",
             )  # fmt: skip
+            return _probe_or_note(res, None, live_probe)
         else:
             res = CheckResult(target=target, repo_id=row.repo_id, sha=row.sha, base=base or row.base, source="store",
                               status=row.status, verdict="not_audited", status_reason=row.reason, error=row.error,
@@ -240,7 +311,7 @@ def check_target(
     if res.status != "scored":
         res.reasons = [f"not audited: {res.status_reason or res.status}" + (f" ({res.error})" if res.error else "")]
         res.hint = "unaudited is never a pass; a pickle-only adapter can be converted to safetensors and checked"
-        return _apply_probe_and_suppression(res, suppressions, today)
-    res = _judge(res, features, store)
-    res.accept_low_confidence = accept_low_confidence
-    return _apply_probe_and_suppression(res, suppressions, today)
+    else:
+        res = _judge(res, features, store)
+        res.accept_low_confidence = accept_low_confidence
+    return _apply_probe_and_suppression(_probe_or_note(res, path, live_probe), suppressions, today)
