@@ -198,6 +198,7 @@ def test_check_fetches_a_hub_repo_the_store_lacks(store_url, tmp_path, adapters_
         doc = json.loads(p.stdout)
         assert p.returncode == 0 and doc["source"] == "hub" and doc["verdict"] == "pass", (doc, p.stderr)
         assert doc["base"] == BASE and len(doc["sha"]) == 40
+        assert doc["probed"] is False and doc["note"].startswith("weights only")  # fetched, never probed
         p = run("check", "new/odd-lora", "--db", store_url, env=env)
         assert p.returncode == 1 and p.stdout.startswith("FLAGGED")
         p = run("check", "new/pickle-lora", "--format", "json", "--base", BASE, "--db", store_url, env=env)
