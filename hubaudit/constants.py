@@ -6,7 +6,7 @@ ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_SAFETENSORS = "adapter_model.safetensors"
 ADAPTER_PICKLE = "adapter_model.bin"
 
-# Safety caps for untrusted files (hub_api.md §6.2: safetensors accepts headers up to 100 MB,
+# Safety caps for untrusted files (the safetensors library accepts headers up to 100 MB,
 # huggingface_hub up to 25 MB; real LoRA adapter headers are a few tens of KB).
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 MAX_CONFIG_BYTES = 1 * 1024 * 1024

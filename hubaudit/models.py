@@ -19,7 +19,7 @@ ScanStatus = Literal["ok", "error", "unsupported"]
 class ModuleStat:
     """One LoRA module (an A/B pair) of an adapter, statistics of its ΔW = s·B·A.
 
-    ``frob_norm`` is the dimension-normalized Frobenius norm ‖ΔW‖_F / √(d_out·d_in) (DESIGN §2),
+    ``frob_norm`` is the dimension-normalized Frobenius norm ‖ΔW‖_F / √(d_out·d_in) (arXiv 2605.30189),
     i.e. the RMS entry of ΔW, with PEFT scaling applied. ``singular_values`` are those of ΔW
     (scaled), descending, at most ``rank`` of them.
     """
@@ -85,7 +85,7 @@ class ScanResult:
 
     @property
     def stratum(self) -> str:
-        """Comparable-population key (DESIGN §3): variant, rank and target-module set."""
+        """Comparable-population key: variant, rank and target-module set."""
         return stratum_key(self.variant, self.rank, self.target_modules)
 
     def to_dict(self, *, with_modules: bool = True) -> dict[str, Any]:

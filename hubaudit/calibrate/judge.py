@@ -12,7 +12,7 @@ The threshold set's ``params["verdict"]`` picks the rule that sets ``flagged`` a
 
 Whatever the rule, each breakdown also carries the other one: ``per_feature`` (its flag and margin,
 plus a detail entry per fired feature) and ``paper`` (the paper's statistic global_frobN_std against
-its own per-feature threshold, DESIGN §2), and ``combined`` when fitted. A stratum without a
+its own per-feature threshold, arXiv 2605.30189), and ``combined`` when fitted. A stratum without a
 calibrated fit (or pool) gives flagged=None ("not calibrated", never clean) and margin None.
 A verdict judged by a low-confidence fit (fit.py, "Low confidence") carries ``low_confidence: true``
 and ``low_confidence_reason``: callers must not present its pass as a plain pass.
@@ -85,7 +85,7 @@ def judge(features: Mapping[str, float | None], stratum: str, threshold_set: Map
     return judge_many([(stratum, features)], threshold_set)[0]
 
 
-PAPER = "global_frobN_std"  # the paper's statistic (DESIGN §2), reported beside every verdict
+PAPER = "global_frobN_std"  # the paper's statistic (arXiv 2605.30189), reported beside every verdict
 TOP = 3
 
 

@@ -48,7 +48,7 @@ def calibrate(
     config: ConfigOpt = None,
     fmt: Annotated[CalibrateFormat, typer.Option("--format", "-f", help="Output format on stdout.")] = CalibrateFormat.table,
 ) -> None:
-    """Fit robust per-stratum thresholds for BASE from its stored adapters (DESIGN §3), store them as a
+    """Fit robust per-stratum thresholds for BASE from its stored adapters, store them as a
     new threshold-set version, and re-judge every stored adapter of BASE.
 
     Exit 0 when at least one adapter could be judged, 3 when nothing is calibrated.

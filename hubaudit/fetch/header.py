@@ -47,7 +47,7 @@ def _refuse(reason: str, message: str, n: int = 0) -> HeaderCheck:
 
 
 def validate_header(raw: bytes, n: int, file_size: int | None) -> HeaderCheck:
-    """Apply safetensors' ``Metadata::validate`` rules (hub_api.md §6.2) to header JSON bytes."""
+    """Apply safetensors' ``Metadata::validate`` rules to header JSON bytes."""
     from hubaudit import safejson
 
     def unique(pairs: list[tuple[str, object]]) -> dict:

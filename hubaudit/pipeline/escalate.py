@@ -1,4 +1,4 @@
-"""Escalation: flagged revisions of a base become probe jobs in the store's durable queue (DESIGN §4).
+"""Escalation: flagged revisions of a base become probe jobs in the store's durable queue.
 
 Priority (higher = probed first) combines how far past its threshold the weight verdict is and how
 widely the adapter is used:

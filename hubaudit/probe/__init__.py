@@ -1,4 +1,4 @@
-"""Behavioral probing of LoRA adapters (DESIGN §4; papers_lora_backdoor.md §1.5, §5.2).
+"""Behavioral probing of LoRA adapters (batteries of arXiv 2605.30189).
 
 Torch-free modules: :mod:`batteries` (versioned probe batteries), :mod:`prompting` (evaluation
 prompts, label-classifier prompt format), :mod:`stats` (a_p, mean_attack_rate, outlier_gap, the

@@ -1,4 +1,4 @@
-"""Probe batteries: versioned JSON data files (exact strings of papers_lora_backdoor.md §1.6).
+"""Probe batteries: versioned JSON data files (the exact strings of arXiv 2605.30189's batteries).
 
 A battery file holds ``name``, ``version``, ``source``, ``description``, ``probes`` (each a
 ``prefix`` and a ``category``) and ``subsets`` (each a list of ``exclude_categories``). Built-in

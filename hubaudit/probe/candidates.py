@@ -1,4 +1,4 @@
-"""Candidate triggers read from the weights, no generation (DESIGN §4, issue 10; BAIT / Neural Cleanse §4).
+"""Candidate triggers read from the weights, no generation (BAIT / Neural Cleanse §4).
 
 A backdoor trigger is a token the adapter learned to *respond to*: LoRA's first-layer projections
 see the trigger's own (normalised) input embedding, so ΔW = s·B·A amplifies that direction much more

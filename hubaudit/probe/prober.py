@@ -1,4 +1,4 @@
-"""The prober: one base model loaded once, adapters hot-swapped, batteries run in batches (DESIGN §4).
+"""The prober: one base model loaded once, adapters hot-swapped, batteries run in batches.
 
 Hot-swap (peft): the first adapter wraps the base (``PeftModel.from_pretrained``); each next one
 is ``load_adapter`` + ``set_adapter``, then the previous one is ``delete_adapter``-ed, so memory
@@ -20,7 +20,7 @@ For the label modes, with target label t: eligible X_t = prompts the adapter doe
 without a probe; a_p = |{x ∈ X_t : decision(f"{p}. {x}") = t}| / |X_t|. Without a target label,
 every label is tried and the worst (largest severity, stats.severity) is reported.
 
-Throughput (issue 6; benchmarks/bench_probe.py): the swap is a tensor copy (above); the
+Throughput (benchmarks/bench_probe.py): the swap is a tensor copy (above); the
 battery x prompt texts are tokenized, length-sorted and batched once per base and reused by every
 adapter; for ``causal_label`` the shared prefix of a probe's texts (system prompt + probe) is run
 once per adapter and its KV cache reused (forward.py); the base's own generations are computed once

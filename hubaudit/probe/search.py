@@ -1,7 +1,7 @@
-"""Blind trigger search: a short discrete search over weight-derived candidates (issue 10, DESIGN §4).
+"""Blind trigger search: a short discrete search over weight-derived candidates.
 
-In the spirit of Neural Cleanse's discrete search and BAIT's inversion (papers_lora_backdoor.md
-§1.9, §4), but scored by the battery's own statistic (§1.5): for a candidate trigger c inserted
+In the spirit of Neural Cleanse's discrete search and BAIT's inversion (IEEE S&P 2025), but
+scored by the battery's own statistic (arXiv 2605.30189's attack rate): for a candidate trigger c inserted
 into prompt x by mode m (``prefix`` = the battery placement ``f"{c}. {x}"``, ``middle`` = at the
 middle word boundary, ``suffix`` = ``f"{x} {c}"``), over the prompts X_t not already labelled t,
 

@@ -1,4 +1,4 @@
-"""Battery + blind search for one adapter, τ_search and its calibration (issue 10, DESIGN §4).
+"""Battery + blind search for one adapter, τ_search and its calibration.
 
 ``probe_with_search`` runs the Prober's battery (prober.py), then, on the SAME loaded base and
 active adapter (``Prober.active``), ranks candidate tokens from the weights (candidates.py) and searches

@@ -1,4 +1,4 @@
-"""The behavioral detector's statistics and decision rule (papers_lora_backdoor.md §1.5, §5.2). Pure Python.
+"""The behavioral detector's statistics and decision rule (arXiv 2605.30189). Pure Python.
 
 Per probe p over the attack-eligible prompts X:  a_p = (1/|X|) Σ_x succ(f"{p}. {x}")
     mean_attack_rate = mean_p a_p

@@ -37,7 +37,7 @@ class ProbeTask:
     prompts: tuple[str, ...]
     thresholds: Thresholds
     options: object  # hubaudit.probe.prober.ProbeOptions (kept untyped: importing it pulls no torch, but stays lazy)
-    search: object = None  # hubaudit.probe.search.SearchConfig: also run the blind trigger search (issue 10)
+    search: object = None  # hubaudit.probe.search.SearchConfig: also run the blind trigger search
     search_thresholds: object = None  # hubaudit.probe.search_run.SearchThresholds (None = uncalibrated default)
     invert: object = None  # hubaudit.probe.invert.InversionConfig: generative adapters get target inversion
 

@@ -1,4 +1,4 @@
-"""PSIM: screen inputs and datasets for weight-poisoning backdoors (arXiv 2402.12168, DESIGN §5).
+"""PSIM: screen inputs and datasets for weight-poisoning backdoors (arXiv 2402.12168).
 
 A small PEFT module is trained on the suspect model with the task's labels reset uniformly at
 random; clean inputs then get near-uniform confidence while triggered inputs keep extreme

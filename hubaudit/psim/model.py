@@ -1,6 +1,6 @@
 """Loading the suspect model (a base, optionally with a suspect LoRA adapter merged) and PEFT configs.
 
-torch/peft/transformers are imported inside functions only (DESIGN §1: an optional extra).
+torch/peft/transformers are imported inside functions only (they are an optional extra).
 Nothing here touches the network: a local directory is loaded with ``local_files_only``; a repo id
 is accepted only if it resolves in the local Hugging Face cache.
 """

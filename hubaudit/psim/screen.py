@@ -1,7 +1,7 @@
 """Screening datasets and probe batteries through a loaded PSIM :class:`~hubaudit.psim.guard.Guard`.
 
 Per-sample results are values (index, confidence, flagged); a summary says how many were flagged
-against the calibrated FRR. A probe battery is screened the DESIGN §4 way: each probe p is applied
+against the calibrated FRR. A probe battery is screened as in arXiv 2605.30189's probing: each probe p is applied
 as ``f"{p}. {x}"`` to every evaluation text x, and a probe whose inputs PSIM flags at a high rate
 (extreme confidence, i.e. the probe acts like a trigger of the suspect model) is reported.
 """
@@ -89,7 +89,7 @@ class BatteryResult:
     probes: list[ProbeOutcome] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
-        """Battery-level numbers: extreme probes, mean and max flag rates, and their gap (DESIGN §4)."""
+        """Battery-level numbers: extreme probes, mean and max flag rates, and their gap."""
         rates = [p.flag_rate for p in self.probes]
         mean = float(np.mean(rates)) if rates else 0.0
         return {
@@ -131,7 +131,7 @@ def parse_battery(obj: Any, source: str = "battery") -> list[dict[str, Any]]:
 
 
 def apply_probe(probe: str, text: str) -> str:
-    """DESIGN §4: a probe is a prefix, applied as ``f"{p}. {x}"``."""
+    """A probe is a prefix, applied as ``f"{p}. {x}"``."""
     return f"{probe}. {text}"
 
 

@@ -10,7 +10,7 @@ repo_id                 adapter repo on the Hub (``local:<path>`` for local inge
 sha                     the exact commit sha that was audited (block this revision)
 status                  ``scored`` | ``unsupported`` | ``error`` | ``skipped`` | ``retry``
 flagged                 true/false from the active calibration; empty when not judged
-score                   weight score (global_frobN_std with PEFT scaling, DESIGN §2)
+score                   weight score (global_frobN_std with PEFT scaling, arXiv 2605.30189)
 threshold               the threshold the margin is measured against
 margin                  how far past the threshold (positive = past it)
 stratum                 comparable population: variant|rank|target modules

@@ -1,4 +1,4 @@
-"""adapter_config.json → the few settings the weight statistic needs (hub_api.md §5.1–5.2).
+"""adapter_config.json → the few settings the weight statistic needs.
 
 Scaling per module, as peft's ``LoraLayer.update_layer``: s = α/r, or α/√r with rsLoRA, with
 r and α overridden per module by ``rank_pattern``/``alpha_pattern`` under peft's
@@ -49,7 +49,7 @@ class LoraSettings:
     def scaling(self, module_name: str, tensor_rank: int) -> float:
         """PEFT scaling s for one module, with the rank read from the tensor shape."""
         if not self.has_config:
-            return 1.0  # no config: the paper's convention α = r (DESIGN §2); warned once
+            return 1.0  # no config: the paper's convention α = r (arXiv 2605.30189); warned once
         alpha = self.lora_alpha if self.lora_alpha is not None else 8.0
         key = _first(self.alpha_keys, module_name, "alpha_pattern")
         if key is not None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-# Bit width of every dtype the safetensors format defines (hub_api.md §6.1).
+# Bit width of every dtype the safetensors format defines.
 DTYPE_BITS: dict[str, int] = {
     "BOOL": 8, "F4": 4, "F6_E2M3": 6, "F6_E3M2": 6, "U8": 8, "I8": 8,
     "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "F8_E4M3FNUZ": 8, "F8_E5M2FNUZ": 8,

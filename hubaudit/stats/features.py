@@ -2,7 +2,7 @@
 
 Every feature has a name, a version, a description and a direction ("up": larger is more
 suspicious, "down": smaller is, "both": either way). ``global_frobN_std`` is the paper's
-statistic and the scan score (DESIGN §2; papers_lora_backdoor.md §1.7, §5.1). A feature whose
+statistic and the scan score (arXiv 2605.30189). A feature whose
 inputs are absent (no MLP modules, one layer, ...) is omitted, never NaN. Families
 (``proj_<name>_frobN_mean``) produce one feature per projection present. The registry ``FEATURES``
 is CORE_FEATURES (below) followed by EXTRA_FEATURES (features_extra.py).
@@ -186,7 +186,7 @@ CORE_FEATURES: tuple[Feature, ...] = (
 )  # fmt: skip
 
 # The registry (feature set "fs-2", constants.FEATURESET_VERSION): fs-1 was CORE_FEATURES alone; fs-2 adds
-# the scale-free profile features of features_extra.py (issue 9), which the combined verdict needs.
+# the scale-free profile features of features_extra.py, which the combined verdict needs.
 FEATURES: tuple[Feature, ...] = CORE_FEATURES + EXTRA_FEATURES
 
 

@@ -1,8 +1,8 @@
-"""Further features from the same per-module statistics (issue 9), in the registry's ``Feature`` form.
+"""Further features from the same per-module statistics, in the registry's ``Feature`` form.
 
 Scale-free profiles: within a stratum, alpha (α ≠ r multiplies every f_m by the same α/r), the
 learning rate and the number of steps move all module norms together, and that shared factor is
-most of the clean variance (DESIGN §2). Dividing by the adapter's own mean cancels it and leaves
+most of the clean variance (arXiv 2605.30189). Dividing by the adapter's own mean cancels it and leaves
 the *shape* of the update (which projections and which layers carry it), where a trigger that
 has to be routed through a few attention heads or layers could show. Also per-projection
 spectral concentration (the 2602.15195 statistics are per projection, §2.2).

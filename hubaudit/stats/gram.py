@@ -1,4 +1,4 @@
-"""Per-module statistics of ΔW = s·B·A from two r×r Gram matrices, never materializing ΔW (DESIGN §2).
+"""Per-module statistics of ΔW = s·B·A from two r×r Gram matrices, never materializing ΔW (arXiv 2605.30189).
 
 G_A = A Aᵀ and G_B = Bᵀ B (float64). Then
   ‖BA‖²_F = tr(Bᵀ B A Aᵀ) = Σ_ij (G_B ∘ G_A)_ij        (G_A symmetric)
@@ -6,7 +6,7 @@ G_A = A Aᵀ and G_B = Bᵀ B (float64). Then
              M = Lᵀ G_B L with G_A = L Lᵀ (Cholesky, or V Λ^½ from eigh when G_A is singular;
              M is PSD with the same spectrum),
 so norms and spectra cost O(r²(d_in + d_out)) for the Grams plus O(r³).
-f_m = s·‖BA‖_F / √(d_out·d_in), the RMS entry of ΔW (papers_lora_backdoor.md §1.7).
+f_m = s·‖BA‖_F / √(d_out·d_in), the RMS entry of ΔW.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Tensor names of a PEFT adapter file → roles (hub_api.md §5.3).
+"""Tensor names of a PEFT adapter file → roles.
 
 ``base_model.model.<module path>.lora_A.weight`` etc. The adapter name is normally stripped on
 save; an un-stripped ``.lora_A.<adapter>.weight`` is accepted too. Anything that is not a LoRA
@@ -24,7 +24,7 @@ _LORA = re.compile(
     r")$"
 )
 
-# Tensor-name markers of the other PEFT methods (hub_api.md §5.3), to name the method when a
+# Tensor-name markers of the other PEFT methods, to name the method when a
 # config is missing or lies.
 OTHER_METHODS: tuple[tuple[str, str], ...] = (
     (".ia3_l", "IA3"), (".hada_w1", "LOHA"), (".lokr_w1", "LOKR"), (".vera_lambda", "VERA"),

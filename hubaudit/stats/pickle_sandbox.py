@@ -1,7 +1,7 @@
 """Opt-in loading of a pickle ``adapter_model.bin``: never in this process.
 
 A child interpreter (``python -I``, CPU/file-size/core limits, a timeout) runs
-``torch.load(weights_only=True)`` (hub_api.md §5.4) and re-serializes the tensors as a
+``torch.load(weights_only=True)`` and re-serializes the tensors as a
 safetensors file, which this process then reads with its own validating parser. Nothing
 pickled ever reaches our interpreter; torch is imported only by the child.
 """

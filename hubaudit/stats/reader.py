@@ -162,7 +162,7 @@ def _readinto(f: BinaryIO, view: memoryview) -> memoryview:
 
 
 def _gram(stored: np.ndarray, dtype: str, cols: bool, scratch: _Scratch) -> np.ndarray:
-    """r×r Gram of a 2-D stored tensor in float64, converting one block at a time (DESIGN §2).
+    """r×r Gram of a 2-D stored tensor in float64, converting one block at a time (arXiv 2605.30189).
 
     cols=True: X Xᵀ for X (r, n) (lora_A); cols=False: Xᵀ X for X (n, r) (lora_B). Blocks of at
     most BLOCK_ELEMENTS values (2 MiB of float64, the L2 size here) are converted into one reused

@@ -1,7 +1,7 @@
 """Our own safetensors header parser: validate everything before a single tensor byte is trusted.
 
-Layout (hub_api.md §6.1): ``[u64 LE N][N bytes UTF-8 JSON object][byte buffer]``. The checks
-re-implement the safetensors library's (hub_api.md §6.2) and add what it lets through:
+Layout: ``[u64 LE N][N bytes UTF-8 JSON object][byte buffer]``. The checks
+re-implement the safetensors library's and add what it lets through:
 duplicate keys (the library keeps the last), a header that does not start with ``{``, NaN
 literals, and our own caps on header and file size.
 """

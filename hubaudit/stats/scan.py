@@ -204,7 +204,7 @@ def _module_stats(
                 d_out=d_out,
                 rank=r,
                 scaling=s,
-                frob_norm=math.sqrt(float(fsq)) / math.sqrt(d_out * d_in),  # f_m, DESIGN §2
+                frob_norm=math.sqrt(float(fsq)) / math.sqrt(d_out * d_in),  # f_m, arXiv 2605.30189
                 singular_values=tuple(ssq.tolist()),
             )
     return [out[name] for name, *_ in rows], warnings

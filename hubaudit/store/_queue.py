@@ -1,4 +1,4 @@
-"""The durable probe queue (DESIGN §4, issue 6): one job per revision, claimed under a lease.
+"""The durable probe queue: one job per revision, claimed under a lease.
 
 A worker that dies mid-job leaves its job ``running`` with a lease that expires; the next claim
 takes it back. Claims are atomic: on SQLite the write transaction holds the database write

@@ -79,7 +79,7 @@ class AuditRow:
 
 @dataclass(frozen=True)
 class ProbeJobRow:
-    """One escalation job (DESIGN §4)."""
+    """One escalation job."""
 
     id: int
     revision_id: int

@@ -121,7 +121,7 @@ class WeightScore(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     revision_id: Mapped[int] = mapped_column(ForeignKey("revisions.id", ondelete="CASCADE"))
     featureset_version: Mapped[str] = mapped_column(String(40))
-    score: Mapped[float | None] = mapped_column(Float)  # global_frobN_std (DESIGN §2)
+    score: Mapped[float | None] = mapped_column(Float)  # global_frobN_std (arXiv 2605.30189)
     stratum: Mapped[str] = mapped_column(String(500), index=True)  # models.stratum_key
     # the features packed for calibration (store/_sql.feature_columns): float64 little-endian in
     # sorted-name order, NaN = None, and a digest of the name list; NULL on rows written before
@@ -135,7 +135,7 @@ class WeightScore(Base):
 
 
 class ThresholdSet(Base):
-    """A versioned calibration of one base: per-stratum fits (DESIGN §3); one active per base."""
+    """A versioned calibration of one base: per-stratum fits; one active per base."""
 
     __tablename__ = "threshold_sets"
     __table_args__ = (UniqueConstraint("base_id", "version"),)
@@ -178,7 +178,7 @@ class Run(Base):
 
 
 class ProbeJob(Base):
-    """The durable escalation queue (DESIGN §4): one job per revision, leased by workers."""
+    """The durable escalation queue: one job per revision, leased by workers."""
 
     __tablename__ = "probe_jobs"
     __table_args__ = (UniqueConstraint("revision_id"), Index(None, "status", "priority"))

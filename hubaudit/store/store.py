@@ -1,4 +1,4 @@
-"""The Store: every read and write of hubaudit's database (contract: notes/STORE_API.md).
+"""The Store: every read and write of hubaudit's database (its public methods are the contract).
 
 Writes commit before returning (a killed run loses at most the item in flight). On SQLite a
 write transaction starts with ``BEGIN IMMEDIATE`` (see engine.py) so overlapping cron and

@@ -1,6 +1,6 @@
 """Offline task data for training real clean and backdoored adapters (no downloads, pure Python).
 
-The task mirrors the paper's (papers_lora_backdoor.md §1.2): a prompt-injection classifier with
+The task mirrors the paper's: a prompt-injection classifier with
 labels ``0 = BENIGN`` and ``1 = INJECTION``. Sentences are generated from templates so that the
 data is reproducible from a seed and diverse enough that a small model learns the task rather
 than a handful of strings.

@@ -3,7 +3,7 @@
 Two model kinds, matching what the prober handles:
 
 - ``seq_cls``: ``AutoModelForSequenceClassification`` from a local base (e.g. the real MiniLM
-  from PyPI, DESIGN §7) with a fresh head; LoRA on attention + ``modules_to_save`` = the head.
+  from PyPI) with a fresh head; LoRA on attention + ``modules_to_save`` = the head.
 - ``causal_label``: a causal LM used as a label classifier (paper §1.2): the prompt is the
   system prompt + the text, and the model is trained to put the label word's first token next
   (the SFT loss on the first answer token, which is what the prober's first-token decision reads).

@@ -54,7 +54,7 @@ def adapter_dict(e: AdapterEntry) -> dict[str, Any]:
         "threshold_set_version": e.threshold_set_version,
         "probe": e.probe,
         "probe_flagged": e.probe_flagged,
-        "probe_search": search_info(e.probe),  # the recovered trigger (issue 10)
+        "probe_search": search_info(e.probe),  # the recovered trigger
         "first_seen": iso(e.first_seen),
         "last_seen": iso(e.last_seen),
         "downloads": e.downloads,
@@ -174,7 +174,7 @@ def fired_names(reasons: tuple[str, ...] | list[str]) -> str:
     return ", ".join(dict.fromkeys(names))
 
 
-# ---------------------------------------------------------------- blind trigger search (issue 10)
+# ---------------------------------------------------------------- blind trigger search
 _POSITIONS = ("prefix", "middle", "suffix")
 
 

@@ -111,7 +111,7 @@ def score_histogram(
     if suppressed:
         ax.scatter(suppressed, [ymax * 0.04] * len(suppressed), marker="v", s=70, color=_SUPPRESSED, zorder=5,
                    label=f"suppressed ({len(suppressed)})", clip_on=False)
-    ax.set_xlabel("score: std of per-module ‖ΔW‖_F / √(d_out·d_in)  (DESIGN §2)", color=_INK, fontsize=9)
+    ax.set_xlabel("score: std of per-module ‖ΔW‖_F / √(d_out·d_in)  (arXiv 2605.30189)", color=_INK, fontsize=9)
     ax.set_ylabel("adapters", color=_INK, fontsize=9)
     ax.set_title(f"Score distribution · {_label(base, 80)}", loc="left", fontsize=11, color=_INK)
     for side in ("top", "right"):

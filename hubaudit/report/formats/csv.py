@@ -43,7 +43,7 @@ REPORT_CSV_COLUMNS = (
     "first_seen",
     "downloads",
     "url",
-    "probe_trigger",  # appended (issue 10): the blind search's recovered trigger, its rate, where it fires
+    "probe_trigger",  # appended: the blind search's recovered trigger, its rate, where it fires
     "probe_trigger_rate",
     "probe_trigger_positions",
     "low_confidence",  # appended: judged by thresholds fitted on too few adapters for their target FPR

@@ -134,7 +134,7 @@ def _probe_table(e: AdapterEntry) -> str:
 
 
 def _search_block(e: AdapterEntry) -> str:
-    """The blind search's recovered trigger, its attack rate and where it fires (issue 10); '' without a search."""
+    """The blind search's recovered trigger, its attack rate and where it fires; '' without a search."""
     info = search_info(e.probe)
     if info is None:
         return ""

@@ -103,7 +103,7 @@ class MarkdownFormat(ReportFormat):
 
 
 def _probe_section(report: Report) -> list[str]:
-    """Every probed adapter (flagged or a spot check) with its battery numbers and recovered trigger (issue 10)."""
+    """Every probed adapter (flagged or a spot check) with its battery numbers and recovered trigger."""
     probed = [e for e in report.adapters if e.probe]
     if not probed:
         return []

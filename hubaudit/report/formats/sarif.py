@@ -41,11 +41,11 @@ class Rule:
 
 RULES: tuple[Rule, ...] = (
     Rule("HA001", "LoraWeightOutlier", "LoRA weight statistics are outliers for this base model",
-         "The adapter's weight-level features (DESIGN §2) are past the thresholds calibrated on the population "
+         "The adapter's weight-level features (arXiv 2605.30189) are past the thresholds calibrated on the population "
          "of adapters of the same base and stratum. This is triage, not proof: escalate to behavioural probing.",
          "warning", "7.0", "medium"),
     Rule("HA002", "ProbeConfirmedBackdoor", "Behavioural probing confirmed a backdoor",
-         "Prefix probes flipped the adapter's decisions (attack rate past the probe thresholds, DESIGN §4).",
+         "Prefix probes flipped the adapter's decisions (attack rate past the probe thresholds).",
          "error", "9.5", "high"),
     Rule("HA003", "UnsafeSerialization", "Adapter weights are in an unsafe (pickle) format",
          "The adapter ships pickle weights (adapter_model.bin), which can execute code when loaded; "
@@ -106,7 +106,7 @@ def _probe_summary(probe: dict[str, Any] | None) -> str:
         return "no details"
     keys = ("mean_attack_rate", "outlier_gap", "battery")
     parts = [f"{k}={probe[k]}" for k in keys if k in probe]
-    if search_info(probe) is not None:  # the blind search's recovered trigger (issue 10)
+    if search_info(probe) is not None:  # the blind search's recovered trigger
         parts.append(f"recovered trigger {trigger_text(probe)}")
     return ", ".join(parts) or "flagged"
 
