@@ -19,6 +19,10 @@ MAX_ADAPTER_BYTES = 8 * 1024**3
 # fs-1: stats/features.py CORE_FEATURES. fs-2: + stats/features_extra.py (scale-free profiles).
 FEATURESET_VERSION = "fs-2"
 
+# Bump when the adapter fingerprint (stats/fingerprint.py) changes: fingerprints of different
+# versions are never compared. Stored fingerprints are keyed by this version.
+FINGERPRINT_VERSION = "fp-1"
+
 ENV_DB_URL = "HUBAUDIT_DB_URL"
 ENV_CONFIG = "HUBAUDIT_CONFIG"
 ENV_DEBUG = "HUBAUDIT_DEBUG"

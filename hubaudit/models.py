@@ -51,6 +51,45 @@ class SavedTensor:
     nbytes: int
 
 
+@dataclass(frozen=True)
+class Fingerprint:
+    """A fixed-size sketch of an adapter's ΔW = s·B·A over all its modules (stats/fingerprint.py).
+
+    ``vec`` is float32, unit L2 norm (all zeros when every ΔW is zero), so the similarity of two
+    fingerprints of one ``version`` is their dot product, an estimate of the cosine similarity of the
+    two adapters' ΔW (concatenated over modules). Invariant to LoRA's reparametrisations
+    (B·R with R⁻¹·A, B·c with A/c, alpha/r) and, up to rounding, to the stored dtype.
+    Stored as little-endian float16 (:meth:`to_bytes`).
+    """
+
+    version: str
+    vec: np.ndarray
+    n_modules: int
+
+    @property
+    def dim(self) -> int:
+        return int(self.vec.shape[0])
+
+    def to_bytes(self) -> bytes:
+        import numpy as np
+
+        return np.asarray(self.vec, dtype="<f2").tobytes()
+
+    @classmethod
+    def from_bytes(cls, version: str, data: bytes, n_modules: int) -> Fingerprint:
+        import numpy as np
+
+        return cls(version, np.frombuffer(data, dtype="<f2").astype(np.float32), n_modules)
+
+    def similarity(self, other: Fingerprint) -> float:
+        """Estimated cosine similarity of the two adapters' ΔW; ValueError across versions."""
+        import numpy as np
+
+        if self.version != other.version or self.dim != other.dim:
+            raise ValueError(f"fingerprints of different versions ({self.version}, {other.version})")
+        return float(np.dot(self.vec.astype(np.float64), other.vec.astype(np.float64)))
+
+
 @dataclass
 class ScanResult:
     """Everything the weight scanner knows about one adapter.
@@ -82,6 +121,7 @@ class ScanResult:
     config_sha256: str | None = None
     file_bytes: int | None = None
     featureset_version: str | None = None
+    fingerprint: Fingerprint | None = None  # status ok only; not part of to_dict (stored on its own)
 
     @property
     def stratum(self) -> str:

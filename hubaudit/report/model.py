@@ -113,6 +113,93 @@ class Calibration:
 
 
 @dataclass(frozen=True)
+class DerivedFrom:
+    """This adapter's fingerprint lies within a calibrated similarity of a known-bad adapter.
+
+    ``kind``: "copy" (similarity ≥ the copy threshold: the same ΔW re-uploaded, rescaled or
+    re-saved) or "derivative" (≥ the derivative threshold: merged or fine-tuned further from it).
+    ``source_kind``: why the source is bad: "probe_confirmed" (a probe confirmed its backdoor),
+    "blocklist" (an imported blocklist entry) or "weights_flagged".
+    """
+
+    source_repo_id: str
+    source_sha: str | None
+    similarity: float
+    kind: str  # "copy" | "derivative"
+    source_kind: str  # "probe_confirmed" | "blocklist" | "weights_flagged"
+    threshold: float
+
+    @property
+    def reason(self) -> str:
+        at = f"@{self.source_sha}" if self.source_sha else ""
+        return f"derived_from {self.source_repo_id}{at} (similarity {self.similarity:.3f}, {self.kind})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "source_repo_id": self.source_repo_id, "source_sha": self.source_sha,
+            "similarity": self.similarity, "kind": self.kind, "source_kind": self.source_kind,
+            "threshold": self.threshold, "reason": self.reason,
+        }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class HubSecurity:
+    """The Hub's own scan status of one revision (``securityRepoStatus`` of the model API).
+
+    Shown beside hubaudit's verdict, never instead of it: a Hub "safe" never clears a finding.
+    ``files_with_issues``: (path, level) pairs, level one of unscanned | safe | queued | error |
+    caution | suspicious | unsafe.
+    """
+
+    scans_done: bool | None
+    files_with_issues: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def status(self) -> str:
+        """"issues" when any file has a level other than safe, else "scanned", "pending" or "unknown"."""
+        if any(level != "safe" for _, level in self.files_with_issues):
+            return "issues"
+        if self.scans_done is None:
+            return "unknown"
+        return "scanned" if self.scans_done else "pending"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "scans_done": self.scans_done,
+                "files_with_issues": [{"path": p, "level": lv} for p, lv in self.files_with_issues]}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class DownstreamRepo:
+    """A Hub repo that declares a finding as its base (``base_model:<relation>:<finding>``)."""
+
+    repo_id: str
+    relation: str  # "adapter" | "merge" | "finetune" | "quantized"
+
+    @property
+    def url(self) -> str | None:
+        return hub_url(self.repo_id, None)
+
+
+@dataclass(frozen=True)
+class SimilarityThresholds:
+    """The fingerprint similarities above which an adapter counts as a copy or a derivative.
+
+    ``source``: "calibrated" (from the null of independently trained adapters of each stratum,
+    ``null_pairs`` pairs) or "default" (the base has no calibration with fingerprints).
+    """
+
+    copy: float
+    derivative: float
+    source: str
+    null_pairs: int = 0
+    null_max: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"copy": self.copy, "derivative": self.derivative, "source": self.source,
+                "null_pairs": self.null_pairs, "null_max": self.null_max}  # fmt: skip
+
+
+@dataclass(frozen=True)
 class AdapterEntry:
     """One adapter revision as a report shows it.
 
@@ -147,6 +234,10 @@ class AdapterEntry:
     # judged by a fit with too few adapters for its target FPR (calibrate/fit.py): its pass is no plain
     # pass, e.g. "fitted on 3 adapters; 19 needed for 5 % FPR"; None when confident or not judged
     low_confidence_reason: str | None = None
+    # fingerprint within the derivative threshold of a known-bad adapter (a finding of its own)
+    derived_from: DerivedFrom | None = None
+    hub_security: HubSecurity | None = None  # the Hub's own scan status; never overrides a finding
+    downstream: tuple[DownstreamRepo, ...] = ()  # Hub repos built on this adapter (shown for findings)
 
     @property
     def low_confidence(self) -> bool:
@@ -182,8 +273,8 @@ class AdapterEntry:
 
     @property
     def is_finding(self) -> bool:
-        """Flagged by the weights or by a probe."""
-        return bool(self.flagged) or bool(self.probe_flagged)
+        """Flagged by the weights, by a probe, or as a copy/derivative of a known-bad adapter."""
+        return bool(self.flagged) or bool(self.probe_flagged) or self.derived_from is not None
 
     @property
     def is_active_finding(self) -> bool:
@@ -224,6 +315,7 @@ class Summary:
     not_audited_by_reason: dict[str, int] = field(default_factory=dict)
     provenance_mismatch: int = 0  # adapters whose config names another base
     low_confidence: int = 0  # of not_flagged: passes judged by a low-confidence fit (never plain passes)
+    derived: int = 0  # findings that are copies/derivatives of a known-bad adapter
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -239,6 +331,7 @@ class Summary:
             "not_audited_by_reason": dict(self.not_audited_by_reason),
             "provenance_mismatch": self.provenance_mismatch,
             "low_confidence": self.low_confidence,
+            "derived": self.derived,
         }
 
 
@@ -258,6 +351,7 @@ class Report:
     flagged_only: bool = False
     suppressions_active: int = 0
     expired_suppressions: tuple[Suppression, ...] = ()
+    similarity_thresholds: SimilarityThresholds | None = None  # copy/derivative thresholds in force
     schema_version: str = SCHEMA_VERSION
 
     @property

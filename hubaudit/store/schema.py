@@ -206,4 +206,48 @@ class ProbeResult(Base):
     created_at: Mapped[datetime]
 
 
+class AdapterFingerprint(Base):
+    """The fingerprint of one scored revision (models.Fingerprint; float16 little-endian ``vec``)."""
+
+    __tablename__ = "fingerprints"
+    __table_args__ = (UniqueConstraint("revision_id", "version"), Index(None, "version"))
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    revision_id: Mapped[int] = mapped_column(ForeignKey("revisions.id", ondelete="CASCADE"))
+    version: Mapped[str] = mapped_column(String(20))
+    dim: Mapped[int] = mapped_column(Integer)
+    n_modules: Mapped[int] = mapped_column(Integer)
+    vec: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
+class BlocklistEntry(Base):
+    """A known-bad adapter fingerprint imported from elsewhere (another team's audit, an advisory)."""
+
+    __tablename__ = "blocklist_entries"
+    __table_args__ = (UniqueConstraint("base_id", "label", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    base_id: Mapped[int] = mapped_column(ForeignKey("base_models.id", ondelete="CASCADE"))
+    label: Mapped[str] = mapped_column(String(1100))  # "repo@sha" or a free name
+    source: Mapped[str] = mapped_column(String(1000))  # where it was imported from
+    reason: Mapped[str | None] = mapped_column(Text)
+    version: Mapped[str] = mapped_column(String(20))
+    dim: Mapped[int] = mapped_column(Integer)
+    n_modules: Mapped[int] = mapped_column(Integer)
+    vec: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime]
+
+
+class DownstreamRepo(Base):
+    """A Hub repo that declares an audited adapter as its base (``base_model:<relation>:<repo>``)."""
+
+    __tablename__ = "downstream_repos"
+    __table_args__ = (UniqueConstraint("adapter_id", "repo_id", "relation"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    adapter_id: Mapped[int] = mapped_column(ForeignKey("adapters.id", ondelete="CASCADE"))
+    repo_id: Mapped[str] = mapped_column(String(1000))
+    relation: Mapped[str] = mapped_column(String(20))  # adapter | merge | finetune | quantized
+    first_seen: Mapped[datetime]
+    last_seen: Mapped[datetime]
+
+
 TABLES = Base.metadata.tables

@@ -20,6 +20,7 @@ from hubaudit.constants import FEATURESET_VERSION
 from hubaudit.errors import SchemaOutOfDateError, StoreError
 from hubaudit.store import migrate
 from hubaudit.store._calibration import _BULK_CHUNK, CalibrationMixin
+from hubaudit.store._lineage import LineageMixin, fingerprint_row
 from hubaudit.store._queue import QueueMixin
 from hubaudit.store._read import ReadMixin
 from hubaudit.store._sql import chunks, clean_json, feature_columns, insert_for, pack_modules
@@ -93,7 +94,7 @@ def _first_run_lock(engine: Engine) -> Iterator[None]:
         os.close(fd)  # closing releases the flock
 
 
-class Store(CalibrationMixin, ReadMixin, QueueMixin):
+class Store(CalibrationMixin, ReadMixin, QueueMixin, LineageMixin):
     """hubaudit's database. Build with :meth:`Store.open`; use as a context manager to close it."""
 
     def __init__(self, engine: Engine) -> None:
@@ -417,6 +418,10 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin):
                 ),
                 scores,
             )
+        prints = [fingerprint_row(rid, it["scan"].fingerprint, now)
+                  for rid, it in zip(ids, items) if _scored(it) and it["scan"].fingerprint is not None]  # fmt: skip
+        if prints:
+            self._upsert_fingerprints(conn, prints)
         return ids
 
     def _count_retries(self, conn: Connection, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
