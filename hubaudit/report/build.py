@@ -20,6 +20,7 @@ from hubaudit.report.model import (
     Calibration,
     NormMap,
     Report,
+    StoredFile,
     StratumCalibration,
     Summary,
     Suppression,
@@ -173,6 +174,7 @@ def entry_from_row(
         suppressed=match_suppression(suppressions, repo_id, sha, today),
         revision_id=field_of(row, "revision_id"),
         low_confidence_reason=low,
+        files=StoredFile.from_rows(field_of(row, "files")),
     )
 
 

@@ -7,6 +7,7 @@ Report into text. Nothing here knows about the database, the terminal or the Hub
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -200,6 +201,28 @@ class SimilarityThresholds:
 
 
 @dataclass(frozen=True)
+class StoredFile:
+    """One file of a revision as the store recorded it when it was fetched or ingested.
+
+    ``size`` in bytes; ``sha256`` the lowercase hex digest of the bytes, None when not recorded.
+    """
+
+    name: str
+    size: int | None
+    sha256: str | None
+
+    @classmethod
+    def from_rows(cls, rows: Any) -> tuple[StoredFile, ...]:
+        """From the store's ``[{"name", "size", "sha256"}]``; entries without a string name are dropped."""
+        out = []
+        for r in rows or ():
+            if isinstance(r, Mapping) and isinstance(r.get("name"), str):
+                size, digest = r.get("size"), r.get("sha256")
+                out.append(cls(r["name"], size if type(size) is int else None, digest if isinstance(digest, str) else None))
+        return tuple(out)
+
+
+@dataclass(frozen=True)
 class AdapterEntry:
     """One adapter revision as a report shows it.
 
@@ -238,6 +261,7 @@ class AdapterEntry:
     derived_from: DerivedFrom | None = None
     hub_security: HubSecurity | None = None  # the Hub's own scan status; never overrides a finding
     downstream: tuple[DownstreamRepo, ...] = ()  # Hub repos built on this adapter (shown for findings)
+    files: tuple[StoredFile, ...] = ()  # the revision's stored files (the SBOM's hashes)
 
     @property
     def low_confidence(self) -> bool:
