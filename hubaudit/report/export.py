@@ -16,7 +16,8 @@ margin                  how far past the threshold (positive = past it)
 stratum                 comparable population: variant|rank|target modules
 threshold_set_version   version of the threshold set that judged it
 reasons                 names of the features that fired (``;``-separated in CSV); ``probe`` when
-                        only a behavioural probe flagged it
+                        only a behavioural probe flagged it; ``derived_from <repo>@<sha> (similarity
+                        0.998, copy)`` for a copy/derivative of a known-bad adapter
 probe_flagged           true/false from behavioural probing; empty when not probed
 suppressed              true when a live suppression covers it (only with --include-suppressed)
 first_seen              when hubaudit first saw the adapter (ISO-8601 UTC)
@@ -25,7 +26,17 @@ url                     https://huggingface.co/{repo_id}/tree/{sha}; empty when 
 low_confidence          true when the verdict came from thresholds fitted on too few adapters for
                         their target FPR: flagged=false then is no evidence of clean; empty when not
                         judged (appended)
+similarity              fingerprint similarity to the known-bad adapter this one is a copy or
+                        derivative of; empty when it is none (appended, as are the four below)
+source_repo_id          that known-bad adapter's repo id
+source_sha              its commit sha
+derived_kind            ``copy`` | ``derivative``
+source_kind             why the source is bad: ``probe_confirmed`` | ``blocklist`` |
+                        ``weights_flagged``
 ======================  ====================================================================
+
+``flagged`` stays the weight verdict: a copy/derivative (like a probe-confirmed backdoor) is in the
+blocklist whatever its weights say, with its ``derived_from`` reason and the columns above.
 
 CSV cells are quoted and neutralised against spreadsheet formula injection (see
 :mod:`hubaudit.report.formats.csv`); JSON and JSONL carry every string unchanged.
@@ -60,11 +71,17 @@ EXPORT_COLUMNS = (
     "first_seen",
     "url",
     "low_confidence",  # appended
+    "similarity",  # appended: a copy/derivative of a known-bad adapter, and that source
+    "source_repo_id",
+    "source_sha",
+    "derived_kind",
+    "source_kind",
 )
 
 
 def export_row(base: str, e: AdapterEntry) -> dict[str, Any]:
     """One export row; ``reasons`` is a list here (``;``-joined in CSV)."""
+    d = e.derived_from
     return {
         "export_schema_version": EXPORT_SCHEMA_VERSION,
         "base": base,
@@ -77,13 +94,24 @@ def export_row(base: str, e: AdapterEntry) -> dict[str, Any]:
         "margin": e.margin,
         "stratum": e.stratum,
         "threshold_set_version": e.threshold_set_version,
-        "reasons": list(e.fired) or (["probe"] if e.probe_flagged else []),
+        "reasons": _reasons(e),
         "probe_flagged": e.probe_flagged,
         "suppressed": e.suppressed is not None,
         "first_seen": iso(e.first_seen),
         "url": e.url,
         "low_confidence": e.low_confidence if e.flagged is not None else None,
+        "similarity": None if d is None else d.similarity,
+        "source_repo_id": None if d is None else d.source_repo_id,
+        "source_sha": None if d is None else d.source_sha,
+        "derived_kind": None if d is None else d.kind,
+        "source_kind": None if d is None else d.source_kind,
     }
+
+
+def _reasons(e: AdapterEntry) -> list[str]:
+    """The features that fired, then the ``derived_from`` reason; ``probe`` when only a probe flagged it."""
+    out = list(e.fired) + ([e.derived_from.reason] if e.derived_from is not None else [])
+    return out or (["probe"] if e.probe_flagged else [])
 
 
 def select_entries(report: Report, *, flagged: bool, include_suppressed: bool) -> list[AdapterEntry]:

@@ -68,6 +68,7 @@ def test_report_csv_columns_are_stable():
         "margin", "threshold", "stratum", "threshold_set_version", "reasons", "probe_flagged", "first_seen",
         "downloads", "url", "probe_trigger", "probe_trigger_rate", "probe_trigger_positions",
         "low_confidence", "low_confidence_reason",  # appended, as the trigger columns were
+        "derived_from", "similarity", "hub_security", "downstream",  # appended: lineage and the Hub's scan
     )
     r = S.sample_report()
     rows = list(csv.DictReader(io.StringIO(get_format("csv").render(r))))
@@ -83,6 +84,7 @@ def test_export_schema_v1_blocklist():
         "export_schema_version", "base", "repo_id", "sha", "status", "flagged", "score", "threshold", "margin",
         "stratum", "threshold_set_version", "reasons", "probe_flagged", "suppressed", "first_seen", "url",
         "low_confidence",  # appended
+        "similarity", "source_repo_id", "source_sha", "derived_kind", "source_kind",  # appended: copies/derivatives
     )
     r = S.sample_report()
     rows = list(csv.DictReader(io.StringIO(render_export(r, "csv"))))

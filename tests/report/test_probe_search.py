@@ -55,7 +55,7 @@ def test_json_carries_the_trigger_and_where_it_fires():
 
 
 def test_csv_appends_trigger_columns():
-    assert REPORT_CSV_COLUMNS[-5:-2] == ("probe_trigger", "probe_trigger_rate", "probe_trigger_positions")
+    assert REPORT_CSV_COLUMNS[18:21] == ("probe_trigger", "probe_trigger_rate", "probe_trigger_positions")
     r, spot, skipped = _report()
     rows = {x["repo_id"]: x for x in csv.DictReader(io.StringIO(get_format("csv").render(r)))}
     evil = rows["evil/probe-confirmed"]

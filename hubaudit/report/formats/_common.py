@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from typing import Any
 
-from hubaudit.report.model import AdapterEntry, Calibration, Report, Summary
+from hubaudit.report.model import (
+    AdapterEntry,
+    Calibration,
+    DerivedFrom,
+    DownstreamRepo,
+    HubSecurity,
+    Report,
+    SimilarityThresholds,
+    Summary,
+)
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -65,7 +74,15 @@ def adapter_dict(e: AdapterEntry) -> dict[str, Any]:
         "suppressed": None if e.suppressed is None else e.suppressed.to_dict(),
         "low_confidence": e.low_confidence,
         "low_confidence_reason": e.low_confidence_reason,
+        # lineage and the Hub's own scan (appended: additions keep schema_version "1")
+        "derived_from": None if e.derived_from is None else e.derived_from.to_dict(),
+        "hub_security": None if e.hub_security is None else e.hub_security.to_dict(),
+        "downstream": [downstream_dict(d) for d in e.downstream],
     }
+
+
+def downstream_dict(d: DownstreamRepo) -> dict[str, Any]:
+    return {"repo_id": d.repo_id, "relation": d.relation, "url": d.url}
 
 
 def summary_dict(s: Summary) -> dict[str, Any]:
@@ -87,6 +104,7 @@ def header_dict(report: Report) -> dict[str, Any]:
             "active": report.suppressions_active,
             "expired": [s.to_dict() for s in report.expired_suppressions],
         },
+        "similarity_thresholds": None if report.similarity_thresholds is None else report.similarity_thresholds.to_dict(),
     }
 
 
@@ -219,3 +237,105 @@ def trigger_text(probe: dict[str, Any] | None) -> str:
     verdict = " [flagged]" if info.get("flagged") else ""
     return (f"{info['trigger']!r} → {info['label']}, attack rate {info['attack_rate']:.2f}{extra}"
             f"{' (' + rates + ')' if rates else ''}{verdict}")
+
+
+# ---------------------------------------------------------------- lineage and the Hub's own scan
+# Every helper below returns plain text holding Hub data (repo ids, shas, file paths, levels): the
+# caller escapes it for its sink (hubaudit/textsafe.py), as it does every other value.
+
+# How many downstream repos / Hub-flagged files a human format lists per adapter (json has them all).
+MAX_LISTED = 25
+
+_SOURCE_KIND = {
+    "probe_confirmed": "a probe confirmed its backdoor",
+    "blocklist": "on an imported blocklist",
+    "weights_flagged": "flagged by its weights",
+}
+
+
+def source_kind_text(kind: str) -> str:
+    """Why the source of a copy/derivative is known-bad, in words (an unknown kind is shown as is)."""
+    return _SOURCE_KIND.get(kind, kind)
+
+
+def source_text(d: DerivedFrom) -> str:
+    return f"{d.source_repo_id}@{d.source_sha}" if d.source_sha else d.source_repo_id
+
+
+def derived_text(d: DerivedFrom) -> str:
+    """``copy of org/x@sha (a probe confirmed its backdoor), similarity 0.998 ≥ 0.990``."""
+    return (f"{d.kind} of {source_text(d)} ({source_kind_text(d.source_kind)}), "
+            f"similarity {d.similarity:.3f} ≥ {d.threshold:.3f}")
+
+
+def why_text(e: AdapterEntry) -> str:
+    """A finding's "why": the ``derived_from`` reason when it is a copy/derivative, then the features
+    that fired (or ``probe``); '-' when nothing explains it."""
+    parts = [e.derived_from.reason] if e.derived_from is not None else []
+    if e.reasons and (e.flagged or e.derived_from is None):
+        parts.append(("fired: " if parts else "") + fired_names(e.reasons))
+    elif e.probe_flagged:
+        parts.append("probe")
+    return "; ".join(parts) or "-"
+
+
+def thresholds_text(t: SimilarityThresholds | None) -> str:
+    """The copy/derivative thresholds in force and where they come from."""
+    if t is None:
+        return "similarity thresholds not reported"
+    head = f"copy ≥ {t.copy:.3f}, derivative ≥ {t.derivative:.3f}"
+    if t.source == "calibrated":
+        null = f", null max {t.null_max:.3f}" if t.null_max is not None else ""
+        return f"{head} (calibrated on {t.null_pairs} pairs of independently trained adapters{null})"
+    if t.source == "default":
+        return f"{head} (defaults: no fingerprint calibration for this base)"
+    return f"{head} ({t.source})"
+
+
+def lineage_checked(report: Report) -> bool:
+    """True when the report carries lineage results (thresholds in force, or a derived finding)."""
+    return report.similarity_thresholds is not None or report.summary.derived > 0 or any(
+        e.derived_from is not None for e in report.adapters)
+
+
+def hub_issue_files(h: HubSecurity) -> list[tuple[str, str]]:
+    """The (path, level) pairs the Hub did not call safe."""
+    return [(p, lv) for p, lv in h.files_with_issues if lv != "safe"]
+
+
+def hub_said_something(e: AdapterEntry) -> bool:
+    return e.hub_security is not None and e.hub_security.status != "unknown"
+
+
+def hub_security_text(h: HubSecurity | None, max_files: int = 3) -> str:
+    """The Hub's scan status in one line, always marked as the Hub's and never hubaudit's verdict:
+    ``Hub scan: no issues (not a hubaudit verdict)``; ``Hub scan: issues: a.bin (unsafe), ...``."""
+    if h is None or h.status == "unknown":
+        return "Hub scan: unknown"
+    if h.status == "scanned":
+        return "Hub scan: no issues (not a hubaudit verdict)"
+    if h.status == "pending":
+        return "Hub scan: pending (not a hubaudit verdict)"
+    files = hub_issue_files(h)
+    listed = ", ".join(f"{p} ({lv})" for p, lv in files[:max_files])
+    more = f", +{len(files) - max_files} more" if len(files) > max_files else ""
+    return f"Hub scan: issues in {len(files)} file(s): {listed}{more} (the Hub's scan, not a hubaudit verdict)"
+
+
+def downstream_counts(report: Report) -> tuple[int, int]:
+    """(Hub repos built on a finding, findings that have any): the summary line's downstream count."""
+    with_any = [e for e in report.findings if e.downstream]
+    return len({d.repo_id for e in with_any for d in e.downstream}), len(with_any)
+
+
+def downstream_summary(report: Report) -> str | None:
+    """``downstream of findings: 5 Hub repos built on 2 findings (3 adapter, 1 merge, 1 quantized)``; None
+    when no finding has any."""
+    repos, findings = downstream_counts(report)
+    if not repos:
+        return None
+    rel: dict[str, int] = {}
+    for _, relation in {(d.repo_id, d.relation) for e in report.findings for d in e.downstream}:
+        rel[relation] = rel.get(relation, 0) + 1
+    by = ", ".join(f"{n} {r}" for r, n in sorted(rel.items(), key=lambda x: (-x[1], x[0])))
+    return f"downstream of findings: {repos} Hub repo(s) built on {findings} finding(s) ({by})"

@@ -1,8 +1,8 @@
 """``--format csv``: one row per listed adapter revision, stable columns (``REPORT_CSV_COLUMNS``).
 
 Columns are only ever appended, never renamed or reordered, within one ``schema_version``.
-Lists (``reasons``) are joined with ``;``; missing values are empty cells; booleans are
-``true``/``false``.
+Lists (``reasons``, ``downstream``, the files in ``hub_security``) are joined with ``;``; missing
+values are empty cells; booleans are ``true``/``false``.
 
 Cells are safe to open in a spreadsheet (OWASP "CSV Injection"), here and in ``hubaudit export``:
 every cell is quoted, and a text cell that would start with ``=``, ``+``, ``-``, ``@``, a tab or a
@@ -48,6 +48,10 @@ REPORT_CSV_COLUMNS = (
     "probe_trigger_positions",
     "low_confidence",  # appended: judged by thresholds fitted on too few adapters for their target FPR
     "low_confidence_reason",
+    "derived_from",  # appended: the reason "derived_from <repo>@<sha> (similarity 0.998, copy)" of a copy/derivative
+    "similarity",  # its fingerprint similarity to that known-bad adapter
+    "hub_security",  # the Hub's own scan status (issues|scanned|pending|unknown), then "path (level)" per issue
+    "downstream",  # Hub repos that declare this adapter as their base, "relation:repo_id" each
 )
 
 
@@ -87,7 +91,18 @@ def _row(report: Report, e: AdapterEntry) -> dict[str, Any]:
         "url": e.url,
         "low_confidence": e.low_confidence if e.flagged is not None else None,
         "low_confidence_reason": e.low_confidence_reason,
-    } | _search_cells(e)
+    } | _search_cells(e) | _lineage_cells(e)
+
+
+def _lineage_cells(e: AdapterEntry) -> dict[str, Any]:
+    """The copy/derivative, Hub scan and downstream cells (empty when the report has none)."""
+    cells: dict[str, Any] = {"downstream": ";".join(f"{d.relation}:{d.repo_id}" for d in e.downstream) or None}
+    if e.derived_from is not None:
+        cells |= {"derived_from": e.derived_from.reason, "similarity": e.derived_from.similarity}
+    if e.hub_security is not None:
+        h = e.hub_security
+        cells["hub_security"] = ";".join([h.status, *(f"{p} ({lv})" for p, lv in h.files_with_issues if lv != "safe")])
+    return cells
 
 
 def _search_cells(e: AdapterEntry) -> dict[str, Any]:

@@ -11,21 +11,32 @@ import base64
 import json
 
 from hubaudit.report.formats._common import (
-    fired_names,
+    MAX_LISTED,
+    downstream_counts,
+    downstream_summary,
     fmt_count,
     fmt_date,
     fmt_margin,
     fmt_num,
+    hub_issue_files,
+    hub_said_something,
+    hub_security_text,
+    lineage_checked,
     low_confidence_text,
     probe_text,
     search_info,
     short_sha,
+    source_kind_text,
+    source_text,
+    state_text,
+    thresholds_text,
     trigger_text,
     verdict_text,
+    why_text,
 )
 from hubaudit.report.formats._plots import norm_heatmaps, score_histogram
 from hubaudit.report.formats.interface import ReportFormat
-from hubaudit.report.model import AdapterEntry, Report
+from hubaudit.report.model import AdapterEntry, Report, hub_url
 from hubaudit.textsafe import html as escape  # html.escape, control and bidi characters shown as escapes
 
 # Heat maps are a PNG each: cap them so a population with many findings still yields a usable file.
@@ -83,8 +94,14 @@ def _badge(e: AdapterEntry) -> str:
 
 def _link(e: AdapterEntry) -> str:
     label = f"{escape(e.repo_id)}@<code>{escape(short_sha(e.sha))}</code>"
-    if e.url:
-        return f'<a href="{escape(e.url)}" rel="noopener noreferrer">{label}</a>'
+    return _a(label, e.url)
+
+
+def _a(label: str, url: str | None) -> str:
+    """``label`` (already HTML) as a link to ``url``, which only :func:`hubaudit.report.model.hub_url` builds
+    (from a valid Hub repo id and sha); the bare label when there is none."""
+    if url:
+        return f'<a href="{escape(url)}" rel="noopener noreferrer">{label}</a>'
     return label
 
 
@@ -97,10 +114,18 @@ def _cards(report: Report) -> str:
     ]
     if s.low_confidence:
         items.insert(6, ("passed, low confidence", s.low_confidence, "warn"))
+    if lineage_checked(report):
+        items.insert(4, ("copies / derivatives", s.derived, "flag"))
+    repos, _ = downstream_counts(report)
+    if repos:
+        items.append(("downstream repos of findings", repos, "warn"))
     cards = "".join(f'<div class="card {c}"><div class="n">{n}</div><div class="l">{escape(label)}</div></div>'
                     for label, n, c in items)
     low = low_confidence_text(report)
     alert = f'<div class="alert" id="low-confidence">{escape(low)}</div>' if low else ""
+    downstream = downstream_summary(report)
+    if downstream:
+        alert += f'<p id="downstream-summary">{escape(downstream[0].upper() + downstream[1:])}.</p>'
     return f'<section id="summary"><h2>Summary</h2><div class="cards">{cards}</div>{alert}</section>'
 
 
@@ -170,13 +195,15 @@ def _findings(report: Report) -> str:
     if not findings:
         msg = "None." if report.calibration.calibrated else "None can be named: the base is not calibrated."
         return f'<section id="findings"><h2>Flagged adapter revisions (0)</h2><p class="muted">{msg}</p></section>'
-    head = ("<tr><th>adapter</th><th class=num>score</th><th class=num title='largest exceedance over any feature threshold, robust σ'>margin σ</th><th>features fired</th>"
-            "<th>probe</th><th class=num>downloads</th><th>first seen</th><th>state</th></tr>")
+    hub = any(hub_said_something(e) for e in findings)
+    head = ("<tr><th>adapter</th><th class=num>score</th><th class=num title='largest exceedance over any feature threshold, robust σ'>margin σ</th><th>why (features fired)</th>"
+            "<th>probe</th><th class=num>downloads</th><th>first seen</th><th>state</th>"
+            + ("<th title='the Hub&#x27;s own scan, not a hubaudit verdict'>Hub scan</th>" if hub else "") + "</tr>")
     rows = "".join(
         f'<tr class="finding-row"><td>{_link(e)}</td><td class=num>{fmt_num(e.score)}</td>'
-        f"<td class=num>{fmt_margin(e.margin)}</td><td>{escape(fired_names(e.reasons) or '-')}</td>"
+        f"<td class=num>{fmt_margin(e.margin)}</td><td>{escape(why_text(e))}</td>"
         f"<td>{probe_text(e)}</td><td class=num>{fmt_count(e.downloads)}</td><td class=nw>{fmt_date(e.first_seen)}</td>"
-        f"<td>{_badge(e)}</td></tr>"
+        f"<td>{_badge(e)}</td>" + (f'<td class="hub-scan">{_hub_cell(e)}</td>' if hub else "") + "</tr>"
         for e in findings
     )
     details = []
@@ -186,6 +213,11 @@ def _findings(report: Report) -> str:
             parts.append(f"<p>Low confidence: {escape(e.low_confidence_reason or '')}</p>")
         if e.suppressed is not None:
             parts.append(f"<p>Suppressed until {e.suppressed.expires.isoformat()}: {escape(e.suppressed.reason)}</p>")
+        if e.derived_from is not None:
+            parts.append(f'<p class="derived">{escape(e.derived_from.reason)}: '
+                         f"{escape(source_kind_text(e.derived_from.source_kind))} (see Copies and derivatives).</p>")
+        if hub_said_something(e):
+            parts.append(_hub_block(e))
         nm = report.norm_map(e.repo_id, e.sha)
         if nm is not None and i < MAX_HEATMAPS:
             parts.append(_img(norm_heatmaps(nm), f"norm heat map of {e.repo_id}", cls="plot heatmap"))
@@ -195,6 +227,79 @@ def _findings(report: Report) -> str:
         details.append("".join(parts) + "</div>")
     return (f'<section id="findings"><h2>Flagged adapter revisions ({len(findings)})</h2>'
             f"<table><thead>{head}</thead><tbody>{rows}</tbody></table>{''.join(details)}</section>")
+
+
+def _hub_cell(e: AdapterEntry) -> str:
+    """The Hub's own scan status in a table cell: its word, never a hubaudit verdict."""
+    if not hub_said_something(e):
+        return '<span class="muted">-</span>'
+    assert e.hub_security is not None
+    return escape(hub_security_text(e.hub_security).removeprefix("Hub scan: "))
+
+
+def _hub_block(e: AdapterEntry) -> str:
+    """The Hub's scan status of one revision, with each file it did not call safe and its level."""
+    assert e.hub_security is not None
+    files = hub_issue_files(e.hub_security)
+    if not files:
+        return f'<p class="hub-scan">{escape(hub_security_text(e.hub_security))}.</p>'
+    items = "".join(f"<li><code>{escape(p)}</code>: {escape(lv)}</li>" for p, lv in files[:MAX_LISTED])
+    if len(files) > MAX_LISTED:
+        items += f"<li>{len(files) - MAX_LISTED} more (--format json lists them all)</li>"
+    return (f'<div class="hub-scan"><p>Hub scan: issues in {len(files)} file(s) (the Hub&#x27;s own scan, not a '
+            f"hubaudit verdict):</p><ul>{items}</ul></div>")
+
+
+def _lineage(report: Report) -> str:
+    """Copies and derivatives of known-bad adapters: source, why it is bad, similarity, kind, thresholds."""
+    if not lineage_checked(report):
+        return ""
+    derived = [e for e in report.findings if e.derived_from is not None]
+    thresholds = f'<p id="similarity-thresholds">Thresholds in force: {escape(thresholds_text(report.similarity_thresholds))}.</p>'
+    if not derived:
+        body = '<p class="muted">None.</p>'
+    else:
+        rows = []
+        for e in derived:
+            d = e.derived_from
+            assert d is not None
+            src = _a(escape(source_text(d)), hub_url(d.source_repo_id, d.source_sha))
+            rows.append(f'<tr class="derived-row"><td>{_link(e)}</td><td>{escape(d.kind)}</td>'
+                        f"<td class=num>{d.similarity:.3f}</td><td class=num>{d.threshold:.3f}</td><td>{src}</td>"
+                        f"<td>{escape(source_kind_text(d.source_kind))}</td><td>{escape(state_text(e))}</td></tr>")
+        body = ("<table><thead><tr><th>adapter</th><th>kind</th><th class=num>similarity</th><th class=num>threshold</th>"
+                "<th>source</th><th>source is known-bad because</th><th>state</th></tr></thead>"
+                f"<tbody>{''.join(rows)}</tbody></table>")
+    return f'<section id="derived"><h2>Copies and derivatives ({len(derived)})</h2>{thresholds}{body}</section>'
+
+
+def _downstream(report: Report) -> str:
+    """For each finding, the Hub repos that declare it as their base (linked only when a valid Hub id)."""
+    with_downstream = [e for e in report.findings if e.downstream]
+    if not with_downstream:
+        return ""
+    rows = []
+    for e in with_downstream:
+        rows += [f'<tr class="downstream-row"><td>{_link(e)}</td><td>{escape(d.relation)}</td>'
+                 f"<td>{_a(escape(d.repo_id), d.url)}</td></tr>" for d in e.downstream[:MAX_LISTED]]
+        if len(e.downstream) > MAX_LISTED:
+            rows.append(f"<tr><td>{_link(e)}</td><td></td><td>{len(e.downstream) - MAX_LISTED} more "
+                        "(--format json lists them all)</td></tr>")
+    n = sum(len(e.downstream) for e in with_downstream)
+    return (f'<section id="downstream"><h2>Downstream of findings ({n})</h2><table><thead><tr><th>finding</th>'
+            f"<th>relation</th><th>Hub repo</th></tr></thead><tbody>{''.join(rows)}</tbody></table></section>")
+
+
+def _hub_issues(report: Report) -> str:
+    """Adapters hubaudit did not flag but the Hub's scan reports issues on, as the Hub's word."""
+    others = [e for e in report.adapters
+              if not e.is_finding and e.hub_security is not None and e.hub_security.status == "issues"]
+    if not others:
+        return ""
+    blocks = "".join(f'<div class="hub-issue"><h3>{_link(e)} <span class="muted">hubaudit: {escape(state_text(e))}'
+                     f"</span></h3>{_hub_block(e)}</div>" for e in others)
+    return (f'<section id="hub-issues"><h2>Hub scan issues on adapters hubaudit did not flag ({len(others)})</h2>'
+            f"{blocks}</section>")
 
 
 def _not_audited(report: Report) -> str:
@@ -231,6 +336,9 @@ class HtmlFormat(ReportFormat):
             '<section id="distribution"><h2>Score distribution</h2>'
             + _img(hist, "score distribution", css_id="score-histogram") + "</section>",
             _findings(report),
+            _lineage(report),
+            _downstream(report),
+            _hub_issues(report),
             _spot_checks(report),
             _not_audited(report),
             _expired(report),

@@ -19,7 +19,15 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
-from hubaudit.report.formats._common import fmt_margin, fmt_num, search_info, trigger_text
+from hubaudit.report.formats._common import (
+    downstream_dict,
+    fmt_margin,
+    fmt_num,
+    search_info,
+    source_kind_text,
+    source_text,
+    trigger_text,
+)
 from hubaudit.report.formats.interface import ReportFormat
 from hubaudit.report.model import HUB_URL, AdapterEntry, Report
 from hubaudit.textsafe import json_dumps, sarif_message
@@ -57,6 +65,11 @@ RULES: tuple[Rule, ...] = (
     Rule("HA005", "BaseProvenanceMismatch", "Adapter declares a different base model",
          "The adapter's config names a base model other than the one it is listed under on the Hub.",
          "warning", "5.0", "medium"),
+    Rule("HA006", "DerivedFromKnownBad", "Copy or derivative of a known-bad adapter",
+         "The adapter's weight fingerprint lies within the calibrated similarity of an adapter already known to be "
+         "bad (probe-confirmed, on a blocklist, or flagged by its weights): a copy (re-uploaded, rescaled or re-saved) "
+         "or a derivative (merged or fine-tuned further) of it. A passing weight score does not clear it.",
+         "error", "8.5", "high"),
     Rule("HA010", "UncalibratedBase", "No calibration for this base model or stratum",
          "There are not enough audited adapters (or no threshold set) to judge adapters of this base or stratum; "
          "they are not judged clean.", "note", "4.0", "high"),
@@ -81,9 +94,14 @@ def rules_for(e: AdapterEntry, calibrated: bool, base: str = "?") -> list[tuple[
     out: list[tuple[str, str]] = []
     if e.flagged:
         fired = ", ".join(e.fired) or "score"
-        out.append(("HA001", f"{target}: weight features past the thresholds of base {base} (stratum {e.stratum}), "
-                             f"largest exceedance {fmt_margin(e.margin)} σ; score {fmt_num(e.score)} "
-                             f"(threshold {fmt_num(e.threshold)}); fired: {fired}."))
+        out.append(("HA001", (f"{target}: weight features past the thresholds of base {base} (stratum {e.stratum}), "
+                              f"largest exceedance {fmt_margin(e.margin)} σ; score {fmt_num(e.score)} "
+                              f"(threshold {fmt_num(e.threshold)}); fired: {fired}.")))
+    if e.derived_from is not None:
+        d = e.derived_from
+        out.append(("HA006", (f"{target}: {d.kind} of known-bad adapter {source_text(d)} "
+                              f"({source_kind_text(d.source_kind)}); fingerprint similarity {d.similarity:.3f} "
+                              f"(the {d.kind} threshold is {d.threshold:.3f}).")))
     if e.probe_flagged:
         out.append(("HA002", f"{target}: behavioural probes confirmed a backdoor ({_probe_summary(e.probe)})."))
     if not e.audited:
@@ -139,6 +157,14 @@ def _result(rule_id: str, message: str, e: AdapterEntry | None, report: Report) 
             {"score": e.score, "margin": e.margin, "threshold": e.threshold, "stratum": e.stratum, "url": e.url,
              "low_confidence": e.low_confidence, "low_confidence_reason": e.low_confidence_reason}
         )
+        if rule_id == "HA006" and e.derived_from is not None:
+            d = e.derived_from
+            res["properties"].update({"derived_from": d.to_dict(), "similarity": d.similarity,
+                                      "source_repo_id": d.source_repo_id, "source_sha": d.source_sha})
+        if e.hub_security is not None:  # the Hub's own scan, beside (never instead of) the finding
+            res["properties"]["hub_security"] = e.hub_security.to_dict()
+        if e.downstream:
+            res["properties"]["downstream"] = [downstream_dict(ds) for ds in e.downstream]
         if e.suppressed is not None:
             res["suppressions"] = [
                 {
@@ -180,6 +206,9 @@ class SarifFormat(ReportFormat):
                 "calibration_version": cal.version,
                 "calibration_n": cal.n,
                 "population": report.summary.population,
+                "derived": report.summary.derived,
+                "similarity_thresholds": (None if report.similarity_thresholds is None
+                                          else report.similarity_thresholds.to_dict()),
             },
         }
         doc = {"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}

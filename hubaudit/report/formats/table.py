@@ -9,19 +9,29 @@ from __future__ import annotations
 import textwrap
 
 from hubaudit.report.formats._common import (
+    MAX_LISTED,
     clip,
+    downstream_summary,
     fired_names,
     fmt_count,
     fmt_date,
     fmt_margin,
     fmt_num,
+    hub_issue_files,
+    hub_said_something,
+    hub_security_text,
+    lineage_checked,
     low_confidence_text,
     probe_text,
     search_info,
     short_sha,
+    source_kind_text,
+    source_text,
     state_text,
+    thresholds_text,
     trigger_text,
     verdict_text,
+    why_text,
 )
 from hubaudit.report.formats.interface import ReportFormat
 from hubaudit.report.model import AdapterEntry, Calibration, Report
@@ -85,8 +95,14 @@ def _finding_lines(e: AdapterEntry, repo_w: int, width: int) -> list[str]:
     out = [_fit(line.rstrip(), width)]
     if e.low_confidence:
         out.append(_fit("    " + state_text(e), width))
-    detail = "fired: " + (fired_names(e.reasons) if e.reasons else "probe" if e.probe_flagged else "-")
-    out.append(_fit("    " + detail, width))
+    if e.derived_from is not None:  # wrapped, not clipped: the source, similarity and kind all matter
+        out += textwrap.wrap(terminal("why: " + why_text(e)), width, initial_indent="    ",
+                             subsequent_indent="      ", max_lines=4, placeholder=" …")
+    else:
+        detail = "fired: " + (fired_names(e.reasons) if e.reasons else "probe" if e.probe_flagged else "-")
+        out.append(_fit("    " + detail, width))
+    if hub_said_something(e):
+        out += _hub_lines(e, width)
     if search_info(e.probe) is not None:
         out.append(_fit("    trigger: " + trigger_text(e.probe), width))
     if e.suppressed is not None:
@@ -95,6 +111,64 @@ def _finding_lines(e: AdapterEntry, repo_w: int, width: int) -> list[str]:
         out.append(_fit(f"    declared base: {e.declared_base}", width))
     if e.url:
         out.append(_fit("    " + e.url, width))
+    return out
+
+
+def _hub_lines(e: AdapterEntry, width: int, indent: str = "    ") -> list[str]:
+    """The Hub's own scan status: one line, then one line per file the Hub did not call safe."""
+    assert e.hub_security is not None
+    files = hub_issue_files(e.hub_security)
+    if not files:
+        return [_fit(indent + hub_security_text(e.hub_security), width)]
+    out = [_fit(f"{indent}Hub scan: issues in {len(files)} file(s) (the Hub's scan, not a hubaudit verdict)", width)]
+    out += [_fit(f"{indent}  {level}: {path}", width) for path, level in files[:MAX_LISTED]]
+    if len(files) > MAX_LISTED:
+        out.append(_fit(f"{indent}  … {len(files) - MAX_LISTED} more (--format json lists them all)", width))
+    return out
+
+
+def lineage_lines(report: Report, width: int) -> list[str]:
+    """The "Copies and derivatives" section (thresholds in force, then each derived finding) and the
+    "Downstream of findings" section; [] when the report has no lineage results."""
+    out: list[str] = []
+    derived = [e for e in report.findings if e.derived_from is not None]
+    if lineage_checked(report):
+        out += ["", _rule(width, f"Copies and derivatives ({len(derived)})"),
+                *textwrap.wrap(terminal("thresholds in force: " + thresholds_text(report.similarity_thresholds)),
+                               width, subsequent_indent="  ")]
+        for e in derived:
+            d = e.derived_from
+            assert d is not None
+            out.append(_fit(f"{e.repo_id}@{short_sha(e.sha)[:8]}  {d.kind}, similarity {d.similarity:.3f}"
+                            f" (≥ {d.threshold:.3f})  {verdict_text(e)}", width))
+            out.append(_fit(f"    source: {source_text(d)}", width))
+            out.append(_fit(f"    source is known-bad: {source_kind_text(d.source_kind)}", width))
+        if not derived:
+            out.append("none")
+    with_downstream = [e for e in report.findings if e.downstream]
+    if with_downstream:
+        n = sum(len(e.downstream) for e in with_downstream)
+        out += ["", _rule(width, f"Downstream of findings ({n})")]
+        for e in with_downstream:
+            out.append(_fit(f"{e.repo_id}@{short_sha(e.sha)[:8]}  {verdict_text(e)}: {len(e.downstream)} Hub repo(s)"
+                            " declare it as their base", width))
+            for ds in e.downstream[:MAX_LISTED]:
+                out.append(_fit(f"    {ds.relation:<10} {ds.repo_id}" + (f"  {ds.url}" if ds.url else ""), width))
+            if len(e.downstream) > MAX_LISTED:
+                out.append(_fit(f"    … {len(e.downstream) - MAX_LISTED} more (--format json lists them all)", width))
+    return out
+
+
+def hub_issue_lines(report: Report, width: int) -> list[str]:
+    """Adapters hubaudit did not flag but the Hub's scan reports issues on (the Hub's word, shown as such)."""
+    others = [e for e in report.adapters
+              if not e.is_finding and e.hub_security is not None and e.hub_security.status == "issues"]
+    if not others:
+        return []
+    out = ["", _rule(width, f"Hub scan issues on adapters hubaudit did not flag ({len(others)})")]
+    for e in others:
+        out.append(_fit(f"{e.repo_id}@{short_sha(e.sha)[:8]}  hubaudit: {state_text(e)}", width))
+        out += _hub_lines(e, width)
     return out
 
 
@@ -122,6 +196,11 @@ class TableFormat(ReportFormat):
                 w,
             )
         )
+        if lineage_checked(report):
+            out.append(_fit(f"copies/derivatives of known-bad adapters {s.derived}", w))
+        downstream = downstream_summary(report)
+        if downstream:
+            out.append(_fit(downstream, w))
         low = low_confidence_text(report)
         if low:  # a wrapped warning, not clipped: it is the one thing a reader of this report must see
             out += ["", *textwrap.wrap(terminal(low), w)]
@@ -137,6 +216,9 @@ class TableFormat(ReportFormat):
                 out += _finding_lines(e, repo_w, w)
         else:
             out.append("none" if report.calibration.calibrated else "none can be named: the base is not calibrated")
+
+        out += lineage_lines(report, w)
+        out += hub_issue_lines(report, w)
 
         spot = [e for e in report.adapters if e.probe and not e.is_finding]
         if spot:  # probed but not flagged (spot checks): their probe outcome, recovered trigger included
