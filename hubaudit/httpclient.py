@@ -191,6 +191,21 @@ def _is_invalid_credentials(resp) -> bool:
 RETRYABLE = ("transient", "rate_limited", "unreachable")
 
 
+# Who is told before each backoff wait: a terminal progress line says "retrying" instead of sitting
+# still. Called as observer(failure, attempt, max_retries, delay_s) from whichever thread retries.
+_retry_observer: list[Callable[[Failure, int, int, float], None]] = []
+
+
+@contextmanager
+def retry_observer(fn: Callable[[Failure, int, int, float], None]) -> Iterator[None]:
+    """Report every retry wait to ``fn`` while the block runs (one observer at a time)."""
+    _retry_observer.append(fn)
+    try:
+        yield
+    finally:
+        _retry_observer.remove(fn)
+
+
 def call_with_retry(fn: Callable[[], T], policy: RetryPolicy, *, sleep: Callable[[float], None] = time.sleep) -> T:
     """Call ``fn`` until it succeeds or the retry budget is spent; re-raises the last exception.
     Inside a :func:`~hubaudit.safehttp.budget` it also gives up when a wait would outlast it."""
@@ -213,6 +228,8 @@ def call_with_retry(fn: Callable[[], T], policy: RetryPolicy, *, sleep: Callable
             left = budget_left()
             if left is not None and delay >= left:
                 raise
+            for observe in list(_retry_observer[-1:]):
+                observe(failure, attempt + 1, policy.max_retries, delay)
             sleep(delay)
             attempt += 1
 

@@ -13,7 +13,8 @@ import typer
 from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
 from hubaudit.cli.app import app
 from hubaudit.constants import MAX_ADAPTER_BYTES, MAX_HEADER_BYTES
-from hubaudit.httpclient import RetryPolicy, hub_config_from_env
+from hubaudit.errors import HubUnavailableError
+from hubaudit.httpclient import RetryPolicy, hub_config_from_env, retry_observer
 from hubaudit.pipeline.crawl import CrawlOptions, CrawlSummary, crawl
 from hubaudit.settings import Settings
 from hubaudit.store import Store
@@ -31,15 +32,17 @@ class ExecutorName(str, Enum):
 
 
 class _Bar:
-    """A rich progress line on stderr (TTY only): listed / judged counts."""
+    """A rich progress line on stderr (TTY only): what the crawl is doing (listing, fetching, retrying,
+    backing off) and listed / judged counts."""
 
-    def __init__(self) -> None:
+    def __init__(self, bases: tuple[str, ...], endpoint: str) -> None:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         # markup=False: the description is plain text (escaped with terminal() where it quotes an outcome).
         self._p = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
                            TimeElapsedColumn(), console=err_console, transient=True)
-        self._task = self._p.add_task("crawling", total=None)
+        where = terminal(f"{', '.join(bases)} at {endpoint}")
+        self._task = self._p.add_task(f"listing adapters of {where}", total=None)
         self._listed = 0
 
     def __enter__(self) -> _Bar:
@@ -54,7 +57,14 @@ class _Bar:
         self._p.update(self._task, total=new, description=f"listed {listed}")
 
     def finished(self, outcome) -> None:  # noqa: ANN001 - TaskOutcome
-        self._p.update(self._task, advance=1, description=terminal(f"listed {self._listed}, last {outcome.status}"))
+        self._p.update(self._task, advance=1, description=terminal(f"listed {self._listed}, fetching and scoring; last {outcome.status}"))
+
+    def retrying(self, failure, attempt: int, max_retries: int, delay: float) -> None:  # noqa: ANN001 - Failure
+        what = {"rate_limited": "rate limited", "unreachable": "cannot connect"}.get(failure.kind, failure.kind)
+        if failure.reason not in (failure.kind, "error"):
+            what += f" ({failure.reason.replace('_', ' ')})"
+        text = f"{what}: backing off {delay:.1f}s, retry {attempt}/{max_retries}"
+        self._p.update(self._task, description=terminal(text[:120]))
 
 
 def _print_summary(s: CrawlSummary) -> None:
@@ -110,12 +120,20 @@ def crawl_cmd(
     )
     args = {"bases": list(options.bases), "limit": limit, "workers": workers, "include_derived": include_derived,
             "executor": executor.value, "endpoint": hub.endpoint}
-    with Store.open(settings.db_url, create=True) as store:
-        if err_console.is_terminal:
-            with _Bar() as bar:
-                summary = crawl(store, hub, options, progress=bar, command_args=args)
-        else:
-            summary = crawl(store, hub, options, command_args=args)
+    try:
+        with Store.open(settings.db_url, create=True) as store:
+            if err_console.is_terminal:
+                with _Bar(options.bases, hub.endpoint) as bar, retry_observer(bar.retrying):
+                    summary = crawl(store, hub, options, progress=bar, command_args=args)
+            else:
+                summary = crawl(store, hub, options, command_args=args)
+    except HubUnavailableError as exc:
+        # Name the endpoint: offline, behind a proxy, or a mistyped HF_ENDPOINT all look alike otherwise.
+        raise HubUnavailableError(
+            f"the Hub at {terminal(hub.endpoint)} is unreachable: {exc}",
+            hint="check the network, a proxy, or HF_ENDPOINT (offline, `hubaudit ingest PATH --base BASE` audits "
+                 "local copies); finished work is committed and the next run resumes",
+        ) from exc
     _print_summary(summary)
     if fmt is CrawlFormat.json:
         sys.stdout.write(json.dumps(summary.to_dict()) + "\n")
