@@ -1,8 +1,10 @@
 """Find an adapter's files, open them without following links, and stream its tensors once.
 
 Memory stays independent of the adapter's size: tensors are read one at a time, LoRA parts are
-reduced at once to their r×r Gram (float64, in column/row blocks), full tensors are only hashed
-in fixed-size chunks. The sha256 of the weights file is computed in the same pass.
+reduced at once to their r×r Gram (float64, in column/row blocks) and, for the fingerprint, to
+their product with a fixed random projection (A·Ω, r×k; Ψ·B, k×r) from the same blocks; full
+tensors are only hashed in fixed-size chunks. The sha256 of the weights file is computed in the
+same pass.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal
+from typing import Any, BinaryIO, Literal, Protocol
 
 import numpy as np
 
@@ -33,6 +35,17 @@ from hubaudit.stats.safetensors_header import Header, TensorEntry, parse_json_ob
 
 HASH_CHUNK = 8 << 20
 Reduce = Literal["gram_cols", "gram_rows", "mean", "skip"]
+
+
+class Projector(Protocol):
+    """A fixed n×k matrix handed out by row blocks (``fingerprint.Projection``)."""
+
+    def rows(self, start: int, stop: int) -> np.ndarray: ...
+
+
+# plan(entry) → (how to reduce it, the 2-D shape to view it as, the projection to sketch it with or None)
+Plan = Callable[[TensorEntry], tuple[Reduce, tuple[int, int] | None, Projector | None]]
+Reduced = tuple[TensorEntry, np.ndarray | None, np.ndarray | None]
 
 
 @dataclass(frozen=True)
@@ -162,9 +175,18 @@ def _readinto(f: BinaryIO, view: memoryview) -> memoryview:
 
 
 def _gram(stored: np.ndarray, dtype: str, cols: bool, scratch: _Scratch) -> np.ndarray:
-    """r×r Gram of a 2-D stored tensor in float64, converting one block at a time (arXiv 2605.30189).
+    """r×r Gram of a 2-D stored tensor in float64 (``_reduce_2d`` without a projection)."""
+    return _reduce_2d(stored, dtype, cols, scratch, None)[0]
 
-    cols=True: X Xᵀ for X (r, n) (lora_A); cols=False: Xᵀ X for X (n, r) (lora_B). Blocks of at
+
+def _reduce_2d(
+    stored: np.ndarray, dtype: str, cols: bool, scratch: _Scratch, proj: Projector | None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """r×r Gram of a 2-D stored tensor in float64, converting one block at a time (arXiv 2605.30189),
+    and its projection by ``proj`` from the same float64 blocks.
+
+    cols=True: X Xᵀ and X·Ω (r×k) for X (r, n) (lora_A); cols=False: Xᵀ X and Ψ·X (k×r) for
+    X (n, r) (lora_B), where ``proj.rows`` gives the rows of Ω or Ψᵀ matching each block. Blocks of at
     most BLOCK_ELEMENTS values (2 MiB of float64, the L2 size here) are converted into one reused
     buffer and multiplied in float64; every f32/f16/bf16/f8 product is exact in float64, so
     blocking changes only the order of the float64 sums. numpy already sends ``x @ x.T`` to
@@ -177,28 +199,39 @@ def _gram(stored: np.ndarray, dtype: str, cols: bool, scratch: _Scratch) -> np.n
     step = max(1, BLOCK_ELEMENTS // max(r, 1))
     if n <= step:  # one block: every tensor of a typical adapter
         x = convert_into(stored, dtype, scratch.f64(stored.shape))
-        return x @ x.T if cols else x.T @ x
+        g = x @ x.T if cols else x.T @ x
+        return g, None if proj is None else _project(x, proj.rows(0, n), cols)
     g = np.zeros((r, r))
+    sketch: np.ndarray | None = None
     for c in range(0, n, step):
         block = stored[:, c : c + step] if cols else stored[c : c + step]
         x = convert_into(block, dtype, scratch.f64(block.shape))
         g += x @ x.T if cols else x.T @ x
-    return g
+        if proj is not None:
+            part = _project(x, proj.rows(c, c + (block.shape[1] if cols else block.shape[0])), cols)
+            sketch = part if sketch is None else sketch + part
+    return g, sketch
+
+
+def _project(x: np.ndarray, rows: np.ndarray, cols: bool) -> np.ndarray:
+    """A block's share of A·Ω (x (r, j), rows = Ω[c:c+j]) or of Ψ·B (x (j, r), rows = Ψᵀ[c:c+j])."""
+    return x @ rows if cols else rows.T @ x
 
 
 def stream_reduce(
     f: BinaryIO,
     size: int,
-    plan: Callable[[TensorEntry], tuple[Reduce, tuple[int, int] | None]],
+    plan: Plan,
     digest: FileDigest,
     precheck: Callable[[Header], None] | None = None,
-) -> Iterator[tuple[TensorEntry, np.ndarray | None]]:
-    """Validate the header, then read every tensor in file order, yielding its reduction.
+) -> Iterator[Reduced]:
+    """Validate the header, then read every tensor in file order, yielding (entry, reduction, sketch).
 
     ``precheck(header)`` may reject the file before its data is read. ``plan(entry)`` says how
     to reduce a tensor ("gram_cols"/"gram_rows" with the 2-D shape to view it as, "mean" for 1-D
-    vectors, "skip" to only hash it). Reductions are float64; a non-finite Gram or mean means the
-    tensor held NaN/Inf. The whole file is hashed on the way: the caller must call
+    vectors, "skip" to only hash it) and, for a Gram, a projection to multiply it by in the same
+    pass (A·Ω or Ψ·B; the sketch is None without one). Reductions are float64; a non-finite Gram
+    or mean means the tensor held NaN/Inf. The whole file is hashed on the way: the caller must call
     ``digest.finish()`` (after its own work, which a background hash overlaps) and
     ``digest.abort()`` in a ``finally`` before it closes ``f``.
     """
@@ -222,15 +255,23 @@ LARGE_TENSOR_BYTES = 32 << 20  # above this a LoRA tensor is reduced block by bl
 
 
 def _reduce_large(
-    f: BinaryIO, entry: TensorEntry, how: Reduce, shape2d: tuple[int, int] | None, h: Any, scratch: _Scratch
-) -> np.ndarray:
+    f: BinaryIO,
+    entry: TensorEntry,
+    how: Reduce,
+    shape2d: tuple[int, int] | None,
+    proj: Projector | None,
+    h: Any,
+    scratch: _Scratch,
+) -> tuple[np.ndarray, np.ndarray | None]:
     """Reduce a tensor too large to hold: memory stays O(block) whatever the tensor's size.
 
     Row blocks of B (n, r) and flat blocks of a vector are contiguous: read in order (and hashed
     inline if that is the hasher). Column blocks of A (r, n) are r strided row segments, read with
-    pread; only called when the hash does not depend on read order (background or none).
+    pread; only called when the hash does not depend on read order (background or none). Each
+    block also adds its share of the projection (A·Ω or Ψ·B) when ``proj`` is given.
     """
     dtype, item = entry.dtype, DTYPE_BITS[entry.dtype] // 8
+    sketch: np.ndarray | None = None
     if how == "gram_cols":
         assert shape2d is not None and not isinstance(h, InlineHash)
         r, n = shape2d
@@ -243,8 +284,11 @@ def _reduce_large(
                 _preadinto(f.fileno(), view[i * k * item : (i + 1) * k * item], entry.begin + (i * n + c) * item)
             x = to_float64(storage_view(view, dtype).reshape(r, k), dtype, scratch.f64((r, k)))
             g += x @ x.T
+            if proj is not None:
+                part = _project(x, proj.rows(c, c + k), True)
+                sketch = part if sketch is None else sketch + part
         f.seek(entry.end)
-        return g
+        return g, sketch
     width = shape2d[1] if shape2d is not None else 1
     n = entry.numel // width
     step = max(1, BLOCK_ELEMENTS // width)
@@ -255,7 +299,12 @@ def _reduce_large(
         h.update(view)
         x = to_float64(storage_view(view, dtype).reshape(k, width), dtype, scratch.f64((k, width)))
         acc += x.T @ x if how == "gram_rows" else x.sum()
-    return acc if how == "gram_rows" else np.array(acc[0] / max(n, 1) if n else np.nan)
+        if proj is not None and how == "gram_rows":
+            part = _project(x, proj.rows(row, row + k), False)
+            sketch = part if sketch is None else sketch + part
+    if how == "gram_rows":
+        return acc, sketch
+    return np.array(acc[0] / max(n, 1) if n else np.nan), None
 
 
 def _preadinto(fd: int, view: memoryview, offset: int) -> None:
@@ -272,27 +321,22 @@ def _preadinto(fd: int, view: memoryview, offset: int) -> None:
         got += k
 
 
-def _reduce_all(
-    f: BinaryIO,
-    header: Header,
-    plan: Callable[[TensorEntry], tuple[Reduce, tuple[int, int] | None]],
-    h: Hasher,
-    scratch: _Scratch,
-) -> Iterator[tuple[TensorEntry, np.ndarray | None]]:
+def _reduce_all(f: BinaryIO, header: Header, plan: Plan, h: Hasher, scratch: _Scratch) -> Iterator[Reduced]:
     for entry in header.entries:
-        how, shape2d = plan(entry)
+        how, shape2d, proj = plan(entry)
+        sketch: np.ndarray | None = None
         if how == "skip":
             left = entry.nbytes
             while left:
                 chunk = _readinto(f, scratch.raw(min(left, HASH_CHUNK)))
                 h.update(chunk)
                 left -= len(chunk)
-            yield entry, None
+            yield entry, None, None
             continue
         if entry.dtype not in FLOAT_DTYPES:
             raise Rejected(f"tensor {show_name(entry.name)} has dtype {entry.dtype}; LoRA weights must be floats")
         if entry.nbytes > LARGE_TENSOR_BYTES and (how != "gram_cols" or not isinstance(h, InlineHash)):
-            out = _reduce_large(f, entry, how, shape2d, h, scratch)
+            out, sketch = _reduce_large(f, entry, how, shape2d, proj, h, scratch)
         else:
             raw = _readinto(f, scratch.raw(entry.nbytes))
             h.update(raw)
@@ -302,12 +346,13 @@ def _reduce_all(
             else:
                 assert shape2d is not None
                 with np.errstate(invalid="ignore"):  # signalling NaNs in hostile files: rejected below
-                    out = _gram(stored.reshape(shape2d), entry.dtype, how == "gram_cols", scratch)
+                    out, sketch = _reduce_2d(stored.reshape(shape2d), entry.dtype, how == "gram_cols", scratch, proj)
         # The finite-value check on the r×r result replaces one over every input value: a Gram's
         # diagonal G_ii = Σ_j x_ij² is a sum of non-negative terms, so it is +inf or NaN as soon as
         # one x_ij is ±inf or NaN (no inf - inf can cancel it, in any block or summation order),
         # and finite f32/f16/bf16/f8 values cannot overflow it (n·(3.4e38)² < 1.8e308 for any
-        # n < 1e231). Only F64 inputs can overflow, hence "or overflows float64".
+        # n < 1e231). Only F64 inputs can overflow, hence "or overflows float64". The sketch is
+        # then finite too (each entry is bounded by √(G_ii)·‖column of the projection‖).
         if not np.all(np.isfinite(out)):
             raise Rejected(f"tensor {show_name(entry.name)} holds NaN or Inf (or overflows float64)")
-        yield entry, out
+        yield entry, out, sketch

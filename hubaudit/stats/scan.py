@@ -1,8 +1,9 @@
 """``scan_path``: one adapter on disk → ``ScanResult`` (never raises for a bad adapter).
 
 Flow: locate files (no symlinks) → config (LoRA only) → one streaming pass over the weights
-(header validated first; each LoRA part reduced to its r×r Gram; full tensors hashed and listed)
-→ per-module spectra from the Grams (gram.py) → registered features (features.py).
+(header validated first; each LoRA part reduced to its r×r Gram and its random projection;
+full tensors hashed and listed) → per-module spectra from the Grams (gram.py) → registered
+features (features.py), and the adapter's fingerprint from the projections (fingerprint.py).
 """
 
 from __future__ import annotations
@@ -22,11 +23,21 @@ from hubaudit.models import ModuleStat, SavedTensor, ScanResult
 from hubaudit.stats import layout
 from hubaudit.stats._reject import Rejected, one_line, show_name
 from hubaudit.stats.adapter_config import NO_CONFIG, LoraSettings, parse_settings
+from hubaudit.stats.fingerprint import MAX_SIDE, SketchBuilder, projection
 from hubaudit.stats.features import compute_features, scored_modules
 from hubaudit.stats.gram import spectra_from_grams
 from hubaudit.pattern_keys import NON_ASCII_NOTE
 from hubaudit.stats.pickle_sandbox import convert_pickle
-from hubaudit.stats.reader import FileDigest, locate, open_regular, read_config, sha256_file, stream_reduce
+from hubaudit.stats.reader import (
+    FileDigest,
+    Projector,
+    Reduce,
+    locate,
+    open_regular,
+    read_config,
+    sha256_file,
+    stream_reduce,
+)
 from hubaudit.stats.safetensors_header import Header, TensorEntry
 
 
@@ -41,6 +52,8 @@ class _Parts:
     embedding: bool = False
     magnitude: float | None = None
     bias: bool = False
+    sk_a: np.ndarray | None = None  # A·Ω (r×k) for the fingerprint, None without one
+    sk_b: np.ndarray | None = None  # Ψ·B (k×r)
 
 
 @dataclass
@@ -63,7 +76,8 @@ class _Roles(dict[str, layout.TensorRole]):
         return tr
 
 
-def _plan(entry: TensorEntry, roles: _Roles) -> tuple[str, tuple[int, int] | None]:
+def _plan(entry: TensorEntry, roles: _Roles, sketch: bool = False) -> tuple[Reduce, tuple[int, int] | None, Projector | None]:
+    """How the reader reduces a tensor; ``sketch``: also project LoRA halves for the fingerprint."""
     role = roles[entry.name].role
     shape = entry.shape
     # peft: a 1-D or empty lora_A/lora_B is what un-gathered DeepSpeed ZeRO-3 / FSDP shards look like
@@ -71,15 +85,17 @@ def _plan(entry: TensorEntry, roles: _Roles) -> tuple[str, tuple[int, int] | Non
         if len(shape) < 2 or shape[0] == 0 or 0 in shape:
             raise Rejected(f"tensor {show_name(entry.name)}: LoRA A must be (r, d_in) with r >= 1, got "
                            f"{list(shape)} (1-D or empty: un-gathered ZeRO-3/FSDP shards?)")  # fmt: skip
-        return "gram_cols", (shape[0], math.prod(shape[1:]))  # conv A (r, in, kh, kw) → (r, in·kh·kw)
+        d_in = math.prod(shape[1:])  # conv A (r, in, kh, kw) → (r, in·kh·kw)
+        return "gram_cols", (shape[0], d_in), projection("omega", d_in) if sketch else None
     if role in ("B", "emb_B"):
         if len(shape) < 2 or 0 in shape:
             raise Rejected(f"tensor {show_name(entry.name)}: LoRA B must be (d_out, r), got "
                            f"{list(shape)} (1-D or empty: un-gathered ZeRO-3/FSDP shards?)")  # fmt: skip
-        return "gram_rows", (shape[0], math.prod(shape[1:]))  # conv B (out, r, 1, 1) → (out, r)
+        proj = projection("psi", shape[0]) if sketch else None
+        return "gram_rows", (shape[0], math.prod(shape[1:])), proj  # conv B (out, r, 1, 1) → (out, r)
     if role == "magnitude":
-        return "mean", None
-    return "skip", None
+        return "mean", None, None
+    return "skip", None, None
 
 
 def _pairs_from_header(header: Header, roles: _Roles) -> list[str]:
@@ -116,10 +132,12 @@ class _Collected:
     parts: dict[str, _Parts] = field(default_factory=dict)  # magnitudes/bias flags (Grams released)
     saved: list[SavedTensor] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    sketch: SketchBuilder | None = None  # the fingerprint being built (None: not asked for)
+    unsketched: int = 0  # modules left out of the fingerprint (a side over MAX_SIDE)
 
 
-def _collect(f: BinaryIO, size: int, digest: FileDigest, settings: LoraSettings) -> _Collected:
-    out = _Collected()
+def _collect(f: BinaryIO, size: int, digest: FileDigest, settings: LoraSettings, fingerprint: bool) -> _Collected:
+    out = _Collected(sketch=SketchBuilder() if fingerprint else None)
     ready: dict[str, _Parts] = {}
     promised = settings.config_rank if settings.has_config else (lambda name: None)
 
@@ -127,28 +145,35 @@ def _collect(f: BinaryIO, size: int, digest: FileDigest, settings: LoraSettings)
         modules, warnings = _module_stats(ready, settings.scaling, promised)
         out.modules.extend(modules)
         out.warnings.extend(warnings)
+        if out.sketch is not None:
+            for m in modules:  # validated: both halves, one rank
+                p = ready[m.name]
+                if p.sk_a is None or p.sk_b is None:
+                    out.unsketched += 1
+                else:
+                    out.sketch.add(m.name, p.sk_b, p.sk_a, m.scaling, m.d_out, m.d_in)
         for p in ready.values():
-            p.g_a = p.g_b = None
+            p.g_a = p.g_b = p.sk_a = p.sk_b = None
         ready.clear()
 
     roles = _Roles()
-    plan = lambda entry: _plan(entry, roles)  # noqa: E731
+    plan = lambda entry: _plan(entry, roles, fingerprint)  # noqa: E731
 
     def precheck(header: Header) -> None:
         modules = _pairs_from_header(header, roles)
         if settings.has_config and settings.has_patterns:
             settings.check_match_work(modules)
 
-    for entry, red in stream_reduce(f, size, plan, digest, precheck):
+    for entry, red, sketch in stream_reduce(f, size, plan, digest, precheck):
         tr = roles[entry.name]
         if tr.role == "saved":
             out.saved.append(SavedTensor(entry.name, entry.shape, entry.dtype, entry.nbytes))
             continue
         p = out.parts.setdefault(tr.module, _Parts())
         if tr.role in ("A", "emb_A"):
-            p.g_a, p.a_shape, p.embedding = red, entry.shape, p.embedding or tr.role == "emb_A"
+            p.g_a, p.sk_a, p.a_shape, p.embedding = red, sketch, entry.shape, p.embedding or tr.role == "emb_A"
         elif tr.role in ("B", "emb_B"):
-            p.g_b, p.b_shape, p.embedding = red, entry.shape, p.embedding or tr.role == "emb_B"
+            p.g_b, p.sk_b, p.b_shape, p.embedding = red, sketch, entry.shape, p.embedding or tr.role == "emb_B"
         elif tr.role == "magnitude":
             p.magnitude = float(red) if red is not None else None
         elif tr.role == "lora_bias":
@@ -216,7 +241,9 @@ def _variant(settings: LoraSettings, dora: bool) -> str:
     return "rslora" if settings.use_rslora else "dora" if dora else "lora"
 
 
-def _scan(path: Path, allow_pickle: bool, roots: Sequence[Path], hash_content: bool, partial: _Partial) -> ScanResult:
+def _scan(
+    path: Path, allow_pickle: bool, roots: Sequence[Path], hash_content: bool, fingerprint: bool, partial: _Partial
+) -> ScanResult:
     files = locate(path, roots)
     settings = NO_CONFIG
     if files.config is not None:
@@ -239,13 +266,13 @@ def _scan(path: Path, allow_pickle: bool, roots: Sequence[Path], hash_content: b
             partial.warnings.append("weights loaded from pickle with torch.load(weights_only=True) in a subprocess")
             f, size = open_regular(converted, MAX_ADAPTER_BYTES, "converted weights")
             with f:
-                collected = _collect(f, size, FileDigest(want_sha256=False), settings)  # nothing to abort
+                collected = _collect(f, size, FileDigest(want_sha256=False), settings, fingerprint)  # nothing to abort
     else:
         f, size = open_regular(files.weights, MAX_ADAPTER_BYTES, files.weights.name, follow)
         digest = FileDigest(want_sha256=hash_content)
         with f:
             try:
-                collected = _collect(f, size, digest, settings)
+                collected = _collect(f, size, digest, settings, fingerprint)
                 result = _result(str(path), settings, collected, partial)  # overlaps the hash's tail
                 digest.finish()
             finally:
@@ -277,6 +304,13 @@ def _result(source: str, settings: LoraSettings, collected: _Collected, partial:
         warnings.append("only embedding LoRA modules; the score is computed over them")
     features = compute_features(scored)
     ranks = Counter(m.rank for m in modules)
+    fp = None
+    if collected.sketch is not None:
+        if collected.unsketched:
+            warnings.append(f"{collected.unsketched} module(s) with a side over {MAX_SIDE} values left out of the fingerprint")
+        fp = collected.sketch.result()
+        if fp is None:
+            warnings.append("no fingerprint: its sketch overflows float64")
     return ScanResult(
         source=source,
         status="ok",
@@ -299,6 +333,7 @@ def _result(source: str, settings: LoraSettings, collected: _Collected, partial:
         config_sha256=partial.config_sha256,
         file_bytes=partial.file_bytes,
         featureset_version=FEATURESET_VERSION,
+        fingerprint=fp,
     )
 
 
@@ -308,6 +343,7 @@ def scan_path(
     allow_pickle: bool = False,
     symlink_roots: Sequence[str | Path] = (),
     hash_content: bool = True,
+    fingerprint: bool = True,
 ) -> ScanResult:
     """Scan one adapter directory or weights file. Bad input → status error/unsupported, one-line reason.
 
@@ -315,10 +351,11 @@ def scan_path(
     check with ``pickle_sandbox.require_torch`` first). ``symlink_roots``: directories under which
     a symlinked file may resolve (e.g. a Hugging Face cache's blobs); any other symlink is refused.
     ``hash_content=False`` leaves ``content_sha256`` unset (for callers that verified it already).
+    ``fingerprint=False`` skips the adapter's ``Fingerprint`` (computed in the same pass otherwise).
     """
     partial = _Partial()
     try:
-        return _scan(Path(path), allow_pickle, [Path(r) for r in symlink_roots], hash_content, partial)
+        return _scan(Path(path), allow_pickle, [Path(r) for r in symlink_roots], hash_content, fingerprint, partial)
     except Rejected as exc:
         status, reason = exc.status, exc.reason
     except MemoryError:
@@ -349,11 +386,14 @@ def scan_many(
     allow_pickle: bool = False,
     symlink_roots: Sequence[str | Path] = (),
     hash_content: bool = True,
+    fingerprint: bool = True,
 ) -> list[ScanResult]:
     """``scan_path`` over several inputs, in order; one bad adapter never stops the others."""
     return [
-        scan_path(p, allow_pickle=allow_pickle, symlink_roots=symlink_roots, hash_content=hash_content) for p in paths
-    ]
+        scan_path(p, allow_pickle=allow_pickle, symlink_roots=symlink_roots, hash_content=hash_content,
+                  fingerprint=fingerprint)
+        for p in paths
+    ]  # fmt: skip
 
 
 def stats_from_arrays(
