@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
@@ -16,14 +17,19 @@ from hubaudit.store.schema import Adapter, BaseModel, ProbeResult, Revision, Thr
 class ReadMixin:
     """audit_rows / find_revision / module_norms (mixed into Store)."""
 
-    def audit_rows(self, base: str, *, since: datetime | None = None) -> list[AuditRow]:
+    def audit_rows(self, base: str, *, since: datetime | None = None,
+                   revision_ids: Collection[int] | None = None) -> list[AuditRow]:  # fmt: skip
         """One row per adapter of ``base`` (removed ones included, flagged by ``removed``) with its
         latest revision, that revision's score, its verdict under the active threshold set and
-        its latest probe result. ``since``: only revisions recorded at or after that time."""
+        its latest probe result. ``since``: only revisions recorded at or after that time.
+        ``revision_ids``: the rows of exactly these revisions of ``base`` instead (latest or not)."""
         with self._read() as conn:  # type: ignore[attr-defined]
             bid = self._base_id(conn, base, create=False)  # type: ignore[attr-defined]
             if bid is None:
                 return []
+            if revision_ids is not None:
+                q = self._audit_select(conn, base, bid).where(Adapter.base_id == bid, Revision.id.in_(sorted(revision_ids)))
+                return [_row(base, r) for r in conn.execute(q.order_by(Revision.id)).mappings()]
             latest = (
                 select(func.max(Revision.id).label("rid"))
                 .join(Adapter, Adapter.id == Revision.adapter_id)
@@ -48,6 +54,19 @@ class ReadMixin:
                 return None
             r = conn.execute(self._audit_select(conn, hit.name, hit.bid).where(Revision.id == hit.id)).mappings().first()
             return _row(hit.name, r) if r is not None else None
+
+    def probe_confirmed(self, base: str) -> list[int]:
+        """Ids of the revisions of ``base`` (any revision, not only the latest) whose latest probe
+        result flagged a backdoor, ascending."""
+        with self._read() as conn:  # type: ignore[attr-defined]
+            bid = self._base_id(conn, base, create=False)  # type: ignore[attr-defined]
+            if bid is None:
+                return []
+            last = select(func.max(ProbeResult.id).label("pid")).group_by(ProbeResult.revision_id).subquery()
+            q = (select(ProbeResult.revision_id).join(last, last.c.pid == ProbeResult.id)
+                 .join(Revision, Revision.id == ProbeResult.revision_id).join(Adapter, Adapter.id == Revision.adapter_id)
+                 .where(Adapter.base_id == bid, ProbeResult.flagged.is_(True)).order_by(ProbeResult.revision_id))  # fmt: skip
+            return [int(r) for r in conn.scalars(q)]
 
     def module_norms(self, revision_id: int) -> list[dict]:
         """Per-module statistics (ModuleStat.to_dict()) of a scored revision; [] if none."""
