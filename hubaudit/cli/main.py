@@ -22,9 +22,11 @@ COMMAND_MODULES = (
     "calibrate",
     "crawl",
     "report",
+    "similar",
     "probe",
     "psim",
     "nightly",
+    "downstream",
     "demo",
 )
 

@@ -31,6 +31,10 @@ def _print(summary) -> None:  # noqa: ANN001 - NightlySummary
             f"probe {probe.get('status')}" + (f" ({probe.get('probed', 0)} probed, {probe.get('flagged', 0)} confirmed)"
                                               if probe.get("status") == "ran" else f" ({probe.get('note', '')})")
         )
+        down = b.downstream or {}
+        if down.get("status") == "ran":
+            err_console.print(f"  downstream: {down.get('children', 0)} repo(s) built on {down.get('queried', 0)} "
+                              f"finding(s), {down.get('failed', 0)} listing(s) failed")
         for e in b.errors:
             err_console.print(f"  {b.base}: {e}")
     err_console.print(f"exports: {summary.dated_dir} (latest: {summary.latest_dir}); {summary.duration_s:.1f}s")
@@ -47,8 +51,8 @@ def nightly_cmd(
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before any single Hub request times out.")] = 30.0,
 ) -> None:
     """For each base in the configuration: crawl, calibrate, escalate, probe (when an executor is
-    configured), then export the flagged lists (CSV, JSON, JSONL, SARIF) into a dated folder and an
-    atomically swapped ``latest``.
+    configured), list the Hub repos built on each finding, then export the flagged lists (CSV, JSON,
+    JSONL, SARIF) into a dated folder and an atomically swapped ``latest``.
 
     Exit 0 when the run worked, even if it found backdoors (findings are data); 4 when the Hub failed
     (finished work is kept, the next run resumes); 3 for configuration or schema problems. A second

@@ -7,6 +7,10 @@ a revision sha is 40 lowercase hex digits, a model_info answers for the sha we p
 is a Hub id. Listing pagination follows ``Link: rel="next"`` only on the endpoint's origin, never
 to a page already seen, and for at most ``max_pages`` pages. Returns plain dataclasses; no other
 stage sees a huggingface_hub object.
+
+Two of the Hub's own signals are read too, never as verdicts: the security scan status of a pinned
+revision (``securityRepoStatus``, :func:`hub_security`) and the repos that declare a model as their
+base (the model tree, :meth:`HubSource.list_children`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,15 @@ _BLOB_ID = re.compile(r"[0-9a-fA-F]{40}")
 _REPO_PART = r"(?![.-])[\w.-]{1,96}(?<![.-])"
 _REPO_ID = re.compile(rf"(?:{_REPO_PART}/)?{_REPO_PART}", re.ASCII)
 _HINT = "HF_ENDPOINT sent a response hubaudit refuses; check the mirror or proxy it names"
+
+# securityRepoStatus.filesWithIssues[].level as the Hub's API documents it; any other value is
+# stored as UNKNOWN_LEVEL (never the server's string).
+SECURITY_LEVELS = ("unscanned", "safe", "queued", "error", "caution", "suspicious", "unsafe")
+UNKNOWN_LEVEL = "unknown"
+MAX_SECURITY_FILES = 100  # entries kept per revision; the warning says how many the Hub listed
+MAX_SECURITY_PATH = 256  # characters kept of a path, the rest replaced by "…"
+# Children listings ask for these properties only (the relation is in the tags, baseModels is the fallback).
+CHILD_EXPAND = ["tags", "baseModels"]
 
 
 def _matches(pattern: re.Pattern, value: object) -> bool:
@@ -121,7 +134,10 @@ class RepoInfo:
     gated: bool | str | None
     disabled: bool | None
     files: tuple[RepoFile, ...]
-    security_issues: tuple[dict, ...] = ()
+    # The Hub's scan status as stored under provenance["hub_security"] (None: the Hub said nothing
+    # usable) and why a malformed status was ignored or cut (:func:`hub_security`).
+    hub_security: dict[str, Any] | None = None
+    hub_security_warning: str | None = None
     card_base_model: str | None = None
 
     def file(self, name: str) -> RepoFile | None:
@@ -136,6 +152,113 @@ def card_base(card_data: Any) -> str | None:
     if isinstance(value, (list, tuple)):
         return ",".join(str(v) for v in value) or None
     return str(value) if value else None
+
+
+def _bounded_text(value: str, limit: int) -> tuple[str, bool]:
+    """(``value`` cut to ``limit`` characters, whether it was cut); lone surrogates (JSON can carry
+    "\ud800") become visible escapes first: PostgreSQL's json type refuses them."""
+    text = value.encode("utf-8", "backslashreplace").decode("utf-8")
+    return (text, False) if len(text) <= limit else (text[:limit - 1] + "…", True)
+
+
+def _json_type(value: Any) -> str:
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    return names.get(type(value), type(value).__name__)
+
+
+def hub_security(value: Any) -> tuple[dict[str, Any] | None, str | None]:
+    """``securityRepoStatus`` of a model_info as ``({"scans_done", "files_with_issues"}, warning)``.
+
+    Never raises: whatever the endpoint sent, the adapter's audit goes on. Absent or null: (None,
+    None). Not an object, or ``filesWithIssues`` not a list: (None, warning): the status is unknown,
+    never "no issues". ``scansDone`` other than a boolean is None. Entries that are not objects with
+    a string ``path`` are dropped; at most :data:`MAX_SECURITY_FILES` are kept, paths cut to
+    :data:`MAX_SECURITY_PATH` characters, a level outside :data:`SECURITY_LEVELS` becomes
+    :data:`UNKNOWN_LEVEL`; each change is named in the warning. Paths are stored as sent (within
+    the cap): every sink escapes them.
+    """
+    if value is None:
+        return None, None
+    if not isinstance(value, dict):
+        return None, f"securityRepoStatus is {_json_type(value)}, not an object: ignored"
+    notes: list[str] = []
+    scans_done = value.get("scansDone")
+    if scans_done is not None and not isinstance(scans_done, bool):
+        notes.append(f"scansDone is {_json_type(scans_done)}, not a boolean")
+        scans_done = None
+    raw = value.get("filesWithIssues")
+    if raw is None:
+        raw = []
+    if not isinstance(raw, list):
+        return None, f"securityRepoStatus.filesWithIssues is {_json_type(raw)}, not an array: ignored"
+    files: list[dict[str, str]] = []
+    dropped = unknown = cut = 0
+    for entry in raw:
+        path = entry.get("path") if isinstance(entry, dict) else None
+        if not isinstance(path, str):
+            dropped += 1
+            continue
+        if len(files) >= MAX_SECURITY_FILES:
+            continue
+        level = entry.get("level")
+        if isinstance(level, str) and level.lower() in SECURITY_LEVELS:
+            level = level.lower()
+        else:
+            level = UNKNOWN_LEVEL
+            unknown += 1
+        path, was_cut = _bounded_text(path, MAX_SECURITY_PATH)
+        cut += was_cut
+        files.append({"path": path, "level": level})
+    kept_of = len(raw) - dropped
+    if dropped:
+        notes.append(f"{dropped} filesWithIssues entries without a string path dropped")
+    if kept_of > len(files):
+        notes.append(f"{kept_of} files with issues listed, the first {len(files)} kept")
+    if unknown:
+        notes.append(f"{unknown} levels outside {'|'.join(SECURITY_LEVELS)} stored as {UNKNOWN_LEVEL!r}")
+    if cut:
+        notes.append(f"{cut} paths longer than {MAX_SECURITY_PATH} characters cut")
+    return {"scans_done": scans_done, "files_with_issues": files}, "; ".join(notes) or None
+
+
+@dataclass(frozen=True)
+class ChildRepo:
+    """A repo from a model-tree listing: it declares the listed parent as its base.
+
+    ``relations``: the ``base_model:<relation>:<parent>`` relations it carries (one of
+    :data:`RELATIONS` each). ``refused``: why the entry is not used (an id that is not a Hub id, no
+    relation to the parent); then ``repo_id`` is a stand-in (:func:`stand_in`)."""
+
+    repo_id: str
+    relations: tuple[str, ...] = ()
+    refused: str | None = None
+
+
+def _child_item(item: Any, parent: str) -> ChildRepo:
+    """One children-listing entry: the id checked against the Hub grammar, the relations read from
+    the tags (``base_model:<relation>:<parent>``), else from ``baseModels``."""
+    raw_id = item.get("id") if isinstance(item, dict) else None
+    if not is_repo_id(raw_id):
+        return ChildRepo(stand_in("repo", raw_id), refused=f"the listing gave repo id {shown(raw_id)}, not a Hub repo id")
+    if raw_id.lower() == parent.lower():
+        return ChildRepo(raw_id, refused="the repo names itself as its base")
+    prefix = "base_model:"
+    suffix = f":{parent.lower()}"
+    tags = item.get("tags")
+    lowered = [t.lower() for t in (tags if isinstance(tags, list) else ()) if isinstance(t, str)]
+    found = {t[len(prefix):-len(suffix)] for t in lowered if t.startswith(prefix) and t.endswith(suffix)}
+    relations = [r for r in RELATIONS if r in found]
+    if not relations:
+        base_models = item.get("baseModels")
+        models = base_models.get("models") if isinstance(base_models, dict) else None
+        names = {m.get("id").lower() for m in (models if isinstance(models, list) else ())
+                 if isinstance(m, dict) and isinstance(m.get("id"), str)}
+        relation = base_models.get("relation") if isinstance(base_models, dict) else None
+        if parent.lower() in names and relation in RELATIONS:
+            relations = [relation]
+    if not relations:
+        return ChildRepo(raw_id, refused="lists the base but carries no adapter|merge|finetune|quantized relation to it")
+    return ChildRepo(raw_id, tuple(relations))
 
 
 def _listed_item(item: Any, via: str) -> ListedRepo:
@@ -198,45 +321,68 @@ class HubSource:
         page that is not a JSON list ends the listing with :class:`~hubaudit.errors.HubError`
         (nothing is requested from another origin). A failure beyond the retries propagates.
         """
-        import httpx2
-
         if relation not in RELATIONS:
             raise ValueError(f"unknown relation {relation!r}")
-        cfg = self.config
         params = [("filter", f"base_model:{relation}:{base}"), *(("expand", e) for e in LIST_EXPAND)]
         if limit is not None:
             params.append(("limit", str(limit)))  # the page size, too, as for huggingface_hub
+        for item in self._items(base, params, limit):
+            yield _listed_item(item, base)
+
+    def list_children(self, repo_id: str, *, limit: int | None = None) -> Iterator[ChildRepo]:
+        """Every repo that declares ``repo_id`` as its base, whatever the relation, in one listing.
+
+        Repeated ``filter`` values are AND-ed by the Hub (huggingface_hub's ``list_datasets``
+        docs: ``filter=("language:ru", "task_ids:language-modeling")`` is "in Russian *and* for
+        language modeling"), so the four ``base_model:<relation>:<repo>`` tags cannot be OR-ed in
+        one query. The Hub also tags every direct child with ``base_model:<repo>``, whatever the
+        relation: one query on that tag lists them all, and each child's
+        ``base_model:<relation>:<repo>`` tag (or ``baseModels``) says which relation it is.
+        ``limit``: at most this many entries (not sent: the server's page size stays). The same
+        bounds as :meth:`list_related`; entries we refuse come back with ``refused`` set.
+        """
+        if not is_repo_id(repo_id):
+            raise ValueError(f"{repo_id!r} is not a Hub repo id")
+        params = [("filter", f"base_model:{repo_id}"), *(("expand", e) for e in CHILD_EXPAND)]
+        for item in self._items(f"children of {repo_id}", params, limit):
+            yield _child_item(item, repo_id)
+
+    def _items(self, what: str, params: list[tuple[str, str]], limit: int | None) -> Iterator[Any]:
+        """The raw entries of a ``/api/models`` listing, page by page (see :meth:`list_related`)."""
+        import httpx2
+
+        cfg = self.config
         url: httpx2.URL | None = httpx2.URL(f"{cfg.endpoint}/api/models", params=params)
         seen: set[tuple] = set()
         yielded = 0
         while url is not None:
             if len(seen) >= cfg.max_pages:
-                raise HubError(f"listing {base}: stopped after {cfg.max_pages} pages (the cap on one listing)",
+                raise HubError(f"listing {what}: stopped after {cfg.max_pages} pages (the cap on one listing)",
                                hint=_HINT)
             seen.add(_page_key(url))
             page, link = call_with_retry(lambda u=url: get_json(cfg, u, "listing page"), cfg.retry)
             if not isinstance(page, list):
-                raise HubError(f"listing {base}: page {len(seen)} is not a JSON list", hint=_HINT)
+                raise HubError(f"listing {what}: page {len(seen)} is not a JSON list", hint=_HINT)
             for item in page:
-                yield _listed_item(item, base)
+                yield item
                 yielded += 1
                 if limit is not None and yielded >= limit:
                     return
-            url = None if link is None else self._next_page(base, link, seen)
+            url = None if link is None else self._next_page(what, link, seen)
 
-    def _next_page(self, base: str, link: str, seen: set[tuple]) -> Any:
+    def _next_page(self, what: str, link: str, seen: set[tuple]) -> Any:
         import httpx2
 
         try:
             url = httpx2.URL(link)
             off_origin = origin(url) != origin(self.config.endpoint)
         except Exception:  # noqa: BLE001 - whatever the header holds
-            raise HubError(f"listing {base}: unusable next-page link {shown(link)}", hint=_HINT) from None
+            raise HubError(f"listing {what}: unusable next-page link {shown(link)}", hint=_HINT) from None
         if off_origin:
-            raise HubError(f"listing {base}: the next page is on another origin than HF_ENDPOINT "
+            raise HubError(f"listing {what}: the next page is on another origin than HF_ENDPOINT "
                            f"({shown(link)}); not followed", hint=_HINT)
         if _page_key(url) in seen:
-            raise HubError(f"listing {base}: the next page repeats an earlier page ({shown(link)})", hint=_HINT)
+            raise HubError(f"listing {what}: the next page repeats an earlier page ({shown(link)})", hint=_HINT)
         return url
 
     def repo_info(self, repo_id: str, revision: str | None) -> RepoInfo:
@@ -253,13 +399,13 @@ class HubSource:
             url += f"/revision/{quote(revision, safe='')}"
         url += "?securityStatus=true&blobs=true"
         data, _ = call_with_retry(lambda: get_json(cfg, url, "model_info"), cfg.retry)
+        # Parsed on its own: a malformed scan status is a warning, never a failed audit.
+        security, warning = hub_security(data.pop("securityRepoStatus", None) if isinstance(data, dict) else None)
         try:
             info = ModelInfo(**data)
             files = tuple(
                 RepoFile(str(s.rfilename), s.size, s.blob_id, s.lfs.sha256 if s.lfs is not None else None)
                 for s in (info.siblings or ()))
-            status = info.security_repo_status or {}
-            issues = tuple(dict(i) for i in (status.get("filesWithIssues") or ()))
             card = card_base(info.card_data)
         except Exception as exc:  # noqa: BLE001 - any field of any type may arrive
             raise HostileResponse(f"model_info body is not a model description: {type(exc).__name__}: "
@@ -269,7 +415,7 @@ class HubSource:
         if is_sha(revision) and info.sha != revision:
             raise HostileResponse(f"model_info answered for revision {info.sha[:12]}, not the pinned {revision[:12]}")
         return RepoInfo(repo_id=repo_id, sha=info.sha, gated=info.gated, disabled=info.disabled, files=files,
-                        security_issues=issues, card_base_model=card)
+                        hub_security=security, hub_security_warning=warning, card_base_model=card)
 
     def weight_hashes(self, repo_id: str) -> dict[str, str]:
         """{weight file name: sha256} of a repo's head, from LFS metadata only (no download)."""

@@ -86,7 +86,8 @@ class TaskOutcome:
 
     @property
     def flagged(self) -> bool:
-        return bool(self.provenance.get("flags") or self.provenance.get("hub_security_issues"))
+        """Provenance flags only: the Hub's own scan status (``hub_security``) is shown, never counted."""
+        return bool(self.provenance.get("flags"))
 
 
 def _from_failure(job: FetchJob, f: Failure, until: float | None = None) -> TaskOutcome:
@@ -135,7 +136,9 @@ def fetch_and_score(job: FetchJob) -> TaskOutcome:
     try:
         return _fetch_scan(job, info, source, until)
     except Exception as exc:  # noqa: BLE001 - network errors beyond the retry budget, and any surprise
-        return _from_failure(job, classify(exc), until)
+        failed = _from_failure(job, classify(exc), until)
+        failed.provenance = _security(info)
+        return failed
 
 
 def _decide(job: FetchJob, info: RepoInfo) -> TaskOutcome | None:
@@ -213,8 +216,14 @@ def _config_base(path) -> str | None:
 
 
 def _security(info: RepoInfo) -> dict[str, Any]:
-    issues = [dict(i) for i in info.security_issues if str(i.get("level", "")) in ("caution", "suspicious", "unsafe")]
-    return {"hub_security_issues": issues} if issues else {}
+    """The Hub's scan status of the revision for its provenance: ``hub_security`` (absent when the
+    Hub said nothing usable) and ``hub_security_warning`` (what of a malformed status was ignored)."""
+    out: dict[str, Any] = {}
+    if info.hub_security is not None:
+        out["hub_security"] = info.hub_security
+    if info.hub_security_warning:
+        out["hub_security_warning"] = info.hub_security_warning
+    return out
 
 
 # -- base provenance (arXiv 2402.12168: poisoned base weights survive PEFT fine-tuning) ---------------

@@ -1,4 +1,4 @@
-"""``hubaudit nightly``: for each configured base, crawl → calibrate → escalate → probe → export.
+"""``hubaudit nightly``: for each configured base, crawl → calibrate → escalate → probe → downstream → export.
 
 Every stage commits to the store as it goes (crawl per adapter, calibration per threshold set,
 escalation per job, probing per job), so a run killed at any point (even SIGKILL) resumes on the
@@ -9,6 +9,10 @@ Exports land in ``<export_dir>/<YYYY-MM-DD>/<base-slug>/`` (``flagged.csv``, ``f
 ``flagged.jsonl``, ``report.sarif``, ``summary.json``); ``<export_dir>/latest`` is a symlink swapped
 atomically (``os.replace``) to a complete copy, so a reader never sees a half-written set. Dated
 folders older than ``retention_days`` are pruned.
+
+The downstream step lists the Hub repos built on each finding (:mod:`hubaudit.pipeline.downstream`).
+It is advisory: its failure is recorded in the base's ``errors`` and ``downstream`` and never undoes
+or skips the earlier steps or the export (a Hub failure there counts as one for the run, exit 4).
 
 Exit status: 0 when the run worked, whatever it found (findings are data); 4 when the Hub failed
 for the run (finished work is kept); 3 for configuration problems (raised before any work).
@@ -53,6 +57,7 @@ class BaseOutcome:
     calibration: dict[str, Any] | None = None
     escalation: dict[str, Any] | None = None
     probe: dict[str, Any] | None = None
+    downstream: dict[str, Any] | None = None
     exports: dict[str, str] = field(default_factory=dict)
     flagged: int = 0
     errors: list[str] = field(default_factory=list)
@@ -127,6 +132,28 @@ def _probe(store: Store, base: BaseConfig, hub: HubConfig, home: Path, queued: i
     summary.pop("results", None)
     summary["status"] = "ran"
     return summary
+
+
+def _downstream(store: Store, base: str, hub: HubConfig, out: BaseOutcome, summary: NightlySummary) -> None:
+    """List the repos built on the base's findings; any failure is recorded, never raised."""
+    from hubaudit.pipeline.downstream import downstream
+
+    if summary.hub_error is not None:
+        out.downstream = {"status": "skipped", "note": "the Hub failed earlier in this run"}
+        return
+    try:
+        result = downstream(store, hub, base, command_args={"base": base, "nightly": True})
+    except Exception as exc:  # noqa: BLE001 - an advisory step: recorded, the export still runs
+        line = (str(exc).splitlines() or [""])[0]
+        out.downstream = {"status": "failed", "error": f"{type(exc).__name__}: {line}"}
+        out.errors.append(f"downstream: {type(exc).__name__}: {line}")
+        return
+    out.downstream = {"status": "failed" if result.fatal else "ran", "findings": len(result.findings),
+                      "queried": result.queried, "children": result.children,
+                      "failed": sum(1 for f in result.findings if f.error), "hub_error": result.hub_error}
+    if result.fatal is not None:
+        summary.hub_error = result.hub_error
+        out.errors.append(f"downstream: {result.hub_error}")
 
 
 def _export(store: Store, base: str, folder: Path) -> tuple[dict[str, str], int]:
@@ -215,6 +242,7 @@ def nightly(store: Store, cfg: Config, hub: HubConfig, *, home: Path, export_dir
             out.escalation = esc.to_dict()
             queued = len(store.probe_jobs(base.id, status="queued"))
             out.probe = _probe(store, base, hub, home, queued)
+            _downstream(store, base.id, hub, out, summary)
             out.exports, out.flagged = _export(store, base.id, dated / slug(base.id))
         export_dir.mkdir(parents=True, exist_ok=True)
         summary.exit_code = 4 if summary.hub_error else 0

@@ -14,7 +14,8 @@ class Fault:
     ``Retry-After`` when ``retry_after_header``), ``reset`` (send half the body, then a TCP RST),
     ``truncate`` (announce the full Content-Length, send half, close), ``latency`` (sleep
     ``delay`` seconds, then answer normally). ``endpoint``: list | info | tree | resolve | cdn | *.
-    ``ranged``: True/False to match only requests with/without a Range header.
+    ``ranged``: True/False to match only requests with/without a Range header. ``query``: match
+    only requests whose decoded query string contains it (e.g. one listing's ``filter=...``).
 
     Hostile kinds (an endpoint that is a malicious mirror or proxy): ``headers`` (answer normally
     but with ``headers`` set or replaced: a forged ``ETag``, a ``Link`` to another origin),
@@ -37,10 +38,13 @@ class Fault:
     times: int | None = 1
     size: int = 0
     headers: dict[str, str] | None = None
+    query: str | None = None
 
-    def matches(self, endpoint: str, repo: str | None, path: str | None, method: str, ranged: bool) -> bool:
+    def matches(self, endpoint: str, repo: str | None, path: str | None, method: str, ranged: bool,
+                query: str = "") -> bool:
         return (
             (self.times is None or self.times > 0)
+            and (self.query is None or self.query in query)
             and self.endpoint in ("*", endpoint)
             and (self.repo is None or self.repo == repo)
             and (self.path is None or self.path == path)

@@ -97,7 +97,10 @@ class FakeRepo:
     pipeline_tag: str | None = None
     created_at: datetime = field(default_factory=lambda: datetime(2025, 1, 1, tzinfo=timezone.utc))
     last_modified: datetime = field(default_factory=lambda: datetime(2025, 1, 1, tzinfo=timezone.utc))
+    # securityRepoStatus when a model_info asks securityStatus=true: {"scansDone": scans_done,
+    # "filesWithIssues": security_issues}; scans_done None: the key is left out (the Hub says nothing).
     security_issues: list[dict[str, str]] = field(default_factory=list)
+    scans_done: bool | None = True
     commits: dict[str, dict[str, FakeFile]] = field(default_factory=dict)
     head: str = ""
     # Listed by /api/models but 404 everywhere else ("deleted between listing and fetch").
@@ -166,8 +169,8 @@ class FakeRepo:
         for name in ("author", "sha", "lastModified", "createdAt", "private", "disabled", "gated", "downloads",
                      "likes", "tags", "library_name", "pipeline_tag", "cardData", "siblings"):
             d[name] = self.field(name, rev, blobs)
-        if security:
-            d["securityRepoStatus"] = {"scansDone": True, "filesWithIssues": list(self.security_issues)}
+        if security and self.scans_done is not None:
+            d["securityRepoStatus"] = {"scansDone": self.scans_done, "filesWithIssues": list(self.security_issues)}
         return d
 
     def matches(self, filters: list[str], author: str | None, search: str | None) -> bool:
@@ -190,6 +193,11 @@ def adapter_card(base: str, *, relation: str = "adapter") -> tuple[list[str], di
     """Tags and cardData the Hub derives for a peft adapter of ``base``."""
     tags = ["peft", "safetensors", "lora", f"base_model:{base}", f"base_model:{relation}:{base}"]
     return tags, {"base_model": base, "library_name": "peft", "tags": ["lora"]}
+
+
+def child_tags(parent: str, relation: str) -> list[str]:
+    """Tags the Hub gives a repo that declares ``parent`` as its base with ``relation`` (model tree)."""
+    return [f"base_model:{parent}", f"base_model:{relation}:{parent}"]
 
 
 def config_json(base: str, **extra: Any) -> bytes:

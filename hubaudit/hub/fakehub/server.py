@@ -10,7 +10,9 @@ endpoint/repo/file: 429 with ``RateLimit``, 5xx, connection reset or truncation 
 wrong sha256 in metadata, gated and deleted repos, and the moves of a hostile endpoint (forged
 headers, dripped responses, gzip bombs, deep JSON, bodies larger than promised; see ``Fault``).
 A repo's ``listing_overrides`` / ``info_overrides`` replace fields of its listing entry / model
-JSON (a forged ``sha`` in the listing is then served like the head). Every request is logged.
+JSON (a forged ``sha`` in the listing is then served like the head). ``securityRepoStatus`` comes
+from a repo's ``scans_done``/``security_issues``; :meth:`FakeHub.add_child` adds a model-tree child
+(``base_model:<parent>`` and ``base_model:<relation>:<parent>`` tags). Every request is logged.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from urllib.parse import parse_qs, quote, unquote
 from hubaudit.hub.fakehub.adapters import random_adapter_files
 from hubaudit.hub.fakehub.faults import Fault, LoggedRequest, parse_range
 from hubaudit.hub.fakehub.hostile import deep_json, gzip_bomb, zeros
-from hubaudit.hub.fakehub.repos import FakeRepo, adapter_card, read_folder
+from hubaudit.hub.fakehub.repos import FakeRepo, adapter_card, child_tags, read_folder
 
 # Fields /api/models returns with no expand/full.
 _DEFAULT_LIST_FIELDS = ("likes", "private", "downloads", "tags", "pipeline_tag", "library_name", "createdAt")
@@ -113,6 +115,14 @@ class FakeHub:
         meta.setdefault("library_name", "peft")
         return self.add_repo(repo_id, files, **meta)
 
+    def add_child(self, repo_id: str, parent: str, relation: str, **meta: Any) -> FakeRepo:
+        """A small model repo that declares ``parent`` as its base (a merge, finetune, quantized
+        copy or adapter of it), tagged as the Hub tags it; ``meta`` = FakeRepo fields."""
+        tags = [*meta.pop("tags", []), *child_tags(parent, relation)]
+        card = meta.pop("card_data", {"base_model": parent, "base_model_relation": relation})
+        files = {"config.json": b"{}", "model.safetensors": f"{relation} of {parent}".encode()}
+        return self.add_repo(repo_id, files, tags=tags, card_data=card, **meta)
+
     def update_repo(self, repo_id: str, files: dict[str, bytes]) -> str:
         """Push a new commit; returns the new head sha."""
         with self._lock:
@@ -146,14 +156,21 @@ class FakeHub:
             return sum(1 for r in self.requests if (endpoint is None or r.endpoint == endpoint)
                        and (repo is None or r.repo == repo) and (method is None or r.method == method))
 
+    def listing_filters(self) -> list[tuple[str, ...]]:
+        """The ``filter`` values of every ``/api/models`` request so far, in order (decoded)."""
+        with self._lock:
+            paths = [r.path for r in self.requests if r.endpoint == "list"]
+        return [tuple(parse_qs(p.partition("?")[2], keep_blank_values=True).get("filter", [])) for p in paths]
+
     def reset_log(self) -> None:
         with self._lock:
             self.requests.clear()
 
-    def _take_fault(self, endpoint: str, repo: str | None, path: str | None, method: str, ranged: bool) -> Fault | None:
+    def _take_fault(self, endpoint: str, repo: str | None, path: str | None, method: str, ranged: bool,
+                    query: str = "") -> Fault | None:
         with self._lock:
             for fault in self.faults:
-                if fault.matches(endpoint, repo, path, method, ranged):
+                if fault.matches(endpoint, repo, path, method, ranged, query):
                     if fault.times is not None:
                         fault.times -= 1
                     return fault
@@ -242,7 +259,8 @@ class _Handler(BaseHTTPRequestHandler):
         hub._log(entry)
         if hub.latency:
             time.sleep(hub.latency)
-        fault = hub._take_fault(endpoint, repo_id, path, self.command, "Range" in self.headers)
+        fault = hub._take_fault(endpoint, repo_id, path, self.command, "Range" in self.headers,
+                                unquote(query.replace("+", " ")))
         if fault is not None and fault.kind == "latency":
             time.sleep(fault.delay)
             fault = None
