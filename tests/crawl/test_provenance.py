@@ -44,8 +44,11 @@ def test_declared_bases_are_recorded_and_mismatches_flagged(hub, cli, store):
     assert {"card_base_mismatch", "card_config_disagree", "non_canonical_base"} <= set(card["flags"])
     assert card["base_weights"] == {"other/Model-7B": "unavailable"}  # not on this Hub
 
-    assert rows["a/flagged-by-hub-scan"].provenance["hub_security_issues"] == [{"path": "x.bin", "level": "unsafe"}]
-    assert json.loads(res.out)["flagged"] == 5
+    # the Hub's own scan status is recorded beside the provenance flags, never counted as one
+    assert rows["a/flagged-by-hub-scan"].provenance["hub_security"] == {
+        "scans_done": True, "files_with_issues": [{"path": "x.bin", "level": "unsafe"}]}
+    assert rows["a/flagged-by-hub-scan"].provenance["flags"] == []
+    assert json.loads(res.out)["flagged"] == 4
 
     # base weights were compared from metadata: no base file was downloaded
     for base_repo in (BASE, "mirror/Qwen2.5-1.5B", "evil/Qwen2.5-1.5B"):
