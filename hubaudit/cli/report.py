@@ -47,9 +47,12 @@ class FailOn(str, Enum):
 
 
 class ExportFormat(str, Enum):
+    """Values of ``hubaudit export --format`` (report/export.py EXPORT_FORMATS; tested to match)."""
+
     csv = "csv"
     json = "json"
     jsonl = "jsonl"
+    cyclonedx = "cyclonedx"
 
 
 class CheckFormat(str, Enum):

@@ -44,15 +44,17 @@ CSV cells are quoted and neutralised against spreadsheet formula injection (see
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 from hubaudit.report.formats._common import iso
 from hubaudit.report.formats.csv import write_csv
+from hubaudit.report.formats.cyclonedx import CycloneDxFormat
 from hubaudit.report.model import AdapterEntry, Report
 from hubaudit.textsafe import json_dumps
 
 EXPORT_SCHEMA_VERSION = "1"
-EXPORT_FORMATS = ("csv", "json", "jsonl")
+EXPORT_FORMATS = ("csv", "json", "jsonl", "cyclonedx")
 EXPORT_COLUMNS = (
     "export_schema_version",
     "base",
@@ -123,8 +125,11 @@ def select_entries(report: Report, *, flagged: bool, include_suppressed: bool) -
 
 
 def render_export(report: Report, fmt: str, *, flagged: bool = True, include_suppressed: bool = False) -> str:
-    """The export document in ``fmt`` (csv | json | jsonl)."""
-    rows = [export_row(report.base, e) for e in select_entries(report, flagged=flagged, include_suppressed=include_suppressed)]
+    """The export document in ``fmt`` (csv | json | jsonl | cyclonedx)."""
+    selected = select_entries(report, flagged=flagged, include_suppressed=include_suppressed)
+    if fmt == "cyclonedx":  # the selected revisions as an SBOM, their findings as VEX (formats/cyclonedx.py)
+        return CycloneDxFormat().render(replace(report, adapters=tuple(selected), flagged_only=flagged))
+    rows = [export_row(report.base, e) for e in selected]
     if fmt == "csv":
         return write_csv(EXPORT_COLUMNS, [r | {"reasons": ";".join(r["reasons"])} for r in rows])
     if fmt == "jsonl":

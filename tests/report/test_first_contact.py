@@ -72,7 +72,7 @@ def test_unknown_base_lists_known_bases_and_exits_3(small_store):  # noqa: F811
 
 def test_every_report_format_shows_low_confidence(small_store, tmp_path):  # noqa: F811
     url, _ = small_store
-    assert set(FORMATS) == {"table", "json", "jsonl", "csv", "markdown", "html", "sarif"}
+    assert set(FORMATS) == {"table", "json", "jsonl", "csv", "markdown", "html", "sarif", "cyclonedx"}
     out = {}
     for fmt in FORMATS:
         target = tmp_path / f"r.{fmt}"
@@ -94,6 +94,8 @@ def test_every_report_format_shows_low_confidence(small_store, tmp_path):  # noq
     assert "passed, low confidence" in out["html"] and 'id="low-confidence"' in out["html"]
     results = json.loads(out["sarif"])["runs"][0]["results"]
     assert [r["ruleId"] for r in results] == ["HA011"] * 3 and REASON in results[0]["message"]["text"]
+    cdx = [{p["name"]: p["value"] for p in c["properties"]} for c in json.loads(out["cyclonedx"])["components"]]
+    assert [(c["hubaudit:verdict"], c["hubaudit:low_confidence_reason"]) for c in cdx] == [("pass_low_confidence", REASON)] * 3
 
 
 def test_export_all_marks_low_confidence(small_store):  # noqa: F811

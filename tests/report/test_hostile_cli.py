@@ -143,6 +143,8 @@ def test_report_every_format(hostile_store, fmt):
             repos = {a["repo_id"] for a in json.loads(out)["adapters"]}
         elif fmt == "jsonl":
             repos = {d.get("repo_id") for d in map(json.loads, out.splitlines())}
+        elif fmt == "cyclonedx":
+            repos = {p["value"] for c in json.loads(out)["components"] for p in c["properties"] if p["name"] == "hubaudit:repo_id"}
         else:
             repos = {r["properties"]["repo_id"] for r in json.loads(out)["runs"][0]["results"]}
         assert {repo for repo, _ in HOSTILE_ROWS} <= repos  # JSON carries the data unchanged

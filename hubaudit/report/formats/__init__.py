@@ -5,6 +5,7 @@ from __future__ import annotations
 from enum import Enum
 
 from hubaudit.report.formats.csv import CsvFormat
+from hubaudit.report.formats.cyclonedx import CycloneDxFormat
 from hubaudit.report.formats.html import HtmlFormat
 from hubaudit.report.formats.interface import ReportFormat
 from hubaudit.report.formats.json import JsonFormat
@@ -24,6 +25,7 @@ class OutputFormat(str, Enum):
     markdown = "markdown"
     html = "html"
     sarif = "sarif"
+    cyclonedx = "cyclonedx"
 
 
 FORMATS: dict[OutputFormat, type[ReportFormat]] = {
@@ -34,6 +36,7 @@ FORMATS: dict[OutputFormat, type[ReportFormat]] = {
     OutputFormat.markdown: MarkdownFormat,
     OutputFormat.html: HtmlFormat,
     OutputFormat.sarif: SarifFormat,
+    OutputFormat.cyclonedx: CycloneDxFormat,
 }
 
 
