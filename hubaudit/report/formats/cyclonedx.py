@@ -54,7 +54,7 @@ from typing import Any
 
 from hubaudit.report.formats._common import fmt_margin, fmt_num, iso, trigger_text
 from hubaudit.report.formats.interface import ReportFormat
-from hubaudit.report.model import AdapterEntry, DerivedFrom, Report, hub_url, is_hub_repo_id
+from hubaudit.report.model import AdapterEntry, DerivedFrom, Report, StoredFile, hub_url, is_hub_repo_id
 from hubaudit.textsafe import json_dumps, terminal
 
 SPEC_VERSION = "1.6"
@@ -81,8 +81,9 @@ def purl(repo_id: str, sha: str | None) -> str | None:
     """``pkg:huggingface/<namespace>/<name>[@<sha>]`` for a valid Hub repo id, else None.
 
     The Hub's grammar (letters, digits, ``_ - .``) is within purl's unreserved set, so nothing needs
-    percent-encoding; a sha that is not a full lowercase commit hash gives no purl at all (a purl
-    without the version would name every revision of the repo).
+    percent-encoding. ``sha`` None names the repo (the base, whose revision a report does not know);
+    a sha that is not a full lowercase commit hash gives no purl at all, rather than a versionless
+    purl that would name every revision of the repo.
     """
     if repo_id.startswith("local:") or not is_hub_repo_id(repo_id):
         return None
@@ -132,7 +133,7 @@ def _base_component(report: Report) -> dict[str, Any]:
     return comp
 
 
-def _file_component(f: Any) -> dict[str, Any]:
+def _file_component(f: StoredFile) -> dict[str, Any]:
     comp: dict[str, Any] = {"type": "file", "name": f.name}
     if f.sha256 is not None and _SHA256.fullmatch(f.sha256):
         comp["hashes"] = [{"alg": "SHA-256", "content": f.sha256.lower()}]
