@@ -21,7 +21,13 @@ from hubaudit.report import build_report, get_format
 from hubaudit.report.export import EXPORT_COLUMNS, render_export
 from hubaudit.report.formats.csv import REPORT_CSV_COLUMNS
 from hubaudit.report.formats.sarif import RULES, fingerprint
-from hubaudit.report.model import DerivedFrom, DownstreamRepo, HubSecurity, Report, SimilarityThresholds
+from hubaudit.report.model import (
+    DerivedFrom,
+    DownstreamRepo,
+    HubSecurity,
+    Report,
+    SimilarityThresholds,
+)
 from hubaudit.textsafe import terminal
 from tests.report import sample as S
 from tests.report.hostile import (
@@ -140,12 +146,9 @@ def test_markdown_sections_links_and_hub_column():
     text = get_format("markdown").render(r)
     assert_markdown_safe(text)
     assert "| copies/derivatives | downstream repos of findings |" in text
-    rows = {ln.split(" | ")[0]: ln for ln in text.splitlines() if ln.startswith("| [")}
     copy_row = next(ln for ln in text.splitlines() if ln.startswith(f"| [{COPY}") and "derived\\_from" in ln)
-    assert "derived\\_from evil/probe\\-confirmed" not in copy_row  # "-" is not escaped by textsafe.markdown
     assert f"derived\\_from {SOURCE}\\@{S.sha(31)} (similarity 0.998, copy)" in copy_row
     assert copy_row.endswith("| flagged | no issues (not a hubaudit verdict) |")
-    assert rows  # the findings rows are links to the Hub
 
     sec = text[text.index("## Copies and derivatives (2)"):text.index("## Downstream")]
     assert "Thresholds in force: copy ≥ 0.990, derivative ≥ 0.950 (calibrated on 1234 pairs" in sec
@@ -281,7 +284,7 @@ def _hostile_lineage_report(strings: list[str]) -> Report:
         for e in base.adapters
     )
     thresholds = SimilarityThresholds(0.99, 0.95, source_kind, 10, None)
-    return dc.replace(base, adapters=adapters, similarity_thresholds=thresholds,
+    return dc.replace(base, adapters=adapters, similarity_thresholds=thresholds, population_scores=(),  # no plot: fast
                       summary=dc.replace(base.summary, derived=1))
 
 

@@ -262,12 +262,6 @@ def source_text(d: DerivedFrom) -> str:
     return f"{d.source_repo_id}@{d.source_sha}" if d.source_sha else d.source_repo_id
 
 
-def derived_text(d: DerivedFrom) -> str:
-    """``copy of org/x@sha (a probe confirmed its backdoor), similarity 0.998 ≥ 0.990``."""
-    return (f"{d.kind} of {source_text(d)} ({source_kind_text(d.source_kind)}), "
-            f"similarity {d.similarity:.3f} ≥ {d.threshold:.3f}")
-
-
 def why_text(e: AdapterEntry) -> str:
     """A finding's "why": the ``derived_from`` reason when it is a copy/derivative, then the features
     that fired (or ``probe``); '-' when nothing explains it."""
