@@ -23,10 +23,12 @@ COMMAND_MODULES = (
     "crawl",
     "report",
     "similar",
+    "blocklist",
     "probe",
     "psim",
     "nightly",
     "downstream",
+    "status",
     "demo",
 )
 

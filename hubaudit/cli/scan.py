@@ -1,54 +1,97 @@
-"""``hubaudit scan PATH...``: score local adapters (directories or weights files) without a database."""
+"""``hubaudit scan PATH...``: score local adapters (directories or weights files); judge them when the store can.
+
+The store is only read (never created): with a calibration for an adapter's base (``--base`` or its
+declared base) the table gets the verdict ``hubaudit check PATH`` would give; without one, the
+adapter is "not judged" and says why.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
+from datetime import datetime, timezone
 from enum import Enum
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Optional
 
 import typer
+from rich import box
 from rich.table import Table
 from rich.text import Text
 
-from hubaudit.cli._options import DataConsole, err_console
+from hubaudit.cli._options import ConfigOpt, DataConsole, DbOpt, err_console, styled
 from hubaudit.cli.app import app
 from hubaudit.models import ScanResult
 from hubaudit.stats import require_torch, scan_many
+from hubaudit.textsafe import terminal
 
 EXIT_NOT_SCORED = 3
+TABLE_WIDTH = 100
+MIN_PATH_WIDTH = 24
+MIN_ERROR_WIDTH = 24
+ELLIPSIS = "…"
+
+AllowPickleOpt = Annotated[
+    bool,
+    typer.Option(
+        "--allow-pickle",
+        help="Load adapter_model.bin with torch.load(weights_only=True) in a sandboxed subprocess (needs torch).",
+    ),
+]
 
 
 class ScanFormat(str, Enum):
     table = "table"
     json = "json"
     jsonl = "jsonl"
+    sarif = "sarif"
 
 
-def _table(results: list[ScanResult]) -> None:
+def middle_ellipsis(text: str, width: int) -> str:
+    """``text`` in at most ``width`` characters, its middle replaced by one ellipsis (a path keeps its
+    start and, longer, its end: the adapter's own folder name)."""
+    if len(text) <= width:
+        return text
+    if width <= 1:
+        return ELLIPSIS[:width]
+    keep = width - 1
+    tail = (2 * keep + 2) // 3
+    return text[: keep - tail] + ELLIPSIS + text[len(text) - tail:]
+
+
+def _table(results: list[ScanResult], judgements: list) -> None:
     # Paths and error messages are data: DataConsole escapes str cells (control characters, bidi,
     # the surrogate escapes of undecodable path bytes) and never reads them as markup.
     out = DataConsole(file=sys.stdout)
-    out.width = min(out.width, 100) if out.is_terminal else 100
-    table = Table(show_lines=False, expand=False, pad_edge=False)
-    table.add_column("adapter", overflow="fold", ratio=2)
+    out.width = min(out.width, TABLE_WIDTH) if out.is_terminal else TABLE_WIDTH
+    style = {"ok": "green", "unsupported": "yellow", "error": "red"}
+    vstyle = {"flagged": "bold red", "pass": "green", "pass_low_confidence": "yellow", "not_judged": "dim"}
+    rows = []
+    for r, j in zip(results, judgements):
+        rows.append((terminal(r.source), r.status, f"{r.score:.4e}" if r.score is not None else "-",
+                     str(r.rank) if r.rank is not None else "-", terminal(j.label), r.error or "", j.verdict))  # fmt: skip
+    headers = ("adapter", "status", "score", "rank", "verdict", "error")
+    has_error = any(row[5] for row in rows)
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]  # rows: never empty
+    # A path never wraps: it gets the width the other columns leave (columns are 3 apart; the error column at least
+    # MIN_ERROR_WIDTH, folded), and a longer one loses its middle, escaped first so the width is what shows.
+    ncols = 6 if has_error else 5
+    rest = sum(widths[1:5]) + 3 * (ncols - 1) + (MIN_ERROR_WIDTH if has_error else 0)
+    path_width = max(MIN_PATH_WIDTH, min(widths[0], out.width - rest))
+    table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
+    table.add_column("adapter", no_wrap=True, width=path_width)
     table.add_column("status", no_wrap=True)
     table.add_column("score", justify="right", no_wrap=True)
-    table.add_column("modules", justify="right", no_wrap=True)
     table.add_column("rank", justify="right", no_wrap=True)
-    table.add_column("variant", no_wrap=True)
-    table.add_column("error", overflow="fold", ratio=3)
-    style = {"ok": "green", "unsupported": "yellow", "error": "red"}
-    for r in results:
-        table.add_row(
-            r.source,
-            Text(r.status, style=style[r.status]),
-            f"{r.score:.4e}" if r.score is not None else "-",
-            str(r.n_modules) if r.status == "ok" else "-",
-            str(r.rank) if r.rank is not None else "-",
-            r.variant or "-",
-            r.error or "",
-        )
+    table.add_column("verdict", no_wrap=True)
+    if has_error:  # the one column that folds: prose
+        table.add_column("error", overflow="fold", width=max(10, out.width - (rest - MIN_ERROR_WIDTH) - path_width))
+    for path, status, score, rank, label, error, verdict in rows:
+        cells = [middle_ellipsis(path, path_width), Text(status, style=style[status]), score, rank,
+                 Text(label, style=vstyle[verdict])]  # fmt: skip
+        if has_error:
+            cells.append(error)
+        table.add_row(*cells)
     out.print(table)
 
 
@@ -57,35 +100,90 @@ def _dump(obj: object) -> str:
     return json.dumps(obj, ensure_ascii=True, allow_nan=False)
 
 
+def _judge_all(results: list[ScanResult], base: Optional[str], db: Optional[str], config: Optional[str]) -> list:
+    """One ScanJudgement per result: from the store when there is one (read-only), else 'not judged'."""
+    from hubaudit.errors import StoreError
+    from hubaudit.pipeline.scan import NO_DATABASE, judge_scan, not_judged
+    from hubaudit.settings import Settings
+    from hubaudit.store import Store
+    from hubaudit.store.store import MissingDatabaseError
+
+    try:
+        store = Store.open(Settings.resolve(db, config).db_url, must_exist=True)
+    except StoreError as exc:  # a missing (or unusable) store: scores stand, verdicts are not available
+        b = base or "BASE"
+        hint = (f"`hubaudit ingest PATH --base {b}` then `hubaudit calibrate --base {b}` to judge adapters"
+                if isinstance(exc, MissingDatabaseError) else (exc.hint or ""))  # fmt: skip
+        err_console.print(styled("note:", "dim", f"no verdicts: {exc}" + (f"; {hint}" if hint else "")))
+        return [not_judged(r, NO_DATABASE, base) for r in results]
+    today = datetime.now(timezone.utc).date()
+    with store:
+        return [judge_scan(store, Path(r.source), r, base=base, today=today) for r in results]
+
+
 @app.command("scan")
 def scan(
     paths: Annotated[
         list[str],
-        typer.Argument(help="Adapter directories (adapter_config.json + adapter_model.safetensors) or weights files."),
+        typer.Argument(help="Adapter directories (adapter_config.json + adapter_model.safetensors) or weights files; "
+                            "with --recursive, folders to search for adapters."),
     ],
     fmt: Annotated[ScanFormat, typer.Option("--format", "-f", help="Output format on stdout.")] = ScanFormat.table,
-    allow_pickle: Annotated[
-        bool,
-        typer.Option(
-            "--allow-pickle",
-            help="Load adapter_model.bin with torch.load(weights_only=True) in a sandboxed subprocess (needs torch).",
-        ),
-    ] = False,
+    allow_pickle: AllowPickleOpt = False,
+    recursive: Annotated[bool, typer.Option(
+        "--recursive", "-r",
+        help="Scan every adapter under the folders given: each folder holding adapter_config.json or adapter weights "
+             "is one adapter; hidden folders and symlinked folders are not entered.")] = False,
+    max_adapters: Annotated[int, typer.Option(
+        "--max-adapters", min=1, help="With --recursive: refuse to scan more adapters than this (exit 2).")] = 1000,
+    base: Annotated[Optional[str], typer.Option(
+        "--base", "-b", help="Judge against this base (default: each adapter's declared base).")] = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """Score LoRA adapters on disk from their weights alone (global_frobN_std and the feature set).
+    """Score LoRA adapters on disk from their weights alone (global_frobN_std and the feature set), and give
+    each the verdict `hubaudit check PATH` would when the store has a calibration for its base.
 
-    Exit 0 when every input was scored, 3 when at least one could not be (all are still reported).
+    The store is only read and never created; without it (or without a calibration) an adapter is "not
+    judged". Exit 0 when every input was scored, 3 when at least one could not be (all are still reported).
     """
+    from hubaudit.errors import InputError
+    from hubaudit.pipeline.scan import find_adapters
+
     if allow_pickle:
         require_torch()
-    results = scan_many(paths, allow_pickle=allow_pickle)
-    if fmt is ScanFormat.json:
-        sys.stdout.write(_dump([r.to_dict() for r in results]) + "\n")
-    elif fmt is ScanFormat.jsonl:
+    found = find_adapters(paths, recursive=recursive, limit=max_adapters)
+    for root in found.empty_roots:
+        err_console.print(styled("note:", "dim", f"no adapter under {root}"))
+    if found.links_not_followed:
+        err_console.print(styled("note:", "dim", f"{found.links_not_followed} symlinked folder(s) not followed"))
+    if not found.paths:
+        raise InputError("no adapter found under the folders given", hint="name adapter folders or weights files")
+    results = scan_many(found.paths, allow_pickle=allow_pickle)
+    if not recursive:
+        from hubaudit.pipeline.ingest import is_adapter_dir
+
         for r in results:
-            sys.stdout.write(_dump(r.to_dict()) + "\n")
+            p = Path(r.source)
+            if r.status != "ok" and p.is_dir() and not is_adapter_dir(p):
+                err_console.print(styled("note:", "dim", f"{r.source} is not an adapter folder; --recursive scans the "
+                                                         "adapters under it"))  # fmt: skip
+    judgements = _judge_all(results, base, db, config)
+    if fmt is ScanFormat.json:
+        sys.stdout.write(_dump([r.to_dict() | {"judgement": j.to_dict()} for r, j in zip(results, judgements)]) + "\n")
+    elif fmt is ScanFormat.jsonl:
+        for r, j in zip(results, judgements):
+            sys.stdout.write(_dump(r.to_dict() | {"judgement": j.to_dict()}) + "\n")
+    elif fmt is ScanFormat.sarif:
+        from hubaudit.cli._scan_sarif import render_sarif
+
+        sys.stdout.write(render_sarif(results, judgements))
     else:
-        _table(results)
+        _table(results, judgements)
+    verdicts = [j.verdict for j in judgements]
+    err_console.print(f"{len(results)} adapter(s): {verdicts.count('flagged')} FLAGGED, {verdicts.count('pass')} pass, "
+                      f"{verdicts.count('pass_low_confidence')} pass (low confidence), "
+                      f"{verdicts.count('not_judged')} not judged")  # fmt: skip
     bad = [r for r in results if r.status != "ok"]
     if bad:
         err_console.print(f"{len(bad)} of {len(results)} input(s) could not be scored")

@@ -5,6 +5,11 @@ the sha256 of its weights file (for inputs the scanner cannot read: of whatever 
 there, or of the path itself). Recording is idempotent on (repo_id, sha): ingesting the same
 content twice updates one row. Per-input failures are recorded as revisions with a status and a
 reason code and never stop the batch.
+
+What counts as an adapter (:func:`skip_reason`): a folder that holds ``adapter_config.json``,
+``adapter_model.safetensors`` or ``adapter_model.bin`` (even a broken one: that is recorded as an
+error, a finding-worthy outcome), or a ``.safetensors``/``.bin`` weights file. Anything else a shell
+glob brings along (a README.md, a folder of folders) is skipped with a note and never stored.
 """
 
 from __future__ import annotations
@@ -17,12 +22,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hubaudit.constants import ADAPTER_CONFIG, ADAPTER_PICKLE, ADAPTER_SAFETENSORS
 from hubaudit.models import ScanResult
 from hubaudit.store import Store
 
 LOCAL_PREFIX = "local:"
 _HASH_CHUNK = 1 << 20
 _MAX_HASHED_FILES = 64  # a directory of an unreadable "adapter" may be anything; hash its listing beyond this
+#: A folder holding any of these is an adapter (possibly a broken one, which is then recorded as such).
+ADAPTER_MARKERS = (ADAPTER_CONFIG, ADAPTER_SAFETENSORS, ADAPTER_PICKLE)
+#: A file named on the command line is an adapter's weights only with one of these suffixes.
+WEIGHTS_SUFFIXES = (".safetensors", ".bin")
+_MAX_CHILDREN_LOOKED_AT = 1000  # for the "it holds adapter folders" hint only
+NOT_AN_ADAPTER = "not_an_adapter"
 
 
 @dataclass
@@ -30,17 +42,23 @@ class IngestItem:
     """What happened to one input."""
 
     path: str
-    repo_id: str
-    sha: str
-    status: str  # revision status: scored | unsupported | error
+    repo_id: str | None  # None: skipped, not stored
+    sha: str | None
+    status: str  # scored | unsupported | error (stored revision statuses), or skipped (not an adapter, not stored)
     reason: str | None
-    error: str | None
+    error: str | None  # for a skipped input: why it is not an adapter
     score: float | None
     stratum: str | None
-    revision_id: int
+    revision_id: int | None
+    declared_base: str | None = None  # adapter_config base_model_name_or_path
+    base_mismatch: bool = False  # declared_base is set and differs from the base it was ingested under
+
+    @property
+    def stored(self) -> bool:
+        return self.revision_id is not None
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        return {**self.__dict__, "stored": self.stored}
 
 
 @dataclass
@@ -53,17 +71,61 @@ class IngestSummary:
     @property
     def counts(self) -> dict[str, int]:
         c = Counter(i.status for i in self.items)
-        return {"inputs": len(self.items), **{k: c.get(k, 0) for k in ("scored", "unsupported", "error")}}
+        return {"inputs": len(self.items), **{k: c.get(k, 0) for k in ("scored", "unsupported", "error", "skipped")}}
 
     @property
     def all_scored(self) -> bool:
-        return all(i.status == "scored" for i in self.items)
+        """Every stored input was scored (skipped inputs are not adapters and do not count)."""
+        return all(i.status == "scored" for i in self.items if i.stored)
 
 
 def local_repo_id(path: Path) -> str:
     """``local:<absolute path>`` of an ingested or checked input. Path bytes that are not UTF-8 (they
     arrive as surrogate escapes) are written as ``\\xNN``: the store holds UTF-8 text only."""
     return LOCAL_PREFIX + os.fsencode(path).decode("utf-8", "backslashreplace")
+
+
+def is_adapter_dir(path: Path) -> bool:
+    """A folder that holds adapter_config.json or an adapter weights file (links count: the scanner refuses them)."""
+    return any(os.path.lexists(path / name) for name in ADAPTER_MARKERS)
+
+
+def skip_reason(path: Path) -> str | None:
+    """Why ``path`` is not an adapter input (one line), or None when it is one, or may be.
+
+    Adapters: a folder with any of ADAPTER_MARKERS, a ``.safetensors``/``.bin`` file, and anything
+    that cannot be told apart (a missing path, an unreadable folder): the scanner records those.
+    """
+    try:
+        if path.is_dir():
+            if is_adapter_dir(path) or not os.access(path, os.R_OK | os.X_OK):
+                return None
+            why = f"not an adapter: no {ADAPTER_CONFIG}, {ADAPTER_SAFETENSORS} or {ADAPTER_PICKLE} in the folder"
+            if _holds_adapter_dirs(path):
+                why += " (it holds adapter folders: name them, e.g. DIR/*)"
+            return why
+        if not os.path.lexists(path):
+            return None
+        if path.is_file():
+            if path.name.lower().endswith(WEIGHTS_SUFFIXES):
+                return None
+            return "not an adapter: a file that is neither a folder nor .safetensors/.bin weights"
+        return "not an adapter: neither a folder nor a regular file"
+    except OSError:  # cannot be told apart: scan it, and record whatever the scanner says
+        return None
+
+
+def _holds_adapter_dirs(path: Path) -> bool:
+    try:
+        with os.scandir(path) as it:
+            for n, entry in enumerate(it):
+                if n >= _MAX_CHILDREN_LOOKED_AT:
+                    return False
+                if entry.is_dir(follow_symlinks=False) and is_adapter_dir(Path(entry.path)):
+                    return True
+    except OSError:
+        return False
+    return False
 
 
 def reason_code(scan: ScanResult) -> str | None:
@@ -129,15 +191,29 @@ def ingest(
     base: str,
     *,
     on_item: Callable[[IngestItem], None] | None = None,
+    allow_pickle: bool = False,
 ) -> IngestSummary:
-    """Scan each of ``paths`` with hubaudit.stats.scan_path and record it under ``base``."""
+    """Scan each adapter of ``paths`` with hubaudit.stats.scan_path and record it under ``base``.
+
+    Inputs that are not adapters (:func:`skip_reason`) become ``skipped`` items and are not stored.
+    ``allow_pickle``: load ``adapter_model.bin`` with torch.load(weights_only=True) in a sandboxed
+    subprocess (check ``hubaudit.stats.require_torch`` first); without it such an adapter is
+    recorded ``unsupported`` (reason ``pickle_format``).
+    """
     from hubaudit.stats import scan_path
 
     summary = IngestSummary(base=base)
     for raw in paths:
         path = Path(raw).expanduser().absolute()
+        skip = skip_reason(path)
+        if skip is not None:
+            item = IngestItem(str(path), None, None, "skipped", NOT_AN_ADAPTER, skip, None, None, None)
+            summary.items.append(item)
+            if on_item is not None:
+                on_item(item)
+            continue
         try:
-            scan = scan_path(path)
+            scan = scan_path(path, allow_pickle=allow_pickle)
         except Exception as exc:  # noqa: BLE001 - a scanner bug on one input must not stop the batch
             scan = ScanResult(source=str(path), status="error", error=f"scanner failed: {type(exc).__name__}: {exc}")
         files = file_digests(path)
@@ -151,8 +227,10 @@ def ingest(
             base=base, repo_id=repo_id, sha=sha, status=status, reason=reason, error=scan.error, files=files,
             declared_base=scan.base_model, provenance=provenance, scan=scan if scan.status == "ok" else None,
         )  # fmt: skip
+        declared = scan.base_model
         item = IngestItem(str(path), repo_id, sha, status, reason, scan.error, scan.score,
-                          scan.stratum if scan.status == "ok" else None, rid)  # fmt: skip
+                          scan.stratum if scan.status == "ok" else None, rid, declared_base=declared,
+                          base_mismatch=bool(declared) and declared != base)  # fmt: skip
         summary.items.append(item)
         if on_item is not None:
             on_item(item)
