@@ -21,7 +21,7 @@ from hubaudit.errors import HubAuthError, HubError, HubUnavailableError, RateLim
 from hubaudit.httpclient import HubConfig, classify, hub_client
 from hubaudit.hub.source import HubSource, is_repo_id
 from hubaudit.pipeline.runs import recorded_run
-from hubaudit.safehttp import budget, shown
+from hubaudit.safehttp import budget
 from hubaudit.store import Store
 
 # Children recorded per finding: a LoRA adapter with more is itself a base model in all but name,
@@ -142,9 +142,10 @@ def downstream(store: Store, hub: HubConfig, base: str, *, repos: list[str] | No
 
 
 def describe(item: FindingDownstream) -> str:
-    """One line about a finding that listed no children (for stderr; may quote server text)."""
+    """One line about a finding that listed no children (may quote server text: escape it for the sink)."""
     if item.skipped:
         return item.skipped
     if item.error:
-        return f"listing failed: {shown(item.error, 200)}"
+        error = item.error if len(item.error) <= 200 else item.error[:199] + "…"
+        return f"listing failed: {error}"
     return "no downstream repos"
