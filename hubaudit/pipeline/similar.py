@@ -296,10 +296,10 @@ def _confirm(store: Store, result: SimilarResult, directory: str) -> None:
     if scan.status != "ok":
         raise InputError(f"--confirm {directory}: could not be scored ({scan.status}): {scan.error}")
     try:
-        exact = exact_similarity(str(query.path), str(path))
-    except (ValueError, OSError) as exc:
+        exact = exact_similarity(query.path, path)  # the cosine the fingerprint estimates
+    except InputError as exc:
         raise InputError(f"--confirm {directory}: {exc}") from None
-    similarity, shared = _clamp(exact.similarity), int(exact.shared_modules)
+    similarity, shared = _clamp(exact.cosine), int(exact.shared_modules)
     digest = scan.content_sha256
     for nb in result.neighbours:
         if digest and (nb.sha == digest or any(f.get("sha256") == digest for f in nb.files)):
