@@ -25,6 +25,15 @@ class CalibrateFormat(str, Enum):
     json = "json"
 
 
+def similarity_line(sim: dict, source: str) -> str:
+    """The copy/derivative thresholds of a calibration, one line."""
+    null = (f"{source} from {sim['null_pairs']} null pairs of independent adapters"
+            + (f", null max {sim['null_max']:.3f}" if sim.get("null_max") is not None else ""))
+    if source != "calibrated":
+        null = f"defaults ({sim['null_pairs']} null pairs: too few to calibrate)"
+    return f"Similarity thresholds: copy >= {sim['copy']:.3f}, derivative >= {sim['derivative']:.3f} ({null})"
+
+
 @app.command("calibrate")
 def calibrate(
     base: Annotated[str, typer.Option("--base", "-b", help="Base model whose stored adapters are calibrated.")],
@@ -82,6 +91,7 @@ def calibrate(
         + (f" ({summary.clean_low_confidence} of them low confidence)" if summary.clean_low_confidence else "") + ", "
         f"{v['not_calibrated']} not calibrated"
     )
+    err_console.print(similarity_line(summary.similarity, summary.similarity_source))
     for s in summary.low_confidence:
         # a fit this small can put its threshold orders of magnitude above every score: say so once here,
         # and every verdict it gives carries it (check exits 3 on such a pass unless told to accept it)

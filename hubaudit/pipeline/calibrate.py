@@ -3,7 +3,9 @@
 Wires three stages: the store (population, threshold sets, verdicts), stats (scans the
 ``--reference`` adapters, supplies each feature's registered direction, and re-derives the features
 of adapters scored under an older feature set from their stored per-module statistics) and
-calibrate (the pure fit/judge documented in hubaudit/calibrate/fit.py).
+calibrate (the pure fit/judge documented in hubaudit/calibrate/fit.py); the threshold set also
+carries the copy/derivative fingerprint-similarity thresholds calibrated by hubaudit/lineage on the
+same population (``params["similarity"]``).
 
 :func:`fit_threshold_set` is the fit exactly as ``hubaudit calibrate`` runs it, minus the store;
 evals/detection and evals/calibration call it so that they measure the shipped detector.
@@ -21,6 +23,7 @@ from hubaudit import calibrate as cal
 from hubaudit._gc import no_cyclic_gc
 from hubaudit.constants import FEATURESET_VERSION
 from hubaudit.errors import NotCalibratedError, UsageError
+from hubaudit.pipeline.lineage import calibrate_similarity
 from hubaudit.store import Store
 from hubaudit.store.rows import ThresholdSetRow
 
@@ -45,6 +48,9 @@ class CalibrationSummary:
     # of verdicts["clean"]: judged by a fit with too few adapters for the target FPR (calibrate/fit.py),
     # which no gate takes as a plain pass
     clean_low_confidence: int = 0
+    # copy/derivative fingerprint-similarity thresholds (lineage/thresholds.py), as stored in params["similarity"]
+    similarity: dict[str, Any] = field(default_factory=dict)
+    similarity_source: str = "default"  # "calibrated" from the null of the population, or the defaults
 
     @property
     def calibrated(self) -> bool:
@@ -151,7 +157,9 @@ def calibrate_base(
     with no_cyclic_gc():
         ts = fit_threshold_set([(r.stratum, r.features) for r in population], refs, target_fpr=target_fpr, min_n=min_n,
                                method=method)  # fmt: skip
-        params = ts["params"] | {"references": [str(Path(p).expanduser().absolute()) for p in references]}
+        similarity = calibrate_similarity(store, base, population)
+        params = ts["params"] | {"references": [str(Path(p).expanduser().absolute()) for p in references],
+                                 "similarity": similarity.to_params()}
         ts_id = store.save_threshold_set(base, method=ts["method"], featureset_version=featureset_version, n=ts["n"],
                                          strata=ts["strata"], params=params)  # fmt: skip
         judged = cal.judge_many([(r.stratum, r.features) for r in population], ts)
@@ -165,6 +173,7 @@ def calibrate_base(
         min_n=min_n, strata=_strata_table(ts["strata"], population, verdicts),
         verdicts={k: counts.get(k, 0) for k in ("flagged", "clean", "not_calibrated")}, rescored=rescored,
         clean_low_confidence=sum(1 for _, f, bd in verdicts if f is False and bd.get("low_confidence")),
+        similarity=similarity.to_params(), similarity_source=similarity.source,
     )  # fmt: skip
 
 

@@ -12,7 +12,11 @@ says in ``note`` that it judged the weights only.
 
 Verdicts and exit codes: ``pass`` 0 · ``flagged`` 1 · ``suppressed`` 0 (a live suppression covers a
 finding) · ``not_calibrated`` 3 · ``not_audited`` 3 · ``pass_low_confidence`` 3, or 0 with
-``accept_low_confidence``. "Could not tell" is never a pass, and a pass against thresholds fitted on too
+``accept_low_confidence``. An adapter whose fingerprint lies within the derivative similarity threshold
+of a known-bad source (a probe-confirmed adapter or an imported blocklist entry of the base;
+pipeline/lineage.py) is ``flagged`` whatever its weights say, calibrated or not, with the reason
+``derived_from <repo>@<sha> (similarity s, copy|derivative)``; the Hub's own scan status is shown
+(``hub_security``) and never turns a finding into a pass. "Could not tell" is never a pass, and a pass against thresholds fitted on too
 few adapters for their target FPR (calibrate/fit.py, "Low confidence") is "could not be audited" by
 default: such a threshold can sit orders of magnitude above every score. A low-confidence flag stays
 ``flagged`` (exit 1) and says so in ``low_confidence``.
@@ -34,7 +38,7 @@ from hubaudit.errors import (
     RateLimitedError,
     UsageError,
 )
-from hubaudit.models import ScanResult
+from hubaudit.models import Fingerprint, ScanResult
 from hubaudit.pipeline.ingest import (
     content_sha,
     file_digests,
@@ -42,7 +46,8 @@ from hubaudit.pipeline.ingest import (
     reason_code,
 )
 from hubaudit.report import Suppression, match_suppression
-from hubaudit.report.build import score_threshold
+from hubaudit.pipeline.lineage import derived_for, report_thresholds
+from hubaudit.report.build import hub_security_from, score_threshold
 from hubaudit.store import Store
 
 WEIGHTS_ONLY_NOTE = ("weights only: not probed (pass --base-model BASE_DIR to probe); "
@@ -82,6 +87,10 @@ class CheckResult:
     accept_low_confidence: bool = False  # the caller accepts a low-confidence pass (exit 0)
     probed: bool = False  # a behavioural probe of this adapter ran as part of this check
     note: str | None = None  # what this verdict did not look at
+    # the known-bad adapter this one is a copy or derivative of (report.model.DerivedFrom.to_dict())
+    derived_from: dict[str, Any] | None = None
+    similarity_thresholds: dict[str, Any] | None = None  # the copy/derivative thresholds it was compared with
+    hub_security: dict[str, Any] | None = None  # the Hub's own scan status (HubSecurity.to_dict()); never a pass
 
     @property
     def exit_code(self) -> int:
@@ -147,6 +156,20 @@ def _judge(result: CheckResult, features: dict[str, float], store: Store) -> Che
         if not flagged:
             result.verdict = "pass_low_confidence"
             result.hint = calibrate_hint(result.base, low=True)
+    return result
+
+
+def _apply_lineage(result: CheckResult, store: Store, fingerprint: Fingerprint | None, revision_id: int | None
+                   ) -> CheckResult:
+    """Flag an adapter whose fingerprint is a copy or derivative of a known-bad source of its base."""
+    if not result.base or result.status != "scored" or (fingerprint is None and revision_id is None):
+        return result
+    thr, derived = derived_for(store, result.base, fingerprint, revision_id, store.active_threshold_set(result.base))
+    result.similarity_thresholds = report_thresholds(thr).to_dict()
+    if derived is not None:
+        result.derived_from = derived.to_dict()
+        result.reasons = [derived.reason, *result.reasons]
+        result.verdict = "flagged"
     return result
 
 
@@ -224,8 +247,9 @@ _FATAL = {"unavailable": HubUnavailableError, "auth": HubAuthError, "rate_limite
 
 
 def _from_hub(target: str, repo_id: str, rev: str | None, base: str | None, hub: Any, cache_root: Path
-              ) -> tuple[CheckResult, dict[str, float]]:
-    """Fetch and score ``repo_id@rev`` from the Hub (HubConfig ``hub``); Hub-wide failures raise HubError."""
+              ) -> tuple[CheckResult, dict[str, float], Fingerprint | None, dict[str, Any]]:
+    """Fetch and score ``repo_id@rev`` from the Hub (HubConfig ``hub``): (result, features, fingerprint,
+    provenance); Hub-wide failures raise HubError."""
     from hubaudit.httpclient import classify, ensure_hub_client
     from hubaudit.hub import HubSource
     from hubaudit.pipeline.crawl_task import FetchJob, TaskSettings, fetch_and_score
@@ -238,7 +262,7 @@ def _from_hub(target: str, repo_id: str, rev: str | None, base: str | None, hub:
         if f.kind in ("unreachable", "auth", "rate_limited"):
             raise _FATAL[{"unreachable": "unavailable"}.get(f.kind, f.kind)](f"{repo_id}: {f.message}") from None
         return CheckResult(target=target, repo_id=repo_id, sha=rev, base=base, source="hub", status="skipped",
-                           verdict="not_audited", status_reason=f.reason, error=f.message), {}  # fmt: skip
+                           verdict="not_audited", status_reason=f.reason, error=f.message), {}, None, {}  # fmt: skip
     expected = base or info.card_base_model or ""
     job = FetchJob(settings=TaskSettings(hub=hub, cache_root=str(cache_root)), base=expected, repo_id=repo_id,
                    sha=info.sha or (rev or "main"), expected_base=expected, card_base_model=info.card_base_model)
@@ -250,7 +274,8 @@ def _from_hub(target: str, repo_id: str, rev: str | None, base: str | None, hub:
                       status=out.status, verdict="not_audited", status_reason=out.reason, error=out.error,
                       score=scan.score if scan else None,
                       stratum=scan.stratum if scan is not None and scan.status == "ok" else None)  # fmt: skip
-    return res, dict(scan.features) if scan is not None and out.status == "scored" else {}
+    ok = scan is not None and out.status == "scored"
+    return res, dict(scan.features) if ok else {}, scan.fingerprint if ok else None, dict(out.provenance or {})
 
 
 def check_target(
@@ -287,14 +312,19 @@ def check_target(
             res.probe, res.source = row.probe, "store"
             res.base = base or res.base or row.base
         features = dict(scan.features)
+        fingerprint, own_id = scan.fingerprint, (row.revision_id if row is not None else None)
     else:
         row = store.find_revision(repo_id, rev)
         if row is None and hub is not None:
-            res, features = _from_hub(target, repo_id, rev, base, hub, cache_root or Path(".hubaudit-cache"))
+            res, features, fingerprint, provenance = _from_hub(target, repo_id, rev, base, hub,
+                                                               cache_root or Path(".hubaudit-cache"))  # fmt: skip
             stored = store.find_revision(repo_id, res.sha) if res.sha else None
+            own_id = stored.revision_id if stored is not None else None
             if stored is not None:  # the revision was known under its sha: its probe result counts
                 res.probe = stored.probe
                 res.base = res.base or stored.base
+            security = hub_security_from(provenance)
+            res.hub_security = security.to_dict() if security is not None else None
         elif row is None:
             res = CheckResult(
                 target=target, repo_id=repo_id, sha=rev, base=base, source="none", status="unknown",
@@ -308,10 +338,14 @@ def check_target(
                               status=row.status, verdict="not_audited", status_reason=row.reason, error=row.error,
                               score=row.score, stratum=row.stratum, probe=row.probe)  # fmt: skip
             features = dict(row.features or {})
+            fingerprint, own_id = None, row.revision_id  # the stored fingerprint of the revision
+            security = hub_security_from(row.provenance)
+            res.hub_security = security.to_dict() if security is not None else None
     if res.status != "scored":
         res.reasons = [f"not audited: {res.status_reason or res.status}" + (f" ({res.error})" if res.error else "")]
         res.hint = "unaudited is never a pass; a pickle-only adapter can be converted to safetensors and checked"
     else:
         res = _judge(res, features, store)
         res.accept_low_confidence = accept_low_confidence
+        res = _apply_lineage(res, store, fingerprint, own_id)
     return _apply_probe_and_suppression(_probe_or_note(res, path, live_probe), suppressions, today)

@@ -11,6 +11,7 @@ import math
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
@@ -18,8 +19,12 @@ from hubaudit.report.model import (
     AUDITED_STATUS,
     AdapterEntry,
     Calibration,
+    DerivedFrom,
+    DownstreamRepo,
+    HubSecurity,
     NormMap,
     Report,
+    SimilarityThresholds,
     StoredFile,
     StratumCalibration,
     Summary,
@@ -119,10 +124,35 @@ def _reason_text(item: Any) -> str:
     return str(item)
 
 
+# Bounds on the Hub's security scan block read from a revision's provenance (Hub data: untrusted).
+_HUB_SECURITY_FILES = 200
+_HUB_SECURITY_TEXT = 512
+
+
+def hub_security_from(provenance: Any) -> HubSecurity | None:
+    """The Hub's scan status from a revision's ``provenance["hub_security"]`` (``{"scans_done": bool|null,
+    "files_with_issues": [{"path", "level"}]}``); None when the Hub said nothing. Malformed parts are
+    dropped, never trusted: a scans_done that is not a boolean reads as unknown."""
+    block = provenance.get("hub_security") if isinstance(provenance, Mapping) else None
+    if not isinstance(block, Mapping):
+        return None
+    done = block.get("scans_done")
+    files = block.get("files_with_issues")
+    issues = []
+    for f in (files if isinstance(files, list) else [])[:_HUB_SECURITY_FILES]:
+        if isinstance(f, Mapping) and isinstance(f.get("path"), str) and isinstance(f.get("level"), str):
+            issues.append((f["path"][:_HUB_SECURITY_TEXT], f["level"][:_HUB_SECURITY_TEXT]))
+    return HubSecurity(scans_done=done if isinstance(done, bool) else None, files_with_issues=tuple(issues))
+
+
 def entry_from_row(
-    row: Any, base: str, calibration: Calibration, suppressions: Sequence[Suppression], today: date
+    row: Any, base: str, calibration: Calibration, suppressions: Sequence[Suppression], today: date,
+    derived_from: DerivedFrom | None = None,
 ) -> AdapterEntry:
-    """One :class:`AdapterEntry` from an ``AuditRow`` (flagged/margin/reasons from its stored breakdown)."""
+    """One :class:`AdapterEntry` from an ``AuditRow`` (flagged/margin/reasons from its stored breakdown).
+
+    ``derived_from``: the known-bad adapter this revision is a copy or derivative of (a finding of its
+    own, kept out of ``reasons``, which hold the weight verdict's feature reasons only)."""
     repo_id = field_of(row, "repo_id")
     sha = field_of(row, "sha")
     status = field_of(row, "status") or "unknown"
@@ -175,6 +205,8 @@ def entry_from_row(
         revision_id=field_of(row, "revision_id"),
         low_confidence_reason=low,
         files=StoredFile.from_rows(field_of(row, "files")),
+        derived_from=derived_from,
+        hub_security=hub_security_from(field_of(row, "provenance")),
     )
 
 
@@ -197,14 +229,17 @@ def summarize(entries: Iterable[AdapterEntry]) -> Summary:
         not_audited_by_reason=dict(sorted(not_audited.items(), key=lambda kv: (-kv[1], kv[0]))),
         provenance_mismatch=sum(1 for e in entries if e.provenance_mismatch),
         low_confidence=sum(1 for e in entries if e.audited and e.low_confidence_pass),
+        derived=sum(1 for e in entries if e.derived_from is not None),
     )
 
 
 def _sort_key(e: AdapterEntry) -> tuple:
-    # Findings first (probe-confirmed, then by margin), then the rest by score, highest first.
+    # Findings first (probe-confirmed, then copies/derivatives of known-bad adapters, then by margin),
+    # then the rest by score, highest first.
     return (
         not e.is_finding,
         not e.probe_flagged,
+        e.derived_from is None,
         -(e.margin if e.margin is not None else -math.inf),
         -(e.score if e.score is not None else -math.inf),
         e.repo_id,
@@ -256,15 +291,27 @@ def build_report(
     since: datetime | None = None,
     flagged_only: bool = False,
     norm_maps: Sequence[NormMap] = (),
+    similarity: SimilarityThresholds | None = None,
+    derived: Mapping[int, DerivedFrom] | None = None,
+    downstream: Mapping[str, Sequence[tuple[str, str]]] | None = None,
 ) -> Report:
     """Assemble the Report for ``base`` from its audit rows and active threshold set.
 
     ``today`` decides which suppressions have expired (expired ones are listed, and suppress nothing).
+    ``similarity``: the copy/derivative thresholds in force; ``derived``: revision id → the known-bad
+    adapter it is a copy or derivative of (the lineage flow computes both); ``downstream``: repo id →
+    (child repo id, relation) of the Hub repos built on it, attached to findings. A derived finding is
+    suppressed only by a suppression that names the derived adapter itself, never by its source's.
     """
     calibration = calibration_from(threshold_set)
     live = [s for s in suppressions if not s.is_expired(today)]
     expired = tuple(s for s in suppressions if s.is_expired(today))
-    entries = sorted((entry_from_row(r, base, calibration, live, today) for r in rows), key=_sort_key)
+    derived = derived or {}
+    entries = [entry_from_row(r, base, calibration, live, today, derived.get(field_of(r, "revision_id"))) for r in rows]
+    if downstream:
+        entries = [replace(e, downstream=tuple(DownstreamRepo(c, rel) for c, rel in downstream.get(e.repo_id, ())))
+                   if e.is_finding and e.repo_id in downstream else e for e in entries]  # fmt: skip
+    entries.sort(key=_sort_key)
     listed = [e for e in entries if e.is_finding] if flagged_only else entries
     return Report(
         base=base,
@@ -279,4 +326,5 @@ def build_report(
         flagged_only=flagged_only,
         suppressions_active=len(live),
         expired_suppressions=expired,
+        similarity_thresholds=similarity,
     )
