@@ -30,7 +30,7 @@ from referencing.jsonschema import DRAFT7
 from hubaudit.cli.report import ExportFormat
 from hubaudit.report import get_format
 from hubaudit.report.export import EXPORT_FORMATS, render_export
-from hubaudit.report.formats.cyclonedx import purl, render_bom, vulnerability_id
+from hubaudit.report.formats.cyclonedx import purl, vulnerability_id
 from hubaudit.report.model import DerivedFrom, DownstreamRepo, HubSecurity, Suppression, hub_url, is_hub_repo_id
 from tests.report import sample as S
 from tests.report.conftest import BASE as STORE_BASE
@@ -283,7 +283,7 @@ def test_purl_follows_the_huggingface_type():
 
 def _hostile_report(repos: list[str], shas: list[str], texts: list[str]):
     rows = []
-    for i, (repo, sha) in enumerate(zip(repos, shas)):
+    for i, (repo, sha) in enumerate(zip(repos, shas, strict=True)):
         kind = i % 4
         if kind == 0:
             r = S.row(100 + i, score=0.05, flagged=True, margin=0.1, reasons=(texts[i % len(texts)],), repo=repo,
@@ -317,7 +317,7 @@ def test_hostile_ids_and_reasons_give_valid_json_and_no_purl_or_url_off_grammar(
     validate(doc)
     comps = doc["components"]
     assert [prop(c, "repo_id") for c in comps] == [e.repo_id for e in report.adapters]  # carried unchanged
-    for e, c in zip(report.adapters, comps):
+    for e, c in zip(report.adapters, comps, strict=True):
         on_grammar = not e.repo_id.startswith("local:") and is_hub_repo_id(e.repo_id)
         assert ("purl" in c) == (on_grammar and e.sha == _HEX40)
         if "purl" in c:

@@ -304,7 +304,7 @@ def render_bom(report: Report) -> dict[str, Any]:
     taken = {base["bom-ref"]}
     refs = _refs(report.adapters, taken)
     components, vulns = [], []
-    for e, ref in zip(report.adapters, refs):
+    for e, ref in zip(report.adapters, refs, strict=True):
         found = findings_of(e, report)
         components.append(_adapter_component(e, ref, [f[0].lower() for f in found]))
         vulns += [_vulnerability(e, ref, f, taken) for f in found]
