@@ -53,10 +53,15 @@ def test_ingest_then_calibrate(tmp_path):
     items = json.loads(r.stdout)
     assert [i["status"] for i in items] == ["scored"] * 4 and "4 scored" in r.stderr
 
-    r = run("ingest", adapters[0], str(tmp_path / "nope"), "--base", BASE, "--db", url)
+    broken = tmp_path / "broken"  # looks like an adapter (has a config), cannot be scored: recorded as error
+    broken.mkdir()
+    (broken / "adapter_config.json").write_text("{}")
+    r = run("ingest", adapters[0], str(broken), "--base", BASE, "--db", url)
     assert r.returncode == 3
     lines = r.stdout.splitlines()
-    assert len(lines) == 2 and lines[0].startswith("scored\t") and lines[1].startswith("error\t")
+    assert len(lines) == 3 and lines[0].startswith("status\t") and lines[1].startswith("scored\t")
+    assert lines[2].startswith("error\t")
+    assert run("ingest", adapters[0], str(tmp_path / "nope"), "--base", BASE, "--db", url).returncode == 2
 
     r = run("calibrate", "--base", BASE, "--db", url, "--format", "json")  # 4 < default min N
     assert r.returncode == 3 and "min N=30" in r.stderr

@@ -16,7 +16,7 @@ def test_ingest_is_idempotent_per_content(tmp_path):
     b = write_lora(tmp_path / "b", seed=2, rank=8)
     with Store.open(f"sqlite:///{tmp_path / 'db'}", create=True) as store:
         first = ingest(store, [a, b], BASE)
-        assert first.all_scored and first.counts == {"inputs": 2, "scored": 2, "unsupported": 0, "error": 0}
+        assert first.all_scored and first.counts == {"inputs": 2, "scored": 2, "unsupported": 0, "error": 0, "skipped": 0}
         item = first.items[0]
         assert item.repo_id == f"local:{a}" and item.stratum == "lora|r4|query,value"
         assert item.sha == hashlib.sha256((a / "adapter_model.safetensors").read_bytes()).hexdigest()
@@ -44,7 +44,7 @@ def test_failures_are_recorded_with_reasons(tmp_path):
     good = write_lora(tmp_path / "good")
     with Store.open(f"sqlite:///{tmp_path / 'db'}", create=True) as store:
         s = ingest(store, [empty, broken, missing, good], BASE)
-        assert not s.all_scored and s.counts == {"inputs": 4, "scored": 1, "unsupported": 0, "error": 3}
+        assert not s.all_scored and s.counts == {"inputs": 4, "scored": 1, "unsupported": 0, "error": 3, "skipped": 0}
         by = {i.path: i for i in s.items}
         assert by[str(empty)].reason == "no_adapter_files"
         assert by[str(broken)].reason == "malformed" and by[str(broken)].error
