@@ -41,9 +41,20 @@ def items(vecs: np.ndarray, start: int = 0) -> list[dict]:
 
 
 @pytest.fixture()
-def store(tmp_path):
+def store(sqlite_url):
+    """SQLite only: the damaged-cache tests (the cache files are the same for any database)."""
+    yield from _populated(sqlite_url)
+
+
+@pytest.fixture()
+def any_store(db_url):
+    """SQLite and PostgreSQL: the cache key and the read are plain SQL on both."""
+    yield from _populated(db_url)
+
+
+def _populated(url: str):
     rng = np.random.default_rng(0)
-    with Store.open(f"sqlite:///{tmp_path / 'hubaudit.db'}", create=True) as st:
+    with Store.open(url, create=True) as st:
         st.record_revisions_bulk(BASE, items(unit_rows(rng, N)))
         st.record_revisions_bulk(OTHER, items(unit_rows(rng, 5), start=N))
         yield st
@@ -62,7 +73,8 @@ def cache_files(cache: Path) -> tuple[Path, Path]:
     return m, ids
 
 
-def test_built_then_served_from_the_cache(store, tmp_path):
+def test_built_then_served_from_the_cache(any_store, tmp_path):
+    store = any_store
     cache = tmp_path / "cache"
     first, src1 = packed_fingerprints(store, BASE, cache_dir=cache)
     second, src2 = packed_fingerprints(store, BASE, cache_dir=cache)
@@ -77,7 +89,8 @@ def test_built_then_served_from_the_cache(store, tmp_path):
     assert len(list(cache.iterdir())) == 2
 
 
-def test_every_write_to_the_base_invalidates_it(store, tmp_path):
+def test_every_write_to_the_base_invalidates_it(any_store, tmp_path):
+    store = any_store
     cache = tmp_path / "cache"
     packed_fingerprints(store, BASE, cache_dir=cache)
     store.record_revisions_bulk(OTHER, items(unit_rows(np.random.default_rng(5), 3), start=5000))
