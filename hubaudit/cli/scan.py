@@ -28,7 +28,8 @@ from hubaudit.textsafe import terminal
 EXIT_NOT_SCORED = 3
 TABLE_WIDTH = 100
 MIN_PATH_WIDTH = 24
-MIN_ERROR_WIDTH = 24
+MIN_VERDICT_WIDTH = 20
+MAX_VERDICT_WIDTH = 40
 ELLIPSIS = "…"
 
 AllowPickleOpt = Annotated[
@@ -68,30 +69,27 @@ def _table(results: list[ScanResult], judgements: list) -> None:
     vstyle = {"flagged": "bold red", "pass": "green", "pass_low_confidence": "yellow", "not_judged": "dim"}
     rows = []
     for r, j in zip(results, judgements):
+        # an input that was not scored says why in its verdict cell: the scanner's one-line reason
+        label = j.label if r.status == "ok" else f"not judged: {r.error or r.status}"
         rows.append((terminal(r.source), r.status, f"{r.score:.4e}" if r.score is not None else "-",
-                     str(r.rank) if r.rank is not None else "-", terminal(j.label), r.error or "", j.verdict))  # fmt: skip
-    headers = ("adapter", "status", "score", "rank", "verdict", "error")
-    has_error = any(row[5] for row in rows)
+                     str(r.rank) if r.rank is not None else "-", terminal(label), j.verdict))  # fmt: skip
+    headers = ("adapter", "status", "score", "rank", "verdict")
     widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]  # rows: never empty
-    # A path never wraps: it gets the width the other columns leave (columns are 3 apart; the error column at least
-    # MIN_ERROR_WIDTH, folded), and a longer one loses its middle, escaped first so the width is what shows.
-    ncols = 6 if has_error else 5
-    rest = sum(widths[1:5]) + 3 * (ncols - 1) + (MIN_ERROR_WIDTH if has_error else 0)
-    path_width = max(MIN_PATH_WIDTH, min(widths[0], out.width - rest))
+    # A path never wraps: it gets the width the other columns leave (columns are 3 apart) and a longer
+    # one loses its middle, escaped first so the width is what shows. Only the verdict folds (prose).
+    fixed = sum(widths[1:4]) + 3 * (len(headers) - 1)
+    verdict_width = min(widths[4], MAX_VERDICT_WIDTH)
+    path_width = max(MIN_PATH_WIDTH, min(widths[0], out.width - fixed - verdict_width))
+    verdict_width = max(MIN_VERDICT_WIDTH, min(verdict_width, out.width - fixed - path_width))
     table = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, expand=False)
     table.add_column("adapter", no_wrap=True, width=path_width)
     table.add_column("status", no_wrap=True)
     table.add_column("score", justify="right", no_wrap=True)
     table.add_column("rank", justify="right", no_wrap=True)
-    table.add_column("verdict", no_wrap=True)
-    if has_error:  # the one column that folds: prose
-        table.add_column("error", overflow="fold", width=max(10, out.width - (rest - MIN_ERROR_WIDTH) - path_width))
-    for path, status, score, rank, label, error, verdict in rows:
-        cells = [middle_ellipsis(path, path_width), Text(status, style=style[status]), score, rank,
-                 Text(label, style=vstyle[verdict])]  # fmt: skip
-        if has_error:
-            cells.append(error)
-        table.add_row(*cells)
+    table.add_column("verdict", overflow="fold", width=verdict_width)
+    for path, status, score, rank, label, verdict in rows:
+        table.add_row(middle_ellipsis(path, path_width), Text(status, style=style[status]), score, rank,
+                      Text(label, style=vstyle[verdict]))  # fmt: skip
     out.print(table)
 
 

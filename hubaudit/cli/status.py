@@ -30,10 +30,11 @@ def _listed(items: list[str]) -> str:
     return shown + (f" (+{len(items) - MAX_STRATA_LISTED} more)" if len(items) > MAX_STRATA_LISTED else "")
 
 
-def _run_text(r) -> str:  # r: RunInfo
+def _run_text(r, *, with_bases: bool = False) -> str:  # r: RunInfo
     end = f"exit {r.exit_status}" if r.exit_status is not None else "unfinished (still running, or killed)"
     counts = ", ".join(f"{k} {v}" for k, v in r.counts.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
-    return f"{r.command} #{r.run_id} {_when(r.started_at)}, {end}" + (f" ({counts})" if counts else "")
+    bases = f" for {_listed(r.bases)}" if with_bases and r.bases else ""
+    return f"{r.command} #{r.run_id}{bases} {_when(r.started_at)}, {end}" + (f" ({counts})" if counts else "")
 
 
 def _base_lines(b) -> list[str]:  # b: BaseStatus
@@ -67,7 +68,7 @@ def render_table(st) -> str:  # st: StoreStatus
     for b in st.bases:
         lines += ["", *_base_lines(b)]
     lines += ["", "Last run of each command"]
-    lines += [f"  {_run_text(r)}" for r in st.last_runs] or ["  none recorded"]
+    lines += [f"  {_run_text(r, with_bases=True)}" for r in st.last_runs] or ["  none recorded"]
     if st.runs_truncated:
         lines.append(f"  (from the newest {st.runs_read} runs only)")
     return "".join(terminal(line) + "\n" for line in lines)

@@ -32,12 +32,12 @@ NOT_SCORED = "not_scored"
 PICKLE_NOT_JUDGED = "pickle_not_judged"
 WHY_TEXT = {
     NO_DATABASE: "no database",
-    NO_BASE: "no declared base (pass --base)",
-    BASE_UNKNOWN: "base unknown to the store",
+    NO_BASE: "no base (use --base)",
+    BASE_UNKNOWN: "base unknown",
     NOT_CALIBRATED: "base not calibrated",
     STRATUM_NOT_CALIBRATED: "stratum not calibrated",
     NOT_SCORED: "not scored",
-    PICKLE_NOT_JUDGED: "pickle weights (check never loads them)",
+    PICKLE_NOT_JUDGED: "pickle weights",
 }
 
 
