@@ -114,14 +114,12 @@ def test_warning_escapes_a_hostile_declared_base(tmp_path):
 
 
 def _pickle_adapter(directory: Path) -> Path:
+    """The same adapter as write_lora's, with its weights saved by torch.save as adapter_model.bin."""
     torch = pytest.importorskip("torch")
-    from tests.report.conftest import D, LAYERS, PROJ, R
-
-    src = write_lora(directory, seed=4)
     from safetensors.numpy import load_file
 
+    src = write_lora(directory, seed=4)
     tensors = load_file(str(src / "adapter_model.safetensors"))
-    assert len(tensors) == 2 * LAYERS * len(PROJ) and next(iter(tensors.values())).shape in ((R, D), (D, R))
     torch.save({k: torch.from_numpy(v) for k, v in tensors.items()}, str(directory / "adapter_model.bin"))
     os.remove(directory / "adapter_model.safetensors")
     return directory

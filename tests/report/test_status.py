@@ -56,7 +56,7 @@ def populated(tmp_path_factory) -> str:
         rows = [r for r in store.audit_rows(BASE) if r.status == "scored"][:4]
         for i, r in enumerate(rows):
             store.enqueue_probe(r.revision_id, priority=10.0 - i)
-        done, running, failed = (store.claim_probe_jobs("t", limit=1, lease_seconds=600)[0] for _ in range(3))
+        done, _running, failed = (store.claim_probe_jobs("t", limit=1, lease_seconds=600)[0] for _ in range(3))
         store.finish_probe_job(done.id, {"status": "ok", "flagged": True, "mean_attack_rate": 0.6, "outlier_gap": 0.3})
         store.fail_probe_job(failed.id, "base model missing", max_attempts=1)
     return url

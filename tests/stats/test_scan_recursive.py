@@ -89,7 +89,7 @@ def calibrated(tmp_path_factory) -> tuple[str, Path]:
     pop = [str(write_lora(top / "pop" / f"c{i}", seed=i)) for i in range(12)]
     code, _, err = cli("ingest", *pop, "--base", BASE, "--db", url)
     assert code == 0, err
-    code, out, err = cli("calibrate", "--base", BASE, "--db", url, "--min-n", "5", "--target-fpr", "0.1")
+    code, _, err = cli("calibrate", "--base", BASE, "--db", url, "--min-n", "5", "--target-fpr", "0.1")
     assert code == 0, err
     tree = top / "tree"
     write_lora(tree / "team-a" / "suspect", seed=500, hot=8.0)
