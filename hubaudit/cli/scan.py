@@ -98,22 +98,43 @@ def _dump(obj: object) -> str:
     return json.dumps(obj, ensure_ascii=True, allow_nan=False)
 
 
-def _judge_all(results: list[ScanResult], base: Optional[str], db: Optional[str], config: Optional[str]) -> list:
+def _db_url(db: Optional[str], config: Optional[str]) -> Optional[str]:
+    """The store to judge with; a configuration problem is an error only when --db/--config named it."""
+    from hubaudit.errors import ConfigError
+    from hubaudit.settings import Settings
+
+    try:
+        return Settings.resolve(db, config).db_url
+    except ConfigError as exc:
+        if db or config:
+            raise
+        err_console.print(styled("note:", "dim", f"no verdicts: {exc}"))
+        return None
+
+
+def _judge_all(results: list[ScanResult], base: Optional[str], db_url: Optional[str]) -> list:
     """One ScanJudgement per result: from the store when there is one (read-only), else 'not judged'."""
     from hubaudit.errors import StoreError
-    from hubaudit.pipeline.scan import NO_DATABASE, judge_scan, not_judged
-    from hubaudit.settings import Settings
+    from hubaudit.pipeline.scan import (
+        NO_DATABASE,
+        STORE_UNAVAILABLE,
+        judge_scan,
+        not_judged,
+    )
     from hubaudit.store import Store
     from hubaudit.store.store import MissingDatabaseError
 
+    if db_url is None:
+        return [not_judged(r, STORE_UNAVAILABLE, base) for r in results]
     try:
-        store = Store.open(Settings.resolve(db, config).db_url, must_exist=True)
+        store = Store.open(db_url, must_exist=True)
     except StoreError as exc:  # a missing (or unusable) store: scores stand, verdicts are not available
+        missing = isinstance(exc, MissingDatabaseError)
         b = base or "BASE"
         hint = (f"`hubaudit ingest PATH --base {b}` then `hubaudit calibrate --base {b}` to judge adapters"
-                if isinstance(exc, MissingDatabaseError) else (exc.hint or ""))  # fmt: skip
+                if missing else (exc.hint or ""))  # fmt: skip
         err_console.print(styled("note:", "dim", f"no verdicts: {exc}" + (f"; {hint}" if hint else "")))
-        return [not_judged(r, NO_DATABASE, base) for r in results]
+        return [not_judged(r, NO_DATABASE if missing else STORE_UNAVAILABLE, base) for r in results]
     today = datetime.now(timezone.utc).date()
     with store:
         return [judge_scan(store, Path(r.source), r, base=base, today=today) for r in results]
@@ -150,6 +171,7 @@ def scan(
 
     if allow_pickle:
         require_torch()
+    db_url = _db_url(db, config)
     found = find_adapters(paths, recursive=recursive, limit=max_adapters)
     for root in found.empty_roots:
         err_console.print(styled("note:", "dim", f"no adapter under {root}"))
@@ -166,7 +188,7 @@ def scan(
             if r.status != "ok" and p.is_dir() and not is_adapter_dir(p):
                 err_console.print(styled("note:", "dim", f"{r.source} is not an adapter folder; --recursive scans the "
                                                          "adapters under it"))  # fmt: skip
-    judgements = _judge_all(results, base, db, config)
+    judgements = _judge_all(results, base, db_url)
     if fmt is ScanFormat.json:
         sys.stdout.write(_dump([r.to_dict() | {"judgement": j.to_dict()} for r, j in zip(results, judgements)]) + "\n")
     elif fmt is ScanFormat.jsonl:

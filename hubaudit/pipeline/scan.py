@@ -24,6 +24,7 @@ MAX_FOLDERS_WALKED = 200_000  # a --recursive walk of a home directory or a disk
 
 # Why an adapter was not judged (ScanJudgement.why).
 NO_DATABASE = "no_database"
+STORE_UNAVAILABLE = "store_unavailable"  # a database that cannot be read (schema behind, bad configuration)
 NO_BASE = "no_base"
 BASE_UNKNOWN = "base_unknown"
 NOT_CALIBRATED = "not_calibrated"
@@ -32,6 +33,7 @@ NOT_SCORED = "not_scored"
 PICKLE_NOT_JUDGED = "pickle_not_judged"
 WHY_TEXT = {
     NO_DATABASE: "no database",
+    STORE_UNAVAILABLE: "store unavailable",
     NO_BASE: "no base (use --base)",
     BASE_UNKNOWN: "base unknown",
     NOT_CALIBRATED: "base not calibrated",
