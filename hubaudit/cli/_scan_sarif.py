@@ -68,6 +68,7 @@ def _result(rule_id: str, message: str, r: ScanResult, j: ScanJudgement) -> dict
     # path bytes included, via surrogateescape), so the URI is always well-formed.
     uri = "file://" + quote(str(path), safe="/", errors="surrogateescape")
     sha = r.content_sha256
+    jd = j.to_dict()  # finite numbers only
     return {
         "ruleId": rule.id,
         "ruleIndex": RULE_INDEX[rule_id],
@@ -78,7 +79,7 @@ def _result(rule_id: str, message: str, r: ScanResult, j: ScanJudgement) -> dict
         "properties": {
             "path": r.source, "sha256": sha, "status": r.status, "score": r.score,
             "stratum": r.stratum if r.status == "ok" else None, "verdict": j.verdict, "why_not_judged": j.why,
-            "base": j.base, "declared_base": j.declared_base, "margin": j.margin, "threshold": j.threshold,
+            "base": j.base, "declared_base": j.declared_base, "margin": jd["margin"], "threshold": jd["threshold"],
             "calibration_version": j.calibration_version, "calibration_n": j.calibration_n,
             "low_confidence_reason": j.low_confidence_reason,
         },

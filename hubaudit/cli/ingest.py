@@ -57,8 +57,9 @@ def ingest(
     An input is an adapter when it is a folder holding adapter_config.json, adapter_model.safetensors
     or adapter_model.bin (a broken one is stored as an error: that is an outcome worth seeing), or a
     .safetensors/.bin file. Anything else (a README.md from a glob, a folder without those files) is
-    skipped with a note on stderr and never stored. An adapter whose adapter_config.json declares another
-    base is stored under BASE with a warning. A path that does not exist is a usage error (exit 2).
+    skipped with a note on stderr and never stored. An adapter whose adapter_config.json declares
+    another base is stored under BASE with a warning. A path that does not exist is a usage error
+    (exit 2). Pickle weights are recorded unsupported unless --allow-pickle.
 
     Exit 0 when every adapter was scored, 3 when at least one could not be (all are recorded).
     """

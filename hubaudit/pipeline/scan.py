@@ -8,6 +8,7 @@ store, or without a calibration for the base, an adapter is "not judged", never 
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -130,7 +131,18 @@ class ScanJudgement:
         return f"not judged: {WHY_TEXT.get(self.why or '', self.why or '?')}"
 
     def to_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
+        """JSON-ready: a non-finite number (a margin over a zero spread) is null, never NaN/Infinity."""
+        return _finite(dict(self.__dict__))
+
+
+def _finite(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
 
 
 def not_judged(scan: ScanResult, why: str, base: str | None = None) -> ScanJudgement:
