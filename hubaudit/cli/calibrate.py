@@ -30,7 +30,7 @@ def similarity_line(sim: dict, source: str) -> str:
     null = (f"{source} from {sim['null_pairs']} null pairs of independent adapters"
             + (f", null max {sim['null_max']:.3f}" if sim.get("null_max") is not None else ""))
     if source != "calibrated":
-        null = f"defaults ({sim['null_pairs']} null pairs: too few to calibrate)"
+        null = f"defaults: {sim['null_pairs']} null pairs, too few to calibrate"
     return f"Similarity thresholds: copy >= {sim['copy']:.3f}, derivative >= {sim['derivative']:.3f} ({null})"
 
 
