@@ -197,7 +197,8 @@ def similarities(matrix: np.ndarray, q: np.ndarray) -> np.ndarray:
 def rank(scores: np.ndarray, *, top: int, min_similarity: float, exclude: np.ndarray | None = None
          ) -> tuple[np.ndarray, int]:  # fmt: skip
     """Row indices of the ``top`` highest ``scores`` at or above ``min_similarity`` (best first, ties by
-    row), skipping the rows in ``exclude``; and how many rows qualified in all. NaN never qualifies."""
+    row: the earlier stored first), skipping the rows in ``exclude``; and how many rows qualified in all.
+    NaN never qualifies."""
     ok = scores >= min_similarity
     if exclude is not None and exclude.size:
         ok[exclude] = False

@@ -7,8 +7,8 @@ matrix-vector product itself. So the first read of a base writes its matrix as f
 memory-mapped afterwards: 4 x dim bytes per revision, twice the database's float16 blobs) and the
 row ids (``.npz``) to a cache directory, and later reads load those as long as the database still holds
 exactly the same fingerprints: the cache is keyed by the count, the largest id and the latest
-``created_at`` of the base's fingerprint rows (any insert, delete or replacement changes one of
-them), read in the same transaction as a rebuild, plus the database's identity. A cache file is
+``created_at`` of the fingerprint rows of its version (any insert, delete or replacement changes one
+of them), read in the same transaction as a rebuild, plus the database's identity. A cache file is
 data only: loaded with ``allow_pickle=False``, its dtype, shape, ids and key are checked, and
 anything unexpected (a truncated, foreign or hostile file) is ignored and rebuilt, never trusted.
 
@@ -46,8 +46,9 @@ _WIDEN_ROWS = 16384
 class PackedFingerprints:
     """The fingerprints of one ``version`` of every fingerprinted revision of a base.
 
-    ``matrix`` is float32 (n, dim), unit rows (stored as float16), possibly a read-only memory map; ``revision_ids``
-    (int64, ascending) and ``n_modules`` (int32) are parallel to its rows.
+    ``matrix`` is float32 (n, dim), unit rows (stored as float16), possibly a read-only memory map;
+    ``revision_ids`` (int64, distinct) and ``n_modules`` (int32) are parallel to its rows, which are in
+    the order the fingerprints were stored.
     """
 
     version: str
@@ -105,18 +106,16 @@ def packed_fingerprints(
         bid = store._base_id(conn, base, create=False)
         if bid is None:
             return _empty(version), "database"
-        joined = (
+        # The whole table's rows of this version, not the base's: one index range (no join over the
+        # base's revisions), and a write to any base invalidates every base's cache.
+        count, max_id, max_created = conn.execute(
             select(func.count(), func.max(AdapterFingerprint.id), func.max(AdapterFingerprint.created_at))
-            .select_from(AdapterFingerprint)
-            .join(Revision, Revision.id == AdapterFingerprint.revision_id)
-            .join(Adapter, Adapter.id == Revision.adapter_id)
-            .where(Adapter.base_id == bid, AdapterFingerprint.version == version)
-        )
-        count, max_id, max_created = conn.execute(joined).one()
+            .where(AdapterFingerprint.version == version)
+        ).one()
         key = f"{CACHE_FORMAT}|{int(count)}|{max_id}|{max_created}"
         paths = _cache_paths(store, cache_dir, base, version, key) if cache_dir is not None else None
         if paths is not None and count:
-            packed = _load(paths, key, int(count), version)
+            packed = _load(paths, key, version)
             if packed is not None:
                 return packed, "cache"
         rids, nmods, f16 = _read_db(conn, bid, version)
@@ -132,13 +131,14 @@ def _empty(version: str) -> PackedFingerprints:
 
 
 def _read_db(conn: Any, bid: int, version: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(revision ids, module counts, float16 matrix) of the base's fingerprints, in revision-id order."""
+    """(revision ids, module counts, float16 matrix) of the base's fingerprints, in the order they were
+    stored: the order of the version index, so SQLite need not sort 100,000 blobs."""
     q = (
         select(AdapterFingerprint.revision_id, AdapterFingerprint.n_modules, AdapterFingerprint.dim, AdapterFingerprint.vec)
         .join(Revision, Revision.id == AdapterFingerprint.revision_id)
         .join(Adapter, Adapter.id == Revision.adapter_id)
         .where(Adapter.base_id == bid, AdapterFingerprint.version == version)
-        .order_by(AdapterFingerprint.revision_id)
+        .order_by(AdapterFingerprint.id)
     )
     rows = conn.execute(q).all()
     if not rows:
@@ -184,7 +184,7 @@ def _regular_file(path: Path) -> bool:
         return False
 
 
-def _load(paths: tuple[Path, Path, str], key: str, count: int, version: str) -> PackedFingerprints | None:
+def _load(paths: tuple[Path, Path, str], key: str, version: str) -> PackedFingerprints | None:
     """The cached matrix if both files exist and are exactly what ``key`` describes; else None."""
     matrix_path, ids_path, _ = paths
     if not (_regular_file(matrix_path) and _regular_file(ids_path)):
@@ -193,17 +193,19 @@ def _load(paths: tuple[Path, Path, str], key: str, count: int, version: str) -> 
         with np.load(ids_path, allow_pickle=False) as z:
             if sorted(z.files) != ["dim", "key", "n_modules", "revision_ids"]:
                 return None
-            if any(z.zip.getinfo(f"{name}.npy").file_size > 16 * count + 4096 for name in z.files):
-                return None  # a member that would inflate beyond what this key describes
+            # np.savez stores its members uncompressed: one that would inflate beyond the file is a zip bomb
+            if max(z.zip.getinfo(f"{name}.npy").file_size for name in z.files) > ids_path.stat().st_size:
+                return None
             stored_key, dim = z["key"], z["dim"]
             rids, nmods = z["revision_ids"], z["n_modules"]
         if stored_key.dtype.kind != "U" or stored_key.shape != () or str(stored_key) != key:
             return None
         if dim.dtype != np.int64 or dim.shape != () or int(dim) <= 0:
             return None
-        if rids.dtype != np.int64 or nmods.dtype != np.int32 or rids.shape != (count,) or nmods.shape != (count,):
+        count = rids.shape[0] if rids.ndim == 1 else -1
+        if rids.dtype != np.int64 or nmods.dtype != np.int32 or count <= 0 or nmods.shape != (count,):
             return None
-        if count > 1 and not bool(np.all(rids[1:] > rids[:-1])):
+        if np.unique(rids).size != count:
             return None
         matrix = np.load(matrix_path, mmap_mode="r", allow_pickle=False)
         if not isinstance(matrix, np.ndarray) or matrix.dtype != _F32 or matrix.shape != (count, int(dim)):
