@@ -45,8 +45,8 @@ from hubaudit.pipeline.ingest import (
     local_repo_id,
     reason_code,
 )
-from hubaudit.report import Suppression, match_suppression
 from hubaudit.pipeline.lineage import derived_for, report_thresholds
+from hubaudit.report import Suppression, match_suppression
 from hubaudit.report.build import hub_security_from, score_threshold
 from hubaudit.store import Store
 

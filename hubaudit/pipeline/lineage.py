@@ -22,7 +22,13 @@ from typing import Any
 import numpy as np
 
 from hubaudit.constants import FINGERPRINT_VERSION
-from hubaudit.lineage import Match, Thresholds, default_thresholds, propagate, similarity_thresholds
+from hubaudit.lineage import (
+    Match,
+    Thresholds,
+    default_thresholds,
+    propagate,
+    similarity_thresholds,
+)
 from hubaudit.models import Fingerprint
 from hubaudit.report.model import DerivedFrom, SimilarityThresholds
 from hubaudit.store import Store
@@ -99,10 +105,10 @@ def known_bad(store: Store, base: str, fps: Any, dim: int) -> Sources:
     parts = [np.asarray(fps.matrix[rows], dtype=np.float32).reshape(len(rows), dim) if rows else np.zeros((0, dim), np.float32)]
     parts += [b.fingerprint.vec.reshape(1, dim) for b in entries]
     labels = [split_label(b.label) for b in entries]
+    ids = [int(fps.revision_ids[i]) for i in rows] + [stored.get(b.label, -1) for b in entries]
     return Sources(
         matrix=np.concatenate(parts).astype(np.float32),
-        revision_ids=np.asarray([int(fps.revision_ids[i]) for i in rows] + [stored.get(b.label, -1) for b in entries],
-                                dtype=np.int64),  # fmt: skip
+        revision_ids=np.asarray(ids, dtype=np.int64),
         repo_ids=tuple([fps.repo_ids[i] for i in rows] + [r for r, _ in labels]),
         shas=tuple([fps.shas[i] for i in rows] + [s for _, s in labels]),
         kinds=tuple(["probe_confirmed"] * len(rows) + ["blocklist"] * len(entries)),

@@ -25,8 +25,9 @@ def test_calibrate_prints_and_stores_the_thresholds(tmp_path):
     p = run("calibrate", "--base", L.BASE, "--db", url)
     assert p.returncode == 0, p.stderr
     lines = [ln for ln in p.stderr.splitlines() if ln.startswith("Similarity thresholds:")]
-    assert lines == ["Similarity thresholds: copy >= 0.990, derivative >= 0.800 (calibrated from 946 null pairs of "
-                     f"independent adapters, null max {lines[0].rsplit(' ', 1)[1]}"]  # fmt: skip
+    expected = ("Similarity thresholds: copy >= 0.990, derivative >= 0.800 (calibrated from 946 null pairs of "
+                f"independent adapters, null max {lines[0].rsplit(' ', 1)[1]}")
+    assert lines == [expected]
     with Store.open(url) as store:
         sim = store.active_threshold_set(L.BASE).params["similarity"]
     assert set(sim) == {"copy", "derivative", "null_pairs", "null_max"}
