@@ -106,9 +106,9 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin, LineageMixin):
     # -- lifecycle and migrations -------------------------------------------------------------
 
     @classmethod
-    def open(cls, url: str | None = None, *, check_schema: bool = True, create: bool = False,
+    def open(cls, url: str, *, check_schema: bool = True, create: bool = False,
              must_exist: bool = False) -> Store:  # fmt: skip
-        """Open the database at ``url`` (None: the default SQLite file, see hubaudit.settings).
+        """Open the database at ``url`` (the CLI resolves it once per command: hubaudit.settings).
 
         ``create``: upgrade an *empty* database to head (first runs just work); a non-empty
         database that is behind is never upgraded implicitly. ``check_schema``: raise
@@ -116,10 +116,6 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin, LineageMixin):
         commands): raise MissingDatabaseError, creating no file and no directory, when a SQLite file
         does not exist or a database has no tables.
         """
-        if url is None:
-            from hubaudit.settings import resolve_db_url
-
-            url = resolve_db_url()
         path = _sqlite_path(url) if must_exist else None
         if path is not None and not path.is_file():  # before make_engine, which creates the directory
             raise MissingDatabaseError(f"no hubaudit database at {path}")
