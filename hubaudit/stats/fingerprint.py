@@ -83,25 +83,28 @@ def _gaussian(seed: bytes, n: int) -> np.ndarray:
 
 
 class _ChunkCache:
-    """Process-wide LRU of projection chunks, bounded in bytes; safe across scanning threads."""
+    """Process-wide LRU of projection chunks (float64 and float32), bounded in bytes; thread-safe."""
 
     def __init__(self, budget: int) -> None:
         self._budget, self._used = budget, 0
-        self._chunks: OrderedDict[tuple[str, int, int, int], np.ndarray] = OrderedDict()
+        self._chunks: OrderedDict[tuple[str, int, int, int, str], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, role: str, n: int, k: int, c: int) -> np.ndarray:
-        key = (role, n, k, c)
+    def get(self, role: str, n: int, k: int, c: int, dtype: type[np.floating]) -> np.ndarray:
+        key = (role, n, k, c, np.dtype(dtype).str)
         with self._lock:
             hit = self._chunks.get(key)
             if hit is not None:
                 self._chunks.move_to_end(key)
                 return hit
-        rows = min(n, (c + 1) * _CHUNK_ROWS) - c * _CHUNK_ROWS
-        tag = _SEED_TAG + f" {role} n={n} k={k} chunk={c}".encode()
-        chunk = _gaussian(tag, rows * k).reshape(rows, k)
-        chunk *= 1.0 / math.sqrt(k)
-        chunk.flags.writeable = False
+        if dtype is np.float64:
+            rows = min(n, (c + 1) * _CHUNK_ROWS) - c * _CHUNK_ROWS
+            tag = _SEED_TAG + f" {role} n={n} k={k} chunk={c}".encode()
+            chunk = _gaussian(tag, rows * k).reshape(rows, k)
+            chunk *= 1.0 / math.sqrt(k)
+        else:  # the float64 chunk rounded
+            chunk = self.get(role, n, k, c, np.float64).astype(dtype)
+        # shared and never written, but not flagged read-only: numpy's matmul then skips BLAS (~40× slower)
         with self._lock:
             if key not in self._chunks:
                 self._chunks[key] = chunk
@@ -122,23 +125,44 @@ class Projection:
     ``rows(start, stop)`` is the row block a streamed tensor block multiplies: A[:, c:c+j] @ Ω[c:c+j]
     (``role="omega"``) or Ψᵀ[c:c+j]ᵀ @ B[c:c+j] (``role="psi"``), so a tensor is projected block by
     block in O(block) memory and the sum over blocks equals the product with the whole matrix.
+    ``dtype=np.float32`` gives the same matrix rounded to float32 (for float32 tensors, projected
+    without a float64 copy: half the time, and a relative error ~1e-6, far below the sketch's own).
     """
 
     role: Literal["omega", "psi"]
     n: int
     k: int = K
 
-    def rows(self, start: int, stop: int) -> np.ndarray:
+    def rows(self, start: int, stop: int, dtype: type[np.floating] = np.float64) -> np.ndarray:
         c0, c1 = start // _CHUNK_ROWS, (stop - 1) // _CHUNK_ROWS
+        lo, hi = start - c0 * _CHUNK_ROWS, stop - c0 * _CHUNK_ROWS
         if c0 == c1:
-            return _CACHE.get(self.role, self.n, self.k, c0)[start - c0 * _CHUNK_ROWS : stop - c0 * _CHUNK_ROWS]
-        parts = [_CACHE.get(self.role, self.n, self.k, c) for c in range(c0, c1 + 1)]
-        return np.concatenate(parts)[start - c0 * _CHUNK_ROWS : stop - c0 * _CHUNK_ROWS]
+            return _CACHE.get(self.role, self.n, self.k, c0, dtype)[lo:hi]
+        return np.concatenate([_CACHE.get(self.role, self.n, self.k, c, dtype) for c in range(c0, c1 + 1)])[lo:hi]
 
 
 def projection(role: Literal["omega", "psi"], n: int, k: int = K) -> Projection | None:
     """Ω (``"omega"``, n = d_in) or Ψᵀ (``"psi"``, n = d_out); None when n exceeds ``MAX_SIDE``."""
     return Projection(role, n, k) if 0 < n <= MAX_SIDE else None
+
+
+# OpenBLAS splits a gemm over threads above m·n·k = 4·65536; these thin products (r×j by j×k) are
+# then slower, and far slower on a busy host (measured 10-30×), so they are cut into pieces below it.
+_GEMM_SINGLE_THREAD = 1 << 18
+
+
+def project(x: np.ndarray, rows: np.ndarray, cols: bool) -> np.ndarray:
+    """A block's share of A·Ω (x (r, j), rows = Ω[c:c+j]) or of Ψ·B (x (j, r), rows = Ψᵀ[c:c+j]).
+
+    Ψ·B is formed as (Bᵀ·Ψᵀ)ᵀ: numpy's BLAS call for a transposed left operand is ~5× slower here.
+    """
+    xt = x if cols else x.T  # (r, j)
+    r, j = xt.shape
+    step = max(64, _GEMM_SINGLE_THREAD // max(r * rows.shape[1], 1))
+    out = xt[:, :step] @ rows[:step]
+    for c in range(step, j, step):
+        out += xt[:, c : c + step] @ rows[c : c + step]
+    return out if cols else out.T
 
 
 @lru_cache(maxsize=16384)
@@ -167,7 +191,7 @@ class SketchBuilder:
 
     def add(self, name: str, psi_b: np.ndarray, a_omega: np.ndarray, scaling: float, d_out: int, d_in: int) -> None:
         """One module: Ψ·B (k×r), A·Ω (r×k), its PEFT scaling s and its d_out, d_in."""
-        s = (psi_b @ a_omega).ravel()
+        s = (np.asarray(psi_b, dtype=np.float64) @ np.asarray(a_omega, dtype=np.float64)).ravel()
         s *= module_weight(scaling, d_out, d_in, self.weighting)
         idx, sign = _buckets(name, self.k, self.dim)
         self._vec += np.bincount(idx, weights=sign * s, minlength=self.dim)
@@ -204,7 +228,8 @@ def fingerprint_from_arrays(
         omega, psi = projection("omega", a64.shape[1], k), projection("psi", b64.shape[0], k)
         if omega is None or psi is None:
             continue
-        builder.add(name, psi.rows(0, psi.n).T @ b64, a64 @ omega.rows(0, omega.n), s, b64.shape[0], a64.shape[1])
+        psi_b, a_omega = project(b64, psi.rows(0, psi.n), False), project(a64, omega.rows(0, omega.n), True)
+        builder.add(name, psi_b, a_omega, s, b64.shape[0], a64.shape[1])
     return builder.result()
 
 
@@ -316,7 +341,8 @@ def _cross(one: _Side, x1: TensorEntry, two: _Side, x2: TensorEntry, cols: bool)
 def _inner(one: _Side, two: _Side, name: str) -> float:
     """tr((B₂ᵀB₁)(A₁A₂ᵀ)) = Σ_ij (B₁ᵀB₂)_ij (A₁A₂ᵀ)_ij: ⟨B₁A₁, B₂A₂⟩_F from r₁×r₂ products."""
     (a1, b1), (a2, b2) = one.modules[name], two.modules[name]
-    return float(np.sum(_cross(one, b1, two, b2, False) * _cross(one, a1, two, a2, True)))
+    with np.errstate(invalid="ignore", over="ignore"):  # NaN/Inf in a hostile file: rejected by the caller
+        return float(np.sum(_cross(one, b1, two, b2, False) * _cross(one, a1, two, a2, True)))
 
 
 def exact_similarity(

@@ -29,6 +29,7 @@ from hubaudit.constants import (
 )
 from hubaudit.stats._reject import Rejected, show_name
 from hubaudit.stats.dtypes import DTYPE_BITS, FLOAT_DTYPES, convert_into, storage_view, to_float64
+from hubaudit.stats.fingerprint import project
 from hubaudit.stats.gram import BLOCK_ELEMENTS
 from hubaudit.stats.hashing import BACKGROUND_HASH_BYTES, BackgroundHash, FileDigest, Hasher, InlineHash
 from hubaudit.stats.safetensors_header import Header, TensorEntry, parse_json_object, read_header
@@ -40,7 +41,7 @@ Reduce = Literal["gram_cols", "gram_rows", "mean", "skip"]
 class Projector(Protocol):
     """A fixed n×k matrix handed out by row blocks (``fingerprint.Projection``)."""
 
-    def rows(self, start: int, stop: int) -> np.ndarray: ...
+    def rows(self, start: int, stop: int, dtype: type[np.floating] = ...) -> np.ndarray: ...
 
 
 # plan(entry) → (how to reduce it, the 2-D shape to view it as, the projection to sketch it with or None)
@@ -200,7 +201,7 @@ def _reduce_2d(
     if n <= step:  # one block: every tensor of a typical adapter
         x = convert_into(stored, dtype, scratch.f64(stored.shape))
         g = x @ x.T if cols else x.T @ x
-        return g, None if proj is None else _project(x, proj.rows(0, n), cols)
+        return g, None if proj is None else _sketch(stored, x, dtype, proj, 0, cols)
     g = np.zeros((r, r))
     sketch: np.ndarray | None = None
     for c in range(0, n, step):
@@ -208,14 +209,18 @@ def _reduce_2d(
         x = convert_into(block, dtype, scratch.f64(block.shape))
         g += x @ x.T if cols else x.T @ x
         if proj is not None:
-            part = _project(x, proj.rows(c, c + (block.shape[1] if cols else block.shape[0])), cols)
+            part = _sketch(block, x, dtype, proj, c, cols)
             sketch = part if sketch is None else sketch + part
     return g, sketch
 
 
-def _project(x: np.ndarray, rows: np.ndarray, cols: bool) -> np.ndarray:
-    """A block's share of A·Ω (x (r, j), rows = Ω[c:c+j]) or of Ψ·B (x (j, r), rows = Ψᵀ[c:c+j])."""
-    return x @ rows if cols else rows.T @ x
+def _sketch(stored: np.ndarray, x: np.ndarray, dtype: str, proj: Projector, start: int, cols: bool) -> np.ndarray:
+    """A block's share of A·Ω or Ψ·B: float32 tensors straight from their stored values in float32
+    (no conversion, single-precision BLAS: half the time), every other dtype from its float64 copy."""
+    j = x.shape[1] if cols else x.shape[0]
+    if dtype == "F32":
+        return project(stored, proj.rows(start, start + j, np.float32), cols)
+    return project(x, proj.rows(start, start + j), cols)
 
 
 def stream_reduce(
@@ -282,10 +287,11 @@ def _reduce_large(
             view = scratch.raw(r * k * item)
             for i in range(r):
                 _preadinto(f.fileno(), view[i * k * item : (i + 1) * k * item], entry.begin + (i * n + c) * item)
-            x = to_float64(storage_view(view, dtype).reshape(r, k), dtype, scratch.f64((r, k)))
+            st = storage_view(view, dtype).reshape(r, k)
+            x = to_float64(st, dtype, scratch.f64((r, k)))
             g += x @ x.T
             if proj is not None:
-                part = _project(x, proj.rows(c, c + k), True)
+                part = _sketch(st, x, dtype, proj, c, True)
                 sketch = part if sketch is None else sketch + part
         f.seek(entry.end)
         return g, sketch
@@ -297,10 +303,11 @@ def _reduce_large(
         k = min(step, n - row)
         view = _readinto(f, scratch.raw(k * width * item))
         h.update(view)
-        x = to_float64(storage_view(view, dtype).reshape(k, width), dtype, scratch.f64((k, width)))
+        st = storage_view(view, dtype).reshape(k, width)
+        x = to_float64(st, dtype, scratch.f64((k, width)))
         acc += x.T @ x if how == "gram_rows" else x.sum()
         if proj is not None and how == "gram_rows":
-            part = _project(x, proj.rows(row, row + k), False)
+            part = _sketch(st, x, dtype, proj, row, False)
             sketch = part if sketch is None else sketch + part
     if how == "gram_rows":
         return acc, sketch
