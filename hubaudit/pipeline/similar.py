@@ -229,17 +229,17 @@ def search_similar(
         raise UsageError("--confirm needs a PATH query: the exact similarity reads both adapters' weights")
     fp = query.fingerprint
     packed, loaded_from = packed_fingerprints(store, query.base, fp.version, cache_dir=cache_dir)
+    if len(packed) and packed.dim != fp.dim:
+        raise StoreError(f"stored fingerprints of {query.base} have {packed.dim} values, the query {fp.dim}")
+    scores = similarities(packed.matrix, fp.vec) if len(packed) else np.zeros(0, np.float32)
+    if loaded_from == "cache" and not bool(np.isfinite(scores).all()):  # a damaged cache file: not trusted
+        packed, loaded_from = packed_fingerprints(store, query.base, fp.version, cache_dir=None)
+        scores = similarities(packed.matrix, fp.vec)
     excluded = np.flatnonzero(np.isin(packed.revision_ids, np.fromiter(query.exclude, np.int64, len(query.exclude))))
     compared = len(packed) - int(excluded.size)
     if compared <= 0:
         raise NotFingerprintedError(f"the store holds no other fingerprinted adapter of {query.base} to compare with",
                                     hint=_first_contact(query.base))  # fmt: skip
-    if packed.dim != fp.dim:
-        raise StoreError(f"stored fingerprints of {query.base} have {packed.dim} values, the query {fp.dim}")
-    scores = similarities(packed.matrix, fp.vec)
-    if loaded_from == "cache" and not bool(np.isfinite(scores).all()):  # a damaged cache file: not trusted
-        packed, loaded_from = packed_fingerprints(store, query.base, fp.version, cache_dir=None)
-        scores = similarities(packed.matrix, fp.vec)
     rows, matched = rank(scores, top=top, min_similarity=min_similarity, exclude=excluded)
     neighbours = _neighbours(store, query.base, packed.revision_ids[rows], scores[rows], packed.n_modules[rows])
     result = SimilarResult(query, neighbours, compared, matched, min_similarity, top, loaded_from, len(neighbours))

@@ -75,6 +75,7 @@ ENTRIES = [
     ("dup/both", 10, (0.2, 8), 12, OTHER),
     ("old/nofp", 11, None, 12, BASE),
     ("other/twin", 13, (1.0, 9), 12, OTHER),
+    ("solo/only", 14, (1.0, 1), 12, "acme/solo-base"),  # the only fingerprinted adapter of its base
 ]
 
 
@@ -180,6 +181,7 @@ def test_unknown_repo_and_revisions_without_fingerprint_exit_3(store_url, monkey
         ("old/nofp", "has no stored fingerprint", "hubaudit similar PATH --base acme/sim-base"),
         ("bad/err", "was not scored (malformed)", "scored"),
         (f"q/query@{sha(99)}", "is not in the store (its stored revisions:", "similar PATH"),
+        ("solo/only", "the store holds no other fingerprinted adapter of acme/solo-base", "hubaudit ingest PATH"),
     ]
     for target, message, hint in cases:
         code, out, err = cli(monkeypatch, capsys, "similar", target, "--db", store_url, home=tmp_path)
