@@ -232,8 +232,8 @@ def search_similar(
     if len(packed) and packed.dim != fp.dim:
         raise StoreError(f"stored fingerprints of {query.base} have {packed.dim} values, the query {fp.dim}")
     scores = similarities(packed.matrix, fp.vec) if len(packed) else np.zeros(0, np.float32)
-    if loaded_from == "cache" and not bool(np.isfinite(scores).all()):  # a damaged cache file: not trusted
-        packed, loaded_from = packed_fingerprints(store, query.base, fp.version, cache_dir=None)
+    if loaded_from == "cache" and not bool(np.isfinite(scores).all()):  # a damaged cache file: rebuilt
+        packed, loaded_from = packed_fingerprints(store, query.base, fp.version, cache_dir=cache_dir, refresh=True)
         scores = similarities(packed.matrix, fp.vec)
     excluded = np.flatnonzero(np.isin(packed.revision_ids, np.fromiter(query.exclude, np.int64, len(query.exclude))))
     compared = len(packed) - int(excluded.size)

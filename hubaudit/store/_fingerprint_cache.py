@@ -94,13 +94,14 @@ def repo_revisions(store: Any, repo_id: str, version: str = FINGERPRINT_VERSION)
 
 
 def packed_fingerprints(
-    store: Any, base: str, version: str = FINGERPRINT_VERSION, *, cache_dir: Path | None = None
+    store: Any, base: str, version: str = FINGERPRINT_VERSION, *, cache_dir: Path | None = None, refresh: bool = False
 ) -> tuple[PackedFingerprints, str]:
     """The fingerprints of ``base`` and where they came from: ``"cache"`` (a valid cache file),
     ``"built"`` (read from the database and cached) or ``"database"`` (no usable cache directory).
 
     ``cache_dir`` None reads the database every time. A cache directory that cannot be written
-    only costs the speed-up.
+    only costs the speed-up. ``refresh``: rebuild the cache even if it looks valid (a caller found
+    values in it no fingerprint has).
     """
     with store._read() as conn:
         bid = store._base_id(conn, base, create=False)
@@ -114,7 +115,7 @@ def packed_fingerprints(
         ).one()
         key = f"{CACHE_FORMAT}|{int(count)}|{max_id}|{max_created}"
         paths = _cache_paths(store, cache_dir, base, version, key) if cache_dir is not None else None
-        if paths is not None and count:
+        if paths is not None and count and not refresh:
             packed = _load(paths, key, version)
             if packed is not None:
                 return packed, "cache"

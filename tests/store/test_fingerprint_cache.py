@@ -189,7 +189,7 @@ def test_a_damaged_or_hostile_cache_is_rebuilt_never_trusted(store, tmp_path, ki
     assert packed_fingerprints(store, BASE, cache_dir=cache)[1] == "cache"
 
 
-def test_nan_in_a_well_formed_cache_falls_back_to_the_database(store, tmp_path):
+def test_nan_in_a_well_formed_cache_is_rebuilt(store, tmp_path):
     cache = tmp_path / "cache"
     packed_fingerprints(store, BASE, cache_dir=cache)
     matrix, _ = cache_files(cache)
@@ -201,11 +201,13 @@ def test_nan_in_a_well_formed_cache_falls_back_to_the_database(store, tmp_path):
     q = ref.fingerprint(10)
     query = Query("t", ref.repo_ids[10], ref.shas[10], BASE, "store", q, exclude=frozenset({int(ref.revision_ids[10])}))
     result = search_similar(store, query, top=5, min_similarity=-1.0, cache_dir=cache)
-    assert result.loaded_from == "database" and len(result.neighbours) == 5
+    assert result.loaded_from == "built" and len(result.neighbours) == 5
     expected = ref.matrix.astype(np.float32) @ q.vec
     expected[10] = -np.inf
     best = np.argsort(-expected, kind="stable")[:5]
     assert [n.revision_id for n in result.neighbours] == ref.revision_ids[best].tolist()
+    again = search_similar(store, query, top=5, min_similarity=-1.0, cache_dir=cache)
+    assert again.loaded_from == "cache" and [n.revision_id for n in again.neighbours] == ref.revision_ids[best].tolist()
 
 
 def test_an_unwritable_cache_directory_only_costs_speed(store, tmp_path):
