@@ -5,8 +5,9 @@
 On synthetic adapters written to a temp dir (the shapes of bench_scan.py):
   1. a Qwen2.5-1.5B-shaped LoRA (28 layers × q,k,v,o,gate,up,down; r=16; fp32; ~74 MB):
      ``scan_path`` with the fingerprint (the default) vs ``fingerprint=False`` (the baseline),
-     with and without sha256, warm page cache, contenders round-robin; plus the first scan in a
-     process (the projections are generated then, and cached for the following scans);
+     with and without sha256, warm page cache, contenders round-robin, wall and CPU time; the same
+     adapter saved as fp16 (projected from its float64 block rounded to float32); plus the first
+     scan in a process (the projections are generated then, and cached for the following scans);
   2. what seeding the projections per module name (instead of per shape) would cost: generating
      one Ψ and one Ω per module of that adapter, every scan (nothing to share between modules);
   3. 200 small MiniLM-like adapters (6 layers × 4 attention projections, r=8) in one process;
@@ -49,6 +50,19 @@ def per_name_cost(repeat: int) -> float:
     return statistics.median(times)
 
 
+def to_fp16(src: Path, dst: Path) -> Path:
+    """The same adapter with every tensor stored as float16."""
+    import shutil
+
+    from safetensors.numpy import load_file, save_file
+
+    dst.mkdir(parents=True, exist_ok=True)
+    tensors = load_file(str(src / "adapter_model.safetensors"))
+    save_file({k: v.astype("float16") for k, v in tensors.items()}, str(dst / "adapter_model.safetensors"))
+    shutil.copy(src / "adapter_config.json", dst / "adapter_config.json")
+    return dst
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=7)
@@ -58,6 +72,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-fp-") as tmp:
         root = Path(tmp)
         qwen = make_adapter(root / "qwen15b-r16", QWEN_15B, 28, 16, "model.layers")
+        half = to_fp16(qwen, root / "qwen15b-r16-fp16")
         mb = (qwen / "adapter_model.safetensors").stat().st_size / 1e6
 
         fresh_projections()
@@ -75,6 +90,8 @@ def main() -> None:
                 "fp": lambda: scan_path(qwen),
                 "base_nohash": lambda: scan_path(qwen, hash_content=False, fingerprint=False),
                 "fp_nohash": lambda: scan_path(qwen, hash_content=False),
+                "half_base": lambda: scan_path(half, fingerprint=False),
+                "half_fp": lambda: scan_path(half),
             },
             args.repeat,
         )
@@ -107,12 +124,15 @@ def main() -> None:
         ("scan without sha256, no fingerprint", fmt(w["base_nohash"])),
         ("scan without sha256, with fingerprint", fmt(w["fp_nohash"])),
         ("  ratio to baseline", ratio(w["fp_nohash"], w["base_nohash"])),
+        ("fp16 copy: scan, no fingerprint", fmt(w["half_base"])),
+        ("fp16 copy: scan with fingerprint", fmt(w["half_fp"])),
+        ("  ratio to baseline", ratio(w["half_fp"], w["half_base"])),
         ("first scan in a process (projections made)", f"{t_first * 1e3:7.1f} ms (the next: {t_second * 1e3:.1f} ms)"),
-        ("per-module-name seeds instead (every scan)", f"{t_names * 1e3:7.1f} ms to generate 196 Ψ and Ω "
-                                                      f"= {t_names / w['base'][0]:.1f}x the baseline scan"),  # fmt: skip
+        ("per-module-name seeds instead (every scan)",
+         f"{t_names * 1e3:7.1f} ms to generate 196 Ψ and Ω = {t_names / w['base'][0]:.1f}x the baseline scan"),
         (f"{len(smalls)} small adapters, no fingerprint", f"{len(smalls) / t_small['base']:7.0f} adapters/s"),
-        (f"{len(smalls)} small adapters, with fingerprint", f"{len(smalls) / t_small['fp']:7.0f} adapters/s "
-                                                           f"(ratio of times {t_small['fp'] / t_small['base']:.3f}x)"),  # fmt: skip
+        (f"{len(smalls)} small adapters, with fingerprint",
+         f"{len(smalls) / t_small['fp']:7.0f} adapters/s (ratio of times {t_small['fp'] / t_small['base']:.3f}x)"),
         ("stored per adapter", f"{nbytes} bytes (float16 × {fingerprint.DIM})"),
     ]
     width = max(len(k) for k, _ in rows)

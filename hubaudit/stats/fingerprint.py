@@ -44,7 +44,11 @@ from typing import BinaryIO, Literal
 
 import numpy as np
 
-from hubaudit.constants import ADAPTER_SAFETENSORS, FINGERPRINT_VERSION, MAX_ADAPTER_BYTES
+from hubaudit.constants import (
+    ADAPTER_SAFETENSORS,
+    FINGERPRINT_VERSION,
+    MAX_ADAPTER_BYTES,
+)
 from hubaudit.errors import InputError
 from hubaudit.models import Fingerprint
 from hubaudit.stats._reject import Rejected, show_name
@@ -87,11 +91,11 @@ class _ChunkCache:
 
     def __init__(self, budget: int) -> None:
         self._budget, self._used = budget, 0
-        self._chunks: OrderedDict[tuple[str, int, int, int, str], np.ndarray] = OrderedDict()
+        self._chunks: OrderedDict[tuple[str, int, int, int, type], np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
     def get(self, role: str, n: int, k: int, c: int, dtype: type[np.floating]) -> np.ndarray:
-        key = (role, n, k, c, np.dtype(dtype).str)
+        key = (role, n, k, c, dtype)
         with self._lock:
             hit = self._chunks.get(key)
             if hit is not None:
@@ -143,7 +147,12 @@ class Projection:
 
 def projection(role: Literal["omega", "psi"], n: int, k: int = K) -> Projection | None:
     """Ω (``"omega"``, n = d_in) or Ψᵀ (``"psi"``, n = d_out); None when n exceeds ``MAX_SIDE``."""
-    return Projection(role, n, k) if 0 < n <= MAX_SIDE else None
+    return _projection(role, n, k) if 0 < n <= MAX_SIDE else None
+
+
+@lru_cache(maxsize=1024)
+def _projection(role: Literal["omega", "psi"], n: int, k: int) -> Projection:
+    return Projection(role, n, k)
 
 
 # OpenBLAS splits a gemm over threads above m·n·k = 4·65536; these thin products (r×j by j×k) are
@@ -159,6 +168,8 @@ def project(x: np.ndarray, rows: np.ndarray, cols: bool) -> np.ndarray:
     xt = x if cols else x.T  # (r, j)
     r, j = xt.shape
     step = max(64, _GEMM_SINGLE_THREAD // max(r * rows.shape[1], 1))
+    if j <= step:
+        return xt @ rows if cols else (xt @ rows).T
     out = xt[:, :step] @ rows[:step]
     for c in range(step, j, step):
         out += xt[:, c : c + step] @ rows[c : c + step]
@@ -182,24 +193,31 @@ def module_weight(scaling: float, d_out: int, d_in: int, weighting: Weighting = 
 
 
 class SketchBuilder:
-    """Accumulates modules' projected halves into one fingerprint (no module order dependence)."""
+    """Collects modules' projected halves; ``result`` hashes them into one fingerprint (module order
+    does not matter: the count sketch is a sum)."""
 
     def __init__(self, k: int = K, dim: int = DIM, weighting: Weighting = WEIGHTING) -> None:
         self.k, self.dim, self.weighting = k, dim, weighting
-        self.n_modules = 0
-        self._vec = np.zeros(dim)
+        self._names: list[str] = []
+        self._values: list[np.ndarray] = []
+
+    @property
+    def n_modules(self) -> int:
+        return len(self._names)
 
     def add(self, name: str, psi_b: np.ndarray, a_omega: np.ndarray, scaling: float, d_out: int, d_in: int) -> None:
         """One module: Ψ·B (k×r), A·Ω (r×k), its PEFT scaling s and its d_out, d_in."""
-        s = (np.asarray(psi_b, dtype=np.float64) @ np.asarray(a_omega, dtype=np.float64)).ravel()
-        s *= module_weight(scaling, d_out, d_in, self.weighting)
-        idx, sign = _buckets(name, self.k, self.dim)
-        self._vec += np.bincount(idx, weights=sign * s, minlength=self.dim)
-        self.n_modules += 1
+        s = np.asarray(psi_b, dtype=np.float64) @ np.asarray(a_omega, dtype=np.float64)
+        self._names.append(name)
+        self._values.append(s.ravel() * module_weight(scaling, d_out, d_in, self.weighting))
 
     def result(self) -> Fingerprint | None:
         """The unit-norm fingerprint (zeros if every ΔW is zero); None if the sketch overflowed float64."""
-        vec = self._vec
+        vec = np.zeros(self.dim)
+        if self._names:  # one bincount for all modules: each entry to its bucket, with its sign
+            buckets = [_buckets(name, self.k, self.dim) for name in self._names]
+            signed = np.concatenate(self._values) * np.concatenate([sign for _, sign in buckets])
+            vec = np.bincount(np.concatenate([idx for idx, _ in buckets]), weights=signed, minlength=self.dim)
         top = float(np.max(np.abs(vec))) if vec.size else 0.0
         if not math.isfinite(top):
             return None

@@ -20,13 +20,13 @@ import numpy as np
 
 from hubaudit.constants import FEATURESET_VERSION, MAX_ADAPTER_BYTES
 from hubaudit.models import ModuleStat, SavedTensor, ScanResult
+from hubaudit.pattern_keys import NON_ASCII_NOTE
 from hubaudit.stats import layout
 from hubaudit.stats._reject import Rejected, one_line, show_name
 from hubaudit.stats.adapter_config import NO_CONFIG, LoraSettings, parse_settings
-from hubaudit.stats.fingerprint import MAX_SIDE, SketchBuilder, projection
 from hubaudit.stats.features import compute_features, scored_modules
+from hubaudit.stats.fingerprint import MAX_SIDE, SketchBuilder, projection
 from hubaudit.stats.gram import spectra_from_grams
-from hubaudit.pattern_keys import NON_ASCII_NOTE
 from hubaudit.stats.pickle_sandbox import convert_pickle
 from hubaudit.stats.reader import (
     FileDigest,
