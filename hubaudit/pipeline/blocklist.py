@@ -133,7 +133,7 @@ def parse_blocklist(data: bytes, *, base: str, dim: int) -> list[dict[str, Any]]
         raise InputError(f"not a {FORMAT} file (its \"format\" must be {FORMAT!r})")
     if set(doc) != _TOP_KEYS:
         raise InputError(f"the top level must hold exactly {', '.join(sorted(_TOP_KEYS))}")
-    if doc["version"] != VERSION or isinstance(doc["version"], bool):
+    if type(doc["version"]) is not int or doc["version"] != VERSION:  # not True, not 1.0
         raise InputError(f"unsupported {FORMAT} version (this hubaudit reads version {VERSION})")
     if not isinstance(doc["base"], str) or len(doc["base"]) > MAX_BASE:
         raise InputError("base must be a model id")

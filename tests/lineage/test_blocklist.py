@@ -159,6 +159,7 @@ def _hostile() -> list[tuple[str, bytes]]:
         "wrong format": json.dumps(_doc(good, format="other")).encode(),
         "version 2": json.dumps(_doc(good, version=2)).encode(),
         "version true": json.dumps(_doc(good, version=True)).encode(),
+        "version 1.0": json.dumps(_doc(good, version=1.0)).encode(),
         "other base": json.dumps(_doc(good, base="meta-llama/Llama-3.2-1B")).encode(),
         "unknown top key": json.dumps(_doc(good, extra=1)).encode(),
         "entries not a list": json.dumps(_doc() | {"entries": {"a": 1}}).encode(),
