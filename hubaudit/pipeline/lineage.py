@@ -162,7 +162,9 @@ def derived_for(store: Store, base: str, fingerprint: Fingerprint | None, revisi
     thr = thresholds_in_force(threshold_set)
     if fingerprint is not None and fingerprint.version != FINGERPRINT_VERSION:
         return thr, None
-    fps = store.fingerprints(base)
+    # Only the known-bad revisions and this one: the rest of the population cannot be a source.
+    wanted = set(store.probe_confirmed(base)) | ({revision_id} if revision_id is not None else set())
+    fps = store.fingerprints(base, revision_ids=wanted)
     if fingerprint is None:
         hit = np.nonzero(fps.revision_ids == revision_id)[0] if revision_id is not None else []
         if not len(hit):

@@ -8,7 +8,7 @@ from sqlalchemy import and_, func, select, update
 from hubaudit._gc import no_cyclic_gc
 from hubaudit.constants import FEATURESET_VERSION
 from hubaudit.models import FeatureBlock
-from hubaudit.store._sql import chunks, clean_json, feature_columns, feature_digest, unpack_modules
+from hubaudit.store._sql import SQL_IN_CHUNK, chunks, clean_json, feature_columns, feature_digest, unpack_modules
 from hubaudit.store.rows import PopulationRow, ThresholdSetRow
 from hubaudit.store.schema import Adapter, BaseModel, Revision, ThresholdSet, Verdict, WeightScore, utcnow
 
@@ -69,7 +69,7 @@ class CalibrationMixin:
             x = np.frombuffer(b"".join(rows[i].feature_vec for i in idx), dtype="<f8").reshape(len(idx), len(names))
             for i, row in zip(idx, FeatureBlock(names, x.astype(np.float64, copy=False)).rows()):
                 out[i] = row
-        for part in chunks(sorted(legacy), 900):
+        for part in chunks(sorted(legacy), SQL_IN_CHUNK):
             q = select(WeightScore.id, WeightScore.features).where(WeightScore.id.in_([rows[i].score_id for i in part]))
             by_id = {r.id: r.features for r in conn.execute(q)}
             for i in part:

@@ -6,6 +6,7 @@ is one matrix-vector product over every stored adapter of a base.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -15,7 +16,7 @@ from sqlalchemy import select
 
 from hubaudit.constants import FINGERPRINT_VERSION
 from hubaudit.models import Fingerprint
-from hubaudit.store._sql import chunks
+from hubaudit.store._sql import SQL_IN_CHUNK, chunks
 from hubaudit.store.schema import (
     Adapter,
     AdapterFingerprint,
@@ -87,8 +88,11 @@ class LineageMixin:
             rows,
         )
 
-    def fingerprints(self, base: str, version: str = FINGERPRINT_VERSION) -> FingerprintSet:
-        """Every stored fingerprint of ``version`` for the adapters of ``base`` (all revisions)."""
+    def fingerprints(self, base: str, version: str = FINGERPRINT_VERSION, *,
+                     revision_ids: Collection[int] | None = None) -> FingerprintSet:  # fmt: skip
+        """Every stored fingerprint of ``version`` for the adapters of ``base`` (all revisions), or only
+        those of ``revision_ids`` (a check compares one adapter with a few known-bad ones: reading
+        100,000 fingerprints for it would cost ~200 MB)."""
         with self._read() as conn:  # type: ignore[attr-defined]
             bid = self._base_id(conn, base, create=False)  # type: ignore[attr-defined]
             q = (
@@ -99,7 +103,15 @@ class LineageMixin:
                 .where(Adapter.base_id == bid, AdapterFingerprint.version == version)
                 .order_by(AdapterFingerprint.revision_id)
             )  # fmt: skip
-            rows = conn.execute(q).all() if bid is not None else []
+            if bid is None:
+                rows = []
+            elif revision_ids is None:
+                rows = conn.execute(q).all()
+            else:
+                rows = []
+                for part in chunks(sorted(set(revision_ids)), SQL_IN_CHUNK):
+                    rows.extend(conn.execute(q.where(AdapterFingerprint.revision_id.in_(part))).all())
+                rows.sort(key=lambda r: r.revision_id)
         dims = {r.dim for r in rows}
         if len(dims) > 1:
             raise ValueError(f"fingerprints of version {version} with several dimensions {sorted(dims)}")

@@ -15,6 +15,11 @@ from sqlalchemy import Table
 from hubaudit.models import ModuleStat
 
 
+# Values per SQL ``IN (...)`` list or multi-row statement chunk. SQLite compiled before 3.32 allows 999
+# bound parameters per statement; PostgreSQL allows 65,535. One constant for every store module.
+SQL_IN_CHUNK = 900
+
+
 def insert_for(dialect: str, table: Table):  # type: ignore[no-untyped-def]
     """An INSERT that supports ``on_conflict_do_update``/``do_nothing`` (SQLite ≥ 3.24, PostgreSQL)."""
     if dialect == "postgresql":

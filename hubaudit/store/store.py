@@ -23,7 +23,7 @@ from hubaudit.store._calibration import _BULK_CHUNK, CalibrationMixin
 from hubaudit.store._lineage import LineageMixin, fingerprint_row
 from hubaudit.store._queue import QueueMixin
 from hubaudit.store._read import ReadMixin
-from hubaudit.store._sql import chunks, clean_json, feature_columns, insert_for, pack_modules
+from hubaudit.store._sql import SQL_IN_CHUNK, chunks, clean_json, feature_columns, insert_for, pack_modules
 from hubaudit.store.engine import BEGIN_OPTION, make_engine
 from hubaudit.store.schema import Adapter, BaseModel, Revision, Run, WeightScore, utcnow
 
@@ -282,7 +282,7 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin, LineageMixin):
         bid = self._base_id(conn, base)
         now = utcnow()
         old: dict[str, Any] = {}
-        for part in chunks(sorted(merged_items), 900):
+        for part in chunks(sorted(merged_items), SQL_IN_CHUNK):
             q = select(Adapter.id, Adapter.repo_id, Adapter.meta, Adapter.author).where(
                 Adapter.base_id == bid, Adapter.repo_id.in_(part))
             old.update({row.repo_id: row for row in conn.execute(q)})
@@ -315,7 +315,7 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin, LineageMixin):
         wanted = set(keys)
         out: dict[tuple[str, str], str] = {}
         with self._read() as conn:
-            for part in chunks(sorted({r for r, _ in wanted}), 900):
+            for part in chunks(sorted({r for r, _ in wanted}), SQL_IN_CHUNK):
                 q = select(Revision.repo_id, Revision.sha, Revision.status).where(Revision.repo_id.in_(part)).order_by(Revision.id)
                 for row in conn.execute(q):  # ascending id: the newest row of a pair wins, as in revision_outcome
                     if (row.repo_id, row.sha) in wanted:
@@ -330,7 +330,7 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin, LineageMixin):
                 select(Adapter.id, Adapter.repo_id).where(Adapter.base_id == bid, Adapter.source == "hub", Adapter.removed.is_(False))
             ).all()
             gone = [r for r in rows if r.repo_id not in present_repo_ids]
-            for part in chunks([r.id for r in gone], 900):
+            for part in chunks([r.id for r in gone], SQL_IN_CHUNK):
                 conn.execute(update(Adapter).where(Adapter.id.in_(part)).values(removed=True))
         return sorted(r.repo_id for r in gone)
 
@@ -446,7 +446,7 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin, LineageMixin):
 
     def _adapter_ids(self, conn: Connection, bid: int, repo_ids: list[str]) -> dict[str, int]:
         out: dict[str, int] = {}
-        for part in chunks(repo_ids, 900):  # SQLite's bound-parameter limit is generous now, not infinite
+        for part in chunks(repo_ids, SQL_IN_CHUNK):
             q = select(Adapter.repo_id, Adapter.id).where(Adapter.base_id == bid, Adapter.repo_id.in_(part))
             out.update({r.repo_id: r.id for r in conn.execute(q)})
         return out
@@ -454,7 +454,7 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin, LineageMixin):
     def _revision_ids(self, conn: Connection, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
         out: dict[tuple[int, str], int] = {}
         adapter_ids = sorted({a for a, _ in keys})
-        for part in chunks(adapter_ids, 900):
+        for part in chunks(adapter_ids, SQL_IN_CHUNK):
             q = select(Revision.adapter_id, Revision.sha, Revision.id).where(Revision.adapter_id.in_(part))
             out.update({(r.adapter_id, r.sha): r.id for r in conn.execute(q)})
         return out
