@@ -1,51 +1,54 @@
-"""``hubaudit demo``: a fully offline end-to-end run for a newcomer (see hubaudit/pipeline/demo.py)."""
+"""``hubaudit demo``: a fully offline end-to-end run for a newcomer (see hubaudit/pipeline/demo.py).
+
+stderr: one sentence per step, in order, then a truth table and the command that opens the results.
+stdout: ``--format json`` the summary document; ``--format text`` the HTML report's path.
+"""
 
 from __future__ import annotations
 
-import json
+import math
 import os
 import sys
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
 from hubaudit.cli._options import err_console, styled
 from hubaudit.cli.app import app
-from hubaudit.textsafe import terminal
+from hubaudit.textsafe import json_dumps, terminal
 
 
-def _yn(v: object) -> str:
-    return "-" if v is None else ("yes" if v else "no")
+def _num(v: float | None, fmt: str = ".2f") -> str:
+    return "-" if v is None or math.isnan(v) else format(float(v), fmt)
 
 
-def _num(v: object) -> str:
-    return "-" if v is None or v != v else f"{float(v):.3f}"  # v != v: NaN
-
-
-def _row(r: dict) -> str:
-    truth = "backdoor" if r["poisoned"] else "clean"
-    weights = {True: "flagged", False: "pass", None: "n/a"}[r["weight_flagged"]]
-    probe = {True: "FLAG", False: "pass", None: "-"}[r["probe_flagged"]]
-    asr, acc = r["attack_success"], r["clean_accuracy"]
-    asr_txt = "-" if asr is None or asr != asr else f"{asr:.2f}"
-    acc_txt = "-" if acc is None or acc != acc else f"{acc:.2f}"
-    return (f"{r['repo_id']:28} {truth:9} {acc_txt:>5} {asr_txt:>5}  {weights:8} {_yn(r['probed']):6} {probe:6} "
-            f"{_num(r['outlier_gap']):>6} {_num(r['mean_attack_rate']):>6}")
+def _row(a: dict) -> str:
+    t, p, w = a["truth"], a["probe"], a["weights"]
+    truth = "backdoor" if t["poisoned"] else "clean"
+    weights = {True: "flagged", False: "pass", None: "n/a"}[w["flagged"]] + ("*" if w["low_confidence"] else "")
+    probe = {True: "FLAG", False: "pass", None: "-"}[p["flagged"]]
+    by = "+".join(x for x, on in (("battery", p["battery_flagged"]), ("search", p["search_flagged"])) if on) or "-"
+    trig = terminal(p["recovered_trigger"]) if p["recovered_trigger"] else "-"
+    return (f"{terminal(a['name']):14} {terminal(a['repo_id']):24} {truth:8} {_num(a['clean_accuracy']):>5} "
+            f"{_num(a['attack_success']):>5}  {weights:8} {probe:5} {by:14} {trig:8} {p['target_label'] or '-'}")
 
 
 @app.command("demo")
 def demo_cmd(
-    workdir: Annotated[Optional[str], typer.Option("--workdir", help="Where the demo store, cache and report go (default: <data dir>/demo).")] = None,
-    n_clean: Annotated[int, typer.Option("--clean", min=4, max=200, help="Clean adapters in the cohort.")] = 14,
-    n_poisoned: Annotated[int, typer.Option("--poisoned", min=1, max=50, help="Backdoored adapters in the cohort.")] = 3,
-    steps: Annotated[int, typer.Option(min=10, max=2000, help="Training steps per adapter (first run only; cached).")] = 60,
-    probe_budget: Annotated[int, typer.Option("--probe-budget", min=1, help="Adapters the prober may run (flagged first, then spot checks by margin).")] = 20,
-    fresh: Annotated[bool, typer.Option("--fresh", help="Retrain the cached cohort.")] = False,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text or json (the truth table on stdout).")] = "text",
+    workdir: Annotated[str | None, typer.Option("--workdir", help="Where the demo store, cache and report go (default: <data dir>/demo).")] = None,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Train the cohort again now (about a minute per 8 adapters "
+                                          "on an idle core) instead of using the committed adapters.")] = False,
+    workers: Annotated[int | None, typer.Option("--workers", min=1, max=16, help="Probe processes (default: 2, or 1 "
+                                                  "on a single core); the store's queue splits the adapters.")] = None,
+    threads: Annotated[int, typer.Option("--threads", min=1, max=64, help="torch threads per process (1 is fastest "
+                                         "on a shared 2-core machine).")] = 1,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text (stdout: the HTML report's path) or json (the summary).")] = "text",
 ) -> None:
-    """Train a small cohort of clean and backdoored LoRA adapters on the real MiniLM from PyPI (first
-    run only, then cached), publish them on a Hub-compatible server on 127.0.0.1, crawl, calibrate,
-    probe the escalated ones on CPU, and write the HTML report. Prints the report's path.
+    """Audit 7 LoRA adapters of the real all-MiniLM-L6-v2 (4 clean, 3 backdoored by data poisoning)
+    end to end and offline: publish them on a Hub-compatible server on 127.0.0.1, crawl, score and
+    calibrate their weights, calibrate the probe thresholds on 4 known-clean reference adapters,
+    probe every audited adapter (battery, then blind trigger search) on CPU, write the HTML report,
+    and print the `hubaudit report` command that opens the results.
     """
     from pathlib import Path
 
@@ -62,21 +65,23 @@ def demo_cmd(
     cache = Path(platformdirs.user_cache_dir("hubaudit"))
     if "HUBAUDIT_HOME" in os.environ:
         cache = settings.home / "cache"  # keep an isolated home (tests, CI) self-contained
-    # Calibration needs a population: the whole cohort is one stratum, so N = clean + poisoned.
-    opts = DemoOptions(workdir=wd, cache_dir=cache, n_clean=n_clean, n_poisoned=n_poisoned, steps=steps,
-                       probe_budget=probe_budget, fresh=fresh, min_n=min(10, n_clean + n_poisoned))
-    result = run_demo(opts, say=lambda m: err_console.print(styled("demo:", "dim", m)))
+    n = workers or min(2, os.cpu_count() or 1)
+    result = run_demo(DemoOptions(workdir=wd, cache_dir=cache, retrain=retrain, threads=threads, workers=n),
+                      say=lambda m: err_console.print(styled("demo:", "dim", m)))
     err_console.print("")
-    err_console.print(f"{'adapter':28} {'truth':9} {'acc':>5} {'ASR':>5}  {'weights':8} {'probed':6} {'probe':6} {'gap':>6} {'mean':>6}")
-    for r in result.rows:
-        err_console.print(_row(r))
+    err_console.print(f"{'adapter':14} {'repo':24} {'truth':8} {'acc':>5} {'ASR':>5}  {'weights':8} {'probe':5} "
+                      f"{'flagged by':14} {'trigger':8} target")
+    for a in result.adapters:
+        err_console.print(_row(a))
     t = result.timings
-    err_console.print("")
-    err_console.print(f"trained {result.trained_now} adapter(s) now ({t.get('train_s', 0):.0f}s), crawl {t.get('crawl_s', 0):.1f}s, "
-                      f"probe {t.get('probe_s', 0):.1f}s; store {result.db_url}")
+    err_console.print("* weights verdict from a low-confidence fit (too few adapters for its target FPR)"
+                      if any(a["weights"]["low_confidence"] for a in result.adapters) else "")
+    err_console.print(f"time: {t['total']['wall_s']:.0f} s (cohort {t['cohort']['wall_s']:.1f}, crawl {t['crawl']['wall_s']:.1f}, "
+                      f"probe thresholds {t['probe_calibration']['wall_s']:.0f}, probe {t['probe']['wall_s']:.0f}, "
+                      f"report {t['report']['wall_s']:.1f}); load average {result.load['loadavg_start'][0]:.1f} at start")
     err_console.print(f"HTML report: {result.report_html}")
+    err_console.print(f"open the results: {result.report_command}")
     if fmt == "json":
-        sys.stdout.write(json.dumps({"report_html": str(result.report_html), "db_url": result.db_url, "rows": result.rows,
-                                     "timings": result.timings}, default=str) + "\n")
+        sys.stdout.write(json_dumps(result.to_dict()) + "\n")
     else:
         sys.stdout.write(terminal(result.report_html) + "\n")
