@@ -143,8 +143,9 @@ def report_cmd(
     flagged_only: Annotated[bool, typer.Option("--flagged-only", help="List only flagged adapters (counts stay over all).")] = False,
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
     output: OutputOpt = None,
-    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 on an unsuppressed finding (3 if the base is not calibrated, "
-                                            "or if an adapter passed only with low confidence).")] = FailOn.never,
+    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 on an unsuppressed finding (probe-confirmed and copies count "
+                                            "without calibration); else 3 if the base is not calibrated or an adapter "
+                                            "passed only with low confidence.")] = FailOn.never,
     accept_low_confidence: Annotated[bool, typer.Option(
         "--accept-low-confidence",
         help="With --fail-on: passes judged by thresholds fitted on too few adapters do not exit 3.")] = False,
@@ -176,10 +177,11 @@ def report_cmd(
               f"few adapters): add --reference CLEAN_ADAPTER or more adapters and recalibrate; --min-n set this low "
               f"is what allows such fits")  # fmt: skip
     if fail_on is FailOn.flagged:
-        if not report.calibration.calibrated:
-            raise typer.Exit(3)
+        # A finding needs no calibration to count (a probe-confirmed backdoor, a copy of one): 1 before 3.
         if s.flagged_unsuppressed:
             raise typer.Exit(1)
+        if not report.calibration.calibrated:
+            raise typer.Exit(3)
         if s.low_confidence and not accept_low_confidence:  # could not be audited, as for `check`
             raise typer.Exit(3)
 

@@ -132,3 +132,21 @@ def test_check_suppression_must_name_the_copy(url, tmp_path):
     own.write_text(f'[[suppress]]\nrepo = "{L.COPY}"\nreason = "accepted"\nexpires = 2999-01-01\n')
     p = run("check", L.COPY, "--offline", "--format", "json", "--suppress", str(own), "--db", url)
     assert p.returncode == 0 and json.loads(p.stdout)["verdict"] == "suppressed"
+
+
+def test_fail_on_exits_1_for_findings_of_a_base_that_is_not_calibrated(tmp_path):
+    # A probe-confirmed backdoor and its copies need no weight calibration to count: 1 comes before 3.
+    from hubaudit.store import Store
+
+    url = f"sqlite:///{tmp_path / 'uncalibrated.db'}"
+    with Store.open(url, create=True) as store:
+        L.build(store, calibrate=False)
+    p = run("report", "--base", L.BASE, "--fail-on", "flagged", "--format", "json", "--db", url)
+    assert p.returncode == 1, p.stderr
+    doc = json.loads(p.stdout)
+    assert doc["calibration"]["calibrated"] is False and doc["summary"]["derived"] >= 1
+    sup = tmp_path / "all.toml"  # every finding accepted: now the missing calibration decides (3)
+    sup.write_text("".join(f'[[suppress]]\nrepo = "{r}"\nreason = "accepted"\nexpires = 2999-01-01\n\n'
+                           for r in (L.BAD, L.COPY, L.TUNED)))  # fmt: skip
+    p = run("report", "--base", L.BASE, "--fail-on", "flagged", "--suppress", str(sup), "--db", url)
+    assert p.returncode == 3, p.stderr
