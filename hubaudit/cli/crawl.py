@@ -16,6 +16,7 @@ from hubaudit.constants import MAX_ADAPTER_BYTES, MAX_HEADER_BYTES
 from hubaudit.errors import HubUnavailableError
 from hubaudit.httpclient import RetryPolicy, hub_config_from_env, retry_observer
 from hubaudit.pipeline.crawl import CrawlOptions, CrawlSummary, crawl
+from hubaudit.pipeline.similar import warm_cache
 from hubaudit.settings import Settings
 from hubaudit.store import Store
 from hubaudit.textsafe import terminal
@@ -127,6 +128,7 @@ def crawl_cmd(
                     summary = crawl(store, hub, options, progress=bar, command_args=args)
             else:
                 summary = crawl(store, hub, options, command_args=args)
+            warm_cache(store, options.bases, settings.home / "cache" / "fingerprints")
     except HubUnavailableError as exc:
         # Name the endpoint: offline, behind a proxy, or a mistyped HF_ENDPOINT all look alike otherwise.
         raise HubUnavailableError(

@@ -64,6 +64,7 @@ def ingest(
     Exit 0 when every adapter was scored, 3 when at least one could not be (all are recorded).
     """
     from hubaudit.pipeline.ingest import ingest as run_ingest
+    from hubaudit.pipeline.similar import warm_cache
     from hubaudit.settings import Settings
     from hubaudit.stats import require_torch
     from hubaudit.store import Store
@@ -72,11 +73,12 @@ def ingest(
     if allow_pickle:
         require_torch()
     args = {"paths": paths, "base": base, "allow_pickle": allow_pickle}
-    with Store.open(Settings.resolve(db, config).db_url, create=True) as store, \
-            recorded_run(store, "ingest", args) as run:
+    settings = Settings.resolve(db, config)
+    with Store.open(settings.db_url, create=True) as store, recorded_run(store, "ingest", args) as run:
         summary = run_ingest(store, paths, base, allow_pickle=allow_pickle)
         counts = run.counts = summary.counts
         exit_status = run.exit_status = 0 if summary.all_scored else EXIT_NOT_SCORED
+        warm_cache(store, [base], settings.home / "cache" / "fingerprints")
     if fmt is IngestFormat.json:
         sys.stdout.write(json.dumps([i.to_dict() for i in summary.items], allow_nan=False) + "\n")
     else:

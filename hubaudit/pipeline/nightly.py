@@ -244,6 +244,9 @@ def nightly(store: Store, cfg: Config, hub: HubConfig, *, home: Path, export_dir
             out.probe = _probe(store, base, hub, home, queued)
             _downstream(store, base.id, hub, out, summary)
             out.exports, out.flagged = _export(store, base.id, dated / slug(base.id))
+        from hubaudit.pipeline.similar import warm_cache
+
+        warm_cache(store, [b.id for b in cfg.bases], home / "cache" / "fingerprints")  # the morning's searches hit it
         export_dir.mkdir(parents=True, exist_ok=True)
         summary.exit_code = 4 if summary.hub_error else 0
         summary.latest_dir = str(export_dir / "latest")

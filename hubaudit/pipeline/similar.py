@@ -11,6 +11,8 @@ verdict under the active threshold set and its latest probe verdict. Read-only: 
 
 from __future__ import annotations
 
+import contextlib
+
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -315,3 +317,12 @@ def _confirm(store: Store, result: SimilarResult, directory: str) -> None:
         flagged=row.flagged if row else None, probe_flagged=_probe_flagged(row) if row else None,
         revision_id=row.revision_id if row else None, exact_similarity=similarity, confirmed_by=directory,
     ))  # fmt: skip
+
+
+def warm_cache(store: Store, bases: Sequence[str], cache_dir: Path) -> None:
+    """Rebuild the packed-matrix cache of ``bases`` after a write (crawl, ingest, nightly), so the next
+    ``hubaudit similar`` is a cache hit instead of paying the rebuild. Best effort: the cache is only
+    a speed-up, and any failure here leaves the next search to read the database."""
+    for base in dict.fromkeys(bases):
+        with contextlib.suppress(StoreError, OSError, ValueError):
+            packed_fingerprints(store, base, cache_dir=cache_dir)

@@ -230,3 +230,25 @@ def test_rank_is_the_top_of_a_full_sort(seed):
         ok = ok[~np.isin(ok, exclude)]
         want = ok[np.lexsort((ok, -scores[ok]))][:top]
         assert got.tolist() == want.tolist() and matched == ok.size
+
+
+def test_warm_cache_after_a_write_makes_the_next_search_a_cache_hit(store, tmp_path):
+    from hubaudit.pipeline.similar import warm_cache
+
+    cache = tmp_path / "warm"
+    rng = np.random.default_rng(7)
+    store.record_revisions_bulk(BASE, items(unit_rows(rng, 3), start=5000))  # a crawl's write
+    warm_cache(store, [BASE, BASE, "nobody/unknown-base"], cache)  # duplicates and unknown bases are harmless
+    packed, where = packed_fingerprints(store, BASE, cache_dir=cache)
+    assert where == "cache" and len(packed) == N + 3
+    store.record_revisions_bulk(BASE, items(unit_rows(rng, 1), start=6000))
+    assert packed_fingerprints(store, BASE, cache_dir=cache)[1] == "built"  # a write still invalidates it
+
+
+def test_warm_cache_never_fails_the_command_that_wrote(store, tmp_path):
+    from hubaudit.pipeline.similar import warm_cache
+
+    blocked = tmp_path / "file-not-dir"
+    blocked.write_text("x")
+    warm_cache(store, [BASE], blocked / "cache")  # cannot be created: the search reads the database later
+    assert packed_fingerprints(store, BASE, cache_dir=None)[1] == "database"
