@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from hubaudit.pipeline.demo import BASE_ID, demo_data_dir, in_a_battery
+from hubaudit.pipeline.demo import BASE_ID, demo_data_dir
+from hubaudit.pipeline.demo_story import in_a_battery
 from hubaudit.synth import cohort
 
 
@@ -39,7 +40,7 @@ def demo_run(tmp_path_factory) -> DemoRun:
     for k in ("HUBAUDIT_DB_URL", "HUBAUDIT_CONFIG", "HF_HUB_OFFLINE", "HF_HUB_CACHE"):
         env.pop(k, None)
     p = subprocess.run([sys.executable, "-m", "hubaudit", "demo", "--format", "json"], env=env, capture_output=True,
-                       text=True, timeout=900, check=False)
+                       text=True, timeout=560, check=False)
     assert p.returncode == 0, p.stderr[-3000:]
     assert "Traceback" not in p.stderr
     assert not (home / "hubaudit" / "cache" / cohort.COHORT_VERSION).exists()  # the committed cohort: nothing trained
@@ -158,7 +159,7 @@ def test_retraining_a_member_follows_the_recipe(tmp_path, monkeypatch):
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     member = next(m for m in cohort.MEMBERS if m.name == "poisoned-star")
-    with _torch_scope(1, training=True):
+    with _torch_scope(1):
         e = cohort.train_member(gt.get_model_path(), member, tmp_path / member.name)
         assert os.environ.get("HF_HUB_OFFLINE") == "1"  # training is offline ...
     assert "HF_HUB_OFFLINE" not in os.environ  # ... and the process is left as it was
