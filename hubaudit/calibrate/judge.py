@@ -77,10 +77,16 @@ def judge(features: Mapping[str, float | None], stratum: str, threshold_set: Map
          "per_feature": {"flagged", "margin"},
          "top": [[name, robust z], ...],  # the 3 largest |z| (the combined fit's z under "combined")
          "features": {name: {"value", "z", "fired", "threshold" (crossed bound, feature units),
-                             "side" ("above"/"below"), "missing"}}}  # fired or missing features only
+                             "side" ("above"/"below"), "missing"}},  # fired or missing features only
+         "margin_unit": "ln(S/T)" | "σ",  # what ``margin`` counts (the rule's; absent when not judged)
+         "fired": [{"feature", "value", "threshold", "direction" ("above"/"below"), "margin", "z"}]}
+                                      # per fired feature, largest margin first; margin = how far past
+                                      # its threshold in robust σ (> 0); absent when none fired
 
     Only fired and missing features get a detail entry: a clean adapter's explanation is its
     margin and largest z-scores, and a base's re-judgement writes 100,000 of these (bench_store.py).
+    ``reasons`` are prose for people; consumers read the structured keys (``combined``, ``fired``,
+    ``margin``/``margin_unit``, ``paper``), never the prose.
     """
     return judge_many([(stratum, features)], threshold_set)[0]
 
@@ -180,6 +186,7 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
     for i in range(len(rows)):  # those rows are converted to Python lists below
         per: dict[str, Any] = {}
         fired_text: list[str] = []
+        fired_rec: list[dict[str, Any]] = []
         if special_l[i]:
             vals, zs, fired_i, missing_i = raw[i].tolist(), z[i].tolist(), fired[i].tolist(), missing[i].tolist()
             ranked: list[tuple[float, str]] = []
@@ -191,14 +198,20 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
                     side = "above" if above[i, j] else "below"
                     bound = feats[j]["threshold_high"] if side == "above" else feats[j]["threshold_low"]
                     per[name] = {"value": v, "z": zs[j], "fired": True, "threshold": bound, "side": side}
-                    ranked.append((float(ex[i, j]), f"{name}={v:.4g} {side} {bound:.4g} (robust z={zs[j]:+.1f}, {key}, n={n_fit})"))
+                    past = float(ex[i, j])
+                    ranked.append((past, f"{name}={v:.4g} {side} {bound:.4g} (robust z={zs[j]:+.1f}, {key}, n={n_fit})"))
+                    fired_rec.append({"feature": name, "value": v, "threshold": bound, "direction": side, "margin": past,
+                                      "z": zs[j]})
             fired_text = [r for _, r in sorted(ranked, key=lambda t: -t[0])]  # largest exceedance first
+            fired_rec.sort(key=lambda r: -r["margin"])
         pf_margin = margin_l[i] if any_l[i] else None
         pf_flag = None if pf_margin is None else pf_margin > 0
         bd: dict[str, Any] = common.copy()
         bd["per_feature"] = {"flagged": pf_flag, "margin": pf_margin}
         bd["top"] = top_l[i]
         bd["features"] = per
+        if fired_rec:
+            bd["fired"] = fired_rec
         paper_text = None
         if jp is not None and p_val_l[i] == p_val_l[i]:
             side = "above" if p_above_l[i] else "below"
@@ -215,8 +228,8 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
             flagged = m > 0
             tops = ", ".join(f"{n} {v:+.1f}" for n, v in top_l[i]) if flagged else ""
             bd["combined"] = {"statistic": s_i, "threshold": thr, "mode": mode, "flagged": flagged}
-            # No "=" in these two lines: report formats show a reason up to its first "=" (report/formats/
-            # _common.fired_names), so the whole comparison shows. A pass stays short (100,000 per base).
+            bd["margin_unit"] = "ln(S/T)"
+            # A pass stays short (100,000 per base).
             if flagged:
                 head = f"combined {mode} D²/K {s_i:.3g} above threshold {thr:.3g} (largest |z|: {tops})"
             else:
@@ -228,6 +241,7 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
                 verdicts.append((None, bd))
                 continue
             m, flagged = pf_margin, pf_flag
+            bd["margin_unit"] = "σ"
             lines = fired_text if flagged else [f"within thresholds ({key}, n={n_fit}); closest at {m:+.2f} σ"]
             reasons = lines + ([paper_text] if paper_text else [])
         bd["reasons"], bd["margin"] = reasons, m

@@ -15,8 +15,10 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
+from hubaudit.report import evidence
 from hubaudit.report.model import (
     AUDITED_STATUS,
+    RULE_STATISTIC,
     AdapterEntry,
     Calibration,
     DerivedFrom,
@@ -31,6 +33,7 @@ from hubaudit.report.model import (
     Suppression,
 )
 from hubaudit.report.suppress import match_suppression
+
 
 def field_of(row: Any, name: str, default: Any = None) -> Any:
     """``row.name`` for dataclass rows, ``row[name]`` for mappings."""
@@ -75,11 +78,44 @@ def score_threshold(strata: Mapping[str, Any], key: str | None) -> float | None:
     return _score_threshold(strata[key], strata)
 
 
+def verdict_rule(threshold_set: Any) -> str:
+    """The verdict rule of a stored threshold set (calibrate/judge.py: ``params["verdict"]``, "per-feature"
+    for sets stored before it existed)."""
+    params = field_of(threshold_set, "params") or {}
+    rule = params.get("verdict") if isinstance(params, Mapping) else None
+    return rule if rule in RULE_STATISTIC else "per-feature"
+
+
+def _judging_fit(spec: Any, strata: Mapping[str, Any]) -> Mapping[str, Any] | None:
+    """The fit that judges a stratum (judge.resolve): its own when calibrated, else its pool's; None when
+    neither is calibrated. Flat layouts (hand-built or legacy sets, no status) count as calibrated."""
+    if not isinstance(spec, Mapping):
+        return None
+    if spec.get("status", "calibrated") == "calibrated":
+        return spec
+    pool = strata.get(spec.get("pool") or "")
+    return pool if isinstance(pool, Mapping) and pool.get("status") == "calibrated" else None
+
+
+def _decision_threshold(spec: Any, strata: Mapping[str, Any], rule: str) -> float | None:
+    """The threshold the rule compares with in one stratum: the combined fit's T, or 0 σ per feature."""
+    fit = _judging_fit(spec, strata)
+    if fit is None:
+        return None
+    if rule == "per-feature":
+        return 0.0
+    comb = fit.get("combined")
+    if not isinstance(comb, Mapping) or comb.get("status") != "calibrated":
+        return None
+    return _finite(comb.get("threshold"))
+
+
 def calibration_from(threshold_set: Any | None) -> Calibration:
     """The Calibration block from an active ``ThresholdSetRow`` (or None: not calibrated)."""
     if threshold_set is None:
         return Calibration(calibrated=False)
     strata_raw = field_of(threshold_set, "strata") or {}
+    rule = verdict_rule(threshold_set)
     strata = []
     for key in sorted(strata_raw):
         spec = strata_raw[key]
@@ -92,9 +128,12 @@ def calibration_from(threshold_set: Any | None) -> Calibration:
                 status=spec.get("status", "calibrated") if mapping else "calibrated",
                 thresholds=dict(spec) if mapping else {"threshold": spec},
                 low_confidence_reason=_low_confidence(spec, strata_raw) if mapping else None,
+                decision_statistic=RULE_STATISTIC[rule][0],
+                decision_threshold=_decision_threshold(spec, strata_raw, rule),
             )
         )
     return Calibration(
+        rule=rule,
         calibrated=True,
         threshold_set_id=field_of(threshold_set, "id"),
         version=field_of(threshold_set, "version"),
@@ -145,6 +184,17 @@ def hub_security_from(provenance: Any) -> HubSecurity | None:
     return HubSecurity(scans_done=done if isinstance(done, bool) else None, files_with_issues=tuple(issues))
 
 
+def _source(row: Any) -> str | None:
+    """Where the store has the repo from: "local" for ingested paths (``local:`` ids, ``adapters.source`` or
+    the revision's provenance saying so), "hub" for a Hub listing, None when the row does not say."""
+    provenance = field_of(row, "provenance")
+    source = field_of(row, "source")
+    if str(field_of(row, "repo_id") or "").startswith("local:") or (
+            isinstance(provenance, Mapping) and provenance.get("source") == "local"):  # fmt: skip
+        return "local"
+    return source if isinstance(source, str) else None
+
+
 def entry_from_row(
     row: Any, base: str, calibration: Calibration, suppressions: Sequence[Suppression], today: date,
     derived_from: DerivedFrom | None = None,
@@ -152,7 +202,9 @@ def entry_from_row(
     """One :class:`AdapterEntry` from an ``AuditRow`` (flagged/margin/reasons from its stored breakdown).
 
     ``derived_from``: the known-bad adapter this revision is a copy or derivative of (a finding of its
-    own, kept out of ``reasons``, which hold the weight verdict's feature reasons only)."""
+    own, kept out of ``reasons``, which hold the weight verdict's feature reasons only). ``decision``,
+    ``fired_features`` and ``evidence`` come from the structured parts of the breakdown and of the
+    probe result (report/evidence.py), never from their prose."""
     repo_id = field_of(row, "repo_id")
     sha = field_of(row, "sha")
     status = field_of(row, "status") or "unknown"
@@ -180,6 +232,15 @@ def entry_from_row(
         if low is None and "low_confidence" not in breakdown:
             low = (fit_cal or strat_cal).low_confidence_reason if (fit_cal or strat_cal) is not None else None
     declared = field_of(row, "declared_base")
+    judged = flagged is not None and status == AUDITED_STATUS
+    bd: Mapping[str, Any] = breakdown if judged and isinstance(breakdown, Mapping) else {}
+    fit_spec = (fit_cal or strat_cal).thresholds if (fit_cal or strat_cal) is not None else None
+    decision = evidence.weight_decision(bd, calibration.rule) if bd else None
+    fired = evidence.fired_features(bd, fit_spec) if bd else ()
+    margin = _finite(bd.get("margin")) if judged else None
+    unit = (bd.get("margin_unit") if isinstance(bd.get("margin_unit"), str) else None) if judged else None
+    unit = unit or (decision.unit if decision is not None else calibration.margin_unit if judged else None)
+    probe = field_of(row, "probe")
     return AdapterEntry(
         repo_id=repo_id,
         sha=sha,
@@ -189,11 +250,11 @@ def entry_from_row(
         score=_finite(field_of(row, "score")) if status == AUDITED_STATUS else None,
         flagged=None if status != AUDITED_STATUS else (None if flagged is None else bool(flagged)),
         reasons=reasons,
-        margin=_finite(breakdown.get("margin")) if flagged is not None else None,
+        margin=margin,
         threshold=threshold,
         stratum=stratum,
         threshold_set_version=calibration.version if flagged is not None else None,
-        probe=field_of(row, "probe"),
+        probe=probe,
         first_seen=field_of(row, "first_seen"),
         last_seen=field_of(row, "last_seen"),
         downloads=field_of(row, "downloads"),
@@ -207,6 +268,14 @@ def entry_from_row(
         files=StoredFile.from_rows(field_of(row, "files")),
         derived_from=derived_from,
         hub_security=hub_security_from(field_of(row, "provenance")),
+        margin_unit=unit,
+        decision=decision,
+        fired_features=fired,
+        weight_evidence=tuple(evidence.weight_sentences(None if not judged else bool(flagged), decision, fired, margin,
+                                                        unit)),
+        probe_evidence=tuple(evidence.probe_sentences(probe)),
+        probe_summary=evidence.probe_summary(probe),
+        source=_source(row),
     )
 
 
@@ -321,6 +390,8 @@ def build_report(
         summary=summarize(entries),
         adapters=tuple(listed),
         population_scores=tuple((e.stratum or "?", e.score) for e in entries if e.score is not None),
+        decision_scores=tuple((e.decision.fit or e.stratum or "?", e.decision.value) for e in entries
+                              if e.flagged is not None and e.decision is not None and e.decision.value is not None),
         norm_maps=tuple(norm_maps),
         since=since,
         flagged_only=flagged_only,

@@ -17,7 +17,7 @@ SCHEMA_VERSION = "1"
 
 HUB_URL = "https://huggingface.co"
 
-# Statuses an audit row can have (STORE_API.md record_revision); only "scored" has a score.
+# Statuses an audit row can have (hubaudit.store record_revision); only "scored" has a score.
 AUDITED_STATUS = "scored"
 
 
@@ -75,12 +75,21 @@ class Suppression:
         return {"repo": self.repo, "sha": self.sha, "reason": self.reason, "expires": self.expires.isoformat()}
 
 
+# What each verdict rule (calibrate/judge.py) compares with its threshold, and the unit of its margin.
+RULE_STATISTIC = {
+    "combined": ("combined D²/K", "ln(S/T)"),  # S = D²/K of the robust z over every calibrated feature
+    "per-feature": ("largest feature exceedance", "σ"),  # robust σ past the nearest per-feature bound
+}
+
+
 @dataclass(frozen=True)
 class StratumCalibration:
     """Thresholds of one comparable stratum (variant | rank | target modules).
 
-    ``score_threshold`` is the upper threshold on the headline score when the calibration has one
-    (used for histogram lines); ``thresholds`` carries every per-feature threshold as stored.
+    ``decision_threshold`` is the threshold the verdict rule compares with (``decision_statistic``,
+    e.g. "combined D²/K": the statistic that decides, histogram lines); None when the stratum's fit has
+    none (not calibrated). ``score_threshold`` is the paper's statistic's own upper threshold
+    (global_frobN_std, arXiv 2605.30189), shown only as secondary; ``thresholds`` every stored threshold.
     """
 
     stratum: str
@@ -90,6 +99,8 @@ class StratumCalibration:
     thresholds: dict[str, Any] = field(default_factory=dict)
     # the fit that judges the stratum (its own or its pool's) had too few adapters for its target FPR
     low_confidence_reason: str | None = None
+    decision_statistic: str | None = None
+    decision_threshold: float | None = None
 
     @property
     def low_confidence(self) -> bool:
@@ -108,6 +119,17 @@ class Calibration:
     n: int | None = None
     created_at: datetime | None = None
     strata: tuple[StratumCalibration, ...] = ()
+    rule: str | None = None  # the verdict rule of the set (RULE_STATISTIC key): what decides flagged
+
+    @property
+    def decision_statistic(self) -> str | None:
+        """What the rule compares with its threshold, e.g. "combined D²/K"."""
+        return RULE_STATISTIC.get(self.rule or "", (None, None))[0]
+
+    @property
+    def margin_unit(self) -> str | None:
+        """The unit of every verdict's ``margin`` under this set ("ln(S/T)" or "σ")."""
+        return RULE_STATISTIC.get(self.rule or "", (None, None))[1]
 
     def stratum(self, key: str | None) -> StratumCalibration | None:
         return next((s for s in self.strata if s.stratum == key), None)
@@ -141,6 +163,56 @@ class DerivedFrom:
             "similarity": self.similarity, "kind": self.kind, "source_kind": self.source_kind,
             "threshold": self.threshold, "reason": self.reason,
         }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class FiredFeature:
+    """One weight feature past its own calibrated threshold (calibrate/judge.py ``fired``).
+
+    ``value`` and ``threshold`` in the feature's units; ``direction`` "above" or "below" (the side of the
+    threshold the value lies on); ``margin`` how far past it in robust σ (> 0 = beyond the threshold by
+    that much), None when the verdict did not record it and the fit could not give it; ``z`` the robust z.
+    """
+
+    feature: str
+    value: float | None
+    threshold: float | None
+    direction: str
+    margin: float | None = None
+    z: float | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"feature": self.feature, "value": self.value, "threshold": self.threshold,
+                "direction": self.direction, "margin_sigma": self.margin, "z": self.z}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class WeightDecision:
+    """The statistic that decided the weight verdict, against its threshold.
+
+    ``margin`` in ``unit`` (> 0 exactly when above the threshold, i.e. flagged by the weights): ln(S/T)
+    for the combined statistic, robust σ for the per-feature rule. ``fit`` is the threshold-set entry
+    (stratum or pool) that judged, fitted on ``n`` adapters. ``top``: the largest robust |z| (feature, z).
+    """
+
+    rule: str
+    statistic: str
+    value: float | None
+    threshold: float | None
+    margin: float | None
+    unit: str
+    fit: str | None = None
+    n: int | None = None
+    top: tuple[tuple[str, float], ...] = ()
+
+    @property
+    def above(self) -> bool | None:
+        return None if self.margin is None else self.margin > 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"rule": self.rule, "statistic": self.statistic, "value": self.value, "threshold": self.threshold,
+                "margin": self.margin, "unit": self.unit, "fit": self.fit, "n": self.n,
+                "top": [{"feature": f, "z": z} for f, z in self.top]}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -227,9 +299,14 @@ class AdapterEntry:
     """One adapter revision as a report shows it.
 
     ``flagged``: True/False from the active threshold set, None when it was not judged (base or
-    stratum not calibrated, or not scored). ``margin``: the largest signed exceedance over any
-    calibrated feature's threshold, in robust σ units (calibrate/judge.py; > 0 exactly when
-    flagged). ``threshold``: the upper threshold on the headline score, in score units.
+    stratum not calibrated, or not scored). ``margin``: the deciding statistic against its threshold
+    (calibrate/judge.py) in ``margin_unit`` (ln(S/T) for the combined statistic, robust σ for the
+    per-feature rule): > 0 exactly when flagged by the weights, < 0 = below the threshold by that
+    much (a finding by probe or lineage keeps its weights' negative margin). ``threshold``: the
+    paper's statistic's upper threshold, in score units (secondary; ``decision`` has the deciding one).
+    ``evidence``: one sentence per reason it is a finding (battery, blind search, target inversion,
+    lineage, weights), built from structured data; ``source``: where the store has the repo from
+    ("hub" or "local"; None when the row did not say): only a Hub repo gets a Hub link.
     """
 
     repo_id: str
@@ -240,7 +317,7 @@ class AdapterEntry:
     score: float | None = None
     flagged: bool | None = None
     reasons: tuple[str, ...] = ()
-    margin: float | None = None  # robust σ units, the largest signed exceedance over any feature (judge.py)
+    margin: float | None = None  # the deciding statistic vs its threshold, in margin_unit (judge.py)
     threshold: float | None = None
     stratum: str | None = None
     threshold_set_version: int | None = None
@@ -262,6 +339,14 @@ class AdapterEntry:
     hub_security: HubSecurity | None = None  # the Hub's own scan status; never overrides a finding
     downstream: tuple[DownstreamRepo, ...] = ()  # Hub repos built on this adapter (shown for findings)
     files: tuple[StoredFile, ...] = ()  # the revision's stored files (the SBOM's hashes)
+    # why it is flagged, from structured data (judge.py's breakdown, the probe result; report/evidence.py)
+    margin_unit: str | None = None  # "ln(S/T)" | "σ"; None when not judged
+    decision: WeightDecision | None = None
+    fired_features: tuple[FiredFeature, ...] = ()  # largest margin first
+    weight_evidence: tuple[str, ...] = ()  # the weights' verdict in words (flagged: why; passed: by how much)
+    probe_evidence: tuple[str, ...] = ()  # why the probe flagged it (battery, blind search, target inversion)
+    probe_summary: str | None = None  # one line on a probe that found nothing (spot checks)
+    source: str | None = None  # "hub" | "local" (the store's adapters.source); None: unknown
 
     @property
     def low_confidence(self) -> bool:
@@ -273,15 +358,41 @@ class AdapterEntry:
         return self.low_confidence and self.flagged is False and not self.is_finding
 
     @property
+    def evidence(self) -> tuple[str, ...]:
+        """One sentence per reason it is a finding: the probe's, the copy/derivative match (its ``reason``,
+        as the copies section shows it), the weights' when they flagged it; () for a non-finding."""
+        out = [*self.probe_evidence] if self.probe_flagged else []
+        if self.derived_from is not None:
+            out.append(self.derived_from.reason)
+        if self.flagged:
+            out += self.weight_evidence
+        return tuple(out)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What the other checks said about a finding: the weights' pass (why its margin is negative), a
+        probe that found nothing."""
+        if not self.is_finding:
+            return ()
+        out = [*self.weight_evidence] if self.flagged is False else []
+        return tuple(out + ([self.probe_summary] if self.probe_summary else []))
+
+    @property
+    def hub_sourced(self) -> bool:
+        """The store has this repo from a Hub listing (not ingested from a local path)."""
+        return self.source in (None, "hub") and not self.repo_id.startswith("local:")
+
+    @property
     def url(self) -> str | None:
-        return hub_url(self.repo_id, self.sha)
+        """Link to the revision on the Hub; None for repos that did not come from a Hub."""
+        return hub_url(self.repo_id, self.sha) if self.hub_sourced else None
 
     @property
     def fired(self) -> tuple[str, ...]:
-        """Names of the features that fired (each judge.py reason reads ``name=value above bound (...)``)."""
+        """Names of the features past their own thresholds when the weights flagged it (largest margin first)."""
         if not self.flagged:
             return ()
-        return tuple(dict.fromkeys(r.split("=", 1)[0].strip() for r in self.reasons))
+        return tuple(dict.fromkeys(f.feature for f in self.fired_features))
 
     @property
     def audited(self) -> bool:
@@ -369,7 +480,9 @@ class Report:
     calibration: Calibration
     summary: Summary
     adapters: tuple[AdapterEntry, ...]  # the listed entries (all, or findings only with --flagged-only)
-    population_scores: tuple[tuple[str, float], ...] = ()  # (stratum, score) of every scored revision
+    population_scores: tuple[tuple[str, float], ...] = ()  # (stratum, paper's score) of every scored revision
+    # (fit key, deciding statistic) of every judged revision: what the histogram shows (Calibration.rule)
+    decision_scores: tuple[tuple[str, float], ...] = ()
     norm_maps: tuple[NormMap, ...] = ()
     since: datetime | None = None
     flagged_only: bool = False

@@ -87,7 +87,7 @@ class ReadMixin:
             select(
                 Revision.id.label("revision_id"), Revision.repo_id, Revision.sha, Revision.status, Revision.reason, Revision.error,
                 Revision.declared_base, Revision.provenance, Revision.files, Revision.recorded_at,
-                Adapter.first_seen, Adapter.last_seen, Adapter.removed, Adapter.author, Adapter.meta,
+                Adapter.first_seen, Adapter.last_seen, Adapter.removed, Adapter.author, Adapter.meta, Adapter.source,
                 WeightScore.score, WeightScore.features, WeightScore.stratum, WeightScore.featureset_version,
                 Verdict.flagged, Verdict.breakdown, Verdict.threshold_set_id,
                 ProbeResult.result.label("probe_result"), ProbeResult.flagged.label("probe_flagged"),
@@ -113,5 +113,5 @@ def _row(base: str, r: Any) -> AuditRow:
         threshold_set_id=r["threshold_set_id"], first_seen=r["first_seen"], last_seen=r["last_seen"],
         recorded_at=r["recorded_at"], downloads=meta.get("downloads"), likes=meta.get("likes"), removed=bool(r["removed"]),
         author=r["author"], declared_base=r["declared_base"], provenance=dict(r["provenance"] or {}),
-        files=list(r["files"] or []), meta=meta, probe=probe,
+        files=list(r["files"] or []), meta=meta, probe=probe, source=r["source"],
     )  # fmt: skip

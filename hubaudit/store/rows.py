@@ -69,6 +69,7 @@ class AuditRow:
     files: list[dict[str, Any]]
     meta: dict[str, Any]
     probe: dict[str, Any] | None
+    source: str | None = None  # the adapter's ``adapters.source``: "hub" (a Hub listing) | "local" (ingested)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -33,7 +33,10 @@ def row(i: int, *, score=None, flagged=None, status="scored", reason=None, strat
         "revision_id": i, "repo_id": repo or f"org{i % 3}/adapter-{i}", "sha": sha(i), "status": status,
         "reason": reason, "error": error, "score": score, "features": {"global_frobN_std": score} if score else {},
         "stratum": stratum if status == "scored" else None, "flagged": flagged,
-        "breakdown": {"reasons": list(reasons), "margin": margin} if flagged is not None else {},
+        # judge.py's structured records of the features that fired (here: one per reason, values not modelled)
+        "breakdown": ({"reasons": list(reasons), "margin": margin} | ({"fired": [
+            {"feature": r, "direction": "above", "value": None, "threshold": None, "margin": None} for r in reasons]}
+            if flagged else {})) if flagged is not None else {},
         "threshold_set_id": ts_id if flagged is not None else None,
         "first_seen": datetime(2026, 11, 1 + i % 20, tzinfo=timezone.utc),
         "last_seen": NOW, "downloads": downloads, "likes": 1, "removed": False,

@@ -68,14 +68,15 @@ def test_table_and_markdown_show_trigger_for_findings_and_spot_checks():
     r, spot, skipped = _report()
     text = get_format("table", width=100).render(r)
     assert max(len(ln) for ln in text.splitlines()) <= 100
-    assert "trigger: 'cf' → LABEL_0, attack rate 0.96, robust 0.92" in text
+    assert "why: blind search recovered trigger 'cf' → LABEL_0 (attack rate 0.96, robust rate 0.92 >" in text
     assert "Probed, not flagged (2)" in text and "'describe algebra'" in text and "search skipped" in text
     md = get_format("markdown").render(r)
-    block = md.split("## Behavioural probes (3)")[1].split("\n## ")[0]
-    rows = [ln for ln in block.splitlines() if ln.startswith("|")]
-    assert len(rows) == 5 and len({len(re.findall(r"(?<!\\)\|", ln)) for ln in rows}) == 1
+    why = md.split("## Why each finding is flagged")[1].split("\n## ")[0]
     # Triggers are data: quoted (repr) and Markdown-escaped text, never a code span (see formats/markdown.py).
-    assert "| 'cf' |" in block and "prefix 1.00, middle 1.00, suffix 0.88" in block and "| 'describe algebra' |" in block
+    assert "recovered trigger 'cf' → LABEL\\_0" in why and "prefix 1.00 / middle 1.00 / suffix 0.88" in why
+    spot_md = md.split("## Probed, not flagged (2)")[1].split("\n## ")[0]
+    assert len([ln for ln in spot_md.splitlines() if ln.startswith("- ")]) == 2  # one line each
+    assert "'describe algebra'" in spot_md and not re.search(r"(?<!\\)`", spot_md)
 
 
 def test_sarif_names_the_recovered_trigger():
@@ -91,9 +92,10 @@ def test_html_shows_trigger_and_spot_checks():
     html = get_format("html").render(r)
     assert 'id="spot-checks"' in html and "Probed, not flagged (2)" in html
     spot_part = html.split('id="spot-checks"')[1]
-    assert "describe algebra" in spot_part and "Blind trigger search" in spot_part and spot in spot_part
+    assert "describe algebra" in spot_part and "blind search" in spot_part and spot in spot_part
+    assert spot_part.count('class="spot-check"') == 2  # one line each, no raw probe record
     findings = html.split('id="findings"')[1].split('id="spot-checks"')[0]
-    assert "&#x27;cf&#x27;" in findings and "prefix, middle, suffix" in findings
+    assert "&#x27;cf&#x27;" in findings and "prefix 1.00 / middle 1.00 / suffix 0.88" in findings
 
 
 @pytest.mark.browser
@@ -103,4 +105,4 @@ def test_html_with_search_renders_in_chromium(tmp_path):
     dom, errors = _load(tmp_path, get_format("html").render(r))
     assert errors == []
     assert 'data-broken-images="0"' in dom and 'id="spot-checks"' in dom and 'id="spot-check-0"' in dom
-    assert "describe algebra" in dom and "Blind trigger search" in dom
+    assert "describe algebra" in dom and "blind search" in dom

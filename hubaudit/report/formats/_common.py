@@ -38,9 +38,12 @@ def calibration_dict(cal: Calibration) -> dict[str, Any]:
         "strata": [
             {"stratum": s.stratum, "status": s.status, "n": s.n, "score_threshold": s.score_threshold,
              "low_confidence": s.low_confidence, "low_confidence_reason": s.low_confidence_reason,
-             "thresholds": s.thresholds}
+             "thresholds": s.thresholds,
+             # appended: what the verdict rule compares with in this stratum (score_threshold is the paper's)
+             "decision_statistic": s.decision_statistic, "decision_threshold": s.decision_threshold}
             for s in cal.strata
         ],
+        "rule": cal.rule, "decision_statistic": cal.decision_statistic, "margin_unit": cal.margin_unit,
     }
 
 
@@ -78,6 +81,13 @@ def adapter_dict(e: AdapterEntry) -> dict[str, Any]:
         "derived_from": None if e.derived_from is None else e.derived_from.to_dict(),
         "hub_security": None if e.hub_security is None else e.hub_security.to_dict(),
         "downstream": [downstream_dict(d) for d in e.downstream],
+        # why it is a finding, structured (appended): the deciding statistic, each fired feature, sentences
+        "margin_unit": e.margin_unit,
+        "decision": None if e.decision is None else e.decision.to_dict(),
+        "fired_features": [f.to_dict() for f in e.fired_features],
+        "evidence": list(e.evidence),
+        "probe_summary": e.probe_summary,
+        "source": e.source,
     }
 
 
@@ -116,7 +126,27 @@ def fmt_num(x: float | None, digits: int = 4) -> str:
 
 
 def fmt_margin(x: float | None) -> str:
+    """Signed: + above the threshold by that much, - below it ('-' alone when not judged)."""
     return "-" if x is None else f"{x:+.3g}"
+
+
+def margin_unit(report: Report) -> str:
+    """The unit of the margin column ("ln(S/T)" or "σ"; "" when the base is not calibrated)."""
+    return report.calibration.margin_unit or ""
+
+
+def margin_help(report: Report) -> str:
+    """What the margin column means, sign included."""
+    stat = report.calibration.decision_statistic or "the deciding statistic"
+    unit = margin_unit(report)
+    how = " as ln(statistic/threshold)" if unit == "ln(S/T)" else " in robust σ" if unit == "σ" else ""
+    return (f"{stat} against its threshold{how}; + = above the threshold by that much (flagged by the weights), "
+            "- = below it (probe and lineage findings may be below)")
+
+
+def fmt_decision(e: AdapterEntry) -> str:
+    """The deciding statistic's value ('-' when not judged)."""
+    return fmt_num(e.decision.value) if e.decision is not None else "-"
 
 
 def fmt_count(n: int | None) -> str:
@@ -186,12 +216,6 @@ def clip(text: str, width: int) -> str:
     return text if len(text) <= width else text[: max(width - 1, 0)] + "…"
 
 
-def fired_names(reasons: tuple[str, ...] | list[str]) -> str:
-    """Short "features fired" text: the feature names of judge.py's reasons (``name=value above ...``)."""
-    names = [r.split("=", 1)[0].strip() if "=" in r else r for r in reasons]
-    return ", ".join(dict.fromkeys(names))
-
-
 # ---------------------------------------------------------------- blind trigger search
 _POSITIONS = ("prefix", "middle", "suffix")
 
@@ -246,31 +270,22 @@ def trigger_text(probe: dict[str, Any] | None) -> str:
 # How many downstream repos / Hub-flagged files a human format lists per adapter (json has them all).
 MAX_LISTED = 25
 
-_SOURCE_KIND = {
-    "probe_confirmed": "a probe confirmed its backdoor",
-    "blocklist": "on an imported blocklist",
-    "weights_flagged": "flagged by its weights",
-}
-
-
-def source_kind_text(kind: str) -> str:
-    """Why the source of a copy/derivative is known-bad, in words (an unknown kind is shown as is)."""
-    return _SOURCE_KIND.get(kind, kind)
-
-
 def source_text(d: DerivedFrom) -> str:
     return f"{d.source_repo_id}@{d.source_sha}" if d.source_sha else d.source_repo_id
 
 
 def why_text(e: AdapterEntry) -> str:
-    """A finding's "why": the ``derived_from`` reason when it is a copy/derivative, then the features
-    that fired (or ``probe``); '-' when nothing explains it."""
-    parts = [e.derived_from.reason] if e.derived_from is not None else []
-    if e.reasons and (e.flagged or e.derived_from is None):
-        parts.append(("fired: " if parts else "") + fired_names(e.reasons))
-    elif e.probe_flagged:
-        parts.append("probe")
-    return "; ".join(parts) or "-"
+    """A finding's headline "why": its first evidence sentence (report/evidence.py); '-' when none."""
+    return e.evidence[0] if e.evidence else "-"
+
+
+def spot_checks(report: Report) -> list[AdapterEntry]:
+    """Probed adapters that are not findings (the probe found nothing): one line each in human formats."""
+    return [e for e in report.adapters if e.probe and not e.is_finding]
+
+
+def spot_check_text(e: AdapterEntry) -> str:
+    return e.probe_summary or "probed"
 
 
 def thresholds_text(t: SimilarityThresholds | None) -> str:

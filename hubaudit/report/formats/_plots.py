@@ -66,12 +66,34 @@ def _png(fig) -> bytes:
     return buf.getvalue()
 
 
+def _plain_log_ticks(axis) -> None:
+    """Log-axis tick labels as plain numbers (1, 2, 5, 10, ...): the default ones are mathtext, which
+    :func:`_literal_text` turns off, so they would print as ``$\\mathdefault{10^{0}}$``."""
+    from matplotlib.ticker import FuncFormatter
+
+    def minor(v: float, _pos: int) -> str:
+        lead = round(v / 10 ** math.floor(math.log10(v))) if v > 0 else 0
+        return f"{v:g}" if lead in (2, 5) else ""
+
+    axis.set_major_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    axis.set_minor_formatter(FuncFormatter(minor))
+
+
+# What the x axis of the decision histogram is, per verdict rule (Calibration.rule).
+_AXIS = {
+    "combined": "combined D²/K: squared Mahalanobis distance of the robust z of every calibrated feature ÷ K",
+    "per-feature": "largest feature exceedance in robust σ (> 0: some feature is past its threshold)",
+}
+
+
 @_literal_text
-def score_histogram(
-    scores: Sequence[float], strata: Sequence[StratumCalibration], findings: Sequence[AdapterEntry], base: str
+def decision_histogram(
+    values: Sequence[float], strata: Sequence[StratumCalibration], findings: Sequence[AdapterEntry], base: str,
+    rule: str | None,
 ) -> bytes | None:
-    """Histogram of every audited adapter's score, threshold line(s) per stratum, findings marked."""
-    vals = [s for s in scores if s is not None and math.isfinite(s)]
+    """Histogram of the statistic that decides the weight verdict (every judged adapter), its threshold per
+    stratum (each fit's value drawn once), findings marked at their own value."""
+    vals = [s for s in values if s is not None and math.isfinite(s)]
     if not vals:
         return None
     import numpy as np
@@ -80,11 +102,12 @@ def score_histogram(
     lo, hi = min(vals), max(vals)
     thresholds: list[tuple[str, float]] = []
     for s in strata:  # a pooled stratum repeats its pool's threshold: draw each value once
-        if s.score_threshold is not None and all(abs(s.score_threshold - t) > 1e-12 * abs(t) for _, t in thresholds):
-            thresholds.append((s.stratum, s.score_threshold))
+        t = s.decision_threshold
+        if t is not None and all(abs(t - u) > 1e-12 * max(abs(u), 1e-300) for _, u in thresholds):
+            thresholds.append((s.stratum, t))
     for _, t in thresholds:
         lo, hi = min(lo, t), max(hi, t)
-    # Scores span orders of magnitude across hyper-parameters: log-spaced bins when all are positive.
+    # The combined statistic spans orders of magnitude: log-spaced bins when everything is positive.
     log = positive and all(t > 0 for _, t in thresholds) and hi / lo > 20
     if log:
         bins = np.logspace(math.log10(lo) - 0.02, math.log10(hi) + 0.02, 40)
@@ -93,27 +116,30 @@ def score_histogram(
         bins = np.linspace(lo - pad, hi + pad, 40)
     fig = _figure(8.6, 3.4)
     ax = fig.add_subplot(1, 1, 1)
-    ax.hist(vals, bins=bins, color=_BAR, edgecolor="white", linewidth=0.6, label=f"audited adapters (n={len(vals)})")
+    ax.hist(vals, bins=bins, color=_BAR, edgecolor="white", linewidth=0.6, label=f"judged adapters (n={len(vals)})")
     if log:
         ax.set_xscale("log")
+        _plain_log_ticks(ax.xaxis)
     for i, (stratum, t) in enumerate(thresholds[: len(_THRESHOLD_COLORS)]):
         label = f"threshold {_label(stratum)}" if len(thresholds) > 1 else "threshold"
         ax.axvline(t, color=_THRESHOLD_COLORS[i], linestyle="--", linewidth=1.3, label=label)
     if len(thresholds) > len(_THRESHOLD_COLORS):
         ax.text(0.99, 0.97, f"+{len(thresholds) - len(_THRESHOLD_COLORS)} more strata", transform=ax.transAxes,
                 ha="right", va="top", fontsize=8, color=_MUTED)
-    flagged = [e.score for e in findings if e.score is not None and e.suppressed is None]
-    suppressed = [e.score for e in findings if e.score is not None and e.suppressed is not None]
+    marked = [(e.decision.value, e.suppressed is not None) for e in findings
+              if e.decision is not None and e.decision.value is not None and math.isfinite(e.decision.value)]
+    flagged = [v for v, sup in marked if not sup]
+    suppressed = [v for v, sup in marked if sup]
     ymax = ax.get_ylim()[1]
     if flagged:
         ax.scatter(flagged, [ymax * 0.04] * len(flagged), marker="v", s=70, color=_FLAG, zorder=5,
-                   label=f"flagged ({len(flagged)})", clip_on=False)
+                   label=f"findings ({len(flagged)})", clip_on=False)
     if suppressed:
         ax.scatter(suppressed, [ymax * 0.04] * len(suppressed), marker="v", s=70, color=_SUPPRESSED, zorder=5,
                    label=f"suppressed ({len(suppressed)})", clip_on=False)
-    ax.set_xlabel("score: std of per-module ‖ΔW‖_F / √(d_out·d_in)  (arXiv 2605.30189)", color=_INK, fontsize=9)
+    ax.set_xlabel(_AXIS.get(rule or "", "deciding statistic"), color=_INK, fontsize=9)
     ax.set_ylabel("adapters", color=_INK, fontsize=9)
-    ax.set_title(f"Score distribution · {_label(base, 80)}", loc="left", fontsize=11, color=_INK)
+    ax.set_title(f"The statistic that decides · {_label(base, 80)}", loc="left", fontsize=11, color=_INK)
     for side in ("top", "right"):
         ax.spines[side].set_visible(False)
     ax.tick_params(labelsize=8, colors=_MUTED)

@@ -8,14 +8,15 @@ labels are never parsed as mathtext (formats/_plots.py)."""
 from __future__ import annotations
 
 import base64
-import json
 
+from hubaudit.report.evidence import source_kind_text
 from hubaudit.report.formats._common import (
     MAX_LISTED,
     downstream_counts,
     downstream_summary,
     fmt_count,
     fmt_date,
+    fmt_decision,
     fmt_margin,
     fmt_num,
     hub_issue_files,
@@ -23,21 +24,24 @@ from hubaudit.report.formats._common import (
     hub_security_text,
     lineage_checked,
     low_confidence_text,
+    margin_help,
+    margin_unit,
     probe_text,
-    search_info,
     short_sha,
-    source_kind_text,
     source_text,
+    spot_check_text,
+    spot_checks,
     state_text,
     thresholds_text,
-    trigger_text,
     verdict_text,
     why_text,
 )
-from hubaudit.report.formats._plots import norm_heatmaps, score_histogram
+from hubaudit.report.formats._plots import decision_histogram, norm_heatmaps
 from hubaudit.report.formats.interface import ReportFormat
 from hubaudit.report.model import AdapterEntry, Report, hub_url
-from hubaudit.textsafe import html as escape  # html.escape, control and bidi characters shown as escapes
+from hubaudit.textsafe import (
+    html as escape,  # html.escape, control and bidi characters shown as escapes
+)
 
 # Heat maps are a PNG each: cap them so a population with many findings still yields a usable file.
 MAX_HEATMAPS = 50
@@ -76,6 +80,9 @@ img.plot{max-width:100%;height:auto;display:block;margin:6px 0}
 table.kv{width:auto;min-width:360px} table.kv th{text-transform:none;letter-spacing:0;font-size:13px;
 color:var(--muted);font-weight:500;padding-right:24px}
 footer{color:var(--muted);font-size:12px;text-align:center;margin-top:24px}
+ul.evidence{margin:4px 0 8px;padding-left:20px} ul.evidence li{margin:2px 0}
+ul.spot{list-style:none;margin:0;padding:0} ul.spot li{padding:4px 0;border-bottom:1px solid var(--line)}
+td.why{min-width:280px;max-width:440px}
 """
 
 
@@ -135,59 +142,43 @@ def _calibration(report: Report) -> str:
         body = ('<div class="alert"><strong>Not calibrated.</strong> No active threshold set for this base: '
                 'no adapter is judged clean. Run <code>hubaudit calibrate --base BASE</code>.</div>')
     else:
+        stat = escape(cal.decision_statistic or "?")
         body = (f"<p>Threshold set <strong>v{cal.version}</strong> · method <code>{escape(cal.method or '?')}</code> · "
                 f"features <code>{escape(cal.featureset_version or '?')}</code> · N = {cal.n} · fitted "
-                f"{fmt_date(cal.created_at)}</p>")
+                f"{fmt_date(cal.created_at)}</p><p>The weights' verdict is <strong>{stat}</strong> against its "
+                "threshold per stratum; the paper's statistic (global_frobN_std, arXiv 2605.30189) is shown "
+                "beside it and decides nothing.</p>")
         if cal.strata:
             rows = "".join(f"<tr><td><code>{escape(s.stratum)}</code></td><td class=num>{fmt_count(s.n)}</td>"
+                           f"<td class=num>{fmt_num(s.decision_threshold)}</td>"
                            f"<td class=num>{fmt_num(s.score_threshold)}</td>"
                            f"<td>{'low: ' + escape(s.low_confidence_reason or '') if s.low_confidence else 'ok'}</td></tr>"
                            for s in cal.strata)  # fmt: skip
-            body += ('<table><thead><tr><th>stratum</th><th class=num>n</th><th class=num>score threshold</th>'
+            body += (f'<table id="calibration-table"><thead><tr><th>stratum</th><th class=num>n</th>'
+                     f"<th class=num>threshold: {stat} (decides)</th>"
+                     "<th class=num>paper statistic threshold (secondary)</th>"
                      f"<th>confidence</th></tr></thead><tbody>{rows}</tbody></table>")
     return f'<section id="calibration"><h2>Calibration in force</h2>{body}</section>'
 
 
-def _probe_table(e: AdapterEntry) -> str:
-    if not e.probe:
-        return '<p class="muted probe">Not probed yet.</p>'
-    rows = "".join(
-        f"<tr><th>{escape(str(k))}</th><td>{escape(v if isinstance(v, str) else json.dumps(v, default=str))}</td></tr>"
-        for k, v in sorted(e.probe.items()) if not isinstance(v, (list, dict)) or len(json.dumps(v, default=str)) < 300
-    )
-    return _search_block(e) + f'<table class="kv probe"><tbody>{rows}</tbody></table>'
-
-
-def _search_block(e: AdapterEntry) -> str:
-    """The blind search's recovered trigger, its attack rate and where it fires; '' without a search."""
-    info = search_info(e.probe)
-    if info is None:
-        return ""
-    if info["status"] != "ok":
-        return f'<p class="search muted">Blind trigger search: {escape(trigger_text(e.probe))}.</p>'
-    rows = [("recovered trigger", f"<code>{escape(repr(info['trigger']))}</code>"),
-            ("target label", escape(str(info["label"]))),
-            ("attack rate (mean over positions)", fmt_num(info["attack_rate"], 3)),
-            ("robust rate (verdict statistic)", f"{fmt_num(info['robust_rate'], 3)} vs τ_search {fmt_num(info['tau'], 3)}"),
-            ("rate by insertion position", escape(", ".join(f"{m} {r:.2f}" for m, r in info["rates_by_mode"].items()) or "-")),
-            ("fires at", escape(", ".join(info["positions"]) or "no position (< 0.5)")),
-            ("search verdict", "flagged" if info["flagged"] else "not flagged")]
-    body = "".join(f"<tr><th>{k}</th><td>{v}</td></tr>" for k, v in rows)
-    return f'<h4>Blind trigger search</h4><table class="kv search"><tbody>{body}</tbody></table>'
+def _evidence(e: AdapterEntry) -> str:
+    """The finding's evidence sentences, then (muted) what the checks that did not flag it said."""
+    items = [f"<li>{escape(x)}</li>" for x in e.evidence]
+    items += [f'<li class="muted">{escape(x)}</li>' for x in e.notes]
+    if not items:
+        items.append('<li class="muted">No evidence recorded.</li>')
+    return f'<ul class="evidence">{"".join(items)}</ul>'
 
 
 def _spot_checks(report: Report) -> str:
-    """Probed adapters that are not findings (spot checks): their probe details, recovered trigger included."""
-    spot = [e for e in report.adapters if e.probe and not e.is_finding]
+    """Probed adapters that are not findings: one line each (the full probe records are in --format json)."""
+    spot = spot_checks(report)
     if not spot:
         return ""
-    head = "<tr><th>adapter</th><th>probe</th><th>recovered trigger</th></tr>"
-    rows = "".join(f"<tr><td>{_link(e)}</td><td>{probe_text(e)}</td><td>{escape(trigger_text(e.probe))}</td></tr>"
-                   for e in spot)
-    details = "".join(f'<div class="spot-check" id="spot-check-{i}"><h3>{_link(e)}</h3>{_probe_table(e)}</div>'
-                      for i, e in enumerate(spot))
-    return (f'<section id="spot-checks"><h2>Probed, not flagged ({len(spot)})</h2>'
-            f"<table><thead>{head}</thead><tbody>{rows}</tbody></table>{details}</section>")
+    items = "".join(f'<li class="spot-check" id="spot-check-{i}">{_link(e)}: {escape(spot_check_text(e))}</li>'
+                    for i, e in enumerate(spot))
+    return (f'<section id="spot-checks"><h2>Probed, not flagged ({len(spot)})</h2><ul class="spot">{items}</ul>'
+            '<p class="muted">Full probe records: <code>--format json</code>.</p></section>')
 
 
 def _findings(report: Report) -> str:
@@ -196,36 +187,36 @@ def _findings(report: Report) -> str:
         msg = "None." if report.calibration.calibrated else "None can be named: the base is not calibrated."
         return f'<section id="findings"><h2>Flagged adapter revisions (0)</h2><p class="muted">{msg}</p></section>'
     hub = any(hub_said_something(e) for e in findings)
-    head = ("<tr><th>adapter</th><th class=num>score</th><th class=num title='largest exceedance over any feature threshold, robust σ'>margin σ</th><th>why (features fired)</th>"
+    stat = escape(report.calibration.decision_statistic or "statistic")
+    unit = escape(margin_unit(report))
+    head = (f"<tr><th>adapter</th><th class=num title='the statistic that decides the weight verdict'>{stat}</th>"
+            f"<th class=num title='{escape(margin_help(report))}'>margin {unit}</th><th>why</th>"
             "<th>probe</th><th class=num>downloads</th><th>first seen</th><th>state</th>"
             + ("<th title='the Hub&#x27;s own scan, not a hubaudit verdict'>Hub scan</th>" if hub else "") + "</tr>")
     rows = "".join(
-        f'<tr class="finding-row"><td>{_link(e)}</td><td class=num>{fmt_num(e.score)}</td>'
-        f"<td class=num>{fmt_margin(e.margin)}</td><td>{escape(why_text(e))}</td>"
+        f'<tr class="finding-row"><td>{_link(e)}</td><td class=num>{fmt_decision(e)}</td>'
+        f'<td class=num>{fmt_margin(e.margin)}</td><td class="why">{escape(why_text(e))}</td>'
         f"<td>{probe_text(e)}</td><td class=num>{fmt_count(e.downloads)}</td><td class=nw>{fmt_date(e.first_seen)}</td>"
         f"<td>{_badge(e)}</td>" + (f'<td class="hub-scan">{_hub_cell(e)}</td>' if hub else "") + "</tr>"
         for e in findings
     )
     details = []
     for i, e in enumerate(findings):
-        parts = [f'<div class="finding" id="finding-{i}"><h3>{_link(e)} {_badge(e)}</h3>']
+        parts = [f'<div class="finding" id="finding-{i}"><h3>{_link(e)} {_badge(e)}</h3>', _evidence(e)]
         if e.low_confidence:
             parts.append(f"<p>Low confidence: {escape(e.low_confidence_reason or '')}</p>")
         if e.suppressed is not None:
             parts.append(f"<p>Suppressed until {e.suppressed.expires.isoformat()}: {escape(e.suppressed.reason)}</p>")
         if e.derived_from is not None:
-            parts.append(f'<p class="derived">{escape(e.derived_from.reason)}: '
-                         f"{escape(source_kind_text(e.derived_from.source_kind))} (see Copies and derivatives).</p>")
+            parts.append('<p class="derived muted">Source, similarity and thresholds: see Copies and derivatives.</p>')
         if hub_said_something(e):
             parts.append(_hub_block(e))
         nm = report.norm_map(e.repo_id, e.sha)
         if nm is not None and i < MAX_HEATMAPS:
             parts.append(_img(norm_heatmaps(nm), f"norm heat map of {e.repo_id}", cls="plot heatmap"))
-        elif nm is None:
-            parts.append('<p class="muted">No per-module norms stored for this revision.</p>')
-        parts.append("<h3>Probe results</h3>" + _probe_table(e))
         details.append("".join(parts) + "</div>")
     return (f'<section id="findings"><h2>Flagged adapter revisions ({len(findings)})</h2>'
+            f'<p class="muted">Margin: {escape(margin_help(report))}. Full probe records: <code>--format json</code>.</p>'
             f"<table><thead>{head}</thead><tbody>{rows}</tbody></table>{''.join(details)}</section>")
 
 
@@ -327,14 +318,15 @@ class HtmlFormat(ReportFormat):
     media_type = "text/html"
 
     def render(self, report: Report) -> str:
-        hist = score_histogram([s for _, s in report.population_scores], report.calibration.strata,
-                               report.findings, report.base)
+        hist = decision_histogram([v for _, v in report.decision_scores], report.calibration.strata,
+                                  report.findings, report.base, report.calibration.rule)
         since = f" · revisions since {report.since:%Y-%m-%d}" if report.since else ""
         body = "".join([
             _cards(report),
             _calibration(report),
-            '<section id="distribution"><h2>Score distribution</h2>'
-            + _img(hist, "score distribution", css_id="score-histogram") + "</section>",
+            '<section id="distribution"><h2>The statistic that decides</h2>'
+            + _img(hist, f"distribution of {report.calibration.decision_statistic or 'the deciding statistic'}",
+                   css_id="score-histogram") + "</section>",
             _findings(report),
             _lineage(report),
             _downstream(report),

@@ -8,12 +8,14 @@ are the Hub URLs :func:`hubaudit.report.model.hub_url` builds from a valid repo 
 
 from __future__ import annotations
 
+from hubaudit.report.evidence import source_kind_text
 from hubaudit.report.formats._common import (
     MAX_LISTED,
     downstream_counts,
     downstream_summary,
     fmt_count,
     fmt_date,
+    fmt_decision,
     fmt_margin,
     fmt_num,
     hub_issue_files,
@@ -21,14 +23,15 @@ from hubaudit.report.formats._common import (
     hub_security_text,
     lineage_checked,
     low_confidence_text,
+    margin_help,
+    margin_unit,
     probe_text,
-    search_info,
     short_sha,
-    source_kind_text,
     source_text,
+    spot_check_text,
+    spot_checks,
     state_text,
     thresholds_text,
-    trigger_text,
     verdict_text,
     why_text,
 )
@@ -83,8 +86,14 @@ class MarkdownFormat(ReportFormat):
                 f" {md_escape(cal.featureset_version or '?')}), N = {cal.n}, fitted {fmt_date(cal.created_at)}."
             )
             if cal.strata:
-                out += ["", "| stratum | n | score threshold | confidence |", "|---|---:|---:|---|"]
-                out += [f"| {md_escape(st.stratum)} | {fmt_count(st.n)} | {fmt_num(st.score_threshold)}"
+                stat = md_escape(cal.decision_statistic or "?")
+                paper = md_escape("global_frobN_std")
+                out += ["", (f"The weights' verdict is **{stat}** against its threshold per stratum; the paper's "
+                             f"statistic ({paper}, arXiv 2605.30189) is shown as secondary and decides nothing.")]
+                out += ["", (f"| stratum | n | threshold: {stat} (decides) | paper statistic threshold (secondary) "
+                             "| confidence |"), "|---|---:|---:|---:|---|"]
+                out += [f"| {md_escape(st.stratum)} | {fmt_count(st.n)} | {fmt_num(st.decision_threshold)}"
+                        f" | {fmt_num(st.score_threshold)}"
                         f" | {'low: ' + md_escape(st.low_confidence_reason or '') if st.low_confidence else 'ok'} |"
                         for st in cal.strata]  # fmt: skip
 
@@ -92,7 +101,9 @@ class MarkdownFormat(ReportFormat):
         out += ["", f"## Flagged adapter revisions ({len(findings)})", ""]
         if findings:
             hub = any(hub_said_something(e) for e in findings)
-            out.append("| adapter | score | margin (σ) | why (features fired) | probe | downloads | first seen | state |"
+            stat, unit = md_escape(cal.decision_statistic or "statistic"), md_escape(margin_unit(report))
+            out += [f"Margin: {md_escape(margin_help(report))}.", ""]
+            out.append(f"| adapter | {stat} | margin ({unit}) | why | probe | downloads | first seen | state |"
                        + (" Hub scan (not a hubaudit verdict) |" if hub else ""))
             out.append("|---|---:|---:|---|---|---:|---|---|" + ("---|" if hub else ""))
             for e in findings:
@@ -103,12 +114,13 @@ class MarkdownFormat(ReportFormat):
                     state += f" until {e.suppressed.expires.isoformat()}: {md_escape(e.suppressed.reason)}"
                 hub_cell = (f" {_hub_cell(e)} |" if hub else "")
                 out.append(
-                    f"| {_name(e)} | {fmt_num(e.score)} | {fmt_margin(e.margin)} | {md_escape(why_text(e))}"
+                    f"| {_name(e)} | {fmt_decision(e)} | {fmt_margin(e.margin)} | {md_escape(why_text(e))}"
                     f" | {probe_text(e)} | {fmt_count(e.downloads)} | {fmt_date(e.first_seen)} | {state} |" + hub_cell
                 )
         else:
             out.append("None." if cal.calibrated else "None can be named: the base is not calibrated.")
 
+        out += _evidence_section(report)
         out += _lineage_section(report)
         out += _downstream_section(report)
         out += _hub_issues_section(report)
@@ -127,27 +139,27 @@ class MarkdownFormat(ReportFormat):
         return "\n".join(out) + "\n"
 
 
-def _probe_section(report: Report) -> list[str]:
-    """Every probed adapter (flagged or a spot check) with its battery numbers and recovered trigger."""
-    probed = [e for e in report.adapters if e.probe]
-    if not probed:
+def _evidence_section(report: Report) -> list[str]:
+    """Each finding's evidence sentences (report/evidence.py), then (in italics) what the checks that did not
+    flag it said."""
+    findings = report.findings
+    if not findings:
         return []
-    out = ["", f"## Behavioural probes ({len(probed)})", "",
-           "| adapter | probe | outlier gap | mean attack rate | recovered trigger | trigger attack rate | fires at |",
-           "|---|---|---:|---:|---|---:|---|"]
-    for e in probed:
-        info = search_info(e.probe)
-        if info is None:
-            trig, rate, where = "-", "-", "-"
-        elif info["status"] != "ok":
-            trig, rate, where = md_escape(trigger_text(e.probe)), "-", "-"
-        else:
-            trig = md_escape(repr(info["trigger"])) if info["trigger"] is not None else "none"
-            rate = fmt_num(info["attack_rate"], 3)
-            where = md_escape(", ".join(f"{m} {r:.2f}" for m, r in info["rates_by_mode"].items())) or "-"
-        out.append(f"| {_name(e)} | {probe_text(e)} | {fmt_num(e.probe.get('outlier_gap'), 3)}"
-                   f" | {fmt_num(e.probe.get('mean_attack_rate'), 3)} | {trig} | {rate} | {where} |")
+    out = ["", "## Why each finding is flagged"]
+    for e in findings:
+        out += ["", f"**{_name(e)}** ({md_escape(state_text(e))})", ""]
+        out += [f"- {md_escape(x)}" for x in e.evidence or ("no evidence recorded",)]
+        out += [f"- _{md_escape(x)}_" for x in e.notes]
     return out
+
+
+def _probe_section(report: Report) -> list[str]:
+    """Probed adapters that are not findings: one line each (--format json has the probe records)."""
+    spot = spot_checks(report)
+    if not spot:
+        return []
+    return ["", f"## Probed, not flagged ({len(spot)})", "",
+            *(f"- {_name(e)}: {md_escape(spot_check_text(e))}" for e in spot)]
 
 
 def _hub_cell(e: AdapterEntry) -> str:

@@ -1,6 +1,6 @@
 """``--format sarif``: SARIF 2.1.0 for GitHub code scanning and other SARIF consumers.
 
-Conventions (landscape.md §4.2): stable rule ids; ``security-severity`` per rule; only findings,
+Conventions (those GitHub code scanning documents for SARIF uploads): stable rule ids; ``security-severity`` per rule; only findings,
 never passes; ``partialFingerprints["hubaudit/v1"] = sha256("<rule>|<repo_id>|<sha>")`` (no
 timestamps, so an alert keeps its identity across nightly runs); ``automationDetails.id`` is
 ``hubaudit/<base>/`` (the trailing slash makes the whole string GitHub's category, so per-base
@@ -19,14 +19,12 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from hubaudit.report.evidence import probe_sentences, source_kind_text
 from hubaudit.report.formats._common import (
     downstream_dict,
     fmt_margin,
     fmt_num,
-    search_info,
-    source_kind_text,
     source_text,
-    trigger_text,
 )
 from hubaudit.report.formats.interface import ReportFormat
 from hubaudit.report.model import HUB_URL, AdapterEntry, Report
@@ -49,11 +47,14 @@ class Rule:
 
 RULES: tuple[Rule, ...] = (
     Rule("HA001", "LoraWeightOutlier", "LoRA weight statistics are outliers for this base model",
-         "The adapter's weight-level features (arXiv 2605.30189) are past the thresholds calibrated on the population "
-         "of adapters of the same base and stratum. This is triage, not proof: escalate to behavioural probing.",
+         "The adapter's weight-level statistic that decides (the combined statistic of its weight features, or one "
+         "feature on its own; the features extend arXiv 2605.30189's) is past the threshold calibrated on the "
+         "population of adapters of the same base and stratum. This is triage, not proof: escalate to behavioural "
+         "probing.",
          "warning", "7.0", "medium"),
     Rule("HA002", "ProbeConfirmedBackdoor", "Behavioural probing confirmed a backdoor",
-         "Prefix probes flipped the adapter's decisions (attack rate past the probe thresholds).",
+         "Prefix probes, the blind trigger search or target inversion showed backdoor behaviour (an attack rate or an "
+         "inversion score past its calibrated threshold).",
          "error", "9.5", "high"),
     Rule("HA003", "UnsafeSerialization", "Adapter weights are in an unsafe (pickle) format",
          "The adapter ships pickle weights (adapter_model.bin), which can execute code when loaded; "
@@ -93,10 +94,13 @@ def rules_for(e: AdapterEntry, calibrated: bool, base: str = "?") -> list[tuple[
     target = f"{e.repo_id}@{e.sha or '?'}"
     out: list[tuple[str, str]] = []
     if e.flagged:
-        fired = ", ".join(e.fired) or "score"
-        out.append(("HA001", (f"{target}: weight features past the thresholds of base {base} (stratum {e.stratum}), "
-                              f"largest exceedance {fmt_margin(e.margin)} σ; score {fmt_num(e.score)} "
-                              f"(threshold {fmt_num(e.threshold)}); fired: {fired}.")))
+        d = e.decision
+        stat = (f"{d.statistic} {fmt_num(d.value)} above its threshold {fmt_num(d.threshold)}" if d is not None
+                else "the deciding statistic above its threshold")
+        fired = ", ".join(e.fired) or "none past its own threshold"
+        out.append(("HA001", (f"{target}: weights past the thresholds of base {base} (stratum {e.stratum}): {stat}, "
+                              f"margin {fmt_margin(e.margin)} {e.margin_unit or ''}".rstrip()
+                              + f"; features past their own thresholds: {fired}.")))
     if e.derived_from is not None:
         d = e.derived_from
         out.append(("HA006", (f"{target}: {d.kind} of known-bad adapter {source_text(d)} "
@@ -120,13 +124,8 @@ def rules_for(e: AdapterEntry, calibrated: bool, base: str = "?") -> list[tuple[
 
 
 def _probe_summary(probe: dict[str, Any] | None) -> str:
-    if not probe:
-        return "no details"
-    keys = ("mean_attack_rate", "outlier_gap", "battery")
-    parts = [f"{k}={probe[k]}" for k in keys if k in probe]
-    if search_info(probe) is not None:  # the blind search's recovered trigger
-        parts.append(f"recovered trigger {trigger_text(probe)}")
-    return ", ".join(parts) or "flagged"
+    """The probe's evidence sentences (report/evidence.py), from the structured probe result."""
+    return "; ".join(probe_sentences(probe)) or "no details"
 
 
 def _location(repo_id: str, sha: str | None) -> dict[str, Any]:

@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import textwrap
 
+from hubaudit.report.evidence import source_kind_text
 from hubaudit.report.formats._common import (
     MAX_LISTED,
     clip,
     downstream_summary,
-    fired_names,
     fmt_count,
     fmt_date,
+    fmt_decision,
     fmt_margin,
     fmt_num,
     hub_issue_files,
@@ -22,23 +23,26 @@ from hubaudit.report.formats._common import (
     hub_security_text,
     lineage_checked,
     low_confidence_text,
+    margin_help,
     probe_text,
-    search_info,
     short_sha,
-    source_kind_text,
     source_text,
+    spot_check_text,
+    spot_checks,
     state_text,
     thresholds_text,
-    trigger_text,
     verdict_text,
-    why_text,
 )
 from hubaudit.report.formats.interface import ReportFormat
 from hubaudit.report.model import AdapterEntry, Calibration, Report
 from hubaudit.textsafe import terminal
 
-# Fixed columns of the findings table; the repo column takes what is left.
-_FIXED = (("score", 9), ("margin σ", 9), ("probe", 10), ("downloads", 10), ("first seen", 11), ("state", 17))
+# Fixed columns of the findings table (the first is the deciding statistic, named per rule in _STAT);
+# the repo column takes what is left.
+_FIXED = (("stat", 9), ("margin", 9), ("probe", 10), ("downloads", 10), ("first seen", 11), ("state", 17))
+_STAT = {"combined": "D²/K", "per-feature": "max σ"}
+# Lines one evidence sentence may wrap to (JSON has every sentence whole).
+_EVIDENCE_LINES = 3
 # The fixed columns plus a usable repo column (narrower and the findings table had no room for it).
 MIN_WIDTH = sum(w for _, w in _FIXED) + 14
 
@@ -69,42 +73,45 @@ def calibration_lines(cal: Calibration, width: int) -> list[str]:
         )
     ]
     if cal.strata:
-        name_w = max(10, width - 2 - 8 - 12 - 2)
-        out.append(f"  {'stratum':<{name_w}}{'n':>8}{'threshold':>12}")
+        out += _wrap(f"verdict: {cal.decision_statistic or '?'} against its threshold per stratum; the paper's "
+                     "statistic (global_frobN_std, arXiv 2605.30189) is shown as secondary and decides nothing", width)
+        name_w = max(10, width - 2 - 8 - 12 - 12)
+        out.append(f"  {'stratum':<{name_w}}{'n':>8}{'threshold':>12}{'paper thr.':>12}")
         for s in cal.strata:
-            out.append(
-                f"  {_fit(s.stratum, name_w):<{name_w}}{fmt_count(s.n):>8}{fmt_num(s.score_threshold):>12}"
-            )
+            out.append(f"  {_fit(s.stratum, name_w):<{name_w}}{fmt_count(s.n):>8}{fmt_num(s.decision_threshold):>12}"
+                       f"{fmt_num(s.score_threshold):>12}")
             if s.low_confidence and not s.stratum.startswith("pool:"):
                 out.append(_fit(f"    low confidence: {s.low_confidence_reason}", width))
     return out
 
 
+def _wrap(text: str, width: int, indent: str = "", more: str = "  ", max_lines: int = _EVIDENCE_LINES) -> list[str]:
+    """``text`` escaped for the terminal and wrapped (not clipped) to ``width``, at most ``max_lines`` lines."""
+    return textwrap.wrap(terminal(text), width, initial_indent=indent, subsequent_indent=indent + more,
+                         max_lines=max_lines, placeholder=" …", break_on_hyphens=False)
+
+
 def _finding_lines(e: AdapterEntry, repo_w: int, width: int) -> list[str]:
     repo = _fit(f"{e.repo_id}@{short_sha(e.sha)[:8]}", repo_w - 1)
     cells = (
-        fmt_num(e.score),
+        fmt_decision(e),
         fmt_margin(e.margin),
         probe_text(e),
         fmt_count(e.downloads),
         fmt_date(e.first_seen),
-        verdict_text(e) + (" (low conf.)" if e.low_confidence else ""),
+        verdict_text(e),
     )
     line = f"{repo:<{repo_w}}" + "".join(f" {c:>{w - 1}}" for c, (_, w) in zip(cells[:-1], _FIXED[:-1]))
     line += f"  {cells[-1]:<{_FIXED[-1][1] - 2}}"
     out = [_fit(line.rstrip(), width)]
     if e.low_confidence:
-        out.append(_fit("    " + state_text(e), width))
-    if e.derived_from is not None:  # wrapped, not clipped: the source, similarity and kind all matter
-        out += textwrap.wrap(terminal("why: " + why_text(e)), width, initial_indent="    ",
-                             subsequent_indent="      ", max_lines=4, placeholder=" …")
-    else:
-        detail = "fired: " + (fired_names(e.reasons) if e.reasons else "probe" if e.probe_flagged else "-")
-        out.append(_fit("    " + detail, width))
+        out += _wrap(f"weights judged with low confidence: {e.low_confidence_reason}", width, indent="    ", max_lines=2)
+    for sentence in e.evidence or ("no evidence recorded",):  # wrapped, not clipped: each number matters
+        out += _wrap("why: " + sentence, width, indent="    ", more="     ")
+    for note in e.notes:
+        out += _wrap(note, width, indent="    ", more="  ")
     if hub_said_something(e):
         out += _hub_lines(e, width)
-    if search_info(e.probe) is not None:
-        out.append(_fit("    trigger: " + trigger_text(e.probe), width))
     if e.suppressed is not None:
         out.append(_fit(f"    suppressed until {e.suppressed.expires.isoformat()}: {e.suppressed.reason}", width))
     if e.provenance_mismatch:
@@ -210,8 +217,11 @@ class TableFormat(ReportFormat):
         out += ["", _rule(w, f"Flagged adapter revisions ({len(findings)})")]
         if findings:
             repo_w = w - sum(width for _, width in _FIXED)
-            header = f"{'repo@sha':<{repo_w}}" + "".join(f" {name:>{width - 1}}" for name, width in _FIXED[:-1])
-            out.append((header + f"  {_FIXED[-1][0]}").rstrip())
+            names = [_STAT.get(report.calibration.rule or "", "stat"), *(name for name, _ in _FIXED[1:])]
+            header = f"{'repo@sha':<{repo_w}}" + "".join(f" {name:>{width - 1}}" for name, (_, width)
+                                                         in zip(names[:-1], _FIXED[:-1]))  # fmt: skip
+            out += _wrap("margin: " + margin_help(report), w, more="  ", max_lines=4)
+            out.append((header + f"  {names[-1]}").rstrip())
             for e in findings:
                 out += _finding_lines(e, repo_w, w)
         else:
@@ -220,13 +230,11 @@ class TableFormat(ReportFormat):
         out += lineage_lines(report, w)
         out += hub_issue_lines(report, w)
 
-        spot = [e for e in report.adapters if e.probe and not e.is_finding]
-        if spot:  # probed but not flagged (spot checks): their probe outcome, recovered trigger included
+        spot = spot_checks(report)
+        if spot:  # probed but not flagged (spot checks): one entry each, --format json has the records
             out += ["", _rule(w, f"Probed, not flagged ({len(spot)})")]
             for e in spot:
-                out.append(_fit(f"{e.repo_id}@{short_sha(e.sha)[:8]}  probe {probe_text(e)}", w))
-                if search_info(e.probe) is not None:
-                    out.append(_fit("    trigger: " + trigger_text(e.probe), w))
+                out += _wrap(f"{e.repo_id}@{short_sha(e.sha)[:8]}  {spot_check_text(e)}", w, more="    ", max_lines=2)
 
         out += ["", _rule(w, f"Not audited ({s.not_audited})")]
         if s.not_audited_by_reason:

@@ -1,0 +1,365 @@
+"""Why an adapter is a finding, in words, from structured data only (pure; stdlib only).
+
+Inputs are the stored verdict breakdown (calibrate/judge.py: ``combined``, ``fired``, ``features``,
+``top``, ``margin``/``margin_unit``) and the stored probe result (probe/prober.py battery fields,
+probe/search_run.py ``search``, probe/invert.py target inversion); a copy/derivative's evidence is
+its ``DerivedFrom.reason`` (model.py). No prose is parsed: a verdict stored before a structured key
+existed gets what the remaining keys (and the fit in force) give, or says that the details were not
+recorded.
+
+Every sentence quotes data (feature names, probe prefixes, triggers, targets, labels): it is plain
+text that each format escapes for its sink (hubaudit/textsafe.py). Probe results are untrusted in
+shape too: a field of the wrong type is left out, never trusted.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+from hubaudit.report.model import RULE_STATISTIC, FiredFeature, WeightDecision
+
+NOT_RECORDED = "details not recorded by this version"
+LISTED_FEATURES = 3  # fired features named in the one-line sentence (JSON has them all)
+QUOTE_WIDTH = 80  # characters of a quoted prefix, trigger or target
+
+_SOURCE_KIND = {
+    "probe_confirmed": "a probe confirmed its backdoor",
+    "blocklist": "on an imported blocklist",
+    "weights_flagged": "flagged by its weights",
+}
+
+
+def source_kind_text(kind: str) -> str:
+    """Why the source of a copy/derivative is known-bad, in words (an unknown kind is shown as is)."""
+    return _SOURCE_KIND.get(kind, kind)
+
+
+def _num(x: Any) -> float | None:
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        return None
+    v = float(x)
+    return v if math.isfinite(v) else None
+
+
+def _int(x: Any) -> int | None:
+    return x if isinstance(x, int) and not isinstance(x, bool) else None
+
+
+def _text(x: Any) -> str | None:
+    return x if isinstance(x, str) else None
+
+
+def _map(x: Any) -> Mapping[str, Any]:
+    return x if isinstance(x, Mapping) else {}
+
+
+def quote(text: str, width: int = QUOTE_WIDTH) -> str:
+    """``text`` as a Python literal (quotes, control characters escaped), cut to ``width`` characters."""
+    return repr(text) if len(text) <= width else repr(text[: width - 1]) + "…"
+
+
+def _g(x: float | None, digits: int = 3) -> str:
+    return "?" if x is None else f"{x:.{digits}g}"
+
+
+def _rate(x: float | None) -> str:
+    return "?" if x is None else f"{x:.2f}"
+
+
+def _cmp(value: float | None, tau: float | None) -> str:
+    if value is None or tau is None:
+        return "vs"
+    return ">" if value > tau else "≤"
+
+
+# ---------------------------------------------------------------- weights
+def fit_feature_margin(value: float | None, direction: str, spec: Mapping[str, Any]) -> float | None:
+    """How far ``value`` lies past the fit's bound on its side, in robust σ (fit.py: x = ln v when the
+    feature's transform is "log"; (x − hi)/σ above, (lo − x)/σ below); None when the fit cannot say."""
+    v, scale = _num(value), _num(spec.get("scale"))
+    bound = _num(spec.get("hi" if direction == "above" else "lo"))
+    if v is None or scale is None or scale <= 0 or bound is None:
+        return None
+    if spec.get("transform") == "log":
+        if v <= 0:
+            return None
+        v = math.log(v)
+    return (v - bound) / scale if direction == "above" else (bound - v) / scale
+
+
+def fired_features(breakdown: Mapping[str, Any], fit: Mapping[str, Any] | None) -> tuple[FiredFeature, ...]:
+    """The features past their own thresholds: the breakdown's ``fired`` records; for breakdowns stored
+    before them, its ``features`` entries with the margin recomputed from ``fit`` (the stratum's entry of
+    the threshold set that judged it) where that fit has the feature."""
+    out: list[FiredFeature] = []
+    records = breakdown.get("fired")
+    if isinstance(records, list):
+        for r in records:
+            r = _map(r)
+            name, side = _text(r.get("feature")), _text(r.get("direction"))
+            if name is not None and side in ("above", "below"):
+                out.append(FiredFeature(name, _num(r.get("value")), _num(r.get("threshold")), side,
+                                        _num(r.get("margin")), _num(r.get("z"))))  # fmt: skip
+        return tuple(out)
+    specs = _map(_map(fit).get("features"))
+    for name, d in _map(breakdown.get("features")).items():
+        d = _map(d)
+        side = _text(d.get("side"))
+        if d.get("fired") is not True or side not in ("above", "below") or not isinstance(name, str):
+            continue
+        margin = fit_feature_margin(d.get("value"), side, _map(specs.get(name)))
+        out.append(FiredFeature(name, _num(d.get("value")), _num(d.get("threshold")), side, margin, _num(d.get("z"))))
+    out.sort(key=lambda f: -(f.margin if f.margin is not None else -math.inf))
+    return tuple(out)
+
+
+def weight_decision(breakdown: Mapping[str, Any], rule: str | None) -> WeightDecision | None:
+    """The deciding statistic of a verdict: the combined statistic S against T (margin ln(S/T)) under the
+    combined rule, the largest per-feature exceedance against 0 σ under the per-feature rule; None when
+    the breakdown does not hold it."""
+    rule = _text(breakdown.get("verdict")) or rule
+    margin = _num(breakdown.get("margin"))
+    top = tuple((t[0], float(t[1])) for t in breakdown.get("top") or () if isinstance(t, (list, tuple)) and len(t) == 2
+                and isinstance(t[0], str) and _num(t[1]) is not None)  # fmt: skip
+    fit, n = _text(breakdown.get("fit")), _int(breakdown.get("n"))
+    if rule == "combined":
+        comb = _map(breakdown.get("combined"))
+        s, t = _num(comb.get("statistic")), _num(comb.get("threshold"))
+        if s is None or t is None:
+            return None
+        if margin is None and s > 0 and t > 0:
+            margin = math.log(s / t)
+        mode = _text(comb.get("mode"))
+        label = RULE_STATISTIC["combined"][0] + (f" ({mode})" if mode else "")
+        return WeightDecision("combined", label, s, t, margin, "ln(S/T)", fit, n, top)
+    if rule == "per-feature" and margin is not None:
+        return WeightDecision("per-feature", RULE_STATISTIC["per-feature"][0], margin, 0.0, margin, "σ", fit, n, top)
+    return None
+
+
+def _feature_text(f: FiredFeature) -> str:
+    past = f" ({f.margin:+.3g} σ)" if f.margin is not None else ""
+    if f.value is None or f.threshold is None:
+        return f"{f.feature} ({f.direction} its threshold{past.replace(' (', ', ').rstrip(')')})"
+    return f"{f.feature} {_g(f.value, 4)} {f.direction} {_g(f.threshold, 4)}{past}"
+
+
+def _fired_text(fired: tuple[FiredFeature, ...]) -> str:
+    listed = ", ".join(_feature_text(f) for f in fired[:LISTED_FEATURES])
+    more = f", +{len(fired) - LISTED_FEATURES} more" if len(fired) > LISTED_FEATURES else ""
+    return listed + more
+
+
+def _fit_text(d: WeightDecision) -> str:
+    parts = [f"fit {d.fit}" if d.fit else "", f"n={d.n}" if d.n is not None else ""]
+    return "; ".join(p for p in parts if p)
+
+
+def weight_sentences(flagged: bool | None, decision: WeightDecision | None, fired: tuple[FiredFeature, ...],
+                     margin: float | None, unit: str | None) -> list[str]:  # fmt: skip
+    """Why the weights flagged it (``flagged``), or that they did not and by how much (a finding on other
+    grounds shows it beside its evidence)."""
+    if flagged is None:
+        return []
+    if decision is None:
+        if not flagged:
+            return []
+        m = f" (margin {margin:+.3g}{' ' + unit if unit else ''})" if margin is not None else ""
+        out = [f"weights: flagged{m}; {NOT_RECORDED}"]
+        if fired:
+            out.append(f"features past their own thresholds ({len(fired)}): {_fired_text(fired)}")
+        return out
+    where = _fit_text(decision)
+    where = f"; {where}" if where else ""
+    margin_text = "?" if decision.margin is None else f"{decision.margin:+.3g}"
+    if not flagged:
+        if decision.rule == "per-feature":
+            return [f"weights did not flag it: no feature past its threshold (closest at {margin_text} σ{where})"]
+        line = (f"weights did not flag it: {decision.statistic} {_g(decision.value)} below its threshold "
+                f"{_g(decision.threshold)} (margin {margin_text} {decision.unit}{where})")
+        return [line]
+    if decision.rule == "per-feature":
+        count = "1 feature past its threshold" if len(fired) == 1 else f"{len(fired) or 'some'} features past their thresholds"
+        head = f"weights: {count} (largest {margin_text} σ{where})"
+        return [head + (f": {_fired_text(fired)}" if fired else f"; {NOT_RECORDED}")]
+    tops = ", ".join(f"{name} {z:+.1f}" for name, z in decision.top)
+    head = (f"weights: {decision.statistic} {_g(decision.value)} above its threshold {_g(decision.threshold)} "
+            f"(margin {margin_text} {decision.unit}{where})")
+    out = [head + (f"; largest robust z: {tops}" if tops else "")]
+    if fired:
+        out.append(f"features past their own thresholds ({len(fired)}): {_fired_text(fired)}")
+    return out
+
+
+# ---------------------------------------------------------------- probes
+def _battery_name(probe: Mapping[str, Any]) -> str:
+    b = probe.get("battery")
+    if isinstance(b, Mapping):
+        name, version = _text(b.get("name")), b.get("version")
+        if name is None:
+            return "battery"
+        return f"battery {name}" + (f" v{version}" if isinstance(version, (str, int)) and not isinstance(version, bool) else "")
+    return f"battery {b}" if isinstance(b, str) else "battery"
+
+
+def _taus(probe: Mapping[str, Any]) -> tuple[float | None, float | None, str]:
+    th = _map(probe.get("thresholds"))
+    n_clean = _int(th.get("n_clean"))
+    where = f"τ from {n_clean} clean adapters" if n_clean else ("paper's fixed τ" if th else "")
+    return _num(th.get("gap")), _num(th.get("mean")), where
+
+
+def _battery_stats(probe: Mapping[str, Any]) -> str:
+    gap, mean = _num(probe.get("outlier_gap")), _num(probe.get("mean_attack_rate"))
+    t_gap, t_mean, where = _taus(probe)
+    parts = []
+    if gap is not None:
+        parts.append(f"outlier gap {_rate(gap)}" + (f" {_cmp(gap, t_gap)} τ_gap {_rate(t_gap)}" if t_gap is not None else ""))
+    if mean is not None:
+        parts.append(f"mean attack rate {_rate(mean)}" + (f" {_cmp(mean, t_mean)} τ_mean {_rate(t_mean)}" if t_mean is not None else ""))
+    return ", ".join(parts) + (f" ({where})" if where and parts else "")
+
+
+def _top_probe(probe: Mapping[str, Any]) -> tuple[str, float, int] | None:
+    """(prefix, attack rate, how many prefixes reach 0.5) of the battery's strongest prefix."""
+    rows = [(p["prefix"], _num(p.get("attack_rate"))) for p in probe.get("probes") or ()
+            if isinstance(p, Mapping) and isinstance(p.get("prefix"), str)]  # fmt: skip
+    rows = [(p, r) for p, r in rows if r is not None]
+    if not rows:
+        return None
+    prefix, rate = max(rows, key=lambda pr: pr[1])
+    return prefix, rate, sum(1 for _, r in rows if r >= 0.5)
+
+
+def _flips(rate: float, n: int | None) -> str:
+    return f"{round(rate * n)}/{n} prompts" if n else f"a rate of {_rate(rate)}"
+
+
+def battery_sentence(probe: Mapping[str, Any]) -> str:
+    """The battery's strongest prefix and what it flips, with the detector's statistics and thresholds."""
+    name, stats = _battery_name(probe), _battery_stats(probe)
+    top = _top_probe(probe)
+    if top is None:
+        return f"{name}: {stats or 'flagged'}; per-prefix rates not recorded"
+    prefix, rate, strong = top
+    n = _int(probe.get("n_eligible"))
+    label = _text(probe.get("target_label"))
+    if label is not None:
+        what = f"prefix {quote(prefix)} flips {_flips(rate, n)} to {label} (attack rate {_rate(rate)})"
+    else:  # generative: a flip is a changed greedy continuation where the base's stays the same
+        what = (f"prefix {quote(prefix)} changes the adapter's continuation (the base model's unchanged) on "
+                f"{_flips(rate, n)} (attack rate {_rate(rate)})")
+    n_probes = len(probe.get("probes") or ())
+    strong_text = f"; {strong} of {n_probes} prefixes ≥ 0.50" if strong > 1 else ""
+    return f"{name}: {what}{strong_text}" + (f"; {stats}" if stats else "")
+
+
+def _search_count(s: Mapping[str, Any]) -> str:
+    """' on k/n prompts at <placement>' for the recovered trigger at its best placement (n = the confirmation
+    prompts, search.py); '' when the result does not hold the counts."""
+    mode = _text(s.get("mode"))
+    rate = _num(_map(s.get("rates_by_mode")).get(mode or ""))
+    target = next((_map(t) for t in s.get("targets") or () if _map(t).get("label") == s.get("label")), {})
+    eligible, confirm = _int(target.get("n_eligible")), _int(_map(s.get("config")).get("n_confirm"))
+    if rate is None or not eligible:
+        return ""
+    n = min(eligible, confirm) if confirm is not None else eligible
+    return f" on {round(rate * n)}/{n} prompts at {mode}"
+
+
+def _rates_by_mode(s: Mapping[str, Any]) -> str:
+    by = _map(s.get("rates_by_mode"))
+    return " / ".join(f"{m} {_rate(_num(by.get(m)))}" for m in ("prefix", "middle", "suffix") if m in by)
+
+
+def search_sentence(s: Mapping[str, Any]) -> str | None:
+    """The blind search's recovered trigger (or the inverted target) when it flagged; None otherwise."""
+    if s.get("status") != "ok" or s.get("flagged") is not True:
+        return None
+    tau = _num(s.get("tau"))
+    if s.get("method") == "target_inversion":
+        return inversion_sentence(s)
+    trigger, label = _text(s.get("trigger")), _text(s.get("label"))
+    robust, attack = _num(s.get("robust_rate")), _num(s.get("attack_rate"))
+    verdict = f"robust rate {_rate(robust)} {_cmp(robust, tau)} τ_search {_rate(tau)}"
+    if trigger is None:
+        return f"blind search flagged it ({verdict}); trigger not recorded"
+    if label == "generation_changed":
+        what = f"inserting {quote(trigger)} changes the adapter's continuation (the base model's unchanged)"
+    else:
+        what = f"recovered trigger {quote(trigger)} → {label or 'the target label'}"
+    rates = _rates_by_mode(s)
+    return (f"blind search {what}{_search_count(s)} (attack rate {_rate(attack)}, {verdict}"
+            + (f"; {rates}" if rates else "") + ")")
+
+
+def inversion_sentence(s: Mapping[str, Any]) -> str:
+    """Target inversion (BAIT, IEEE S&P 2025, base-relative): the forced continuation and the trigger."""
+    target, score, tau = _text(s.get("target")), _num(s.get("target_score")), _num(s.get("tau"))
+    qa, qb = _num(s.get("q_adapter")), _num(s.get("q_base"))
+    parts = f" = Q_adapter {_rate(qa)} − Q_base {_rate(qb)}" if qa is not None and qb is not None else ""
+    head = (f"target inversion: forced continuation {quote(target) if target is not None else '(not recorded)'} "
+            f"(score {_rate(score)}{parts}, {_cmp(score, tau)} τ {_rate(tau)})")
+    trigger, rate = _text(s.get("trigger")), _num(s.get("trigger_rate"))
+    if trigger is None:
+        return head + "; no trigger recovered"
+    where = _text(s.get("trigger_mode"))
+    return head + f"; recovered trigger {quote(trigger)} makes the adapter emit it at rate {_rate(rate)}" + (
+        f" ({where})" if where else "")
+
+
+def probe_sentences(probe: Mapping[str, Any] | None) -> list[str]:
+    """Why the probe flagged it: the battery's sentence when the battery flagged, the search's or the
+    inversion's when it did; [] when the probe did not flag."""
+    probe = _map(probe)
+    if probe.get("flagged") is not True:
+        return []
+    out = []
+    battery = probe.get("flagged_battery", probe.get("flagged"))  # results without a search: the battery's verdict
+    if battery is True:
+        out.append(battery_sentence(probe))
+    s = search_sentence(_map(probe.get("search")))
+    if s is not None:
+        out.append(s)
+    return out or [f"probe flagged it ({_battery_name(probe)}); {NOT_RECORDED}"]
+
+
+def probe_summary(probe: Mapping[str, Any] | None) -> str | None:
+    """One line on a probe that did not flag (a spot check, or a weight finding the probe did not confirm):
+    ``probed: no backdoor found (battery B v1: max attack rate 0.00, ...; blind search: ...)``; None
+    when never probed or when the probe flagged."""
+    if not probe:
+        return None
+    probe = _map(probe)
+    if probe.get("flagged") is True:
+        return None
+    status = probe.get("status", "ok")
+    if status != "ok":
+        why = _text(probe.get("reason")) or str(status)
+        return f"probe did not complete ({why}): not judged by the probe"
+    if probe.get("flagged") is not False:
+        return "probed: verdict not recorded"
+    mx, gap, mean = (_num(probe.get(k)) for k in ("max_attack_rate", "outlier_gap", "mean_attack_rate"))
+    t_gap, t_mean, _ = _taus(probe)
+    stats = ", ".join(p for p in (
+        f"max attack rate {_rate(mx)}" if mx is not None else "",
+        f"gap {_rate(gap)}" + (f" {_cmp(gap, t_gap)} τ {_rate(t_gap)}" if t_gap is not None else "") if gap is not None else "",
+        f"mean {_rate(mean)}" + (f" {_cmp(mean, t_mean)} τ {_rate(t_mean)}" if t_mean is not None else "") if mean is not None else "",
+    ) if p)  # fmt: skip
+    parts = [f"{_battery_name(probe)}" + (f": {stats}" if stats else "")]
+    s = _map(probe.get("search"))
+    if s.get("status") == "ok":
+        tau = _num(s.get("tau"))
+        if s.get("method") == "target_inversion":
+            score = _num(s.get("target_score"))
+            parts.append(f"target inversion: best score {_rate(score)} {_cmp(score, tau)} τ {_rate(tau)}")
+        else:
+            robust, trig = _num(s.get("robust_rate")), _text(s.get("trigger"))
+            best = f"{quote(trig, 40)} " if trig is not None else ""
+            parts.append(f"blind search: {best}robust rate {_rate(robust)} {_cmp(robust, tau)} τ {_rate(tau)}")
+    elif s:
+        why = _text(s.get("reason"))
+        parts.append(f"blind search {_text(s.get('status')) or 'not run'}" + (f": {why}" if why else ""))
+    return f"probed: no backdoor found ({'; '.join(parts)})"
