@@ -307,7 +307,9 @@ def _open_side(directory: Path, what: str, roots: Sequence[Path]) -> _Side:
     try:
         header = read_header(fh, size)
         roles = _Roles()
-        _pairs_from_header(header, roles)  # both halves per module, one rank, LoRA shapes
+        modules = _pairs_from_header(header, roles)  # both halves per module, one rank, LoRA shapes
+        if settings.has_config and settings.has_patterns:
+            settings.check_match_work(modules)  # as the scanner: bounded rank/alpha pattern matching
         halves: dict[str, dict[str, TensorEntry]] = {}
         for e in header.entries:
             tr = roles[e.name]

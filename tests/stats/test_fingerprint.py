@@ -277,6 +277,32 @@ def test_exact_similarity_counts_modules_and_pads(tmp_path):
     assert raw.cosine == pytest.approx(_exact_cos(_stored_pairs(stored_a, 2.0), _stored_pairs(stored_b, 2.0), "raw"), abs=1e-9)
 
 
+@PROPS
+@given(adapters(), st.integers(0, 2**31 - 1), st.floats(0.0, 1.0))
+def test_exact_similarity_equals_the_materialised_cosine_under_peft_scaling(mods, seed, mix):
+    """rsLoRA on one side, alpha_pattern on the other, a module missing from one: the r×r route
+    equals the cosine of materialised s·B·A (peft's own pattern matcher gives the reference s)."""
+    from peft.utils.other import get_pattern_key
+
+    rng = np.random.default_rng(seed)
+    other = {n: (np.vstack([a, rng.normal(0, 0.1, a.shape)]), np.hstack([mix * b, rng.normal(0, 0.01, b.shape)]))
+             for n, (a, b) in mods.items()}  # fmt: skip
+    dropped = sorted(other)[0] if len(other) > 1 else None
+    if dropped:
+        del other[dropped]
+    pattern = {"k_proj": 3.0, "layers.0.self_attn.q_proj": 32.0}
+    with tempfile.TemporaryDirectory() as tmp:
+        sa = _write(Path(tmp, "a"), mods, "F64", r=4, lora_alpha=16, use_rslora=True)
+        sb = _write(Path(tmp, "b"), other, "F64", r=4, lora_alpha=8, alpha_pattern=pattern)
+        ex = exact_similarity(Path(tmp, "a"), Path(tmp, "b"))
+    pa = {n: (a, b, 16 / math.sqrt(a.shape[0])) for n, (a, b, _) in _stored_pairs(sa, 0).items()}
+    pb = {n: (a, b, pattern.get(get_pattern_key(list(pattern), n), 8) / a.shape[0]) for n, (a, b, _) in _stored_pairs(sb, 0).items()}
+    assert ex.cosine == pytest.approx(_exact_cos(pa, pb), abs=1e-9)
+    assert (ex.shared_modules, ex.only_a, ex.only_b) == (len(other), len(mods) - len(other), 0)
+    shared_a = {n: v for n, v in pa.items() if n in pb}
+    assert ex.cosine_shared == pytest.approx(_exact_cos(shared_a, pb), abs=1e-9)
+
+
 def test_exact_similarity_rejects_bad_input_with_one_line(tmp_path):
     from tests.stats.test_hostile import CASES
 
