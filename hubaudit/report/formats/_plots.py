@@ -86,6 +86,18 @@ _AXIS = {
 }
 
 
+def decision_lines(strata: Sequence[StratumCalibration]) -> list[tuple[str, float]]:
+    """(stratum, threshold) of each threshold line of the decision histogram: the threshold the verdict
+    rule compares with (``decision_threshold``), never the paper's statistic's; a pooled stratum repeats
+    its pool's threshold, so each value is drawn once."""
+    lines: list[tuple[str, float]] = []
+    for s in strata:
+        t = s.decision_threshold
+        if t is not None and all(abs(t - u) > 1e-12 * max(abs(u), 1e-300) for _, u in lines):
+            lines.append((s.stratum, t))
+    return lines
+
+
 @_literal_text
 def decision_histogram(
     values: Sequence[float], strata: Sequence[StratumCalibration], findings: Sequence[AdapterEntry], base: str,
@@ -100,11 +112,7 @@ def decision_histogram(
 
     positive = all(v > 0 for v in vals)
     lo, hi = min(vals), max(vals)
-    thresholds: list[tuple[str, float]] = []
-    for s in strata:  # a pooled stratum repeats its pool's threshold: draw each value once
-        t = s.decision_threshold
-        if t is not None and all(abs(t - u) > 1e-12 * max(abs(u), 1e-300) for _, u in thresholds):
-            thresholds.append((s.stratum, t))
+    thresholds = decision_lines(strata)
     for _, t in thresholds:
         lo, hi = min(lo, t), max(hi, t)
     # The combined statistic spans orders of magnitude: log-spaced bins when everything is positive.

@@ -81,7 +81,7 @@ table.kv{width:auto;min-width:360px} table.kv th{text-transform:none;letter-spac
 color:var(--muted);font-weight:500;padding-right:24px}
 footer{color:var(--muted);font-size:12px;text-align:center;margin-top:24px}
 ul.evidence{margin:4px 0 8px;padding-left:20px} ul.evidence li{margin:2px 0}
-ul.spot{list-style:none;margin:0;padding:0} ul.spot li{padding:4px 0;border-bottom:1px solid var(--line)}
+ul.spot{list-style:none;margin:0;padding:0;font-size:12px} ul.spot li{padding:3px 0;border-bottom:1px solid var(--line)}
 td.why{min-width:280px;max-width:440px}
 """
 

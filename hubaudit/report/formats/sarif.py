@@ -128,15 +128,17 @@ def _probe_summary(probe: dict[str, Any] | None) -> str:
     return "; ".join(probe_sentences(probe)) or "no details"
 
 
-def _location(repo_id: str, sha: str | None) -> dict[str, Any]:
+def _location(repo_id: str, sha: str | None, hub: bool = True) -> dict[str, Any]:
     # quote(): every character outside RFC 3986's unreserved set and "/" is percent-encoded, so ":"
     # in a crafted repo id cannot start a scheme (javascript:) and the URI is always well-formed.
     if repo_id.startswith("local:"):
         uri = "file://" + quote(repo_id[len("local:"):], safe="/", errors="surrogateescape")
         return {"physicalLocation": {"artifactLocation": {"uri": uri}}}
     path = f"{repo_id}/tree/{sha}" if sha else repo_id
-    return {"physicalLocation": {"artifactLocation": {"uri": quote(path, safe="/", errors="surrogateescape"),
-                                                      "uriBaseId": "HFHUB"}}}
+    location: dict[str, Any] = {"uri": quote(path, safe="/", errors="surrogateescape")}
+    if hub:  # a repo the store did not get from a Hub is no Hub location: a relative URI, no base
+        location["uriBaseId"] = "HFHUB"
+    return {"physicalLocation": {"artifactLocation": location}}
 
 
 def _result(rule_id: str, message: str, e: AdapterEntry | None, report: Report) -> dict[str, Any]:
@@ -147,7 +149,7 @@ def _result(rule_id: str, message: str, e: AdapterEntry | None, report: Report) 
         "ruleIndex": RULE_INDEX[rule_id],
         "level": rule.level,
         "message": {"text": sarif_message(message)},
-        "locations": [_location(repo, sha)],
+        "locations": [_location(repo, sha, e.hub_sourced if e is not None else True)],
         "partialFingerprints": {"hubaudit/v1": fingerprint(rule.id, repo, sha)},
         "properties": {"base": report.base, "repo_id": repo, "sha": sha},
     }
