@@ -56,11 +56,7 @@ from typing import BinaryIO, Literal
 
 import numpy as np
 
-from hubaudit.constants import (
-    ADAPTER_SAFETENSORS,
-    FINGERPRINT_VERSION,
-    MAX_ADAPTER_BYTES,
-)
+from hubaudit.constants import ADAPTER_SAFETENSORS, FINGERPRINT_VERSION, MAX_ADAPTER_BYTES
 from hubaudit.errors import InputError
 from hubaudit.models import Fingerprint
 from hubaudit.stats._reject import Rejected, show_name

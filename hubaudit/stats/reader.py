@@ -28,28 +28,11 @@ from hubaudit.constants import (
     MAX_CONFIG_BYTES,
 )
 from hubaudit.stats._reject import Rejected, show_name
-from hubaudit.stats.dtypes import (
-    DTYPE_BITS,
-    FLOAT_DTYPES,
-    convert_into,
-    storage_view,
-    to_float64,
-)
+from hubaudit.stats.dtypes import DTYPE_BITS, FLOAT_DTYPES, convert_into, storage_view, to_float64
 from hubaudit.stats.fingerprint import project
 from hubaudit.stats.gram import BLOCK_ELEMENTS
-from hubaudit.stats.hashing import (
-    BACKGROUND_HASH_BYTES,
-    BackgroundHash,
-    FileDigest,
-    Hasher,
-    InlineHash,
-)
-from hubaudit.stats.safetensors_header import (
-    Header,
-    TensorEntry,
-    parse_json_object,
-    read_header,
-)
+from hubaudit.stats.hashing import BACKGROUND_HASH_BYTES, BackgroundHash, FileDigest, Hasher, InlineHash
+from hubaudit.stats.safetensors_header import Header, TensorEntry, parse_json_object, read_header
 
 HASH_CHUNK = 8 << 20
 Reduce = Literal["gram_cols", "gram_rows", "mean", "skip"]

@@ -29,15 +29,8 @@ from hubaudit.stats.fingerprint import MAX_SIDE, SketchBuilder, projection
 from hubaudit.stats.gram import spectra_from_grams
 from hubaudit.stats.pickle_sandbox import convert_pickle
 from hubaudit.stats.reader import (
-    FileDigest,
-    Projector,
-    Reduce,
-    locate,
-    open_regular,
-    read_config,
-    sha256_file,
-    stream_reduce,
-)
+    FileDigest, Projector, Reduce, locate, open_regular, read_config, sha256_file, stream_reduce,
+)  # fmt: skip
 from hubaudit.stats.safetensors_header import Header, TensorEntry
 
 
@@ -76,7 +69,9 @@ class _Roles(dict[str, layout.TensorRole]):
         return tr
 
 
-def _plan(entry: TensorEntry, roles: _Roles, sketch: bool = False) -> tuple[Reduce, tuple[int, int] | None, Projector | None]:
+def _plan(
+    entry: TensorEntry, roles: _Roles, sketch: bool = False
+) -> tuple[Reduce, tuple[int, int] | None, Projector | None]:
     """How the reader reduces a tensor; ``sketch``: also project LoRA halves for the fingerprint."""
     role = roles[entry.name].role
     shape = entry.shape
