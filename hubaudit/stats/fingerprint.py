@@ -137,8 +137,9 @@ class Projection:
     ``rows(start, stop)`` is the row block a streamed tensor block multiplies: A[:, c:c+j] @ Ω[c:c+j]
     (``role="omega"``) or Ψᵀ[c:c+j]ᵀ @ B[c:c+j] (``role="psi"``), so a tensor is projected block by
     block in O(block) memory and the sum over blocks equals the product with the whole matrix.
-    ``dtype=np.float32`` gives the same matrix rounded to float32 (for float32 tensors, projected
-    without a float64 copy: half the time, and a relative error ~1e-6, far below the sketch's own).
+    ``dtype=np.float32`` gives the same matrix rounded to float32, for the single-precision
+    products of every tensor dtype but F64 (half the time of float64; relative error ~1e-6, far
+    below the sketch's own).
     """
 
     role: Literal["omega", "psi"]
