@@ -138,7 +138,7 @@ def _torch_scope(threads: int):
                 hf_logging.enable_progress_bar()
 
 
-def _cohort(opts: DemoOptions, base: Path, say: Say) -> tuple[Path, dict, str]:
+def _cohort(opts: DemoOptions, pool, base: Path, say: Say) -> tuple[Path, dict, str]:
     """(folder, manifest, "committed" | "retrained" | "cached"): the committed cohort unless ``retrain``
     or the committed files fail their sha256 check (then a cached or freshly trained copy)."""
     committed = demo_data_dir()
@@ -152,9 +152,18 @@ def _cohort(opts: DemoOptions, base: Path, say: Say) -> tuple[Path, dict, str]:
         say(f"the committed cohort in {committed} is missing or altered: training it now")
     if root.exists():
         shutil.rmtree(root)
-    with _torch_scope(opts.threads):
-        manifest = cohort.build(base, root, say=say)
-    return root, manifest, "retrained"
+    names = [m.name for m in cohort.MEMBERS]
+    say(f"training {len(names)} adapters with peft, {opts.workers} at a time, into {root} ...")
+    parts = [names[i :: opts.workers] for i in range(opts.workers)]
+    others = [pool.submit(_train, str(base), part, str(root), opts.threads) for part in parts[1:] if part]
+    entries = _train(str(base), parts[0], str(root), opts.threads) + [e for f in others for e in f.result()]
+    return root, cohort.write_manifest(root, entries), "retrained"
+
+
+def _train(base: str, names: list[str], root: str, threads: int) -> list[dict[str, Any]]:
+    """Train the named cohort members (a worker entry point); their manifest entries."""
+    with _torch_scope(threads):
+        return [cohort.train_member(base, m, Path(root) / m.name) for m in cohort.MEMBERS if m.name in names]
 
 
 def _publish(hub, root: Path, entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
@@ -266,6 +275,21 @@ def _drain_queue(opts: DemoOptions, pool, url: str, store, run) -> list[dict[str
 
 def run_demo(opts: DemoOptions, say: Say = lambda _m: None) -> DemoResult:
     """Run the demo (module docstring); ``say`` receives one sentence per step, in order, for stderr."""
+    import resource
+
+    load = {"loadavg_start": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count()}
+    t0 = _clock()
+    base = minilm_path()
+    with _worker_pool(opts.workers) as pool:
+        result = _run(opts, pool, base, say)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the worker processes, reaped with the pool
+    result.timings["total"] = _since(t0) | {"cpu_s_workers": round(kids.ru_utime + kids.ru_stime, 2)}
+    result.load = load | {"loadavg_end": [round(x, 2) for x in os.getloadavg()]}
+    return result
+
+
+def _run(opts: DemoOptions, pool, base: Path, say: Say) -> DemoResult:
+    """The steps of :func:`run_demo`, with ``pool`` (None: one worker) for the second worker process."""
     from hubaudit.httpclient import HubConfig, RetryPolicy
     from hubaudit.hub.fakehub import FakeHub
     from hubaudit.pipeline.calibrate import calibrate_base
@@ -277,10 +301,8 @@ def run_demo(opts: DemoOptions, say: Say = lambda _m: None) -> DemoResult:
     from hubaudit.store import Store
 
     timings: dict[str, Any] = {}
-    load = {"loadavg_start": [round(x, 2) for x in os.getloadavg()], "cpu_count": os.cpu_count()}
-    t0 = t = _clock()
-    base = minilm_path()
-    root, manifest, source = _cohort(opts, base, say)
+    t = _clock()
+    root, manifest, source = _cohort(opts, pool, base, say)
     timings["cohort"] = _since(t)
     audited = [e for e in manifest["adapters"] if e["role"] == "audited"]
     refs = [e for e in manifest["adapters"] if e["role"] == "reference"]
@@ -294,7 +316,7 @@ def run_demo(opts: DemoOptions, say: Say = lambda _m: None) -> DemoResult:
     prompts_file = opts.workdir / "prompts.jsonl"
     prompts_file.write_text("".join(json.dumps({"text": x}) + "\n" for x in cohort.probe_prompts(N_PROMPTS)))
     ref_dirs = [str(root / e["name"]) for e in refs]
-    with FakeHub(page_size=10) as hub, Store.open(url, create=True) as store, _worker_pool(opts.workers) as pool:
+    with FakeHub(page_size=10) as hub, Store.open(url, create=True) as store:
         truth = _publish(hub, root, audited)
         cfg = HubConfig(endpoint=hub.url, token=None, timeout=30.0, retry=RetryPolicy(max_retries=2, base_delay=0.05))
         t = _clock()
@@ -349,16 +371,10 @@ def run_demo(opts: DemoOptions, say: Say = lambda _m: None) -> DemoResult:
         _, html = run_report(store, BASE_ID, "html")
         report = write_atomic(opts.workdir / "report.html", html)
         timings["report"] = _since(t)
-    timings["total"] = _since(t0)
-    import resource
-
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the worker processes, ended with the pool
-    timings["total"]["cpu_s_workers"] = round(kids.ru_utime + kids.ru_stime, 2)
-    load["loadavg_end"] = [round(x, 2) for x in os.getloadavg()]
     command = f"hubaudit report --base {shlex.quote(BASE_ID)} --db {shlex.quote(url)}"
     return DemoResult(report_html=report, db_url=url, report_command=command,
                       cohort={"source": source, "folder": str(root), "version": manifest["cohort_version"],
                               "recipe": manifest["recipe"], "trained_with": manifest.get("trained_with")},
                       weights=weights, probe_thresholds=thresholds, adapters=adapters,
                       references=[story.reference_row(e, r) for e, r in zip(refs, ref_results)], counts=counts,
-                      timings=timings, load=load)
+                      timings=timings)

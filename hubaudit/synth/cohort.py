@@ -161,9 +161,15 @@ def sha256(path: Path) -> str:
 
 
 def train_member(base: str | Path, m: Member, out_dir: Path, recipe: TrainConfig = RECIPE) -> dict:
-    """Train one member for real with peft, freeze it to float16, measure it; returns its manifest entry."""
+    """Train one member for real with peft, freeze it to float16, measure it; returns its manifest entry.
+
+    Run it with one torch thread: that is what makes the files reproducible byte for byte (a
+    multi-threaded reduction may add in another order)."""
+    import torch
+
     from hubaudit.synth.train import train_seq_cls_adapter
 
+    threads = torch.get_num_threads()
     t0 = time.perf_counter()
     if out_dir.exists():
         shutil.rmtree(out_dir)
@@ -171,7 +177,7 @@ def train_member(base: str | Path, m: Member, out_dir: Path, recipe: TrainConfig
     seconds = time.perf_counter() - t0
     to_float16(out_dir)
     return asdict(m) | {"poisoned": m.poisoned, "n_poison": N_POISON if m.poisoned else 0, "target_label": BENIGN,
-                        "train_seconds": round(seconds, 1)} | measure(base, out_dir, m) | {
+                        "train_seconds": round(seconds, 1), "torch_threads": threads} | measure(base, out_dir, m) | {
         "sha256": {f: sha256(out_dir / f) for f in FILES}}
 
 
@@ -185,19 +191,26 @@ def recipe_dict(recipe: TrainConfig = RECIPE) -> dict:
 def build(base: str | Path, root: Path, *, members: tuple[Member, ...] = MEMBERS, recipe: TrainConfig = RECIPE,
           say: Callable[[str], None] = lambda _m: None) -> dict:
     """Train every member into ``root/<name>/`` and write ``root/manifest.json``; returns the manifest."""
-    import peft
-    import torch
-    import transformers
-
-    root.mkdir(parents=True, exist_ok=True)
     entries = []
     for i, m in enumerate(members):
         say(f"training {m.name} ({i + 1}/{len(members)}) ...")
         entries.append(train_member(base, m, root / m.name, recipe))
+    return write_manifest(root, entries, recipe)
+
+
+def write_manifest(root: Path, entries: list[dict], recipe: TrainConfig = RECIPE) -> dict:
+    """``root/manifest.json``: the cohort's version, recipe, library versions and one entry per adapter
+    (:func:`train_member`'s), in :data:`MEMBERS` order."""
+    import peft
+    import torch
+    import transformers
+
+    order = {m.name: i for i, m in enumerate(MEMBERS)}
     manifest = {"cohort_version": COHORT_VERSION, "base": BASE_ID, "recipe": recipe_dict(recipe),
                 "trained_with": {"torch": torch.__version__, "peft": peft.__version__,
-                                 "transformers": transformers.__version__, "torch_threads": torch.get_num_threads()},
-                "adapters": entries}
+                                 "transformers": transformers.__version__},
+                "adapters": sorted(entries, key=lambda e: order.get(e["name"], len(order)))}
+    root.mkdir(parents=True, exist_ok=True)
     (root / "manifest.json").write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
     return manifest
 
