@@ -9,10 +9,10 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from hubaudit.vocab import ScanStatus
+
 if TYPE_CHECKING:
     import numpy as np
-
-ScanStatus = Literal["ok", "error", "unsupported"]
 
 
 @dataclass(frozen=True)
@@ -142,7 +142,7 @@ class ScanResult:
             "base_model": self.base_model,
             "task_type": self.task_type,
             "n_modules": self.n_modules,
-            "stratum": self.stratum if self.status == "ok" else None,
+            "stratum": self.stratum if self.status == ScanStatus.OK else None,
             "features": dict(self.features),
             "modules_to_save": [asdict(t) | {"shape": list(t.shape)} for t in self.modules_to_save],
             "dora_magnitudes": dict(self.dora_magnitudes),

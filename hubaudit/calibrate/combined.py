@@ -44,6 +44,7 @@ from hubaudit.calibrate._robust import (
     column_median_mad,
     feature_matrix,
 )
+from hubaudit.vocab import StratumStatus
 
 METHOD = "robust-combined/1"
 MODES = ("mahal", "diag", "max")
@@ -249,10 +250,10 @@ def fit_combined_matrix(x_all: np.ndarray, names: Sequence[str], *, target_fpr: 
         raise ValueError("min_n must be at least 3 (the threshold needs leave-one-out scores)")
     base = {"method": METHOD, "mode": mode, "n": int(x_all.shape[0]), "target_fpr": target_fpr}
     if x_all.shape[0] < min_n:
-        return {**base, "status": "not_calibrated", "reason": f"n={x_all.shape[0]} < min_n={min_n}"}
+        return {**base, "status": StratumStatus.NOT_CALIBRATED, "reason": f"n={x_all.shape[0]} < min_n={min_n}"}
     keep = [j for j in range(len(names)) if np.isfinite(x_all[:, j]).sum() >= min_n]
     if not keep:
-        return {**base, "status": "not_calibrated", "reason": "no feature has min_n finite values"}
+        return {**base, "status": StratumStatus.NOT_CALIBRATED, "reason": "no feature has min_n finite values"}
     used = [names[j] for j in keep]
     x = x_all[:, keep]
     if len(x) > FIT_MAX:  # evenly spaced subsample: medians, MADs and a K×K correlation from 20,000
@@ -268,7 +269,7 @@ def fit_combined_matrix(x_all: np.ndarray, names: Sequence[str], *, target_fpr: 
     threshold = max(_threshold(pos, target_fpr, empirical_floor, mode), floor) if pos.size >= 2 else floor
     return {
         **base,
-        "status": "calibrated",
+        "status": StratumStatus.CALIBRATED,
         "features": used,
         "transform": ["log" if b else "identity" for b in core["log"]],
         "loc": core["loc"].tolist(),
@@ -314,7 +315,7 @@ def _rebuild(model: Mapping[str, Any]) -> dict[str, Any]:
 
 def score_combined(model: Mapping[str, Any], rows: Sequence[Row]) -> np.ndarray:
     """The combined statistic of each row (NaN when no fitted feature has a value)."""
-    if model.get("status") != "calibrated":
+    if model.get("status") != StratumStatus.CALIBRATED:
         return np.full(len(rows), np.nan)
     return _score_core(_rebuild(model), feature_matrix(rows, model["features"]), model["mode"])
 
@@ -333,7 +334,7 @@ def judge_combined(model: Mapping[str, Any], features: Row, top: int = 3) -> tup
     "top": [(feature, robust z), ...] the ``top`` largest |z|, "n", "method", "mode"}``.
     """
     common = {"method": METHOD, "mode": model.get("mode"), "n": model.get("n")}
-    if model.get("status") != "calibrated":
+    if model.get("status") != StratumStatus.CALIBRATED:
         return None, {**common, "reason": f"not calibrated: {model.get('reason', '')}", "margin": None}
     core = _rebuild(model)
     x = feature_matrix([features], model["features"])

@@ -77,6 +77,7 @@ from scipy import stats as sps
 
 from hubaudit.calibrate._robust import MAD_TO_SIGMA, MIN_ABS_SCALE, MIN_LOG_SCALE, MIN_REL_SCALE, feature_matrix, median_mad_rows
 from hubaudit.calibrate.combined import fit_combined_matrix, score_matrix
+from hubaudit.vocab import StratumStatus
 
 METHODS = {"combined": "robust-combined-mahal/1", "per-feature": "robust-mad-t/1"}
 DEFAULT_METHOD = "combined"
@@ -129,7 +130,7 @@ def low_confidence(entry: Mapping[str, Any], params: Mapping[str, Any] | None = 
     Threshold sets stored before fits carried the mark are judged by the same rule from their
     ``n``/``n_ref`` and ``params["target_fpr"]``.
     """
-    if entry.get("status") != "calibrated":
+    if entry.get("status") != StratumStatus.CALIBRATED:
         return None
     if "low_confidence" in entry:
         return (entry.get("low_confidence_reason") or "too few adapters") if entry["low_confidence"] else None
@@ -188,7 +189,7 @@ def fit(
         strata[s] = _fit_one(pop_x.get(s, empty), ref_x.get(s, empty), names, directions, target_fpr, min_n,
                              source="stratum", combined=combined)  # fmt: skip
     for pk, members in sorted(pools.items()):
-        if len(members) == 1 and strata[members[0]]["status"] == "calibrated":
+        if len(members) == 1 and strata[members[0]]["status"] == StratumStatus.CALIBRATED:
             strata[pk] = dict(strata[members[0]], source="pool")  # a one-stratum pool is that stratum's fit
         else:
             # also fitted when every member has its own fit: an adapter of an unseen rank (hubaudit check,
@@ -198,8 +199,8 @@ def fit(
                                   target_fpr, min_n, source="pool", combined=combined)  # fmt: skip
         strata[pk]["members"] = sorted(members)
     for s in pop.keys() | refs.keys():  # small strata borrow their pool's fit (module docstring)
-        if strata[s]["status"] != "calibrated" and strata[pool_key(s)]["status"] == "calibrated":
-            strata[s] = {"status": "pooled", "pool": pool_key(s), "n": strata[s]["n"], "n_ref": strata[s]["n_ref"]}
+        if strata[s]["status"] != StratumStatus.CALIBRATED and strata[pool_key(s)]["status"] == StratumStatus.CALIBRATED:
+            strata[s] = {"status": StratumStatus.POOLED, "pool": pool_key(s), "n": strata[s]["n"], "n_ref": strata[s]["n_ref"]}
     return {
         "method": METHODS[method],
         "n": len(population),
@@ -240,7 +241,7 @@ def _fit_one(
     n, n_ref = int(pop.shape[0]), int(refs.shape[0])
     use_refs = n_ref >= min_n  # enough trusted adapters: location/scale from them alone
     if n < min_n and not use_refs:
-        return {"status": "not_calibrated", "source": source, "n": n, "n_ref": n_ref,
+        return {"status": StratumStatus.NOT_CALIBRATED, "source": source, "n": n, "n_ref": n_ref,
                 "reason": f"n={n} < min_n={min_n}"}  # fmt: skip
     base_x = refs if use_refs else pop
     columns = {}
@@ -257,12 +258,12 @@ def _fit_one(
         del columns[name]
     k = len(columns)
     if k == 0:
-        return {"status": "not_calibrated", "source": source, "n": n, "n_ref": n_ref,
+        return {"status": StratumStatus.NOT_CALIBRATED, "source": source, "n": n, "n_ref": n_ref,
                 "reason": "no feature has min_n finite values"}  # fmt: skip
     alpha = target_fpr / k  # Bonferroni (module docstring, step 3)
     pre = _complete_columns(base_x, refs, names, columns)
     fitted = {name: _fit_feature(b, r, directions[name], alpha, pre.get(name)) for name, (b, r) in columns.items()}
-    out = {"status": "calibrated", "source": "reference" if use_refs else source, "n": n, "n_ref": n_ref,
+    out = {"status": StratumStatus.CALIBRATED, "source": "reference" if use_refs else source, "n": n, "n_ref": n_ref,
            "alpha_per_feature": alpha, "features": fitted,
            "per_module_features_left_out": len(left_out),
            **_confidence(n_ref if use_refs else n, target_fpr)}  # fmt: skip
@@ -279,7 +280,7 @@ def _fit_combined(x: np.ndarray, refs: np.ndarray, names: Sequence[str], used: S
     model = fit_combined_matrix(x[:, cols], list(used), target_fpr=target_fpr, mode=COMBINED_MODE,
                                 min_n=max(min_n, 3), empirical_floor=trusted)  # fmt: skip
     model["anchored"] = False
-    if model["status"] == "calibrated" and refs.shape[0]:
+    if model["status"] == StratumStatus.CALIBRATED and refs.shape[0]:
         stat, _ = score_matrix(model, refs[:, [names.index(u) for u in model["features"]]])
         top = float(np.nanmax(stat)) if np.isfinite(stat).any() else -math.inf
         if top > model["threshold"]:

@@ -33,6 +33,7 @@ import numpy as np
 from hubaudit.calibrate._robust import feature_matrix
 from hubaudit.calibrate.combined import score_matrix
 from hubaudit.calibrate.fit import low_confidence, pool_key
+from hubaudit.vocab import StratumStatus
 
 Breakdown = dict[str, Any]
 Verdict = tuple[bool | None, Breakdown]
@@ -42,11 +43,11 @@ def resolve(stratum: str, threshold_set: Mapping[str, Any]) -> tuple[str | None,
     """The fit that applies to ``stratum``: its own, its pool's, or none (with the reason)."""
     strata = threshold_set["strata"]
     entry = strata.get(stratum)
-    if entry is not None and entry.get("status") == "calibrated":
+    if entry is not None and entry.get("status") == StratumStatus.CALIBRATED:
         return stratum, entry, ""
     pk = pool_key(stratum)
     pool = strata.get(pk)
-    if pool is not None and pool.get("status") == "calibrated":
+    if pool is not None and pool.get("status") == StratumStatus.CALIBRATED:
         return pk, pool, ""
     min_n = threshold_set.get("params", {}).get("min_n")
     if entry is None:
@@ -160,7 +161,7 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
 
     # the combined statistic (module docstring); None per row when it cannot be computed
     model = fit.get("combined") if verdict == "combined" else None
-    comb_ok = model is not None and model.get("status") == "calibrated"
+    comb_ok = model is not None and model.get("status") == StratumStatus.CALIBRATED
     if comb_ok:
         cols = [names.index(n) for n in model["features"]]
         stat, zc = score_matrix(model, raw[:, cols])

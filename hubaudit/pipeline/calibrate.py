@@ -26,6 +26,7 @@ from hubaudit.errors import NotCalibratedError, UsageError
 from hubaudit.pipeline.lineage import calibrate_similarity
 from hubaudit.store import Store
 from hubaudit.store.rows import ThresholdSetRow
+from hubaudit.vocab import ScanStatus, StratumStatus, Verdict
 
 
 @dataclass
@@ -54,7 +55,7 @@ class CalibrationSummary:
 
     @property
     def calibrated(self) -> bool:
-        return self.verdicts.get("flagged", 0) + self.verdicts.get("clean", 0) > 0
+        return self.verdicts.get(Verdict.FLAGGED, 0) + self.verdicts.get(Verdict.CLEAN, 0) > 0
 
     @property
     def low_confidence(self) -> list[dict[str, Any]]:
@@ -83,7 +84,7 @@ def _scan_references(paths: Sequence[str | Path]) -> list[tuple[str, dict[str, f
     refs = []
     for p in paths:
         scan = scan_path(Path(p).expanduser())
-        if scan.status != "ok":
+        if scan.status != ScanStatus.OK:
             raise UsageError(f"reference adapter {p} could not be scored: {scan.error}",
                              hint="references must be scorable LoRA adapters you know are clean")  # fmt: skip
         refs.append((scan.stratum, dict(scan.features)))
@@ -166,12 +167,12 @@ def calibrate_base(
         verdicts = [(r.revision_id, flagged, bd) for r, (flagged, bd) in zip(population, judged)]
         store.save_verdicts(ts_id, verdicts)
     active = store.active_threshold_set(base)
-    counts = Counter("not_calibrated" if f is None else ("flagged" if f else "clean") for _, f, _ in verdicts)
+    counts = Counter(Verdict.NOT_CALIBRATED if f is None else (Verdict.FLAGGED if f else Verdict.CLEAN) for _, f, _ in verdicts)
     return CalibrationSummary(
         base=base, threshold_set_id=ts_id, version=active.version if active else 0, method=ts["method"],
         featureset_version=featureset_version, verdict=method, n=ts["n"], n_references=len(refs), target_fpr=target_fpr,
         min_n=min_n, strata=_strata_table(ts["strata"], population, verdicts),
-        verdicts={k: counts.get(k, 0) for k in ("flagged", "clean", "not_calibrated")}, rescored=rescored,
+        verdicts={k: counts.get(k, 0) for k in (Verdict.FLAGGED, Verdict.CLEAN, Verdict.NOT_CALIBRATED)}, rescored=rescored,
         clean_low_confidence=sum(1 for _, f, bd in verdicts if f is False and bd.get("low_confidence")),
         similarity=similarity.to_params(), similarity_source=similarity.source,
     )  # fmt: skip
@@ -200,13 +201,14 @@ def _strata_table(strata: dict[str, Any], population: Sequence[Any], verdicts: S
     for key, entry in sorted(strata.items()):
         if key.startswith("pool:"):
             continue
-        fit_entry = strata.get(entry.get("pool"), {}) if entry["status"] == "pooled" else entry
+        fit_entry = strata.get(entry.get("pool"), {}) if entry["status"] == StratumStatus.POOLED else entry
         out.append({
             "stratum": key,
             "status": entry["status"],
             "n": entry.get("n", 0),
             "n_references": entry.get("n_ref", 0),
-            "fit": entry.get("pool") if entry["status"] == "pooled" else (key if entry["status"] == "calibrated" else None),
+            "fit": (entry.get("pool") if entry["status"] == StratumStatus.POOLED
+                    else (key if entry["status"] == StratumStatus.CALIBRATED else None)),
             "source": entry.get("source"),
             "n_features": len(entry.get("features", {})),
             "combined_threshold": (entry.get("combined") or {}).get("threshold"),

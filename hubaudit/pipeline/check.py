@@ -49,10 +49,12 @@ from hubaudit.pipeline.lineage import derived_for, report_thresholds
 from hubaudit.report import Suppression, match_suppression
 from hubaudit.report.build import hub_security_from, score_threshold
 from hubaudit.store import Store
+from hubaudit.vocab import ProbeStatus, RevisionStatus, ScanStatus, Verdict, revision_status
 
 WEIGHTS_ONLY_NOTE = ("weights only: not probed (pass --base-model BASE_DIR to probe); "
                      "a weight pass does not rule out a backdoor")
-EXIT_CODES = {"pass": 0, "flagged": 1, "suppressed": 0, "not_calibrated": 3, "not_audited": 3, "pass_low_confidence": 3}
+EXIT_CODES = {Verdict.PASS: 0, Verdict.FLAGGED: 1, Verdict.SUPPRESSED: 0, Verdict.NOT_CALIBRATED: 3, Verdict.NOT_AUDITED: 3,
+              Verdict.PASS_LOW_CONFIDENCE: 3}
 _REPO_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 CHECK_SCHEMA_VERSION = "1"
 
@@ -67,7 +69,7 @@ class CheckResult:
     base: str | None
     source: str  # "store" (found there) | "scanned" (local path scored now) | "hub" (fetched now) | "none"
     status: str  # revision status: scored | unsupported | error | skipped | retry | unknown
-    verdict: str  # pass | pass_low_confidence | flagged | suppressed | not_calibrated | not_audited
+    verdict: Verdict  # one of vocab.CHECK_VERDICTS
     status_reason: str | None = None
     error: str | None = None
     score: float | None = None
@@ -94,7 +96,7 @@ class CheckResult:
 
     @property
     def exit_code(self) -> int:
-        if self.verdict == "pass_low_confidence" and self.accept_low_confidence:
+        if self.verdict == Verdict.PASS_LOW_CONFIDENCE and self.accept_low_confidence:
             return 0
         return EXIT_CODES[self.verdict]
 
@@ -129,7 +131,7 @@ def _judge(result: CheckResult, features: dict[str, float], store: Store) -> Che
     """Fill the verdict from the active threshold set of ``result.base``."""
     ts = store.active_threshold_set(result.base) if result.base else None
     if ts is None:
-        result.verdict = "not_calibrated"
+        result.verdict = Verdict.NOT_CALIBRATED
         result.hint = (calibrate_hint(result.base) if result.base
                        else "pass --base BASE: the adapter does not declare its base model")  # fmt: skip
         result.reasons = [f"base {result.base or '?'} has no active calibration"]
@@ -147,14 +149,14 @@ def _judge(result: CheckResult, features: dict[str, float], store: Store) -> Che
     result.reasons = [str(r) for r in breakdown.get("reasons", [])]
     result.margin = breakdown.get("margin")
     result.threshold = score_threshold(ts.strata, breakdown.get("fit") or result.stratum)
-    result.verdict = "not_calibrated" if flagged is None else ("flagged" if flagged else "pass")
+    result.verdict = Verdict.NOT_CALIBRATED if flagged is None else (Verdict.FLAGGED if flagged else Verdict.PASS)
     if flagged is None:
         result.hint = calibrate_hint(result.base)
     elif breakdown.get("low_confidence"):
         result.low_confidence = True
         result.low_confidence_reason = breakdown.get("low_confidence_reason") or "too few adapters"
         if not flagged:
-            result.verdict = "pass_low_confidence"
+            result.verdict = Verdict.PASS_LOW_CONFIDENCE
             result.hint = calibrate_hint(result.base, low=True)
     return result
 
@@ -162,14 +164,14 @@ def _judge(result: CheckResult, features: dict[str, float], store: Store) -> Che
 def _apply_lineage(result: CheckResult, store: Store, fingerprint: Fingerprint | None, revision_id: int | None
                    ) -> CheckResult:
     """Flag an adapter whose fingerprint is a copy or derivative of a known-bad source of its base."""
-    if not result.base or result.status != "scored" or (fingerprint is None and revision_id is None):
+    if not result.base or result.status != RevisionStatus.SCORED or (fingerprint is None and revision_id is None):
         return result
     thr, derived = derived_for(store, result.base, fingerprint, revision_id, store.active_threshold_set(result.base))
     result.similarity_thresholds = report_thresholds(thr).to_dict()
     if derived is not None:
         result.derived_from = derived.to_dict()
         result.reasons = [derived.reason, *result.reasons]
-        result.verdict = "flagged"
+        result.verdict = Verdict.FLAGGED
     return result
 
 
@@ -177,22 +179,22 @@ def _apply_probe_and_suppression(result: CheckResult, suppressions: list[Suppres
     result.expired_suppressions = [s.to_dict() for s in suppressions
                                    if s.is_expired(today) and s.matches(result.repo_id, result.sha)]  # fmt: skip
     if result.probe and result.probe.get("flagged"):
-        result.verdict = "flagged"
+        result.verdict = Verdict.FLAGGED
         result.reasons = ["behavioural probe confirmed a backdoor", *result.reasons]
-    if result.verdict == "flagged":
+    if result.verdict == Verdict.FLAGGED:
         sup = match_suppression(suppressions, result.repo_id, result.sha, today)
         if sup is not None:
-            result.verdict, result.suppressed = "suppressed", sup.to_dict()
+            result.verdict, result.suppressed = Verdict.SUPPRESSED, sup.to_dict()
     return result
 
 
 def probe_evidence(r: dict[str, Any]) -> dict[str, Any]:
     """The part of a probe result a gate verdict shows: status, battery flag, search target/trigger, score vs τ."""
-    if r.get("status") != "ok":
-        return {"status": r.get("status", "error"), "reason": r.get("reason"), "error": r.get("error"), "flagged": None}
+    if r.get("status") != ProbeStatus.OK:
+        return {"status": r.get("status", ProbeStatus.ERROR), "reason": r.get("reason"), "error": r.get("error"), "flagged": None}
     s = r.get("search") or {}
     ev: dict[str, Any] = {
-        "status": "ok", "flagged": bool(r.get("flagged")), "mode": r.get("mode"),
+        "status": ProbeStatus.OK, "flagged": bool(r.get("flagged")), "mode": r.get("mode"),
         "battery": (r.get("battery") or {}).get("name"),
         "battery_flagged": bool(r.get("flagged_battery", r.get("flagged"))),
         "outlier_gap": r.get("outlier_gap"), "mean_attack_rate": r.get("mean_attack_rate"),
@@ -209,19 +211,19 @@ def probe_evidence(r: dict[str, Any]) -> dict[str, Any]:
 def _apply_live_probe(result: CheckResult, path: Path | None, live_probe: Callable[[str], dict[str, Any]]) -> None:
     """Record the behavioural probe of this check; one that could not run never leaves a pass."""
     if path is None or not path.is_dir():
-        ev = {"status": "error", "reason": "adapter_not_local", "flagged": None,
+        ev = {"status": ProbeStatus.ERROR, "reason": "adapter_not_local", "flagged": None,
               "error": "only a local adapter directory can be probed; download it and run `hubaudit check PATH`"}
     else:
         try:
             ev = probe_evidence(live_probe(str(path)))
         except UsageError as exc:  # e.g. the base directory is missing: this adapter could not be probed
-            ev = {"status": "error", "reason": "usage", "error": str(exc), "flagged": None}
+            ev = {"status": ProbeStatus.ERROR, "reason": "usage", "error": str(exc), "flagged": None}
     result.probe, result.probed = ev, True
-    if ev["status"] != "ok":
+    if ev["status"] != ProbeStatus.OK:
         why = f"behavioural probe could not run: {ev.get('reason')}" + (f" ({ev['error']})" if ev.get("error") else "")
         result.reasons.append(why)
-        if result.verdict in ("pass", "pass_low_confidence"):
-            result.verdict = "not_audited"
+        if result.verdict in (Verdict.PASS, Verdict.PASS_LOW_CONFIDENCE):
+            result.verdict = Verdict.NOT_AUDITED
             result.hint = "a probe that did not run is never a pass; check --base-model and the adapter's task type"
 
 
@@ -237,9 +239,9 @@ def _probe_or_note(result: CheckResult, path: Path | None, live_probe: Callable[
 def _from_scan(target: str, repo_id: str, path: Path, scan: ScanResult, base: str | None) -> CheckResult:
     sha = content_sha(path, scan, file_digests(path))
     res = CheckResult(target=target, repo_id=repo_id, sha=sha, base=base or scan.base_model, source="scanned",
-                      status="scored" if scan.status == "ok" else scan.status, verdict="not_audited",
+                      status=revision_status(scan.status), verdict=Verdict.NOT_AUDITED,
                       status_reason=reason_code(scan), error=scan.error, score=scan.score,
-                      stratum=scan.stratum if scan.status == "ok" else None)  # fmt: skip
+                      stratum=scan.stratum if scan.status == ScanStatus.OK else None)  # fmt: skip
     return res
 
 
@@ -261,8 +263,8 @@ def _from_hub(target: str, repo_id: str, rev: str | None, base: str | None, hub:
         f = classify(exc)
         if f.kind in ("unreachable", "auth", "rate_limited"):
             raise _FATAL[{"unreachable": "unavailable"}.get(f.kind, f.kind)](f"{repo_id}: {f.message}") from None
-        return CheckResult(target=target, repo_id=repo_id, sha=rev, base=base, source="hub", status="skipped",
-                           verdict="not_audited", status_reason=f.reason, error=f.message), {}, None, {}  # fmt: skip
+        return CheckResult(target=target, repo_id=repo_id, sha=rev, base=base, source="hub", status=RevisionStatus.SKIPPED,
+                           verdict=Verdict.NOT_AUDITED, status_reason=f.reason, error=f.message), {}, None, {}  # fmt: skip
     expected = base or info.card_base_model or ""
     job = FetchJob(settings=TaskSettings(hub=hub, cache_root=str(cache_root)), base=expected, repo_id=repo_id,
                    sha=info.sha or (rev or "main"), expected_base=expected, card_base_model=info.card_base_model)
@@ -271,10 +273,10 @@ def _from_hub(target: str, repo_id: str, rev: str | None, base: str | None, hub:
         raise _FATAL[out.fatal](f"{repo_id}: {out.error or out.reason}")
     scan = out.scan
     res = CheckResult(target=target, repo_id=repo_id, sha=out.sha, base=base or out.declared_base, source="hub",
-                      status=out.status, verdict="not_audited", status_reason=out.reason, error=out.error,
+                      status=out.status, verdict=Verdict.NOT_AUDITED, status_reason=out.reason, error=out.error,
                       score=scan.score if scan else None,
-                      stratum=scan.stratum if scan is not None and scan.status == "ok" else None)  # fmt: skip
-    ok = scan is not None and out.status == "scored"
+                      stratum=scan.stratum if scan is not None and scan.status == ScanStatus.OK else None)  # fmt: skip
+    ok = scan is not None and out.status == RevisionStatus.SCORED
     return res, dict(scan.features) if ok else {}, scan.fingerprint if ok else None, dict(out.provenance or {})
 
 
@@ -328,20 +330,20 @@ def check_target(
         elif row is None:
             res = CheckResult(
                 target=target, repo_id=repo_id, sha=rev, base=base, source="none", status="unknown",
-                verdict="not_audited", reasons=["not in the store"],
+                verdict=Verdict.NOT_AUDITED, reasons=["not in the store"],
                 hint=f"crawl it first (`hubaudit crawl --base {base or 'BASE'}`), or download it and run "
                      "`hubaudit check PATH`",
             )  # fmt: skip
             return _probe_or_note(res, None, live_probe)
         else:
             res = CheckResult(target=target, repo_id=row.repo_id, sha=row.sha, base=base or row.base, source="store",
-                              status=row.status, verdict="not_audited", status_reason=row.reason, error=row.error,
+                              status=row.status, verdict=Verdict.NOT_AUDITED, status_reason=row.reason, error=row.error,
                               score=row.score, stratum=row.stratum, probe=row.probe)  # fmt: skip
             features = dict(row.features or {})
             fingerprint, own_id = None, row.revision_id  # the stored fingerprint of the revision
             security = hub_security_from(row.provenance)
             res.hub_security = security.to_dict() if security is not None else None
-    if res.status != "scored":
+    if res.status != RevisionStatus.SCORED:
         res.reasons = [f"not audited: {res.status_reason or res.status}" + (f" ({res.error})" if res.error else "")]
         res.hint = "unaudited is never a pass; a pickle-only adapter can be converted to safetensors and checked"
     else:

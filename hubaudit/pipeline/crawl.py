@@ -28,7 +28,8 @@ from hubaudit.fetch import sweep_stale
 from hubaudit.httpclient import HubConfig, classify, hub_client
 from hubaudit.hub import HubSource, ListedRepo
 from hubaudit.pipeline.crawl_task import FetchJob, TaskOutcome, TaskSettings, clear_provenance_cache, fetch_and_score
-from hubaudit.store import FINAL_STATUSES, Store
+from hubaudit.store import Store
+from hubaudit.vocab import FINAL_REVISION_STATUSES, RevisionStatus
 
 DERIVED_RELATIONS = ("quantized", "finetune")
 _FATAL_ERRORS: dict[str, type[HubError]] = {"unavailable": HubUnavailableError, "auth": HubAuthError,
@@ -186,7 +187,7 @@ class _Lister:
                     self.summary.listed += 1
                     if not repo.sha:
                         continue  # cannot pin a revision; the next listing will carry one
-                    if outcomes.get((repo.repo_id, repo.sha)) in FINAL_STATUSES:
+                    if outcomes.get((repo.repo_id, repo.sha)) in FINAL_REVISION_STATUSES:
                         self.summary.unchanged += 1
                         self.progress.listed(self.summary.listed, self.summary.new)
                         continue
@@ -257,7 +258,7 @@ def _drain(store: Store, results: Iterator, lister: _Lister, summary: CrawlSumma
     for res in results:
         job: FetchJob = res.item
         out: TaskOutcome = res.value if res.error is None else TaskOutcome(
-            job.repo_id, job.sha, "retry", "internal", res.error, transient=True)
+            job.repo_id, job.sha, RevisionStatus.RETRY, "internal", res.error, transient=True)
         summary.fetched += 1
         if out.fatal:
             if fatal is None:
@@ -268,7 +269,7 @@ def _drain(store: Store, results: Iterator, lister: _Lister, summary: CrawlSumma
                               error=out.error, files=out.files, declared_base=out.declared_base,
                               provenance=out.provenance, scan=out.scan)
         summary.by_status[out.status] += 1
-        if out.status == "scored":
+        if out.status == RevisionStatus.SCORED:
             summary.scored += 1
         else:
             summary.by_reason[out.reason or out.status] += 1

@@ -30,6 +30,7 @@ from hubaudit.hub import HubSource, RepoInfo
 from hubaudit.hub.source import is_repo_id, is_sha
 from hubaudit.models import ScanResult
 from hubaudit.safehttp import budget, shown
+from hubaudit.vocab import RevisionStatus, ScanStatus
 
 # Failure kinds that stop the whole run (hubaudit.errors maps them to exit code 4).
 FATAL_KINDS = {"unreachable": "unavailable", "auth": "auth", "rate_limited": "rate_limited"}
@@ -74,7 +75,7 @@ class TaskOutcome:
 
     repo_id: str
     sha: str
-    status: str
+    status: RevisionStatus
     reason: str | None = None
     error: str | None = None
     files: list[dict] = field(default_factory=list)
@@ -91,22 +92,22 @@ class TaskOutcome:
 
 
 def _from_failure(job: FetchJob, f: Failure, until: float | None = None) -> TaskOutcome:
-    out = TaskOutcome(job.repo_id, job.sha, "retry", f.reason, f.message)
+    out = TaskOutcome(job.repo_id, job.sha, RevisionStatus.RETRY, f.reason, f.message)
     if f.kind in FATAL_KINDS:
         out.fatal = FATAL_KINDS[f.kind]
     elif f.kind in ("not_found", "gated", "disabled"):
-        out.status = "skipped"
+        out.status = RevisionStatus.SKIPPED
     elif f.kind == "transient":
         out.transient = True
         if until is not None and time.monotonic() >= until:
             out.error = f"the adapter's time budget is spent; last: {f.message}"
     elif f.kind == "hostile" or f.reason.startswith("http_4"):
-        out.status = "error"
+        out.status = RevisionStatus.ERROR
     return out
 
 
 def _hostile(job: FetchJob, message: str) -> TaskOutcome:
-    return TaskOutcome(job.repo_id, job.sha, "error", "hostile_metadata", message)
+    return TaskOutcome(job.repo_id, job.sha, RevisionStatus.ERROR, "hostile_metadata", message)
 
 
 def fetch_and_score(job: FetchJob) -> TaskOutcome:
@@ -145,27 +146,27 @@ def _decide(job: FetchJob, info: RepoInfo) -> TaskOutcome | None:
     """Decisions from pinned metadata alone (no download). None: go ahead."""
     s = job.settings
 
-    def out(status: str, reason: str, msg: str) -> TaskOutcome:
+    def out(status: RevisionStatus, reason: str, msg: str) -> TaskOutcome:
         return TaskOutcome(job.repo_id, job.sha, status, reason, msg)
 
     if info.disabled:
-        return out("skipped", "disabled", "the repository is disabled on the Hub")
+        return out(RevisionStatus.SKIPPED, "disabled", "the repository is disabled on the Hub")
     if info.gated and not s.hub.token:
-        return out("skipped", "gated", f"gated repository ({info.gated}); downloads need an approved token")
+        return out(RevisionStatus.SKIPPED, "gated", f"gated repository ({info.gated}); downloads need an approved token")
     weights, config = info.file(ADAPTER_SAFETENSORS), info.file(ADAPTER_CONFIG)
     if weights is None:
         if info.file(ADAPTER_PICKLE) is not None:
-            return out("unsupported", "pickle_format", "only adapter_model.bin (pickle); never unpickled by the crawler")
-        return out("skipped", "no_adapter_files", "no adapter_model.safetensors in the repository")
+            return out(RevisionStatus.UNSUPPORTED, "pickle_format", "only adapter_model.bin (pickle); never unpickled by the crawler")
+        return out(RevisionStatus.SKIPPED, "no_adapter_files", "no adapter_model.safetensors in the repository")
     if config is None:
-        return out("skipped", "no_adapter_files", "adapter_config.json is missing")
+        return out(RevisionStatus.SKIPPED, "no_adapter_files", "adapter_config.json is missing")
     problem = weights.problem() or config.problem()  # sizes bound the downloads, hashes verify them
     if problem is not None:
-        return out("error", "hostile_metadata", f"model_info: {problem}")
+        return out(RevisionStatus.ERROR, "hostile_metadata", f"model_info: {problem}")
     if weights.size is not None and weights.size > s.max_file_bytes:
-        return out("skipped", "oversize", f"{ADAPTER_SAFETENSORS} is {weights.size} bytes (cap {s.max_file_bytes})")
+        return out(RevisionStatus.SKIPPED, "oversize", f"{ADAPTER_SAFETENSORS} is {weights.size} bytes (cap {s.max_file_bytes})")
     if config.size is not None and config.size > MAX_CONFIG_BYTES:
-        return out("skipped", "oversize", f"{ADAPTER_CONFIG} is {config.size} bytes (cap {MAX_CONFIG_BYTES})")
+        return out(RevisionStatus.SKIPPED, "oversize", f"{ADAPTER_CONFIG} is {config.size} bytes (cap {MAX_CONFIG_BYTES})")
     return None
 
 
@@ -180,14 +181,14 @@ def _fetch_scan(job: FetchJob, info: RepoInfo, source: HubSource, until: float) 
             head = check_remote_header(s.hub, job.repo_id, ADAPTER_SAFETENSORS, job.sha, weights.size,
                                        max_header=s.max_header_bytes, whole_below=s.whole_file_bytes)
             if not head.ok:
-                status = "skipped" if head.reason == "oversize" else "error"
+                status = RevisionStatus.SKIPPED if head.reason == "oversize" else RevisionStatus.ERROR
                 return TaskOutcome(job.repo_id, job.sha, status, head.reason, head.message, provenance=_security(info))
             fetched = download_verified(s.hub, job.repo_id, job.sha, [
                 Wanted(ADAPTER_CONFIG, config.size, config.lfs_sha256, config.blob_id),
                 Wanted(ADAPTER_SAFETENSORS, weights.size, weights.lfs_sha256, weights.blob_id),
             ], cache, preloaded={ADAPTER_SAFETENSORS: head.data} if head.data is not None else None)
         if not fetched.ok:
-            return TaskOutcome(job.repo_id, job.sha, "error", fetched.reason, fetched.message, provenance=_security(info))
+            return TaskOutcome(job.repo_id, job.sha, RevisionStatus.ERROR, fetched.reason, fetched.message, provenance=_security(info))
         # download_verified hashed every byte while fetching (and checked it against the Hub's
         # LFS sha256): hashing the weights again in the scan would double the crawl's CPU per adapter.
         scan = scan_path(fetched.folder, symlink_roots=[cache], hash_content=False)
@@ -196,8 +197,9 @@ def _fetch_scan(job: FetchJob, info: RepoInfo, source: HubSource, until: float) 
     finally:
         if not s.keep:
             remove_tree(cache)
-    status, reason = {"ok": ("scored", None), "unsupported": ("unsupported", "unsupported_adapter")}.get(
-        scan.status, ("error", "malformed"))
+    status, reason = {ScanStatus.OK: (RevisionStatus.SCORED, None),
+                      ScanStatus.UNSUPPORTED: (RevisionStatus.UNSUPPORTED, "unsupported_adapter")}.get(
+        scan.status, (RevisionStatus.ERROR, "malformed"))
     card = info.card_base_model or job.card_base_model
     with budget(time.monotonic() + s.budget_seconds()):  # advisory lookups: a budget of their own
         prov = provenance(job, card, config_base, source) | _security(info)

@@ -17,6 +17,7 @@ import math
 from dataclasses import dataclass, field
 
 from hubaudit.store import Store
+from hubaudit.vocab import RevisionStatus
 
 W_DOWNLOADS = 0.5
 
@@ -44,7 +45,7 @@ class EscalateSummary:
 def escalate(store: Store, base: str, *, limit: int | None = None) -> EscalateSummary:
     """Queue every flagged, scored, not-removed revision of ``base`` (at most ``limit`` new jobs)."""
     out = EscalateSummary(base)
-    rows = [r for r in store.audit_rows(base) if r.flagged and r.status == "scored" and not r.removed]
+    rows = [r for r in store.audit_rows(base) if r.flagged and r.status == RevisionStatus.SCORED and not r.removed]
     rows.sort(key=lambda r: -priority((r.breakdown or {}).get("margin"), r.downloads))
     for r in rows:
         out.flagged += 1

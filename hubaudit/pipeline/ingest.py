@@ -25,6 +25,7 @@ from typing import Any
 from hubaudit.constants import ADAPTER_CONFIG, ADAPTER_PICKLE, ADAPTER_SAFETENSORS
 from hubaudit.models import ScanResult
 from hubaudit.store import Store
+from hubaudit.vocab import RevisionStatus, ScanStatus, revision_status
 
 LOCAL_PREFIX = "local:"
 _HASH_CHUNK = 1 << 20
@@ -35,6 +36,8 @@ ADAPTER_MARKERS = (ADAPTER_CONFIG, ADAPTER_SAFETENSORS, ADAPTER_PICKLE)
 WEIGHTS_SUFFIXES = (".safetensors", ".bin")
 _MAX_CHILDREN_LOOKED_AT = 1000  # for the "it holds adapter folders" hint only
 NOT_AN_ADAPTER = "not_an_adapter"
+# The statuses an ingest summary counts (a retry never happens: nothing is fetched).
+INGEST_COUNTED = (RevisionStatus.SCORED, RevisionStatus.UNSUPPORTED, RevisionStatus.ERROR, RevisionStatus.SKIPPED)
 
 
 @dataclass
@@ -44,7 +47,7 @@ class IngestItem:
     path: str
     repo_id: str | None  # None: skipped, not stored
     sha: str | None
-    status: str  # scored | unsupported | error (stored revision statuses), or skipped (not an adapter, not stored)
+    status: RevisionStatus  # scored | unsupported | error (stored), or skipped (not an adapter, not stored)
     reason: str | None
     error: str | None  # for a skipped input: why it is not an adapter
     score: float | None
@@ -71,12 +74,12 @@ class IngestSummary:
     @property
     def counts(self) -> dict[str, int]:
         c = Counter(i.status for i in self.items)
-        return {"inputs": len(self.items), **{k: c.get(k, 0) for k in ("scored", "unsupported", "error", "skipped")}}
+        return {"inputs": len(self.items), **{k: c.get(k, 0) for k in INGEST_COUNTED}}
 
     @property
     def all_scored(self) -> bool:
         """Every stored input was scored (skipped inputs are not adapters and do not count)."""
-        return all(i.status == "scored" for i in self.items if i.stored)
+        return all(i.status == RevisionStatus.SCORED for i in self.items if i.stored)
 
 
 def local_repo_id(path: Path) -> str:
@@ -130,7 +133,7 @@ def _holds_adapter_dirs(path: Path) -> bool:
 
 def reason_code(scan: ScanResult) -> str | None:
     """A short machine reason for a scan that did not score (store contract reason codes)."""
-    if scan.status == "ok":
+    if scan.status == ScanStatus.OK:
         return None
     text = (scan.error or "").lower()
     if text.startswith(("no adapter_model", "no such file")) or text.endswith("is missing"):
@@ -139,7 +142,7 @@ def reason_code(scan: ScanResult) -> str | None:
         return "pickle_format"
     if "over the" in text and "cap" in text:
         return "oversize"
-    if scan.status == "unsupported":
+    if scan.status == ScanStatus.UNSUPPORTED:
         return "unsupported_peft_type" if scan.peft_type and scan.peft_type.upper() != "LORA" else "unsupported"
     return "malformed"
 
@@ -207,7 +210,7 @@ def ingest(
         path = Path(raw).expanduser().absolute()
         skip = skip_reason(path)
         if skip is not None:
-            item = IngestItem(str(path), None, None, "skipped", NOT_AN_ADAPTER, skip, None, None, None)
+            item = IngestItem(str(path), None, None, RevisionStatus.SKIPPED, NOT_AN_ADAPTER, skip, None, None, None)
             summary.items.append(item)
             if on_item is not None:
                 on_item(item)
@@ -215,21 +218,21 @@ def ingest(
         try:
             scan = scan_path(path, allow_pickle=allow_pickle)
         except Exception as exc:  # noqa: BLE001 - a scanner bug on one input must not stop the batch
-            scan = ScanResult(source=str(path), status="error", error=f"scanner failed: {type(exc).__name__}: {exc}")
+            scan = ScanResult(source=str(path), status=ScanStatus.ERROR, error=f"scanner failed: {type(exc).__name__}: {exc}")
         files = file_digests(path)
         sha = content_sha(path, scan, files)
         repo_id = local_repo_id(path)
-        status = "scored" if scan.status == "ok" else scan.status
+        status = revision_status(scan.status)
         reason = reason_code(scan)
         provenance = {"source": "local", "path": str(path), "config_sha256": scan.config_sha256,
                       "peft_type": scan.peft_type, "warnings": list(scan.warnings)}  # fmt: skip
         rid = store.record_revision(
             base=base, repo_id=repo_id, sha=sha, status=status, reason=reason, error=scan.error, files=files,
-            declared_base=scan.base_model, provenance=provenance, scan=scan if scan.status == "ok" else None,
+            declared_base=scan.base_model, provenance=provenance, scan=scan if scan.status == ScanStatus.OK else None,
         )  # fmt: skip
         declared = scan.base_model
         item = IngestItem(str(path), repo_id, sha, status, reason, scan.error, scan.score,
-                          scan.stratum if scan.status == "ok" else None, rid, declared_base=declared,
+                          scan.stratum if scan.status == ScanStatus.OK else None, rid, declared_base=declared,
                           base_mismatch=bool(declared) and declared != base)  # fmt: skip
         summary.items.append(item)
         if on_item is not None:

@@ -39,6 +39,7 @@ from hubaudit.pipeline.crawl import CrawlOptions, crawl
 from hubaudit.pipeline.escalate import escalate
 from hubaudit.pipeline.runs import recorded_run
 from hubaudit.store import Store
+from hubaudit.vocab import ProbeJobStatus
 
 EXPORTS = (("flagged.csv", "csv"), ("flagged.json", "json"), ("flagged.jsonl", "jsonl"))
 
@@ -240,7 +241,7 @@ def nightly(store: Store, cfg: Config, hub: HubConfig, *, home: Path, export_dir
                 out.calibration = {"calibrated": False, "reason": str(exc)}
             esc = escalate(store, base.id)
             out.escalation = esc.to_dict()
-            queued = len(store.probe_jobs(base.id, status="queued"))
+            queued = len(store.probe_jobs(base.id, status=ProbeJobStatus.QUEUED))
             out.probe = _probe(store, base, hub, home, queued)
             _downstream(store, base.id, hub, out, summary)
             out.exports, out.flagged = _export(store, base.id, dated / slug(base.id))

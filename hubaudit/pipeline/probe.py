@@ -24,6 +24,7 @@ from hubaudit.probe.prompting import load_prompts
 from hubaudit.probe.stats import Thresholds, calibrate, load_thresholds, save_thresholds
 from hubaudit.probe.task import AdapterRef, ProbeTask, run_probe_task
 from hubaudit.store import Store
+from hubaudit.vocab import ProbeStatus
 
 #: Reasons worth no retry: they will fail the same way next time (recorded as failed at once).
 PERMANENT = {"incompatible", "unsupported", "no_eligible_prompts", "usage"}
@@ -135,7 +136,8 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
     def fail(job, reason: str, code: str) -> None:
         store.fail_probe_job(job.id, reason, max_attempts=1 if code in PERMANENT else opts.max_attempts)
         summary["failed"] += 1
-        summary["results"].append({"job_id": job.id, "repo_id": job.repo_id, "sha": job.sha, "status": "error", "reason": reason})
+        summary["results"].append({"job_id": job.id, "repo_id": job.repo_id, "sha": job.sha, "status": ProbeStatus.ERROR,
+                                   "reason": reason})
 
     base_dir, why = _base_dir(opts)
     if base_dir is None:
@@ -160,11 +162,12 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
                 continue
             for ref, result in res.value or []:
                 job = by_id[ref.job_id]
-                if result.get("status") == "ok":
+                if result.get("status") == ProbeStatus.OK:
                     store.finish_probe_job(job.id, result | {"repo_id": job.repo_id, "sha": job.sha})
                     summary["probed"] += 1
                     summary["flagged"] += int(bool(result["flagged"]))
-                    summary["results"].append({"job_id": job.id, "repo_id": job.repo_id, "sha": job.sha, "status": "ok",
+                    summary["results"].append({"job_id": job.id, "repo_id": job.repo_id, "sha": job.sha,
+                                               "status": ProbeStatus.OK,
                                                "flagged": result["flagged"], "outlier_gap": result["outlier_gap"],
                                                "mean_attack_rate": result["mean_attack_rate"],
                                                "search_trigger": result.get("search_trigger"),
@@ -237,7 +240,7 @@ def probe_calibrate_search(clean_dirs: list[str], base_model_path: str, *, batte
     try:
         th = calibrate(results, margin=margin, battery=bat.name)
     except ValueError as exc:
-        errors = "; ".join(f"{r.get('reason')}: {r.get('error')}" for r in results if r.get("status") != "ok")
+        errors = "; ".join(f"{r.get('reason')}: {r.get('error')}" for r in results if r.get("status") != ProbeStatus.OK)
         raise UsageError(f"{exc} ({errors})") from None
     tau = None
     if search is not None:

@@ -16,6 +16,7 @@ from hubaudit import __version__
 from hubaudit.pipeline.lineage import lineage_args
 from hubaudit.report import NormMap, Report, Suppression, build_report, norm_map
 from hubaudit.store import Store
+from hubaudit.vocab import RevisionStatus
 
 # Population revisions read for the median heat map (per stratum): enough for a stable median,
 # bounded so an HTML report of a 10,000-adapter base stays a few hundred queries.
@@ -30,7 +31,7 @@ def _norm_maps(store: Store, report: Report, rows: Sequence, sample: int) -> lis
     """Heat-map data for every weight-flagged finding: its module norms beside its stratum's median."""
     by_stratum: dict[str, list[int]] = {}
     for r in rows:
-        if r.status == "scored" and r.stratum is not None:
+        if r.status == RevisionStatus.SCORED and r.stratum is not None:
             by_stratum.setdefault(r.stratum, []).append(r.revision_id)
     cache: dict[str, list[list[dict]]] = {}
     out = []

@@ -19,6 +19,7 @@ from typing import Any
 from hubaudit.errors import InputError
 from hubaudit.models import ScanResult
 from hubaudit.pipeline.ingest import is_adapter_dir
+from hubaudit.vocab import RevisionStatus, ScanStatus, Verdict
 
 DEFAULT_MAX_ADAPTERS = 1000
 MAX_FOLDERS_WALKED = 200_000  # a --recursive walk of a home directory or a disk ends here, with a message
@@ -100,9 +101,9 @@ def find_adapters(inputs: Sequence[str | Path], *, recursive: bool, limit: int =
 
 @dataclass
 class ScanJudgement:
-    """The verdict of one scanned adapter (``verdict``: flagged | pass | pass_low_confidence | not_judged)."""
+    """The verdict of one scanned adapter (``verdict``: one of vocab.SCAN_VERDICTS)."""
 
-    verdict: str
+    verdict: Verdict
     why: str | None = None  # for not_judged: a key of WHY_TEXT
     base: str | None = None  # the base judged against (--base, else the declared one)
     declared_base: str | None = None
@@ -122,11 +123,11 @@ class ScanJudgement:
     @property
     def label(self) -> str:
         """The table cell: FLAGGED / pass / pass (low confidence) / not judged: why."""
-        if self.verdict == "flagged":
+        if self.verdict == Verdict.FLAGGED:
             return "FLAGGED"
-        if self.verdict == "pass_low_confidence":
+        if self.verdict == Verdict.PASS_LOW_CONFIDENCE:
             return "pass (low confidence)"
-        if self.verdict == "pass":
+        if self.verdict == Verdict.PASS:
             return "pass"
         return f"not judged: {WHY_TEXT.get(self.why or '', self.why or '?')}"
 
@@ -148,9 +149,9 @@ def _finite(value: Any) -> Any:
 def not_judged(scan: ScanResult, why: str, base: str | None = None) -> ScanJudgement:
     """A verdict that was not given: for a scan without a store (``why`` NO_DATABASE), for instance; an
     input that was not scored is always NOT_SCORED."""
-    return ScanJudgement(verdict="not_judged", why=why if scan.status == "ok" else NOT_SCORED, base=base or scan.base_model, declared_base=scan.base_model,
+    return ScanJudgement(verdict=Verdict.NOT_JUDGED, why=why if scan.status == ScanStatus.OK else NOT_SCORED, base=base or scan.base_model, declared_base=scan.base_model,
                          base_mismatch=bool(base and scan.base_model and scan.base_model != base),
-                         stratum=scan.stratum if scan.status == "ok" else None)  # fmt: skip
+                         stratum=scan.stratum if scan.status == ScanStatus.OK else None)  # fmt: skip
 
 
 def judge_scan(store: Any, path: Path, scan: ScanResult, *, base: str | None, today: date) -> ScanJudgement:
@@ -163,7 +164,7 @@ def judge_scan(store: Any, path: Path, scan: ScanResult, *, base: str | None, to
     from hubaudit.pipeline.check import check_target
 
     abs_path = path.expanduser().absolute()
-    if scan.status != "ok" or not os.path.lexists(abs_path):
+    if scan.status != ScanStatus.OK or not os.path.lexists(abs_path):
         return not_judged(scan, NOT_SCORED, base)
     res = check_target(store, str(abs_path), base=base, suppressions=[], today=today)
     out = not_judged(scan, NOT_SCORED, res.base)
@@ -174,9 +175,9 @@ def judge_scan(store: Any, path: Path, scan: ScanResult, *, base: str | None, to
     out.probe_flagged = bool(res.probe and res.probe.get("flagged"))
     out.derived_from = getattr(res, "derived_from", None)
     out.low_confidence_reason = res.low_confidence_reason
-    if res.verdict in ("flagged", "pass", "pass_low_confidence"):
+    if res.verdict in (Verdict.FLAGGED, Verdict.PASS, Verdict.PASS_LOW_CONFIDENCE):
         out.verdict, out.why = res.verdict, None
-    elif res.status != "scored":
+    elif res.status != RevisionStatus.SCORED:
         out.why = PICKLE_NOT_JUDGED if res.status_reason == "pickle_format" else NOT_SCORED
     elif not res.base:
         out.why = NO_BASE

@@ -30,6 +30,7 @@ from hubaudit.store._fingerprint_cache import (
     packed_fingerprints,
     repo_revisions,
 )
+from hubaudit.vocab import RevisionStatus, ScanStatus
 
 # Same spelling rule as ``hubaudit check`` (pipeline/check.py): org/name, then an optional @revision.
 _REPO_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
@@ -156,7 +157,7 @@ def _match_revision(repo: str, rev: str, revs: list[StoredRevision]) -> list[Sto
 
 def _no_fingerprint(r: StoredRevision) -> NotFingerprintedError:
     where = f"{r.repo_id}@{_short(r.sha)}"
-    if r.status != "scored":
+    if r.status != RevisionStatus.SCORED:
         return NotFingerprintedError(f"{where} was not scored ({r.reason or r.status}): it has no fingerprint",
                                      hint="only adapters whose weights were scored can be compared")  # fmt: skip
     return NotFingerprintedError(f"{where} has no stored fingerprint (it was scored before fingerprints were recorded)",
@@ -168,7 +169,7 @@ def _scanned_query(store: Store, target: str, path: Path, base: str | None, vers
     from hubaudit.stats import scan_path
 
     scan = scan_path(path)
-    if scan.status != "ok":
+    if scan.status != ScanStatus.OK:
         raise NotFingerprintedError(f"{target}: could not be scored ({scan.status}): {scan.error}",
                                     hint="only adapters whose weights can be scored have a fingerprint; "
                                          "`hubaudit scan PATH` shows why")  # fmt: skip
@@ -296,7 +297,7 @@ def _confirm(store: Store, result: SimilarResult, directory: str) -> None:
     if not path.exists():
         raise InputError(f"--confirm {directory}: no such file or directory")
     scan = scan_path(path)
-    if scan.status != "ok":
+    if scan.status != ScanStatus.OK:
         raise InputError(f"--confirm {directory}: could not be scored ({scan.status}): {scan.error}")
     try:
         exact = exact_similarity(query.path, path)  # the cosine the fingerprint estimates

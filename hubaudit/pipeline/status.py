@@ -17,9 +17,10 @@ from typing import Any
 from hubaudit import __version__
 from hubaudit.report import build_report
 from hubaudit.store import Store
+from hubaudit.vocab import ProbeJobStatus, StratumStatus
 
 STATUS_SCHEMA_VERSION = "1"
-PROBE_STATES = ("queued", "running", "done", "failed")
+PROBE_STATES = tuple(ProbeJobStatus)
 #: Runs read to find the last run of each command (newest first); older ones are not looked at.
 RUNS_READ = 5000
 
@@ -131,7 +132,7 @@ def base_status(store: Store, base: str, runs: list[RunInfo], now: datetime) -> 
         calibration = CalibrationStatus(
             version=cal.version or 0, n=cal.n or 0, method=cal.method, created_at=cal.created_at, strata=len(cal.strata),
             low_confidence_strata=[x.stratum for x in cal.strata if x.low_confidence],
-            not_calibrated_strata=[x.stratum for x in cal.strata if x.status == "not_calibrated"],
+            not_calibrated_strata=[x.stratum for x in cal.strata if x.status == StratumStatus.NOT_CALIBRATED],
         )  # fmt: skip
     queue = Counter(j.status for j in store.probe_jobs(base=base))
     return BaseStatus(

@@ -42,6 +42,7 @@ from hubaudit.probe.batteries import Battery
 from hubaudit.probe.prompting import (DEFAULT_LABEL_WORDS, DEFAULT_PROMPT_TEMPLATE, DEFAULT_SYSTEM_PROMPT,
                                       label_prompt, label_token_ids, probe_input)
 from hubaudit.probe.stats import Summary, Thresholds, severity, summarize
+from hubaudit.vocab import ProbeStatus
 
 MODES = ("auto", "seq_cls", "causal_label", "generative")
 # adapter_config keys that must be equal for the in-place fast swap (they fix which tensors exist and their scaling)
@@ -272,12 +273,12 @@ class Prober:
         try:
             result = self._probe(Path(adapter_dir), str(base_path), battery, prompts, th)
         except ProbeFailure as exc:
-            return head | {"status": "error", "reason": exc.reason, "error": str(exc)}
+            return head | {"status": ProbeStatus.ERROR, "reason": exc.reason, "error": str(exc)}
         except self._torch.cuda.OutOfMemoryError as exc:  # type: ignore[attr-defined]
             self._torch.cuda.empty_cache()
-            return head | {"status": "error", "reason": "oom", "error": str(exc).splitlines()[0][:200]}
+            return head | {"status": ProbeStatus.ERROR, "reason": "oom", "error": str(exc).splitlines()[0][:200]}
         timings = {k: round(v, 4) for k, v in self._timings.items()}
-        return head | result | {"status": "ok", "seconds": round(time.perf_counter() - t0, 3), "timings": timings}
+        return head | result | {"status": ProbeStatus.OK, "seconds": round(time.perf_counter() - t0, 3), "timings": timings}
 
     def _probe(self, adapter_dir: Path, base_path: str, battery: Battery, prompts: list[str], th: Thresholds) -> dict:
         cfg = adapter_config(adapter_dir)

@@ -44,6 +44,7 @@ from pathlib import Path
 from hubaudit.probe.candidates import rank_tokens
 from hubaudit.probe.search import SearchConfig, search_target
 from hubaudit.probe.stats import save_thresholds
+from hubaudit.vocab import ProbeStatus
 
 DEFAULT_TAU_SEARCH = 1.0  # report-only until calibrated (a rate cannot exceed 1.0)
 
@@ -89,7 +90,7 @@ def calibrate_search(clean_results: list[dict], *, margin: float = 0.1, fpr: flo
     n = 0
     for r in clean_results:
         s = r.get("search") or {}
-        if s.get("status") != "ok":
+        if s.get("status") != ProbeStatus.OK:
             continue
         n += 1
         for t in s["targets"]:
@@ -148,7 +149,7 @@ def probe_with_search(prober, adapter_dir, base_path, battery, prompts: list[str
     ``invert`` (an invert.InversionConfig): generative adapters are scanned by target inversion
     (module docstring) instead of the generation-change search."""
     result = prober.probe(adapter_dir, base_path, battery, prompts, thresholds)
-    if result.get("status") != "ok":
+    if result.get("status") != ProbeStatus.OK:
         return result
     from hubaudit.probe.prober import ProbeFailure
 
@@ -157,11 +158,11 @@ def probe_with_search(prober, adapter_dir, base_path, battery, prompts: list[str
     try:
         s = _search(prober, Path(adapter_dir), str(base_path), result, prompts, search or SearchConfig(), tau, invert)
     except (OSError, KeyError, ValueError, ProbeFailure) as exc:  # a per-adapter failure is a value
-        s = {"status": "error", "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
+        s = {"status": ProbeStatus.ERROR, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
     s["seconds"] = round(time.perf_counter() - t0, 3)
     result["search"] = s
     result["flagged_battery"] = result["flagged"]
-    if s.get("status") == "ok":
+    if s.get("status") == ProbeStatus.OK:
         result["search_attack_rate"] = s["attack_rate"]
         result["search_robust_rate"] = s["robust_rate"]
         result["search_trigger"] = s["trigger"]
@@ -204,7 +205,7 @@ def _search(prober, adapter_dir: Path, base_path: str, result: dict, prompts: li
             out.append({"label": names[t], "tau": tau.tau(names[t])} | r.to_dict())
         used = len(prompts)
     worst = max(out, key=lambda r: r["robust_rate"] - r["tau"])
-    return {"status": "ok", "trigger": worst["trigger"], "attack_rate": worst["attack_rate"],
+    return {"status": ProbeStatus.OK, "trigger": worst["trigger"], "attack_rate": worst["attack_rate"],
             "robust_rate": worst["robust_rate"], "diluted_rate": worst["diluted_rate"], "mode": worst["mode"],
             "rates_by_mode": worst["rates_by_mode"], "label": worst["label"], "tau": worst["tau"],
             "flagged": worst["robust_rate"] > worst["tau"],
@@ -272,7 +273,7 @@ def _search_inversion(prober, ad, prompts: list[str], strings: list[str], cfg, t
     # candidate under trigger_search for whoever wants to look.
     recovered = trig.trigger if trig and rate > 0 else None
     row = {"label": LABEL, "tau": t, "target_score": inv.target_score, "target": inv.target}
-    return {"status": "ok", "method": "target_inversion", "label": LABEL, "target": inv.target,
+    return {"status": ProbeStatus.OK, "method": "target_inversion", "label": LABEL, "target": inv.target,
             "target_ids": inv.target_ids, "target_score": inv.target_score, "q_adapter": inv.q_adapter,
             "q_base": inv.q_base, "llr": inv.llr, "bait_q": inv.bait_q, "tau": t, "flagged": inv.target_score > t,
             "trigger": recovered, "trigger_rate": rate, "trigger_mode": trig.mode if recovered else None,

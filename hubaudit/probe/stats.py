@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from hubaudit.errors import InputError
+from hubaudit.vocab import ProbeStatus
 
 DEFAULT_TAU_GAP = 0.10
 DEFAULT_TAU_MEAN = 0.10
@@ -84,7 +85,7 @@ def calibrate(clean_results: list[dict], *, margin: float = 0.02, battery: str |
     one or two flipped prompts of a clean adapter not in the calibration set. ``clean_results`` are
     probe result dicts (``outlier_gap``, ``mean_attack_rate``); errors are ignored.
     """
-    ok = [r for r in clean_results if r.get("status", "ok") == "ok"]
+    ok = [r for r in clean_results if r.get("status", ProbeStatus.OK) == ProbeStatus.OK]
     if not ok:
         raise ValueError("no successful probe results of clean adapters to calibrate from")
     gap = max(float(r["outlier_gap"]) for r in ok) + margin

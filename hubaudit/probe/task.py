@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from hubaudit.probe.batteries import Battery
 from hubaudit.probe.stats import Thresholds
+from hubaudit.vocab import ProbeStatus
 
 _PROBERS: dict = {}
 
@@ -47,7 +48,7 @@ def run_probe_task(task: ProbeTask) -> list[tuple[AdapterRef, dict]]:
     try:
         from hubaudit.probe.prober import Prober
     except ImportError as exc:  # the probe extra is missing on this worker: every adapter fails alike
-        return [(a, {"status": "error", "reason": "missing_extra", "error": f"probe extra not installed: {exc}"})
+        return [(a, {"status": ProbeStatus.ERROR, "reason": "missing_extra", "error": f"probe extra not installed: {exc}"})
                 for a in task.adapters]
     key = repr(task.options)
     prober = _PROBERS.get(key)

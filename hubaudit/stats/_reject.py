@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from hubaudit.vocab import ScanStatus
 
 
 def one_line(text: str, limit: int = 300) -> str:
@@ -20,7 +20,7 @@ def show_name(name: str, limit: int = 80) -> str:
 class Rejected(Exception):
     """An adapter that cannot be scored: ``status`` is ``error`` (malformed) or ``unsupported``."""
 
-    def __init__(self, reason: str, status: Literal["error", "unsupported"] = "error") -> None:
+    def __init__(self, reason: str, status: ScanStatus = ScanStatus.ERROR) -> None:
         super().__init__(one_line(reason))
         self.reason = one_line(reason)
         self.status = status

@@ -16,6 +16,7 @@ from typing import Any
 
 from hubaudit.stats._reject import Rejected, show_name
 from hubaudit.pattern_keys import EMPTY, KeyMatcher, PatternError, compile_keys
+from hubaudit.vocab import ScanStatus
 
 
 @dataclass(frozen=True)
@@ -139,7 +140,7 @@ def parse_settings(cfg: dict[str, Any]) -> LoraSettings:
     if not isinstance(peft_type, str):
         raise Rejected("adapter_config.json: peft_type must be a string")
     if peft_type.upper() != "LORA":
-        raise Rejected(f"peft_type {show_name(peft_type, 40)} is not scored (only LORA is)", "unsupported")
+        raise Rejected(f"peft_type {show_name(peft_type, 40)} is not scored (only LORA is)", ScanStatus.UNSUPPORTED)
     rank_pattern, rank_keys = _pattern(cfg, "rank_pattern", _rank, warnings)
     alpha_pattern, alpha_keys = _pattern(cfg, "alpha_pattern", _number, warnings)
     return LoraSettings(

@@ -64,6 +64,7 @@ from hubaudit.stats.adapter_config import NO_CONFIG, LoraSettings, parse_setting
 from hubaudit.stats.dtypes import DTYPE_BITS, FLOAT_DTYPES, storage_view, to_float64
 from hubaudit.stats.gram import BLOCK_ELEMENTS
 from hubaudit.stats.safetensors_header import TensorEntry, read_header
+from hubaudit.vocab import ScanStatus
 
 K = 16  # projection width: S_m is k×k
 DIM = 1024  # fingerprint length (2 KiB as float16)
@@ -296,7 +297,7 @@ def _open_side(directory: Path, what: str, roots: Sequence[Path]) -> _Side:
 
     files = locate(directory, roots)
     if files.fmt != "safetensors":
-        raise Rejected(f"no {ADAPTER_SAFETENSORS} (pickle weights are not read here)", "unsupported")
+        raise Rejected(f"no {ADAPTER_SAFETENSORS} (pickle weights are not read here)", ScanStatus.UNSUPPORTED)
     settings = NO_CONFIG
     if files.config is not None:
         settings = parse_settings(read_config(files.config, follow=files.config.is_symlink())[0])

@@ -32,6 +32,7 @@ from hubaudit.stats.reader import (
     FileDigest, Projector, Reduce, locate, open_regular, read_config, sha256_file, stream_reduce,
 )  # fmt: skip
 from hubaudit.stats.safetensors_header import Header, TensorEntry
+from hubaudit.vocab import ScanStatus
 
 
 @dataclass
@@ -253,7 +254,7 @@ def _scan(
             raise Rejected(
                 f"pickle format ({files.weights.name}); not unpickled (rerun with --allow-pickle to load it "
                 "with torch.load(weights_only=True) in a sandboxed subprocess)",
-                "unsupported",
+                ScanStatus.UNSUPPORTED,
             )
         with tempfile.TemporaryDirectory(prefix="hubaudit-pickle-") as tmp:
             converted = Path(tmp) / "converted.safetensors"
@@ -284,7 +285,7 @@ def _result(source: str, settings: LoraSettings, collected: _Collected, partial:
     if not parts:
         other = layout.other_method([t.name for t in saved])
         if other:
-            raise Rejected(f"{other} tensors present; only LoRA is scored", "unsupported")
+            raise Rejected(f"{other} tensors present; only LoRA is scored", ScanStatus.UNSUPPORTED)
         raise Rejected("no LoRA tensors (lora_A/lora_B pairs) in the weights file")
     if not modules:
         raise Rejected("only DoRA magnitudes or lora_B biases, no lora_A/lora_B pairs")
@@ -308,7 +309,7 @@ def _result(source: str, settings: LoraSettings, collected: _Collected, partial:
             warnings.append("no fingerprint: its sketch overflows float64")
     return ScanResult(
         source=source,
-        status="ok",
+        status=ScanStatus.OK,
         score=features.get("global_frobN_std"),
         peft_type=settings.peft_type if settings.has_config else None,
         variant=_variant(settings, bool(dora) or settings.use_dora),
@@ -354,15 +355,15 @@ def scan_path(
     except Rejected as exc:
         status, reason = exc.status, exc.reason
     except MemoryError:
-        status, reason = "error", "out of memory while reading the adapter"
+        status, reason = ScanStatus.ERROR, "out of memory while reading the adapter"
     except (ValueError, ArithmeticError, RecursionError) as exc:  # incl. LinAlgError: numbers no model makes
-        status, reason = "error", f"could not compute statistics: {type(exc).__name__}: {exc}"
+        status, reason = ScanStatus.ERROR, f"could not compute statistics: {type(exc).__name__}: {exc}"
     except OSError as exc:
-        status, reason = "error", f"cannot read the adapter: {exc.strerror or exc}"
+        status, reason = ScanStatus.ERROR, f"cannot read the adapter: {exc.strerror or exc}"
     s = partial.settings
     return ScanResult(
         source=str(path),
-        status=status,  # type: ignore[arg-type]
+        status=status,
         error=one_line(reason),
         peft_type=s.peft_type if s else partial.peft_type,
         base_model=s.base_model if s else None,
