@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib
 import os
 import sys
+from collections.abc import Sequence
 
 from hubaudit.cli.app import app
 from hubaudit.errors import HubauditError
@@ -54,12 +55,13 @@ def _fail(message: str, hint: str | None, code: int) -> None:
     sys.exit(code)
 
 
-def main() -> None:
-    """Console-script entry point."""
+def main(argv: Sequence[str] | None = None, *, prog_name: str | None = None) -> None:
+    """Console-script entry point. ``argv`` (default ``sys.argv[1:]``) and ``prog_name`` (default: as
+    Click detects it) let a caller in this process (the tests) run a command exactly as the script does."""
     debug = os.environ.get("HUBAUDIT_DEBUG", "") not in ("", "0")
     try:
         _register()
-        app(standalone_mode=True)
+        app(args=None if argv is None else list(argv), prog_name=prog_name, standalone_mode=True)
     except HubauditError as exc:
         if debug:
             raise
