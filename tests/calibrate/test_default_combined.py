@@ -12,6 +12,7 @@ import pytest
 from hubaudit.calibrate import DEFAULT_METHOD, METHODS, PAPER, fit, judge, judge_many
 from hubaudit.pipeline.calibrate import calibrate_base, fit_threshold_set, judge_revisions
 from hubaudit.store import Store
+from tests._cli import run_cli
 from tests.store.scans import scan
 
 S = "lora|r8|q_proj,v_proj"
@@ -101,9 +102,9 @@ def test_references_are_never_flagged_by_the_combined_threshold():
     assert judge(ref[1], S, anchored)[0] is False and anchored["strata"][S]["combined"]["anchored"] is True
 
 
-def test_fit_threshold_set_is_what_calibrate_base_stores(tmp_path):
+def test_fit_threshold_set_is_what_calibrate_base_stores(tmp_path, migrated_sqlite):
     rows = _population(40, 8)
-    with Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}", create=True) as store:
+    with Store.open(migrated_sqlite(tmp_path / "db.sqlite"), create=True) as store:
         for i, r in enumerate(rows):
             store.record_revision(base="b/x", repo_id=f"u/a{i}", sha="s", status="scored", scan=scan(r[PAPER], features=r))
         summary = calibrate_base(store, "b/x", min_n=30)
@@ -115,11 +116,11 @@ def test_fit_threshold_set_is_what_calibrate_base_stores(tmp_path):
     assert stored.strata[key]["combined"]["threshold"] == pytest.approx(direct["strata"][key]["combined"]["threshold"])
 
 
-def test_older_feature_set_scores_are_rederived_not_mixed(tmp_path):
+def test_older_feature_set_scores_are_rederived_not_mixed(tmp_path, migrated_sqlite):
     """Rows scored under fs-1 get fs-2 features from their stored per-module statistics; a
     calibration never mixes versions and every adapter gets a verdict."""
     rng = np.random.default_rng(9)
-    with Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}", create=True) as store:
+    with Store.open(migrated_sqlite(tmp_path / "db.sqlite"), create=True) as store:
         for i in range(40):
             v = float(math.exp(rng.normal(-4, 0.1)))
             s = scan(v, features={PAPER: 123.0})  # a stale, wrong fs-1 value: must not be used
@@ -143,25 +144,21 @@ def test_older_feature_set_scores_are_rederived_not_mixed(tmp_path):
         assert set(judge_revisions(store, "b/x").values()) <= {True, False}
 
 
-def test_cli_method_option_is_recorded(tmp_path):
+def test_cli_method_option_is_recorded(tmp_path, migrated_sqlite):
     import json
-    import subprocess
-    import sys
-    from pathlib import Path
 
-    url = f"sqlite:///{tmp_path / 'db.sqlite'}"
+    url = migrated_sqlite(tmp_path / "db.sqlite")
     with Store.open(url, create=True) as store:
         for i, r in enumerate(_population(40, 10)):
             store.record_revision(base="b/x", repo_id=f"u/a{i}", sha="s", status="scored", scan=scan(r[PAPER], features=r))
-    exe = str(Path(sys.executable).with_name("hubaudit"))
     for method, expected in (("per-feature", METHODS["per-feature"]), (None, METHODS["combined"])):
-        args = [exe, "calibrate", "--base", "b/x", "--db", url, "--format", "json"] + (["--method", method] if method else [])
-        r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        args = ["calibrate", "--base", "b/x", "--db", url, "--format", "json"] + (["--method", method] if method else [])
+        r = run_cli(*args)
         assert r.returncode == 0, r.stderr
         out = json.loads(r.stdout)
         assert out["method"] == expected and out["verdict"] == (method or "combined")
         assert f"{method or 'combined'} verdict" in r.stderr
-    r = subprocess.run([exe, "calibrate", "--base", "b/x", "--db", url, "--method", "vote"], capture_output=True, text=True)
+    r = run_cli("calibrate", "--base", "b/x", "--db", url, "--method", "vote")
     assert r.returncode != 0 and "Traceback" not in r.stderr
 
 
@@ -199,7 +196,7 @@ def test_per_module_profile_is_fitted_only_up_to_the_cap(n_modules, kept):
     assert flagged is not None and bd["combined"]["statistic"] > 0
 
 
-def test_rescoring_goes_in_batches_from_the_newest_older_score(tmp_path):
+def test_rescoring_goes_in_batches_from_the_newest_older_score(tmp_path, migrated_sqlite):
     """rescore_stale pages through the stale revisions (memory stays bounded); a revision with two
     older scores is re-derived once, from the newer one, even when a page ends between its rows."""
     from sqlalchemy import select
@@ -207,7 +204,7 @@ def test_rescoring_goes_in_batches_from_the_newest_older_score(tmp_path):
     from hubaudit.pipeline.calibrate import rescore_stale
     from hubaudit.store.schema import WeightScore
 
-    with Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}", create=True) as store:
+    with Store.open(migrated_sqlite(tmp_path / "db.sqlite"), create=True) as store:
         for i in range(7):
             s = scan(0.01 * (1 + i))
             for fs in ("fs-0", "fs-1") if i % 2 else ("fs-1",):

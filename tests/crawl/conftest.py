@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import sys
 from dataclasses import dataclass
 
 import pytest
 
 from hubaudit.store import Store
+from tests._cli import run_cli
 from tests.fakehub import FakeHub
 
 BASE = "Qwen/Qwen2.5-1.5B"
@@ -31,22 +31,13 @@ def hub(monkeypatch):
 
 
 @pytest.fixture()
-def cli(monkeypatch, capsys):
-    """Run ``hubaudit ARGS`` in-process through the real entry point (error table, exit codes)."""
-    from hubaudit.cli.main import main
+def cli():
+    """Run ``hubaudit ARGS`` in-process through the real entry point (tests/_cli.py: error table, exit
+    codes); ``env`` holds for that one command."""
 
     def run(*args: str, env: dict[str, str] | None = None) -> Result:
-        for k, v in (env or {}).items():
-            monkeypatch.setenv(k, v)
-        monkeypatch.setattr(sys, "argv", ["hubaudit", *args])
-        capsys.readouterr()
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-        captured = capsys.readouterr()
-        return Result(code, captured.out, captured.err)
+        r = run_cli(*args, env=env)
+        return Result(r.returncode, r.stdout, r.stderr)
 
     return run
 

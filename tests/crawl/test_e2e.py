@@ -1,29 +1,26 @@
-"""Acceptance: `HF_ENDPOINT=http://127.0.0.1:PORT hubaudit crawl --base B`, then calibrate, then report."""
+"""Acceptance: `HF_ENDPOINT=http://127.0.0.1:PORT hubaudit crawl --base B`, then calibrate, then report
+(in-process through the console script's entry point, tests/_cli.py)."""
 
 from __future__ import annotations
 
 import importlib.util
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
+from tests._cli import run_cli
 from tests.crawl.conftest import BASE
 from tests.fakehub import populate
 
-pytestmark = pytest.mark.slow
 
-
-def _hubaudit(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hubaudit", *args], env=env, capture_output=True, text=True, timeout=300)
+def _hubaudit(*args: str, env: dict[str, str]):
+    return run_cli(*args, env=env)
 
 
 def test_crawl_calibrate_report(hub):
     ids = populate(hub, BASE, 32)
     hub.add_adapter("p/pickle-only", BASE, seed=500, fmt="pickle")
-    env = dict(os.environ, HF_ENDPOINT=hub.url)
+    env = {"HF_ENDPOINT": hub.url}
 
     crawl = _hubaudit("crawl", "--base", BASE, "--format", "json", env=env)
     assert crawl.returncode == 0, crawl.stderr

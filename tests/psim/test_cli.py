@@ -1,25 +1,24 @@
-"""`hubaudit psim ...` as a user runs it: subprocesses, exit codes, stdout = data, one-line errors."""
+"""`hubaudit psim ...` as a user runs it (in-process through the console script's entry point,
+tests/_cli.py): exit codes, stdout = data, one-line errors."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
+from tests._cli import CliResult, run_cli
 from tests.psim.conftest import add_trigger, sentences, write_jsonl
 
 
-def hubaudit(*args: str, cwd=None) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1", COLUMNS="200", NO_COLOR="1")
-    return subprocess.run([sys.executable, "-m", "hubaudit", *map(str, args)], capture_output=True, text=True, env=env, cwd=cwd, timeout=300)
+def hubaudit(*args: str, cwd=None) -> CliResult:
+    # torch runs on one thread in this process already (conftest.py)
+    return run_cli(*args, env={"COLUMNS": "200", "NO_COLOR": "1"}, cwd=cwd)
 
 
-def assert_one_line_error(p: subprocess.CompletedProcess, code: int, needle: str) -> None:
+def assert_one_line_error(p: CliResult, code: int, needle: str) -> None:
     assert p.returncode == code, p.stderr
     assert "Traceback" not in p.stderr and p.stdout == ""
     errors = [line for line in p.stderr.splitlines() if line.startswith("Error:")]

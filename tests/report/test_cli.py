@@ -1,36 +1,24 @@
-"""``hubaudit report|export|check`` as a user runs them: subprocesses of the installed entry point
-against a real SQLite store (conftest.py), checking streams, exit codes, files and suppressions."""
+"""``hubaudit report|export|check`` as a user runs them (in-process through the console script's
+entry point, tests/_cli.py) against a real SQLite store (conftest.py), checking streams, exit codes,
+files and suppressions."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests._cli import CliResult, run_cli
 from tests.report.conftest import BASE, OUTLIERS, hexsha, write_lora
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _cmd() -> list[str]:
-    exe = ROOT / ".venv" / "bin" / "hubaudit"
-    if exe.exists():
-        return [str(exe)]
-    found = shutil.which("hubaudit")
-    return [found] if found else [sys.executable, "-m", "hubaudit"]
-
-
-def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    e = dict(os.environ, COLUMNS="100", NO_COLOR="1")
-    e.update(env or {})
-    return subprocess.run([*_cmd(), *args], capture_output=True, text=True, env=e, cwd=ROOT, timeout=300)
+def run(*args: str, env: dict | None = None) -> CliResult:
+    return run_cli(*args, env={"COLUMNS": "100", "NO_COLOR": "1", **(env or {})}, cwd=ROOT)
 
 
 def test_report_table_fits_100_columns_and_lists_findings(store_url):

@@ -1,7 +1,8 @@
 """Hostile names through every human-readable command output, the way a user runs the CLI.
 
-In-process through the real entry point (``hubaudit.cli.main.main``: the error table, exit codes)
-for the property tests; a few real subprocesses for exit codes and "no traceback". The store is a
+In-process through the real entry point (``hubaudit.cli.main.main`` via tests/_cli.py: the error
+table, exit codes); one test runs the installed script in real subprocesses for its exit codes and
+"no traceback". The store is a
 real SQLite file whose repo ids, shas, tensor (projection) names, strata and declared bases are hostile.
 """
 
@@ -23,6 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hubaudit.report import OutputFormat
+from tests._cli import run_cli
 from tests.report.conftest import write_lora
 from tests.report.hostile import (
     HOSTILE_SETTINGS,
@@ -48,28 +50,10 @@ HOSTILE_ROWS = (
 )
 
 
-@contextlib.contextmanager
-def _argv(args):
-    old = sys.argv
-    sys.argv = ["hubaudit", *args]
-    try:
-        yield
-    finally:
-        sys.argv = old
-
-
 def cli(*args: str) -> tuple[int, str, str]:
-    """``hubaudit ARGS`` in-process: (exit code, stdout, stderr)."""
-    from hubaudit.cli.main import main
-
-    out, err = io.StringIO(), io.StringIO()
-    code = 0
-    with _argv(args), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            main()
-        except SystemExit as exc:
-            code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    return code, out.getvalue(), err.getvalue()
+    """``hubaudit ARGS`` in-process (tests/_cli.py): (exit code, stdout, stderr)."""
+    r = run_cli(*args)
+    return r.returncode, r.stdout, r.stderr
 
 
 def assert_clean_run(code: int, out: str, err: str, *, codes: tuple[int, ...], out_allowed: str = "\n") -> None:
@@ -288,7 +272,7 @@ def test_hub_401_with_markup_in_headers_exits_4(tmp_path, args):
             from hubaudit.store import Store
 
             Store.open(env["HUBAUDIT_DB_URL"], create=True).close()
-        p = run(*args, env=env)
+        p = run_cli(*args, env=env)
     finally:
         server.shutdown()
     assert p.returncode == 4, p.stderr
