@@ -12,8 +12,9 @@ of them), read in the same transaction as a rebuild, plus the database's identit
 data only: loaded with ``allow_pickle=False``, its dtype, shape, ids and key are checked, and
 anything unexpected (a truncated, foreign or hostile file) is ignored and rebuilt, never trusted.
 
-Also the two lookups a similarity search needs that are not a whole base: the stored revisions
-(and fingerprints) of one repo id, across bases.
+The database side (the rows and the key they were read under) is LineageRepository's
+(lineage.py); this module owns only the files. ``repo_revisions`` is kept here for its callers: the
+stored revisions (and fingerprints) of one repo id, across bases.
 """
 
 from __future__ import annotations
@@ -23,17 +24,20 @@ import hashlib
 import os
 import stat
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, BinaryIO
 
 import numpy as np
-from sqlalchemy import and_, func, select
 
 from hubaudit.constants import FINGERPRINT_VERSION
-from hubaudit.errors import StoreError
-from hubaudit.models import Fingerprint
-from hubaudit.store.schema import Adapter, AdapterFingerprint, BaseModel, Revision
+from hubaudit.store.lineage import StoredRevision
+
+if TYPE_CHECKING:
+    from hubaudit.store.store import Store
+
+__all__ = ["CACHE_FORMAT", "PackedFingerprints", "StoredRevision", "packed_fingerprints", "repo_revisions"]
 
 CACHE_FORMAT = "1"
 _F16 = np.dtype("<f2")
@@ -61,40 +65,13 @@ class PackedFingerprints:
         return int(self.revision_ids.shape[0])
 
 
-@dataclass(frozen=True)
-class StoredRevision:
-    """One stored revision of a repo, with its fingerprint of the asked version if it has one."""
-
-    base: str
-    revision_id: int
-    repo_id: str
-    sha: str
-    status: str
-    reason: str | None
-    fingerprint: Fingerprint | None
-
-
-def repo_revisions(store: Any, repo_id: str, version: str = FINGERPRINT_VERSION) -> list[StoredRevision]:
+def repo_revisions(store: Store, repo_id: str, version: str = FINGERPRINT_VERSION) -> list[StoredRevision]:
     """Every stored revision of ``repo_id`` under every base, oldest first."""
-    with store._read() as conn:
-        q = (
-            select(BaseModel.name, Revision.id, Revision.repo_id, Revision.sha, Revision.status, Revision.reason,
-                   AdapterFingerprint.n_modules, AdapterFingerprint.vec)
-            .join(Adapter, Adapter.id == Revision.adapter_id)
-            .join(BaseModel, BaseModel.id == Adapter.base_id)
-            .outerjoin(AdapterFingerprint, and_(AdapterFingerprint.revision_id == Revision.id,
-                                                AdapterFingerprint.version == version))
-            .where(Revision.repo_id == repo_id)
-            .order_by(Revision.id)
-        )  # fmt: skip
-        rows = conn.execute(q).all()
-    return [StoredRevision(r.name, int(r.id), r.repo_id, r.sha, r.status, r.reason,
-                           Fingerprint.from_bytes(version, r.vec, int(r.n_modules)) if r.vec is not None else None)
-            for r in rows]  # fmt: skip
+    return store.lineage.repo_revisions(repo_id, version)
 
 
 def packed_fingerprints(
-    store: Any, base: str, version: str = FINGERPRINT_VERSION, *, cache_dir: Path | None = None, refresh: bool = False
+    store: Store, base: str, version: str = FINGERPRINT_VERSION, *, cache_dir: Path | None = None, refresh: bool = False
 ) -> tuple[PackedFingerprints, str]:
     """The fingerprints of ``base`` and where they came from: ``"cache"`` (a valid cache file),
     ``"built"`` (read from the database and cached) or ``"database"`` (no usable cache directory).
@@ -103,62 +80,40 @@ def packed_fingerprints(
     only costs the speed-up. ``refresh``: rebuild the cache even if it looks valid (a caller found
     values in it no fingerprint has).
     """
-    with store._read() as conn:
-        bid = store._base_id(conn, base, create=False)
-        if bid is None:
-            return _empty(version), "database"
-        # The whole table's rows of this version, not the base's: one index range (no join over the
-        # base's revisions), and a write to any base invalidates every base's cache.
-        count, max_id, max_created = conn.execute(
-            select(func.count(), func.max(AdapterFingerprint.id), func.max(AdapterFingerprint.created_at))
-            .where(AdapterFingerprint.version == version)
-        ).one()
-        key = f"{CACHE_FORMAT}|{int(count)}|{max_id}|{max_created}"
-        paths = _cache_paths(store, cache_dir, base, version, key) if cache_dir is not None else None
-        if paths is not None and count and not refresh:
-            packed = _load(paths, key, version)
-            if packed is not None:
-                return packed, "cache"
-        rids, nmods, f16 = _read_db(conn, bid, version)
-    if paths is not None and rids.size >= _MIN_CACHED_ROWS:
-        packed = _save(paths, key, version, rids, nmods, f16)
+    state = store.lineage.fingerprint_state(base, version)
+    if state is None:
+        return _empty(version), "database"
+    if cache_dir is not None and state.count and not refresh:
+        key = _key(state.key)
+        packed = _load(_cache_paths(store, cache_dir, base, version, key), key, version)
+        if packed is not None:
+            return packed, "cache"
+    # A rebuild is keyed by the state read in the same transaction as its rows, never by the one above.
+    rows = store.lineage.packed_fingerprint_rows(base, version)
+    if rows is None:
+        return _empty(version), "database"
+    key = _key(rows.state.key)
+    if cache_dir is not None and rows.revision_ids.size >= _MIN_CACHED_ROWS:
+        packed = _save(_cache_paths(store, cache_dir, base, version, key), key, version, rows.revision_ids,
+                       rows.n_modules, rows.matrix)  # fmt: skip
         if packed is not None:
             return packed, "built"
-    return PackedFingerprints(version, f16.shape[1], rids, nmods, f16.astype(_F32)), "database"
+    f16 = rows.matrix
+    return PackedFingerprints(version, f16.shape[1], rows.revision_ids, rows.n_modules, f16.astype(_F32)), "database"
+
+
+def _key(state_key: str) -> str:
+    return f"{CACHE_FORMAT}|{state_key}"
 
 
 def _empty(version: str) -> PackedFingerprints:
     return PackedFingerprints(version, 0, np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros((0, 0), _F32))
 
 
-def _read_db(conn: Any, bid: int, version: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(revision ids, module counts, float16 matrix) of the base's fingerprints, in the order they were
-    stored: the order of the version index, so SQLite need not sort 100,000 blobs."""
-    q = (
-        select(AdapterFingerprint.revision_id, AdapterFingerprint.n_modules, AdapterFingerprint.dim, AdapterFingerprint.vec)
-        .join(Revision, Revision.id == AdapterFingerprint.revision_id)
-        .join(Adapter, Adapter.id == Revision.adapter_id)
-        .where(Adapter.base_id == bid, AdapterFingerprint.version == version)
-        .order_by(AdapterFingerprint.id)
-    )
-    rows = conn.execute(q).all()
-    if not rows:
-        return np.zeros(0, np.int64), np.zeros(0, np.int32), np.zeros((0, 0), _F16)
-    rids, nmods, dims, vecs = zip(*rows)
-    del rows
-    if len(set(dims)) > 1:
-        raise StoreError(f"fingerprints of version {version} with several dimensions {sorted(set(dims))}")
-    dim = int(dims[0])
-    if {len(v) for v in vecs} != {dim * _F16.itemsize}:
-        raise StoreError(f"a stored fingerprint of version {version} does not hold {dim} float16 values")
-    matrix = np.frombuffer(b"".join(vecs), dtype=_F16).reshape(len(vecs), dim)
-    return np.array(rids, dtype=np.int64), np.array(nmods, dtype=np.int32), matrix
-
-
 # -- the cache files ---------------------------------------------------------------------------------
 
 
-def _db_identity(store: Any) -> str:
+def _db_identity(store: Store) -> str:
     """The database a cache belongs to: its URL (no password) and, for a SQLite file, the file itself."""
     ident = store.url
     database = store.engine.url.database if store.engine.dialect.name == "sqlite" else None
@@ -170,7 +125,7 @@ def _db_identity(store: Any) -> str:
     return ident
 
 
-def _cache_paths(store: Any, cache_dir: Path, base: str, version: str, key: str) -> tuple[Path, Path, str]:
+def _cache_paths(store: Store, cache_dir: Path, base: str, version: str, key: str) -> tuple[Path, Path, str]:
     """(matrix file, ids file, the prefix every cache file of this database, base and version shares)."""
     scope = hashlib.sha256(f"{_db_identity(store)}\0{base}\0{version}".encode("utf-8", "surrogateescape")).hexdigest()[:32]
     stem = f"{scope}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
@@ -251,7 +206,7 @@ def _save(paths: tuple[Path, Path, str], key: str, version: str, rids: np.ndarra
     return PackedFingerprints(version, dim, rids, nmods, matrix)
 
 
-def _write_atomic(directory: Path, target: Path, write: Any) -> None:
+def _write_atomic(directory: Path, target: Path, write: Callable[[BinaryIO], object]) -> None:
     fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=target.suffix)
     try:
         with os.fdopen(fd, "wb") as f:

@@ -7,26 +7,39 @@ import hashlib
 import math
 import operator
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 from sqlalchemy import Table
 
 from hubaudit.models import ModuleStat
 
+if TYPE_CHECKING:
+    from sqlalchemy.dialects.postgresql.dml import Insert as PostgresInsert
+    from sqlalchemy.dialects.sqlite.dml import Insert as SqliteInsert
+
 
 # Values per SQL ``IN (...)`` list or multi-row statement chunk. SQLite compiled before 3.32 allows 999
 # bound parameters per statement; PostgreSQL allows 65,535. One constant for every store module.
 SQL_IN_CHUNK = 900
+# Rows per transaction in bulk writes (revisions, re-scored features): bounded memory, and a killed
+# run keeps every chunk committed before it.
+BULK_CHUNK = 5000
 
 
-def insert_for(dialect: str, table: Table):  # type: ignore[no-untyped-def]
+# The two dialect INSERTs share the upsert surface the store uses (on_conflict_do_update/do_nothing, excluded).
+UpsertInsert = Union["SqliteInsert", "PostgresInsert"]
+
+
+def insert_for(dialect: str, table: Table) -> UpsertInsert:
     """An INSERT that supports ``on_conflict_do_update``/``do_nothing`` (SQLite ≥ 3.24, PostgreSQL)."""
     if dialect == "postgresql":
-        from sqlalchemy.dialects.postgresql import insert
-    else:
-        from sqlalchemy.dialects.sqlite import insert
-    return insert(table)
+        from sqlalchemy.dialects.postgresql import insert as postgres_insert
+
+        return postgres_insert(table)
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(table)
 
 
 def clean_json(value: Any) -> Any:

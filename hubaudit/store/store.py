@@ -1,44 +1,38 @@
-"""The Store: every read and write of hubaudit's database (its public methods are the contract).
+"""The Store: every read and write of hubaudit's database, composed of one repository per concern.
 
-Writes commit before returning (a killed run loses at most the item in flight). On SQLite a
-write transaction starts with ``BEGIN IMMEDIATE`` (see engine.py) so overlapping cron and
-interactive runs queue on ``busy_timeout`` instead of failing. Sessions and ORM objects never
-leave this package: callers get ids, dicts and the frozen rows of rows.py.
+The contract (transactions and commit points, idempotency keys, status vocabulary, the probe queue's
+leases, what never leaves this package, the migration rule) is written in hubaudit/store/CONTRACT.md.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Connection, bindparam, select, update
 from sqlalchemy.exc import OperationalError
 
-from hubaudit._gc import no_cyclic_gc
-from hubaudit.constants import FEATURESET_VERSION
+from hubaudit.constants import FEATURESET_VERSION, FINGERPRINT_VERSION
 from hubaudit.errors import SchemaOutOfDateError, StoreError
 from hubaudit.store import migrate
-from hubaudit.store._calibration import _BULK_CHUNK, CalibrationMixin
-from hubaudit.store._lineage import LineageMixin, fingerprint_row
-from hubaudit.store._queue import QueueMixin
-from hubaudit.store._read import ReadMixin
-from hubaudit.store._sql import SQL_IN_CHUNK, chunks, clean_json, feature_columns, insert_for, pack_modules
-from hubaudit.store.engine import BEGIN_OPTION, make_engine
-from hubaudit.store.schema import Adapter, BaseModel, Revision, Run, WeightScore, utcnow
+from hubaudit.store.audit import FINAL_STATUSES, RETRY_LIMIT, REVISION_STATUSES, AuditRepository
+from hubaudit.store.calibration import CalibrationRepository
+from hubaudit.store.core import StoreCore
+from hubaudit.store.engine import make_engine
+from hubaudit.store.lineage import BlocklistRow, FingerprintSet, LineageRepository
+from hubaudit.store.probe_queue import QueueRepository
+from hubaudit.store.rows import AuditRow, PopulationRow, ProbeJobRow, ThresholdSetRow
+from hubaudit.store.runs import RunLogRepository
 
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
-    from hubaudit.models import ScanResult
+    from hubaudit.models import Fingerprint, ScanResult
+
+__all__ = ["FINAL_STATUSES", "RETRY_LIMIT", "REVISION_STATUSES", "SUPPORTED_DIALECTS", "MissingDatabaseError", "Store"]
 
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
-REVISION_STATUSES = frozenset({"scored", "unsupported", "error", "skipped", "retry"})
-FINAL_STATUSES = frozenset({"scored", "unsupported", "error", "skipped"})
-# A revision that failed transiently ("retry") this many runs in a row becomes a final "error"
-# (reason "gave_up"): a repo that always times out must not cost every nightly crawl forever, and
-# it stays visible as not audited (never clean). A new commit of the repo starts afresh.
-RETRY_LIMIT = 5
 
 
 class MissingDatabaseError(StoreError):
@@ -94,14 +88,27 @@ def _first_run_lock(engine: Engine) -> Iterator[None]:
         os.close(fd)  # closing releases the flock
 
 
-class Store(CalibrationMixin, ReadMixin, QueueMixin, LineageMixin):
-    """hubaudit's database. Build with :meth:`Store.open`; use as a context manager to close it."""
+class Store:
+    """hubaudit's database. Build with :meth:`Store.open`; use as a context manager to close it.
+
+    The structure is the repositories, each given the one :class:`StoreCore` (engine, transactions,
+    dialect upserts, the base-id memo): ``store.audit`` (adapters, revisions, audit rows),
+    ``store.calibration`` (population, re-scored features, threshold sets, verdicts), ``store.queue``
+    (probe jobs and results), ``store.lineage`` (fingerprints, blocklist, downstream repos) and
+    ``store.run_log`` (runs). The public methods below are the stable facade: each is one line that
+    delegates to its repository, so callers written against ``store.audit_rows(...)`` keep working;
+    new code may use either. What every repository guarantees is written in hubaudit/store/CONTRACT.md.
+    """
 
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.url = engine.url.render_as_string(hide_password=True)
-        self._dialect = engine.dialect.name
-        self._base_ids: dict[str, int] = {}
+        self.core = StoreCore(engine)
+        self.audit = AuditRepository(self.core)
+        self.calibration = CalibrationRepository(self.core)
+        self.queue = QueueRepository(self.core)
+        self.lineage = LineageRepository(self.core)
+        self.run_log = RunLogRepository(self.core)
 
     # -- lifecycle and migrations -------------------------------------------------------------
 
@@ -121,9 +128,9 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin, LineageMixin):
             raise MissingDatabaseError(f"no hubaudit database at {path}")
         engine = make_engine(url)
         store = cls(engine)
-        if store._dialect not in SUPPORTED_DIALECTS:
+        if store.core.dialect not in SUPPORTED_DIALECTS:
             engine.dispose()
-            raise StoreError(f"unsupported database {store._dialect!r}: use SQLite or PostgreSQL (postgresql+psycopg://)")
+            raise StoreError(f"unsupported database {store.core.dialect!r}: use SQLite or PostgreSQL (postgresql+psycopg://)")
         try:
             if must_exist and not create and migrate.is_empty(engine):
                 raise MissingDatabaseError(f"the database at {store.url} is empty (no hubaudit tables)")
@@ -193,300 +200,132 @@ class Store(CalibrationMixin, ReadMixin, QueueMixin, LineageMixin):
         if diff:
             raise StoreError(f"the database schema differs from the models: {diff[0]!r} (+{len(diff) - 1} more)")
 
-    # -- transactions -------------------------------------------------------------------------
+    # -- the facade: one line per method, documented on the repository ---------------------------
 
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[Connection]:
-        """A write transaction, committed on exit (BEGIN IMMEDIATE on SQLite)."""
-        try:
-            with self.engine.connect() as conn:
-                conn.execution_options(**{BEGIN_OPTION: "BEGIN IMMEDIATE"})
-                with conn.begin():
-                    yield conn
-        except OperationalError as exc:
-            raise StoreError(f"database write failed: {str(exc.orig).splitlines()[0]}") from exc
-
-    @contextlib.contextmanager
-    def _read(self) -> Iterator[Connection]:
-        try:
-            with self.engine.connect() as conn, conn.begin():
-                yield conn
-        except OperationalError as exc:
-            raise StoreError(f"database read failed: {str(exc.orig).splitlines()[0]}") from exc
-
-    def bases(self) -> list[str]:
-        """Every base model the store knows (has recorded adapters or a calibration for), sorted."""
-        with self._read() as conn:
-            return sorted(conn.scalars(select(BaseModel.name)).all())
-
-    def _insert(self, table: Any):  # type: ignore[no-untyped-def]
-        return insert_for(self._dialect, table.__table__ if hasattr(table, "__table__") else table)
-
-    def _base_id(self, conn: Connection, base: str, *, create: bool = True) -> int | None:
-        if base in self._base_ids:
-            return self._base_ids[base]
-        bid = conn.scalar(select(BaseModel.id).where(BaseModel.name == base))
-        if bid is None and create:
-            stmt = self._insert(BaseModel).values(name=base, created_at=utcnow()).on_conflict_do_nothing()
-            conn.execute(stmt)
-            bid = conn.scalar(select(BaseModel.id).where(BaseModel.name == base))
-        if bid is not None:
-            self._base_ids[base] = bid
-        return bid
-
-    # -- runs -----------------------------------------------------------------------------------
-
+    # runs (RunLogRepository)
     def start_run(self, command: str, args: dict) -> int:
-        """Record the start of a command; returns the run id for :meth:`finish_run`."""
-        with self._write() as conn:
-            row = Run.__table__.insert().values(command=command, args=clean_json(args), started_at=utcnow(), counts={})
-            return int(conn.execute(row.returning(Run.id)).scalar_one())
+        return self.run_log.start_run(command, args)
 
     def finish_run(self, run_id: int, *, counts: dict[str, int], exit_status: int) -> None:
-        """Record the end of a run, its counts and its exit status."""
-        with self._write() as conn:
-            conn.execute(
-                update(Run).where(Run.id == run_id).values(finished_at=utcnow(), counts=clean_json(counts), exit_status=exit_status)
-            )
+        return self.run_log.finish_run(run_id, counts=counts, exit_status=exit_status)
 
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:
-        """The latest runs, newest first."""
-        with self._read() as conn:
-            rows = conn.execute(select(Run).order_by(Run.id.desc()).limit(limit)).mappings().all()
-        return [dict(r) for r in rows]
+        return self.run_log.runs(limit)
 
-    # -- adapters -------------------------------------------------------------------------------
+    # bases, adapters, revisions and audit rows (AuditRepository)
+    def bases(self) -> list[str]:
+        return self.audit.bases()
 
     def upsert_adapter(self, base: str, repo_id: str, *, meta: dict | None = None, source: str = "hub") -> int:
-        """Insert or refresh one adapter of ``base``; merges ``meta`` into what is stored. Returns its id."""
-        with self._write() as conn:
-            return self._upsert_adapters(conn, base, [(repo_id, meta)], source)[repo_id]
+        return self.audit.upsert_adapter(base, repo_id, meta=meta, source=source)
 
     def upsert_adapters(self, base: str, items: list[tuple[str, dict | None]], *, source: str = "hub") -> None:
-        """:meth:`upsert_adapter` for many ``(repo_id, meta)`` pairs in one transaction (a listing page).
-
-        A re-crawl of an unchanged base is one upsert per listed adapter: done one at a time, that was
-        most of its time (benchmarks/bench_crawl.py).
-        """
-        if items:
-            with self._write() as conn:
-                self._upsert_adapters(conn, base, items, source)
-
-    def _upsert_adapters(self, conn: Connection, base: str, items: list[tuple[str, dict | None]],
-                         source: str) -> dict[str, int]:  # fmt: skip
-        """Insert new adapters, refresh known ones (last_seen, removed=False, meta merged, author);
-        returns {repo_id: adapter id}."""
-        merged_items: dict[str, dict] = {}
-        for repo_id, meta in items:  # a repo listed twice: metas merge in order, as repeated calls would
-            merged_items.setdefault(repo_id, {}).update(clean_json(meta or {}))
-        bid = self._base_id(conn, base)
-        now = utcnow()
-        old: dict[str, Any] = {}
-        for part in chunks(sorted(merged_items), SQL_IN_CHUNK):
-            q = select(Adapter.id, Adapter.repo_id, Adapter.meta, Adapter.author).where(
-                Adapter.base_id == bid, Adapter.repo_id.in_(part))
-            old.update({row.repo_id: row for row in conn.execute(q)})
-        updates, inserts = [], []
-        for repo_id, meta in merged_items.items():
-            prev = old.get(repo_id)
-            merged = {**(dict(prev.meta) if prev is not None else {}), **meta}
-            author = merged.get("author") or (prev.author if prev is not None else None) or _author(repo_id)
-            if prev is not None:
-                updates.append({"b_id": prev.id, "b_meta": merged, "b_author": author})
-            else:
-                inserts.append(dict(base_id=bid, repo_id=repo_id, author=author, source=source, first_seen=now,
-                                    last_seen=now, removed=False, meta=merged))
-        table = Adapter.__table__
-        if updates:
-            conn.execute(
-                update(table).where(table.c.id == bindparam("b_id")).values(
-                    last_seen=now, removed=False, meta=bindparam("b_meta"), author=bindparam("b_author")),
-                updates,
-            )
-        if inserts:
-            conn.execute(table.insert(), inserts)
-        ids = {repo_id: int(row.id) for repo_id, row in old.items()}
-        if inserts:
-            ids.update(self._adapter_ids(conn, bid, [r["repo_id"] for r in inserts]))
-        return ids
-
-    def revision_outcomes(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """:meth:`revision_outcome` for many ``(repo_id, sha)`` pairs; pairs never seen are absent."""
-        wanted = set(keys)
-        out: dict[tuple[str, str], str] = {}
-        with self._read() as conn:
-            for part in chunks(sorted({r for r, _ in wanted}), SQL_IN_CHUNK):
-                q = select(Revision.repo_id, Revision.sha, Revision.status).where(Revision.repo_id.in_(part)).order_by(Revision.id)
-                for row in conn.execute(q):  # ascending id: the newest row of a pair wins, as in revision_outcome
-                    if (row.repo_id, row.sha) in wanted:
-                        out[(row.repo_id, row.sha)] = row.status
-        return out
+        return self.audit.upsert_adapters(base, items, source=source)
 
     def mark_removed(self, base: str, present_repo_ids: set[str]) -> list[str]:
-        """Mark every Hub adapter of ``base`` not in ``present_repo_ids`` removed; returns those newly marked."""
-        with self._write() as conn:
-            bid = self._base_id(conn, base)
-            rows = conn.execute(
-                select(Adapter.id, Adapter.repo_id).where(Adapter.base_id == bid, Adapter.source == "hub", Adapter.removed.is_(False))
-            ).all()
-            gone = [r for r in rows if r.repo_id not in present_repo_ids]
-            for part in chunks([r.id for r in gone], SQL_IN_CHUNK):
-                conn.execute(update(Adapter).where(Adapter.id.in_(part)).values(removed=True))
-        return sorted(r.repo_id for r in gone)
+        return self.audit.mark_removed(base, present_repo_ids)
 
     def adapter_meta(self, base: str, repo_id: str) -> dict | None:
-        """The stored listing metadata of one adapter, plus author/source/first_seen/last_seen/removed."""
-        with self._read() as conn:
-            row = conn.execute(
-                select(Adapter).join(BaseModel, BaseModel.id == Adapter.base_id).where(BaseModel.name == base, Adapter.repo_id == repo_id)
-            ).mappings().first()
-        if row is None:
-            return None
-        return dict(row["meta"]) | {k: row[k] for k in ("author", "source", "first_seen", "last_seen", "removed")}
-
-    # -- revisions ------------------------------------------------------------------------------
+        return self.audit.adapter_meta(base, repo_id)
 
     def revision_outcome(self, repo_id: str, sha: str) -> str | None:
-        """The stored status of (repo_id, sha), or None if never seen (see FINAL_STATUSES)."""
-        with self._read() as conn:
-            return conn.scalar(
-                select(Revision.status).where(Revision.repo_id == repo_id, Revision.sha == sha).order_by(Revision.id.desc()).limit(1)
-            )
+        return self.audit.revision_outcome(repo_id, sha)
+
+    def revision_outcomes(self, keys: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        return self.audit.revision_outcomes(keys)
 
     def record_revision(
         self, *, base: str, repo_id: str, sha: str, status: str, reason: str | None = None, error: str | None = None,
         files: list[dict] | None = None, declared_base: str | None = None, provenance: dict | None = None,
         scan: ScanResult | None = None,
     ) -> int:  # fmt: skip
-        """Record what happened to one revision (idempotent on (repo_id, sha)); stores the score of an ok scan."""
-        item = dict(repo_id=repo_id, sha=sha, status=status, reason=reason, error=error, files=files,
-                    declared_base=declared_base, provenance=provenance, scan=scan)  # fmt: skip
-        with self._write() as conn:
-            return self._record(conn, base, [item])[0]
+        return self.audit.record_revision(base=base, repo_id=repo_id, sha=sha, status=status, reason=reason, error=error,
+                                          files=files, declared_base=declared_base, provenance=provenance, scan=scan)  # fmt: skip
 
     def record_revisions_bulk(self, base: str, items: list[dict[str, Any]]) -> list[int]:
-        """:meth:`record_revision` for many items (dicts of its keyword arguments, minus ``base``).
+        return self.audit.record_revisions_bulk(base, items)
 
-        Commits every few thousand rows; returns the revision ids in input order.
-        """
-        ids: list[int] = []
-        with no_cyclic_gc():
-            for part in chunks(items, _BULK_CHUNK):
-                with self._write() as conn:
-                    ids.extend(self._record(conn, base, part))
-        return ids
+    def audit_rows(self, base: str, *, since: datetime | None = None,
+                   revision_ids: Collection[int] | None = None) -> list[AuditRow]:  # fmt: skip
+        return self.audit.audit_rows(base, since=since, revision_ids=revision_ids)
 
-    def _record(self, conn: Connection, base: str, items: list[dict[str, Any]]) -> list[int]:
-        for it in items:
-            if it["status"] not in REVISION_STATUSES:
-                raise ValueError(f"unknown revision status {it['status']!r}")
-        bid = self._base_id(conn, base)
-        now = utcnow()
-        repo_ids = sorted({it["repo_id"] for it in items})
-        ins = self._insert(Adapter)
-        conn.execute(
-            ins.on_conflict_do_update(index_elements=["base_id", "repo_id"], set_={"last_seen": now, "removed": False}),
-            [dict(base_id=bid, repo_id=r, author=_author(r), source="local" if r.startswith("local:") else "hub",
-                  first_seen=now, last_seen=now, removed=False, meta={}) for r in repo_ids],
-        )  # fmt: skip
-        adapter_ids = self._adapter_ids(conn, bid, repo_ids)
-        items = self._count_retries(conn, items)
-        rev_rows = [
-            dict(adapter_id=adapter_ids[it["repo_id"]], repo_id=it["repo_id"], sha=it["sha"], status=it["status"],
-                 reason=it.get("reason"), error=_one_line(it.get("error")), files=it.get("files") or [],
-                 declared_base=it.get("declared_base"), provenance=it.get("provenance") or {}, recorded_at=now)
-            for it in items
-        ]  # fmt: skip
-        ins = self._insert(Revision)
-        cols = ("status", "reason", "error", "files", "declared_base", "provenance", "recorded_at")
-        conn.execute(
-            ins.on_conflict_do_update(index_elements=["adapter_id", "sha"], set_={c: ins.excluded[c] for c in cols}), rev_rows
-        )
-        rev_ids = self._revision_ids(conn, [(r["adapter_id"], r["sha"]) for r in rev_rows])
-        ids = [rev_ids[(r["adapter_id"], r["sha"])] for r in rev_rows]
-        scores = [_score_row(rid, it["scan"], now) for rid, it in zip(ids, items) if _scored(it)]
-        if scores:
-            ins = self._insert(WeightScore)
-            cols = ("score", "stratum", "features", "feature_digest", "feature_vec", "module_norms", "summary", "created_at")
-            conn.execute(
-                ins.on_conflict_do_update(
-                    index_elements=["revision_id", "featureset_version"], set_={c: ins.excluded[c] for c in cols}
-                ),
-                scores,
-            )
-        prints = [fingerprint_row(rid, it["scan"].fingerprint, now)
-                  for rid, it in zip(ids, items) if _scored(it) and it["scan"].fingerprint is not None]  # fmt: skip
-        if prints:
-            self._upsert_fingerprints(conn, prints)
-        return ids
+    def find_revision(self, repo_id: str, sha: str | None = None) -> AuditRow | None:
+        return self.audit.find_revision(repo_id, sha)
 
-    def _count_retries(self, conn: Connection, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Number the consecutive "retry" outcomes of each revision; the RETRY_LIMIT-th becomes "error"."""
-        keys = {(it["repo_id"], it["sha"]) for it in items if it["status"] == "retry"}
-        if not keys:
-            return items
-        prior: dict[tuple[str, str], int] = {}
-        for part in chunks(sorted(keys), 400):
-            q = select(Revision.repo_id, Revision.sha, Revision.provenance).where(
-                Revision.status == "retry", Revision.repo_id.in_({r for r, _ in part}))
-            for row in conn.execute(q):
-                if (row.repo_id, row.sha) in keys:
-                    prior[(row.repo_id, row.sha)] = int((row.provenance or {}).get("retry_attempts", 1))
-        out = []
-        for it in items:
-            if it["status"] == "retry":
-                n = prior.get((it["repo_id"], it["sha"]), 0) + 1
-                it = {**it, "provenance": {**(it.get("provenance") or {}), "retry_attempts": n}}
-                if n >= RETRY_LIMIT:
-                    last = _one_line(it.get("error")) or it.get("reason") or "transient failure"
-                    it.update(status="error", reason="gave_up",
-                              error=f"gave up after {n} runs failed transiently ({it.get('reason')}): {last}")
-            out.append(it)
-        return out
+    def module_norms(self, revision_id: int) -> list[dict]:
+        return self.audit.module_norms(revision_id)
 
-    def _adapter_ids(self, conn: Connection, bid: int, repo_ids: list[str]) -> dict[str, int]:
-        out: dict[str, int] = {}
-        for part in chunks(repo_ids, SQL_IN_CHUNK):
-            q = select(Adapter.repo_id, Adapter.id).where(Adapter.base_id == bid, Adapter.repo_id.in_(part))
-            out.update({r.repo_id: r.id for r in conn.execute(q)})
-        return out
+    def probe_confirmed(self, base: str) -> list[int]:
+        return self.audit.probe_confirmed(base)
 
-    def _revision_ids(self, conn: Connection, keys: list[tuple[int, str]]) -> dict[tuple[int, str], int]:
-        out: dict[tuple[int, str], int] = {}
-        adapter_ids = sorted({a for a, _ in keys})
-        for part in chunks(adapter_ids, SQL_IN_CHUNK):
-            q = select(Revision.adapter_id, Revision.sha, Revision.id).where(Revision.adapter_id.in_(part))
-            out.update({(r.adapter_id, r.sha): r.id for r in conn.execute(q)})
-        return out
+    # calibration (CalibrationRepository)
+    def population(self, base: str, featureset_version: str = FEATURESET_VERSION) -> list[PopulationRow]:
+        return self.calibration.population(base, featureset_version)
+
+    def stale_scores(self, base: str, featureset_version: str = FEATURESET_VERSION, *, after: int = 0,
+                     limit: int | None = None) -> list[dict]:  # fmt: skip
+        return self.calibration.stale_scores(base, featureset_version, after=after, limit=limit)
+
+    def add_rescored(self, featureset_version: str, rows: list[dict]) -> None:
+        return self.calibration.add_rescored(featureset_version, rows)
+
+    def save_threshold_set(self, base: str, *, method: str, featureset_version: str, n: int, strata: dict,
+                           params: dict) -> int:  # fmt: skip
+        return self.calibration.save_threshold_set(base, method=method, featureset_version=featureset_version, n=n,
+                                                   strata=strata, params=params)  # fmt: skip
+
+    def active_threshold_set(self, base: str) -> ThresholdSetRow | None:
+        return self.calibration.active_threshold_set(base)
+
+    def threshold_sets(self, base: str) -> list[ThresholdSetRow]:
+        return self.calibration.threshold_sets(base)
+
+    def save_verdicts(self, threshold_set_id: int, verdicts: list[tuple[int, bool | None, dict]]) -> None:
+        return self.calibration.save_verdicts(threshold_set_id, verdicts)
+
+    # the probe queue (QueueRepository)
+    def enqueue_probe(self, revision_id: int, *, priority: float) -> int | None:
+        return self.queue.enqueue_probe(revision_id, priority=priority)
+
+    def claim_probe_jobs(self, worker: str, *, limit: int, lease_seconds: int, base: str | None = None) -> list[ProbeJobRow]:
+        return self.queue.claim_probe_jobs(worker, limit=limit, lease_seconds=lease_seconds, base=base)
+
+    def finish_probe_job(self, job_id: int, result: dict) -> None:
+        return self.queue.finish_probe_job(job_id, result)
+
+    def fail_probe_job(self, job_id: int, reason: str, *, max_attempts: int = 3) -> None:
+        return self.queue.fail_probe_job(job_id, reason, max_attempts=max_attempts)
+
+    def probe_jobs(self, base: str | None = None, status: str | None = None) -> list[ProbeJobRow]:
+        return self.queue.probe_jobs(base, status)
+
+    # fingerprints, blocklist, downstream repos (LineageRepository)
+    def save_fingerprints(self, items: list[tuple[int, Fingerprint]]) -> None:
+        return self.lineage.save_fingerprints(items)
+
+    def fingerprints(self, base: str, version: str = FINGERPRINT_VERSION, *,
+                     revision_ids: Collection[int] | None = None) -> FingerprintSet:  # fmt: skip
+        return self.lineage.fingerprints(base, version, revision_ids=revision_ids)
+
+    def add_blocklist_entries(self, base: str, entries: list[dict[str, Any]]) -> int:
+        return self.lineage.add_blocklist_entries(base, entries)
+
+    def blocklist(self, base: str, version: str | None = FINGERPRINT_VERSION) -> list[BlocklistRow]:
+        return self.lineage.blocklist(base, version)
+
+    def record_downstream(self, base: str, repo_id: str, children: list[tuple[str, str]]) -> None:
+        return self.lineage.record_downstream(base, repo_id, children)
+
+    def downstream(self, base: str) -> dict[str, list[tuple[str, str]]]:
+        return self.lineage.downstream(base)
 
 
-def _author(repo_id: str) -> str | None:
-    if repo_id.startswith("local:") or "/" not in repo_id:
-        return None
-    return repo_id.split("/", 1)[0]
+def _same_doc() -> None:
+    """Give each facade method its repository method's docstring, so help(Store.audit_rows) reads as before."""
+    for cls in (RunLogRepository, AuditRepository, CalibrationRepository, QueueRepository, LineageRepository):
+        for name, fn in vars(cls).items():
+            if not name.startswith("_") and callable(fn) and name in vars(Store):
+                vars(Store)[name].__doc__ = fn.__doc__
 
 
-def _one_line(text: str | None) -> str | None:
-    if text is None:
-        return None
-    return (text.strip().splitlines() or [""])[0][:2000]
-
-
-def _scored(item: dict[str, Any]) -> bool:
-    scan = item.get("scan")
-    return scan is not None and scan.status == "ok" and item["status"] == "scored"
-
-
-def _score_row(revision_id: int, scan: ScanResult, now: Any) -> dict[str, Any]:
-    summary = scan.to_dict(with_modules=False)
-    del summary["features"]  # stored in its own column
-    return dict(
-        revision_id=revision_id,
-        featureset_version=scan.featureset_version or FEATURESET_VERSION,
-        score=clean_json(scan.score),
-        stratum=scan.stratum,
-        **feature_columns(scan.features),
-        module_norms=pack_modules(scan.modules),
-        summary=summary,
-        created_at=now,
-    )
+_same_doc()

@@ -3,6 +3,7 @@
 A worker that dies mid-job leaves its job ``running`` with a lease that expires; the next claim
 takes it back. Claims are atomic: on SQLite the write transaction holds the database write
 lock from BEGIN IMMEDIATE; on PostgreSQL the candidates are locked ``FOR UPDATE SKIP LOCKED``.
+Each method is one transaction, committed before it returns.
 """
 
 from __future__ import annotations
@@ -13,14 +14,18 @@ from typing import Any
 from sqlalchemy import and_, or_, select, update
 
 from hubaudit.store._sql import clean_json
+from hubaudit.store.core import StoreCore, table_of
 from hubaudit.store.rows import ProbeJobRow
 from hubaudit.store.schema import Adapter, BaseModel, ProbeJob, ProbeResult, Revision, utcnow
 
 JOB_STATUSES = ("queued", "running", "done", "failed")
 
 
-class QueueMixin:
-    """enqueue/claim/finish/fail probe jobs (mixed into Store)."""
+class QueueRepository:
+    """enqueue / claim / finish / fail probe jobs, and list them."""
+
+    def __init__(self, core: StoreCore) -> None:
+        self._core = core
 
     def enqueue_probe(self, revision_id: int, *, priority: float) -> int | None:
         """Queue ``revision_id`` for probing; None if it is already queued, running or done.
@@ -28,8 +33,8 @@ class QueueMixin:
         A job that failed for good is queued again (attempts reset): re-escalation is deliberate.
         """
         now = utcnow()
-        with self._write() as conn:  # type: ignore[attr-defined]
-            ins = self._insert(ProbeJob).values(  # type: ignore[attr-defined]
+        with self._core.write() as conn:
+            ins = self._core.insert(ProbeJob).values(
                 revision_id=revision_id, status="queued", priority=float(priority), attempts=0, created_at=now, updated_at=now
             )
             new_id = conn.execute(ins.on_conflict_do_nothing().returning(ProbeJob.id)).scalar()
@@ -48,7 +53,7 @@ class QueueMixin:
         first, to ``running`` under ``worker``; never hands one job to two workers. ``base``: only
         jobs whose adapter belongs to that base model (a prober holds one base in memory)."""
         now = utcnow()
-        with self._write() as conn:  # type: ignore[attr-defined]
+        with self._core.write() as conn:
             claimable = or_(ProbeJob.status == "queued", and_(ProbeJob.status == "running", ProbeJob.lease_expires_at < now))
             q = select(ProbeJob.id).where(claimable)
             if base is not None:
@@ -70,7 +75,7 @@ class QueueMixin:
     def finish_probe_job(self, job_id: int, result: dict) -> None:
         """Mark a job done and store its result (``result["flagged"]`` is copied to a column)."""
         now = utcnow()
-        with self._write() as conn:  # type: ignore[attr-defined]
+        with self._core.write() as conn:
             rid = conn.scalar(select(ProbeJob.revision_id).where(ProbeJob.id == job_id))
             if rid is None:
                 raise KeyError(f"no probe job {job_id}")
@@ -79,7 +84,7 @@ class QueueMixin:
             )
             flagged = result.get("flagged")
             conn.execute(
-                ProbeResult.__table__.insert().values(
+                table_of(ProbeResult).insert().values(
                     job_id=job_id, revision_id=rid, result=clean_json(result),
                     flagged=None if flagged is None else bool(flagged), created_at=now,
                 )  # fmt: skip
@@ -88,7 +93,7 @@ class QueueMixin:
     def fail_probe_job(self, job_id: int, reason: str, *, max_attempts: int = 3) -> None:
         """Record a failed attempt: back to ``queued`` until ``max_attempts``, then ``failed``."""
         now = utcnow()
-        with self._write() as conn:  # type: ignore[attr-defined]
+        with self._core.write() as conn:
             attempts = conn.scalar(select(ProbeJob.attempts).where(ProbeJob.id == job_id))
             if attempts is None:
                 raise KeyError(f"no probe job {job_id}")
@@ -107,7 +112,7 @@ class QueueMixin:
             conds.append(BaseModel.name == base)
         if status is not None:
             conds.append(ProbeJob.status == status)
-        with self._read() as conn:  # type: ignore[attr-defined]
+        with self._core.read() as conn:
             return self._jobs(conn, *conds)
 
     def _jobs(self, conn: Any, *conds: Any) -> list[ProbeJobRow]:

@@ -1,28 +1,36 @@
-"""Calibration reads and writes: the population of a base, threshold sets, verdicts (mixed into Store)."""
+"""Calibration reads and writes: the population of a base, re-scored features, threshold sets, verdicts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
-from sqlalchemy import and_, func, select, update
+from sqlalchemy import Connection, Dialect, and_, func, select, update
+from sqlalchemy.types import TypeEngine
 
 from hubaudit._gc import no_cyclic_gc
 from hubaudit.constants import FEATURESET_VERSION
 from hubaudit.models import FeatureBlock
-from hubaudit.store._sql import SQL_IN_CHUNK, chunks, clean_json, feature_columns, feature_digest, unpack_modules
+from hubaudit.store._sql import BULK_CHUNK, SQL_IN_CHUNK, chunks, clean_json, feature_columns, feature_digest, unpack_modules
+from hubaudit.store.core import StoreCore, table_of
 from hubaudit.store.rows import PopulationRow, ThresholdSetRow
 from hubaudit.store.schema import Adapter, BaseModel, Revision, ThresholdSet, Verdict, WeightScore, utcnow
 
-_BULK_CHUNK = 5000  # rows per transaction in bulk writes: bounded memory, progress survives a kill
 _VERDICT_CHUNK = 25_000  # verdicts are re-derivable (a killed calibration is re-run): fewer, larger commits
 
 
-class CalibrationMixin:
-    """population / save_threshold_set / active_threshold_set / threshold_sets / save_verdicts."""
+class CalibrationRepository:
+    """population / stale_scores / add_rescored / save_threshold_set / active_threshold_set /
+    threshold_sets / save_verdicts."""
+
+    def __init__(self, core: StoreCore) -> None:
+        self._core = core
 
     def population(self, base: str, featureset_version: str = FEATURESET_VERSION) -> list[PopulationRow]:
         """The latest scored revision of every non-removed adapter of ``base`` (the calibration population)."""
-        with self._read() as conn:  # type: ignore[attr-defined]
-            bid = self._base_id(conn, base, create=False)  # type: ignore[attr-defined]
+        with self._core.read() as conn:
+            bid = self._core.base_id(conn, base, create=False)
             if bid is None:
                 return []
             latest = (
@@ -42,14 +50,14 @@ class CalibrationMixin:
             )  # fmt: skip
             with no_cyclic_gc():  # 100,000 rows and feature views, none in a cycle
                 rows = conn.execute(q).all()
-                features = self._population_features(conn, rows)  # type: ignore[attr-defined]
+                features = self._population_features(conn, rows)
                 return [PopulationRow(r.id, r.repo_id, r.sha, r.stratum, r.score, f) for r, f in zip(rows, features)]
 
-    def _population_features(self, conn, rows) -> list:  # type: ignore[no-untyped-def]
+    def _population_features(self, conn: Connection, rows: Sequence[Any]) -> list[Any]:
         """The features of each population row: packed rows as views of one FeatureBlock per name
         list (the names read once from one row's JSON and checked against the digest); rows written
         before the packed columns existed from their JSON."""
-        out: list = [None] * len(rows)
+        out: list[Any] = [None] * len(rows)
         by_digest: dict[str, list[int]] = {}
         legacy: list[int] = []
         for i, r in enumerate(rows):
@@ -84,8 +92,8 @@ class CalibrationMixin:
         from its newest such score, so its features can be re-derived without fetching the adapter.
         In revision-id order, only ids above ``after``, at most about ``limit`` (a page: the per-module
         statistics of 100,000 large adapters do not fit in memory at once)."""
-        with self._read() as conn:  # type: ignore[attr-defined]
-            bid = self._base_id(conn, base, create=False)  # type: ignore[attr-defined]
+        with self._core.read() as conn:
+            bid = self._core.base_id(conn, base, create=False)
             if bid is None:
                 return []
             # the common case, nothing scored under another feature set, from the (revision_id,
@@ -122,30 +130,30 @@ class CalibrationMixin:
         """Store re-derived weight scores under ``featureset_version`` (rows from :meth:`stale_scores`
         with ``"features"`` and ``"score"`` filled in); idempotent on (revision_id, featureset_version)."""
         now = utcnow()
-        ins = self._insert(WeightScore)  # type: ignore[attr-defined]
+        ins = self._core.insert(WeightScore)
         stmt = ins.on_conflict_do_update(
             index_elements=["revision_id", "featureset_version"],
             set_={c: ins.excluded[c] for c in ("score", "stratum", "features", "feature_digest", "feature_vec", "module_norms",
                                                  "summary", "created_at")},
         )  # fmt: skip
-        for part in chunks(rows, _BULK_CHUNK):
+        for part in chunks(rows, BULK_CHUNK):
             values = [dict(revision_id=r["revision_id"], featureset_version=featureset_version, score=clean_json(r["score"]),
                            stratum=r["stratum"], **feature_columns(r["features"]), module_norms=r["packed"],
                            summary=clean_json(r["summary"] | {"featureset_version": featureset_version,
                                                               "rescored_from": r["featureset_version"]}),
                            created_at=now) for r in part]  # fmt: skip
-            with self._write() as conn:  # type: ignore[attr-defined]
+            with self._core.write() as conn:
                 conn.execute(stmt, values)
 
     def save_threshold_set(
         self, base: str, *, method: str, featureset_version: str, n: int, strata: dict, params: dict
     ) -> int:
         """Store a new threshold-set version for ``base`` and make it the only active one; returns its id."""
-        with self._write() as conn:  # type: ignore[attr-defined]
-            bid = self._base_id(conn, base)  # type: ignore[attr-defined]
+        with self._core.write() as conn:
+            bid = self._core.base_id(conn, base)
             version = (conn.scalar(select(func.max(ThresholdSet.version)).where(ThresholdSet.base_id == bid)) or 0) + 1
             conn.execute(update(ThresholdSet).where(ThresholdSet.base_id == bid).values(active=False))
-            ins = ThresholdSet.__table__.insert().values(
+            ins = table_of(ThresholdSet).insert().values(
                 base_id=bid, version=version, method=method, featureset_version=featureset_version, n=n,
                 strata=clean_json(strata), params=clean_json(params), created_at=utcnow(), active=True,
             )  # fmt: skip
@@ -153,23 +161,23 @@ class CalibrationMixin:
 
     def active_threshold_set(self, base: str) -> ThresholdSetRow | None:
         """The active threshold set of ``base`` (None: never calibrated)."""
-        return self._threshold_set(base, active=True)
+        rows = self._threshold_sets(base, active_only=True)
+        return rows[-1] if rows else None
 
     def threshold_sets(self, base: str) -> list[ThresholdSetRow]:
         """Every threshold set of ``base``, oldest first."""
-        return self._threshold_set(base, active=None)  # type: ignore[return-value]
+        return self._threshold_sets(base, active_only=False)
 
-    def _threshold_set(self, base: str, *, active: bool | None):  # type: ignore[no-untyped-def]
-        with self._read() as conn:  # type: ignore[attr-defined]
-            q = select(ThresholdSet.__table__, BaseModel.name.label("base")).join(BaseModel, BaseModel.id == ThresholdSet.base_id)
+    def _threshold_sets(self, base: str, *, active_only: bool) -> list[ThresholdSetRow]:
+        with self._core.read() as conn:
+            q = select(table_of(ThresholdSet), BaseModel.name.label("base")).join(BaseModel, BaseModel.id == ThresholdSet.base_id)
             q = q.where(BaseModel.name == base).order_by(ThresholdSet.version)
-            if active:
+            if active_only:
                 q = q.where(ThresholdSet.active.is_(True))
-            rows = [
+            return [
                 ThresholdSetRow(t.id, t.base, t.version, t.method, t.featureset_version, t.n, t.strata, t.params, t.created_at, t.active)
                 for t in conn.execute(q)
             ]
-        return (rows[-1] if rows else None) if active else rows
 
     def save_verdicts(self, threshold_set_id: int, verdicts: list[tuple[int, bool | None, dict]]) -> None:
         """Store (revision_id, flagged, breakdown) verdicts under one threshold set (idempotent).
@@ -180,29 +188,29 @@ class CalibrationMixin:
         100,000-verdict re-judgement (benchmarks/bench_store.py).
         """
         now = utcnow()
-        ins = self._insert(Verdict)  # type: ignore[attr-defined]
+        ins = self._core.insert(Verdict)
         stmt = ins.on_conflict_do_update(
             index_elements=["revision_id", "threshold_set_id"],
             set_={"flagged": ins.excluded.flagged, "breakdown": ins.excluded.breakdown, "created_at": ins.excluded.created_at},
         )
         cols = ("revision_id", "threshold_set_id", "flagged", "breakdown", "created_at")
-        dialect = self.engine.dialect  # type: ignore[attr-defined]
+        dialect = self._core.engine.dialect
         compiled = stmt.compile(dialect=dialect, column_keys=list(cols))
-        proc = {c: _processor(Verdict.__table__.c[c].type, dialect) for c in cols}
+        proc = {c: _processor(table_of(Verdict).c[c].type, dialect) for c in cols}
         ts_id, created = proc["threshold_set_id"](threshold_set_id), proc["created_at"](now)
         p_rid, p_flag, p_bd = proc["revision_id"], proc["flagged"], proc["breakdown"]
         order = (compiled.positiontup or []) if compiled.positional else None
         for part in chunks(verdicts, _VERDICT_CHUNK):
             rows = [{"revision_id": p_rid(rid), "threshold_set_id": ts_id, "flagged": p_flag(flagged),
                      "breakdown": p_bd(bd), "created_at": created} for rid, flagged, bd in part]  # fmt: skip
-            with self._write() as conn:  # type: ignore[attr-defined]
+            with self._core.write() as conn:
                 if order is not None:
                     conn.exec_driver_sql(compiled.string, [tuple(r[k] for k in order) for r in rows])
                 else:
                     conn.exec_driver_sql(compiled.string, rows)
 
 
-def _processor(type_, dialect):  # type: ignore[no-untyped-def]
+def _processor(type_: TypeEngine[Any], dialect: Dialect) -> Callable[[Any], Any]:
     """The bind processor of a column type on ``dialect`` (identity when it has none); for a
     TypeDecorator it includes ``process_bind_param``."""
     return type_.dialect_impl(dialect).bind_processor(dialect) or (lambda v: v)
