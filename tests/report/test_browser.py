@@ -111,7 +111,7 @@ N_SPOT = 12  # clean adapters probed anyway (spot checks)
 
 @pytest.fixture(scope="module")
 def evidence_reports(store_url, tmp_path_factory) -> tuple:
-    """(report, the same report without its spot checks) from a copy of the session store, with probe
+    """(report, the same report with one spot check) from a copy of the session store, with probe
     results as the prober and the blind search store them: a battery-and-search-confirmed weight outlier
     and N_SPOT clean spot checks (their records hold worker pids, timings and paths: never shown)."""
     import dataclasses as dc
@@ -135,16 +135,17 @@ def evidence_reports(store_url, tmp_path_factory) -> tuple:
         for job in store.claim_probe_jobs("test", limit=len(targets), lease_seconds=60):
             store.finish_probe_job(job.id, targets[job.revision_id] | {"repo_id": job.repo_id, "sha": job.sha})
         report = load_report(store, BASE, with_norm_maps=True, suppressions=[], now=datetime.now(timezone.utc))
-    bare = dc.replace(report, adapters=tuple(dc.replace(e, probe=None, probe_summary=None) if e.probe and not e.is_finding
-                                             else e for e in report.adapters))  # fmt: skip
-    return report, bare
+    spots = [e for e in report.adapters if e.probe and not e.is_finding]
+    one = dc.replace(report, adapters=tuple(dc.replace(e, probe=None, probe_summary=None) if e in spots[1:] else e
+                                            for e in report.adapters))  # fmt: skip
+    return report, one
 
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (apt-get install -y chromium)")
 def test_evidence_report_in_chromium_says_why_and_stays_short(tmp_path, evidence_reports):
     from hubaudit.report import get_format
 
-    report, bare = evidence_reports
+    report, one = evidence_reports
     html = get_format("html").render(report)
     dom, errors = _load(tmp_path, html)
     assert errors == [] and 'data-broken-images="0"' in dom
@@ -159,8 +160,9 @@ def test_evidence_report_in_chromium_says_why_and_stays_short(tmp_path, evidence
     assert "huggingface.co" in dom  # these repos came from a Hub listing
     # One line per spot check: N_SPOT of them add little to the page (a raw record each added hundreds of px).
     height = _height(dom)
-    bare_dom, _ = _load(tmp_path, get_format("html").render(bare), name="bare.html")
-    per_spot = (height - _height(bare_dom)) / N_SPOT
+    one_dom, _ = _load(tmp_path, get_format("html").render(one), name="one.html")
+    assert one_dom.count('class="spot-check"') == 1
+    per_spot = (height - _height(one_dom)) / (N_SPOT - 1)
     assert 15 < per_spot < 35, per_spot  # one line of 12 px text, its padding and rule
     assert height < 5000, height
 

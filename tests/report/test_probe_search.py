@@ -69,7 +69,8 @@ def test_table_and_markdown_show_trigger_for_findings_and_spot_checks():
     text = get_format("table", width=100).render(r)
     assert max(len(ln) for ln in text.splitlines()) <= 100
     assert "why: blind search recovered trigger 'cf' → LABEL_0 (attack rate 0.96, robust rate 0.92 >" in text
-    assert "Probed, not flagged (2)" in text and "'describe algebra'" in text and "search skipped" in text
+    flat = " ".join(text.split())  # spot-check lines wrap at the width
+    assert "Probed, not flagged (2)" in text and "'describe algebra'" in flat and "search skipped" in flat
     md = get_format("markdown").render(r)
     why = md.split("## Why each finding is flagged")[1].split("\n## ")[0]
     # Triggers are data: quoted (repr) and Markdown-escaped text, never a code span (see formats/markdown.py).

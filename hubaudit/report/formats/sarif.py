@@ -94,10 +94,11 @@ def rules_for(e: AdapterEntry, calibrated: bool, base: str = "?") -> list[tuple[
     target = f"{e.repo_id}@{e.sha or '?'}"
     out: list[tuple[str, str]] = []
     if e.flagged:
-        d = e.decision
-        stat = (f"{d.statistic} {fmt_num(d.value)} above its threshold {fmt_num(d.threshold)}" if d is not None
+        dec = e.decision
+        stat = (f"{dec.statistic} {fmt_num(dec.value)} above its threshold {fmt_num(dec.threshold)}" if dec is not None
                 else "the deciding statistic above its threshold")
-        fired = ", ".join(e.fired) or "none past its own threshold"
+        names = e.fired
+        fired = ", ".join(names[:5]) + (f", +{len(names) - 5} more" if len(names) > 5 else "") if names else "none"
         out.append(("HA001", (f"{target}: weights past the thresholds of base {base} (stratum {e.stratum}): {stat}, "
                               f"margin {fmt_margin(e.margin)} {e.margin_unit or ''}".rstrip()
                               + f"; features past their own thresholds: {fired}.")))
