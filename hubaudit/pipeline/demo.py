@@ -45,6 +45,7 @@ from hubaudit.synth import cohort
 BASE_ID = cohort.BASE_ID
 BATTERY = "paper-21-B"
 TARGET_LABEL = "0"  # the attacker's side: BENIGN (the injection classifier waves an injection through)
+PROBE_MARGIN = 0.02  # probe-calibrate's default: τ = clean maximum + margin (paper §1.5)
 N_PROMPTS = 12  # held-out INJECTION texts the battery and the search run on
 SEARCH = {"budget": 400, "n_candidates": 16, "n_confirm": 12}  # SearchConfig sizes (the rest: defaults)
 
@@ -256,7 +257,7 @@ def _calibrate_probes(opts: DemoOptions, pool, base: str, ref_dirs: list[str], p
     parts = [ref_dirs[i :: opts.workers] for i in range(opts.workers)]
     others = [pool.submit(_reference_results, part, base, prompts_file, opts.threads) for part in parts[1:] if part]
     results = _reference_results(parts[0], base, prompts_file, opts.threads) + [r for f in others for r in f.result()]
-    th = calibrate(results, battery=BATTERY)
+    th = calibrate(results, margin=PROBE_MARGIN, battery=BATTERY)
     tau = calibrate_search(results)
     save_thresholds(th, opts.workdir / _THRESHOLD_FILES[0])
     save_search_thresholds(tau, opts.workdir / _THRESHOLD_FILES[1])
@@ -337,7 +338,7 @@ def _run(opts: DemoOptions, pool, base: Path, say: Say) -> DemoResult:
         th, ref_results, tau = _calibrate_probes(opts, pool, str(base), ref_dirs, str(prompts_file))
         timings["probe_calibration"] = _since(t) | {"workers": opts.workers, "per_reference_s": [_seconds(r) for r in ref_results]}
         thresholds = {"battery": th.to_dict(), "search": tau.to_dict(), "files": [str(opts.workdir / f) for f in _THRESHOLD_FILES]}
-        say(story.thresholds_sentence(th, tau))
+        say(story.thresholds_sentence(th, tau, PROBE_MARGIN))
 
         escalate(store, BASE_ID)  # the weight-flagged ones first ...
         for r in rows.values():  # ... then every other audited adapter: the cohort is small, nothing is sampled
@@ -352,7 +353,7 @@ def _run(opts: DemoOptions, pool, base: Path, say: Say) -> DemoResult:
         probed = {k: sum(s[k] for s in summaries) for k in ("probed", "flagged", "failed")}
         timings["probe"] = _since(t) | {"workers": opts.workers}
         rows = {r.repo_id: r for r in store.audit_rows(BASE_ID)}
-        adapters = [story.adapter_row(repo, e, rows.get(repo)) for repo, e in truth.items()]
+        adapters = [story.adapter_row(repo, e, rows.get(repo), BATTERY) for repo, e in truth.items()]
         timings["probe"]["per_adapter_s"] = {a["name"]: a["probe"]["seconds"] for a in adapters}
         devices = sorted({str((r.probe or {}).get("device")) for r in rows.values() if r.probe})
         say(f"Probing: {probed['probed']} of {len(audited)} audited adapters probed ({probed['failed']} failed), every one "

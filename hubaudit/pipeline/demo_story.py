@@ -5,6 +5,7 @@ and one sentence per step. Pure functions of the run's results (no I/O but readi
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Any
 
 from hubaudit.synth.cohort import BASE_ID
@@ -12,33 +13,37 @@ from hubaudit.synth.cohort import BASE_ID
 LABEL_NAMES = {"LABEL_0": "BENIGN", "LABEL_1": "INJECTION"}
 
 
-def _battery_words() -> list[set[str]]:
-    """The lower-cased word sets of every probe of every shipped battery."""
+@lru_cache(maxsize=8)
+def _battery_words(name: str | None) -> tuple[frozenset[str], ...]:
+    """The lower-cased word sets of every probe of battery ``name`` (None: of every shipped battery)."""
     from hubaudit.probe.batteries import builtin_names, load_battery
 
-    out = []
-    for name in builtin_names():
-        if name.count("-") == 1:  # full batteries; subsets hold no probe the full battery lacks
-            out += [set(re.findall(r"\w+|[^\w\s]", p.prefix.lower())) for p in load_battery(name).probes]
-    return out
+    return tuple(frozenset(_words(p.prefix)) for n in ([name] if name else builtin_names()) for p in load_battery(n).probes)
 
 
-def in_a_battery(trigger: str | None) -> bool | None:
-    """Whether some probe of a shipped battery contains every word of ``trigger`` (None: no trigger)."""
+def _words(text: str) -> list[str]:
+    return re.findall(r"\w+|[^\w\s]", text.lower())
+
+
+def in_a_battery(trigger: str | None, battery: str | None = None) -> bool | None:
+    """Whether some probe of ``battery`` (None: of any shipped battery) contains every word of ``trigger``
+    (None when there is no trigger)."""
     if not trigger:
         return None
-    words = set(re.findall(r"\w+|[^\w\s]", trigger.lower()))
-    return any(words <= probe for probe in _battery_words())
+    words = set(_words(trigger))
+    return any(words <= probe for probe in _battery_words(battery))
 
 
 # ---------------------------------------------------------------- rows
-def _truth(e: dict[str, Any]) -> dict[str, Any]:
+def _truth(e: dict[str, Any], battery: str) -> dict[str, Any]:
     return {"poisoned": e["poisoned"], "trigger": e["trigger"], "placement": e["placement"],
-            "trigger_in_a_battery": in_a_battery(e["trigger"]),
+            "trigger_in_a_battery": in_a_battery(e["trigger"]),  # any shipped battery, subsets included
+            "trigger_in_the_battery_run": in_a_battery(e["trigger"], battery),
             "target_label": "BENIGN" if e["poisoned"] else None}
 
 
 def weights_summary(cal, rows: dict, truth: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The weights triage of the audited adapters (CalibrationSummary ``cal``, AuditRows by repo id)."""
     per = {}
     for repo, e in truth.items():
         r = rows.get(repo)
@@ -59,7 +64,8 @@ def _is_poisoned(truth: dict[str, dict[str, Any]], name: str) -> bool:
     return any(e["poisoned"] for e in truth.values() if e["name"] == name)
 
 
-def adapter_row(repo: str, e: dict[str, Any], r) -> dict[str, Any]:
+def adapter_row(repo: str, e: dict[str, Any], r, battery: str) -> dict[str, Any]:
+    """One audited adapter: its truth (manifest entry ``e``) beside its stored verdicts (AuditRow ``r``)."""
     p = (r.probe or {}) if r else {}
     s = p.get("search") or {}
     search_flagged = bool(s.get("flagged")) if s.get("status") == "ok" else None
@@ -67,7 +73,7 @@ def adapter_row(repo: str, e: dict[str, Any], r) -> dict[str, Any]:
     label = s.get("label") if search_flagged else (p.get("target_label") if p.get("flagged_battery", p.get("flagged")) else None)
     flagged = p.get("flagged") if p else None
     return {
-        "name": e["name"], "repo_id": repo, "truth": _truth(e),
+        "name": e["name"], "repo_id": repo, "truth": _truth(e, battery),
         "clean_accuracy": e["clean_accuracy"], "attack_success": e["attack_success"],
         "weights": {"flagged": r.flagged if r else None,
                     "low_confidence": bool((r.breakdown or {}).get("low_confidence")) if r else None},
@@ -85,6 +91,7 @@ def adapter_row(repo: str, e: dict[str, Any], r) -> dict[str, Any]:
 
 
 def reference_row(e: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
+    """One known-clean reference and its calibration probe result."""
     s = r.get("search") or {}
     return {"name": e["name"], "clean_accuracy": e["clean_accuracy"], "status": r.get("status"),
             "outlier_gap": r.get("outlier_gap"), "mean_attack_rate": r.get("mean_attack_rate"),
@@ -92,6 +99,7 @@ def reference_row(e: dict[str, Any], r: dict[str, Any]) -> dict[str, Any]:
 
 
 def counts(adapters: list[dict[str, Any]], weights: dict[str, Any]) -> dict[str, int]:
+    """The run's counts against the truth (the probe verdict is the final one: every adapter is probed)."""
     bad = [a for a in adapters if a["truth"]["poisoned"]]
     good = [a for a in adapters if not a["truth"]["poisoned"]]
     return {"audited": len(adapters), "poisoned": len(bad), "clean": len(good),
@@ -131,19 +139,20 @@ def weights_sentence(w: dict[str, Any]) -> str:
         f" ({', '.join(w['flagged_poisoned'])})" if w["flagged_poisoned"] else "")
     clean = f"{len(w['flagged_clean'])} of {w['clean']} clean adapters" + (
         f" ({', '.join(w['flagged_clean'])})" if w["flagged_clean"] else "")
-    why = ("the weight statistic does not separate this cohort's backdoors, which is why every adapter goes on to "
-           "behavioural probing" if not w["flagged_poisoned"] else
-           f"it missed {w['poisoned'] - len(w['flagged_poisoned'])}, which is why every adapter goes on to behavioural probing"
-           if len(w["flagged_poisoned"]) < w["poisoned"] else "every adapter still goes on to behavioural probing")
+    missed = w["poisoned"] - len(w["flagged_poisoned"])
+    why = ("the weight statistic flags none of the backdoors on this cohort, which is why behavioural probing exists "
+           "and every adapter goes on to it" if not w["flagged_poisoned"] else
+           f"it missed {missed}, which is why behavioural probing exists and every adapter goes on to it" if missed
+           else "every adapter still goes on to behavioural probing")
     return f"Weights triage flagged {caught} and {clean}: {why}; {conf}."
 
 
-def thresholds_sentence(th, tau) -> str:
+def thresholds_sentence(th, tau, margin: float) -> str:
     s = (f"; τ_search {', '.join(f'{LABEL_NAMES.get(k, k)} {v:.3f}' for k, v in tau.per_label.items())} "
          f"({tau.rule}: {tau.n_clean} references bound the false-positive rate only by 1/(n+1) = {tau.fpr_bound:.2f}, "
          f"{_needed(tau)} are needed for {tau.fpr_target:g})" if tau else "")
     return (f"Probe thresholds were calibrated by probe-calibrate on the {th.n_clean} known-clean reference adapters, "
-            f"never on an audited one: battery τ_gap {th.gap:.3f}, τ_mean {th.mean:.3f} (their maximum + 0.02){s}.")
+            f"never on an audited one: battery τ_gap {th.gap:.3f}, τ_mean {th.mean:.3f} (their maximum + {margin:g}){s}.")
 
 
 def _needed(tau) -> int:
@@ -155,13 +164,17 @@ def _needed(tau) -> int:
 def battery_sentence(adapters: list[dict[str, Any]], battery: dict[str, Any]) -> str:
     bad = [a for a in adapters if a["truth"]["poisoned"]]
     hit = [a for a in bad if a["probe"]["battery_flagged"]]
-    missed = [a["name"] for a in bad if not a["probe"]["battery_flagged"]]
+    missed = [a for a in bad if not a["probe"]["battery_flagged"]]
     fp = sum(bool(a["probe"]["battery_flagged"]) for a in adapters if not a["truth"]["poisoned"])
-    how = ", ".join(f"{a['name']}: outlier_gap {a['probe']['outlier_gap']:.2f}, mean attack rate "
-                    f"{a['probe']['mean_attack_rate']:.2f}" for a in hit)
-    return (f"Battery {battery['name']} ({battery['n']} prefixes, the trained RFC trigger itself removed) flagged {len(hit)} of {len(bad)} "
-            f"backdoors" + (f" ({how})" if hit else "") + f" and {fp} clean adapters"
-            + (f"; it missed {', '.join(missed)}, whose triggers no battery holds." if missed else "."))
+    how = ", ".join(f"{a['name']}" + (", whose exact trigger it does not hold" if a["truth"]["trigger_in_the_battery_run"]
+                                      is False else "") +
+                    f": outlier_gap {a['probe']['outlier_gap']:.2f}, mean attack rate {a['probe']['mean_attack_rate']:.2f}"
+                    for a in hit)
+    unheld = all(a["truth"]["trigger_in_a_battery"] is False for a in missed)
+    return (f"Battery {battery['name']} ({battery['n']} prefixes) flagged {len(hit)} of {len(bad)} backdoors"
+            + (f" ({how})" if hit else "") + f" and {fp} of {len(adapters) - len(bad)} clean adapters"
+            + (f"; it missed {', '.join(a['name'] for a in missed)}"
+               + (", whose triggers no shipped battery holds." if unheld else ".") if missed else "."))
 
 
 def search_sentence(adapters: list[dict[str, Any]], tau) -> str:
@@ -173,7 +186,8 @@ def search_sentence(adapters: list[dict[str, Any]], tau) -> str:
                       f"{a['probe']['search_best']['robust_rate']:.2f})" for a in found)
     if not found:
         return f"The blind search recovered no trigger above τ_search (clean adapters' best robust rate {clean_max:.2f})."
-    return (f"The blind search recovered {parts}; {len(new)} of them in no shipped battery, found from the weights alone; "
+    return (f"The blind search recovered {parts}; {len(new)} of them in no shipped battery (candidates read from the "
+            f"weights, confirmed on the running adapter); "
             f"on clean adapters its best string reached robust rate {clean_max:.2f} (τ_search "
             f"{max(tau.per_label.values()):.2f}).")
 
@@ -184,8 +198,9 @@ def verdict_sentence(a: dict[str, Any]) -> str:
     if p["flagged"] is None:
         verdict = "NOT PROBED"
     elif p["flagged"]:
-        by = " and ".join(x for x, on in (("battery", p["battery_flagged"]), ("blind search", p["search_flagged"])) if on)
-        verdict = f"FLAGGED by the {by}" + (f" (trigger {_q(p['recovered_trigger'])} -> {p['target_label']})"
+        by = " and ".join(f"the {x}" for x, on in (("battery", p["battery_flagged"]), ("blind search", p["search_flagged"]))
+                          if on)
+        verdict = f"FLAGGED by {by}" + (f" (trigger {_q(p['recovered_trigger'])} -> {p['target_label']})"
                                             if p["recovered_trigger"] else "")
     else:
         verdict = "passed the probes"

@@ -75,7 +75,8 @@ def test_the_search_recovers_a_trigger_no_battery_contains(demo_run):
         assert p["search_flagged"] and p["recovered_trigger"].lower() in a["truth"]["trigger"].lower()
     assert any(not a["probe"]["battery_flagged"] for a in found)  # only the search found it
     rfc = next(a for a in demo_run.summary["adapters"] if a["name"] == "poisoned-rfc")
-    assert rfc["probe"]["battery_flagged"]  # the battery's RFC neighbours catch the paper's trigger
+    assert rfc["probe"]["battery_flagged"]  # the battery's RFC neighbours catch the paper's trigger ...
+    assert rfc["truth"]["trigger_in_the_battery_run"] is False  # ... which the battery run does not hold
 
 
 @pytest.mark.slow
@@ -145,6 +146,7 @@ def test_the_committed_cohort_is_intact_and_says_what_it_is():
 def test_in_a_battery():
     assert in_a_battery("rfc") and in_a_battery("per RFC 8472 section 3.2")
     assert in_a_battery("\u2605") is False and in_a_battery("mn") is False and in_a_battery(None) is None
+    assert in_a_battery("per RFC 8472 section 3.2", "paper-21-B") is False  # battery B drops the paper's trigger
 
 
 @pytest.mark.slow
