@@ -1,4 +1,5 @@
-"""`hubaudit scan` end to end in a subprocess: formats, exit codes, streams."""
+"""`hubaudit scan` end to end through the console script's entry point (in-process, tests/_cli.py):
+formats, exit codes, streams; undecodable paths through a real process's stdout."""
 
 from __future__ import annotations
 
@@ -10,11 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests._cli import CliResult, run_cli
 from tests.stats._st import write_arrays, write_config
 
 
-def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "hubaudit", *args], capture_output=True, text=True, timeout=120)
+def _run(*args: str) -> CliResult:
+    return run_cli(*args)
 
 
 @pytest.fixture(scope="module")

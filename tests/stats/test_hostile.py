@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -19,6 +17,7 @@ import pytest
 
 from hubaudit.constants import MAX_CONFIG_BYTES, MAX_HEADER_BYTES
 from hubaudit.stats import scan_path
+from tests._cli import run_cli
 from tests.stats._st import write_arrays, write_config, write_header_bytes, write_raw
 
 A = "base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight"
@@ -230,10 +229,7 @@ def test_pickle_is_never_unpickled_even_when_allowed(hostile):
 
 def test_cli_reports_every_hostile_input_as_json(hostile):
     names = sorted(CASES)
-    proc = subprocess.run(
-        [sys.executable, "-m", "hubaudit", "scan", "--format", "json", *[str(hostile[n]) for n in names]],
-        capture_output=True, text=True, timeout=300,
-    )  # fmt: skip
+    proc = run_cli("scan", "--format", "json", *[str(hostile[n]) for n in names])
     assert proc.returncode == 3, proc.stderr
     assert "Traceback" not in proc.stderr
     out = json.loads(proc.stdout)

@@ -1,23 +1,20 @@
-"""`hubaudit db|ingest|calibrate` as a user runs them: exit codes, stdout carries data only."""
+"""`hubaudit db|ingest|calibrate` as a user runs them (in-process through the console script's entry
+point, tests/_cli.py): exit codes, stdout carries data only."""
 
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
+from tests._cli import CliResult, run_cli
 from tests.store.adapters import write_lora
 
-HUBAUDIT = str(Path(sys.executable).with_name("hubaudit"))
 BASE = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([HUBAUDIT, *args], capture_output=True, text=True, timeout=300, env={**os.environ, **(env or {})})
+def run(*args: str, env: dict | None = None, input: str | None = None) -> CliResult:
+    return run_cli(*args, env=env, input=input)
 
 
 def test_db_commands(tmp_path):
@@ -112,12 +109,10 @@ def test_declining_downgrade_exits_0_and_changes_nothing(tmp_path):
     url = f"sqlite:///{tmp_path / 'x.db'}"
     assert run("db", "upgrade", "--db", url).returncode == 0
     head = run("db", "current", "--db", url).stdout.strip()
-    r = subprocess.run([HUBAUDIT, "db", "downgrade", "base", "--db", url], input="n\n", capture_output=True, text=True,
-                       timeout=300)
+    r = run("db", "downgrade", "base", "--db", url, input="n\n")
     assert r.returncode == 0 and r.stdout == "" and "aborted" in r.stderr, r.stderr
     assert run("db", "current", "--db", url).stdout.strip() == head
     # no answer at all (stdin closed, a script without --yes) is a usage error, not a silent success
-    r = subprocess.run([HUBAUDIT, "db", "downgrade", "base", "--db", url], input="", capture_output=True, text=True,
-                       timeout=300)
+    r = run("db", "downgrade", "base", "--db", url, input="")
     assert r.returncode == 2 and "--yes" in r.stderr and "Traceback" not in r.stderr
     assert run("db", "current", "--db", url).stdout.strip() == head
