@@ -1,7 +1,8 @@
 """The store stage: hubaudit's database (SQLite by default, PostgreSQL by URL) and its migrations.
 
 ``from hubaudit.store import Store`` is the whole public surface; rows come back as the frozen
-dataclasses of :mod:`hubaudit.store.rows`. The contract is the public methods of :class:`Store`.
+dataclasses of :mod:`hubaudit.store.rows`. What the Store guarantees is written in
+hubaudit/store/CONTRACT.md.
 """
 
 from __future__ import annotations

@@ -265,8 +265,10 @@ class AuditRepository:
             if bid is None:
                 return []
             if revision_ids is not None:
-                q = self._audit_select(conn, base, bid).where(Adapter.base_id == bid, Revision.id.in_(sorted(revision_ids)))
-                return [_row(base, r) for r in conn.execute(q.order_by(Revision.id)).mappings()]
+                q = self._audit_select(conn, base, bid).where(Adapter.base_id == bid).order_by(Revision.id)
+                # ascending chunks of ascending ids: the rows come out in revision-id order, as one query would
+                return [_row(base, r) for part in chunks(sorted(set(revision_ids)), SQL_IN_CHUNK)
+                        for r in conn.execute(q.where(Revision.id.in_(part))).mappings()]  # fmt: skip
             latest = (
                 select(func.max(Revision.id).label("rid"))
                 .join(Adapter, Adapter.id == Revision.adapter_id)

@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy import and_, or_, select, update
 
-from hubaudit.store._sql import clean_json
+from hubaudit.store._sql import SQL_IN_CHUNK, chunks, clean_json
 from hubaudit.store.core import StoreCore, table_of
 from hubaudit.store.rows import ProbeJobRow
 from hubaudit.store.schema import Adapter, BaseModel, ProbeJob, ProbeResult, Revision, utcnow
@@ -61,14 +61,15 @@ class QueueRepository:
                      .join(BaseModel, BaseModel.id == Adapter.base_id).where(BaseModel.name == base))
             q = q.order_by(ProbeJob.priority.desc(), ProbeJob.id).limit(limit)
             ids = list(conn.scalars(q.with_for_update(skip_locked=True, of=ProbeJob)))
-            if ids:
+            rows: list[ProbeJobRow] = []
+            for part in chunks(ids, SQL_IN_CHUNK):
                 conn.execute(
                     update(ProbeJob)
-                    .where(ProbeJob.id.in_(ids))
+                    .where(ProbeJob.id.in_(part))
                     .values(status="running", worker=worker, lease_expires_at=now + timedelta(seconds=lease_seconds),
-                            attempts=ProbeJob.attempts + 1, updated_at=now)  # fmt: skip
+                            attempts=ProbeJob.attempts + 1, updated_at=now)
                 )
-            rows = self._jobs(conn, ProbeJob.id.in_(ids)) if ids else []
+                rows.extend(self._jobs(conn, ProbeJob.id.in_(part)))
         order = {i: k for k, i in enumerate(ids)}
         return sorted(rows, key=lambda r: order[r.id])
 

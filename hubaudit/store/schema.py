@@ -1,9 +1,9 @@
 """The database schema: SQLAlchemy 2.0 typed models (the single source the migrations must match).
 
 Every constraint is named through ``NAMING_CONVENTION`` because Alembic's SQLite batch mode
-recreates tables and needs names to drop or alter constraints (aesthetics.md §5, Prefect
-``orm_models.py``). ``tests/store/test_migrations.py`` compares this metadata with the
-migration chain (the ``alembic check`` equivalent), so a change here needs a new migration.
+recreates tables and needs names to drop or alter constraints (as Prefect's ``orm_models.py``
+does). ``tests/store/test_migrations.py`` compares this metadata with the migration chain (the
+``alembic check`` equivalent), so a change here needs a new migration (hubaudit/store/CONTRACT.md).
 
 Times are stored as UTC; :class:`UTCDateTime` hands back timezone-aware values on every dialect
 (SQLite keeps no offset). JSON columns use the generic ``JSON`` type (SQLite and PostgreSQL).

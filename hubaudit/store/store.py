@@ -103,12 +103,12 @@ class Store:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.url = engine.url.render_as_string(hide_password=True)
-        self.core = StoreCore(engine)
-        self.audit = AuditRepository(self.core)
-        self.calibration = CalibrationRepository(self.core)
-        self.queue = QueueRepository(self.core)
-        self.lineage = LineageRepository(self.core)
-        self.run_log = RunLogRepository(self.core)
+        self._core = StoreCore(engine)
+        self.audit = AuditRepository(self._core)
+        self.calibration = CalibrationRepository(self._core)
+        self.queue = QueueRepository(self._core)
+        self.lineage = LineageRepository(self._core)
+        self.run_log = RunLogRepository(self._core)
 
     # -- lifecycle and migrations -------------------------------------------------------------
 
@@ -128,9 +128,9 @@ class Store:
             raise MissingDatabaseError(f"no hubaudit database at {path}")
         engine = make_engine(url)
         store = cls(engine)
-        if store.core.dialect not in SUPPORTED_DIALECTS:
+        if store._core.dialect not in SUPPORTED_DIALECTS:
             engine.dispose()
-            raise StoreError(f"unsupported database {store.core.dialect!r}: use SQLite or PostgreSQL (postgresql+psycopg://)")
+            raise StoreError(f"unsupported database {store._core.dialect!r}: use SQLite or PostgreSQL (postgresql+psycopg://)")
         try:
             if must_exist and not create and migrate.is_empty(engine):
                 raise MissingDatabaseError(f"the database at {store.url} is empty (no hubaudit tables)")
