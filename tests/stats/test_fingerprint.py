@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import tempfile
+import json
 from pathlib import Path
 
 import numpy as np
@@ -416,3 +417,54 @@ def test_a_derivative_is_clearly_above_every_independent_adapter(trained, traine
     assert derivative == pytest.approx(exact_der, abs=0.1)
     for k, v in zip(("independent-1", "independent-2"), null):
         assert v == pytest.approx(exact_similarity(trained["source"], trained[k]).cosine, abs=0.15)
+
+
+def test_trained_copies_and_derivatives_through_the_store_similar_report_and_check(trained, tmp_path):
+    """The acceptance path with adapters trained here: ingest them, find the copy as top-1 with
+    ``hubaudit similar``, keep independents below the copy threshold, and once the source is
+    probe-confirmed, flag its copies and its derivative ``derived_from`` in ``report`` and ``check``."""
+    from hubaudit.pipeline.ingest import ingest
+    from hubaudit.store import Store
+    from tests._cli import run_cli
+    from tests.lineage._store import confirm
+
+    base = "acme/minilm-fingerprints"
+    url = f"sqlite:///{tmp_path / 'hubaudit.db'}"
+    stored = ("source", "derivative", "independent-1", "independent-2")
+    with Store.open(url, create=True) as store:
+        summary = ingest(store, [trained[k] for k in stored], base)
+        assert summary.all_scored, [i.to_dict() for i in summary.items]
+    repo = {k: f"local:{Path(trained[k]).resolve()}" for k in stored}
+
+    for copy in ("copy-bf16", "copy-fp16", "copy-fp32"):
+        p = run_cli("similar", trained[copy], "--base", base, "--format", "json", "--min-similarity", "0", "--db", url)
+        assert p.returncode == 0, p.stderr
+        hits = json.loads(p.stdout)
+        assert hits[0]["repo_id"] == repo["source"] and hits[0]["similarity"] >= 0.99, hits[:2]
+        assert all(h["similarity"] < 0.99 for h in hits[1:]), hits  # only the source is a copy
+
+    p = run_cli("similar", trained["source"], "--base", base, "--format", "json", "--min-similarity", "0", "--db", url)
+    by_repo = {h["repo_id"]: h["similarity"] for h in json.loads(p.stdout)}
+    independents = [by_repo[repo["independent-1"]], by_repo[repo["independent-2"]]]
+    assert by_repo[repo["derivative"]] > max(independents) + 0.3, by_repo
+    assert max(independents) < 0.99
+
+    with Store.open(url) as store:
+        sha = store.find_revision(repo["source"]).sha
+        confirm(store, repo["source"], sha)  # the prober confirmed the source's backdoor
+
+    p = run_cli("report", "--base", base, "--format", "json", "--db", url)
+    assert p.returncode == 0, p.stderr
+    doc = {a["repo_id"]: a for a in json.loads(p.stdout)["adapters"]}
+    assert doc[repo["derivative"]]["derived_from"]["source_repo_id"] == repo["source"]
+    assert doc[repo["derivative"]]["derived_from"]["kind"] == "derivative"
+    assert doc[repo["independent-1"]]["derived_from"] is None and doc[repo["independent-2"]]["derived_from"] is None
+
+    for copy in ("copy-bf16", "copy-fp16"):
+        c = run_cli("check", trained[copy], "--base", base, "--format", "json", "--db", url)
+        assert c.returncode == 1, c.stderr
+        verdict = json.loads(c.stdout)
+        assert verdict["derived_from"]["kind"] == "copy" and verdict["derived_from"]["source_repo_id"] == repo["source"]
+        assert verdict["reasons"][0].startswith(f"derived_from {repo['source']}")
+    c = run_cli("check", trained["independent-1"], "--base", base, "--format", "json", "--db", url)
+    assert json.loads(c.stdout)["derived_from"] is None
