@@ -215,3 +215,21 @@ def test_nightly_records_downstream_after_probing_and_survives_its_failure(hub, 
     assert summary["hub_error"] and outcome["exports"]
     with store() as s:
         assert s.downstream(BASE) == {EVIL: [("m/merged", "merge")]}  # the earlier run's record stands
+
+
+def test_report_shows_the_hub_scan_status_and_the_downstream_repos_of_a_finding(hub, cli, store, finding):
+    """From the loopback Hub to the morning report: the Hub's own scan result of a finding is shown
+    beside hubaudit's verdict (never instead of it), and the repos built on the finding are listed."""
+    hub.add_child("m/merged", EVIL, "merge")
+    hub.add_child("q/quantized-gguf", EVIL, "quantized")
+    assert cli("downstream", "--base", BASE).code == 0
+    doc = json.loads(cli("report", "--base", BASE, "--format", "json").out)
+    evil = next(a for a in doc["adapters"] if a["repo_id"] == EVIL)
+    assert evil["probe_flagged"] is True  # the finding stands whatever the Hub's scan said
+    assert evil["hub_security"]["status"] == "scanned"  # the loopback Hub scanned it and saw no issue
+    assert [(d["repo_id"], d["relation"]) for d in evil["downstream"]] == [("m/merged", "merge"),
+                                                                        ("q/quantized-gguf", "quantized")]
+    table = cli("report", "--base", BASE, "--format", "table").out
+    assert "not a hubaudit verdict" in table and "m/merged" in table and "q/quantized-gguf" in table
+    html = cli("report", "--base", BASE, "--format", "html").out
+    assert "m/merged" in html and "not a hubaudit verdict" in html
