@@ -1,5 +1,9 @@
 """Store fixtures: a real SQLite file per test and a real PostgreSQL server per session.
 
+``store`` and ``migrated_url`` hand out databases at head copied from one migrated per session (a
+SQLite file copy, PostgreSQL's CREATE DATABASE ... TEMPLATE); ``db_url``, ``sqlite_url`` and
+``pg_url`` are empty databases for the tests of migrations and first runs.
+
 The PostgreSQL server is started from the Debian binaries (/usr/lib/postgresql/*/bin) in a
 temporary directory on a free 127.0.0.1 port, as the ``postgres`` user when we run as root
 (initdb refuses root), and stopped at teardown. Without the binaries the PostgreSQL tests skip.
@@ -64,12 +68,14 @@ class PgServer:
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
-    def new_url(self) -> str:
+    def new_url(self, template: str | None = None) -> str:
+        """A fresh database: empty, or a copy of the database named ``template`` (which must have no
+        open connection)."""
         import psycopg
 
         name = "t_" + uuid.uuid4().hex[:12]
         with psycopg.connect(f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres", autocommit=True) as c:
-            c.execute(f'CREATE DATABASE "{name}"')
+            c.execute(f'CREATE DATABASE "{name}"' + (f' TEMPLATE "{template}"' if template else ""))
         return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/{name}"
 
 
@@ -109,8 +115,29 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return request.getfixturevalue("pg_url")
 
 
+@pytest.fixture(scope="session")
+def _pg_template(pg_server: PgServer) -> str:
+    """Name of a PostgreSQL database upgraded to head by the real migrations, once per session."""
+    url = pg_server.new_url()
+    Store.open(url, create=True).close()  # close disposes the engine: no connection left to block TEMPLATE
+    return url.rsplit("/", 1)[1]
+
+
 @pytest.fixture
-def store(db_url: str) -> Iterator[Store]:
-    s = Store.open(db_url, create=True)
+def migrated_pg_url(pg_server: PgServer, _pg_template: str) -> str:
+    return pg_server.new_url(template=_pg_template)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def migrated_url(request: pytest.FixtureRequest, tmp_path: Path, migrated_sqlite) -> str:
+    """``db_url``'s backends, at head: a copy of the session's migrated database."""
+    if request.param == "sqlite":
+        return migrated_sqlite(tmp_path / "hubaudit.db")
+    return request.getfixturevalue("migrated_pg_url")
+
+
+@pytest.fixture
+def store(migrated_url: str) -> Iterator[Store]:
+    s = Store.open(migrated_url, create=True)
     yield s
     s.close()

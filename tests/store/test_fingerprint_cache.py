@@ -42,15 +42,15 @@ def items(vecs: np.ndarray, start: int = 0) -> list[dict]:
 
 
 @pytest.fixture()
-def store(sqlite_url):
+def store(tmp_path, migrated_sqlite):
     """SQLite only: the damaged-cache tests (the cache files are the same for any database)."""
-    yield from _populated(sqlite_url)
+    yield from _populated(migrated_sqlite(tmp_path / "hubaudit.db"))
 
 
 @pytest.fixture()
-def any_store(db_url):
+def any_store(migrated_url):
     """SQLite and PostgreSQL: the cache key and the read are plain SQL on both."""
-    yield from _populated(db_url)
+    yield from _populated(migrated_url)
 
 
 def _populated(url: str):

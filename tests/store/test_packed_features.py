@@ -42,8 +42,8 @@ def _expected(n: int = 12) -> dict[str, dict]:
     return {f"u/a{i}": {k: (None if v != v else v) for k, v in _features(i).items()} for i in range(n)}
 
 
-def test_population_rows_are_views_of_packed_blocks(sqlite_url):
-    with Store.open(sqlite_url, create=True) as store:
+def test_population_rows_are_views_of_packed_blocks(tmp_path, migrated_sqlite):
+    with Store.open(migrated_sqlite(tmp_path / "hubaudit.db"), create=True) as store:
         _fill(store)
         pop = store.population(BASE)
         assert all(type(r.features) is FeatureRow for r in pop)
@@ -55,8 +55,8 @@ def test_population_rows_are_views_of_packed_blocks(sqlite_url):
         assert np.array_equal(fast, slow, equal_nan=True) and np.isnan(fast[:, 2]).all()
 
 
-def test_unpacked_and_hand_edited_rows_load_from_their_json(sqlite_url):
-    with Store.open(sqlite_url, create=True) as store:
+def test_unpacked_and_hand_edited_rows_load_from_their_json(tmp_path, migrated_sqlite):
+    with Store.open(migrated_sqlite(tmp_path / "hubaudit.db"), create=True) as store:
         _fill(store)
         with store.engine.begin() as conn:
             conn.execute(update(WeightScore).where(WeightScore.id <= 3).values(feature_vec=None, feature_digest=None))
