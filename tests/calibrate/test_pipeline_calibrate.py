@@ -17,8 +17,8 @@ BASE = "org/base"
 
 
 @pytest.fixture
-def store(tmp_path):
-    s = Store.open(f"sqlite:///{tmp_path / 'db.sqlite'}", create=True)
+def store(tmp_path, migrated_sqlite):
+    s = Store.open(migrated_sqlite(tmp_path / "db.sqlite"), create=True)
     yield s
     s.close()
 
