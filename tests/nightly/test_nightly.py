@@ -1,4 +1,7 @@
-"""`hubaudit nightly` end to end against the loopback Hub: SIGKILL mid-run, rerun, exports correct."""
+"""`hubaudit nightly` end to end against the loopback Hub: SIGKILL mid-run, rerun, exports correct.
+
+The killed run is a real process; the other runs go in-process through the console script's entry
+point (tests/_cli.py)."""
 
 from __future__ import annotations
 
@@ -13,11 +16,11 @@ from pathlib import Path
 import pytest
 
 from hubaudit.store import Store
+from tests._cli import run_cli
 from tests.crawl.test_kill import _revisions  # one reader of the raw revisions table for both kill tests
 from tests.fakehub import FakeHub, populate
 
 BASE = "acme/tiny-base"
-pytestmark = pytest.mark.slow
 
 
 def _config(tmp: Path, export_dir: Path, **base_opts: object) -> Path:
@@ -36,10 +39,15 @@ def hub(monkeypatch):
         yield h
 
 
+def _args(config: Path) -> list[str]:
+    return ["nightly", "--config", str(config), "--format", "json"]
+
+
 def _cmd(config: Path) -> list[str]:
-    return [sys.executable, "-m", "hubaudit", "nightly", "--config", str(config), "--format", "json"]
+    return [sys.executable, "-m", "hubaudit", *_args(config)]
 
 
+@pytest.mark.slow  # a real process killed mid-crawl
 def test_nightly_killed_midway_resumes_and_exports(hub, tmp_path):
     clean = populate(hub, BASE, 24, rank=4)
     # Two adapters whose lora_alpha is 12x the population's: a real weight-statistic outlier (not
@@ -69,7 +77,7 @@ def test_nightly_killed_midway_resumes_and_exports(hub, tmp_path):
 
     hub.latency = 0.0
     hub.reset_log()
-    done = subprocess.run(_cmd(config), env=dict(os.environ), capture_output=True, text=True, timeout=600)
+    done = run_cli(*_args(config))
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["exit_code"] == 0 and summary["hub_error"] is None
@@ -107,7 +115,7 @@ def test_nightly_killed_midway_resumes_and_exports(hub, tmp_path):
 
     # A third run with nothing changed costs only listing pages and leaves the store as it was.
     hub.reset_log()
-    again = subprocess.run(_cmd(config), env=dict(os.environ), capture_output=True, text=True, timeout=600)
+    again = run_cli(*_args(config))
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["bases"][0]["crawl"]["new"] == 0
     assert {r.endpoint for r in hub.requests} <= {"list"}
@@ -117,8 +125,7 @@ def test_nightly_killed_midway_resumes_and_exports(hub, tmp_path):
 def test_nightly_hub_down_exits_4_and_still_exports(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: connection refused
     config = _config(tmp_path, tmp_path / "exports")
-    r = subprocess.run(_cmd(config) + ["--timeout", "2"], env=dict(os.environ), capture_output=True, text=True,
-                       timeout=300)
+    r = run_cli(*_args(config), "--timeout", "2")
     assert r.returncode == 4, r.stderr
     assert "Traceback" not in r.stderr
     summary = json.loads(r.stdout)
@@ -129,11 +136,10 @@ def test_nightly_hub_down_exits_4_and_still_exports(tmp_path, monkeypatch):
 def test_nightly_config_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text("[[base]]\nid = 'x/y'\nexecutor = 'gpu-farm'\n")
-    r = subprocess.run([sys.executable, "-m", "hubaudit", "nightly", "--config", str(bad)], capture_output=True, text=True)
+    r = run_cli("nightly", "--config", str(bad))
     assert r.returncode == 3
     assert "executor must be one of" in r.stderr and "Traceback" not in r.stderr
-    missing = subprocess.run([sys.executable, "-m", "hubaudit", "nightly", "--config", str(tmp_path / "nope.toml")],
-                             capture_output=True, text=True)
+    missing = run_cli("nightly", "--config", str(tmp_path / "nope.toml"))
     assert missing.returncode == 3 and "no configuration file" in missing.stderr
 
 
@@ -148,7 +154,7 @@ def test_second_invocation_while_one_runs_exits_0_at_once(tmp_path):
     with open(home / "nightly.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         t0 = time.monotonic()
-        r = subprocess.run(_cmd(config), capture_output=True, text=True, timeout=120)
+        r = run_cli(*_args(config))
         elapsed = time.monotonic() - t0
     assert r.returncode == 0 and "holds" in r.stderr and r.stdout == ""
     assert elapsed < 60  # returned without crawling (generous bound; no crawl can happen without a Hub)
