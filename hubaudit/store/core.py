@@ -36,8 +36,8 @@ class StoreCore:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.dialect = engine.dialect.name
-        # The store never deletes a base row, so a committed id stays valid for the engine's life; ids
-        # created by a write that then fails are forgotten with it (see write).
+        # No store method deletes a base row, so a committed id stays valid until a migration (see
+        # forget_base_ids); ids created by a write that then fails are forgotten with it (see write).
         self._base_ids: dict[str, int] = {}
 
     @contextlib.contextmanager
@@ -62,12 +62,17 @@ class StoreCore:
 
     @contextlib.contextmanager
     def read(self) -> Iterator[Connection]:
-        """A read transaction: one consistent snapshot for everything read inside the block."""
+        """A read transaction. On SQLite (WAL) everything read inside the block comes from one snapshot;
+        on PostgreSQL (READ COMMITTED) each statement sees what was committed when it started."""
         try:
             with self.engine.connect() as conn, conn.begin():
                 yield conn
         except OperationalError as exc:
             raise StoreError(f"database read failed: {str(exc.orig).splitlines()[0]}") from exc
+
+    def forget_base_ids(self) -> None:
+        """Drop the base-id memo (after a migration, which may have dropped and recreated the tables)."""
+        self._base_ids.clear()
 
     def insert(self, table: type[Base] | Table) -> UpsertInsert:
         """An INSERT of ``table`` (a model or a Table) with the dialect's ``on_conflict_do_*``."""

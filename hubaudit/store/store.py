@@ -183,10 +183,12 @@ class Store:
 
     def upgrade(self, revision: str = "head") -> None:
         """Apply migrations up to ``revision``."""
+        self._core.forget_base_ids()
         migrate.upgrade(self.engine, revision)
 
     def downgrade(self, revision: str) -> None:
         """Revert migrations down to ``revision`` ("base": drop every table)."""
+        self._core.forget_base_ids()
         migrate.downgrade(self.engine, revision)
 
     def current(self) -> str | None:
