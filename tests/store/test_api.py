@@ -22,8 +22,11 @@ def test_python_api_end_to_end(tmp_path):
 
 
 def test_default_store_uses_settings(tmp_path, monkeypatch):
+    from hubaudit.settings import Settings
+
     monkeypatch.setenv("HUBAUDIT_HOME", str(tmp_path / "home"))
-    with hubaudit.Store.open(create=True) as store:
+    # the store takes the URL the caller resolved once (flag > env > config file > default)
+    with hubaudit.Store.open(Settings.resolve().db_url, create=True) as store:
         assert store.url == f"sqlite:///{tmp_path / 'home' / 'hubaudit.db'}"
 
 
