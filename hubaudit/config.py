@@ -41,8 +41,10 @@ else:  # pragma: no cover - Python 3.10
 
 from hubaudit.constants import ENV_CONFIG
 from hubaudit.errors import ConfigError
+from hubaudit.executors import EXECUTORS as PROBE_EXECUTOR_NAMES
 
-EXECUTORS = ("none", "local", "ray")
+# A base's probe executor: "none" (escalated adapters stay queued) or a name of hubaudit.executors.EXECUTORS.
+EXECUTORS = ("none", *PROBE_EXECUTOR_NAMES)
 
 
 @dataclass(frozen=True)

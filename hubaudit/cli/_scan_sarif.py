@@ -25,6 +25,7 @@ from hubaudit.report.formats.sarif import (
     fingerprint,
 )
 from hubaudit.textsafe import json_dumps, sarif_message
+from hubaudit.vocab import ScanStatus, Verdict
 
 
 def _num(x: float | None) -> str:
@@ -35,7 +36,7 @@ def rules_for(r: ScanResult, j: ScanJudgement) -> list[tuple[str, str]]:
     """(rule id, message) for every finding on one scanned adapter; [] for a pass."""
     target = r.source
     out: list[tuple[str, str]] = []
-    if r.status != "ok":
+    if r.status != ScanStatus.OK:
         if reason_code(r) == "pickle_format":
             out.append(("HA003", (f"{target}: pickle-format weights; not loaded and not audited "
                                  "(rerun with --allow-pickle to load them in a sandboxed subprocess).")))
@@ -51,10 +52,10 @@ def rules_for(r: ScanResult, j: ScanJudgement) -> list[tuple[str, str]]:
         d = j.derived_from
         out.append(("HA006", (f"{target}: {d.get('kind')} of known-bad adapter {d.get('source_repo_id')}@"
                               f"{d.get('source_sha') or '?'} (similarity {_num(d.get('similarity'))}).")))
-    if r.status == "ok" and j.verdict == "not_judged":
+    if r.status == ScanStatus.OK and j.verdict == Verdict.NOT_JUDGED:
         out.append(("HA010", (f"{target}: not judged ({WHY_TEXT.get(j.why or '', j.why)}); base {j.base or '?'}, "
                              f"stratum {j.stratum}.")))
-    elif j.verdict == "pass_low_confidence":
+    elif j.verdict == Verdict.PASS_LOW_CONFIDENCE:
         out.append(("HA011", f"{target}: passed with low confidence ({j.low_confidence_reason}); not judged clean."))
     if j.base_mismatch:
         out.append(("HA005", f"{target}: declares base {j.declared_base}; judged against --base {j.base}."))
@@ -78,7 +79,7 @@ def _result(rule_id: str, message: str, r: ScanResult, j: ScanJudgement) -> dict
         "partialFingerprints": {"hubaudit/v1": fingerprint(rule.id, local_repo_id(path), sha)},
         "properties": {
             "path": r.source, "sha256": sha, "status": r.status, "score": r.score,
-            "stratum": r.stratum if r.status == "ok" else None, "verdict": j.verdict, "why_not_judged": j.why,
+            "stratum": r.stratum if r.status == ScanStatus.OK else None, "verdict": j.verdict, "why_not_judged": j.why,
             "base": j.base, "declared_base": j.declared_base, "margin": jd["margin"], "threshold": jd["threshold"],
             "calibration_version": j.calibration_version, "calibration_n": j.calibration_n,
             "low_confidence_reason": j.low_confidence_reason,
@@ -94,6 +95,6 @@ def render_sarif(results: list[ScanResult], judgements: list[ScanJudgement]) -> 
         "tool": {"driver": {"name": "hubaudit", "version": __version__, "rules": [_rule_dict(r) for r in RULES]}},
         "automationDetails": {"id": "hubaudit/scan/"},
         "results": out,
-        "properties": {"adapters": len(results), "judged": sum(1 for j in judgements if j.verdict != "not_judged")},
+        "properties": {"adapters": len(results), "judged": sum(1 for j in judgements if j.verdict != Verdict.NOT_JUDGED)},
     }
     return json_dumps({"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}, indent=2) + "\n"

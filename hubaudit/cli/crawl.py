@@ -14,6 +14,7 @@ from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
 from hubaudit.cli.app import app
 from hubaudit.constants import MAX_ADAPTER_BYTES, MAX_HEADER_BYTES
 from hubaudit.errors import HubUnavailableError
+from hubaudit.executors import ExecutorName
 from hubaudit.httpclient import RetryPolicy, hub_config_from_env, retry_observer
 from hubaudit.pipeline.crawl import CrawlOptions, CrawlSummary, crawl
 from hubaudit.pipeline.similar import warm_cache
@@ -25,11 +26,6 @@ from hubaudit.textsafe import terminal
 class CrawlFormat(str, Enum):
     text = "text"
     json = "json"
-
-
-class ExecutorName(str, Enum):
-    local = "local"
-    ray = "ray"
 
 
 class _Bar:

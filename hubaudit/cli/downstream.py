@@ -10,7 +10,8 @@ from typing import Annotated
 
 import typer
 
-from hubaudit.cli._options import ConfigOpt, DataConsole, DbOpt, err_console, styled
+from hubaudit.cli._options import ConfigOpt, DbOpt, err_console, styled
+from hubaudit.cli._output import Column, RowFormat, TableLook, emit_rows
 from hubaudit.cli.app import app
 
 
@@ -19,24 +20,29 @@ class DownstreamFormat(str, Enum):
     json = "json"
 
 
-def _table(summary) -> None:  # noqa: ANN001 - DownstreamSummary
-    """finding → downstream repos on stdout (data); every cell is Hub data, escaped by DataConsole."""
-    from rich.table import Table
+COLUMNS = [Column(name, overflow="fold") for name in ("finding", "relation", "downstream repo")]
 
+
+def _rows(summary) -> list[dict[str, str]]:  # noqa: ANN001 - DownstreamSummary
+    """finding → downstream repos, the finding named on its first row only."""
     from hubaudit.pipeline.downstream import describe
 
-    table = Table(title=f"downstream repos of findings of {summary.base}", title_justify="left", box=None)
-    for name in ("finding", "relation", "downstream repo"):
-        table.add_column(name, overflow="fold")
+    rows = []
     for item in summary.findings:
         if not item.children:
-            table.add_row(item.repo_id, "-", describe(item))
+            rows.append({"finding": item.repo_id, "relation": "-", "downstream repo": describe(item)})
             continue
         for i, (child, relation) in enumerate(item.children):
-            table.add_row(item.repo_id if i == 0 else "", relation, child)
+            rows.append({"finding": item.repo_id if i == 0 else "", "relation": relation, "downstream repo": child})
         if item.truncated:
-            table.add_row("", "", "(more not read: the cap on one listing)")
-    DataConsole(file=sys.stdout, soft_wrap=True).print(table)
+            rows.append({"finding": "", "relation": "", "downstream repo": "(more not read: the cap on one listing)"})
+    return rows
+
+
+def _table(summary) -> None:  # noqa: ANN001 - DownstreamSummary
+    """The table on stdout (data); every cell is Hub data, escaped by emit_rows."""
+    emit_rows(_rows(summary), COLUMNS, RowFormat.table, title=f"downstream repos of findings of {summary.base}",
+              soft_wrap=True, look=TableLook(box=None))
 
 
 @app.command("downstream")

@@ -12,14 +12,20 @@ from typing import Annotated
 import typer
 
 from hubaudit.cli._options import ConfigOpt, DbOpt, err_console, styled
+from hubaudit.cli._output import Column, RowFormat, TableLook, emit_rows
 from hubaudit.cli.app import app
 from hubaudit.cli.scan import AllowPickleOpt
 from hubaudit.errors import InputError
 from hubaudit.pipeline.runs import recorded_run
-from hubaudit.textsafe import terminal
 
 EXIT_NOT_SCORED = 3
-TABLE_HEADER = ("status", "score", "stratum/reason", "adapter")
+# The table's rows are IngestItem.to_dict() of the stored inputs.
+TABLE_COLUMNS = [
+    Column("status"),
+    Column("score", cell=lambda r: f"{r['score']:.4e}" if r["score"] is not None else "-"),
+    Column("stratum/reason", cell=lambda r: r["stratum"] or r["reason"] or "-"),
+    Column("adapter", cell=lambda r: r["repo_id"] or "-"),
+]
 
 
 class IngestFormat(str, Enum):
@@ -83,13 +89,8 @@ def ingest(
         sys.stdout.write(json.dumps([i.to_dict() for i in summary.items], allow_nan=False) + "\n")
     else:
         # Tab-separated: each field is escaped, so a tab or newline in a path cannot add a column or a row.
-        sys.stdout.write("\t".join(TABLE_HEADER) + "\n")
-        for i in summary.items:
-            if not i.stored:
-                continue
-            score = f"{i.score:.4e}" if i.score is not None else "-"
-            fields = (i.status, score, i.stratum or i.reason or "-", i.repo_id or "-")
-            sys.stdout.write("\t".join(terminal(f) for f in fields) + "\n")
+        emit_rows([i.to_dict() for i in summary.items if i.stored], TABLE_COLUMNS, RowFormat.table,
+                  look=TableLook(plain=True))
     for i in summary.items:  # DataConsole and styled() escape every value quoted here
         if not i.stored:
             err_console.print(styled("skipped:", "dim", f"{i.path}: {i.error}"))

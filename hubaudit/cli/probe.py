@@ -13,8 +13,12 @@ import typer
 from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
 from hubaudit.cli.app import app
 from hubaudit.errors import HubauditError
+from hubaudit.executors import ExecutorName
 from hubaudit.pipeline.runs import recorded_run
+from hubaudit.probe.batteries import builtin_names
+from hubaudit.probe.modes import MODES, ProbeMode
 from hubaudit.textsafe import terminal
+from hubaudit.vocab import ProbeStatus, StrEnum
 
 
 class _NotProbed(HubauditError):
@@ -28,23 +32,13 @@ class Fmt(str, Enum):
     json = "json"
 
 
-class Executor(str, Enum):
-    local = "local"
-    ray = "ray"
+# The --mode choices, from the one map of probe modes (members named like their values: Mode.auto).
+Mode = StrEnum("Mode", {m.value: m.value for m in MODES})  # type: ignore[misc]
 
-
-class Mode(str, Enum):
-    auto = "auto"
-    seq_cls = "seq_cls"
-    causal_label = "causal_label"
-    generative = "generative"
-
-
-BatteryOpt = Annotated[str, typer.Option("--battery", help="Built-in battery (paper-21-B, paper-21-C, structural-41-B, "
-                                                           "structural-41-C, disjoint-10, ...) or a JSON file.")]
+BatteryOpt = Annotated[str, typer.Option("--battery", help=f"Built-in battery ({', '.join(builtin_names())}) or a "
+                                                           "JSON file.")]
 PromptsOpt = Annotated[Optional[str], typer.Option("--prompts", help="JSONL file with a 'text' field per line (replaces the built-in set).")]
-ModeOpt = Annotated[Mode, typer.Option("--mode", help="auto: SEQ_CLS adapters -> seq_cls; CAUSAL_LM -> causal_label "
-                                                      "when --label-words is given, else generative.")]
+ModeOpt = Annotated[Mode, typer.Option("--mode", help=f"auto: {MODES[ProbeMode.AUTO]}.")]
 TargetOpt = Annotated[Optional[str], typer.Option("--target-label", help="Attacker's label (index or name); default: try all, report the worst.")]
 LabelWordsOpt = Annotated[Optional[str], typer.Option("--label-words", help="Comma-separated label words of a causal-LM classifier "
                                                                          "(reads a CAUSAL_LM adapter as a classifier under --mode auto; "
@@ -120,7 +114,7 @@ def escalate_cmd(
 @app.command("probe")
 def probe_cmd(
     base: Annotated[str, typer.Option("--base", "-b", help="Base model whose queued jobs are probed.")],
-    executor: Annotated[Executor, typer.Option("--executor", help="local (in-process) or ray.")] = Executor.local,
+    executor: Annotated[ExecutorName, typer.Option("--executor", help="Where probe tasks run.")] = ExecutorName.local,
     base_model_path: Annotated[Optional[str], typer.Option("--base-model-path", help="Local directory of the base weights.")] = None,
     budget: Annotated[int, typer.Option("--budget", min=1, help="At most this many jobs this run.")] = 20,
     ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: start a local one).")] = None,
@@ -172,13 +166,13 @@ def probe_cmd(
     else:
         for r in summary["results"]:
             fields = [r["repo_id"], r["sha"][:12]]
-            if r["status"] == "ok":
+            if r["status"] == ProbeStatus.OK:
                 fields += [f"{r['outlier_gap']:.4f}", f"{r['mean_attack_rate']:.4f}", "FLAGGED" if r["flagged"] else "clean"]
             else:
                 fields.append(r["reason"])
-            if r["status"] == "ok" and r.get("search_target") is not None:  # target inversion (generative adapters)
+            if r["status"] == ProbeStatus.OK and r.get("search_target") is not None:  # target inversion (generative adapters)
                 fields.append(f"target {r['search_target']!r} {r.get('search_target_score', 0.0):.4f}")
-            if r["status"] == "ok" and r.get("search_trigger") is not None:  # the blind search's recovered trigger
+            if r["status"] == ProbeStatus.OK and r.get("search_trigger") is not None:  # the blind search's recovered trigger
                 fields.append(f"trigger {r['search_trigger']!r} {r.get('search_attack_rate', 0.0):.4f}")
             sys.stdout.write("\t".join(terminal(f) for f in fields) + "\n")  # each field escaped: one row, fixed columns
     err_console.print(f"probe {base}: {summary['probed']} probed, {summary['flagged']} flagged, {summary['failed']} failed "
@@ -220,10 +214,10 @@ def probe_adapter_cmd(
         invert_chunk=invert_chunk, invert_prefilter=invert_prefilter, no_trigger_search=no_trigger_search))
     if fmt is Fmt.json:
         sys.stdout.write(json.dumps(r) + "\n")
-    elif r["status"] == "ok":
+    elif r["status"] == ProbeStatus.OK:
         for p in r["probes"]:
             sys.stdout.write("\t".join(terminal(f) for f in (f"{p['attack_rate']:.4f}", p["category"], p["prefix"])) + "\n")
-    if r["status"] != "ok":
+    if r["status"] != ProbeStatus.OK:
         raise _NotProbed(f"could not probe {adapter_path}: {r['reason']}: {r.get('error', '')}")
     err_console.print(f"{'FLAGGED' if r['flagged'] else 'not flagged'}: outlier_gap {r['outlier_gap']:.4f} "
                       f"(τ {r['thresholds']['gap']}), mean_attack_rate {r['mean_attack_rate']:.4f} (τ {r['thresholds']['mean']}), "
@@ -344,7 +338,7 @@ def _print_search(r: dict) -> None:
     s = r.get("search")
     if not s:
         return
-    if s.get("status") != "ok":
+    if s.get("status") != ProbeStatus.OK:
         err_console.print(f"blind search {s.get('status')}: {s.get('reason', '')}")
         return
     verdict = "FLAGGED" if s["flagged"] else "not flagged"

@@ -28,7 +28,9 @@ from hubaudit.cli.probe import (
 )
 from hubaudit.errors import UsageError
 from hubaudit.report import OutputFormat, Suppression
+from hubaudit.report.export import EXPORT_FORMATS
 from hubaudit.textsafe import json_dumps, terminal
+from hubaudit.vocab import ProbeStatus, StrEnum, Verdict
 
 BaseOpt = Annotated[str, typer.Option("--base", help="Base model id, e.g. Qwen/Qwen2.5-1.5B.", show_default=False)]
 OutputOpt = Annotated[
@@ -46,13 +48,9 @@ class FailOn(str, Enum):
     never = "never"
 
 
-class ExportFormat(str, Enum):
-    """Values of ``hubaudit export --format`` (report/export.py EXPORT_FORMATS; tested to match)."""
-
-    csv = "csv"
-    json = "json"
-    jsonl = "jsonl"
-    cyclonedx = "cyclonedx"
+# Values of ``hubaudit export --format``, generated from report/export.py EXPORT_FORMATS (members
+# named like their values: ExportFormat.csv).
+ExportFormat = StrEnum("ExportFormat", {f: f for f in EXPORT_FORMATS})  # type: ignore[misc]
 
 
 class CheckFormat(str, Enum):
@@ -213,8 +211,9 @@ def export_cmd(
 
 
 def _check_text(r) -> str:  # r: CheckResult
-    word = {"pass": "PASS", "pass_low_confidence": "PASS", "flagged": "FLAGGED", "suppressed": "SUPPRESSED",
-            "not_calibrated": "NOT CALIBRATED", "not_audited": "NOT AUDITED"}[r.verdict]  # fmt: skip
+    word = {Verdict.PASS: "PASS", Verdict.PASS_LOW_CONFIDENCE: "PASS", Verdict.FLAGGED: "FLAGGED",
+            Verdict.SUPPRESSED: "SUPPRESSED", Verdict.NOT_CALIBRATED: "NOT CALIBRATED",
+            Verdict.NOT_AUDITED: "NOT AUDITED"}[r.verdict]  # fmt: skip
     if r.low_confidence:  # never a bare PASS from thresholds fitted on too few adapters
         word += f" (low confidence: {r.low_confidence_reason})"
     lines = [f"{word}  {r.repo_id}@{(r.sha or 'latest')[:12]}"]
@@ -248,14 +247,14 @@ def _probe_lines(r) -> list[str]:  # r: CheckResult
         return []
     if not r.probed:  # a result stored by an earlier `hubaudit probe` run
         return [f"  probe       {'backdoor' if p.get('flagged') else 'clean'} (stored)"]
-    if p.get("status") != "ok":
+    if p.get("status") != ProbeStatus.OK:
         return [f"  probed      could not run: {p.get('reason')}" + (f" ({p['error']})" if p.get("error") else "")]
     th = p.get("thresholds") or {}
     lines = [f"  probed      {'backdoor' if p['flagged'] else 'clean'} ({p.get('mode')})",
              (f"  battery     {'flagged' if p['battery_flagged'] else 'clean'} ({p.get('battery')}): outlier_gap "
               f"{p['outlier_gap']:.4f} (τ {th.get('gap')}), mean_attack_rate {p['mean_attack_rate']:.4f} (τ {th.get('mean')})")]
     s = p.get("search") or {}
-    if s.get("status") == "ok":
+    if s.get("status") == ProbeStatus.OK:
         uncal = ", uncalibrated: never flags" if s.get("tau_uncalibrated") else ""
         if s.get("method") == "target_inversion":
             lines.append(f"  search      {'flagged' if s['flagged'] else 'clean'}: target {s['target']!r} score "

@@ -24,6 +24,7 @@ from hubaudit.cli.app import app
 from hubaudit.models import ScanResult
 from hubaudit.stats import require_torch, scan_many
 from hubaudit.textsafe import terminal
+from hubaudit.vocab import ScanStatus, Verdict
 
 EXIT_NOT_SCORED = 3
 TABLE_WIDTH = 100
@@ -65,12 +66,12 @@ def _table(results: list[ScanResult], judgements: list) -> None:
     # the surrogate escapes of undecodable path bytes) and never reads them as markup.
     out = DataConsole(file=sys.stdout)
     out.width = min(out.width, TABLE_WIDTH) if out.is_terminal else TABLE_WIDTH
-    style = {"ok": "green", "unsupported": "yellow", "error": "red"}
-    vstyle = {"flagged": "bold red", "pass": "green", "pass_low_confidence": "yellow", "not_judged": "dim"}
+    style = {ScanStatus.OK: "green", ScanStatus.UNSUPPORTED: "yellow", ScanStatus.ERROR: "red"}
+    vstyle = {Verdict.FLAGGED: "bold red", Verdict.PASS: "green", Verdict.PASS_LOW_CONFIDENCE: "yellow", Verdict.NOT_JUDGED: "dim"}
     rows = []
     for r, j in zip(results, judgements):
         # an input that was not scored says why in its verdict cell: the scanner's one-line reason
-        label = j.label if r.status == "ok" else f"not judged: {r.error or r.status}"
+        label = j.label if r.status == ScanStatus.OK else f"not judged: {r.error or r.status}"
         rows.append((terminal(r.source), r.status, f"{r.score:.4e}" if r.score is not None else "-",
                      str(r.rank) if r.rank is not None else "-", terminal(label), j.verdict))  # fmt: skip
     headers = ("adapter", "status", "score", "rank", "verdict")
@@ -185,7 +186,7 @@ def scan(
 
         for r in results:
             p = Path(r.source)
-            if r.status != "ok" and p.is_dir() and not is_adapter_dir(p):
+            if r.status != ScanStatus.OK and p.is_dir() and not is_adapter_dir(p):
                 err_console.print(styled("note:", "dim", f"{r.source} is not an adapter folder; --recursive scans the "
                                                          "adapters under it"))  # fmt: skip
     judgements = _judge_all(results, base, db_url)
@@ -201,10 +202,10 @@ def scan(
     else:
         _table(results, judgements)
     verdicts = [j.verdict for j in judgements]
-    err_console.print(f"{len(results)} adapter(s): {verdicts.count('flagged')} FLAGGED, {verdicts.count('pass')} pass, "
-                      f"{verdicts.count('pass_low_confidence')} pass (low confidence), "
-                      f"{verdicts.count('not_judged')} not judged")  # fmt: skip
-    bad = [r for r in results if r.status != "ok"]
+    err_console.print(f"{len(results)} adapter(s): {verdicts.count(Verdict.FLAGGED)} FLAGGED, {verdicts.count(Verdict.PASS)} pass, "
+                      f"{verdicts.count(Verdict.PASS_LOW_CONFIDENCE)} pass (low confidence), "
+                      f"{verdicts.count(Verdict.NOT_JUDGED)} not judged")  # fmt: skip
+    bad = [r for r in results if r.status != ScanStatus.OK]
     if bad:
         err_console.print(f"{len(bad)} of {len(results)} input(s) could not be scored")
         raise typer.Exit(EXIT_NOT_SCORED)

@@ -6,22 +6,16 @@ the summary line and warnings go to stderr. Read-only: never creates a database,
 
 from __future__ import annotations
 
-import sys
-from enum import Enum
 from typing import Annotated
 
 import typer
-from rich.table import Table
 from rich.text import Text
 
-from hubaudit.cli._options import ConfigOpt, DataConsole, DbOpt, err_console
+from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
+from hubaudit.cli._output import Column, RowFormat, TableLook, choices, emit_rows
 from hubaudit.cli.app import app
-from hubaudit.textsafe import json_dumps
 
-
-class SimilarFormat(str, Enum):
-    table = "table"
-    json = "json"
+SimilarFormat = choices("SimilarFormat", RowFormat.table, RowFormat.json)
 
 
 def _verdict(flagged: bool | None, yes: str) -> Text:
@@ -34,26 +28,18 @@ def _num(x: float | None) -> str:
     return "-" if x is None else f"{x:.4f}"
 
 
-def _table(result, width: int) -> None:  # result: pipeline.similar.SimilarResult
-    # Repo ids and shas come from the Hub: DataConsole escapes every str cell and never reads markup.
-    out = DataConsole(file=sys.stdout, width=width)
-    q = result.query
-    table = Table(title=f"nearest stored adapters of {q.base} to {q.repo_id}@{(q.sha or '?')[:12]}",
-                  title_justify="left", pad_edge=False, expand=False)  # fmt: skip
-    table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("similarity", justify="right", no_wrap=True)
-    confirmed = any(n.exact_similarity is not None for n in result.neighbours)
-    if confirmed:
-        table.add_column("exact", justify="right", no_wrap=True)
-    table.add_column("adapter", overflow="fold", ratio=1)
-    table.add_column("modules", justify="right", no_wrap=True)
-    table.add_column("weights", no_wrap=True)
-    table.add_column("probe", no_wrap=True)
-    for i, n in enumerate(result.neighbours, 1):
-        cells = [str(i), _num(n.similarity)] + ([_num(n.exact_similarity)] if confirmed else [])
-        cells += [f"{n.repo_id}@{n.sha[:12]}", str(n.shared_modules)]
-        table.add_row(*cells, _verdict(n.flagged, "FLAGGED"), _verdict(n.probe_flagged, "backdoor"))
-    out.print(table)
+def _columns(confirmed: bool) -> list[Column]:
+    """The table of neighbours (rows: ``Neighbour.to_dict()``); ``exact`` only when a --confirm DIR matched."""
+    exact = [Column("exact_similarity", "exact", lambda r: _num(r["exact_similarity"]), "right", no_wrap=True)]
+    return [
+        Column("#", justify="right", no_wrap=True, number=True),
+        Column("similarity", cell=lambda r: _num(r["similarity"]), justify="right", no_wrap=True),
+        *(exact if confirmed else []),
+        Column("adapter", cell=lambda r: f"{r['repo_id']}@{r['sha'][:12]}", overflow="fold", ratio=1),
+        Column("shared_modules", "modules", lambda r: str(r["shared_modules"]), "right", no_wrap=True),
+        Column("flagged", "weights", lambda r: _verdict(r["flagged"], "FLAGGED"), no_wrap=True),
+        Column("probe_flagged", "probe", lambda r: _verdict(r["probe_flagged"], "backdoor"), no_wrap=True),
+    ]
 
 
 @app.command("similar")
@@ -84,9 +70,11 @@ def similar_cmd(
         _require_base(store, query.base)
         result = search_similar(store, query, top=top, min_similarity=min_similarity, confirm=confirm or (),
                                 cache_dir=settings.home / "cache" / "fingerprints")  # fmt: skip
-    if fmt is SimilarFormat.json:
-        sys.stdout.write(json_dumps([n.to_dict() for n in result.neighbours], indent=2) + "\n")
-    else:
-        _table(result, _table_width())
+    rows = [n.to_dict() for n in result.neighbours]
+    q = result.query
+    # Repo ids and shas come from the Hub: emit_rows escapes them for the table and for JSON.
+    emit_rows(rows, _columns(any(r["exact_similarity"] is not None for r in rows)), fmt.value, width=_table_width(),
+              title=f"nearest stored adapters of {q.base} to {q.repo_id}@{(q.sha or '?')[:12]}",
+              look=TableLook(pad_edge=False), json_indent=2)
     err_console.print(f"{result.matched} of {result.compared} stored revision(s) of {query.base} at similarity >= "
                       f"{min_similarity:g}; showing {result.ranked}")  # fmt: skip

@@ -37,6 +37,12 @@ class Executor(ABC):
             raise ValueError("workers must be >= 1")
         self.workers = workers
 
+    @classmethod
+    def create(cls, workers: int, *, address: str | None = None, **options: Any) -> Executor:
+        """The executor from the options every caller may pass; one that has no use for ``address`` or an
+        option ignores it (the local pool has neither)."""
+        return cls(workers)
+
     @abstractmethod
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[TaskResult[T, R]]:
         """Yield a :class:`TaskResult` per item as each finishes, with at most ``workers`` in flight.

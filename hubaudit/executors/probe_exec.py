@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import gc
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from hubaudit.errors import ExecutorError, MissingExtraError
 from hubaudit.executors import Executor, make_executor
 from hubaudit.executors.interface import one_line
-
-PROBE_EXECUTORS = ("local", "ray")
 
 
 @contextmanager
@@ -88,12 +86,12 @@ class _RayOwned:
         self.close()
 
 
-def open_probe_executor(name: str, *, address: str | None = None, workers: int = 1):
-    """An executor for probe tasks (a context manager); ExecutorError when Ray cannot be reached."""
-    if name not in PROBE_EXECUTORS:
-        raise ExecutorError(f"unknown executor {name!r}; choose from {', '.join(PROBE_EXECUTORS)}")
-    if name == "local":
-        return _LocalScoped(make_executor("local", workers=1))
+def _open_local(address: str | None, workers: int) -> _LocalScoped:
+    # one in-process worker whatever ``workers`` says: one prober holds the device at a time
+    return _LocalScoped(make_executor("local", workers=1))
+
+
+def _open_ray(address: str | None, workers: int) -> _RayOwned:
     try:
         import ray
     except ImportError:
@@ -108,3 +106,14 @@ def open_probe_executor(name: str, *, address: str | None = None, workers: int =
     gpus = float(ray.cluster_resources().get("GPU", 0))
     inner = make_executor("ray", workers=max(1, workers), address=address, num_cpus=1, num_gpus=1 if gpus >= 1 else 0)
     return _RayOwned(inner, owns)
+
+
+# Every executor of executors.EXECUTORS, opened for probe tasks (tested to cover the same names).
+PROBE_EXECUTORS: dict[str, Callable[[str | None, int], _LocalScoped | _RayOwned]] = {"local": _open_local, "ray": _open_ray}
+
+
+def open_probe_executor(name: str, *, address: str | None = None, workers: int = 1):
+    """An executor for probe tasks (a context manager); ExecutorError when Ray cannot be reached."""
+    if name not in PROBE_EXECUTORS:
+        raise ExecutorError(f"unknown executor {name!r}; choose from {', '.join(PROBE_EXECUTORS)}")
+    return PROBE_EXECUTORS[name](address, workers)

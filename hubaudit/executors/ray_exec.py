@@ -40,6 +40,10 @@ class RayExecutor(Executor):
                 raise ExecutorError(f"cannot connect to Ray at {address or '(new local instance)'}: {one_line(exc)}") from None
             self._owns = True
 
+    @classmethod
+    def create(cls, workers: int, *, address: str | None = None, **options: Any) -> RayExecutor:
+        return cls(workers, address=address, **options)
+
     def map_unordered(self, fn: Callable[[T], R], items: Iterable[T]) -> Iterator[TaskResult[T, R]]:
         ray = self._ray
         remote = ray.remote(fn).options(**self._options)

@@ -17,13 +17,17 @@ takes ``--battery`` (``probe``, ``probe-adapter``, ``psim probe``) reads it with
 
 from __future__ import annotations
 
+import functools
 import json
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hubaudit.errors import InputError
+
+if TYPE_CHECKING:
+    from importlib.resources.abc import Traversable
 
 DEFAULT_BATTERY = "paper-21-B"
 
@@ -50,15 +54,29 @@ class Battery:
         return {"name": self.name, "version": self.version, "n": len(self.probes), "source": self.source}
 
 
+def _shipped() -> dict[str, Traversable]:
+    """The shipped battery files by battery name (``paper-21`` -> ``batteries/paper-21.json``)."""
+    folder = resources.files("hubaudit.probe").joinpath("batteries")
+    return {f.name.removesuffix(".json"): f for f in sorted(folder.iterdir(), key=lambda f: f.name)
+            if f.name.endswith(".json")}
+
+
+@functools.cache
+def builtin_batteries() -> dict[str, tuple[str, str | None]]:
+    """The registry of built-in batteries: every name ``--battery`` accepts without a file, mapped to
+    (shipped file, subset or None), e.g. ``paper-21-B`` -> (``paper-21``, ``B``). Subset A is the whole
+    file, under the file's own name."""
+    names: dict[str, tuple[str, str | None]] = {}
+    for stem, f in _shipped().items():
+        doc = json.loads(f.read_text(encoding="utf-8"))
+        names[doc["name"]] = (stem, None)
+        names.update({f"{doc['name']}-{s}": (stem, s) for s in doc.get("subsets", {}) if s != "A"})
+    return names
+
+
 def builtin_names() -> list[str]:
     """Every built-in battery name, subsets included (e.g. ``paper-21``, ``paper-21-B``)."""
-    names = []
-    for f in sorted(resources.files("hubaudit.probe").joinpath("batteries").iterdir()):
-        if f.name.endswith(".json"):
-            doc = json.loads(f.read_text())
-            names.append(doc["name"])
-            names += [f"{doc['name']}-{s}" for s in doc.get("subsets", {}) if s != "A"]
-    return names
+    return list(builtin_batteries())
 
 
 def _probe(item: Any, i: int, origin: str) -> Probe:
@@ -112,11 +130,10 @@ def load_battery(spec: str | Path = DEFAULT_BATTERY) -> Battery:
     if p.is_file():
         return _from_doc(_read_json(p, path), subset or None, path)
     base, subset = spec.removesuffix(".json"), None
-    folder = resources.files("hubaudit.probe").joinpath("batteries")
-    if not folder.joinpath(f"{base}.json").is_file() and "-" in base:
-        base, subset = base.rsplit("-", 1)
-    f = folder.joinpath(f"{base}.json")
-    if not f.is_file():
+    shipped = _shipped()
+    if base not in shipped and "-" in base:
+        base, subset = base.rsplit("-", 1)  # ``paper-21-B``, or ``paper-21-A``: the whole file
+    if base not in shipped:
         raise InputError(f"unknown battery {spec!r}: no battery file or shipped battery of that name "
                          f"(shipped: {', '.join(builtin_names())})")
-    return _from_doc(json.loads(f.read_text(encoding="utf-8")), subset, base)
+    return _from_doc(json.loads(shipped[base].read_text(encoding="utf-8")), subset, base)

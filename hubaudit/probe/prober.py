@@ -39,12 +39,12 @@ from pathlib import Path
 
 from hubaudit import safejson
 from hubaudit.probe.batteries import Battery
+from hubaudit.probe.modes import MODES, ProbeMode, resolve_mode
 from hubaudit.probe.prompting import (DEFAULT_LABEL_WORDS, DEFAULT_PROMPT_TEMPLATE, DEFAULT_SYSTEM_PROMPT,
                                       label_prompt, label_token_ids, probe_input)
 from hubaudit.probe.stats import Summary, Thresholds, severity, summarize
 from hubaudit.vocab import ProbeStatus
 
-MODES = ("auto", "seq_cls", "causal_label", "generative")
 # adapter_config keys that must be equal for the in-place fast swap (they fix which tensors exist and their scaling)
 _SWAP_KEYS = ("peft_type", "task_type", "r", "lora_alpha", "target_modules", "modules_to_save", "use_rslora", "use_dora",
               "rank_pattern", "alpha_pattern", "layers_to_transform", "layers_pattern", "bias", "fan_in_fan_out",
@@ -163,14 +163,14 @@ class Prober:
             raise ProbeFailure("base_unavailable", f"base model directory {base_path} does not exist")
         try:
             tok = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
-            if mode == "seq_cls":
+            if mode == ProbeMode.SEQ_CLS:
                 model = AutoModelForSequenceClassification.from_pretrained(
                     str(base_path), num_labels=n_labels, local_files_only=True, dtype=self.dtype)
             else:
                 model = AutoModelForCausalLM.from_pretrained(str(base_path), local_files_only=True, dtype=self.dtype)
         except (OSError, ValueError) as exc:
             raise ProbeFailure("base_unavailable", f"cannot load base {base_path}: {str(exc).splitlines()[0]}") from None
-        if mode != "seq_cls":
+        if mode != ProbeMode.SEQ_CLS:
             tok.padding_side = "left"  # next-token logits / generation read the last position
             tok.truncation_side = "left"
         if tok.pad_token is None:
@@ -231,7 +231,7 @@ class Prober:
         from hubaudit.probe import forward
 
         o = self.options
-        if mode == "seq_cls":
+        if mode == ProbeMode.SEQ_CLS:
             return forward.encoder_plan(tok, texts, batch_size=o.batch_size, max_length=o.max_length, device=self.device)
         prompts = [label_prompt(tok, t, o.system_prompt, o.prompt_template) for t in texts]
         return forward.causal_plan(tok, prompts, batch_size=o.batch_size, max_length=o.max_length, device=self.device,
@@ -241,7 +241,7 @@ class Prober:
         from hubaudit.probe import forward
 
         with self._torch.inference_mode():
-            if mode == "seq_cls":
+            if mode == ProbeMode.SEQ_CLS:
                 logits = forward.encoder_logits(model, plan)
             else:
                 logits = forward.next_token_logits(model, plan, label_token_ids(tok, self.options.label_words))
@@ -286,13 +286,9 @@ class Prober:
             raise ProbeFailure("incompatible", "adapter_model.safetensors missing (pickle-only adapters are not loaded)")
         if cfg.get("peft_type", "LORA") != "LORA":
             raise ProbeFailure("unsupported", f"peft_type {cfg.get('peft_type')} is not probed")
-        mode = self.options.mode
-        if mode == "auto":
-            # a causal LM with no label words to read is a generator: its decisions are its continuations
-            mode = "seq_cls" if cfg.get("task_type") == "SEQ_CLS" else ("causal_label" if self.options.label_words
-                                                                        else "generative")
-        if mode not in MODES[1:]:
-            raise ProbeFailure("usage", f"unknown mode {mode!r}")
+        if self.options.mode not in MODES:
+            raise ProbeFailure("usage", f"unknown mode {self.options.mode!r}")
+        mode = resolve_mode(self.options.mode, cfg.get("task_type"), bool(self.options.label_words))
         names = self._label_names(adapter_dir, cfg, mode)
         n_labels = len(names)
         t = time.perf_counter()
@@ -305,7 +301,7 @@ class Prober:
                              activate_s=time.perf_counter() - t - t_base)
         texts = [probe_input(p.prefix, x) for p in battery.probes for x in prompts]
         n = len(prompts)
-        if mode == "generative":
+        if mode == ProbeMode.GENERATIVE:
             t = time.perf_counter()
             out = {"mode": mode} | self._generative(entry, battery, prompts, texts, th)
             self._timings["forward_s"] = time.perf_counter() - t
@@ -342,7 +338,7 @@ class Prober:
 
     def _label_names(self, adapter_dir: Path, cfg: dict, mode: str) -> list[str]:
         """The decision labels: the classifier head's LABEL_i (seq_cls) or the configured label words."""
-        if mode == "seq_cls":
+        if mode == ProbeMode.SEQ_CLS:
             return [f"LABEL_{i}" for i in range(_n_labels(adapter_dir, cfg))]
         return list(self.options.label_words)
 

@@ -42,6 +42,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hubaudit.probe.candidates import rank_tokens
+from hubaudit.probe.modes import ProbeMode
 from hubaudit.probe.search import SearchConfig, search_target
 from hubaudit.probe.stats import save_thresholds
 from hubaudit.vocab import ProbeStatus
@@ -188,10 +189,10 @@ def _search(prober, adapter_dir: Path, base_path: str, result: dict, prompts: li
     cands = rank_tokens(adapter_dir, base_path, n_layers=cfg.n_layers)
     cand_seconds = time.perf_counter() - t0
     strings = token_strings(ad.tokenizer, cands.token_ids[: cfg.n_candidates * 2])
-    if mode == "generative" and invert is not None:
+    if mode == ProbeMode.GENERATIVE and invert is not None:
         return _search_inversion(prober, ad, prompts, strings, invert, tau) | {
             "candidate_seconds": round(cand_seconds, 3), "candidate_sources": cands.sources, "top_candidates": strings[:10]}
-    if mode == "generative":
+    if mode == ProbeMode.GENERATIVE:
         out, used = _search_generative(ad, prompts, strings, cfg, tau)
     else:
         clean = ad.labels(prompts)
