@@ -36,8 +36,8 @@ def _row(a: dict) -> str:
 @app.command("demo")
 def demo_cmd(
     workdir: Annotated[str | None, typer.Option("--workdir", help="Where the demo store, cache and report go (default: <data dir>/demo).")] = None,
-    retrain: Annotated[bool, typer.Option("--retrain", help="Train the cohort again now (about a minute per 8 adapters "
-                                          "on an idle core) instead of using the committed adapters.")] = False,
+    retrain: Annotated[bool, typer.Option("--retrain", help="Train the 11 adapters again now (about 70 CPU-seconds) "
+                                          "instead of using the committed ones.")] = False,
     workers: Annotated[int | None, typer.Option("--workers", min=1, max=16, help="Probe processes (default: 2, or 1 "
                                                   "on a single core); the store's queue splits the adapters.")] = None,
     threads: Annotated[int, typer.Option("--threads", min=1, max=64, help="torch threads per process (1 is fastest "

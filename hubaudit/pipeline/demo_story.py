@@ -151,7 +151,7 @@ def thresholds_sentence(th, tau, margin: float) -> str:
     s = (f"; τ_search {', '.join(f'{LABEL_NAMES.get(k, k)} {v:.3f}' for k, v in tau.per_label.items())} "
          f"({tau.rule}: {tau.n_clean} references bound the false-positive rate only by 1/(n+1) = {tau.fpr_bound:.2f}, "
          f"{_needed(tau)} are needed for {tau.fpr_target:g})" if tau else "")
-    return (f"Probe thresholds were calibrated by probe-calibrate on the {th.n_clean} known-clean reference adapters, "
+    return (f"Probe thresholds were calibrated with probe-calibrate's rule on the {th.n_clean} known-clean reference adapters, "
             f"never on an audited one: battery τ_gap {th.gap:.3f}, τ_mean {th.mean:.3f} (their maximum + {margin:g}){s}.")
 
 
