@@ -47,7 +47,7 @@ def demo_cmd(
     """Audit 7 LoRA adapters of the real all-MiniLM-L6-v2 (4 clean, 3 backdoored by data poisoning)
     end to end and offline: publish them on a Hub-compatible server on 127.0.0.1, crawl, score and
     calibrate their weights, calibrate the probe thresholds on 4 known-clean reference adapters,
-    probe every audited adapter (battery, then blind trigger search) on CPU, write the HTML report,
+    probe every audited adapter (battery, then blind trigger search), write the HTML report,
     and print the `hubaudit report` command that opens the results.
     """
     from pathlib import Path
