@@ -242,8 +242,12 @@ def _worker_pool(workers: int):
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    # spawn: a clean interpreter (no forked torch threads, no copy of the loopback-server thread)
-    with ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn")) as pool:
+    try:  # spawn: a clean interpreter (no forked torch threads, no copy of the loopback-server thread)
+        pool = ProcessPoolExecutor(max_workers=workers - 1, mp_context=multiprocessing.get_context("spawn"))
+    except (OSError, ImportError, NotImplementedError):  # no semaphores here (e.g. no /dev/shm): one worker
+        yield None
+        return
+    with pool:
         yield pool
 
 
@@ -282,6 +286,9 @@ def run_demo(opts: DemoOptions, say: Say = lambda _m: None) -> DemoResult:
     t0 = _clock()
     base = minilm_path()
     with _worker_pool(opts.workers) as pool:
+        if pool is None and opts.workers > 1:
+            say("no worker process can be started here: this process does all the work")
+            opts = replace(opts, workers=1)
         result = _run(opts, pool, base, say)
     kids = resource.getrusage(resource.RUSAGE_CHILDREN)  # the worker processes, reaped with the pool
     result.timings["total"] = _since(t0) | {"cpu_s_workers": round(kids.ru_utime + kids.ru_stime, 2)}
