@@ -20,12 +20,14 @@ from hubaudit.store.core import StoreCore, table_of
 from hubaudit.store.lineage import fingerprint_row, upsert_fingerprint_rows
 from hubaudit.store.rows import AuditRow
 from hubaudit.store.schema import Adapter, BaseModel, ProbeResult, Revision, ThresholdSet, Verdict, WeightScore, utcnow
+from hubaudit.vocab import FINAL_REVISION_STATUSES, RevisionStatus
 
 if TYPE_CHECKING:
     from hubaudit.models import ScanResult
 
-REVISION_STATUSES = frozenset({"scored", "unsupported", "error", "skipped", "retry"})
-FINAL_STATUSES = frozenset({"scored", "unsupported", "error", "skipped"})
+# The words are hubaudit.vocab's; members equal (and hash as) their strings, so rows read back compare equal.
+REVISION_STATUSES: frozenset[str] = frozenset(RevisionStatus)
+FINAL_STATUSES: frozenset[str] = FINAL_REVISION_STATUSES  # every status but "retry": the crawl does not revisit these
 # A revision that failed transiently ("retry") this many runs in a row becomes a final "error"
 # (reason "gave_up"): a repo that always times out must not cost every nightly crawl forever, and
 # it stays visible as not audited (never clean). A new commit of the repo starts afresh.

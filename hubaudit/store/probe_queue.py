@@ -17,8 +17,9 @@ from hubaudit.store._sql import SQL_IN_CHUNK, chunks, clean_json
 from hubaudit.store.core import StoreCore, table_of
 from hubaudit.store.rows import ProbeJobRow
 from hubaudit.store.schema import Adapter, BaseModel, ProbeJob, ProbeResult, Revision, utcnow
+from hubaudit.vocab import ProbeJobStatus
 
-JOB_STATUSES = ("queued", "running", "done", "failed")
+JOB_STATUSES = tuple(ProbeJobStatus)  # queued | running | done | failed (hubaudit.vocab)
 
 
 class QueueRepository:
