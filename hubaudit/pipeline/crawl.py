@@ -267,7 +267,7 @@ def _drain(store: Store, results: Iterator, lister: _Lister, summary: CrawlSumma
             continue  # not recorded: the revision was not judged; the next run retries it
         store.record_revision(base=job.base, repo_id=out.repo_id, sha=out.sha, status=out.status, reason=out.reason,
                               error=out.error, files=out.files, declared_base=out.declared_base,
-                              provenance=out.provenance, scan=out.scan)
+                              provenance={**out.provenance, "endpoint": lister.source.config.endpoint}, scan=out.scan)
         summary.by_status[out.status] += 1
         if out.status == RevisionStatus.SCORED:
             summary.scored += 1

@@ -18,6 +18,7 @@ from typing import Any
 from hubaudit.report import evidence
 from hubaudit.report.model import (
     AUDITED_STATUS,
+    HUB_URL,
     RULE_STATISTIC,
     AdapterEntry,
     Calibration,
@@ -192,6 +193,9 @@ def _source(row: Any) -> str | None:
     if str(field_of(row, "repo_id") or "").startswith("local:") or (
             isinstance(provenance, Mapping) and provenance.get("source") == "local"):  # fmt: skip
         return "local"
+    endpoint = provenance.get("endpoint") if isinstance(provenance, Mapping) else None
+    if isinstance(endpoint, str) and endpoint.rstrip("/") != HUB_URL:
+        return "mirror"  # crawled from another endpoint (a mirror, a proxy, a loopback Hub): no huggingface.co link
     return source if isinstance(source, str) else None
 
 
@@ -378,7 +382,7 @@ def build_report(
     derived = derived or {}
     entries = [entry_from_row(r, base, calibration, live, today, derived.get(field_of(r, "revision_id"))) for r in rows]
     if downstream:
-        entries = [replace(e, downstream=tuple(DownstreamRepo(c, rel) for c, rel in downstream.get(e.repo_id, ())))
+        entries = [replace(e, downstream=tuple(DownstreamRepo(c, rel, e.hub_sourced) for c, rel in downstream.get(e.repo_id, ())))
                    if e.is_finding and e.repo_id in downstream else e for e in entries]  # fmt: skip
     entries.sort(key=_sort_key)
     listed = [e for e in entries if e.is_finding] if flagged_only else entries

@@ -247,10 +247,11 @@ class DownstreamRepo:
 
     repo_id: str
     relation: str  # "adapter" | "merge" | "finetune" | "quantized"
+    on_hub: bool = True  # listed by huggingface.co itself (not a mirror or loopback endpoint): linkable there
 
     @property
     def url(self) -> str | None:
-        return hub_url(self.repo_id, None)
+        return hub_url(self.repo_id, None) if self.on_hub else None
 
 
 @dataclass(frozen=True)

@@ -229,7 +229,9 @@ def test_report_shows_the_hub_scan_status_and_the_downstream_repos_of_a_finding(
     assert evil["hub_security"]["status"] == "scanned"  # the loopback Hub scanned it and saw no issue
     assert [(d["repo_id"], d["relation"]) for d in evil["downstream"]] == [("m/merged", "merge"),
                                                                         ("q/quantized-gguf", "quantized")]
+    assert evil["url"] is None  # crawled from the loopback Hub, not huggingface.co: no link there
     table = cli("report", "--base", BASE, "--format", "table").out
+    assert "huggingface.co" not in table
     assert "not a hubaudit verdict" in table and "m/merged" in table and "q/quantized-gguf" in table
     html = cli("report", "--base", BASE, "--format", "html").out
     assert "m/merged" in html and "not a hubaudit verdict" in html
