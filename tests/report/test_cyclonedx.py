@@ -392,3 +392,17 @@ def test_export_cyclonedx_end_to_end(store_url, suppress_file, tmp_path):
     p = run("report", "--base", STORE_BASE, "--format", "cyclonedx", "--db", url)
     assert p.returncode == 0, p.stderr
     validate(json.loads(p.stdout))
+
+
+def test_an_adapter_crawled_from_a_mirror_gets_no_huggingface_purl_or_url():
+    # Its name fits the Hub's grammar, but only a mirror/loopback endpoint listed it: huggingface.co
+    # may hold nothing (or something else) under that purl.
+    report = sample_report()
+    mirrored = replace(report, adapters=tuple(replace(e, source="mirror") if e.repo_id == "org1/adapter-4" else e
+                                              for e in report.adapters))  # fmt: skip
+    doc = render(mirrored)
+    validate(doc)
+    comp = by_repo(doc)["org1/adapter-4"]
+    assert "purl" not in comp and comp["bom-ref"].startswith("hubaudit:adapter:")
+    assert not any("huggingface.co" in r.get("url", "") for r in comp.get("externalReferences", []))
+    assert "purl" in by_repo(render(report))["org1/adapter-4"]  # the same entry listed by huggingface.co has one

@@ -143,8 +143,14 @@ def _file_component(f: StoredFile) -> dict[str, Any]:
     return comp
 
 
+def _adapter_purl(e: AdapterEntry) -> str | None:
+    """The purl of an adapter huggingface.co itself listed; none for local or mirror-crawled ones
+    (their name may look like a Hub id, but nothing says huggingface.co holds that revision)."""
+    return purl(e.repo_id, e.sha) if e.hub_sourced else None
+
+
 def _adapter_component(e: AdapterEntry, ref: str, findings: list[str]) -> dict[str, Any]:
-    p = purl(e.repo_id, e.sha)
+    p = _adapter_purl(e)
     comp: dict[str, Any] = {"type": "machine-learning-model", "bom-ref": ref}
     if p:
         ns, _, name = e.repo_id.rpartition("/")
@@ -214,7 +220,7 @@ def findings_of(e: AdapterEntry, report: Report) -> list[tuple[str, str, str, st
         low = f"; low confidence: {e.low_confidence_reason}" if e.low_confidence else ""
         text = (f"{target}: LoRA weight statistics past the thresholds calibrated for base {report.base} "
                 f"(stratum {e.stratum}, calibration v{e.threshold_set_version}): largest exceedance "
-                f"{fmt_margin(e.margin)} σ, score {fmt_num(e.score)} (threshold {fmt_num(e.threshold)}), fired: "
+                f"{fmt_margin(e.margin)} {e.margin_unit or 'σ'}, score {fmt_num(e.score)} (threshold {fmt_num(e.threshold)}), fired: "
                 f"{fired}{low}. A statistical outlier, not proof of a backdoor: probe it.")  # fmt: skip
         out.append(("WEIGHTS", "in_triage", "high", text, list(e.reasons)))
     if e.probe_flagged:
@@ -268,7 +274,7 @@ def _unique(ref: str, taken: set[str], *salt: str) -> str:
 
 def _refs(entries: Iterable[AdapterEntry], taken: set[str]) -> list[str]:
     """A unique bom-ref per entry: its purl when it has one, else an opaque digest of repo and sha."""
-    return [_unique(purl(e.repo_id, e.sha) or f"hubaudit:adapter:{_digest(e.repo_id, e.sha)[:16]}", taken, str(i))
+    return [_unique(_adapter_purl(e) or f"hubaudit:adapter:{_digest(e.repo_id, e.sha)[:16]}", taken, str(i))
             for i, e in enumerate(entries)]  # fmt: skip
 
 
