@@ -7,10 +7,10 @@ from typing import Annotated, Optional
 import typer
 
 from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
-from hubaudit.cli.app import app
+from hubaudit.cli.app import app, sub_app
 
-blocklist_app = typer.Typer(
-    name="blocklist", no_args_is_help=True,
+blocklist_app = sub_app(
+    name="blocklist",
     help="Exchange fingerprints of known-bad adapters (probe-confirmed and derived findings) with other teams.",
 )  # fmt: skip
 app.add_typer(blocklist_app, name="blocklist")

@@ -8,9 +8,9 @@ from typing import Annotated
 import typer
 
 from hubaudit.cli._options import ConfigOpt, DbOpt, err_console
-from hubaudit.cli.app import app
+from hubaudit.cli.app import app, sub_app
 
-db_app = typer.Typer(name="db", help="Create, upgrade and check the hubaudit database schema.", no_args_is_help=True)
+db_app = sub_app(name="db", help="Create, upgrade and check the hubaudit database schema.")
 app.add_typer(db_app, name="db")
 
 

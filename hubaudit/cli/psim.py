@@ -10,12 +10,9 @@ from typing import Annotated, Optional
 import typer
 
 from hubaudit.cli._options import err_console, styled
-from hubaudit.cli.app import app
+from hubaudit.cli.app import app, sub_app
 
-psim_app = typer.Typer(
-    help="Screen inputs and datasets with a PEFT module trained on randomly reset labels (PSIM).",
-    no_args_is_help=True,
-)
+psim_app = sub_app(help="Screen inputs and datasets with a PEFT module trained on randomly reset labels (PSIM).")
 app.add_typer(psim_app, name="psim")
 
 

@@ -269,7 +269,7 @@ def _probe_lines(r) -> list[str]:  # r: CheckResult
 
 @app.command("check")
 def check_cmd(
-    target: Annotated[str, typer.Argument(help="REPO\\[@REV] (from the store, else fetched from the Hub) or PATH (scored now).", show_default=False)],
+    target: Annotated[str, typer.Argument(help="REPO[@REV] (from the store, else fetched from the Hub) or PATH (scored now).", show_default=False)],
     base: Annotated[Optional[str], typer.Option("--base", help="Judge against this base (default: the adapter's declared base).")] = None,
     fmt: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format.")] = CheckFormat.table,
     suppress: SuppressOpt = None,

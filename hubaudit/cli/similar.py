@@ -44,7 +44,7 @@ def _columns(confirmed: bool) -> list[Column]:
 
 @app.command("similar")
 def similar_cmd(
-    target: Annotated[str, typer.Argument(help="REPO\\[@REV] (its stored fingerprint) or PATH (an adapter directory or "
+    target: Annotated[str, typer.Argument(help="REPO[@REV] (its stored fingerprint) or PATH (an adapter directory or "
                                                "weights file, scanned now).", show_default=False)],
     base: Annotated[str | None, typer.Option("--base", help="Compare within this base (default: the stored adapter's "
                                                                "base, or a PATH's declared base).")] = None,
