@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hubaudit.hub.fakehub import FakeHub  # noqa: E402
+from hubaudit.hub.fakehub import FakeHub
 
 BASE = "bench/Base-1B"
 BASELINE_BASE = "bench/Base-1B-subset"

@@ -30,8 +30,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hubaudit.constants import FEATURESET_VERSION  # noqa: E402
-from hubaudit.models import ModuleStat, ScanResult  # noqa: E402
+from hubaudit.constants import FEATURESET_VERSION
+from hubaudit.models import ModuleStat, ScanResult
 
 BASE = "bench/base"
 FEATURES = ["global_frobN_std", "global_frobN_mean", "global_frobN_max", "global_frobN_cv", "global_log_frobN_std",
@@ -115,7 +115,7 @@ def stages(store) -> dict[str, tuple[float, float]]:  # type: ignore[no-untyped-
     """(wall s, CPU s) of each stage of a calibration, the same calls calibrate_base makes (default
     combined verdict): stale-score check, load, fit, judge, store verdicts."""
     from hubaudit import calibrate as cal
-    from hubaudit.pipeline.calibrate import no_cyclic_gc, fit_threshold_set, rescore_stale
+    from hubaudit.pipeline.calibrate import fit_threshold_set, no_cyclic_gc, rescore_stale
 
     out = {}
 

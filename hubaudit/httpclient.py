@@ -214,7 +214,7 @@ def call_with_retry(fn: Callable[[], T], policy: RetryPolicy, *, sleep: Callable
     while True:
         try:
             return fn()
-        except Exception as exc:  # noqa: BLE001 - classified below, re-raised when not retryable
+        except Exception as exc:  # classified below, re-raised when not retryable
             failure = classify(exc)
             if failure.kind not in RETRYABLE or attempt >= policy.max_retries:
                 raise

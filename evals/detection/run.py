@@ -270,8 +270,8 @@ def render(res: dict, records: list[dict], args: argparse.Namespace, elapsed: fl
         best = sorted(single, key=lambda k: -abs(single[k]["auroc"] - 0.5))[:8]
         lines += ["Single features furthest from chance here (picked after seeing the labels: optimistic, for "
                   "diagnosis only; AUROC < 0.5 means the feature moves against its stated side):", "",
-                  *_table({k: single[k] for k in best}, lambda l: True), ""]  # fmt: skip
-    lines += ["## Every feature, pooled (stratum-relative robust z)", "", *_table(res["pooled"], lambda l: not head(l)), ""]
+                  *_table({k: single[k] for k in best}, lambda _name: True), ""]  # fmt: skip
+    lines += ["## Every feature, pooled (stratum-relative robust z)", "", *_table(res["pooled"], lambda name: not head(name)), ""]
     if res["excluded_not_firing"] or res["failed"]:
         lines += ["## Excluded and failed", ""]
         lines += [f"- {g}: {n} poisoned adapter(s) excluded: backdoor did not fire (ASR < {ASR_MIN}) or the "

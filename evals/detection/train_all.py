@@ -22,7 +22,7 @@ def _quiet_train(spec: Spec, cache: Path) -> dict:
     logging.disable(logging.WARNING)
     try:
         return train_one(spec, cache)
-    except Exception as exc:  # one failed adapter is a counted failure, not a dead run
+    except Exception as exc:  # noqa: BLE001 - one failed adapter is a counted failure, not a dead run
         return {"name": spec.name, "error": f"{type(exc).__name__}: {exc}"}
 
 

@@ -112,7 +112,7 @@ def run_synthetic(reps: int, qwen_reps: int) -> dict:
     for shape_set, (shapes, r) in SHAPES.items():
         n = qwen_reps if shape_set.startswith("qwen") else reps
         t0 = time.perf_counter()
-        for i, (c, rep) in enumerate(itertools.product(COSINES, range(n))):
+        for i, (c, _rep) in enumerate(itertools.product(COSINES, range(n))):
             exact, vx, vy = synthetic_pair(shapes, r, c, seed=1000 * len(rows) + i)
             rows.setdefault(shape_set, []).append((exact, {key: float(vx[key] @ vy[key]) for key in vx}))
         print(f"# {shape_set}: {len(rows[shape_set])} pairs in {time.perf_counter() - t0:.0f} s", flush=True)

@@ -17,6 +17,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import tempfile
 import time
@@ -90,11 +91,11 @@ def victim(base: Path, mode: str, data, args):
 
 def run(args) -> dict:
     """The whole replication; returns the results dict that RESULTS.md is rendered from."""
+    import torch
+
     from hubaudit.psim import Guard, TrainOptions, train_psim
     from hubaudit.psim.threshold import AUTHORS_TAU, auroc, rate
     from hubaudit.psim.train import probabilities
-
-    import torch
 
     torch.set_num_threads(args.threads)  # 1: other processes share the 2 cores (oversubscription is ~25x slower)
     t_start = time.time()
@@ -103,7 +104,7 @@ def run(args) -> dict:
     px, py = corpus.make_split("proxy", args.n_proxy, args.seed)
     tx, ty = corpus.make_split("task", args.n_task, args.seed)
     sx, sy = corpus.make_split("task", args.n_test, args.seed + 1000)
-    dx, dy = corpus.make_split("task", args.n_dev, args.seed + 2000)  # clean held-out for STRIP's threshold
+    dx, _ = corpus.make_split("task", args.n_dev, args.seed + 2000)  # clean held-out for STRIP's threshold
     data = {"train_x": tx, "train_y": ty}
     res: dict = {"config": vars(args) | {"triggers": TRIGGERS, "target": TARGET}, "attacks": {}}
 
@@ -179,7 +180,7 @@ def run(args) -> dict:
                                                   "holdout_acc_vs_true": None, "train_s": 0.0, "lr": 0.0, "peft": "none", "epochs": 0}
                 # STRIP on the LoRA victim, threshold at the same clean FRR as PSIM.
                 pool = strip.tfidf_pool(dx)
-                pp = lambda xs: probabilities(m, vt, xs, max_length=64)  # noqa: E731
+                pp = functools.partial(probabilities, m, vt, max_length=64)  # bound now: `m` is deleted below
                 h_dev = strip.strip_entropy(pp, dx, pool, seed=args.seed)
                 h_clean = strip.strip_entropy(pp, sx, pool, seed=args.seed + 1)
                 h_trig = strip.strip_entropy(pp, trig_test, pool, seed=args.seed + 2)

@@ -10,7 +10,16 @@ reference anchoring are documented in fit.py.
 from __future__ import annotations
 
 from hubaudit.calibrate._robust import feature_matrix, feature_names
-from hubaudit.calibrate.fit import DEFAULT_METHOD, METHOD, METHODS, fit, low_confidence, n_needed, parse_stratum, pool_key
+from hubaudit.calibrate.fit import (
+    DEFAULT_METHOD,
+    METHOD,
+    METHODS,
+    fit,
+    low_confidence,
+    n_needed,
+    parse_stratum,
+    pool_key,
+)
 from hubaudit.calibrate.judge import PAPER, judge, judge_many, resolve
 
 __all__ = ["DEFAULT_METHOD", "METHOD", "METHODS", "PAPER", "feature_matrix", "feature_names", "fit", "judge", "judge_many",

@@ -75,7 +75,14 @@ from typing import Any
 import numpy as np
 from scipy import stats as sps
 
-from hubaudit.calibrate._robust import MAD_TO_SIGMA, MIN_ABS_SCALE, MIN_LOG_SCALE, MIN_REL_SCALE, feature_matrix, median_mad_rows
+from hubaudit.calibrate._robust import (
+    MAD_TO_SIGMA,
+    MIN_ABS_SCALE,
+    MIN_LOG_SCALE,
+    MIN_REL_SCALE,
+    feature_matrix,
+    median_mad_rows,
+)
 from hubaudit.calibrate.combined import fit_combined_matrix, score_matrix
 from hubaudit.vocab import StratumStatus
 

@@ -12,7 +12,6 @@ verdict under the active threshold set and its latest probe verdict. Read-only: 
 from __future__ import annotations
 
 import contextlib
-
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field

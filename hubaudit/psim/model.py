@@ -138,7 +138,6 @@ def load_suspect(model: str, num_labels: int, adapter: str | Path | None = None)
     A checkpoint whose classification head already has K outputs keeps its (possibly poisoned)
     head, as in the authors' setting; otherwise a fresh head is initialised.
     """
-    import transformers
     from transformers import AutoModelForSequenceClassification
 
     quiet_transformers()

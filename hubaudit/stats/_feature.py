@@ -24,7 +24,7 @@ class Feature:
     version: int
     description: str
     direction: Direction
-    fn: Callable[[Modules], float | None | dict[str, float]]
+    fn: Callable[[Modules], float | dict[str, float] | None]
 
 
 # The last module tuple's spectral table: four features (and features_extra) read it on every

@@ -14,8 +14,8 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from hubaudit.stats._reject import Rejected, show_name
 from hubaudit.pattern_keys import EMPTY, KeyMatcher, PatternError, compile_keys
+from hubaudit.stats._reject import Rejected, show_name
 from hubaudit.vocab import ScanStatus
 
 

@@ -126,7 +126,7 @@ def open_regular(p: Path, cap: int, what: str, follow: bool = False) -> tuple[Bi
 
 def read_config(p: Path, follow: bool = False) -> tuple[dict[str, Any], str]:
     """Parsed adapter_config.json (a JSON object, no duplicate keys) and its sha256."""
-    f, size = open_regular(p, MAX_CONFIG_BYTES, ADAPTER_CONFIG, follow)
+    f, _ = open_regular(p, MAX_CONFIG_BYTES, ADAPTER_CONFIG, follow)
     with f:
         raw = f.read(MAX_CONFIG_BYTES + 1)
     try:

@@ -29,7 +29,14 @@ from hubaudit.stats.fingerprint import MAX_SIDE, SketchBuilder, projection
 from hubaudit.stats.gram import spectra_from_grams
 from hubaudit.stats.pickle_sandbox import convert_pickle
 from hubaudit.stats.reader import (
-    FileDigest, Projector, Reduce, locate, open_regular, read_config, sha256_file, stream_reduce,
+    FileDigest,
+    Projector,
+    Reduce,
+    locate,
+    open_regular,
+    read_config,
+    sha256_file,
+    stream_reduce,
 )  # fmt: skip
 from hubaudit.stats.safetensors_header import Header, TensorEntry
 from hubaudit.vocab import ScanStatus

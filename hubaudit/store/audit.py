@@ -15,7 +15,15 @@ from sqlalchemy import Connection, Select, and_, bindparam, func, select, update
 
 from hubaudit._gc import no_cyclic_gc
 from hubaudit.constants import FEATURESET_VERSION
-from hubaudit.store._sql import BULK_CHUNK, SQL_IN_CHUNK, chunks, clean_json, feature_columns, pack_modules, unpack_modules
+from hubaudit.store._sql import (
+    BULK_CHUNK,
+    SQL_IN_CHUNK,
+    chunks,
+    clean_json,
+    feature_columns,
+    pack_modules,
+    unpack_modules,
+)
 from hubaudit.store.core import StoreCore, table_of
 from hubaudit.store.lineage import fingerprint_row, upsert_fingerprint_rows
 from hubaudit.store.rows import AuditRow

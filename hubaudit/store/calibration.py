@@ -12,7 +12,15 @@ from sqlalchemy.types import TypeEngine
 from hubaudit._gc import no_cyclic_gc
 from hubaudit.constants import FEATURESET_VERSION
 from hubaudit.models import FeatureBlock
-from hubaudit.store._sql import BULK_CHUNK, SQL_IN_CHUNK, chunks, clean_json, feature_columns, feature_digest, unpack_modules
+from hubaudit.store._sql import (
+    BULK_CHUNK,
+    SQL_IN_CHUNK,
+    chunks,
+    clean_json,
+    feature_columns,
+    feature_digest,
+    unpack_modules,
+)
 from hubaudit.store.core import StoreCore, table_of
 from hubaudit.store.rows import PopulationRow, ThresholdSetRow
 from hubaudit.store.schema import Adapter, BaseModel, Revision, ThresholdSet, Verdict, WeightScore, utcnow

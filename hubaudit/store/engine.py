@@ -81,7 +81,7 @@ def make_engine(url: str) -> Engine:
     """Build the engine for ``url``; for a SQLite file, create its parent directory first."""
     try:
         parsed = make_url(url)
-    except Exception as exc:  # noqa: BLE001 - any parse failure is a bad URL for the user
+    except Exception as exc:  # any parse failure is a bad URL for the user
         raise StoreError(f"invalid database URL {url!r}: {exc}") from exc
     if parsed.get_backend_name() == "sqlite":
         database = parsed.database

@@ -1,7 +1,7 @@
 """initial schema: bases, adapters, revisions, weight scores, threshold sets, verdicts, runs, probe queue
 
 Revision ID: 003887e4782a
-Revises: 
+Revises:
 Create Date: 2026-11-25 09:32:12.208744
 """
 
@@ -11,8 +11,6 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
-
-
 
 revision: str = '003887e4782a'
 down_revision: str | Sequence[str] | None = None

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 import os
 import socket
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from tests.crawl.conftest import BASE, crawl_args, rows_by_repo
 from tests.fakehub import Fault, populate
-
 
 DOWNLOAD_PATH = ("--whole-file-kb", "0")  # bodies streamed by their own GET, as for real-size adapters
 

@@ -6,6 +6,7 @@ import json
 import socket
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from huggingface_hub import HfApi, hf_hub_download
@@ -88,7 +89,7 @@ def test_client_maps_gated_deleted_and_downloads(hub, tmp_path):
         HfApi(endpoint=hub.url, token=False).model_info("d/deleted")
     path = hf_hub_download("u/a", "adapter_model.safetensors", revision=repo.head, cache_dir=tmp_path,
                            endpoint=hub.url, token=False)
-    assert open(path, "rb").read() == repo.files("main")["adapter_model.safetensors"].data
+    assert Path(path).read_bytes() == repo.files("main")["adapter_model.safetensors"].data
 
 
 def test_faults_fire_the_requested_number_of_times(hub):

@@ -62,10 +62,11 @@ def test_screen_writes_a_cleaned_copy_of_exactly_the_unflagged_rows(psim_poisone
     clean, triggered = eval_sets
     texts = clean[:20] + triggered[:20]
     src = write_jsonl(tmp_path / "in.jsonl", texts, [0] * len(texts), text_col="sentence")
-    table, col, res = flow.screen(psim_poisoned, data=src, text_col="sentence", clean_out=tmp_path / "clean.csv")
+    _, _, res = flow.screen(psim_poisoned, data=src, text_col="sentence", clean_out=tmp_path / "clean.csv")
     import csv
 
-    kept = [r["sentence"] for r in csv.DictReader(open(tmp_path / "clean.csv", encoding="utf-8"))]
+    with open(tmp_path / "clean.csv", encoding="utf-8") as fh:
+        kept = [r["sentence"] for r in csv.DictReader(fh)]
     assert kept == [t for t, f in zip(texts, res.flagged) if not f]
     assert res.summary()["flagged"] == int(res.flagged.sum()) > 0
     assert not any(TRIGGER in k.split() for k in kept[20:])

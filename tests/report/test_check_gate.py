@@ -42,4 +42,4 @@ def test_a_probe_that_cannot_run_is_never_a_pass(store_url, tmp_path):
     p = run("check", "org0/clean-0", "--base-model", str(missing), "--format", "json", "--db", store_url)
     doc = json.loads(p.stdout)
     assert p.returncode == 3 and doc["probe"]["reason"] == "adapter_not_local", doc
-    assert BASE == doc["base"]
+    assert doc["base"] == BASE

@@ -153,7 +153,7 @@ def _name(s: str) -> str:
 @HOSTILE_SETTINGS
 @given(name=hostile_text, declared=hostile_text, proj=hostile_text, judge_as_base=st.booleans(), fmt=st.sampled_from(["table", "json"]))
 def test_check_a_hostile_adapter(hostile_store, tmp_path_factory, name, declared, proj, judge_as_base, fmt):
-    url, _, root = hostile_store
+    url, _, _root = hostile_store
     proj = proj.replace(".", "_").replace("\n", "_") or "p"  # one module-path part
     d = write_lora(tmp_path_factory.mktemp("c") / _name(name), seed=5, base=declared, proj=("q_proj", proj))
     args = ["check", str(d), "--db", url, "--offline", "--format", fmt] + (["--base", BASE] if judge_as_base else [])
@@ -229,7 +229,7 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 
 
 def test_subprocess_exit_codes(hostile_store, tmp_path):
-    url, _, root = hostile_store
+    url, _, _root = hostile_store
     d = write_lora(tmp_path / "evil\x1b[2J[bold]", seed=1, base=EVIL_DECLARED)
     for args, want in (
         (("check", str(d), "--db", url, "--offline"), 3),  # declared base "evil[/]x...": not calibrated
@@ -257,7 +257,7 @@ class _Unauthorized(BaseHTTPRequestHandler):
 
     do_GET = do_HEAD = _answer
 
-    def log_message(self, *args) -> None:  # noqa: ANN002
+    def log_message(self, *args) -> None:
         pass
 
 

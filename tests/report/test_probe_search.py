@@ -56,7 +56,7 @@ def test_json_carries_the_trigger_and_where_it_fires():
 
 def test_csv_appends_trigger_columns():
     assert REPORT_CSV_COLUMNS[18:21] == ("probe_trigger", "probe_trigger_rate", "probe_trigger_positions")
-    r, spot, skipped = _report()
+    r, _, skipped = _report()
     rows = {x["repo_id"]: x for x in csv.DictReader(io.StringIO(get_format("csv").render(r)))}
     evil = rows["evil/probe-confirmed"]
     assert evil["probe_trigger"] == "cf" and abs(float(evil["probe_trigger_rate"]) - 2.875 / 3) < 1e-9
@@ -65,7 +65,7 @@ def test_csv_appends_trigger_columns():
 
 
 def test_table_and_markdown_show_trigger_for_findings_and_spot_checks():
-    r, spot, skipped = _report()
+    r, _, _ = _report()
     text = get_format("table", width=100).render(r)
     assert max(len(ln) for ln in text.splitlines()) <= 100
     assert "why: blind search recovered trigger 'cf' → LABEL_0 (attack rate 0.96, robust rate 0.92 >" in text
@@ -102,7 +102,7 @@ def test_html_shows_trigger_and_spot_checks():
 @pytest.mark.browser
 @pytest.mark.skipif(CHROMIUM is None, reason="Debian chromium is not installed (apt-get install -y chromium)")
 def test_html_with_search_renders_in_chromium(tmp_path):
-    r, spot, _ = _report()
+    r, _, _ = _report()
     dom, errors = _load(tmp_path, get_format("html").render(r))
     assert errors == []
     assert 'data-broken-images="0"' in dom and 'id="spot-checks"' in dom and 'id="spot-check-0"' in dom

@@ -9,9 +9,9 @@ re-written (B·R, R⁻¹·A, rescaled, alpha changed, bf16/fp16), never weights 
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
-import json
 from pathlib import Path
 
 import numpy as np

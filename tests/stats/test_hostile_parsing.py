@@ -20,7 +20,6 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from hubaudit.fetch.header import validate_header
-from hubaudit.stats import scan_path
 from hubaudit.pattern_keys import (
     MAX_MATCH_WORK,
     MAX_PATTERN_KEY_CHARS,
@@ -28,6 +27,7 @@ from hubaudit.pattern_keys import (
     PatternError,
     compile_keys,
 )
+from hubaudit.stats import scan_path
 from tests._cli import run_cli
 from tests.stats._st import write_arrays, write_config, write_header_bytes
 

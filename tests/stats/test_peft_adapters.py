@@ -91,7 +91,7 @@ def trained(tmp_path_factory):
 
 @pytest.mark.parametrize("variant", sorted(VARIANTS))
 def test_scan_matches_peft_delta_weight(variant, trained):
-    d, pm, ref = trained[variant]
+    d, _, ref = trained[variant]
     res = scan_path(d)
     assert res.status == "ok", res.error
     got = {m.name: m for m in res.modules}

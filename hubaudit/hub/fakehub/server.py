@@ -182,7 +182,7 @@ class FakeHub:
 
 
 class _Server(ThreadingHTTPServer):
-    def handle_error(self, request, client_address) -> None:  # noqa: ANN001 - stdlib signature
+    def handle_error(self, request, client_address) -> None:  # stdlib signature
         # Clients hanging up mid-response (timeouts, injected resets) are expected here; the
         # stdlib default prints a traceback to stderr, which would pollute the crawler's stderr.
         pass
@@ -213,16 +213,16 @@ class _Handler(BaseHTTPRequestHandler):
     # ~40 ms to every response, an artefact the real Hub does not have.
     disable_nagle_algorithm = True
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
+    def log_message(self, format: str, *args: Any) -> None:  # stdlib signature
         pass  # the hub keeps its own structured log
 
-    def do_GET(self) -> None:  # noqa: N802 - stdlib naming
+    def do_GET(self) -> None:  # stdlib naming
         self._dispatch()
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._dispatch()
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)

@@ -34,7 +34,7 @@ def _literal_text(fn: _F) -> _F:
     settings when created and tick labels are created while saving, so the whole function runs inside."""
 
     @functools.wraps(fn)
-    def wrapper(*args, **kwargs):  # noqa: ANN002, ANN003
+    def wrapper(*args, **kwargs):
         import matplotlib
 
         with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}), warnings.catch_warnings():
