@@ -207,7 +207,7 @@ def _crawl_subprocess(hub, *args: str) -> tuple[int, str, str, int]:
 def test_gzip_bomb_in_model_info_is_refused_within_bounded_memory(hub, store):
     ids = populate(hub, BASE, 2)
     hub.add_fault(Fault("gzip_bomb", endpoint="info", repo=ids[0], size=GIB, times=None))
-    code, out, err, peak = _crawl_subprocess(hub)
+    code, _, err, peak = _crawl_subprocess(hub)
     assert code == 0, err
     assert peak < 512 * 2**20, f"peak RSS {peak / 2**20:.0f} MiB"  # the bomb inflates to 1024 MiB
     rows = rows_by_repo(store)
@@ -229,6 +229,7 @@ def test_weights_body_larger_than_promised_stops_at_the_promise(hub, cli, store,
     assert _escapes(root) == [] and took < 20 * TIMEOUT
 
 
+@pytest.mark.slow  # each run waits out real total deadlines (a multiple of TIMEOUT per attempt)
 @pytest.mark.parametrize(("kind", "endpoint", "path"), [
     ("drip", "info", None),
     ("drip_headers", "info", None),
@@ -247,6 +248,7 @@ def test_a_dripping_server_costs_a_bounded_time_and_the_repo_gets_retry(hub, cli
     assert took < 30 * TIMEOUT
 
 
+@pytest.mark.slow  # waits out real total deadlines of the listing and its retry
 def test_a_dripping_listing_ends_the_run_with_exit_4(hub, cli):
     populate(hub, BASE, 2)
     hub.add_fault(Fault("drip", endpoint="list", delay=TIMEOUT / 4, times=None))

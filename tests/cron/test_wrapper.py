@@ -54,6 +54,7 @@ def test_lock_held_second_run_exits_0_at_once(tmp_path):
     assert elapsed < 30  # it did not wait for the lock
 
 
+@pytest.mark.slow  # three real runs of the script (db upgrade + nightly each), a second apart
 def test_runs_upgrade_then_nightly_logs_and_rotates(tmp_path, monkeypatch):
     config = _config(tmp_path)
     with FakeHub(page_size=10) as hub:
@@ -75,6 +76,7 @@ def test_runs_upgrade_then_nightly_logs_and_rotates(tmp_path, monkeypatch):
     assert (tmp_path / "exports" / "latest" / BASE.replace("/", "__") / "flagged.csv").is_file()
 
 
+@pytest.mark.slow  # the real script waits out the Hub client's retries against a closed port
 def test_hub_down_exit_code_is_passed_through(tmp_path):
     env = _env(tmp_path, _config(tmp_path), HF_ENDPOINT="http://127.0.0.1:9")
     r = subprocess.run(["bash", str(WRAPPER)], env=env, capture_output=True, text=True, timeout=300)

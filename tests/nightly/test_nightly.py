@@ -122,6 +122,7 @@ def test_nightly_killed_midway_resumes_and_exports(hub, tmp_path):
     assert sorted(_revisions(db)) == sorted(after)
 
 
+@pytest.mark.slow  # waits out the Hub client's retries against a closed port
 def test_nightly_hub_down_exits_4_and_still_exports(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # discard port: connection refused
     config = _config(tmp_path, tmp_path / "exports")
