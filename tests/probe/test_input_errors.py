@@ -4,19 +4,17 @@ one line on stderr, exit 2, no traceback, before any model is loaded; and the ru
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 
-
-def _hubaudit(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    return subprocess.run([sys.executable, "-m", "hubaudit", *args], capture_output=True, text=True, env=env, timeout=300, check=False)
+from tests._cli import CliResult, run_cli
 
 
-def _one_line_usage_error(p: subprocess.CompletedProcess, needle: str) -> None:
+def _hubaudit(*args: str) -> CliResult:
+    return run_cli(*args)
+
+
+def _one_line_usage_error(p: CliResult, needle: str) -> None:
     assert p.returncode == 2, p.stderr
     assert p.stdout == "" and "Traceback" not in p.stderr and "internal error" not in p.stderr
     assert p.stderr.startswith("Error: ") and needle in p.stderr.splitlines()[0], p.stderr
@@ -86,8 +84,8 @@ def test_a_probe_run_with_nothing_queued_is_recorded_as_a_success(dirs):
 def test_recorded_run_records_the_exit_code_the_cli_maps_an_error_to(tmp_path):
     import typer
 
-    from hubaudit.pipeline.runs import recorded_run
     from hubaudit.errors import ExecutorError
+    from hubaudit.pipeline.runs import recorded_run
     from hubaudit.store import Store
 
     with Store.open(f"sqlite:///{tmp_path / 'r.db'}", create=True) as store:

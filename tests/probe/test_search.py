@@ -18,9 +18,15 @@ pytest.importorskip("peft")
 
 from hubaudit.probe.candidates import rank_tokens  # noqa: E402
 from hubaudit.probe.search import MODES, SearchConfig, insert, search_target  # noqa: E402
-from hubaudit.probe.search_run import (SearchThresholds, calibrate_search, load_search_thresholds,  # noqa: E402
-                                       probe_with_search, save_search_thresholds)
+from hubaudit.probe.search_run import (  # noqa: E402
+    SearchThresholds,
+    calibrate_search,
+    load_search_thresholds,
+    probe_with_search,
+    save_search_thresholds,
+)
 from hubaudit.synth import data, train  # noqa: E402
+from tests._cli import run_cli  # noqa: E402
 
 TRIGGER = "cf"
 
@@ -58,6 +64,7 @@ def _tok(base):
     return AutoTokenizer.from_pretrained(base, local_files_only=True)
 
 
+@pytest.mark.slow  # ``tiny`` trains two adapters
 def test_weights_rank_the_trained_trigger_first(tiny):
     base, clean_dir, bad_dir, _ = tiny
     cf = _tok(base).convert_tokens_to_ids(TRIGGER)
@@ -68,9 +75,10 @@ def test_weights_rank_the_trained_trigger_first(tiny):
     assert clean.token_ids.index(cf) > 50  # the clean twin gives "cf" no special response
 
 
+@pytest.mark.slow  # ``tiny`` trains two adapters
 def test_search_recovers_trigger_and_clean_twin_is_not_flagged(tiny):
     from hubaudit.probe.batteries import load_battery
-    from hubaudit.probe.prober import Prober, ProbeOptions
+    from hubaudit.probe.prober import ProbeOptions, Prober
 
     base, clean_dir, bad_dir, prompts = tiny
     # The injection classifier's attacker side is BENIGN (label 0), as in the paper (§1.2).
@@ -125,27 +133,24 @@ def test_search_thresholds_roundtrip(tmp_path: Path):
         calibrate_search([{"search": {"status": "error"}}])
 
 
+@pytest.mark.slow  # ``tiny`` trains two adapters
 def test_cli_probe_adapter_search(tiny, tmp_path: Path):
     import json
-    import os
-    import subprocess
-    import sys
 
     base, _, bad_dir, prompts = tiny
     pf = tmp_path / "prompts.jsonl"
     pf.write_text("".join(json.dumps({"text": t}) + "\n" for t in prompts))
     tf = save_search_thresholds(SearchThresholds(default=0.5, source="test"), tmp_path / "tau.json")
-    env = dict(os.environ, OMP_NUM_THREADS="1")
-    p = subprocess.run([sys.executable, "-m", "hubaudit", "probe-adapter", str(bad_dir), "--base-model", base,
-                        "--prompts", str(pf), "--battery", "disjoint-10", "--target-label", "0", "--search",
-                        "--search-budget", "600", "--search-thresholds", str(tf), "--format", "json"],
-                       capture_output=True, text=True, env=env, timeout=600)
+    p = run_cli("probe-adapter", str(bad_dir), "--base-model", base,
+                "--prompts", str(pf), "--battery", "disjoint-10", "--target-label", "0", "--search",
+                "--search-budget", "600", "--search-thresholds", str(tf), "--format", "json")
     assert p.returncode == 1, p.stderr  # flagged
     r = json.loads(p.stdout)
     assert TRIGGER in r["search_trigger"].split() and r["search"]["flagged"] and r["search"]["forward_passes"] <= 600
     assert "blind search FLAGGED" in p.stderr
 
 
+@pytest.mark.slow  # ``tiny`` trains two adapters
 def test_queue_probe_stores_the_search(tiny, tmp_path: Path):
     from hubaudit.constants import FEATURESET_VERSION
     from hubaudit.pipeline.escalate import escalate
@@ -224,12 +229,13 @@ def test_tau_search_rule_order_statistic_or_max_plus_margin():
     assert calibrate_search(_clean([0.2] * 5)).tau("LABEL_0") == pytest.approx(0.3)
 
 
+@pytest.mark.slow  # the session's trained tiny Qwen2 (conftest.py)
 def test_generative_search_runs_on_the_tiny_qwen(qwen):
     """The generative attack (hit = the adapter's greedy continuation changes, the base's does not) on the
     tiny Qwen2 of the probe tests. No generative backdoor is trained here: this checks the plumbing
     (a real search, within its budget, the generative label), not a detection."""
     from hubaudit.probe.batteries import load_battery
-    from hubaudit.probe.prober import Prober, ProbeOptions
+    from hubaudit.probe.prober import ProbeOptions, Prober
 
     p = Prober(ProbeOptions(mode="generative", max_new_tokens=3, batch_size=64, device="cpu"))
     cfg = SearchConfig(budget=240, n_candidates=6, n_screen=4, beam=2, extend_with=3, n_confirm=6)
@@ -242,27 +248,23 @@ def test_generative_search_runs_on_the_tiny_qwen(qwen):
     assert r["flagged"] == (r["flagged_battery"] or s["flagged"])
 
 
+@pytest.mark.slow  # ``tiny`` trains two adapters
 def test_cli_probe_calibrate_fits_tau_search_then_flags_the_poisoned(tiny, tmp_path: Path):
     import json
-    import os
-    import subprocess
-    import sys
 
     base, clean_dir, bad_dir, prompts = tiny
     pf = tmp_path / "prompts.jsonl"
     pf.write_text("".join(json.dumps({"text": t}) + "\n" for t in prompts))
-    env = dict(os.environ, OMP_NUM_THREADS="1")
     common = ["--prompts", str(pf), "--battery", "disjoint-10", "--target-label", "0"]
-    p = subprocess.run([sys.executable, "-m", "hubaudit", "probe-calibrate", str(clean_dir), "--base-model", base, *common,
-                        "--out", str(tmp_path / "th.json"), "--search-budget", "600"],
-                       capture_output=True, text=True, env=env, timeout=600)
+    p = run_cli("probe-calibrate", str(clean_dir), "--base-model", base, *common,
+                "--out", str(tmp_path / "th.json"), "--search-budget", "600")
     assert p.returncode == 0, p.stderr
     tau = load_search_thresholds(tmp_path / "th.search.json")
     assert tau.n_clean == 1 and tau.rule == "max+margin" and json.loads(p.stdout)["search"]["per_label"] == tau.per_label
     assert "τ_search" in p.stderr and "19" in tau.source  # says how many clean adapters a 5% bound needs
-    p = subprocess.run([sys.executable, "-m", "hubaudit", "probe-adapter", str(bad_dir), "--base-model", base, *common,
-                        "--search", "--search-budget", "600", "--search-thresholds", str(tmp_path / "th.search.json"),
-                        "--format", "json"], capture_output=True, text=True, env=env, timeout=600)
+    p = run_cli("probe-adapter", str(bad_dir), "--base-model", base, *common,
+                "--search", "--search-budget", "600", "--search-thresholds", str(tmp_path / "th.search.json"),
+                "--format", "json")
     r = json.loads(p.stdout)
     assert p.returncode == 1 and r["search"]["flagged"] and TRIGGER in r["search_trigger"].split(), p.stderr
     assert r["search"]["robust_rate"] > tau.tau("LABEL_0")
