@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests._cli import run_cli
 from tests.crawl.conftest import BASE, rows_by_repo
 from tests.fakehub import populate
 
@@ -49,7 +50,7 @@ def test_sigkill_mid_run_then_rerun_finishes_without_duplicates(hub, store):
 
     hub.latency = 0.0
     hub.reset_log()
-    rerun = subprocess.run(cmd, env=dict(os.environ), capture_output=True, text=True, timeout=300)
+    rerun = run_cli(*cmd[3:])  # the rerun in-process (tests/_cli.py): only the killed run needs a process
     assert rerun.returncode == 0, rerun.stderr
     summary = json.loads(rerun.stdout)
     assert summary["unchanged"] == len({r for r, _ in before})  # finished work is not fetched again
