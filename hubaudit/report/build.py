@@ -34,6 +34,7 @@ from hubaudit.report.model import (
     Suppression,
 )
 from hubaudit.report.suppress import match_suppression
+from hubaudit.vocab import StratumStatus
 
 
 def field_of(row: Any, name: str, default: Any = None) -> Any:
@@ -62,7 +63,7 @@ def _score_threshold(spec: Any, strata: Mapping[str, Any]) -> float | None:
     """
     if not isinstance(spec, Mapping):
         return _finite(spec)
-    if spec.get("status") == "pooled":
+    if spec.get("status") == StratumStatus.POOLED:
         spec = strata.get(spec.get("pool")) or {}
     if "score_threshold" in spec:  # a flat layout (hand-built or legacy threshold sets)
         return _finite(spec["score_threshold"])
@@ -92,10 +93,10 @@ def _judging_fit(spec: Any, strata: Mapping[str, Any]) -> Mapping[str, Any] | No
     neither is calibrated. Flat layouts (hand-built or legacy sets, no status) count as calibrated."""
     if not isinstance(spec, Mapping):
         return None
-    if spec.get("status", "calibrated") == "calibrated":
+    if spec.get("status", StratumStatus.CALIBRATED) == StratumStatus.CALIBRATED:
         return spec
     pool = strata.get(spec.get("pool") or "")
-    return pool if isinstance(pool, Mapping) and pool.get("status") == "calibrated" else None
+    return pool if isinstance(pool, Mapping) and pool.get("status") == StratumStatus.CALIBRATED else None
 
 
 def _decision_threshold(spec: Any, strata: Mapping[str, Any], rule: str) -> float | None:
@@ -106,7 +107,7 @@ def _decision_threshold(spec: Any, strata: Mapping[str, Any], rule: str) -> floa
     if rule == "per-feature":
         return 0.0
     comb = fit.get("combined")
-    if not isinstance(comb, Mapping) or comb.get("status") != "calibrated":
+    if not isinstance(comb, Mapping) or comb.get("status") != StratumStatus.CALIBRATED:
         return None
     return _finite(comb.get("threshold"))
 
@@ -126,7 +127,7 @@ def calibration_from(threshold_set: Any | None) -> Calibration:
                 stratum=key,
                 n=spec.get("n") if mapping else None,
                 score_threshold=_score_threshold(spec, strata_raw),
-                status=spec.get("status", "calibrated") if mapping else "calibrated",
+                status=spec.get("status", StratumStatus.CALIBRATED) if mapping else StratumStatus.CALIBRATED,
                 thresholds=dict(spec) if mapping else {"threshold": spec},
                 low_confidence_reason=_low_confidence(spec, strata_raw) if mapping else None,
                 decision_statistic=RULE_STATISTIC[rule][0],
@@ -148,7 +149,7 @@ def calibration_from(threshold_set: Any | None) -> Calibration:
 
 def _low_confidence(spec: Mapping[str, Any], strata: Mapping[str, Any]) -> str | None:
     """The low-confidence reason calibrate stored on the fit that judges this entry (its pool's when pooled)."""
-    if spec.get("status") == "pooled":
+    if spec.get("status") == StratumStatus.POOLED:
         spec = strata.get(spec.get("pool")) or {}
     if not spec.get("low_confidence"):
         return None

@@ -19,6 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from hubaudit.report.model import RULE_STATISTIC, FiredFeature, WeightDecision
+from hubaudit.vocab import ProbeStatus
 
 NOT_RECORDED = "details not recorded by this version"
 LISTED_FEATURES = 3  # fired features named in the one-line sentence (JSON has them all)
@@ -276,7 +277,7 @@ def _rates_by_mode(s: Mapping[str, Any]) -> str:
 
 def search_sentence(s: Mapping[str, Any]) -> str | None:
     """The blind search's recovered trigger (or the inverted target) when it flagged; None otherwise."""
-    if s.get("status") != "ok" or s.get("flagged") is not True:
+    if s.get("status") != ProbeStatus.OK or s.get("flagged") is not True:
         return None
     tau = _num(s.get("tau"))
     if s.get("method") == "target_inversion":
@@ -335,8 +336,8 @@ def probe_summary(probe: Mapping[str, Any] | None) -> str | None:
     probe = _map(probe)
     if probe.get("flagged") is True:
         return None
-    status = probe.get("status", "ok")
-    if status != "ok":
+    status = probe.get("status", ProbeStatus.OK)
+    if status != ProbeStatus.OK:
         why = _text(probe.get("reason")) or str(status)
         return f"probe did not complete ({why}): not judged by the probe"
     if probe.get("flagged") is not False:
@@ -350,7 +351,7 @@ def probe_summary(probe: Mapping[str, Any] | None) -> str | None:
     ) if p)  # fmt: skip
     parts = [f"{_battery_name(probe)}" + (f": {stats}" if stats else "")]
     s = _map(probe.get("search"))
-    if s.get("status") == "ok":
+    if s.get("status") == ProbeStatus.OK:
         tau = _num(s.get("tau"))
         if s.get("method") == "target_inversion":
             score = _num(s.get("target_score"))

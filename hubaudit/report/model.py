@@ -12,13 +12,15 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from hubaudit.vocab import RevisionStatus, StratumStatus
+
 # Bump on any backwards-incompatible change to the JSON/JSONL report shape (README "JSON schema").
 SCHEMA_VERSION = "1"
 
 HUB_URL = "https://huggingface.co"
 
 # Statuses an audit row can have (hubaudit.store record_revision); only "scored" has a score.
-AUDITED_STATUS = "scored"
+AUDITED_STATUS = RevisionStatus.SCORED
 
 
 # The Hub's repo id grammar (huggingface_hub's validate_repo_id): an optional namespace and a name of
@@ -95,7 +97,7 @@ class StratumCalibration:
     stratum: str
     n: int | None
     score_threshold: float | None
-    status: str = "calibrated"  # calibrate/fit.py: calibrated | pooled | not_calibrated
+    status: str = StratumStatus.CALIBRATED  # calibrate/fit.py: calibrated | pooled | not_calibrated
     thresholds: dict[str, Any] = field(default_factory=dict)
     # the fit that judges the stratum (its own or its pool's) had too few adapters for its target FPR
     low_confidence_reason: str | None = None

@@ -15,6 +15,7 @@ from hubaudit.report.model import (
     SimilarityThresholds,
     Summary,
 )
+from hubaudit.vocab import ProbeStatus
 
 
 def iso(ts: datetime | None) -> str | None:
@@ -230,14 +231,14 @@ def search_info(probe: dict[str, Any] | None) -> dict[str, Any] | None:
     s = (probe or {}).get("search")
     if not isinstance(s, dict):
         return None
-    if s.get("status") != "ok":
+    if s.get("status") != ProbeStatus.OK:
         return {"status": s.get("status") or "unknown", "reason": s.get("reason")}
     by_mode = s.get("rates_by_mode")
     if by_mode is None:  # results stored before rates were copied to the top level
         t = next((t for t in s.get("targets", []) if t.get("label") == s.get("label")), {})
         by_mode = t.get("rates_by_mode") or {}
     return {
-        "status": "ok", "trigger": s.get("trigger"), "attack_rate": s.get("attack_rate"),
+        "status": ProbeStatus.OK, "trigger": s.get("trigger"), "attack_rate": s.get("attack_rate"),
         "robust_rate": s.get("robust_rate", s.get("attack_rate")), "diluted_rate": s.get("diluted_rate"),
         "rates_by_mode": {m: by_mode[m] for m in _POSITIONS if m in by_mode},
         "positions": [m for m in _POSITIONS if (by_mode.get(m) or 0) >= 0.5],
@@ -251,7 +252,7 @@ def trigger_text(probe: dict[str, Any] | None) -> str:
     info = search_info(probe)
     if info is None:
         return "-"
-    if info["status"] != "ok":
+    if info["status"] != ProbeStatus.OK:
         return f"search {info['status']}" + (f": {info['reason']}" if info.get("reason") else "")
     if info["trigger"] is None:
         return "no trigger found"

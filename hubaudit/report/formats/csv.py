@@ -23,6 +23,7 @@ from hubaudit.report.formats._common import iso, search_info
 from hubaudit.report.formats.interface import ReportFormat
 from hubaudit.report.model import AdapterEntry, Report
 from hubaudit.textsafe import csv_cell
+from hubaudit.vocab import ProbeStatus
 
 REPORT_CSV_COLUMNS = (
     "schema_version",
@@ -110,7 +111,7 @@ def _search_cells(e: AdapterEntry) -> dict[str, Any]:
     info = search_info(e.probe)
     if info is None:
         return {}
-    if info["status"] != "ok":
+    if info["status"] != ProbeStatus.OK:
         return {"probe_trigger": f"search {info['status']}"}
     return {"probe_trigger": info["trigger"], "probe_trigger_rate": info["attack_rate"],
             "probe_trigger_positions": ";".join(info["positions"])}

@@ -56,6 +56,7 @@ from hubaudit.report.formats._common import fmt_margin, fmt_num, iso, trigger_te
 from hubaudit.report.formats.interface import ReportFormat
 from hubaudit.report.model import AdapterEntry, DerivedFrom, Report, StoredFile, hub_url, is_hub_repo_id
 from hubaudit.textsafe import json_dumps, terminal
+from hubaudit.vocab import Verdict
 
 SPEC_VERSION = "1.6"
 SCHEMA_URI = "http://cyclonedx.org/schema/bom-1.6.schema.json"
@@ -100,12 +101,12 @@ def vulnerability_id(kind: str, repo_id: str, sha: str | None) -> str:
 def verdict(e: AdapterEntry) -> str:
     """Machine-readable state of one adapter revision (``hubaudit:verdict``)."""
     if e.is_finding:
-        return "suppressed" if e.suppressed is not None else "flagged"
+        return Verdict.SUPPRESSED if e.suppressed is not None else Verdict.FLAGGED
     if not e.audited:
-        return "not_audited"
+        return Verdict.NOT_AUDITED
     if e.flagged is None:
-        return "not_judged"
-    return "pass_low_confidence" if e.low_confidence_pass else "pass"
+        return Verdict.NOT_JUDGED
+    return Verdict.PASS_LOW_CONFIDENCE if e.low_confidence_pass else Verdict.PASS
 
 
 def _props(pairs: Iterable[tuple[str, Any]]) -> list[dict[str, str]]:
