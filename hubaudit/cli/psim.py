@@ -11,6 +11,8 @@ import typer
 
 from hubaudit.cli._options import err_console, styled
 from hubaudit.cli.app import app, sub_app
+from hubaudit.psim.output import PROBE_FORMATS, SCREEN_FORMATS
+from hubaudit.vocab import StrEnum
 
 psim_app = sub_app(help="Screen inputs and datasets with a PEFT module trained on randomly reset labels (PSIM).")
 app.add_typer(psim_app, name="psim")
@@ -22,11 +24,9 @@ class Peft(str, Enum):
     prompt_tuning = "prompt-tuning"
 
 
-class Fmt(str, Enum):
-    table = "table"
-    json = "json"
-    jsonl = "jsonl"
-    csv = "csv"
+# The --format choices of `psim screen` and `psim probe`, from psim/output.py's renderer maps (the two
+# commands offer the same formats; members named like their values: Fmt.table).
+Fmt = StrEnum("Fmt", {f: f for f in dict.fromkeys(SCREEN_FORMATS + PROBE_FORMATS)})  # type: ignore[misc]
 
 
 class FailOn(str, Enum):
