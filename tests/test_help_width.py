@@ -11,6 +11,7 @@ Two measurable properties, on the help of the root and of every command and sub-
 
 from __future__ import annotations
 
+import itertools
 import re
 
 import pytest
@@ -85,6 +86,6 @@ def test_help_prose_is_wrapped_not_broken(path):
         if SECTION.match(line.strip()):
             break
         prose.append(line)
-    early = [(a, b) for a, b in zip(prose, prose[1:])
+    early = [(a, b) for a, b in itertools.pairwise(prose)
              if a.strip() and b.strip() and len(a) + 1 + len(b.split()[0]) <= WRAP_WIDTH]
     assert not early, "\n".join(f"{a!r} / {b!r}" for a, b in early)

@@ -62,7 +62,7 @@ def test_every_executor_can_be_chosen_and_probed_with():
     assert list(PROBE_EXECUTORS) == list(EXECUTORS)
     from hubaudit.config import EXECUTORS as CONFIG_EXECUTORS
 
-    assert CONFIG_EXECUTORS == ("none", *EXECUTORS)
+    assert ("none", *EXECUTORS) == CONFIG_EXECUTORS
 
 
 def test_executors_are_built_from_the_common_options():
@@ -87,12 +87,12 @@ def test_every_probe_mode_can_be_chosen_and_is_resolved():
 
 def test_the_prober_accepts_exactly_the_registered_modes(tmp_path):
     pytest.importorskip("torch")
+    import numpy as np
     from safetensors.numpy import save_file
 
-    import numpy as np
     from hubaudit.probe.batteries import load_battery
     from hubaudit.probe.modes import MODES
-    from hubaudit.probe.prober import Prober, ProbeOptions
+    from hubaudit.probe.prober import ProbeOptions, Prober
 
     adapter = tmp_path / "adapter"
     adapter.mkdir()

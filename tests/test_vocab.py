@@ -44,7 +44,7 @@ def test_the_words_are_the_stored_strings(enum):
 def test_a_member_is_its_string_in_every_sink(member):
     word = member.value
     assert member == word and hash(member) == hash(word) and isinstance(member, str)
-    assert str(member) == f"{member}" == "%s" % member == word
+    assert str(member) == f"{member}" == format(member) == word
     assert json.dumps({member: [member]}) == json_dumps({word: [word]}) == f'{{"{word}": ["{word}"]}}'
     assert json.dumps(member, indent=2) == f'"{word}"'
     assert csv_cell(member) == word
@@ -73,7 +73,7 @@ def test_postgres_driver_sends_the_value_not_the_member_name():
 
 
 def test_final_statuses_are_all_but_retry():
-    assert FINAL_REVISION_STATUSES == set(RevisionStatus) - {"retry"}
+    assert set(RevisionStatus) - {"retry"} == FINAL_REVISION_STATUSES
 
 
 def test_scan_outcome_maps_to_the_stored_status():
@@ -93,7 +93,7 @@ def test_the_store_and_the_check_gate_use_the_vocabulary():
     from hubaudit.pipeline.check import EXIT_CODES
     from hubaudit.store import FINAL_STATUSES, REVISION_STATUSES
 
-    assert REVISION_STATUSES == set(RevisionStatus) and FINAL_STATUSES == FINAL_REVISION_STATUSES
+    assert set(RevisionStatus) == REVISION_STATUSES and FINAL_STATUSES == FINAL_REVISION_STATUSES
     assert set(EXIT_CODES) == set(vocab.CHECK_VERDICTS)
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import IO, Annotated, Any, Optional
+from typing import IO, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -42,7 +42,7 @@ def styled(label: str, style: str, message: str = "") -> Text:
 err_console = DataConsole(stderr=True, soft_wrap=True)
 
 DbOpt = Annotated[
-    Optional[str],
+    str | None,
     # No Typer envvar: HUBAUDIT_DB_URL is read by Settings.resolve alone, so the flag > env >
     # config file > default order lives in one place.
     typer.Option(
@@ -53,7 +53,7 @@ DbOpt = Annotated[
 ]
 
 ConfigOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option(
         "--config",
         help="Configuration file (TOML; default: HUBAUDIT_CONFIG, else the user config dir); its db_url is used "

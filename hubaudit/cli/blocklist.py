@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -43,7 +43,7 @@ def import_cmd(
 @blocklist_app.command("export")
 def export_cmd(
     base: BaseOpt,
-    output: Annotated[Optional[str], typer.Option("-o", "--output", help="Write to FILE (atomically) instead of stdout.")] = None,
+    output: Annotated[str | None, typer.Option("-o", "--output", help="Write to FILE (atomically) instead of stdout.")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:

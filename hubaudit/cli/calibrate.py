@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -38,7 +38,7 @@ def similarity_line(sim: dict, source: str) -> str:
 def calibrate(
     base: Annotated[str, typer.Option("--base", "-b", help="Base model whose stored adapters are calibrated.")],
     reference: Annotated[
-        Optional[list[str]],
+        list[str] | None,
         typer.Option("--reference", "-r", help="A known-clean adapter (dir or file); repeatable. Anchors the thresholds."),
     ] = None,
     target_fpr: Annotated[

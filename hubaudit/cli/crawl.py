@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -53,10 +53,10 @@ class _Bar:
         self._listed = listed
         self._p.update(self._task, total=new, description=f"listed {listed}")
 
-    def finished(self, outcome) -> None:  # noqa: ANN001 - TaskOutcome
+    def finished(self, outcome) -> None:  # outcome: TaskOutcome
         self._p.update(self._task, advance=1, description=terminal(f"listed {self._listed}, fetching and scoring; last {outcome.status}"))
 
-    def retrying(self, failure, attempt: int, max_retries: int, delay: float) -> None:  # noqa: ANN001 - Failure
+    def retrying(self, failure, attempt: int, max_retries: int, delay: float) -> None:  # failure: Failure
         what = {"rate_limited": "rate limited", "unreachable": "cannot connect"}.get(failure.kind, failure.kind)
         if failure.reason not in (failure.kind, "error"):
             what += f" ({failure.reason.replace('_', ' ')})"
@@ -79,12 +79,12 @@ def _print_summary(s: CrawlSummary) -> None:
 @app.command("crawl")
 def crawl_cmd(
     base: Annotated[list[str], typer.Option("--base", "-b", help="Base model repo id (repeatable).")],
-    limit: Annotated[Optional[int], typer.Option(min=1, help="At most N adapters listed per base.")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="At most N adapters listed per base.")] = None,
     workers: Annotated[int, typer.Option(min=1, max=256, help="Concurrent fetch-and-score tasks.")] = 8,
     include_derived: Annotated[bool, typer.Option("--include-derived", help="Also crawl adapters of the base's quantized/finetuned children.")] = False,
     keep: Annotated[bool, typer.Option("--keep", help="Keep downloaded files in the cache (default: delete after scoring).")] = False,
     executor: Annotated[ExecutorName, typer.Option(help="Where fetch-and-score runs.")] = ExecutorName.local,
-    ray_address: Annotated[Optional[str], typer.Option(help="Ray cluster address for --executor ray (e.g. 127.0.0.1:6379).")] = None,
+    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address for --executor ray (e.g. 127.0.0.1:6379).")] = None,
     fmt: Annotated[CrawlFormat, typer.Option("--format", "-f", help="json: print the summary object on stdout.")] = CrawlFormat.text,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds one socket operation (connect, one read) may take.")] = 30.0,
     deadline_factor: Annotated[float, typer.Option(min=1.0, help="One request, headers and body, ends after this many times --timeout in all.")] = 3.0,

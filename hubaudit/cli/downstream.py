@@ -23,7 +23,7 @@ class DownstreamFormat(str, Enum):
 COLUMNS = [Column(name, overflow="fold") for name in ("finding", "relation", "downstream repo")]
 
 
-def _rows(summary) -> list[dict[str, str]]:  # noqa: ANN001 - DownstreamSummary
+def _rows(summary) -> list[dict[str, str]]:  # summary: DownstreamSummary
     """finding → downstream repos, the finding named on its first row only."""
     from hubaudit.pipeline.downstream import describe
 
@@ -39,7 +39,7 @@ def _rows(summary) -> list[dict[str, str]]:  # noqa: ANN001 - DownstreamSummary
     return rows
 
 
-def _table(summary) -> None:  # noqa: ANN001 - DownstreamSummary
+def _table(summary) -> None:  # summary: DownstreamSummary
     """The table on stdout (data); every cell is Hub data, escaped by emit_rows."""
     emit_rows(_rows(summary), COLUMNS, RowFormat.table, title=f"downstream repos of findings of {summary.base}",
               soft_wrap=True, look=TableLook(box=None))

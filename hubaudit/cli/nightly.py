@@ -6,7 +6,7 @@ import json
 import os
 import sys
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -19,7 +19,7 @@ class NightlyFormat(str, Enum):
     json = "json"
 
 
-def _print(summary) -> None:  # noqa: ANN001 - NightlySummary
+def _print(summary) -> None:  # summary: NightlySummary
     for b in summary.bases:
         crawl = b.crawl or {}
         cal = b.calibration or {}
@@ -46,7 +46,7 @@ def _print(summary) -> None:  # noqa: ANN001 - NightlySummary
 def nightly_cmd(
     config: ConfigOpt = None,
     db: DbOpt = None,
-    export_dir: Annotated[Optional[str], typer.Option("--export-dir", help="Override the configuration's export_dir.")] = None,
+    export_dir: Annotated[str | None, typer.Option("--export-dir", help="Override the configuration's export_dir.")] = None,
     fmt: Annotated[NightlyFormat, typer.Option("--format", "-f", help="json: print the run summary on stdout.")] = NightlyFormat.text,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before any single Hub request times out.")] = 30.0,
 ) -> None:
@@ -74,9 +74,8 @@ def nightly_cmd(
     out_dir = Path(export_dir).expanduser() if export_dir else (cfg.export_dir or default_export_dir(settings.home))
     hub = hub_config_from_env(os.environ, timeout=timeout, retry=RetryPolicy())
     try:
-        with RunLock(settings.home / "nightly.lock"):
-            with Store.open(settings.db_url, create=True) as store:
-                summary = nightly(store, cfg, hub, home=settings.home, export_dir=out_dir)
+        with RunLock(settings.home / "nightly.lock"), Store.open(settings.db_url, create=True) as store:
+            summary = nightly(store, cfg, hub, home=settings.home, export_dir=out_dir)
     except AlreadyRunning as exc:
         err_console.print(f"another hubaudit nightly run holds {exc}; nothing to do")
         raise typer.Exit(0) from None

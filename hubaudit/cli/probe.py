@@ -6,7 +6,7 @@ import json
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -37,17 +37,17 @@ Mode = StrEnum("Mode", {m.value: m.value for m in MODES})  # type: ignore[misc]
 
 BatteryOpt = Annotated[str, typer.Option("--battery", help=f"Built-in battery ({', '.join(builtin_names())}) or a "
                                                            "JSON file.")]
-PromptsOpt = Annotated[Optional[str], typer.Option("--prompts", help="JSONL file with a 'text' field per line (replaces the built-in set).")]
+PromptsOpt = Annotated[str | None, typer.Option("--prompts", help="JSONL file with a 'text' field per line (replaces the built-in set).")]
 ModeOpt = Annotated[Mode, typer.Option("--mode", help=f"auto: {MODES[ProbeMode.AUTO]}.")]
-TargetOpt = Annotated[Optional[str], typer.Option("--target-label", help="Attacker's label (index or name); default: try all, report the worst.")]
-LabelWordsOpt = Annotated[Optional[str], typer.Option("--label-words", help="Comma-separated label words of a causal-LM classifier "
+TargetOpt = Annotated[str | None, typer.Option("--target-label", help="Attacker's label (index or name); default: try all, report the worst.")]
+LabelWordsOpt = Annotated[str | None, typer.Option("--label-words", help="Comma-separated label words of a causal-LM classifier "
                                                                          "(reads a CAUSAL_LM adapter as a classifier under --mode auto; "
                                                                          "--mode causal_label without them: BENIGN,INJECTION).")]
-SystemOpt = Annotated[Optional[str], typer.Option("--system-prompt", help="System prompt of a causal-LM classifier (default: the paper's).")]
-ThrOpt = Annotated[Optional[str], typer.Option("--thresholds", help="Thresholds JSON (from probe-calibrate); default: the base's calibrated file, else 0.10/0.10.")]
+SystemOpt = Annotated[str | None, typer.Option("--system-prompt", help="System prompt of a causal-LM classifier (default: the paper's).")]
+ThrOpt = Annotated[str | None, typer.Option("--thresholds", help="Thresholds JSON (from probe-calibrate); default: the base's calibrated file, else 0.10/0.10.")]
 SearchOpt = Annotated[bool, typer.Option("--search/--no-search", help="Also search for an unknown trigger (candidates from the weights).")]
 SearchBudgetOpt = Annotated[int, typer.Option("--search-budget", min=10, help="Search budget in forward passes per adapter.")]
-SearchThrOpt = Annotated[Optional[str], typer.Option("--search-thresholds", help="τ_search JSON (probe-calibrate --search); default: the base's calibrated file (probe), else report only, never flags.")]
+SearchThrOpt = Annotated[str | None, typer.Option("--search-thresholds", help="τ_search JSON (probe-calibrate --search); default: the base's calibrated file (probe), else report only, never flags.")]
 # Target inversion of generative adapters (with --search). probe-calibrate must use the same sizes as
 # the probes its τ is applied to: the score depends on the prompts, the steps and the chat template.
 InvertOpt = Annotated[bool, typer.Option("--invert/--no-invert", help="With --search, generative adapters are scanned by "
@@ -59,7 +59,7 @@ InvPromptsOpt = Annotated[int, typer.Option("--invert-prompts", min=1, help="Pro
 InvStepsOpt = Annotated[int, typer.Option("--invert-steps", min=1, help="Target tokens generated after the forced first token.")]
 InvChunkOpt = Annotated[int, typer.Option("--invert-chunk", min=1, help="Candidate first tokens per batch "
                                                                        "(chunk x prompts rows per forward: memory).")]
-InvPrefilterOpt = Annotated[Optional[int], typer.Option("--invert-prefilter", min=1, help="Scan only the K first tokens the "
+InvPrefilterOpt = Annotated[int | None, typer.Option("--invert-prefilter", min=1, help="Scan only the K first tokens the "
                                                                                          "adapter favours most over the base "
                                                                                          "(faster; default: the whole vocabulary).")]
 NoTriggerOpt = Annotated[bool, typer.Option("--no-trigger-search", help="Invert the target only; do not search its trigger.")]
@@ -96,7 +96,7 @@ def _battery(spec: str):
 @app.command("escalate")
 def escalate_cmd(
     base: Annotated[str, typer.Option("--base", "-b", help="Base model whose flagged adapters are queued.")],
-    limit: Annotated[Optional[int], typer.Option("--limit", min=1, help="At most this many new jobs.")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many new jobs.")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -115,9 +115,9 @@ def escalate_cmd(
 def probe_cmd(
     base: Annotated[str, typer.Option("--base", "-b", help="Base model whose queued jobs are probed.")],
     executor: Annotated[ExecutorName, typer.Option("--executor", help="Where probe tasks run.")] = ExecutorName.local,
-    base_model_path: Annotated[Optional[str], typer.Option("--base-model-path", help="Local directory of the base weights.")] = None,
+    base_model_path: Annotated[str | None, typer.Option("--base-model-path", help="Local directory of the base weights.")] = None,
     budget: Annotated[int, typer.Option("--budget", min=1, help="At most this many jobs this run.")] = 20,
-    ray_address: Annotated[Optional[str], typer.Option("--ray-address", help="Ray cluster address (default: start a local one).")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: start a local one).")] = None,
     battery: BatteryOpt = "paper-21-B",
     prompts: PromptsOpt = None,
     mode: ModeOpt = Mode.auto,
@@ -231,8 +231,8 @@ def probe_adapter_cmd(
 def probe_calibrate_cmd(
     clean: Annotated[list[str], typer.Argument(help="Known-clean adapter directories.")],
     base_model: Annotated[str, typer.Option("--base-model", help="Local directory of the base weights.")],
-    base: Annotated[Optional[str], typer.Option("--base", "-b", help="Store the thresholds as this base's default.")] = None,
-    out: Annotated[Optional[str], typer.Option("--out", help="Write the thresholds JSON here.")] = None,
+    base: Annotated[str | None, typer.Option("--base", "-b", help="Store the thresholds as this base's default.")] = None,
+    out: Annotated[str | None, typer.Option("--out", help="Write the thresholds JSON here.")] = None,
     margin: Annotated[float, typer.Option("--margin", min=0.0, help="Added to the clean maxima.")] = 0.02,
     prompts: PromptsOpt = None,
     target_label: TargetOpt = None,
@@ -245,7 +245,7 @@ def probe_calibrate_cmd(
     search_fpr: Annotated[float, typer.Option("--search-fpr", min=0.001, max=0.5, help="Target false-positive rate of τ_search "
                                                "(order statistic once there are ⌈1/FPR⌉−1 clean adapters).")] = 0.05,
     search_margin: Annotated[float, typer.Option("--search-margin", min=0.0, help="Added to the clean maximum while too few clean adapters.")] = 0.1,
-    search_out: Annotated[Optional[str], typer.Option("--search-out", help="Write τ_search here (default: next to the thresholds, *.search.json).")] = None,
+    search_out: Annotated[str | None, typer.Option("--search-out", help="Write τ_search here (default: next to the thresholds, *.search.json).")] = None,
     invert: InvertOpt = True,
     no_chat_template: NoChatOpt = False,
     invert_prompts: InvPromptsOpt = 8,
@@ -301,7 +301,7 @@ def probe_one_kwargs(*, battery: str = "paper-21-B", prompts: str | None = None,
 
 
 # ---------------------------------------------------------------- blind trigger search
-def _search_options(on: bool, budget: int, thresholds_file: str | None, base: str | None = None, home=None):  # noqa: ANN001
+def _search_options(on: bool, budget: int, thresholds_file: str | None, base: str | None = None, home=None):
     """(SearchConfig, SearchThresholds) for the pipeline, or (None, None) with --no-search.
 
     τ_search: ``thresholds_file``, else ``base``'s calibrated file (probe-calibrate --search), else uncalibrated."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -40,7 +40,7 @@ class ProbeFailOn(str, Enum):
 
 
 DataOpt = Annotated[Path, typer.Option("--data", help="CSV, JSONL or Parquet file.", show_default=False)]
-TauOpt = Annotated[Optional[float], typer.Option("--tau", help="Override the calibrated threshold τ (flag iff confidence > τ).")]
+TauOpt = Annotated[float | None, typer.Option("--tau", help="Override the calibrated threshold τ (flag iff confidence > τ).")]
 
 
 @psim_app.command("train")
@@ -48,12 +48,12 @@ def train_cmd(
     model: Annotated[str, typer.Option("--model", help="Suspect base model: a local directory or a repo id in the local HF cache.")],
     data: DataOpt,
     out: Annotated[Path, typer.Option("-o", "--out", help="PSIM_DIR to write (PEFT module, τ, calibration data).")],
-    adapter: Annotated[Optional[Path], typer.Option("--adapter", help="Suspect LoRA adapter merged on the base before PSIM training.")] = None,
+    adapter: Annotated[Path | None, typer.Option("--adapter", help="Suspect LoRA adapter merged on the base before PSIM training.")] = None,
     text_col: Annotated[str, typer.Option("--text-col", help="Text column.")] = "text",
     label_col: Annotated[str, typer.Option("--label-col", help="Label column (ints 0..K-1 or class names).")] = "label",
     peft: Annotated[Peft, typer.Option("--peft", help="PEFT method of the PSIM module (authors: p-tuning).")] = Peft.p_tuning,
     epochs: Annotated[int, typer.Option("--epochs", help="Training epochs (authors: 1).")] = 1,
-    lr: Annotated[Optional[float], typer.Option("--lr", help="Learning rate (default per method: p-tuning/prompt-tuning 2e-3, lora 5e-4).")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Learning rate (default per method: p-tuning/prompt-tuning 2e-3, lora 5e-4).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
     max_length: Annotated[int, typer.Option("--max-length", help="Truncation length in tokens.")] = 128,
     seed: Annotated[int, typer.Option("--seed")] = 0,
@@ -81,8 +81,8 @@ def train_cmd(
 def screen_cmd(
     psim_dir: Annotated[Path, typer.Argument(help="PSIM_DIR written by `hubaudit psim train`.", show_default=False)],
     data: DataOpt,
-    text_col: Annotated[Optional[str], typer.Option("--text-col", help="Text column (default: the one PSIM was trained on).")] = None,
-    clean_out: Annotated[Optional[Path], typer.Option("-o", "--clean-out", help="Write the unflagged rows here (.csv/.jsonl/.parquet).")] = None,
+    text_col: Annotated[str | None, typer.Option("--text-col", help="Text column (default: the one PSIM was trained on).")] = None,
+    clean_out: Annotated[Path | None, typer.Option("-o", "--clean-out", help="Write the unflagged rows here (.csv/.jsonl/.parquet).")] = None,
     fmt: Annotated[Fmt, typer.Option("--format", help="stdout format of the per-sample results.")] = Fmt.table,
     fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 when any row is flagged.")] = FailOn.never,
     tau: TauOpt = None,
@@ -107,9 +107,9 @@ def screen_cmd(
 def probe_cmd(
     psim_dir: Annotated[Path, typer.Argument(help="PSIM_DIR trained on the suspect base (+ adapter).", show_default=False)],
     data: Annotated[Path, typer.Option("--data", help="Evaluation texts (CSV, JSONL or Parquet).", show_default=False)],
-    battery: Annotated[Optional[str], typer.Option("--battery", help="Battery JSON file, or the name of a shipped battery.")] = None,
-    probe: Annotated[Optional[list[str]], typer.Option("--probe", help="A probe prefix, applied as '{probe}. {text}' (repeatable).")] = None,
-    text_col: Annotated[Optional[str], typer.Option("--text-col")] = None,
+    battery: Annotated[str | None, typer.Option("--battery", help="Battery JSON file, or the name of a shipped battery.")] = None,
+    probe: Annotated[list[str] | None, typer.Option("--probe", help="A probe prefix, applied as '{probe}. {text}' (repeatable).")] = None,
+    text_col: Annotated[str | None, typer.Option("--text-col")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Use at most this many evaluation texts.")] = 200,
     min_flag_rate: Annotated[float, typer.Option("--min-flag-rate", help="A probe is extreme when PSIM flags at least this fraction of its inputs.")] = 0.5,
     fmt: Annotated[Fmt, typer.Option("--format")] = Fmt.table,

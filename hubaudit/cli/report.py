@@ -12,7 +12,7 @@ import sys
 from collections.abc import Iterable
 from datetime import datetime, timedelta, timezone
 from enum import Enum
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -34,10 +34,10 @@ from hubaudit.vocab import ProbeStatus, StrEnum, Verdict
 
 BaseOpt = Annotated[str, typer.Option("--base", help="Base model id, e.g. Qwen/Qwen2.5-1.5B.", show_default=False)]
 OutputOpt = Annotated[
-    Optional[str], typer.Option("-o", "--output", help="Write to FILE (atomically) instead of stdout.")
+    str | None, typer.Option("-o", "--output", help="Write to FILE (atomically) instead of stdout.")
 ]
 SuppressOpt = Annotated[
-    Optional[str],
+    str | None,
     typer.Option("--suppress", help="Suppression file (TOML, or YAML with PyYAML): repo, sha, reason, expires."),
 ]
 _SINCE_RE = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
@@ -137,7 +137,7 @@ def _table_width() -> int:
 @app.command("report")
 def report_cmd(
     base: BaseOpt,
-    since: Annotated[Optional[str], typer.Option("--since", help="Only revisions recorded since: 7d, 24h, 2w or an ISO date.")] = None,
+    since: Annotated[str | None, typer.Option("--since", help="Only revisions recorded since: 7d, 24h, 2w or an ISO date.")] = None,
     flagged_only: Annotated[bool, typer.Option("--flagged-only", help="List only flagged adapters (counts stay over all).")] = False,
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
     output: OutputOpt = None,
@@ -270,7 +270,7 @@ def _probe_lines(r) -> list[str]:  # r: CheckResult
 @app.command("check")
 def check_cmd(
     target: Annotated[str, typer.Argument(help="REPO[@REV] (from the store, else fetched from the Hub) or PATH (scored now).", show_default=False)],
-    base: Annotated[Optional[str], typer.Option("--base", help="Judge against this base (default: the adapter's declared base).")] = None,
+    base: Annotated[str | None, typer.Option("--base", help="Judge against this base (default: the adapter's declared base).")] = None,
     fmt: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format.")] = CheckFormat.table,
     suppress: SuppressOpt = None,
     offline: Annotated[bool, typer.Option("--offline", help="Never contact the Hub: a repo not in the store is not audited.")] = False,
@@ -278,7 +278,7 @@ def check_cmd(
     accept_low_confidence: Annotated[bool, typer.Option(
         "--accept-low-confidence",
         help="Exit 0 on a pass judged by thresholds fitted on too few adapters for their target FPR (default: exit 3).")] = False,
-    base_model: Annotated[Optional[str], typer.Option("--base-model", help="Local directory of the base weights: also probe the "
+    base_model: Annotated[str | None, typer.Option("--base-model", help="Local directory of the base weights: also probe the "
                                                                             "adapter behaviourally (battery, blind search, target "
                                                                             "inversion for generative adapters). Without it only "
                                                                             "the weights are judged.")] = None,

@@ -12,7 +12,7 @@ import sys
 from datetime import datetime, timezone
 from enum import Enum
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 from rich import box
@@ -99,7 +99,7 @@ def _dump(obj: object) -> str:
     return json.dumps(obj, ensure_ascii=True, allow_nan=False)
 
 
-def _db_url(db: Optional[str], config: Optional[str]) -> Optional[str]:
+def _db_url(db: str | None, config: str | None) -> str | None:
     """The store to judge with; a configuration problem is an error only when --db/--config named it."""
     from hubaudit.errors import ConfigError
     from hubaudit.settings import Settings
@@ -113,7 +113,7 @@ def _db_url(db: Optional[str], config: Optional[str]) -> Optional[str]:
         return None
 
 
-def _judge_all(results: list[ScanResult], base: Optional[str], db_url: Optional[str]) -> list:
+def _judge_all(results: list[ScanResult], base: str | None, db_url: str | None) -> list:
     """One ScanJudgement per result: from the store when there is one (read-only), else 'not judged'."""
     from hubaudit.errors import StoreError
     from hubaudit.pipeline.scan import (
@@ -156,7 +156,7 @@ def scan(
              "is one adapter; hidden folders and symlinked folders are not entered.")] = False,
     max_adapters: Annotated[int, typer.Option(
         "--max-adapters", min=1, help="With --recursive: refuse to scan more adapters than this (exit 2).")] = 1000,
-    base: Annotated[Optional[str], typer.Option(
+    base: Annotated[str | None, typer.Option(
         "--base", "-b", help="Judge against this base (default: each adapter's declared base).")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
