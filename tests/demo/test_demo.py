@@ -103,23 +103,18 @@ def test_the_story_is_told_in_order_one_sentence_per_step(demo_run):
 
 @pytest.mark.slow
 def test_the_printed_report_command_opens_the_results(demo_run):
-    from typer.testing import CliRunner
-
-    from hubaudit.cli.app import app
-    from hubaudit.cli.main import _register
+    from tests._cli import run_cli
 
     s = demo_run.summary
     printed = re.search(r"^open the results: (.+)$", demo_run.stderr, re.MULTILINE).group(1)
     assert printed == s["report_command"]
     argv = shlex.split(printed)
     assert argv[:4] == ["hubaudit", "report", "--base", BASE_ID] and argv[4] == "--db"
-    _register()
-    runner = CliRunner()
-    table = runner.invoke(app, argv[1:])
-    assert table.exit_code == 0, table.output
+    table = run_cli(*argv[1:])  # in this process, through the console script's entry point
+    assert table.returncode == 0, table.stderr
     assert "flagged 3 (0 suppressed, 3 probe-confirmed)" in table.stdout
-    report = runner.invoke(app, [*argv[1:], "--format", "json"])
-    assert report.exit_code == 0
+    report = run_cli(*argv[1:], "--format", "json")
+    assert report.returncode == 0, report.stderr
     doc = json.loads(report.stdout)
     bad = {a["repo_id"] for a in s["adapters"] if a["truth"]["poisoned"]}
     assert {a["repo_id"] for a in doc["adapters"] if a["probe_flagged"]} == bad
