@@ -48,10 +48,10 @@ def feature_matrix(rows: Sequence[Mapping[str, float | None]], names: Sequence[s
             cols = [blk.index[name] for name in names]
             return rows_x.take(cols, axis=1) if cols != list(range(blk.x.shape[1])) else rows_x.copy()
     out = np.full((n, k), np.nan)
-    for blk, pos, idx in blocks.values():
+    for blk, positions, idx in blocks.values():
         have = [j for j, name in enumerate(names) if name in blk.index]
         cols = [blk.index[names[j]] for j in have]
-        out[np.ix_(pos, have)] = blk.x[np.ix_(idx, cols)]
+        out[np.ix_(positions, have)] = blk.x[np.ix_(idx, cols)]
     if other:
         out[other] = _from_mappings([rows[i] for i in other], names)
     return out

@@ -29,7 +29,9 @@ Per stratum, from the features of known- or presumed-clean adapters:
 
 from __future__ import annotations
 
+import functools
 import math
+import operator
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -147,7 +149,7 @@ def _stat(z: np.ndarray, prec: np.ndarray | None, corr: np.ndarray, mode: str) -
         for idx in patterns.values():
             m = ok[idx[0]]
             sub = np.linalg.inv(corr[np.ix_(m, m)])
-            zi = z[np.ix_(idx, np.flatnonzero(m))]
+            zi = z[np.ix_(np.asarray(idx), np.flatnonzero(m))]
             out[idx] = np.einsum("ij,jk,ik->i", zi, sub, zi) / int(m.sum())
     return out
 
@@ -224,12 +226,12 @@ def _out_of_sample(x: np.ndarray, mode: str) -> np.ndarray:
         return _stat(z, core["prec"], core["corr"], mode)
 
     if n <= LOO_MAX:
-        return np.array([held_out(slice(i, i + 1), lambda a, i=i: np.delete(a, i, axis=0))[0] for i in range(n)])
+        return np.array([held_out(slice(i, i + 1), functools.partial(np.delete, obj=i, axis=0))[0] for i in range(n)])
     out = np.full(n, np.nan)
     fold = np.arange(n) % FOLDS
     for f in range(FOLDS):
         held = fold == f
-        out[held] = held_out(held, lambda a, held=held: a[~held])
+        out[held] = held_out(held, operator.itemgetter(~held))
     return out
 
 
@@ -293,6 +295,8 @@ def _threshold(loo: np.ndarray, alpha: float, empirical_floor: bool = True, mode
     true χ²_K/K quantile for K ≥ 2, where ln(S) (used before) was 2× too high at K = 2 and 4.6×
     at K = 1, which let 7σ outliers of a single feature through. max: ln(max|z|), as before.
     """
+    fwd: Callable[[np.ndarray], np.ndarray]
+    inv: Callable[[float], float]
     if mode == "max":
         fwd, inv, floor = np.log, math.exp, MIN_LOG_SCALE
     else:

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -106,7 +106,7 @@ def judge_many(items: Sequence[tuple[str, Mapping[str, float | None]]], threshol
         groups[stratum].append(i)
     for stratum, idx in groups.items():
         key, fit, why = resolve(stratum, threshold_set)
-        if fit is None:
+        if fit is None or key is None:  # resolve gives both or neither
             for i in idx:
                 out[i] = (None, {"verdict": verdict, "reasons": [f"not calibrated: {why}"], "margin": None,
                                  "stratum": stratum, "fit": None, "source": None, "n": None, "top": [],
@@ -115,10 +115,10 @@ def judge_many(items: Sequence[tuple[str, Mapping[str, float | None]]], threshol
         low = low_confidence(fit, params)
         for i, v in zip(idx, _judge_group([items[i][1] for i in idx], stratum, key, fit, verdict, low)):
             out[i] = v
-    return out  # type: ignore[return-value]
+    return cast("list[Verdict]", out)  # every slot was filled above
 
 
-def _top(z: np.ndarray, names: Sequence[str]) -> list[list]:
+def _top(z: np.ndarray, names: Sequence[str]) -> list[list[Any]]:
     """Per row, the TOP largest |z| as [name, z] pairs, largest first (NaN z left out)."""
     n, k_all = z.shape
     if k_all == 0:
@@ -162,7 +162,7 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
     # the combined statistic (module docstring); None per row when it cannot be computed
     model = fit.get("combined") if verdict == "combined" else None
     comb_ok = model is not None and model.get("status") == StratumStatus.CALIBRATED
-    if comb_ok:
+    if model is not None and comb_ok:
         cols = [names.index(n) for n in model["features"]]
         stat, zc = score_matrix(model, raw[:, cols])
         thr = float(model["threshold"])

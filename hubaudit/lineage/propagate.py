@@ -76,7 +76,9 @@ def propagate(
         raise ValueError(f"fingerprint dimensions differ (population {np.shape(population)}, {src.shape[1]} sources)")
     pids = None if population_ids is None else np.asarray(population_ids, dtype=np.int64)
     sids = None if source_ids is None else np.asarray(source_ids, dtype=np.int64)
-    if (pids is None) != (sids is None) or (pids is not None and (len(pids) != n or len(sids) != s)):  # type: ignore[arg-type]
+    if (pids is None) != (sids is None) or (
+        pids is not None and sids is not None and (len(pids) != n or len(sids) != s)
+    ):
         raise ValueError("population_ids and source_ids go together, one id per row")
     step = max(64, min(_CHUNK, _CELLS // s))  # an (s, step) block of similarities at a time
     for start in range(0, n, step):
@@ -85,8 +87,8 @@ def propagate(
         sims = (src @ pop.T).astype(np.float64)  # (s, chunk)
         sims[~src_ok, :] = -np.inf
         sims[:, ~pop_ok] = -np.inf
-        if pids is not None:
-            sims[sids[:, None] == pids[None, start:stop]] = -np.inf  # type: ignore[index]
+        if pids is not None and sids is not None:  # both or neither (checked above)
+            sims[sids[:, None] == pids[None, start:stop]] = -np.inf
         best = np.argmax(sims, axis=0)
         top = sims[best, np.arange(stop - start)]
         for k in np.nonzero(top >= thresholds.derivative)[0]:

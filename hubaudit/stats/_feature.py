@@ -1,9 +1,10 @@
-"""The registry entry type and the per-module spectral table shared by features.py and
-features_extra.py (kept apart so that the registry in features.py can include features_extra.py's
-entries without an import cycle)."""
+"""The registry entry type, the per-module spectral table and the registry walks (compute, lookup)
+shared by features.py and features_extra.py: kept apart so that the registry in features.py can
+include features_extra.py's entries and neither module imports the other."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -52,3 +53,28 @@ def module_shares(ms: Modules) -> np.ndarray:
     if isinstance(ms, tuple):
         _SHARES_MEMO = (ms, p)
     return p
+
+
+def compute(modules: Modules, registry: Sequence[Feature]) -> dict[str, float]:
+    """Every feature of ``registry`` over ``modules``; a feature whose inputs are absent is omitted."""
+    out: dict[str, float] = {}
+    modules = tuple(modules)  # immutable for the whole computation (module_shares memoises on it)
+    for feat in registry:
+        value = feat.fn(modules)
+        if isinstance(value, dict):
+            out.update({k: v for k, v in value.items() if math.isfinite(v)})
+        elif value is not None and math.isfinite(value):
+            out[feat.name] = value
+    return out
+
+
+def lookup(name: str, registry: Sequence[Feature]) -> Feature | None:
+    """The entry of ``registry`` that computes feature ``name`` (families matched by their pattern)."""
+    for feat in registry:
+        if feat.name == name:
+            return feat
+        if "{" in feat.name:
+            head, _, tail = feat.name.partition("{projection}")
+            if name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail):
+                return feat
+    return None

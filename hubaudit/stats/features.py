@@ -12,7 +12,6 @@ Changing any definition here or there means bumping ``constants.FEATURESET_VERSI
 from __future__ import annotations
 
 import functools
-import math
 import re
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -21,7 +20,7 @@ from typing import Literal
 import numpy as np
 
 from hubaudit.models import ModuleStat
-from hubaudit.stats._feature import Direction, Feature, Modules, module_shares
+from hubaudit.stats._feature import Direction, Feature, Modules, compute, lookup, module_shares
 from hubaudit.stats.features_extra import EXTRA_FEATURES
 
 __all__ = ["FEATURES", "CORE_FEATURES", "EXTRA_FEATURES", "Direction", "Feature", "Modules", "compute_features",
@@ -200,24 +199,9 @@ def scored_modules(modules: Modules) -> list[ModuleStat]:
 def compute_features(modules: Modules, registry: Sequence[Feature] | None = None) -> dict[str, float]:
     """All features of ``registry`` (default: the registered FEATURES) over ``modules`` (pass
     ``scored_modules(all_modules)``); a feature whose inputs are absent is omitted."""
-    out: dict[str, float] = {}
-    modules = tuple(modules)  # immutable for the whole computation (module_shares memoises on it)
-    for feat in FEATURES if registry is None else registry:
-        value = feat.fn(modules)
-        if isinstance(value, dict):
-            out.update({k: v for k, v in value.items() if math.isfinite(v)})
-        elif value is not None and math.isfinite(value):
-            out[feat.name] = value
-    return out
+    return compute(modules, FEATURES if registry is None else registry)
 
 
 def describe(name: str, registry: Sequence[Feature] | None = None) -> Feature | None:
     """Registry entry for a computed feature name (families matched by their pattern)."""
-    for feat in FEATURES if registry is None else registry:
-        if feat.name == name:
-            return feat
-        if "{" in feat.name:
-            head, _, tail = feat.name.partition("{projection}")
-            if name.startswith(head) and name.endswith(tail) and len(name) > len(head) + len(tail):
-                return feat
-    return None
+    return lookup(name, FEATURES if registry is None else registry)

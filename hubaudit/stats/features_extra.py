@@ -19,18 +19,21 @@ from __future__ import annotations
 import functools
 import re
 from collections import defaultdict
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
-from hubaudit.stats._feature import Feature, Modules, module_shares
+from hubaudit.models import ModuleStat
+from hubaudit.stats._feature import Feature, Modules, compute, lookup, module_shares
 
 
 def _f(ms: Modules) -> np.ndarray:
     return np.array([m.frob_norm for m in ms], dtype=np.float64)
 
 
-def _by(ms: Modules, key) -> dict:
-    out: dict = defaultdict(list)
+def _by(ms: Modules, key: Callable[[ModuleStat], Any]) -> dict[Any, list[ModuleStat]]:
+    out: defaultdict[Any, list[ModuleStat]] = defaultdict(list)
     for m in ms:
         k = key(m)
         if k is not None:
@@ -124,13 +127,9 @@ EXTRA_FEATURES: tuple[Feature, ...] = (
 
 def compute_extra(modules: Modules) -> dict[str, float]:
     """All EXTRA_FEATURES over ``modules`` (pass ``scored_modules(all_modules)``); absent → omitted."""
-    from hubaudit.stats.features import compute_features  # features.py imports this module
-
-    return compute_features(modules, EXTRA_FEATURES)
+    return compute(modules, EXTRA_FEATURES)
 
 
 def describe_extra(name: str) -> Feature | None:
     """Registry entry of a computed extra feature name (families matched by prefix and suffix)."""
-    from hubaudit.stats.features import describe
-
-    return describe(name, EXTRA_FEATURES)
+    return lookup(name, EXTRA_FEATURES)

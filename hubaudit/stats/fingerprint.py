@@ -223,7 +223,7 @@ class SketchBuilder:
 
     def result(self) -> Fingerprint | None:
         """The unit-norm fingerprint (zeros if every ΔW is zero); None if the sketch overflowed float64."""
-        vec = np.zeros(self.dim)
+        vec: np.ndarray = np.zeros(self.dim)
         if self._names:  # one bincount for all modules: each entry to its bucket, with its sign
             buckets = [_buckets(name, self.k, self.dim) for name in self._names]
             signed = np.concatenate(self._values) * np.concatenate([sign for _, sign in buckets])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from hubaudit.errors import MissingExtraError
@@ -46,7 +47,7 @@ def require_torch() -> None:
         raise MissingExtraError("probe", "--allow-pickle (loading adapter_model.bin)")
 
 
-def _limits(max_out_bytes: int):  # pragma: no cover - runs in the child between fork and exec
+def _limits(max_out_bytes: int) -> Callable[[], None]:  # pragma: no cover - runs in the child between fork and exec
     def apply() -> None:
         import resource
 

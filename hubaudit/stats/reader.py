@@ -10,13 +10,14 @@ same pass.
 from __future__ import annotations
 
 import hashlib
+import io
 import math
 import os
 import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -80,6 +81,8 @@ def locate(path: Path, symlink_roots: Sequence[Path] = ()) -> AdapterFiles:
     """An adapter directory, or a weights file with an optional adapter_config.json beside it."""
     if not os.path.lexists(path):
         raise Rejected(f"no such file or directory: {show_name(str(path))}")
+    config: Path | None
+    fmt: Literal["safetensors", "pickle"]
     if path.is_dir():
         # A directory the user named (even through a link) is theirs to choose; files in it are not.
         directory = path
@@ -102,10 +105,10 @@ def locate(path: Path, symlink_roots: Sequence[Path] = ()) -> AdapterFiles:
     check_not_link(weights, directory, symlink_roots)
     if config is not None:
         check_not_link(config, directory, symlink_roots)
-    return AdapterFiles(weights, config, fmt, directory)  # type: ignore[arg-type]
+    return AdapterFiles(weights, config, fmt, directory)
 
 
-def open_regular(p: Path, cap: int, what: str, follow: bool = False) -> tuple[BinaryIO, int]:
+def open_regular(p: Path, cap: int, what: str, follow: bool = False) -> tuple[io.FileIO, int]:
     """Open a regular file without following a final symlink and without blocking on a FIFO."""
     flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
     if not follow:
@@ -175,7 +178,7 @@ class _Scratch:
         return out
 
 
-def _readinto(f: BinaryIO, view: memoryview) -> memoryview:
+def _readinto(f: io.FileIO, view: memoryview) -> memoryview:
     got, n = 0, len(view)
     while got < n:
         k = f.readinto(view[got:])
@@ -239,7 +242,7 @@ def _sketch(
 
 
 def stream_reduce(
-    f: BinaryIO,
+    f: io.FileIO,
     size: int,
     plan: Plan,
     digest: FileDigest,
@@ -275,7 +278,7 @@ LARGE_TENSOR_BYTES = 32 << 20  # above this a LoRA tensor is reduced block by bl
 
 
 def _reduce_large(
-    f: BinaryIO,
+    f: io.FileIO,
     entry: TensorEntry,
     how: Reduce,
     shape2d: tuple[int, int] | None,
@@ -343,7 +346,7 @@ def _preadinto(fd: int, view: memoryview, offset: int) -> None:
         got += k
 
 
-def _reduce_all(f: BinaryIO, header: Header, plan: Plan, h: Hasher, scratch: _Scratch) -> Iterator[Reduced]:
+def _reduce_all(f: io.FileIO, header: Header, plan: Plan, h: Hasher, scratch: _Scratch) -> Iterator[Reduced]:
     for entry in header.entries:
         how, shape2d, proj = plan(entry)
         sketch: np.ndarray | None = None

@@ -8,13 +8,13 @@ features (features.py), and the adapter's fingerprint from the projections (fing
 
 from __future__ import annotations
 
+import io
 import math
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
 import numpy as np
 
@@ -139,7 +139,7 @@ class _Collected:
     unsketched: int = 0  # modules left out of the fingerprint (a side over MAX_SIDE)
 
 
-def _collect(f: BinaryIO, size: int, digest: FileDigest, settings: LoraSettings, fingerprint: bool) -> _Collected:
+def _collect(f: io.FileIO, size: int, digest: FileDigest, settings: LoraSettings, fingerprint: bool) -> _Collected:
     out = _Collected(sketch=SketchBuilder() if fingerprint else None)
     ready: dict[str, _Parts] = {}
     promised = settings.config_rank if settings.has_config else (lambda name: None)
@@ -197,11 +197,13 @@ def _module_stats(
 ) -> tuple[list[ModuleStat], list[str]]:
     """Validate each module's A/B pair, then compute all spectra in one batched call per rank."""
     warnings: list[str] = []
-    rows = []
+    rows: list[tuple[str, _Parts, int, float]] = []
+    grams: dict[str, tuple[np.ndarray, np.ndarray]] = {}  # (G_A, G_B) of each module, both present
     for name, p in sorted(parts.items()):
         if p.g_a is None or p.g_b is None:
             has, lacks = ("lora_A", "lora_B") if p.g_b is None else ("lora_B", "lora_A")
             raise Rejected(f"module {show_name(name)} has {has} but no {lacks}")
+        grams[name] = (p.g_a, p.g_b)
         r, r_b = p.a_shape[0], math.prod(p.b_shape[1:])
         if r != r_b:
             raise Rejected(f"module {show_name(name)}: lora_A has rank {r}, lora_B has rank {r_b}")
@@ -213,8 +215,8 @@ def _module_stats(
     for r in sorted({row[2] for row in rows}):
         batch = [row for row in rows if row[2] == r]
         frob_sq, sigma_sq = spectra_from_grams(
-            np.stack([p.g_a for _, p, _, _ in batch]),
-            np.stack([p.g_b for _, p, _, _ in batch]),
+            np.stack([grams[name][0] for name, *_ in batch]),
+            np.stack([grams[name][1] for name, *_ in batch]),
             np.array([s for *_, s in batch]),
         )
         for (name, p, _, s), fsq, ssq in zip(batch, frob_sq, np.sqrt(sigma_sq)):

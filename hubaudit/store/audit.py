@@ -56,12 +56,12 @@ class AuditRepository:
         with self._core.read() as conn:
             return sorted(conn.scalars(select(BaseModel.name)).all())
 
-    def upsert_adapter(self, base: str, repo_id: str, *, meta: dict | None = None, source: str = "hub") -> int:
+    def upsert_adapter(self, base: str, repo_id: str, *, meta: dict[str, Any] | None = None, source: str = "hub") -> int:
         """Insert or refresh one adapter of ``base``; merges ``meta`` into what is stored. Returns its id."""
         with self._core.write() as conn:
             return self._upsert_adapters(conn, base, [(repo_id, meta)], source)[repo_id]
 
-    def upsert_adapters(self, base: str, items: list[tuple[str, dict | None]], *, source: str = "hub") -> None:
+    def upsert_adapters(self, base: str, items: list[tuple[str, dict[str, Any] | None]], *, source: str = "hub") -> None:
         """:meth:`upsert_adapter` for many ``(repo_id, meta)`` pairs in one transaction (a listing page).
 
         A re-crawl of an unchanged base is one upsert per listed adapter: done one at a time, that was
@@ -71,11 +71,11 @@ class AuditRepository:
             with self._core.write() as conn:
                 self._upsert_adapters(conn, base, items, source)
 
-    def _upsert_adapters(self, conn: Connection, base: str, items: list[tuple[str, dict | None]],
+    def _upsert_adapters(self, conn: Connection, base: str, items: list[tuple[str, dict[str, Any] | None]],
                          source: str) -> dict[str, int]:  # fmt: skip
         """Insert new adapters, refresh known ones (last_seen, removed=False, meta merged, author);
         returns {repo_id: adapter id}."""
-        merged_items: dict[str, dict] = {}
+        merged_items: dict[str, dict[str, Any]] = {}
         for repo_id, meta in items:  # a repo listed twice: metas merge in order, as repeated calls would
             merged_items.setdefault(repo_id, {}).update(clean_json(meta or {}))
         bid = self._core.base_id(conn, base)
@@ -134,7 +134,7 @@ class AuditRepository:
                 conn.execute(update(Adapter).where(Adapter.id.in_(part)).values(removed=True))
         return sorted(r.repo_id for r in gone)
 
-    def adapter_meta(self, base: str, repo_id: str) -> dict | None:
+    def adapter_meta(self, base: str, repo_id: str) -> dict[str, Any] | None:
         """The stored listing metadata of one adapter, plus author/source/first_seen/last_seen/removed."""
         with self._core.read() as conn:
             row = conn.execute(
@@ -155,8 +155,8 @@ class AuditRepository:
 
     def record_revision(
         self, *, base: str, repo_id: str, sha: str, status: str, reason: str | None = None, error: str | None = None,
-        files: list[dict] | None = None, declared_base: str | None = None, provenance: dict | None = None,
-        scan: ScanResult | None = None,
+        files: list[dict[str, Any]] | None = None, declared_base: str | None = None,
+        provenance: dict[str, Any] | None = None, scan: ScanResult | None = None,
     ) -> int:  # fmt: skip
         """Record what happened to one revision (idempotent on (repo_id, sha)); stores the score of an ok scan."""
         item = dict(repo_id=repo_id, sha=sha, status=status, reason=reason, error=error, files=files,
@@ -317,7 +317,7 @@ class AuditRepository:
                  .where(Adapter.base_id == bid, ProbeResult.flagged.is_(True)).order_by(ProbeResult.revision_id))  # fmt: skip
             return [int(r) for r in conn.scalars(q)]
 
-    def module_norms(self, revision_id: int) -> list[dict]:
+    def module_norms(self, revision_id: int) -> list[dict[str, Any]]:
         """Per-module statistics (ModuleStat.to_dict()) of a scored revision; [] if none."""
         with self._core.read() as conn:
             norms = conn.scalar(
@@ -325,7 +325,7 @@ class AuditRepository:
             )
         return unpack_modules(norms)
 
-    def _audit_select(self, conn: Any, base: str, bid: int) -> Select:
+    def _audit_select(self, conn: Any, base: str, bid: int) -> Select[Any]:
         active = conn.execute(
             select(ThresholdSet.id, ThresholdSet.featureset_version).where(ThresholdSet.base_id == bid, ThresholdSet.active.is_(True))
         ).first()

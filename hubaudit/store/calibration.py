@@ -93,7 +93,7 @@ class CalibrationRepository:
         return out
 
     def stale_scores(self, base: str, featureset_version: str = FEATURESET_VERSION, *, after: int = 0,
-                     limit: int | None = None) -> list[dict]:  # fmt: skip
+                     limit: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
         """Scored revisions of ``base`` (latest of every non-removed adapter) that have a weight score
         under some other feature-set version but none under ``featureset_version``; each as
         ``{"revision_id", "featureset_version", "stratum", "modules" (ModuleStat dicts), "summary"}``
@@ -127,14 +127,14 @@ class CalibrationRepository:
             )  # fmt: skip
             if limit is not None:  # rows, not revisions: a revision cut at the end keeps its newest row
                 q = q.limit(limit)
-            out: dict[int, dict] = {}
+            out: dict[int, dict[str, Any]] = {}
             for r in conn.execute(q):
                 out.setdefault(r.revision_id, {"revision_id": r.revision_id, "featureset_version": r.featureset_version,
                                                "stratum": r.stratum, "modules": unpack_modules(r.module_norms),
                                                "summary": r.summary or {}, "packed": r.module_norms})  # fmt: skip
             return list(out.values())
 
-    def add_rescored(self, featureset_version: str, rows: list[dict]) -> None:
+    def add_rescored(self, featureset_version: str, rows: list[dict[str, Any]]) -> None:
         """Store re-derived weight scores under ``featureset_version`` (rows from :meth:`stale_scores`
         with ``"features"`` and ``"score"`` filled in); idempotent on (revision_id, featureset_version)."""
         now = utcnow()
@@ -154,7 +154,7 @@ class CalibrationRepository:
                 conn.execute(stmt, values)
 
     def save_threshold_set(
-        self, base: str, *, method: str, featureset_version: str, n: int, strata: dict, params: dict
+        self, base: str, *, method: str, featureset_version: str, n: int, strata: dict[str, Any], params: dict[str, Any]
     ) -> int:
         """Store a new threshold-set version for ``base`` and make it the only active one; returns its id."""
         with self._core.write() as conn:
@@ -187,7 +187,7 @@ class CalibrationRepository:
                 for t in conn.execute(q)
             ]
 
-    def save_verdicts(self, threshold_set_id: int, verdicts: list[tuple[int, bool | None, dict]]) -> None:
+    def save_verdicts(self, threshold_set_id: int, verdicts: list[tuple[int, bool | None, dict[str, Any]]]) -> None:
         """Store (revision_id, flagged, breakdown) verdicts under one threshold set (idempotent).
 
         One bulk upsert per chunk through the driver's ``executemany``: the statement is compiled

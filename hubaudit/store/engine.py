@@ -53,7 +53,7 @@ def _sqlite_begin(conn: Any) -> None:
 try:  # ~5x faster JSON; a calibration writes a breakdown for each of 100,000 adapters
     import orjson
 except ImportError:  # pragma: no cover - optional speed-up, the stdlib path is equivalent
-    orjson = None  # type: ignore[assignment]
+    orjson = None  # type: ignore[assignment, unused-ignore]  # needed where orjson (typed) is installed
 
 
 def json_dumps(value: Any) -> str:

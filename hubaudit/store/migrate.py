@@ -14,8 +14,13 @@ import threading
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import Engine, inspect
+
+if TYPE_CHECKING:
+    from alembic.config import Config
+    from sqlalchemy import Connection
 
 # Alembic's command functions share module-level state (alembic.context proxies); serialise them
 # within a process, as Prefect's alembic_commands.with_alembic_lock does for the same reason.
@@ -43,7 +48,7 @@ def script_location() -> Iterator[Path]:
         yield Path(path)
 
 
-def _config(location: Path, connection=None):  # type: ignore[no-untyped-def]
+def _config(location: Path, connection: Connection | None = None) -> Config:
     from alembic.config import Config
 
     cfg = Config()
@@ -121,7 +126,7 @@ def downgrade(engine: Engine, revision: str) -> None:
     _run(engine, "downgrade", revision)
 
 
-def diff(engine: Engine) -> list:
+def diff(engine: Engine) -> list[Any]:
     """Differences between the models and the database (``alembic check``: empty when they match)."""
     from alembic.autogenerate import compare_metadata
     from alembic.runtime.migration import MigrationContext
@@ -133,6 +138,6 @@ def diff(engine: Engine) -> list:
         return [d for d in compare_metadata(ctx, Base.metadata) if not _ignored(d)]
 
 
-def _ignored(d) -> bool:  # type: ignore[no-untyped-def]
+def _ignored(d: object) -> bool:
     # The alembic_version table is Alembic's own, not a model.
     return isinstance(d, tuple) and d[0] == "remove_table" and d[1].name == VERSION_TABLE

@@ -74,7 +74,7 @@ class QueueRepository:
         order = {i: k for k, i in enumerate(ids)}
         return sorted(rows, key=lambda r: order[r.id])
 
-    def finish_probe_job(self, job_id: int, result: dict) -> None:
+    def finish_probe_job(self, job_id: int, result: dict[str, Any]) -> None:
         """Mark a job done and store its result (``result["flagged"]`` is copied to a column)."""
         now = utcnow()
         with self._core.write() as conn:

@@ -17,7 +17,7 @@ class RunLogRepository:
     def __init__(self, core: StoreCore) -> None:
         self._core = core
 
-    def start_run(self, command: str, args: dict) -> int:
+    def start_run(self, command: str, args: dict[str, Any]) -> int:
         """Record the start of a command (committed at once); returns the run id for :meth:`finish_run`."""
         with self._core.write() as conn:
             row = table_of(Run).insert().values(command=command, args=clean_json(args), started_at=utcnow(), counts={})

@@ -205,7 +205,7 @@ class Store:
     # -- the facade: one line per method, documented on the repository ---------------------------
 
     # runs (RunLogRepository)
-    def start_run(self, command: str, args: dict) -> int:
+    def start_run(self, command: str, args: dict[str, Any]) -> int:
         return self.run_log.start_run(command, args)
 
     def finish_run(self, run_id: int, *, counts: dict[str, int], exit_status: int) -> None:
@@ -218,16 +218,16 @@ class Store:
     def bases(self) -> list[str]:
         return self.audit.bases()
 
-    def upsert_adapter(self, base: str, repo_id: str, *, meta: dict | None = None, source: str = "hub") -> int:
+    def upsert_adapter(self, base: str, repo_id: str, *, meta: dict[str, Any] | None = None, source: str = "hub") -> int:
         return self.audit.upsert_adapter(base, repo_id, meta=meta, source=source)
 
-    def upsert_adapters(self, base: str, items: list[tuple[str, dict | None]], *, source: str = "hub") -> None:
+    def upsert_adapters(self, base: str, items: list[tuple[str, dict[str, Any] | None]], *, source: str = "hub") -> None:
         return self.audit.upsert_adapters(base, items, source=source)
 
     def mark_removed(self, base: str, present_repo_ids: set[str]) -> list[str]:
         return self.audit.mark_removed(base, present_repo_ids)
 
-    def adapter_meta(self, base: str, repo_id: str) -> dict | None:
+    def adapter_meta(self, base: str, repo_id: str) -> dict[str, Any] | None:
         return self.audit.adapter_meta(base, repo_id)
 
     def revision_outcome(self, repo_id: str, sha: str) -> str | None:
@@ -238,8 +238,8 @@ class Store:
 
     def record_revision(
         self, *, base: str, repo_id: str, sha: str, status: str, reason: str | None = None, error: str | None = None,
-        files: list[dict] | None = None, declared_base: str | None = None, provenance: dict | None = None,
-        scan: ScanResult | None = None,
+        files: list[dict[str, Any]] | None = None, declared_base: str | None = None,
+        provenance: dict[str, Any] | None = None, scan: ScanResult | None = None,
     ) -> int:  # fmt: skip
         return self.audit.record_revision(base=base, repo_id=repo_id, sha=sha, status=status, reason=reason, error=error,
                                           files=files, declared_base=declared_base, provenance=provenance, scan=scan)  # fmt: skip
@@ -254,7 +254,7 @@ class Store:
     def find_revision(self, repo_id: str, sha: str | None = None) -> AuditRow | None:
         return self.audit.find_revision(repo_id, sha)
 
-    def module_norms(self, revision_id: int) -> list[dict]:
+    def module_norms(self, revision_id: int) -> list[dict[str, Any]]:
         return self.audit.module_norms(revision_id)
 
     def probe_confirmed(self, base: str) -> list[int]:
@@ -265,14 +265,14 @@ class Store:
         return self.calibration.population(base, featureset_version)
 
     def stale_scores(self, base: str, featureset_version: str = FEATURESET_VERSION, *, after: int = 0,
-                     limit: int | None = None) -> list[dict]:  # fmt: skip
+                     limit: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
         return self.calibration.stale_scores(base, featureset_version, after=after, limit=limit)
 
-    def add_rescored(self, featureset_version: str, rows: list[dict]) -> None:
+    def add_rescored(self, featureset_version: str, rows: list[dict[str, Any]]) -> None:
         return self.calibration.add_rescored(featureset_version, rows)
 
-    def save_threshold_set(self, base: str, *, method: str, featureset_version: str, n: int, strata: dict,
-                           params: dict) -> int:  # fmt: skip
+    def save_threshold_set(self, base: str, *, method: str, featureset_version: str, n: int, strata: dict[str, Any],
+                           params: dict[str, Any]) -> int:  # fmt: skip
         return self.calibration.save_threshold_set(base, method=method, featureset_version=featureset_version, n=n,
                                                    strata=strata, params=params)  # fmt: skip
 
@@ -282,7 +282,7 @@ class Store:
     def threshold_sets(self, base: str) -> list[ThresholdSetRow]:
         return self.calibration.threshold_sets(base)
 
-    def save_verdicts(self, threshold_set_id: int, verdicts: list[tuple[int, bool | None, dict]]) -> None:
+    def save_verdicts(self, threshold_set_id: int, verdicts: list[tuple[int, bool | None, dict[str, Any]]]) -> None:
         return self.calibration.save_verdicts(threshold_set_id, verdicts)
 
     # the probe queue (QueueRepository)
@@ -292,7 +292,7 @@ class Store:
     def claim_probe_jobs(self, worker: str, *, limit: int, lease_seconds: int, base: str | None = None) -> list[ProbeJobRow]:
         return self.queue.claim_probe_jobs(worker, limit=limit, lease_seconds=lease_seconds, base=base)
 
-    def finish_probe_job(self, job_id: int, result: dict) -> None:
+    def finish_probe_job(self, job_id: int, result: dict[str, Any]) -> None:
         return self.queue.finish_probe_job(job_id, result)
 
     def fail_probe_job(self, job_id: int, reason: str, *, max_attempts: int = 3) -> None:
