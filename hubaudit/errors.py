@@ -46,6 +46,12 @@ class StoreError(HubauditError):
     exit_code = 3
 
 
+class MissingDatabaseError(StoreError):
+    """A read-only command found no hubaudit database (no file, or one without tables): nothing to read."""
+
+    hint = "run `hubaudit crawl --base BASE` or `hubaudit ingest PATH --base BASE` first, or pass --db URL"
+
+
 class SchemaOutOfDateError(StoreError):
     """The database schema is behind the code."""
 

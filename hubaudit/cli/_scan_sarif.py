@@ -21,8 +21,8 @@ from hubaudit.report.formats.sarif import (
     RULE_INDEX,
     RULES,
     SARIF_SCHEMA,
-    _rule_dict,
     fingerprint,
+    rule_dict,
 )
 from hubaudit.textsafe import json_dumps, sarif_message
 from hubaudit.vocab import ScanStatus, Verdict
@@ -92,7 +92,7 @@ def render_sarif(results: list[ScanResult], judgements: list[ScanJudgement]) -> 
     out = [_result(rule_id, message, r, j)
            for r, j in zip(results, judgements) for rule_id, message in rules_for(r, j)]  # fmt: skip
     run = {
-        "tool": {"driver": {"name": "hubaudit", "version": __version__, "rules": [_rule_dict(r) for r in RULES]}},
+        "tool": {"driver": {"name": "hubaudit", "version": __version__, "rules": [rule_dict(r) for r in RULES]}},
         "automationDetails": {"id": "hubaudit/scan/"},
         "results": out,
         "properties": {"adapters": len(results), "judged": sum(1 for j in judgements if j.verdict != Verdict.NOT_JUDGED)},

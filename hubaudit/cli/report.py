@@ -87,8 +87,8 @@ def _first_contact(base: str | None) -> str:
 def _open_store(db_url: str, base: str | None = None):
     """The store, opened for reading: these commands never create a database (a mistyped --db or a
     first run must not leave an empty file behind that later reads as "nothing flagged")."""
+    from hubaudit.errors import MissingDatabaseError
     from hubaudit.store import Store
-    from hubaudit.store.store import MissingDatabaseError
 
     try:
         return Store.open(db_url, must_exist=True)

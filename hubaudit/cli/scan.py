@@ -22,7 +22,7 @@ from rich.text import Text
 from hubaudit.cli._options import ConfigOpt, DataConsole, DbOpt, err_console, styled
 from hubaudit.cli.app import app
 from hubaudit.models import ScanResult
-from hubaudit.stats import require_torch, scan_many
+from hubaudit.stats import require_torch
 from hubaudit.textsafe import terminal
 from hubaudit.vocab import ScanStatus, Verdict
 
@@ -115,7 +115,7 @@ def _db_url(db: str | None, config: str | None) -> str | None:
 
 def _judge_all(results: list[ScanResult], base: str | None, db_url: str | None) -> list:
     """One ScanJudgement per result: from the store when there is one (read-only), else 'not judged'."""
-    from hubaudit.errors import StoreError
+    from hubaudit.errors import MissingDatabaseError, StoreError
     from hubaudit.pipeline.scan import (
         NO_DATABASE,
         STORE_UNAVAILABLE,
@@ -123,7 +123,6 @@ def _judge_all(results: list[ScanResult], base: str | None, db_url: str | None) 
         not_judged,
     )
     from hubaudit.store import Store
-    from hubaudit.store.store import MissingDatabaseError
 
     if db_url is None:
         return [not_judged(r, STORE_UNAVAILABLE, base) for r in results]
@@ -168,7 +167,7 @@ def scan(
     judged". Exit 0 when every input was scored, 3 when at least one could not be (all are still reported).
     """
     from hubaudit.errors import InputError
-    from hubaudit.pipeline.scan import find_adapters
+    from hubaudit.pipeline.scan import find_adapters, score_adapters
 
     if allow_pickle:
         require_torch()
@@ -180,7 +179,7 @@ def scan(
         err_console.print(styled("note:", "dim", f"{found.links_not_followed} symlinked folder(s) not followed"))
     if not found.paths:
         raise InputError("no adapter found under the folders given", hint="name adapter folders or weights files")
-    results = scan_many(found.paths, allow_pickle=allow_pickle)
+    results = score_adapters(found.paths, allow_pickle=allow_pickle)
     if not recursive:
         from hubaudit.pipeline.ingest import is_adapter_dir
 

@@ -136,6 +136,14 @@ class ScanJudgement:
         return _finite(dict(self.__dict__))
 
 
+def score_adapters(paths: Sequence[Path], *, allow_pickle: bool) -> list[ScanResult]:
+    """Each adapter of ``paths`` (``find_adapters(...).paths``) scored from its weights alone, in order;
+    one bad adapter never stops the others."""
+    from hubaudit.stats import scan_many
+
+    return scan_many(paths, allow_pickle=allow_pickle)
+
+
 def _finite(value: Any) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else None

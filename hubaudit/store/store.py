@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy.exc import OperationalError
 
 from hubaudit.constants import FEATURESET_VERSION, FINGERPRINT_VERSION
-from hubaudit.errors import SchemaOutOfDateError, StoreError
+from hubaudit.errors import MissingDatabaseError, SchemaOutOfDateError, StoreError
 from hubaudit.store import migrate
 from hubaudit.store.audit import FINAL_STATUSES, RETRY_LIMIT, REVISION_STATUSES, AuditRepository
 from hubaudit.store.calibration import CalibrationRepository
@@ -33,12 +33,6 @@ if TYPE_CHECKING:
 __all__ = ["FINAL_STATUSES", "RETRY_LIMIT", "REVISION_STATUSES", "SUPPORTED_DIALECTS", "MissingDatabaseError", "Store"]
 
 SUPPORTED_DIALECTS = ("sqlite", "postgresql")
-
-
-class MissingDatabaseError(StoreError):
-    """A read-only command found no hubaudit database (no file, or one without tables): nothing to read."""
-
-    hint = "run `hubaudit crawl --base BASE` or `hubaudit ingest PATH --base BASE` first, or pass --db URL"
 
 
 def _sqlite_path(url: str) -> Any:

@@ -197,7 +197,7 @@ class SarifFormat(ReportFormat):
                 "driver": {
                     "name": "hubaudit",
                     "version": report.tool_version,
-                    "rules": [_rule_dict(r) for r in RULES],
+                    "rules": [rule_dict(r) for r in RULES],
                 }
             },
             "automationDetails": {"id": f"hubaudit/{report.base}/"},
@@ -217,7 +217,7 @@ class SarifFormat(ReportFormat):
         return json_dumps(doc, indent=2) + "\n"
 
 
-def _rule_dict(r: Rule) -> dict[str, Any]:
+def rule_dict(r: Rule) -> dict[str, Any]:
     return {
         "id": r.id,
         "name": r.name,
