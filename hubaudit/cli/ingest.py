@@ -86,6 +86,7 @@ def ingest(
         exit_status = run.exit_status = 0 if summary.all_scored else EXIT_NOT_SCORED
         warm_cache(store, [base], settings.home / "cache" / "fingerprints")
     if fmt is IngestFormat.json:
+        # ASCII JSON as it has always been written (emit_rows' JSON would also write DEL as \u007f)
         sys.stdout.write(json.dumps([i.to_dict() for i in summary.items], allow_nan=False) + "\n")
     else:
         # Tab-separated: each field is escaped, so a tab or newline in a path cannot add a column or a row.

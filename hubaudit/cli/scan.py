@@ -95,7 +95,8 @@ def _table(results: list[ScanResult], judgements: list) -> None:
 
 
 def _dump(obj: object) -> str:
-    # ASCII escapes keep undecodable path bytes (surrogates) representable on any stdout encoding
+    # ASCII escapes keep undecodable path bytes (surrogates) representable on any stdout encoding.
+    # Not emit_rows: its JSON would also write DEL as \u007f, and scan's JSON stays byte-for-byte.
     return json.dumps(obj, ensure_ascii=True, allow_nan=False)
 
 
