@@ -1,0 +1,305 @@
+"""The stage boundaries, read from the source: which package of hubaudit may import which.
+
+Every import counts: at module level, inside functions and under ``if TYPE_CHECKING:`` (a type
+named in a signature is a dependency too). The units are the stages (one package each), the
+pipeline that wires them, the CLI, the synth training utility and the shared modules
+(``hubaudit/*.py``: models, vocab, constants, errors, ...). The rules:
+
+- a shared module imports only shared modules;
+- a stage imports shared modules and its own package, never another stage;
+- synth (adapters trained for tests, the demo and the evals) imports shared modules and SYNTH_MAY_IMPORT;
+- pipeline imports shared modules, stages and synth, never the CLI;
+- the CLI imports shared modules and pipeline, and of the stages only CLI_MAY_IMPORT;
+- no module imports another package's private module or name (``_x``);
+- no import cycle between modules that runs (``TYPE_CHECKING`` imports never run).
+
+KNOWN_VIOLATIONS and KNOWN_CYCLES list what breaks a rule today, each with what fixing it
+means. The test fails on anything new, and also when a listed entry is gone, so the lists only
+shrink.
+"""
+
+from __future__ import annotations
+
+import ast
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent / "hubaudit"
+
+STAGES = frozenset({"calibrate", "executors", "fetch", "hub", "lineage", "probe", "psim", "report", "stats", "store"})
+KINDS = {**dict.fromkeys(STAGES, "stage"), "pipeline": "pipeline", "cli": "cli", "synth": "synth"}
+
+# What the CLI takes from a stage besides pipeline calls (a dotted prefix: a module or one name).
+CLI_MAY_IMPORT = {
+    "hubaudit.store.Store": "a command opens the database once (settings resolved at the edge) and hands it on",
+    "hubaudit.store.migrate": "`hubaudit db` is the migrations themselves: no other stage takes part",
+    "hubaudit.stats.require_torch": "--allow-pickle needs the probe extra: checked before anything is opened",
+    "hubaudit.executors.ExecutorName": "--executor choices, generated from the executor registry",
+    "hubaudit.probe.modes": "--mode choices (MODES, ProbeMode)",
+    "hubaudit.probe.batteries": "--battery: the built-in names, and a battery file read as the option's value",
+    "hubaudit.probe.prober.ProbeOptions": "the prober's options, built from flags",
+    "hubaudit.probe.search.SearchConfig": "the blind search's options, built from flags",
+    "hubaudit.probe.invert.InversionConfig": "the trigger inversion's options, built from flags",
+    "hubaudit.probe.prompting.DEFAULT_LABEL_WORDS": "the default of --label-words",
+    "hubaudit.probe.prompting.DEFAULT_SYSTEM_PROMPT": "the default of --system-prompt",
+    "hubaudit.psim.output.PROBE_FORMATS": "--format choices of `psim probe`, from the format registry",
+    "hubaudit.psim.output.SCREEN_FORMATS": "--format choices of `psim screen`, from the format registry",
+    "hubaudit.report.OutputFormat": "--format choices of `report`, from the format registry",
+    "hubaudit.report.export.EXPORT_FORMATS": "--format choices of `export`, from the format registry",
+    "hubaudit.report.Suppression": "the type of the parsed --suppress entries",
+    "hubaudit.report.formats.sarif": "`scan --format sarif` shares the rules (ids, levels) of `report --format sarif`",
+}
+SYNTH_MAY_IMPORT = {
+    "hubaudit.probe.prompting": "adapters are trained in the prompt format the prober reads (one source of truth)",
+}
+
+# (importing module, imported name) → what fixing it means. Findings, not permissions.
+KNOWN_VIOLATIONS = {
+    ("hubaudit.config", "hubaudit.executors.EXECUTORS"):
+        "a shared module reads a stage's registry to validate `executor =`: the executor names belong in the "
+        "shared vocabulary, with executors/ mapping each to its class",
+    ("hubaudit.executors.probe_exec", "hubaudit.probe.task.release_probers"):
+        "probe_exec wires the executor seam to the prober: it belongs in pipeline/, or takes the release hook",
+    ("hubaudit.pipeline.similar", "hubaudit.store._fingerprint_cache.StoredRevision"):
+        "pipeline reads the store's private fingerprint cache: the Store should offer what similar needs",
+    ("hubaudit.pipeline.similar", "hubaudit.store._fingerprint_cache.packed_fingerprints"): "as above",
+    ("hubaudit.pipeline.similar", "hubaudit.store._fingerprint_cache.repo_revisions"): "as above",
+}  # fmt: skip
+KNOWN_CYCLES = {
+    frozenset({"hubaudit.stats.fingerprint", "hubaudit.stats.reader", "hubaudit.stats.scan"}):
+        "fingerprint's exact comparison of two adapters (_open_side) uses reader's and scan's parsing; it belongs "
+        "in a module of its own above them",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Edge:
+    importer: str  # dotted module name
+    target: str  # dotted name: a module, or module.name for `from module import name`
+    line: int
+    runtime: bool  # False under `if TYPE_CHECKING:`
+
+    def __str__(self) -> str:
+        return f"{self.importer} (line {self.line}) imports {self.target}"
+
+
+def _module_name(path: Path) -> str:
+    parts = path.relative_to(ROOT.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+class _Imports(ast.NodeVisitor):
+    def __init__(self, module: str, is_package: bool) -> None:
+        self.module, self.is_package = module, is_package
+        self.edges: list[Edge] = []
+        self._typing_only = 0
+
+    def visit_If(self, node: ast.If) -> None:
+        if _is_type_checking(node.test):
+            self._typing_only += 1
+            for child in node.body:
+                self.visit(child)
+            self._typing_only -= 1
+            for child in node.orelse:
+                self.visit(child)
+        else:
+            self.generic_visit(node)
+
+    def _add(self, target: str, line: int) -> None:
+        if target == "hubaudit" or target.startswith("hubaudit."):
+            self.edges.append(Edge(self.module, target, line, runtime=not self._typing_only))
+
+    def visit_Import(self, node: ast.Import) -> None:
+        for alias in node.names:
+            self._add(alias.name, node.lineno)
+
+    def visit_ImportFrom(self, node: ast.ImportFrom) -> None:
+        base = node.module or ""
+        if node.level:  # relative: resolve against this module's package
+            package = self.module.split(".")
+            if not self.is_package:
+                package = package[:-1]
+            package = package[: len(package) - (node.level - 1)]
+            base = ".".join(package + ([node.module] if node.module else []))
+        for alias in node.names:
+            self._add(f"{base}.{alias.name}", node.lineno)
+
+
+def _scan() -> tuple[set[str], list[Edge]]:
+    modules: set[str] = set()
+    edges: list[Edge] = []
+    for path in sorted(ROOT.rglob("*.py")):
+        name = _module_name(path)
+        modules.add(name)
+        visitor = _Imports(name, path.name == "__init__.py")
+        visitor.visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+        edges += visitor.edges
+    return modules, edges
+
+
+MODULES, EDGES = _scan()
+PACKAGES = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file())
+
+
+def _unit(dotted: str) -> str:
+    """The package a dotted name belongs to ("stats", "cli", ...), or "shared" for hubaudit/*.py."""
+    parts = dotted.split(".")
+    if len(parts) > 1 and parts[1] in KINDS:
+        return parts[1]
+    if parts[1:2] == ["__main__"]:
+        return "entry"
+    return "shared"
+
+
+def _kind(unit: str) -> str:
+    return KINDS.get(unit, unit)
+
+
+def _covered(target: str, allowed: dict[str, str]) -> bool:
+    return any(target == a or target.startswith(a + ".") for a in allowed)
+
+
+def _rule_broken(edge: Edge) -> str | None:
+    """Which rule ``edge`` breaks, or None."""
+    src, dst = _unit(edge.importer), _unit(edge.target)
+    if src == dst or dst == "shared":
+        return None
+    kind, dst_kind = _kind(src), _kind(dst)
+    if kind == "entry":
+        return None if dst == "cli" else "hubaudit.__main__ only starts the CLI"
+    if kind == "shared":
+        return f"a shared module imports {dst}"
+    if kind == "stage":
+        return f"stage {src} imports {dst_kind} {dst}"
+    if kind == "synth":
+        return None if _covered(edge.target, SYNTH_MAY_IMPORT) else f"synth imports {dst_kind} {dst}"
+    if kind == "pipeline":
+        return None if dst_kind in ("stage", "synth") else f"pipeline imports {dst}"
+    if kind == "cli":
+        if dst == "pipeline" or _covered(edge.target, CLI_MAY_IMPORT):
+            return None
+        return f"the CLI imports {dst_kind} {dst} (not in CLI_MAY_IMPORT: go through pipeline)"
+    return f"unclassified package {src}"
+
+
+def _private(edge: Edge) -> bool:
+    """An import of another package's private module or name (shared hubaudit._x modules are for all)."""
+    src, dst = _unit(edge.importer), _unit(edge.target)
+    if src == dst or dst == "shared":
+        return False
+    inner = edge.target.split(".")[2:]
+    return any(p.startswith("_") and not p.startswith("__") for p in inner)
+
+
+def _findings() -> dict[tuple[str, str], str]:
+    out: dict[tuple[str, str], str] = {}
+    for edge in EDGES:
+        why = _rule_broken(edge) or ("a private name of another package" if _private(edge) else None)
+        if why is not None:
+            out.setdefault((edge.importer, edge.target), f"{edge}: {why}")
+    return out
+
+
+def _resolve(target: str) -> str:
+    """The module a dotted import target lives in (``hubaudit.stats.scan_path`` → ``hubaudit.stats``)."""
+    while target not in MODULES:
+        target = target.rpartition(".")[0]
+    return target
+
+
+def _cycles() -> list[frozenset[str]]:
+    """Strongly connected components (more than one module) of the runtime import graph (Tarjan)."""
+    graph: dict[str, set[str]] = defaultdict(set)
+    for edge in EDGES:
+        if edge.runtime:
+            dst = _resolve(edge.target)
+            if dst != edge.importer:
+                graph[edge.importer].add(dst)
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[frozenset[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(frozenset(component))
+
+    for v in sorted(MODULES):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_parser_sees_every_kind_of_import():
+    source = """
+import hubaudit.stats
+from hubaudit import safejson
+from .sibling import thing
+import numpy
+if TYPE_CHECKING:
+    from hubaudit.store import Store
+else:
+    from hubaudit.vocab import Verdict
+def f():
+    from hubaudit.report.formats import sarif
+"""
+    visitor = _Imports("hubaudit.cli.demo", is_package=False)
+    visitor.visit(ast.parse(source))
+    assert [(e.target, e.runtime) for e in visitor.edges] == [
+        ("hubaudit.stats", True), ("hubaudit.safejson", True), ("hubaudit.cli.sibling.thing", True),
+        ("hubaudit.store.Store", False), ("hubaudit.vocab.Verdict", True), ("hubaudit.report.formats.sarif", True),
+    ]  # fmt: skip
+    assert len(MODULES) > 100 and EDGES
+
+
+def test_every_package_is_classified():
+    unknown = [p for p in PACKAGES if p not in KINDS]
+    assert not unknown, f"classify {unknown} in tests/test_layering.py (STAGES or KINDS)"
+
+
+def test_allowances_name_real_imports():
+    targets = {e.target for e in EDGES}
+    for allowed in (CLI_MAY_IMPORT, SYNTH_MAY_IMPORT):
+        stale = [a for a in allowed if not any(t == a or t.startswith(a + ".") for t in targets)]
+        assert not stale, f"nothing imports {stale} any more: remove them from the allowances"
+
+
+def test_stage_boundaries():
+    found = _findings()
+    new = sorted(why for key, why in found.items() if key not in KNOWN_VIOLATIONS)
+    fixed = sorted(f"{a} -> {b}" for a, b in KNOWN_VIOLATIONS if (a, b) not in found)
+    assert not new, "imports across the stage boundaries:\n" + "\n".join(new)
+    assert not fixed, "fixed, so remove from KNOWN_VIOLATIONS:\n" + "\n".join(fixed)
+
+
+def test_no_import_cycles():
+    cycles = _cycles()
+    new = sorted(sorted(c) for c in cycles if c not in KNOWN_CYCLES)
+    fixed = sorted(sorted(c) for c in KNOWN_CYCLES if c not in cycles)
+    assert not new, f"import cycles (modules importing each other, at any depth): {new}"
+    assert not fixed, f"fixed, so remove from KNOWN_CYCLES: {fixed}"
