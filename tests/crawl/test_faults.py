@@ -114,10 +114,12 @@ def test_hub_unreachable_exits_4_with_one_line(cli, monkeypatch):
     import huggingface_hub.utils._http as hf_http
 
     monkeypatch.setattr(hf_http, "time", SimpleNamespace(sleep=lambda s: None))  # the client's own listing backoff (23 s)
-    res = cli(*crawl_args(None), env={"HF_ENDPOINT": f"http://127.0.0.1:{_closed_port()}"})
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    res = cli(*crawl_args(None), env={"HF_ENDPOINT": endpoint})
     assert res.code == 4
     lines = res.err.strip().splitlines()
-    assert lines[0].startswith("Error: listing failed") and lines[1].startswith("Hint:") and len(lines) == 2
+    assert lines[0].startswith(f"Error: the Hub at {endpoint} is unreachable: listing failed"), lines
+    assert lines[1].startswith("Hint:") and len(lines) == 2
 
 
 def test_rejected_token_exits_4(hub, cli):
