@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 if sys.version_info >= (3, 11):
@@ -159,8 +159,3 @@ def load_config(path: str | Path | None = None, environ: dict[str, str] | None =
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read {chosen}: {exc}") from None
     return parse_config(text, chosen)
-
-
-def with_overrides(cfg: Config, **overrides: object) -> Config:
-    """A copy with CLI flags applied on top (flag > env > file > default)."""
-    return replace(cfg, **{k: v for k, v in overrides.items() if v is not None})

@@ -202,22 +202,6 @@ def probe_one(adapter_dir: str, base_model_path: str, *, battery: str | Battery 
         return run_probe_task(task)[0][1]
 
 
-def probe_calibrate(clean_dirs: list[str], base_model_path: str, *, battery: str = DEFAULT_BATTERY,
-                    prompts_file: str | None = None, probe_options: object = None, margin: float = 0.02,
-                    out: str | Path | None = None, search: object = None, search_margin: float = 0.1,
-                    search_fpr: float = 0.05, search_out: str | Path | None = None,
-                    invert: InversionConfig | None = None) -> tuple[Thresholds, list[dict]]:
-    """Probe known-clean adapters and set τ = clean maximum + ``margin`` (paper §1.5); save to ``out``.
-
-    With ``search`` (a SearchConfig) the clean adapters are also searched and τ_search is fitted and
-    saved to ``search_out`` (:func:`probe_calibrate_search` also returns it)."""
-    th, results, _ = probe_calibrate_search(clean_dirs, base_model_path, battery=battery, prompts_file=prompts_file,
-                                            probe_options=probe_options, margin=margin, out=out, search=search,
-                                            search_margin=search_margin, search_fpr=search_fpr, search_out=search_out,
-                                            invert=invert)
-    return th, results
-
-
 def probe_calibrate_search(clean_dirs: list[str], base_model_path: str, *, battery: str = DEFAULT_BATTERY,
                            prompts_file: str | None = None, probe_options: object = None, margin: float = 0.02,
                            out: str | Path | None = None, search: object = None, search_margin: float = 0.1,

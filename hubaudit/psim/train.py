@@ -80,11 +80,6 @@ class TrainOptions:
             raise UsageError("--batch-size must be ≥ 1 and --max-length ≥ 8")
 
 
-def confidences(model, tokenizer, texts: list[str], *, batch_size: int = 64, max_length: int = 128) -> np.ndarray:
-    """Max-softmax confidence c(x) = max_k softmax(model(x))_k for each text (float64 array)."""
-    return probabilities(model, tokenizer, texts, batch_size=batch_size, max_length=max_length).max(axis=1)
-
-
 def probabilities(model, tokenizer, texts: list[str], *, batch_size: int = 64, max_length: int = 128) -> np.ndarray:
     """Softmax class probabilities, shape (n, K)."""
     import torch

@@ -100,7 +100,3 @@ def make_engine(url: str) -> Engine:
             f"no database driver for {parsed.drivername!r} ({exc.name} is not installed)",
             hint="for PostgreSQL: pip install 'hubaudit[postgres]' and use postgresql+psycopg://...",
         ) from exc
-
-
-def is_sqlite(engine: Engine) -> bool:
-    return engine.dialect.name == "sqlite"

@@ -8,7 +8,6 @@ and a changed file gets a new one (the crawler's incremental logic keys on it).
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -198,10 +197,3 @@ def adapter_card(base: str, *, relation: str = "adapter") -> tuple[list[str], di
 def child_tags(parent: str, relation: str) -> list[str]:
     """Tags the Hub gives a repo that declares ``parent`` as its base with ``relation`` (model tree)."""
     return [f"base_model:{parent}", f"base_model:{relation}:{parent}"]
-
-
-def config_json(base: str, **extra: Any) -> bytes:
-    cfg = {"peft_type": "LORA", "task_type": "CAUSAL_LM", "base_model_name_or_path": base, "r": 4, "lora_alpha": 8,
-           "target_modules": ["q_proj", "v_proj"], "use_rslora": False, "use_dora": False}
-    cfg.update(extra)
-    return json.dumps(cfg, indent=2).encode()
