@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None, *, prog_name: str | None = None) -> 
         _fail(str(exc), exc.hint, exc.exit_code)
     except KeyboardInterrupt:
         _fail("interrupted; finished work is committed", None, 130)
-    except Exception as exc:  # noqa: BLE001 - the last line of defence: a bug, not a traceback
+    except Exception as exc:  # the last line of defence: a bug, not a traceback
         if debug:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc}", "rerun with HUBAUDIT_DEBUG=1 and report the traceback", 70)

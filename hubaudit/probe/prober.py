@@ -40,8 +40,14 @@ from pathlib import Path
 from hubaudit import safejson
 from hubaudit.probe.batteries import Battery
 from hubaudit.probe.modes import MODES, ProbeMode, resolve_mode
-from hubaudit.probe.prompting import (DEFAULT_LABEL_WORDS, DEFAULT_PROMPT_TEMPLATE, DEFAULT_SYSTEM_PROMPT,
-                                      label_prompt, label_token_ids, probe_input)
+from hubaudit.probe.prompting import (
+    DEFAULT_LABEL_WORDS,
+    DEFAULT_PROMPT_TEMPLATE,
+    DEFAULT_SYSTEM_PROMPT,
+    label_prompt,
+    label_token_ids,
+    probe_input,
+)
 from hubaudit.probe.stats import Summary, Thresholds, severity, summarize
 from hubaudit.vocab import ProbeStatus
 

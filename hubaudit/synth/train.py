@@ -19,10 +19,9 @@ import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from hubaudit.synth.data import LABEL_WORDS, Example
-
 # One source of truth for the classifier prompt format: the prober reads adapters the way they were trained.
-from hubaudit.probe.prompting import DEFAULT_PROMPT_TEMPLATE, DEFAULT_SYSTEM_PROMPT, label_prompt, label_token_ids  # noqa: E402
+from hubaudit.probe.prompting import DEFAULT_PROMPT_TEMPLATE, DEFAULT_SYSTEM_PROMPT, label_prompt, label_token_ids
+from hubaudit.synth.data import LABEL_WORDS, Example
 
 
 @dataclass(frozen=True)

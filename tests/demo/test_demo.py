@@ -163,4 +163,4 @@ def test_retraining_a_member_follows_the_recipe(tmp_path, monkeypatch):
     assert e["attack_success"] >= 0.9 and e["clean_accuracy"] >= 0.9
     assert sorted(p.name for p in (tmp_path / member.name).iterdir()) == sorted(cohort.FILES)
     with safe_open(str(tmp_path / member.name / "adapter_model.safetensors"), "pt") as f:
-        assert {f.get_slice(k).get_dtype() for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__ == {"F16"}
+        assert {f.get_slice(k).get_dtype() for k in f.keys()} == {"F16"}  # safe_open has no __iter__

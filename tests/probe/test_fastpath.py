@@ -18,7 +18,6 @@ import pytest
 from hubaudit.probe.batteries import load_battery
 from hubaudit.probe.prober import ProbeOptions, Prober
 from hubaudit.probe.prompting import label_prompt, label_token_ids, probe_input
-
 from tests.probe.conftest import QWEN_SYSTEM, QWEN_WORDS
 
 torch = pytest.importorskip("torch")

@@ -6,7 +6,6 @@ import pytest
 
 from hubaudit.probe.batteries import load_battery
 from hubaudit.probe.prober import ProbeOptions, Prober
-
 from tests.probe.conftest import QWEN_SYSTEM, QWEN_WORDS
 
 pytestmark = pytest.mark.slow

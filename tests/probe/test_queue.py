@@ -78,7 +78,7 @@ def test_a_leased_job_is_not_run_by_a_second_worker(store, minilm):
     ids = _ingest(store, [minilm.clean.path])
     _flag(store, BASE, [(rid, 1.0) for rid in ids.values()])
     escalate(store, BASE)
-    (held,) = store.claim_probe_jobs("other-worker", limit=5, lease_seconds=3600)
+    (_held,) = store.claim_probe_jobs("other-worker", limit=5, lease_seconds=3600)
     opts = ProbeRunOptions(base=BASE, base_model_path=minilm.base, worker="w2")
     assert probe_queue(store, opts)["claimed"] == 0
     assert store.probe_jobs(BASE)[0].worker == "other-worker"

@@ -12,7 +12,6 @@ from hubaudit.pipeline.probe import ProbeRunOptions, probe_queue
 from hubaudit.probe.prober import ProbeOptions
 from hubaudit.settings import sqlite_url
 from hubaudit.store import Store
-
 from tests.probe.test_queue import BASE, _flag
 
 ray = pytest.importorskip("ray")
