@@ -1,6 +1,6 @@
 """``hubaudit export``: a stable, versioned blocklist of adapter revisions (export_schema_version "1").
 
-One row per adapter revision. Columns (README "Export schema"), never renamed or reordered within a
+One row per adapter revision. Columns (docs/reports.md, "`export`"), never renamed or reordered within a
 version; new columns are only appended:
 
 ======================  ====================================================================

@@ -14,7 +14,7 @@ from typing import Any
 
 from hubaudit.vocab import RevisionStatus, StratumStatus
 
-# Bump on any backwards-incompatible change to the JSON/JSONL report shape (README "JSON schema").
+# Bump on any backwards-incompatible change to the JSON/JSONL report shape (docs/reports.md "JSON report schema").
 SCHEMA_VERSION = "1"
 
 HUB_URL = "https://huggingface.co"

@@ -49,7 +49,7 @@ def calibration_dict(cal: Calibration) -> dict[str, Any]:
 
 
 def adapter_dict(e: AdapterEntry) -> dict[str, Any]:
-    """One adapter in the JSON/JSONL report (README "JSON report schema")."""
+    """One adapter in the JSON/JSONL report (docs/reports.md "JSON report schema")."""
     return {
         "repo_id": e.repo_id,
         "sha": e.sha,

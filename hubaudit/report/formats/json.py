@@ -1,4 +1,4 @@
-"""``--format json``: one object (README "JSON report schema"; ``schema_version`` "1")."""
+"""``--format json``: one object (docs/reports.md "JSON report schema"; ``schema_version`` "1")."""
 
 from __future__ import annotations
 
