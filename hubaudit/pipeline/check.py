@@ -49,6 +49,7 @@ from hubaudit.pipeline.lineage import derived_for, report_thresholds
 from hubaudit.report import Suppression, match_suppression
 from hubaudit.report.build import hub_security_from, score_threshold
 from hubaudit.store import Store
+from hubaudit.textsafe import terminal
 from hubaudit.vocab import ProbeStatus, RevisionStatus, ScanStatus, Verdict, revision_status
 
 WEIGHTS_ONLY_NOTE = ("weights only: not probed (pass --base-model BASE_DIR to probe); "
@@ -248,6 +249,19 @@ def _from_scan(target: str, repo_id: str, path: Path, scan: ScanResult, base: st
 _FATAL = {"unavailable": HubUnavailableError, "auth": HubAuthError, "rate_limited": RateLimitedError}
 
 
+def _fatal(kind: str, message: str, hub: Any) -> Exception:
+    """The run-level error of a Hub failure during ``check``: a gate has no "next run" to resume, so an
+    unreachable Hub names the endpoint and the offline way (a local copy)."""
+    if kind == "unavailable":
+        endpoint = getattr(hub, "endpoint", None) or "HF_ENDPOINT"
+        return HubUnavailableError(
+            f"the Hub at {terminal(endpoint)} is unreachable: {message}",
+            hint="check the network, a proxy, or HF_ENDPOINT; offline, check a local copy of the adapter: "
+                 "hubaudit check PATH --base BASE (nothing was judged: exit 4, never a pass)",
+        )
+    return _FATAL[kind](message)
+
+
 def _from_hub(target: str, repo_id: str, rev: str | None, base: str | None, hub: Any, cache_root: Path
               ) -> tuple[CheckResult, dict[str, float], Fingerprint | None, dict[str, Any]]:
     """Fetch and score ``repo_id@rev`` from the Hub (HubConfig ``hub``): (result, features, fingerprint,
@@ -262,7 +276,7 @@ def _from_hub(target: str, repo_id: str, rev: str | None, base: str | None, hub:
     except Exception as exc:  # noqa: BLE001 - classified: per-repo problems are values, Hub-wide ones raise
         f = classify(exc)
         if f.kind in ("unreachable", "auth", "rate_limited"):
-            raise _FATAL[{"unreachable": "unavailable"}.get(f.kind, f.kind)](f"{repo_id}: {f.message}") from None
+            raise _fatal({"unreachable": "unavailable"}.get(f.kind, f.kind), f"{repo_id}: {f.message}", hub) from None
         return CheckResult(target=target, repo_id=repo_id, sha=rev, base=base, source="hub", status=RevisionStatus.SKIPPED,
                            verdict=Verdict.NOT_AUDITED, status_reason=f.reason, error=f.message), {}, None, {}  # fmt: skip
     expected = base or info.card_base_model or ""
@@ -270,7 +284,7 @@ def _from_hub(target: str, repo_id: str, rev: str | None, base: str | None, hub:
                    sha=info.sha or (rev or "main"), expected_base=expected, card_base_model=info.card_base_model)
     out = fetch_and_score(job)
     if out.fatal:
-        raise _FATAL[out.fatal](f"{repo_id}: {out.error or out.reason}")
+        raise _fatal(out.fatal, f"{repo_id}: {out.error or out.reason}", hub)
     scan = out.scan
     res = CheckResult(target=target, repo_id=repo_id, sha=out.sha, base=base or out.declared_base, source="hub",
                       status=out.status, verdict=Verdict.NOT_AUDITED, status_reason=out.reason, error=out.error,

@@ -60,3 +60,20 @@ def test_retry_line_reads_as_words(monkeypatch):
     bar.retrying(Failure("transient", "http_503", "503"), 2, 5, 1.25)
     assert descriptions == ["cannot connect: backing off 0.5s, retry 1/5",
                             "transient (http 503): backing off 1.2s, retry 2/5"]
+
+
+def test_offline_check_names_the_endpoint_and_the_local_way(tmp_path):
+    # A gate has no "next run": the hint says how to check a local copy instead, and nothing passes.
+    from hubaudit.store import Store
+    from tests._cli import run_cli
+
+    url = f"sqlite:///{tmp_path}/a.db"
+    Store.open(url, create=True).close()  # a store exists; the adapter is not in it: check asks the Hub
+    endpoint = f"http://127.0.0.1:{_closed_port()}"
+    p = run_cli("check", "some-org/some-lora", "--base", "Qwen/Qwen2.5-1.5B", "--db", url,
+                env={"HF_ENDPOINT": endpoint})
+    assert p.returncode == 4, p.stderr
+    lines = p.stderr.strip().splitlines()
+    assert lines[0].startswith(f"Error: the Hub at {endpoint} is unreachable"), lines
+    assert "hubaudit check PATH" in lines[1] and "resumes" not in lines[1]
+    assert p.stdout == ""  # no verdict printed, no PASS
