@@ -184,7 +184,9 @@ def test_queue_probe_stores_the_search(tiny, tmp_path: Path):
         (entry,) = [e for e in __import__("json").loads(get_format("json").render(report))["adapters"]
                     if e["repo_id"].startswith("local:")]
         assert TRIGGER in entry["probe_search"]["trigger"].split() and entry["probe_search"]["flagged"] is True
-        assert "trigger: '" in get_format("table").render(report) and "Behavioural probes (1)" in get_format("markdown").render(report)
+        for fmt in ("table", "markdown", "html"):  # the finding's evidence names the recovered trigger
+            text = get_format(fmt).render(report)
+            assert "blind search recovered trigger" in text and TRIGGER in text, fmt
 
 
 def test_dilution_separates_a_trigger_from_task_words():
