@@ -248,8 +248,11 @@ def hub_client(timeout: float, deadline_factor: float = 3.0) -> Iterator[None]:
     """
     from huggingface_hub.utils import _http
 
-    with _factory_lock:
-        previous = dict(safehttp.DEFAULTS)
+    # Locals, not module globals, in the finally: a permanent client (ensure_hub_client) is closed when
+    # the interpreter shuts down, after module globals may already have been cleared to None.
+    lock, state, defaults = _factory_lock, _state, safehttp.DEFAULTS
+    with lock:
+        previous = dict(defaults)
         if _state["depth"] == 0:
             _state["saved"] = _http._GLOBAL_CLIENT_FACTORY
             _http.set_client_factory(safehttp.make_client)
@@ -259,12 +262,12 @@ def hub_client(timeout: float, deadline_factor: float = 3.0) -> Iterator[None]:
     try:
         yield
     finally:
-        with _factory_lock:
-            _state["depth"] -= 1
-            safehttp.DEFAULTS.update(previous)
-            if _state["depth"] == 0 and _state["saved"] is not None:
-                _http.set_client_factory(_state["saved"])
-                _state["saved"] = None
+        with lock:
+            state["depth"] -= 1
+            defaults.update(previous)
+            if state["depth"] == 0 and state["saved"] is not None:
+                _http.set_client_factory(state["saved"])
+                state["saved"] = None
 
 
 def ensure_hub_client(timeout: float, deadline_factor: float = 3.0) -> None:
