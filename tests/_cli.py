@@ -70,6 +70,21 @@ def _process_state(argv: list[str], env: Mapping[str, str | None] | None, cwd: s
                 os.environ[key] = value
 
 
+@contextlib.contextmanager
+def _process_lifetime_hub_client() -> Iterator[None]:
+    """A command that reaches the Hub outside a crawl installs a timeout-bound Hub client factory for
+    the rest of its process (hubaudit.httpclient.ensure_hub_client); the process's exit takes it
+    away, so here it is closed when the command returns."""
+    from hubaudit import httpclient
+
+    kept = len(httpclient._permanent)
+    try:
+        yield
+    finally:
+        while len(httpclient._permanent) > kept:
+            httpclient._permanent.pop().__exit__(None, None, None)
+
+
 def _arg(a: object) -> str:
     """One argv string, as a process would receive it: a str subclass (a str-valued Enum member)
     passes its characters, not its ``str()``."""
@@ -95,7 +110,7 @@ def run_cli(*args: object, env: Mapping[str, str | None] | None = None, input: s
     out = io.TextIOWrapper(out_bytes, encoding="utf-8", errors="strict", write_through=True)
     err = io.TextIOWrapper(err_bytes, encoding="utf-8", errors="backslashreplace", write_through=True)
     message = ""
-    with _process_state(argv, env, cwd, io.StringIO(input or ""), out, err):
+    with _process_state(argv, env, cwd, io.StringIO(input or ""), out, err), _process_lifetime_hub_client():
         try:
             main(argv[1:], prog_name="hubaudit")
             code = 0

@@ -1,4 +1,6 @@
-"""Session-wide isolation: no real Hub, no real token, temp homes. Area fixtures live in tests/<area>/conftest.py."""
+"""Session-wide isolation (no real Hub, no real token, temp homes) and a migrated SQLite database
+copied per test (``migrated_sqlite``). Area fixtures live in tests/<area>/conftest.py; CLI commands
+run in-process through tests/_cli.py."""
 
 from __future__ import annotations
 
