@@ -395,6 +395,7 @@ def trained_fps(trained) -> dict[str, Fingerprint]:
     return out
 
 
+@pytest.mark.slow  # trains MiniLM adapters (session fixture)
 @pytest.mark.parametrize("copy", ["copy-bf16", "copy-fp16", "copy-fp32"])
 def test_a_reparametrised_copy_of_a_trained_adapter_is_recognised(trained, trained_fps, copy):
     assert trained_fps["source"].similarity(trained_fps[copy]) >= 0.99
@@ -402,6 +403,7 @@ def test_a_reparametrised_copy_of_a_trained_adapter_is_recognised(trained, train
     assert ex.cosine >= 0.99 and ex.shared_modules == 12 and ex.only_a == ex.only_b == 0
 
 
+@pytest.mark.slow  # trains MiniLM adapters (session fixture)
 def test_a_derivative_is_clearly_above_every_independent_adapter(trained, trained_fps):
     src = trained_fps["source"]
     derivative = src.similarity(trained_fps["derivative"])
@@ -419,6 +421,7 @@ def test_a_derivative_is_clearly_above_every_independent_adapter(trained, traine
         assert v == pytest.approx(exact_similarity(trained["source"], trained[k]).cosine, abs=0.15)
 
 
+@pytest.mark.slow  # trains MiniLM adapters (session fixture)
 def test_trained_copies_and_derivatives_through_the_store_similar_report_and_check(trained, tmp_path):
     """The acceptance path with adapters trained here: ingest them, find the copy as top-1 with
     ``hubaudit similar``, keep independents below the copy threshold, and once the source is
