@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import re
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -265,7 +266,9 @@ def hub_client(timeout: float, deadline_factor: float = 3.0) -> Iterator[None]:
         with lock:
             state["depth"] -= 1
             defaults.update(previous)
-            if state["depth"] == 0 and state["saved"] is not None:
+            # At interpreter shutdown there is no client left to restore (and huggingface_hub's module
+            # attributes may already be gone).
+            if state["depth"] == 0 and state["saved"] is not None and not sys.is_finalizing():
                 _http.set_client_factory(state["saved"])
                 state["saved"] = None
 
