@@ -70,9 +70,9 @@ def _no_constants(name: str) -> Any:
 def expected_dim(store: Store, base: str) -> int:
     """The fingerprint dimension an import must have: the base's stored fingerprints', else its
     blocklist's, else this hubaudit's sketch."""
-    fps = store.fingerprints(base)
-    if len(fps):
-        return int(fps.matrix.shape[1])
+    dim = store.fingerprint_dim(base)  # one row, not the base's whole population of fingerprints
+    if dim is not None:
+        return dim
     entries = store.blocklist(base)
     if entries:
         return entries[0].fingerprint.dim

@@ -179,6 +179,21 @@ class LineageRepository:
             latest=latest,
         )
 
+    def fingerprint_dim(self, base: str, version: str = FINGERPRINT_VERSION) -> int | None:
+        """The dimension of the stored fingerprints of ``version`` for ``base`` (one row read), None if none."""
+        with self._core.read() as conn:
+            bid = self._core.base_id(conn, base, create=False)
+            if bid is None:
+                return None
+            dim = conn.scalar(
+                select(AdapterFingerprint.dim)
+                .join(Revision, Revision.id == AdapterFingerprint.revision_id)
+                .join(Adapter, Adapter.id == Revision.adapter_id)
+                .where(Adapter.base_id == bid, AdapterFingerprint.version == version)
+                .limit(1)
+            )
+        return None if dim is None else int(dim)
+
     def fingerprint_state(self, base: str, version: str = FINGERPRINT_VERSION) -> FingerprintState | None:
         """The :class:`FingerprintState` of ``version`` (the whole table's rows of that version, not only the
         base's: one index range, and a write to any base changes it); None when ``base`` is unknown."""

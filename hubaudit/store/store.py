@@ -303,6 +303,9 @@ class Store:
                      revision_ids: Collection[int] | None = None) -> FingerprintSet:  # fmt: skip
         return self.lineage.fingerprints(base, version, revision_ids=revision_ids)
 
+    def fingerprint_dim(self, base: str, version: str = FINGERPRINT_VERSION) -> int | None:
+        return self.lineage.fingerprint_dim(base, version)
+
     def add_blocklist_entries(self, base: str, entries: list[dict[str, Any]]) -> int:
         return self.lineage.add_blocklist_entries(base, entries)
 
