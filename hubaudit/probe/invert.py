@@ -52,7 +52,7 @@ class InversionConfig:
     n_prompts: int = 8  # benign prompts the target must be consistent across
     steps: int = 6  # tokens generated after the forced first token
     min_steps: int = 2  # generated tokens (before the end token) a ranked target needs
-    chunk: int = 128  # candidate first tokens per batch (C·n rows per forward)
+    chunk: int | None = None  # candidate first tokens per batch (C·n rows per forward); None = fit the free memory (sizing.py)
     prefilter: int | None = None  # keep the top-k first tokens by first-token log-ratio; None = whole vocabulary
     chat_template: bool = True  # wrap prompts in the tokenizer's chat template when it has one
     top: int = 10  # targets reported
@@ -171,7 +171,7 @@ def invert(model, tok, prompts: list[str], cfg: InversionConfig | None = None, *
     """Invert the most base-relative consistent target of the active adapter of ``model`` (a PeftModel).
 
     ``prompts`` are benign user texts (the first ``cfg.n_prompts`` are used)."""
-    from hubaudit.probe import forward
+    from hubaudit.probe import forward, sizing
 
     torch = _torch()
     cfg = cfg or InversionConfig()
@@ -204,8 +204,9 @@ def invert(model, tok, prompts: list[str], cfg: InversionConfig | None = None, *
         all_qa = torch.zeros((len(cands), S))
         all_qb = torch.zeros((len(cands), S))
         all_valid = torch.zeros((len(cands), S), dtype=torch.bool)
-        for j in range(0, len(cands), cfg.chunk):
-            part = torch.tensor(cands[j : j + cfg.chunk], device=device)
+        chunk = cfg.chunk or sizing.inversion_chunk(model, prompt_len=x.shape[1], steps=S, n_prompts=n, device=device)
+        for j in range(0, len(cands), chunk):
+            part = torch.tensor(cands[j : j + chunk], device=device)
             C = len(part)
             cache_a, cache_b = _cache(model, kv_a, C), _cache(model, kv_b, C)
             am = mask.repeat(C, 1)
