@@ -57,8 +57,10 @@ NoChatOpt = Annotated[bool, typer.Option("--no-chat-template", help="Inversion p
                                                                     "tokenizer's chat template.")]
 InvPromptsOpt = Annotated[int, typer.Option("--invert-prompts", min=1, help="Prompts the inverted target must be consistent across.")]
 InvStepsOpt = Annotated[int, typer.Option("--invert-steps", min=1, help="Target tokens generated after the forced first token.")]
-InvChunkOpt = Annotated[int, typer.Option("--invert-chunk", min=1, help="Candidate first tokens per batch "
-                                                                       "(chunk x prompts rows per forward: memory).")]
+InvChunkOpt = Annotated[int | None, typer.Option("--invert-chunk", min=1, help="Candidate first tokens per batch "
+                                                                              "(chunk x prompts rows per forward: memory); "
+                                                                              "default: as many as fit half the free "
+                                                                              "device memory (at most 128 on a CPU).")]
 InvPrefilterOpt = Annotated[int | None, typer.Option("--invert-prefilter", min=1, help="Scan only the K first tokens the "
                                                                                          "adapter favours most over the base "
                                                                                          "(faster; default: the whole vocabulary).")]
@@ -198,7 +200,7 @@ def probe_adapter_cmd(
     no_chat_template: NoChatOpt = False,
     invert_prompts: InvPromptsOpt = 8,
     invert_steps: InvStepsOpt = 6,
-    invert_chunk: InvChunkOpt = 128,
+    invert_chunk: InvChunkOpt = None,
     invert_prefilter: InvPrefilterOpt = None,
     no_trigger_search: NoTriggerOpt = False,
     fmt: Annotated[Fmt, typer.Option("--format", "-f")] = Fmt.table,
@@ -250,7 +252,7 @@ def probe_calibrate_cmd(
     no_chat_template: NoChatOpt = False,
     invert_prompts: InvPromptsOpt = 8,
     invert_steps: InvStepsOpt = 6,
-    invert_chunk: InvChunkOpt = 128,
+    invert_chunk: InvChunkOpt = None,
     invert_prefilter: InvPrefilterOpt = None,
 ) -> None:
     """τ_gap, τ_mean = max over known-clean adapters + margin (paper §1.5); with --search also τ_search; stored per base or in --out."""
@@ -283,7 +285,7 @@ def probe_one_kwargs(*, battery: str = "paper-21-B", prompts: str | None = None,
                      system_prompt: str | None = None, batch_size: int = 32, search: bool = True,
                      search_budget: int = 1500, search_thresholds: str | None = None, invert: bool = True,
                      no_chat_template: bool = False, invert_prompts: int = 8, invert_steps: int = 6,
-                     invert_chunk: int = 128, invert_prefilter: int | None = None, no_trigger_search: bool = False,
+                     invert_chunk: int | None = None, invert_prefilter: int | None = None, no_trigger_search: bool = False,
                      base: str | None = None) -> dict:
     """The keyword arguments of ``pipeline.probe.probe_one`` from the probe options of a command.
 
@@ -318,7 +320,7 @@ def _search_options(on: bool, budget: int, thresholds_file: str | None, base: st
     return SearchConfig(budget=budget), tau
 
 
-def _invert_options(on: bool, n_prompts: int, steps: int, chunk: int, prefilter: int | None, no_chat_template: bool,
+def _invert_options(on: bool, n_prompts: int, steps: int, chunk: int | None, prefilter: int | None, no_chat_template: bool,
                     no_trigger_search: bool):
     """The InversionConfig generative adapters are scanned with under --search, or None (--no-search, --no-invert)."""
     if not on:
