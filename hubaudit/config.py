@@ -15,7 +15,8 @@ Every key is optional except at least one ``[[base]]`` table for ``hubaudit nigh
     target_fpr = 0.01
     executor = "none"                                     # none | local | ray  (probing)
     ray_address = ""
-    probe_budget = 20
+    probe_budget_seconds = 3600                           # device-seconds of probing per base per night
+    probe_budget = 0                                      # also at most this many probe jobs (0 = no cap)
     battery = "paper-21-B"
     prompts = ""                                          # JSONL with a "text" field; "" = built-in set
     base_model_path = ""                                  # local dir of the base weights (for probing)
@@ -59,7 +60,8 @@ class BaseConfig:
     target_fpr: float = 0.01
     executor: str = "none"
     ray_address: str = ""
-    probe_budget: int = 20
+    probe_budget_seconds: float = 3600.0  # device-seconds per base per night; jobs past it wait for the next
+    probe_budget: int = 0  # at most this many probe jobs per base per night as well (0 = no cap)
     battery: str = "paper-21-B"
     prompts: str = ""
     base_model_path: str = ""
@@ -92,6 +94,10 @@ def _check_base_table(table: dict, where: str) -> dict:
             raise ConfigError(f"{where}: {key} must be {_BASE_KEYS[key]}, got {type(value).__name__}")
     if out.get("executor", "none") not in EXECUTORS:
         raise ConfigError(f"{where}: executor must be one of {', '.join(EXECUTORS)}")
+    if "probe_budget_seconds" in out and not out["probe_budget_seconds"] > 0:
+        raise ConfigError(f"{where}: probe_budget_seconds must be positive")
+    if "probe_budget" in out and out["probe_budget"] < 0:
+        raise ConfigError(f"{where}: probe_budget must be 0 (no cap) or a positive number of jobs")
     return out
 
 

@@ -25,12 +25,19 @@ def _print(summary) -> None:  # summary: NightlySummary
         cal = b.calibration or {}
         probe = b.probe or {}
         cal_txt = f"calibration v{cal.get('version')} N={cal.get('n')}" if cal.get("calibrated") else "not calibrated"
+        esc = b.escalation or {}
+        ran = (f" ({probe.get('probed', 0)} probed, {probe.get('flagged', 0)} confirmed, "
+               f"{probe.get('seconds_used', 0):.0f} of {probe.get('budget_seconds') or 0:.0f} device-seconds)")
         err_console.print(
             f"{b.base}: listed {crawl.get('listed', '-')}, new {crawl.get('new', '-')}, scored {crawl.get('scored', '-')}; "
-            f"{cal_txt}; flagged {b.flagged}; queued {(b.escalation or {}).get('queued', 0)} new probe job(s); "
-            f"probe {probe.get('status')}" + (f" ({probe.get('probed', 0)} probed, {probe.get('flagged', 0)} confirmed)"
-                                              if probe.get("status") == "ran" else f" ({probe.get('note', '')})")
+            f"{cal_txt}; flagged {b.flagged}; queued {esc.get('queued', 0)} new probe job(s) "
+            f"({esc.get('queued_flagged', 0)} flagged, {esc.get('queued_unflagged', 0)} unflagged); "
+            f"probe {probe.get('status')}" + (ran if probe.get("status") == "ran" else f" ({probe.get('note', '')})")
         )
+        cov = b.probe_coverage
+        if cov:
+            err_console.print(f"  probed {cov['probed']} of {cov['probed'] + cov['not_probed']} scored revisions "
+                              f"({cov['not_probed']} not yet probed)")
         down = b.downstream or {}
         if down.get("status") == "ran":
             err_console.print(f"  downstream: {down.get('children', 0)} repo(s) built on {down.get('queried', 0)} "

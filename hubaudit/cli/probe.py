@@ -97,20 +97,24 @@ def _battery(spec: str):
 
 @app.command("escalate")
 def escalate_cmd(
-    base: Annotated[str, typer.Option("--base", "-b", help="Base model whose flagged adapters are queued.")],
+    base: Annotated[str, typer.Option("--base", "-b", help="Base model whose adapter revisions are queued.")],
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many new jobs.")] = None,
+    flagged_only: Annotated[bool, typer.Option("--flagged-only", help="Queue only weight-flagged revisions.")] = False,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Queue every flagged adapter revision of BASE for behavioral probing (priority: margin, downloads)."""
+    """Queue every scored, not yet probed adapter revision of BASE for behavioral probing, flagged and
+    unflagged (order: weight margin, then downloads)."""
     from hubaudit.pipeline.escalate import escalate
     from hubaudit.settings import Settings
     from hubaudit.store import Store
 
     with Store.open(Settings.resolve(db, config).db_url, create=True) as store:
-        s = escalate(store, base, limit=limit)
+        s = escalate(store, base, limit=limit, flagged_only=flagged_only)
     sys.stdout.write(json.dumps(s.to_dict()) + "\n")
-    err_console.print(f"escalate {base}: {s.flagged} flagged, {s.queued} queued, {s.already} already queued or probed")
+    err_console.print(f"escalate {base}: queued {s.queued} ({s.queued_flagged} flagged, {s.queued_unflagged} unflagged), "
+                      f"{s.already} already queued or probed, {s.probed} with a probe verdict"
+                      + (f"; {s.unflagged} unflagged left out (--flagged-only)" if flagged_only and s.unflagged else ""))
 
 
 @app.command("probe")
@@ -118,7 +122,10 @@ def probe_cmd(
     base: Annotated[str, typer.Option("--base", "-b", help="Base model whose queued jobs are probed.")],
     executor: Annotated[ExecutorName, typer.Option("--executor", help="Where probe tasks run.")] = ExecutorName.local,
     base_model_path: Annotated[str | None, typer.Option("--base-model-path", help="Local directory of the base weights.")] = None,
-    budget: Annotated[int, typer.Option("--budget", min=1, help="At most this many jobs this run.")] = 20,
+    budget_seconds: Annotated[float, typer.Option("--budget-seconds", min=1,
+                                                  help="Stop claiming jobs once probing has used this many device-seconds.")] = 3600,
+    budget: Annotated[int | None, typer.Option("--budget", "--max-jobs", min=1,
+                                               help="Also at most this many jobs this run (default: no cap).")] = None,
     ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: start a local one).")] = None,
     battery: BatteryOpt = "paper-21-B",
     prompts: PromptsOpt = None,
@@ -151,18 +158,20 @@ def probe_cmd(
     settings = Settings.resolve(db, config)
     _battery(battery)
     opts = ProbeRunOptions(base=base, base_model_path=base_model_path, executor=executor.value, address=ray_address,
-                           budget=budget, battery=battery, prompts_file=prompts, max_attempts=max_attempts,
+                           budget=budget, budget_seconds=budget_seconds, battery=battery, prompts_file=prompts,
+                           max_attempts=max_attempts,
                            thresholds=resolve_thresholds(settings.home, base, thresholds),
                            probe_options=_probe_options(mode, target_label, label_words, system_prompt, batch_size))
     opts.search, opts.search_thresholds = _search_options(search, search_budget, search_thresholds, base, settings.home)
     opts.invert = _invert_options(search and invert, invert_prompts, invert_steps, invert_chunk, invert_prefilter,
                                   no_chat_template, no_trigger_search)
-    args = {"base": base, "executor": executor.value, "budget": budget, "battery": battery}
+    args = {"base": base, "executor": executor.value, "budget": budget, "budget_seconds": budget_seconds, "battery": battery}
     with Store.open(settings.db_url, create=True) as store, recorded_run(store, "probe", args) as run:
         summary = probe_queue(store, opts)
         # A queue run that worked exits 0 even with findings (they are data, as for crawl and
         # nightly); a failure is recorded by recorded_run with the code the CLI exits with.
-        run.counts = {k: summary[k] for k in ("claimed", "probed", "flagged", "failed", "released")}
+        run.counts = {k: summary[k] for k in ("claimed", "probed", "flagged", "failed", "released", "remaining_queued")}
+        run.counts["seconds_used"] = round(summary["seconds_used"])
     if fmt is Fmt.json:
         sys.stdout.write(json.dumps(summary) + "\n")
     else:
@@ -178,7 +187,9 @@ def probe_cmd(
                 fields.append(f"trigger {r['search_trigger']!r} {r.get('search_attack_rate', 0.0):.4f}")
             sys.stdout.write("\t".join(terminal(f) for f in fields) + "\n")  # each field escaped: one row, fixed columns
     err_console.print(f"probe {base}: {summary['probed']} probed, {summary['flagged']} flagged, {summary['failed']} failed "
-                      f"(battery {summary['battery']['name']} v{summary['battery']['version']})")
+                      f"(battery {summary['battery']['name']} v{summary['battery']['version']}); "
+                      f"{summary['seconds_used']:.0f} of {budget_seconds:.0f} device-seconds used, "
+                      f"{summary['remaining_queued']} still queued")
 
 
 @app.command("probe-adapter")

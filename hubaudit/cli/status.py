@@ -55,6 +55,8 @@ def _base_lines(b) -> list[str]:  # b: BaseStatus
                  f"{b.low_confidence_passes} pass(es) with low confidence")  # fmt: skip
     lines.append(f"  findings     {b.weights_flagged} weights-flagged, {b.probe_confirmed} probe-confirmed")
     lines.append("  probe queue  " + " · ".join(f"{k} {v}" for k, v in b.probe_queue.items()))
+    lines.append(f"  probing      probed {b.probed} of {b.probed + b.not_probed} scored revisions "
+                 f"({b.not_probed} not yet probed)")
     for i, r in enumerate(b.last_runs):
         lines.append(("  last runs    " if i == 0 else "               ") + _run_text(r))
     if not b.last_runs:

@@ -1,5 +1,11 @@
 """``hubaudit nightly``: for each configured base, crawl → calibrate → escalate → probe → downstream → export.
 
+Escalation queues every scored revision that has no probe verdict yet (weight-flagged ones first, see
+:mod:`hubaudit.pipeline.escalate`); the probe stage then spends at most ``probe_budget_seconds``
+device-seconds of the base's queue (and at most ``probe_budget`` jobs when that is set), and what is
+left stays queued for the next night, so every new adapter of the base is probed within a few nights.
+``probe_coverage`` in each base's outcome counts the scored revisions probed and not yet probed.
+
 Every stage commits to the store as it goes (crawl per adapter, calibration per threshold set,
 escalation per job, probing per job), so a run killed at any point (even SIGKILL) resumes on the
 next invocation without redoing finished work: the crawl skips revisions with a final outcome,
@@ -61,6 +67,7 @@ class BaseOutcome:
     downstream: dict[str, Any] | None = None
     exports: dict[str, str] = field(default_factory=dict)
     flagged: int = 0
+    probe_coverage: dict[str, int] = field(default_factory=dict)  # {"probed", "not_probed"} after this run
     errors: list[str] = field(default_factory=list)
 
 
@@ -125,7 +132,8 @@ def _probe(store: Store, base: BaseConfig, hub: HubConfig, home: Path, queued: i
 
     opts = ProbeRunOptions(
         base=base.id, base_model_path=base.base_model_path or None, executor=base.executor,
-        address=base.ray_address or None, budget=base.probe_budget, battery=base.battery,
+        address=base.ray_address or None, budget=base.probe_budget or None,
+        budget_seconds=base.probe_budget_seconds, battery=base.battery,
         prompts_file=base.prompts or None, thresholds=resolve_thresholds(home, base.id), hub=hub,
         cache_dir=str(home / "cache" / "probe"),
     )  # fmt: skip
@@ -157,9 +165,9 @@ def _downstream(store: Store, base: str, hub: HubConfig, out: BaseOutcome, summa
         out.errors.append(f"downstream: {result.hub_error}")
 
 
-def _export(store: Store, base: str, folder: Path) -> tuple[dict[str, str], int]:
+def _export(store: Store, base: str, folder: Path) -> tuple[dict[str, str], int, dict[str, int]]:
     """Write the flagged lists and SARIF of ``base`` into ``folder`` (each file atomically), all
-    rendered from one report read from the store."""
+    rendered from one report read from the store; also its findings and probe coverage counts."""
     from hubaudit.pipeline.report import load_report, write_atomic
     from hubaudit.report import get_format
     from hubaudit.report.export import render_export, select_entries
@@ -171,7 +179,8 @@ def _export(store: Store, base: str, folder: Path) -> tuple[dict[str, str], int]
         written[name] = str(write_atomic(folder / name, render_export(report, fmt, flagged=True, include_suppressed=False)))
     for name, fmt in (("report.sarif", "sarif"), ("report.json", "json")):
         written[name] = str(write_atomic(folder / name, get_format(fmt).render(report)))
-    return written, len(select_entries(report, flagged=True, include_suppressed=False))
+    coverage = {"probed": report.summary.probed, "not_probed": report.summary.not_probed}
+    return written, len(select_entries(report, flagged=True, include_suppressed=False)), coverage
 
 
 def _publish_latest(export_dir: Path, dated: Path) -> Path:
@@ -240,11 +249,11 @@ def nightly(store: Store, cfg: Config, hub: HubConfig, *, home: Path, export_dir
             except NotCalibratedError as exc:
                 out.calibration = {"calibrated": False, "reason": str(exc)}
             esc = escalate(store, base.id)
-            out.escalation = esc.to_dict()
+            out.escalation = {k: v for k, v in esc.to_dict().items() if k != "job_ids"}  # counts; ids stay in the store
             queued = len(store.probe_jobs(base.id, status=ProbeJobStatus.QUEUED))
             out.probe = _probe(store, base, hub, home, queued)
             _downstream(store, base.id, hub, out, summary)
-            out.exports, out.flagged = _export(store, base.id, dated / slug(base.id))
+            out.exports, out.flagged, out.probe_coverage = _export(store, base.id, dated / slug(base.id))
         from hubaudit.pipeline.similar import warm_cache
 
         warm_cache(store, [b.id for b in cfg.bases], home / "cache" / "fingerprints")  # the morning's searches hit it

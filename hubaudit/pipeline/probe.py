@@ -12,8 +12,11 @@ from __future__ import annotations
 import os
 import re
 import socket
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from hubaudit.errors import UsageError
 from hubaudit.executors.probe_exec import open_probe_executor, prober_scope
@@ -24,7 +27,7 @@ from hubaudit.probe.prompting import load_prompts
 from hubaudit.probe.stats import Thresholds, calibrate, load_thresholds, save_thresholds
 from hubaudit.probe.task import AdapterRef, ProbeTask, run_probe_task
 from hubaudit.store import Store
-from hubaudit.vocab import ProbeStatus
+from hubaudit.vocab import ProbeJobStatus, ProbeStatus
 
 #: Reasons worth no retry: they will fail the same way next time (recorded as failed at once).
 PERMANENT = {"incompatible", "unsupported", "no_eligible_prompts", "usage"}
@@ -38,7 +41,8 @@ class ProbeRunOptions:
     base_model_path: str | None = None
     executor: str = "local"
     address: str | None = None
-    budget: int = 20
+    budget: int | None = None  # at most this many jobs claimed this run (None: no cap)
+    budget_seconds: float | None = None  # stop claiming once this many device-seconds are spent (None: no bound)
     adapters_per_task: int = 8
     workers: int = 1
     battery: str = DEFAULT_BATTERY
@@ -53,6 +57,9 @@ class ProbeRunOptions:
     search: object = None  # hubaudit.probe.search.SearchConfig; None = battery only
     search_thresholds: object = None  # hubaudit.probe.search_run.SearchThresholds
     invert: InversionConfig | None = None  # with search: generative adapters get target inversion
+    # What a worker runs per task, and the clock that times it (a module-level function: Ray pickles it).
+    run_task: Callable[[ProbeTask], list[tuple[AdapterRef, dict]]] = run_probe_task
+    clock: Callable[[], float] = time.monotonic
 
 
 def thresholds_path(home: str | Path, base: str) -> Path:
@@ -115,23 +122,55 @@ def _adapter_dir(store: Store, job, opts: ProbeRunOptions) -> tuple[str | None, 
 
 
 def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
-    """Claim up to ``budget`` jobs, probe those of ``opts.base``, write results/failures to the store."""
+    """Probe the queued jobs of ``opts.base`` in priority order within the run's budget; write each
+    result or failure to the store.
+
+    Jobs are claimed a task at a time (``adapters_per_task``), lazily as the executor has room, so
+    claiming stops once the device-seconds spent reach ``budget_seconds`` (or ``budget`` jobs were
+    claimed); a task that started before then finishes. A task's seconds run from its hand-over to
+    the executor to its result (its probe work: adapter downloads happen before, on this process).
+    Unclaimed jobs stay queued for the next run. The summary has ``seconds_used``,
+    ``budget_seconds``, ``remaining_queued`` and ``stopped`` (why claiming ended: ``budget_seconds``,
+    ``max_jobs``, ``queue_empty`` or ``base_unavailable``).
+    """
     worker = opts.worker or f"{socket.gethostname()}:{os.getpid()}"
     battery = load_battery(opts.battery)
     prompts = tuple(load_prompts(opts.prompts_file))
-    claimed = store.claim_probe_jobs(worker, limit=opts.budget, lease_seconds=opts.lease_seconds, base=opts.base)
-    summary = {"base": opts.base, "worker": worker, "claimed": len(claimed), "probed": 0, "flagged": 0,
-               "failed": 0, "released": 0, "battery": battery.to_dict(), "results": []}
-    mine = []
-    for job in claimed:
-        if job.base != opts.base:
-            # Defensive: claims are per base, so this only happens with a store that ignores the filter.
-            store.fail_probe_job(job.id, f"released: this worker probes {opts.base} only", max_attempts=10**9)
-            summary["released"] += 1
-        else:
-            mine.append(job)
-    if not mine:
-        return summary
+    summary: dict[str, Any] = {
+        "base": opts.base, "worker": worker, "claimed": 0, "probed": 0, "flagged": 0, "failed": 0, "released": 0,
+        "seconds_used": 0.0, "budget_seconds": opts.budget_seconds, "max_jobs": opts.budget, "remaining_queued": 0,
+        "stopped": "queue_empty", "battery": battery.to_dict(), "results": [],
+    }  # fmt: skip
+    cursor: tuple[float, int] | None = None
+    spent = 0.0
+    started: dict[int | None, float] = {}  # first job id of a task -> when it was handed to the executor
+
+    def claim() -> list | None:
+        """The next round of this base's jobs ([] when the round held only other bases' jobs); None
+        when the budget is spent or nothing is left to claim."""
+        nonlocal cursor
+        if opts.budget_seconds is not None and spent >= opts.budget_seconds:
+            summary["stopped"] = "budget_seconds"
+            return None
+        n = opts.adapters_per_task if opts.budget is None else min(opts.adapters_per_task, opts.budget - summary["claimed"])
+        if n <= 0:
+            summary["stopped"] = "max_jobs"
+            return None
+        got = store.claim_probe_jobs(worker, limit=n, lease_seconds=opts.lease_seconds, base=opts.base, after=cursor)
+        if not got:
+            summary["stopped"] = "queue_empty"
+            return None
+        cursor = (got[-1].priority, got[-1].id)
+        summary["claimed"] += len(got)
+        mine = []
+        for job in got:
+            if job.base != opts.base:
+                # Defensive: claims are per base, so this only happens with a store that ignores the filter.
+                store.fail_probe_job(job.id, f"released: this worker probes {opts.base} only", max_attempts=10**9)
+                summary["released"] += 1
+            else:
+                mine.append(job)
+        return mine
 
     def fail(job, reason: str, code: str) -> None:
         store.fail_probe_job(job.id, reason, max_attempts=1 if code in PERMANENT else opts.max_attempts)
@@ -139,23 +178,43 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
         summary["results"].append({"job_id": job.id, "repo_id": job.repo_id, "sha": job.sha, "status": ProbeStatus.ERROR,
                                    "reason": reason})
 
+    def finish(summary_out: dict) -> dict:
+        summary_out["seconds_used"] = round(spent, 3)
+        summary_out["remaining_queued"] = len(store.probe_jobs(opts.base, status=ProbeJobStatus.QUEUED))
+        return summary_out
+
+    first = claim()
+    if first is None:
+        return finish(summary)
     base_dir, why = _base_dir(opts)
     if base_dir is None:
-        for job in mine:
+        # nothing of this base can be probed: the first round records why, the rest waits for the next run
+        for job in first:
             fail(job, f"base_unavailable: {why}", "base_unavailable")
-        return summary
-    refs, by_id = [], {j.id: j for j in mine}
-    for job in mine:
-        path, why = _adapter_dir(store, job, opts)
-        if path is None:
-            fail(job, why or "adapter_unavailable", "adapter_unavailable")
-        else:
-            refs.append(AdapterRef(path, job.id, job.repo_id))
-    tasks = [ProbeTask(base_dir, tuple(refs[i : i + opts.adapters_per_task]), battery, prompts, opts.thresholds,
-                       _options(opts.probe_options), opts.search, opts.search_thresholds, opts.invert)
-             for i in range(0, len(refs), opts.adapters_per_task)]
+        summary["stopped"] = "base_unavailable"
+        return finish(summary)
+    by_id: dict[int | None, Any] = {}
+
+    def tasks() -> Iterator[ProbeTask]:
+        mine: list | None = first
+        while mine is not None:
+            refs = []
+            for job in mine:
+                path, reason = _adapter_dir(store, job, opts)
+                if path is None:
+                    fail(job, reason or "adapter_unavailable", "adapter_unavailable")
+                else:
+                    by_id[job.id] = job
+                    refs.append(AdapterRef(path, job.id, job.repo_id))
+            if refs:
+                started[refs[0].job_id] = opts.clock()
+                yield ProbeTask(base_dir, tuple(refs), battery, prompts, opts.thresholds, _options(opts.probe_options),
+                                opts.search, opts.search_thresholds, opts.invert)  # fmt: skip
+            mine = claim()
+
     with open_probe_executor(opts.executor, address=opts.address, workers=opts.workers) as ex:
-        for res in ex.map_unordered(run_probe_task, tasks):
+        for res in ex.map_unordered(opts.run_task, tasks()):
+            spent += opts.clock() - started.pop(res.item.adapters[0].job_id)
             if res.error is not None:  # the whole task died (worker crash, OOM-kill): each job fails
                 for ref in res.item.adapters:
                     fail(by_id[ref.job_id], f"worker_error: {res.error}", "worker_error")
@@ -179,7 +238,7 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
                 else:
                     code = result.get("reason", "error")
                     fail(job, f"{code}: {result.get('error', '')}", code)
-    return summary
+    return finish(summary)
 
 
 def probe_one(adapter_dir: str, base_model_path: str, *, battery: str | Battery = DEFAULT_BATTERY,

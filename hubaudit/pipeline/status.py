@@ -3,7 +3,8 @@
 Per base: the population (adapters, removed ones included, as ``report`` counts them), how many were
 scored and why the others were not audited, the calibration in force (version, N, low-confidence and
 uncalibrated strata, when), the findings (weights-flagged, probe-confirmed; suppression files are not
-read here), the probe queue by state, and the last run of each command that named the base. Counts
+read here), the probe queue by state, how many scored revisions are probed and not yet probed, and the
+last run of each command that named the base. Counts
 come from the same code as ``hubaudit report`` (hubaudit/report/build.py), so the two never disagree.
 """
 
@@ -78,6 +79,8 @@ class BaseStatus:
     probe_confirmed: int
     calibration: CalibrationStatus | None
     probe_queue: dict[str, int]
+    probed: int = 0  # scored, still-listed revisions with a probe verdict (flagged or clean)
+    not_probed: int = 0  # scored, still-listed revisions without one yet (queued or not)
     last_runs: list[RunInfo] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
@@ -142,6 +145,7 @@ def base_status(store: Store, base: str, runs: list[RunInfo], now: datetime) -> 
         weights_flagged=sum(1 for e in report.adapters if e.flagged is True), probe_confirmed=s.probe_confirmed,
         calibration=calibration,
         probe_queue={state: queue.get(state, 0) for state in (*PROBE_STATES, *sorted(set(queue) - set(PROBE_STATES)))},
+        probed=s.probed, not_probed=s.not_probed,
         last_runs=_last_per_command([r for r in runs if base in r.bases]),
     )  # fmt: skip
 

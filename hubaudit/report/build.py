@@ -290,6 +290,7 @@ def summarize(entries: Iterable[AdapterEntry]) -> Summary:
     audited = [e for e in entries if e.audited]
     findings = [e for e in entries if e.is_finding]
     not_audited = Counter((e.reason or e.status) for e in entries if not e.audited)
+    probe_eligible = [e for e in audited if not e.removed]
     return Summary(
         population=len(entries),
         audited=len(audited),
@@ -304,6 +305,8 @@ def summarize(entries: Iterable[AdapterEntry]) -> Summary:
         provenance_mismatch=sum(1 for e in entries if e.provenance_mismatch),
         low_confidence=sum(1 for e in entries if e.audited and e.low_confidence_pass),
         derived=sum(1 for e in entries if e.derived_from is not None),
+        probed=sum(1 for e in probe_eligible if e.probe_flagged is not None),
+        not_probed=sum(1 for e in probe_eligible if e.probe_flagged is None),
     )
 
 

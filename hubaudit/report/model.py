@@ -454,6 +454,10 @@ class Summary:
     provenance_mismatch: int = 0  # adapters whose config names another base
     low_confidence: int = 0  # of not_flagged: passes judged by a low-confidence fit (never plain passes)
     derived: int = 0  # findings that are copies/derivatives of a known-bad adapter
+    # of the scored revisions still listed (not removed): with a probe verdict (flagged or clean), and
+    # without one yet (queued or not); escalation queues every one, so the second count only shrinks
+    probed: int = 0
+    not_probed: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -470,6 +474,8 @@ class Summary:
             "provenance_mismatch": self.provenance_mismatch,
             "low_confidence": self.low_confidence,
             "derived": self.derived,
+            "probed": self.probed,
+            "not_probed": self.not_probed,
         }
 
 

@@ -8,6 +8,7 @@ Each method is one transaction, committed before it returns.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -31,32 +32,51 @@ class QueueRepository:
     def enqueue_probe(self, revision_id: int, *, priority: float) -> int | None:
         """Queue ``revision_id`` for probing; None if it is already queued, running or done.
 
-        A job that failed for good is queued again (attempts reset): re-escalation is deliberate.
+        A job that failed for good is queued again (attempts reset): re-escalation is deliberate. A job
+        still queued takes the new priority (margins move when a base is recalibrated).
         """
-        now = utcnow()
-        with self._core.write() as conn:
-            ins = self._core.insert(ProbeJob).values(
-                revision_id=revision_id, status="queued", priority=float(priority), attempts=0, created_at=now, updated_at=now
-            )
-            new_id = conn.execute(ins.on_conflict_do_nothing().returning(ProbeJob.id)).scalar()
-            if new_id is not None:
-                return int(new_id)
-            res = conn.execute(
-                update(ProbeJob)
-                .where(ProbeJob.revision_id == revision_id, ProbeJob.status == "failed")
-                .values(status="queued", priority=float(priority), attempts=0, worker=None, lease_expires_at=None, updated_at=now)
-                .returning(ProbeJob.id)
-            ).scalar()
-            return int(res) if res is not None else None
+        return self.enqueue_probes([(revision_id, priority)])[revision_id]
 
-    def claim_probe_jobs(self, worker: str, *, limit: int, lease_seconds: int, base: str | None = None) -> list[ProbeJobRow]:
+    def enqueue_probes(self, items: Sequence[tuple[int, float]]) -> dict[int, int | None]:
+        """:meth:`enqueue_probe` for many ``(revision_id, priority)`` pairs in one transaction:
+        revision id → the id of the job it queued, or None (already queued, running or done)."""
+        now = utcnow()
+        out: dict[int, int | None] = {}
+        with self._core.write() as conn:
+            for revision_id, priority in items:
+                ins = self._core.insert(ProbeJob).values(
+                    revision_id=revision_id, status="queued", priority=float(priority), attempts=0, created_at=now,
+                    updated_at=now,
+                )  # fmt: skip
+                new_id = conn.execute(ins.on_conflict_do_nothing().returning(ProbeJob.id)).scalar()
+                if new_id is None:
+                    new_id = conn.execute(
+                        update(ProbeJob)
+                        .where(ProbeJob.revision_id == revision_id, ProbeJob.status == "failed")
+                        .values(status="queued", priority=float(priority), attempts=0, worker=None,
+                                lease_expires_at=None, updated_at=now)
+                        .returning(ProbeJob.id)
+                    ).scalar()  # fmt: skip
+                if new_id is None:
+                    conn.execute(update(ProbeJob).where(ProbeJob.revision_id == revision_id, ProbeJob.status == "queued")
+                                 .values(priority=float(priority)))  # fmt: skip
+                out[revision_id] = int(new_id) if new_id is not None else None
+        return out
+
+    def claim_probe_jobs(self, worker: str, *, limit: int, lease_seconds: int, base: str | None = None,
+                         after: tuple[float, int] | None = None) -> list[ProbeJobRow]:
         """Atomically move up to ``limit`` queued (or lease-expired running) jobs, highest priority
         first, to ``running`` under ``worker``; never hands one job to two workers. ``base``: only
-        jobs whose adapter belongs to that base model (a prober holds one base in memory)."""
+        jobs whose adapter belongs to that base model (a prober holds one base in memory). ``after``:
+        the (priority, id) of the last job an earlier claim of the same run handed out; only jobs
+        after it in claim order are taken, so a job that failed and was requeued in this run is not
+        claimed again by it."""
         now = utcnow()
         with self._core.write() as conn:
             claimable = or_(ProbeJob.status == "queued", and_(ProbeJob.status == "running", ProbeJob.lease_expires_at < now))
             q = select(ProbeJob.id).where(claimable)
+            if after is not None:
+                q = q.where(or_(ProbeJob.priority < after[0], and_(ProbeJob.priority == after[0], ProbeJob.id > after[1])))
             if base is not None:
                 q = (q.join(Revision, Revision.id == ProbeJob.revision_id).join(Adapter, Adapter.id == Revision.adapter_id)
                      .join(BaseModel, BaseModel.id == Adapter.base_id).where(BaseModel.name == base))

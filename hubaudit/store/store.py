@@ -7,7 +7,7 @@ leases, what never leaves this package, the migration rule) is written in hubaud
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -283,8 +283,12 @@ class Store:
     def enqueue_probe(self, revision_id: int, *, priority: float) -> int | None:
         return self.queue.enqueue_probe(revision_id, priority=priority)
 
-    def claim_probe_jobs(self, worker: str, *, limit: int, lease_seconds: int, base: str | None = None) -> list[ProbeJobRow]:
-        return self.queue.claim_probe_jobs(worker, limit=limit, lease_seconds=lease_seconds, base=base)
+    def enqueue_probes(self, items: Sequence[tuple[int, float]]) -> dict[int, int | None]:
+        return self.queue.enqueue_probes(items)
+
+    def claim_probe_jobs(self, worker: str, *, limit: int, lease_seconds: int, base: str | None = None,
+                         after: tuple[float, int] | None = None) -> list[ProbeJobRow]:
+        return self.queue.claim_probe_jobs(worker, limit=limit, lease_seconds=lease_seconds, base=base, after=after)
 
     def finish_probe_job(self, job_id: int, result: dict[str, Any]) -> None:
         return self.queue.finish_probe_job(job_id, result)

@@ -131,7 +131,8 @@ def test_probe_queue(store):
     r2 = store.record_revision(base=BASE, repo_id="u/b", sha="s", status="scored", scan=scan())
     j1 = store.enqueue_probe(r1, priority=1.0)
     j2 = store.enqueue_probe(r2, priority=5.0)
-    assert store.enqueue_probe(r1, priority=9.0) is None  # already queued
+    assert store.enqueue_probe(r1, priority=0.5) is None  # already queued: not again, but it takes the new priority
+    assert {j.id: j.priority for j in store.probe_jobs(BASE)} == {j1: 0.5, j2: 5.0}
     a = store.claim_probe_jobs("w1", limit=1, lease_seconds=60)
     b = store.claim_probe_jobs("w2", limit=5, lease_seconds=60)
     assert [j.id for j in a] == [j2] and [j.id for j in b] == [j1]  # priority order, never shared
@@ -148,6 +149,21 @@ def test_probe_queue(store):
     assert store.probe_jobs(status="failed")[0].last_error == "CUDA out of memory"
     assert store.enqueue_probe(r1, priority=2.0) == j1  # a failed job can be escalated again
     assert store.probe_jobs(BASE, "queued")[0].attempts == 0
+
+
+def test_claims_of_one_run_move_down_the_queue_past_its_own_requeued_failures(store):
+    """``after`` = the last job a run claimed: its next claim starts below it, so a job the run failed
+    and requeued waits for the next run instead of being retried at once."""
+    rids = [store.record_revision(base=BASE, repo_id=f"u/{i}", sha="s", status="scored", scan=scan()) for i in range(4)]
+    jobs = store.enqueue_probes([(rid, p) for rid, p in zip(rids, (3.0, 2.0, 2.0, 1.0))])
+    assert store.enqueue_probes([(rids[0], 9.0)]) == {rids[0]: None}  # already queued
+    first = store.claim_probe_jobs("w", limit=2, lease_seconds=60, base=BASE)
+    assert [j.revision_id for j in first] == rids[:2] and first[0].priority == 9.0
+    store.fail_probe_job(first[0].id, "transient", max_attempts=3)  # requeued, highest priority of all
+    after = (first[-1].priority, first[-1].id)
+    rest = store.claim_probe_jobs("w", limit=5, lease_seconds=60, base=BASE, after=after)
+    assert [j.id for j in rest] == [jobs[rids[2]], jobs[rids[3]]]  # the tie at 2.0 is broken by job id
+    assert [j.id for j in store.claim_probe_jobs("w", limit=5, lease_seconds=60, base=BASE)] == [first[0].id]
 
 
 def test_expired_lease_is_claimed_again(store):

@@ -332,6 +332,13 @@ def hub_security_text(h: HubSecurity | None, max_files: int = 3) -> str:
     return f"Hub scan: issues in {len(files)} file(s): {listed}{more} (the Hub's scan, not a hubaudit verdict)"
 
 
+def probe_coverage_text(report: Report) -> str:
+    """``probed 12 of 40 scored revisions (28 not yet probed)``: of the scored revisions still listed,
+    how many have a probe verdict."""
+    s = report.summary
+    return f"probed {s.probed} of {s.probed + s.not_probed} scored revisions ({s.not_probed} not yet probed)"
+
+
 def downstream_counts(report: Report) -> tuple[int, int]:
     """(Hub repos built on a finding, findings that have any): the summary line's downstream count."""
     with_any = [e for e in report.findings if e.downstream]

@@ -26,6 +26,7 @@ from hubaudit.report.formats._common import (
     low_confidence_text,
     margin_help,
     margin_unit,
+    probe_coverage_text,
     probe_text,
     short_sha,
     source_text,
@@ -118,6 +119,7 @@ def _cards(report: Report) -> str:
         ("population", s.population, ""), ("audited", s.audited, ""), ("flagged", s.flagged_unsuppressed, "flag"),
         ("probe-confirmed", s.probe_confirmed, "flag"), ("suppressed", s.suppressed, "warn"),
         ("passed", s.not_flagged, ""), ("not judged", s.not_judged, "warn"), ("not audited", s.not_audited, "warn"),
+        ("probed", s.probed, ""), ("not yet probed", s.not_probed, "warn" if s.not_probed else ""),
     ]
     if s.low_confidence:
         items.insert(6, ("passed, low confidence", s.low_confidence, "warn"))
@@ -130,6 +132,8 @@ def _cards(report: Report) -> str:
                     for label, n, c in items)
     low = low_confidence_text(report)
     alert = f'<div class="alert" id="low-confidence">{escape(low)}</div>' if low else ""
+    coverage = probe_coverage_text(report)
+    alert += f'<p id="probe-coverage">{escape(coverage[0].upper() + coverage[1:])}.</p>'
     downstream = downstream_summary(report)
     if downstream:
         alert += f'<p id="downstream-summary">{escape(downstream[0].upper() + downstream[1:])}.</p>'

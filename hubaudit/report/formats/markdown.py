@@ -25,6 +25,7 @@ from hubaudit.report.formats._common import (
     low_confidence_text,
     margin_help,
     margin_unit,
+    probe_coverage_text,
     probe_text,
     short_sha,
     source_text,
@@ -71,6 +72,8 @@ class MarkdownFormat(ReportFormat):
             f" | {s.not_flagged}" + (f" ({s.low_confidence} low confidence)" if s.low_confidence else "")
             + f" | {s.not_judged} | {s.not_audited} |" + extra
         )
+        coverage = probe_coverage_text(report)
+        out += ["", coverage[0].upper() + coverage[1:] + "."]
         downstream = downstream_summary(report)
         if downstream:
             out += ["", md_escape(downstream[0].upper() + downstream[1:]) + "."]

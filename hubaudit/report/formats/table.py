@@ -24,6 +24,7 @@ from hubaudit.report.formats._common import (
     lineage_checked,
     low_confidence_text,
     margin_help,
+    probe_coverage_text,
     probe_text,
     short_sha,
     source_text,
@@ -203,6 +204,7 @@ class TableFormat(ReportFormat):
                 w,
             )
         )
+        out.append(_fit(probe_coverage_text(report), w))
         if lineage_checked(report):
             out.append(_fit(f"copies/derivatives of known-bad adapters {s.derived}", w))
         downstream = downstream_summary(report)
