@@ -96,7 +96,11 @@ def test_nightly_killed_midway_resumes_and_exports(hub, tmp_path):
     flagged = {repo for repo, r in rows.items() if r.flagged}
     assert set(outliers) <= flagged
     assert rows[pickle_only[0]].status == "unsupported"
-    assert {j.repo_id for j in queued} == flagged  # escalated, waiting for an executor
+    # every scored revision is escalated (the weight-flagged ones first), waiting for an executor
+    scored = {repo for repo, r in rows.items() if r.status == "scored" and not r.removed}
+    assert {j.repo_id for j in queued} == scored and flagged < scored
+    assert {j.repo_id for j in queued[: len(flagged)]} == flagged
+    assert outcome["probe_coverage"] == {"probed": 0, "not_probed": len(scored)}
 
     latest = export_dir / "latest"
     assert latest.is_symlink()

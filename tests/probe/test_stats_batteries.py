@@ -103,4 +103,5 @@ def test_paper_poisoning_is_additive_and_relabels():
 
 def test_priority_orders_by_margin_then_downloads():
     assert priority(3.0, 10) > priority(1.0, 10) > priority(1.0, 0)
-    assert priority(None, 0) == 0.0 and priority(-2.0, 0) == 0.0
+    # unflagged (negative margin) after flagged, closest to the threshold first; no margin (not judged) last
+    assert priority(1.0, 0) > priority(-0.5, 0) > priority(-2.0, 10**6) > priority(None, 10**6) > priority(None, 0)
