@@ -214,3 +214,16 @@ def test_an_empty_queue_costs_nothing(store, tmp_path):
     s = probe_queue(store, _opts(tmp_path, device, budget_seconds=5.0))
     assert (s["claimed"], s["seconds_used"], s["remaining_queued"], s["stopped"]) == (0, 0.0, 0, "queue_empty")
     assert device.probed == []
+
+
+def test_the_nightly_budget_is_device_seconds_and_an_old_job_count_still_caps():
+    from hubaudit.config import parse_config
+    from hubaudit.errors import ConfigError
+
+    (b,) = parse_config('[[base]]\nid = "a/b"\n').bases
+    assert (b.probe_budget_seconds, b.probe_budget) == (3600.0, 0)
+    (b,) = parse_config('[defaults]\nprobe_budget = 20\n[[base]]\nid = "a/b"\nprobe_budget_seconds = 900\n').bases
+    assert (b.probe_budget_seconds, b.probe_budget) == (900, 20)
+    for bad in ("probe_budget_seconds = 0", "probe_budget_seconds = -5.0", "probe_budget = -1"):
+        with pytest.raises(ConfigError, match="probe_budget"):
+            parse_config(f'[[base]]\nid = "a/b"\n{bad}\n')
