@@ -227,3 +227,27 @@ def test_the_nightly_budget_is_device_seconds_and_an_old_job_count_still_caps():
     for bad in ("probe_budget_seconds = 0", "probe_budget_seconds = -5.0", "probe_budget = -1"):
         with pytest.raises(ConfigError, match="probe_budget"):
             parse_config(f'[[base]]\nid = "a/b"\n{bad}\n')
+
+
+def test_escalate_and_probe_commands_say_what_was_queued_and_what_the_budget_left(tmp_path):
+    import json
+
+    from tests._cli import run_cli
+
+    url = sqlite_url(tmp_path / "h.db")
+    with Store.open(url, create=True) as store:
+        _populate(store, POPULATION)
+    r = run_cli("escalate", "--base", BASE, "--db", url, "--flagged-only")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["queued"] == 2
+    assert "queued 2 (2 flagged, 0 unflagged)" in r.stderr and "5 unflagged left out (--flagged-only)" in r.stderr
+    r = run_cli("escalate", "--base", BASE, "--db", url)
+    assert (json.loads(r.stdout)["queued_unflagged"], json.loads(r.stdout)["already"]) == (5, 2)
+    assert "queued 5 (0 flagged, 5 unflagged), 2 already queued or probed" in r.stderr
+    with Store.open(url) as store:  # another worker holds every job: this run claims none and spends nothing
+        assert len(store.claim_probe_jobs("elsewhere", limit=10, lease_seconds=3600, base=BASE)) == 7
+    r = run_cli("probe", "--base", BASE, "--db", url, "--budget-seconds", "120", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)
+    assert (s["claimed"], s["budget_seconds"], s["seconds_used"], s["stopped"]) == (0, 120.0, 0.0, "queue_empty")
+    assert "0 of 120 device-seconds used, 0 still queued" in r.stderr
