@@ -23,6 +23,9 @@ last. Causal models also print the compute of hot-swap with the prefix KV cache 
 Adapters are real peft LoRA adapters with random (non-zero) B matrices: throughput does not depend
 on what an adapter learned, so they are not trained (tests train real backdoors). The machine's load
 average is printed at the start and end: these numbers come from a shared machine.
+
+The generative search's target inversion (probe/invert.py) has its own benchmark,
+benchmarks/bench_invert.py: seconds per adapter and per candidate token against re-encoding the prompts.
 """
 
 from __future__ import annotations
