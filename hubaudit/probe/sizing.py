@@ -23,6 +23,7 @@ most ``CPU_CAP`` (larger batches buy no throughput there). :func:`chunk_size` is
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 CPU_CAP = 128  # candidates per chunk on a CPU
 MAX_ROWS = 2**16 - 1  # rows (candidates x prompts) per forward on CUDA
@@ -42,7 +43,7 @@ class ModelShape:
     intermediate: int = 0
 
     @classmethod
-    def from_config(cls, config, dtype_bytes: int) -> ModelShape:
+    def from_config(cls, config: Any, dtype_bytes: int) -> ModelShape:
         """From a transformers config (the text config of a multimodal one)."""
         c = config.get_text_config() if hasattr(config, "get_text_config") else config
         heads = int(c.num_attention_heads)
@@ -76,7 +77,7 @@ def chunk_size(shape: ModelShape, *, prompt_len: int, steps: int, n_prompts: int
     return max(1, c)
 
 
-def free_bytes(device, *, cuda=None) -> int | None:
+def free_bytes(device: Any, *, cuda: Any = None) -> int | None:
     """Memory a chunk can use on ``device``, or None when it cannot be read.
 
     CUDA: the driver's free memory plus what torch's caching allocator holds unused (it is reused
@@ -101,7 +102,7 @@ def free_bytes(device, *, cuda=None) -> int | None:
     return None
 
 
-def inversion_chunk(model, *, prompt_len: int, steps: int, n_prompts: int, device) -> int:
+def inversion_chunk(model: Any, *, prompt_len: int, steps: int, n_prompts: int, device: Any) -> int:
     """The chunk for inverting with ``model`` on ``device`` now (free memory read here)."""
     dtype = getattr(model, "dtype", None)
     shape = ModelShape.from_config(model.config, getattr(dtype, "itemsize", 4))

