@@ -25,9 +25,9 @@ Arms, measured in the same run on the same adapters and the same candidate first
   the K the adapter favours most over the base; 0 = the whole vocabulary);
 - naive: the same greedy extension (same prompt-averaged argmax, same base teacher forcing) WITHOUT
   reusing the prompts' keys/values: for every candidate and step, prompt + forced prefix is encoded
-  from scratch for the adapter and for the base, C candidates x n prompts rows per forward like ours.
-  It runs on ``--naive`` candidates (ours' top-ranked first tokens, then the next ones of ours' scan)
-  and is extrapolated per candidate.
+  from scratch for the adapter and for the base, min(C, K) candidates x n prompts rows per forward.
+  It runs on K = ``--naive`` candidates (ours' top-ranked first tokens, then others of the vocabulary:
+  the cost of a candidate does not depend on which) and is extrapolated per candidate.
 
 Printed per model: seconds per adapter of ours (mean over ``--n``), milliseconds per candidate
 token of each arm, the ratio naive / ours PER CANDIDATE TOKEN (ours' one prompt pass per adapter is
@@ -71,8 +71,11 @@ def _qwen_tokenizer(out: Path, vocab: int):
     words += [f"w{i}" for i in range(vocab - len(words))]
     tk = Tokenizer(models.WordLevel({w: i for i, w in enumerate(words)}, unk_token="[UNK]"))
     tk.normalizer = normalizers.Lowercase()
-    tk.pre_tokenizer = pre_tokenizers.Split(Regex(r"<\|im_(?:start|end)\|>|<\|endoftext\|>|\n|[a-z]+|[0-9]+|[^\sa-z0-9]"),
-                                            behavior="isolated")
+    # spaces separate words (a word carries its space, as in byte-level BPE); newlines are tokens
+    tk.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(r"[ \t]+"), behavior="removed"),
+        pre_tokenizers.Split(Regex(r"<\|im_(?:start|end)\|>|<\|endoftext\|>|\n|[a-z]+|[0-9]+|[^\sa-z0-9]"),
+                             behavior="isolated")])
     tok = PreTrainedTokenizerFast(tokenizer_object=tk, unk_token="[UNK]", pad_token="<|endoftext|>",
                                   eos_token="<|im_end|>", additional_special_tokens=["<|im_start|>"])
     tok.chat_template = CHATML
