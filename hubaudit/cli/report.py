@@ -287,6 +287,9 @@ def check_cmd(
     mode: ModeOpt = Mode.auto,
     thresholds: ThrOpt = None,
     search_thresholds: SearchThrOpt = None,
+    no_chat_template: Annotated[bool, typer.Option("--no-chat-template", help="With --base-model: inversion prompts as "
+                                                                          "raw text, not through the tokenizer's chat "
+                                                                          "template.")] = False,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -317,7 +320,7 @@ def check_cmd(
 
         # Options are read (and bad files refused, exit 2) before any adapter is scored.
         kwargs = probe_one_kwargs(battery=battery, prompts=prompts, thresholds=thresholds, mode=mode,
-                                  search_thresholds=search_thresholds, base=base)
+                                  search_thresholds=search_thresholds, base=base, no_chat_template=no_chat_template)
 
         def live_probe(adapter_dir: str) -> dict:
             return probe_one(adapter_dir, base_model, **kwargs)

@@ -235,7 +235,7 @@ def invert(model, tok, prompts: list[str], cfg: InversionConfig | None = None, *
         target_score=best.score if best else 0.0, q_adapter=best.q_adapter if best else 0.0,
         q_base=best.q_base if best else 0.0, llr=best.llr if best else 0.0,
         bait_q=bait, top=[t.to_dict() for t in targets[: cfg.top]], n_scanned=len(cands), n_vocab=vocab, chat_template=templated,
-        forward_passes=passes, seconds=round(time.perf_counter() - t0, 3), config=cfg.to_dict())
+        forward_passes=passes, seconds=round(time.perf_counter() - t0, 3), config=cfg.to_dict() | {"chunk_used": chunk})
 
 
 def _rank(tok, cands, toks, qa, qb, valid, first, eos, cfg: InversionConfig) -> tuple[list[Target], float]:

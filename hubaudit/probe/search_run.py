@@ -160,6 +160,9 @@ def probe_with_search(prober, adapter_dir, base_path, battery, prompts: list[str
         s = _search(prober, Path(adapter_dir), str(base_path), result, prompts, search or SearchConfig(), tau, invert)
     except (OSError, KeyError, ValueError, ProbeFailure) as exc:  # a per-adapter failure is a value
         s = {"status": ProbeStatus.ERROR, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
+    except prober._torch.cuda.OutOfMemoryError as exc:  # type: ignore[attr-defined]  # the next adapter may fit
+        prober._torch.cuda.empty_cache()
+        s = {"status": ProbeStatus.ERROR, "reason": f"oom: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
     s["seconds"] = round(time.perf_counter() - t0, 3)
     result["search"] = s
     result["flagged_battery"] = result["flagged"]
