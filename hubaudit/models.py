@@ -9,7 +9,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-from hubaudit.vocab import ScanStatus
+from hubaudit.vocab import CalibrationOrigin, ScanStatus
 
 if TYPE_CHECKING:
     import numpy as np
@@ -201,3 +201,45 @@ class FeatureRow(Mapping[str, float | None]):
 
     def __repr__(self) -> str:
         return f"FeatureRow({dict(self)!r})"
+
+
+@dataclass(frozen=True)
+class CalibrationRef:
+    """Which behavioural calibration a probe verdict was judged under; stored in each probe result.
+
+    ``origin`` (a ``CalibrationOrigin``) ``store``: ``id``, ``version``, ``created_at`` (ISO 8601 UTC)
+    and ``fingerprint`` name the stored row; ``file`` and ``legacy_file``: ``path``; ``defaults`` and
+    ``given``: nothing more. ``source`` is the thresholds' own rule text (how they were fitted).
+    """
+
+    kind: str  # CalibrationKind
+    origin: str  # CalibrationOrigin
+    id: int | None = None
+    version: int | None = None
+    created_at: str | None = None
+    fingerprint: str | None = None
+    path: str | None = None
+    source: str | None = None
+
+    def describe(self) -> str:
+        """One line naming the calibration: ``store #3 v2 of 2026-12-03T10:00:00+00:00 (fingerprint ...)``,
+        ``file PATH``, ``legacy file PATH (...)``, ``defaults (uncalibrated)``."""
+        if self.origin == CalibrationOrigin.STORE:
+            return f"store #{self.id} v{self.version} of {self.created_at} (fingerprint {self.fingerprint})"
+        if self.origin == CalibrationOrigin.FILE:
+            return f"file {self.path}"
+        if self.origin == CalibrationOrigin.LEGACY_FILE:
+            return f"legacy file {self.path} (not in the store: re-run probe-calibrate --base)"
+        if self.origin == CalibrationOrigin.DEFAULTS:
+            return "defaults (uncalibrated)"
+        return f"given by the caller ({self.source or 'origin not recorded'})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> CalibrationRef:
+        """The inverse of :meth:`to_dict` (keys it does not know are ignored)."""
+        ints = {k: (int(d[k]) if d.get(k) is not None else None) for k in ("id", "version")}
+        strs = {k: (str(d[k]) if d.get(k) is not None else None) for k in ("created_at", "fingerprint", "path", "source")}
+        return cls(kind=str(d.get("kind", "")), origin=str(d.get("origin", CalibrationOrigin.GIVEN)), **ints, **strs)

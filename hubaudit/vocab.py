@@ -91,12 +91,32 @@ class Verdict(StrEnum):
     NOT_JUDGED = "not_judged"
 
 
+class CalibrationKind(StrEnum):
+    """What a behavioural calibration of a base holds (one versioned series per base and kind)."""
+
+    PROBE = "probe"  # the battery's τ_gap and τ_mean (probe.stats.Thresholds)
+    SEARCH = "search"  # τ_search of the blind search / target inversion (probe.search_run.SearchThresholds)
+    PSIM = "psim"  # PSIM's confidence threshold τ (arXiv 2402.12168)
+
+
+class CalibrationOrigin(StrEnum):
+    """Where the behavioural thresholds a probe was judged under came from."""
+
+    STORE = "store"  # the newest calibration of the base and kind in the database
+    FILE = "file"  # a thresholds file named on the command line
+    LEGACY_FILE = "legacy_file"  # a per-base file under the data directory, written before the store held them
+    DEFAULTS = "defaults"  # nothing calibrated: the built-in defaults
+    GIVEN = "given"  # thresholds handed in by the caller, origin not recorded
+
+
 CHECK_VERDICTS = (Verdict.PASS, Verdict.PASS_LOW_CONFIDENCE, Verdict.FLAGGED, Verdict.SUPPRESSED,
                   Verdict.NOT_CALIBRATED, Verdict.NOT_AUDITED)
 SCAN_VERDICTS = (Verdict.FLAGGED, Verdict.PASS, Verdict.PASS_LOW_CONFIDENCE, Verdict.NOT_JUDGED)
 
 __all__ = [
     "CHECK_VERDICTS",
+    "CalibrationKind",
+    "CalibrationOrigin",
     "FINAL_REVISION_STATUSES",
     "SCAN_VERDICTS",
     "ProbeJobStatus",

@@ -7,7 +7,7 @@ hubaudit/store/CONTRACT.md.
 
 from __future__ import annotations
 
-from hubaudit.store.rows import AuditRow, PopulationRow, ProbeJobRow, ThresholdSetRow
+from hubaudit.store.rows import AuditRow, BehaviourCalibrationRow, PopulationRow, ProbeJobRow, ThresholdSetRow
 from hubaudit.store.store import FINAL_STATUSES, REVISION_STATUSES, Store
 
-__all__ = ["Store", "AuditRow", "PopulationRow", "ProbeJobRow", "ThresholdSetRow", "FINAL_STATUSES", "REVISION_STATUSES"]
+__all__ = ["Store", "AuditRow", "BehaviourCalibrationRow", "PopulationRow", "ProbeJobRow", "ThresholdSetRow", "FINAL_STATUSES", "REVISION_STATUSES"]

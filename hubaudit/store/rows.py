@@ -95,3 +95,19 @@ class ProbeJobRow:
     created_at: datetime
     updated_at: datetime
     last_error: str | None
+
+
+@dataclass(frozen=True)
+class BehaviourCalibrationRow:
+    """A stored behavioural calibration: ``thresholds`` is the thresholds object's ``to_dict()``
+    (probe.stats.Thresholds, probe.search_run.SearchThresholds, or PSIM's ``{"tau", ...}``)."""
+
+    id: int
+    base: str
+    kind: str  # CalibrationKind
+    version: int
+    thresholds: dict[str, Any]
+    source: str
+    n_clean: int
+    fingerprint: str
+    created_at: datetime

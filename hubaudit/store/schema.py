@@ -151,6 +151,23 @@ class ThresholdSet(Base):
     active: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
+class BehaviourCalibration(Base):
+    """A versioned behavioural calibration of one base: the probe battery's thresholds, τ_search or
+    PSIM's τ (``kind``, a CalibrationKind); the newest version per (base, kind) is the one in force."""
+
+    __tablename__ = "behaviour_calibrations"
+    __table_args__ = (UniqueConstraint("base_id", "kind", "version"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    base_id: Mapped[int] = mapped_column(ForeignKey("base_models.id", ondelete="CASCADE"))  # the uq indexes it
+    kind: Mapped[str] = mapped_column(String(20))  # probe | search | psim
+    version: Mapped[int] = mapped_column(Integer)  # 1, 2, ... per (base, kind)
+    thresholds: Mapped[dict[str, Any]]  # the thresholds object's to_dict()
+    source: Mapped[str] = mapped_column(Text)  # how they were fitted (the object's rule text)
+    n_clean: Mapped[int] = mapped_column(Integer)  # known-clean adapters they were fitted on
+    fingerprint: Mapped[str] = mapped_column(String(64))  # sha256 of the canonical thresholds JSON, 16 hex digits
+    created_at: Mapped[datetime]
+
+
 class Verdict(Base):
     """The judgement of one revision under one threshold set; ``flagged`` NULL = not calibrated."""
 

@@ -17,6 +17,7 @@ from hubaudit.constants import FEATURESET_VERSION, FINGERPRINT_VERSION
 from hubaudit.errors import MissingDatabaseError, SchemaOutOfDateError, StoreError
 from hubaudit.store import migrate
 from hubaudit.store.audit import FINAL_STATUSES, RETRY_LIMIT, REVISION_STATUSES, AuditRepository
+from hubaudit.store.behaviour import BehaviourCalibrationRepository
 from hubaudit.store.calibration import CalibrationRepository
 from hubaudit.store.core import StoreCore
 from hubaudit.store.engine import make_engine
@@ -87,7 +88,8 @@ class Store:
 
     The structure is the repositories, each given the one :class:`StoreCore` (engine, transactions,
     dialect upserts, the base-id memo): ``store.audit`` (adapters, revisions, audit rows),
-    ``store.calibration`` (population, re-scored features, threshold sets, verdicts), ``store.queue``
+    ``store.calibration`` (population, re-scored features, threshold sets, verdicts), ``store.behaviour``
+    (versioned probe, τ_search and PSIM thresholds per base), ``store.queue``
     (probe jobs and results), ``store.lineage`` (fingerprints, blocklist, downstream repos) and
     ``store.run_log`` (runs). The public methods below are the stable facade: each is one line that
     delegates to its repository, so callers written against ``store.audit_rows(...)`` keep working;
@@ -100,6 +102,7 @@ class Store:
         self._core = StoreCore(engine)
         self.audit = AuditRepository(self._core)
         self.calibration = CalibrationRepository(self._core)
+        self.behaviour = BehaviourCalibrationRepository(self._core)
         self.queue = QueueRepository(self._core)
         self.lineage = LineageRepository(self._core)
         self.run_log = RunLogRepository(self._core)
