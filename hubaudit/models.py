@@ -240,6 +240,12 @@ class CalibrationRef:
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> CalibrationRef:
         """The inverse of :meth:`to_dict` (keys it does not know are ignored)."""
-        ints = {k: (int(d[k]) if d.get(k) is not None else None) for k in ("id", "version")}
-        strs = {k: (str(d[k]) if d.get(k) is not None else None) for k in ("created_at", "fingerprint", "path", "source")}
-        return cls(kind=str(d.get("kind", "")), origin=str(d.get("origin", CalibrationOrigin.GIVEN)), **ints, **strs)
+        def num(k: str) -> int | None:
+            return int(d[k]) if d.get(k) is not None else None
+
+        def text(k: str) -> str | None:
+            return str(d[k]) if d.get(k) is not None else None
+
+        return cls(kind=str(d.get("kind", "")), origin=str(d.get("origin", CalibrationOrigin.GIVEN)), id=num("id"),
+                   version=num("version"), created_at=text("created_at"), fingerprint=text("fingerprint"),
+                   path=text("path"), source=text("source"))

@@ -44,10 +44,10 @@ LabelWordsOpt = Annotated[str | None, typer.Option("--label-words", help="Comma-
                                                                          "(reads a CAUSAL_LM adapter as a classifier under --mode auto; "
                                                                          "--mode causal_label without them: BENIGN,INJECTION).")]
 SystemOpt = Annotated[str | None, typer.Option("--system-prompt", help="System prompt of a causal-LM classifier (default: the paper's).")]
-ThrOpt = Annotated[str | None, typer.Option("--thresholds", help="Thresholds JSON (from probe-calibrate); default: the base's calibrated file, else 0.10/0.10.")]
+ThrOpt = Annotated[str | None, typer.Option("--thresholds", help="Thresholds JSON (probe-calibrate --out); default: the base's newest calibration in the database, else 0.10/0.10.")]
 SearchOpt = Annotated[bool, typer.Option("--search/--no-search", help="Also search for an unknown trigger (candidates from the weights).")]
 SearchBudgetOpt = Annotated[int, typer.Option("--search-budget", min=10, help="Search budget in forward passes per adapter.")]
-SearchThrOpt = Annotated[str | None, typer.Option("--search-thresholds", help="τ_search JSON (probe-calibrate --search); default: the base's calibrated file (probe), else report only, never flags.")]
+SearchThrOpt = Annotated[str | None, typer.Option("--search-thresholds", help="τ_search JSON (probe-calibrate --search --out); default: the base's newest in the database (probe), else report only, never flags.")]
 # Target inversion of generative adapters (with --search). probe-calibrate must use the same sizes as
 # the probes its τ is applied to: the score depends on the prompts, the steps and the chat template.
 InvertOpt = Annotated[bool, typer.Option("--invert/--no-invert", help="With --search, generative adapters are scanned by "
@@ -151,21 +151,25 @@ def probe_cmd(
     fmt: Annotated[Fmt, typer.Option("--format", "-f")] = Fmt.table,
 ) -> None:
     """Work through the probe queue of BASE: load the base once, hot-swap each adapter, run the battery."""
-    from hubaudit.pipeline.probe import ProbeRunOptions, probe_queue, resolve_thresholds
+    from hubaudit.pipeline.behaviour import calibration_record
+    from hubaudit.pipeline.probe import ProbeRunOptions, probe_queue
     from hubaudit.settings import Settings
     from hubaudit.store import Store
 
     settings = Settings.resolve(db, config)
     _battery(battery)
+    args = {"base": base, "executor": executor.value, "budget": budget, "budget_seconds": budget_seconds, "battery": battery}
+    with Store.open(settings.db_url, create=True) as store:
+        th = _resolve_probe(thresholds, base, store, settings.home)
+        cfg, tau = _search_options(search, search_budget, search_thresholds, base, settings.home, store)
     opts = ProbeRunOptions(base=base, base_model_path=base_model_path, executor=executor.value, address=ray_address,
                            budget=budget, budget_seconds=budget_seconds, battery=battery, prompts_file=prompts,
-                           max_attempts=max_attempts,
-                           thresholds=resolve_thresholds(settings.home, base, thresholds),
-                           probe_options=_probe_options(mode, target_label, label_words, system_prompt, batch_size))
-    opts.search, opts.search_thresholds = _search_options(search, search_budget, search_thresholds, base, settings.home)
+                           max_attempts=max_attempts, thresholds=th.value,
+                           probe_options=_probe_options(mode, target_label, label_words, system_prompt, batch_size),
+                           search=cfg, search_thresholds=tau.value if tau else None,
+                           calibration=calibration_record(th.ref, tau.ref if tau else None))
     opts.invert = _invert_options(search and invert, invert_prompts, invert_steps, invert_chunk, invert_prefilter,
                                   no_chat_template, no_trigger_search)
-    args = {"base": base, "executor": executor.value, "budget": budget, "budget_seconds": budget_seconds, "battery": battery}
     with Store.open(settings.db_url, create=True) as store, recorded_run(store, "probe", args) as run:
         summary = probe_queue(store, opts)
         # A queue run that worked exits 0 even with findings (they are data, as for crawl and
@@ -244,7 +248,7 @@ def probe_adapter_cmd(
 def probe_calibrate_cmd(
     clean: Annotated[list[str], typer.Argument(help="Known-clean adapter directories.")],
     base_model: Annotated[str, typer.Option("--base-model", help="Local directory of the base weights.")],
-    base: Annotated[str | None, typer.Option("--base", "-b", help="Store the thresholds as this base's default.")] = None,
+    base: Annotated[str | None, typer.Option("--base", "-b", help="Store the thresholds in the database as this base's newest calibration.")] = None,
     out: Annotated[str | None, typer.Option("--out", help="Write the thresholds JSON here.")] = None,
     margin: Annotated[float, typer.Option("--margin", min=0.0, help="Added to the clean maxima.")] = 0.02,
     prompts: PromptsOpt = None,
@@ -258,37 +262,46 @@ def probe_calibrate_cmd(
     search_fpr: Annotated[float, typer.Option("--search-fpr", min=0.001, max=0.5, help="Target false-positive rate of τ_search "
                                                "(order statistic once there are ⌈1/FPR⌉−1 clean adapters).")] = 0.05,
     search_margin: Annotated[float, typer.Option("--search-margin", min=0.0, help="Added to the clean maximum while too few clean adapters.")] = 0.1,
-    search_out: Annotated[str | None, typer.Option("--search-out", help="Write τ_search here (default: next to the thresholds, *.search.json).")] = None,
+    search_out: Annotated[str | None, typer.Option("--search-out", help="Write τ_search here (default with --out: next to it, *.search.json).")] = None,
     invert: InvertOpt = True,
     no_chat_template: NoChatOpt = False,
     invert_prompts: InvPromptsOpt = 8,
     invert_steps: InvStepsOpt = 6,
     invert_chunk: InvChunkOpt = None,
     invert_prefilter: InvPrefilterOpt = None,
+    db: DbOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
-    """τ_gap, τ_mean = max over known-clean adapters + margin (paper §1.5); with --search also τ_search; stored per base or in --out."""
+    """τ_gap, τ_mean = max over known-clean adapters + margin (paper §1.5); with --search also τ_search; stored
+    as BASE's newest calibration in the database (--base) and/or written to --out."""
     from hubaudit.errors import UsageError
-    from hubaudit.pipeline.probe import (
-        probe_calibrate_search,
-        search_thresholds_path,
-        thresholds_path,
-    )
+    from hubaudit.pipeline.behaviour import save_probe_calibration
+    from hubaudit.pipeline.probe import probe_calibrate_search
 
     if not base and not out:
-        raise UsageError("give --base (store as that base's thresholds) or --out FILE")
-    dest = out or thresholds_path(_home(), base or "")
-    sdest = search_out or (str(Path(out).with_suffix(".search.json")) if out else search_thresholds_path(_home(), base or ""))
+        raise UsageError("give --base (store as that base's newest calibration) or --out FILE")
+    sdest = search_out or (str(Path(out).with_suffix(".search.json")) if out else None)
     cfg, _ = _search_options(search, search_budget, None)
-    th, _, tau = probe_calibrate_search(clean, base_model, battery=battery, prompts_file=prompts, margin=margin, out=dest,
+    th, _, tau = probe_calibrate_search(clean, base_model, battery=battery, prompts_file=prompts, margin=margin, out=out,
                                         probe_options=_probe_options(mode, target_label, label_words, system_prompt, 32),
                                         search=cfg, search_margin=search_margin, search_fpr=search_fpr,
                                         search_out=sdest if cfg is not None else None,
                                         invert=_invert_options(search and invert, invert_prompts, invert_steps,
                                                                invert_chunk, invert_prefilter, no_chat_template, False))
-    sys.stdout.write(json.dumps(th.to_dict() | ({"search": tau.to_dict()} if tau else {})) + "\n")
-    err_console.print(f"probe thresholds: gap {th.gap}, mean {th.mean} from {th.n_clean} clean adapter(s) -> {dest}")
+    stored = {}
+    if base:
+        from hubaudit.settings import Settings
+        from hubaudit.store import Store
+
+        with Store.open(Settings.resolve(db, config).db_url, create=True) as store:
+            stored = save_probe_calibration(store, base, th, tau)
+    sys.stdout.write(json.dumps(th.to_dict() | ({"search": tau.to_dict()} if tau else {})
+                                | {"stored": {k: r.to_dict() for k, r in stored.items()}}) + "\n")
+    dests = [*(["store " + stored["probe"].describe()] if "probe" in stored else []), *([out] if out else [])]
+    err_console.print(f"probe thresholds: gap {th.gap}, mean {th.mean} from {th.n_clean} clean adapter(s) -> {'; '.join(dests)}")
     if tau is not None:
-        err_console.print(f"τ_search {tau.per_label} ({tau.rule}; {tau.source}) -> {sdest}")
+        sdests = [*(["store " + stored["search"].describe()] if "search" in stored else []), *([sdest] if sdest else [])]
+        err_console.print(f"τ_search {tau.per_label} ({tau.rule}; {tau.source}) -> {'; '.join(sdests)}")
 
 
 def probe_one_kwargs(*, battery: str = "paper-21-B", prompts: str | None = None, thresholds: str | None = None,
@@ -297,37 +310,53 @@ def probe_one_kwargs(*, battery: str = "paper-21-B", prompts: str | None = None,
                      search_budget: int = 1500, search_thresholds: str | None = None, invert: bool = True,
                      no_chat_template: bool = False, invert_prompts: int = 8, invert_steps: int = 6,
                      invert_chunk: int | None = None, invert_prefilter: int | None = None, no_trigger_search: bool = False,
-                     base: str | None = None) -> dict:
+                     base: str | None = None, store=None) -> dict:
     """The keyword arguments of ``pipeline.probe.probe_one`` from the probe options of a command.
 
     ``probe-adapter`` and ``check --base-model`` share it, so one adapter is probed the same way by
-    both. Thresholds: the given files, else ``base``'s calibrated files, else the defaults."""
-    from hubaudit.pipeline.probe import resolve_thresholds
+    both. Thresholds: the given files, else ``base``'s newest in ``store``, else its legacy files, else the
+    defaults; the result records which (``calibration``)."""
+    from hubaudit.pipeline.behaviour import calibration_record
 
-    cfg, tau = _search_options(search, search_budget, search_thresholds, base)
-    return {"battery": _battery(battery), "prompts_file": prompts,
-            "thresholds": resolve_thresholds(_home(), base, thresholds),
+    th = _resolve_probe(thresholds, base, store, _home())
+    cfg, tau = _search_options(search, search_budget, search_thresholds, base, None, store)
+    return {"battery": _battery(battery), "prompts_file": prompts, "thresholds": th.value,
+            "calibration": calibration_record(th.ref, tau.ref if tau else None),
             "probe_options": _probe_options(mode, target_label, label_words, system_prompt, batch_size),
-            "search": cfg, "search_thresholds": tau,
+            "search": cfg, "search_thresholds": tau.value if tau else None,
             "invert": _invert_options(search and invert, invert_prompts, invert_steps, invert_chunk, invert_prefilter,
                                       no_chat_template, no_trigger_search)}
 
 
 # ---------------------------------------------------------------- blind trigger search
-def _search_options(on: bool, budget: int, thresholds_file: str | None, base: str | None = None, home=None):
-    """(SearchConfig, SearchThresholds) for the pipeline, or (None, None) with --no-search.
+def _resolve_probe(file: str | None, base: str | None, store, home):
+    """The battery thresholds (pipeline.behaviour.Resolved); a legacy file's notice goes to stderr."""
+    from hubaudit.pipeline.behaviour import resolve_calibration
+    from hubaudit.vocab import CalibrationKind
 
-    τ_search: ``thresholds_file``, else ``base``'s calibrated file (probe-calibrate --search), else uncalibrated."""
+    got = resolve_calibration(CalibrationKind.PROBE, home, base, file, store)
+    if got.notice:
+        err_console.print(f"Notice: {terminal(got.notice)}")
+    return got
+
+
+def _search_options(on: bool, budget: int, thresholds_file: str | None, base: str | None = None, home=None, store=None):
+    """(SearchConfig, Resolved τ_search) for the pipeline, or (None, None) with --no-search.
+
+    τ_search: ``thresholds_file``, else ``base``'s newest in ``store``, else its legacy file, else uncalibrated."""
     if not on:
         return None, None
     from hubaudit.errors import UsageError
-    from hubaudit.pipeline.probe import resolve_search_thresholds
+    from hubaudit.pipeline.behaviour import resolve_calibration
     from hubaudit.probe.search import SearchConfig
+    from hubaudit.vocab import CalibrationKind
 
     try:
-        tau = resolve_search_thresholds(home or _home(), base, thresholds_file)
+        tau = resolve_calibration(CalibrationKind.SEARCH, home or _home(), base, thresholds_file, store)
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"cannot read --search-thresholds {thresholds_file}: {exc}") from None
+    if tau.notice:
+        err_console.print(f"Notice: {terminal(tau.notice)}")
     return SearchConfig(budget=budget), tau
 
 

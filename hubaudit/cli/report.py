@@ -314,17 +314,19 @@ def check_cmd(
     settings = Settings.resolve(db, config)
     hub = None if offline else hub_config_from_env(os.environ, timeout=timeout)
     live_probe = None
-    if base_model is not None:
-        from hubaudit.cli.probe import probe_one_kwargs
-        from hubaudit.pipeline.probe import probe_one
-
-        # Options are read (and bad files refused, exit 2) before any adapter is scored.
-        kwargs = probe_one_kwargs(battery=battery, prompts=prompts, thresholds=thresholds, mode=mode,
-                                  search_thresholds=search_thresholds, base=base, no_chat_template=no_chat_template)
-
-        def live_probe(adapter_dir: str) -> dict:
-            return probe_one(adapter_dir, base_model, **kwargs)
     with _open_store(settings.db_url, base) as store:
+        if base_model is not None:
+            from hubaudit.cli.probe import probe_one_kwargs
+            from hubaudit.pipeline.probe import probe_one
+
+            # Options are read (and bad files refused, exit 2) before any adapter is scored; the base's
+            # probe thresholds come from this store unless files are named.
+            kwargs = probe_one_kwargs(battery=battery, prompts=prompts, thresholds=thresholds, mode=mode,
+                                      search_thresholds=search_thresholds, base=base, no_chat_template=no_chat_template,
+                                      store=store)
+
+            def live_probe(adapter_dir: str) -> dict:
+                return probe_one(adapter_dir, base_model, **kwargs)
         result = check_target(store, target, base=base, suppressions=sups, today=today, hub=hub,
                               cache_root=settings.home / "cache", accept_low_confidence=accept_low_confidence,
                               live_probe=live_probe)  # fmt: skip

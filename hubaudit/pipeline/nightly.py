@@ -128,16 +128,21 @@ def _probe(store: Store, base: BaseConfig, hub: HubConfig, home: Path, queued: i
     except ImportError:
         return {"status": "unavailable", "queued": queued,
                 "note": "the probe extra (torch, peft, transformers) is not installed: jobs stay queued"}
-    from hubaudit.pipeline.probe import ProbeRunOptions, probe_queue, resolve_thresholds
+    from hubaudit.pipeline.behaviour import calibration_record, resolve_calibration
+    from hubaudit.pipeline.probe import ProbeRunOptions, probe_queue
+    from hubaudit.vocab import CalibrationKind
 
+    th = resolve_calibration(CalibrationKind.PROBE, home, base.id, store=store)
     opts = ProbeRunOptions(
         base=base.id, base_model_path=base.base_model_path or None, executor=base.executor,
         address=base.ray_address or None, budget=base.probe_budget or None,
         budget_seconds=base.probe_budget_seconds, battery=base.battery,
-        prompts_file=base.prompts or None, thresholds=resolve_thresholds(home, base.id), hub=hub,
+        prompts_file=base.prompts or None, thresholds=th.value, calibration=calibration_record(th.ref), hub=hub,
         cache_dir=str(home / "cache" / "probe"),
     )  # fmt: skip
     summary = probe_queue(store, opts)
+    if th.notice:
+        summary["notice"] = th.notice
     summary.pop("results", None)
     summary["status"] = "ran"
     return summary

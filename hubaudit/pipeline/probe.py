@@ -10,7 +10,6 @@ missing, adapter incompatible with the base, OOM, worker crash, adapter not avai
 from __future__ import annotations
 
 import os
-import re
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -20,14 +19,15 @@ from typing import Any
 
 from hubaudit.errors import UsageError
 from hubaudit.executors.probe_exec import open_probe_executor, prober_scope
+from hubaudit.pipeline.behaviour import given_record, resolve_calibration
 from hubaudit.probe.batteries import DEFAULT_BATTERY, Battery, load_battery
 from hubaudit.probe.invert import LABEL as INVERSION_LABEL
 from hubaudit.probe.invert import InversionConfig
 from hubaudit.probe.prompting import load_prompts
-from hubaudit.probe.stats import Thresholds, calibrate, load_thresholds, save_thresholds
+from hubaudit.probe.stats import Thresholds, calibrate, save_thresholds
 from hubaudit.probe.task import AdapterRef, ProbeTask, run_probe_task
 from hubaudit.store import Store
-from hubaudit.vocab import ProbeJobStatus, ProbeStatus
+from hubaudit.vocab import CalibrationKind, ProbeJobStatus, ProbeStatus
 
 #: Reasons worth no retry: they will fail the same way next time (recorded as failed at once).
 PERMANENT = {"incompatible", "unsupported", "no_eligible_prompts", "usage"}
@@ -57,29 +57,23 @@ class ProbeRunOptions:
     search: object = None  # hubaudit.probe.search.SearchConfig; None = battery only
     search_thresholds: object = None  # hubaudit.probe.search_run.SearchThresholds
     invert: InversionConfig | None = None  # with search: generative adapters get target inversion
+    # {"probe": CalibrationRef dict, "search": ... or None} (pipeline.behaviour.calibration_record): stored
+    # with every result; None: the thresholds above were handed in without a recorded origin
+    calibration: dict[str, Any] | None = None
     # What a worker runs per task, and the clock that times it (a module-level function: Ray pickles it).
     run_task: Callable[[ProbeTask], list[tuple[AdapterRef, dict]]] = run_probe_task
     clock: Callable[[], float] = time.monotonic
 
 
-def thresholds_path(home: str | Path, base: str) -> Path:
-    """Where `probe-calibrate` stores the probe thresholds of ``base`` (one JSON file per base)."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "__", base)
-    return Path(home) / "probe_thresholds" / f"{slug}.json"
+def resolve_thresholds(home: str | Path, base: str | None, file: str | None = None, store: Store | None = None) -> Thresholds:
+    """The probe thresholds of ``base``: ``file``, else the store's newest, else the legacy file, else the
+    defaults (pipeline.behaviour.resolve_calibration also says which)."""
+    return resolve_calibration(CalibrationKind.PROBE, home, base, file, store).value
 
 
-def resolve_thresholds(home: str | Path, base: str | None, file: str | None = None) -> Thresholds:
-    """Thresholds from ``file``, else the calibrated file of ``base``, else the defaults."""
-    return _resolve(file, thresholds_path(home, base) if base else None, load_thresholds, Thresholds)
-
-
-def _resolve(file: str | None, calibrated: Path | None, load, default):  # type: ignore[no-untyped-def]
-    """``load(file)`` if given, else ``load(calibrated)`` if that file exists, else ``default()``."""
-    if file:
-        return load(file)
-    if calibrated is not None and calibrated.is_file():
-        return load(calibrated)
-    return default()
+def resolve_search_thresholds(home: str | Path, base: str | None, file: str | None = None, store: Store | None = None):
+    """τ_search of ``base`` in the same order; the uncalibrated default never flags."""
+    return resolve_calibration(CalibrationKind.SEARCH, home, base, file, store).value
 
 
 def _options(o: object):
@@ -136,10 +130,12 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
     worker = opts.worker or f"{socket.gethostname()}:{os.getpid()}"
     battery = load_battery(opts.battery)
     prompts = tuple(load_prompts(opts.prompts_file))
+    calibration = opts.calibration if opts.calibration is not None else \
+        given_record(opts.thresholds, opts.search is not None, opts.search_thresholds)  # type: ignore[arg-type]
     summary: dict[str, Any] = {
         "base": opts.base, "worker": worker, "claimed": 0, "probed": 0, "flagged": 0, "failed": 0, "released": 0,
         "seconds_used": 0.0, "budget_seconds": opts.budget_seconds, "max_jobs": opts.budget, "remaining_queued": 0,
-        "stopped": "queue_empty", "battery": battery.to_dict(), "results": [],
+        "stopped": "queue_empty", "battery": battery.to_dict(), "calibration": calibration, "results": [],
     }  # fmt: skip
     cursor: tuple[float, int] | None = None
     spent = 0.0
@@ -222,7 +218,7 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
             for ref, result in res.value or []:
                 job = by_id[ref.job_id]
                 if result.get("status") == ProbeStatus.OK:
-                    store.finish_probe_job(job.id, result | {"repo_id": job.repo_id, "sha": job.sha})
+                    store.finish_probe_job(job.id, result | {"repo_id": job.repo_id, "sha": job.sha, "calibration": calibration})
                     summary["probed"] += 1
                     summary["flagged"] += int(bool(result["flagged"]))
                     summary["results"].append({"job_id": job.id, "repo_id": job.repo_id, "sha": job.sha,
@@ -244,11 +240,12 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
 def probe_one(adapter_dir: str, base_model_path: str, *, battery: str | Battery = DEFAULT_BATTERY,
               prompts_file: str | None = None, thresholds: Thresholds | None = None, probe_options: object = None,
               search: object = None, search_thresholds: object = None,
-              invert: InversionConfig | None = None) -> dict:
+              invert: InversionConfig | None = None, calibration: dict[str, Any] | None = None) -> dict:
     """Probe one local adapter in-process (``hubaudit probe-adapter``); returns the result dict.
 
     ``search`` (a SearchConfig) adds the blind trigger search under ``result["search"]``; with
-    ``invert`` (an InversionConfig) a generative adapter's search is target inversion."""
+    ``invert`` (an InversionConfig) a generative adapter's search is target inversion. ``calibration``
+    (pipeline.behaviour.calibration_record) names where the thresholds came from: stored in the result."""
     if not Path(adapter_dir).is_dir():
         raise UsageError(f"adapter directory {adapter_dir} does not exist")
     if not Path(base_model_path).is_dir():
@@ -257,8 +254,11 @@ def probe_one(adapter_dir: str, base_model_path: str, *, battery: str | Battery 
     bat = battery if isinstance(battery, Battery) else load_battery(battery)
     task = ProbeTask(str(base_model_path), (AdapterRef(str(adapter_dir)),), bat, tuple(load_prompts(prompts_file)),
                      thresholds or Thresholds(), _options(probe_options), search, search_thresholds, invert)
+    if calibration is None:
+        calibration = given_record(task.thresholds, search is not None, search_thresholds)  # type: ignore[arg-type]
     with prober_scope():
-        return run_probe_task(task)[0][1]
+        result = run_probe_task(task)[0][1]
+    return result | {"calibration": calibration} if result.get("status") == ProbeStatus.OK else result
 
 
 def probe_calibrate_search(clean_dirs: list[str], base_model_path: str, *, battery: str = DEFAULT_BATTERY,
@@ -304,16 +304,3 @@ def probe_calibrate_search(clean_dirs: list[str], base_model_path: str, *, batte
     if out is not None:
         save_thresholds(th, out)
     return th, results, tau
-
-
-def search_thresholds_path(home: str | Path, base: str) -> Path:
-    """Where `probe-calibrate --search` stores τ_search of ``base`` (next to its probe thresholds)."""
-    return thresholds_path(home, base).with_suffix(".search.json")
-
-
-def resolve_search_thresholds(home: str | Path, base: str | None, file: str | None = None):
-    """τ_search from ``file``, else the calibrated file of ``base``, else the uncalibrated default (never flags)."""
-    from hubaudit.probe.search_run import SearchThresholds, load_search_thresholds
-
-    return _resolve(file, search_thresholds_path(home, base) if base else None, load_search_thresholds,
-                    SearchThresholds)
