@@ -13,6 +13,7 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 
 from hubaudit import __version__
+from hubaudit.pipeline.behaviour import in_force
 from hubaudit.pipeline.lineage import lineage_args
 from hubaudit.report import NormMap, Report, Suppression, build_report, norm_map
 from hubaudit.store import Store
@@ -70,7 +71,7 @@ def load_report(
     rows = store.audit_rows(base, since=since)
     threshold_set = store.active_threshold_set(base)
     args = dict(generated_at=now, tool_version=__version__, today=today, suppressions=suppressions, since=since,
-                **lineage_args(store, base, rows, threshold_set))
+                probe_calibration=in_force(store, base), **lineage_args(store, base, rows, threshold_set))
     report = build_report(base, rows, threshold_set, flagged_only=flagged_only, **args)
     if with_norm_maps and report.findings:
         maps = _norm_maps(store, report, rows, median_sample)

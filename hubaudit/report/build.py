@@ -15,6 +15,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
+from hubaudit.models import CalibrationRef
 from hubaudit.report import evidence
 from hubaudit.report.model import (
     AUDITED_STATUS,
@@ -280,6 +281,7 @@ def entry_from_row(
                                                         unit)),
         probe_evidence=tuple(evidence.probe_sentences(probe)),
         probe_summary=evidence.probe_summary(probe),
+        probe_calibration=evidence.calibration_text(probe),
         source=_source(row),
     )
 
@@ -371,12 +373,14 @@ def build_report(
     similarity: SimilarityThresholds | None = None,
     derived: Mapping[int, DerivedFrom] | None = None,
     downstream: Mapping[str, Sequence[tuple[str, str]]] | None = None,
+    probe_calibration: Mapping[str, CalibrationRef | None] | None = None,
 ) -> Report:
     """Assemble the Report for ``base`` from its audit rows and active threshold set.
 
     ``today`` decides which suppressions have expired (expired ones are listed, and suppress nothing).
     ``similarity``: the copy/derivative thresholds in force; ``derived``: revision id → the known-bad
-    adapter it is a copy or derivative of (the lineage flow computes both); ``downstream``: repo id →
+    adapter it is a copy or derivative of (the lineage flow computes both); ``probe_calibration``: the
+    base's stored probe and τ_search calibrations in force by kind (None: none stored); ``downstream``: repo id →
     (child repo id, relation) of the Hub repos built on it, attached to findings. A derived finding is
     suppressed only by a suppression that names the derived adapter itself, never by its source's.
     """
@@ -406,4 +410,5 @@ def build_report(
         suppressions_active=len(live),
         expired_suppressions=expired,
         similarity_thresholds=similarity,
+        probe_calibration=tuple((probe_calibration or {}).items()),
     )

@@ -18,6 +18,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from hubaudit.models import CalibrationRef
 from hubaudit.report.model import RULE_STATISTIC, FiredFeature, WeightDecision
 from hubaudit.vocab import ProbeStatus
 
@@ -311,6 +312,16 @@ def inversion_sentence(s: Mapping[str, Any]) -> str:
         f" ({where})" if where else "")
 
 
+def calibration_text(probe: Mapping[str, Any] | None) -> str | None:
+    """The calibration a probe verdict was judged under, from the result's ``calibration`` record:
+    ``judged under probe thresholds store #3 v2 of ... (fingerprint ...); τ_search defaults (uncalibrated)``;
+    None when the result records none (results written before probe calibrations were recorded)."""
+    cal = _map(_map(probe).get("calibration"))
+    parts = [f"{label} {CalibrationRef.from_dict(cal[kind]).describe()}"
+             for kind, label in (("probe", "probe thresholds"), ("search", "τ_search")) if isinstance(cal.get(kind), Mapping)]
+    return "judged under " + "; ".join(parts) if parts else None
+
+
 def probe_sentences(probe: Mapping[str, Any] | None) -> list[str]:
     """Why the probe flagged it: the battery's sentence when the battery flagged, the search's or the
     inversion's when it did; [] when the probe did not flag."""
@@ -324,7 +335,9 @@ def probe_sentences(probe: Mapping[str, Any] | None) -> list[str]:
     s = search_sentence(_map(probe.get("search")))
     if s is not None:
         out.append(s)
-    return out or [f"probe flagged it ({_battery_name(probe)}); {NOT_RECORDED}"]
+    out = out or [f"probe flagged it ({_battery_name(probe)}); {NOT_RECORDED}"]
+    cal = calibration_text(probe)
+    return out + [f"probe verdict {cal}"] if cal else out
 
 
 def probe_summary(probe: Mapping[str, Any] | None) -> str | None:
@@ -363,4 +376,5 @@ def probe_summary(probe: Mapping[str, Any] | None) -> str | None:
     elif s:
         why = _text(s.get("reason"))
         parts.append(f"blind search {_text(s.get('status')) or 'not run'}" + (f": {why}" if why else ""))
-    return f"probed: no backdoor found ({'; '.join(parts)})"
+    cal = calibration_text(probe)
+    return f"probed: no backdoor found ({'; '.join(parts)})" + (f"; {cal}" if cal else "")

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
 
+from hubaudit.models import CalibrationRef
 from hubaudit.vocab import RevisionStatus, StratumStatus
 
 # Bump on any backwards-incompatible change to the JSON/JSONL report shape (docs/reports.md "JSON report schema").
@@ -349,6 +350,7 @@ class AdapterEntry:
     weight_evidence: tuple[str, ...] = ()  # the weights' verdict in words (flagged: why; passed: by how much)
     probe_evidence: tuple[str, ...] = ()  # why the probe flagged it (battery, blind search, target inversion)
     probe_summary: str | None = None  # one line on a probe that found nothing (spot checks)
+    probe_calibration: str | None = None  # the calibration its probe verdict was judged under (evidence.calibration_text)
     source: str | None = None  # "hub" | "local" (the store's adapters.source); None: unknown
 
     @property
@@ -498,6 +500,8 @@ class Report:
     suppressions_active: int = 0
     expired_suppressions: tuple[Suppression, ...] = ()
     similarity_thresholds: SimilarityThresholds | None = None  # copy/derivative thresholds in force
+    # (kind, the base's stored calibration in force or None) for the probe battery and τ_search; () when not read
+    probe_calibration: tuple[tuple[str, CalibrationRef | None], ...] = ()
     schema_version: str = SCHEMA_VERSION
 
     @property

@@ -89,6 +89,7 @@ def adapter_dict(e: AdapterEntry) -> dict[str, Any]:
         "evidence": list(e.evidence),
         "probe_summary": e.probe_summary,
         "source": e.source,
+        "probe_calibration": e.probe_calibration,  # the calibration its probe verdict used (appended)
     }
 
 
@@ -116,6 +117,8 @@ def header_dict(report: Report) -> dict[str, Any]:
             "expired": [s.to_dict() for s in report.expired_suppressions],
         },
         "similarity_thresholds": None if report.similarity_thresholds is None else report.similarity_thresholds.to_dict(),
+        # the base's stored probe calibrations in force, by kind (appended: additions keep schema_version "1")
+        "probe_calibration": {k: None if ref is None else ref.to_dict() for k, ref in report.probe_calibration},
     }
 
 
@@ -337,6 +340,21 @@ def probe_coverage_text(report: Report) -> str:
     how many have a probe verdict."""
     s = report.summary
     return f"probed {s.probed} of {s.probed + s.not_probed} scored revisions ({s.not_probed} not yet probed)"
+
+
+_PROBE_KIND_NAMES = {"probe": "battery thresholds", "search": "τ_search"}
+
+
+def probe_calibration_text(report: Report) -> str | None:
+    """``probe calibration in force: battery thresholds store #3 v2 of ... (calibrated: ...); τ_search none in
+    the store ...``; None when the report was built without reading them."""
+    if not report.probe_calibration:
+        return None
+    parts = [f"{_PROBE_KIND_NAMES.get(kind, kind)} "
+             + (f"{ref.describe()} ({ref.source})" if ref is not None and ref.source else ref.describe() if ref is not None
+                else "none in the store (probes use a legacy per-base file or the defaults)")
+             for kind, ref in report.probe_calibration]  # fmt: skip
+    return "probe calibration in force: " + "; ".join(parts)
 
 
 def downstream_counts(report: Report) -> tuple[int, int]:

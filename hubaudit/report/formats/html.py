@@ -26,6 +26,7 @@ from hubaudit.report.formats._common import (
     low_confidence_text,
     margin_help,
     margin_unit,
+    probe_calibration_text,
     probe_coverage_text,
     probe_text,
     short_sha,
@@ -134,6 +135,9 @@ def _cards(report: Report) -> str:
     alert = f'<div class="alert" id="low-confidence">{escape(low)}</div>' if low else ""
     coverage = probe_coverage_text(report)
     alert += f'<p id="probe-coverage">{escape(coverage[0].upper() + coverage[1:])}.</p>'
+    probe_cal = probe_calibration_text(report)
+    if probe_cal:
+        alert += f'<p id="probe-calibration">{escape(probe_cal[0].upper() + probe_cal[1:])}.</p>'
     downstream = downstream_summary(report)
     if downstream:
         alert += f'<p id="downstream-summary">{escape(downstream[0].upper() + downstream[1:])}.</p>'

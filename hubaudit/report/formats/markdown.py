@@ -25,6 +25,7 @@ from hubaudit.report.formats._common import (
     low_confidence_text,
     margin_help,
     margin_unit,
+    probe_calibration_text,
     probe_coverage_text,
     probe_text,
     short_sha,
@@ -74,6 +75,9 @@ class MarkdownFormat(ReportFormat):
         )
         coverage = probe_coverage_text(report)
         out += ["", coverage[0].upper() + coverage[1:] + "."]
+        probe_cal = probe_calibration_text(report)
+        if probe_cal:
+            out += ["", md_escape(probe_cal[0].upper() + probe_cal[1:]) + "."]
         downstream = downstream_summary(report)
         if downstream:
             out += ["", md_escape(downstream[0].upper() + downstream[1:]) + "."]

@@ -24,6 +24,7 @@ from hubaudit.report.formats._common import (
     lineage_checked,
     low_confidence_text,
     margin_help,
+    probe_calibration_text,
     probe_coverage_text,
     probe_text,
     short_sha,
@@ -205,6 +206,9 @@ class TableFormat(ReportFormat):
             )
         )
         out.append(_fit(probe_coverage_text(report), w))
+        probe_cal = probe_calibration_text(report)
+        if probe_cal:  # wrapped, not clipped: the fingerprint at its end names the calibration
+            out += textwrap.wrap(terminal(probe_cal), w)
         if lineage_checked(report):
             out.append(_fit(f"copies/derivatives of known-bad adapters {s.derived}", w))
         downstream = downstream_summary(report)
