@@ -70,6 +70,7 @@ def _fill(store: Store) -> int:
     store.claim_probe_jobs("w", limit=1, lease_seconds=60)
     store.finish_probe_job(job, {"flagged": True})
     store.finish_run(store.start_run("ingest", {"x": 1}), counts={"n": 1}, exit_status=0)
+    store.behaviour.save_behaviour_calibration("org/base", "probe", {"gap": 0.1, "mean": 0.1}, source="s", n_clean=1)
     return rid
 
 
