@@ -297,10 +297,10 @@ def probe_calibrate_cmd(
             stored = save_probe_calibration(store, base, th, tau)
     sys.stdout.write(json.dumps(th.to_dict() | ({"search": tau.to_dict()} if tau else {})
                                 | {"stored": {k: r.to_dict() for k, r in stored.items()}}) + "\n")
-    dests = [*(["store " + stored["probe"].describe()] if "probe" in stored else []), *([out] if out else [])]
+    dests = [*([stored["probe"].describe()] if "probe" in stored else []), *([out] if out else [])]
     err_console.print(f"probe thresholds: gap {th.gap}, mean {th.mean} from {th.n_clean} clean adapter(s) -> {'; '.join(dests)}")
     if tau is not None:
-        sdests = [*(["store " + stored["search"].describe()] if "search" in stored else []), *([sdest] if sdest else [])]
+        sdests = [*([stored["search"].describe()] if "search" in stored else []), *([sdest] if sdest else [])]
         err_console.print(f"τ_search {tau.per_label} ({tau.rule}; {tau.source}) -> {'; '.join(sdests)}")
 
 
