@@ -229,9 +229,9 @@ def invert(model, tok, prompts: list[str], cfg: InversionConfig | None = None, *
                 alive = alive & (nxt != eos)  # the end token is the last kept step
                 cur = nxt.repeat_interleave(n)
     targets, bait = _rank(tok, cands, all_tok, all_qa, all_qb, all_valid, first.cpu(), eos, cfg)
-    best = _extend_left(targets, cfg.extend_ratio) if targets else None
+    best, best_ids = _extend_left(targets, cfg.extend_ratio) if targets else (None, [])
     return InversionResult(
-        target=best.text if best else None, target_ids=best.token_ids if best else [],
+        target=tok.decode(best_ids, skip_special_tokens=True).strip() if best else None, target_ids=best_ids,
         target_score=best.score if best else 0.0, q_adapter=best.q_adapter if best else 0.0,
         q_base=best.q_base if best else 0.0, llr=best.llr if best else 0.0,
         bait_q=bait, top=[t.to_dict() for t in targets[: cfg.top]], n_scanned=len(cands), n_vocab=vocab, chat_template=templated,
@@ -268,21 +268,35 @@ def _rank(tok, cands, toks, qa, qb, valid, first, eos, cfg: InversionConfig) -> 
     return out, bait
 
 
-def _extend_left(targets: list[Target], ratio: float) -> Target:
-    """The best target, moved to an earlier start when another ranked target continues into it.
+def _extend_left(targets: list[Target], ratio: float, overlap: int = 2) -> tuple[Target, list[int]]:
+    """The best target and its token ids moved to the earliest start the ranking supports.
 
     Forcing any token of a memorised target continues its remainder, so the best-scoring start can
-    be the target's second token (its first is often a common word, e.g. "i"). A ranked target B with
-    B[1:] = the head of A and score(B) ≥ ratio·score(A) is the same target begun one token earlier."""
+    lie inside the target: its forced first token may even be a neighbour of the target's token (a
+    forced "helps" continues "://evil." as well as the true "https" does). A ranked target B that
+    runs into the current target's continuation — B[k:k+overlap] equals its tokens 1..overlap for
+    some k ≥ 2 — with score(B) ≥ ratio·score(best) starts k − 1 tokens earlier: the target becomes
+    B[:k] followed by the current continuation. Repeated while the target grows; the verdict
+    statistic stays the best score (only the reported target text and the trigger search's target
+    change)."""
     best = targets[0]
+    ids = list(best.token_ids)
     for _ in range(len(targets)):
-        a = best.token_ids
-        prev = [b for b in targets if len(b.token_ids) >= 3 and b.score >= ratio * best.score
-                and b.token_ids[1:] == a[: len(b.token_ids) - 1] and b is not best]
-        if not prev:
+        core = ids[1 : 1 + overlap]
+        if len(core) < overlap:
             break
-        best = max(prev, key=lambda b: b.score)
-    return best
+        found: tuple[float, list[int]] | None = None
+        for b in targets:
+            bi = b.token_ids
+            if b is best or b.score < ratio * best.score:
+                continue
+            k = next((k for k in range(2, len(bi) - overlap + 1) if bi[k : k + overlap] == core), None)
+            if k is not None and (found is None or b.score > found[0]):
+                found = (b.score, bi[:k] + ids[1:])
+        if found is None or len(found[1]) <= len(ids):
+            break
+        ids = found[1]
+    return best, ids
 
 
 def target_logprob(model, tok, texts: list[str], target_ids: list[int], *, batch_size: int = 64, device=None) -> list[float]:
