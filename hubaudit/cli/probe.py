@@ -100,6 +100,8 @@ def escalate_cmd(
     base: Annotated[str, typer.Option("--base", "-b", help="Base model whose adapter revisions are queued.")],
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many new jobs.")] = None,
     flagged_only: Annotated[bool, typer.Option("--flagged-only", help="Queue only weight-flagged revisions.")] = False,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Queue again the revisions whose probe job "
+                                                                       "failed for good (default: left out).")] = False,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -110,11 +112,12 @@ def escalate_cmd(
     from hubaudit.store import Store
 
     with Store.open(Settings.resolve(db, config).db_url, create=True) as store:
-        s = escalate(store, base, limit=limit, flagged_only=flagged_only)
+        s = escalate(store, base, limit=limit, flagged_only=flagged_only, retry_failed=retry_failed)
     sys.stdout.write(json.dumps(s.to_dict()) + "\n")
     err_console.print(f"escalate {base}: queued {s.queued} ({s.queued_flagged} flagged, {s.queued_unflagged} unflagged), "
                       f"{s.already} already queued or probed, {s.probed} with a probe verdict"
-                      + (f"; {s.unflagged} unflagged left out (--flagged-only)" if flagged_only and s.unflagged else ""))
+                      + (f"; {s.unflagged} unflagged left out (--flagged-only)" if flagged_only and s.unflagged else "")
+                      + (f"; {s.failed} failed for good left out (--retry-failed queues them)" if s.failed else ""))
 
 
 @app.command("probe")

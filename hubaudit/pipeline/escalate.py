@@ -17,7 +17,8 @@ The queue stores one number per job, so the order is encoded in it as
 (the downloads term lies in [0, 1), below one margin step; a missing margin takes the step below the
 lowest clipped one). Enqueueing is idempotent: a revision already queued, running or done is not
 queued again; a still-queued job takes its new priority, since margins move when the base is
-recalibrated.
+recalibrated. A job that failed for good (its attempts spent) is not queued again unless asked
+(``retry_failed``): an adapter that always fails would otherwise spend every night's budget.
 """
 
 from __future__ import annotations
@@ -54,7 +55,8 @@ class EscalateSummary:
     """What one escalation pass did. ``flagged``/``unflagged``: the base's scored, not-removed
     revisions without a probe verdict, by weight verdict (``unflagged`` includes the not judged);
     ``queued`` = ``queued_flagged`` + ``queued_unflagged`` new jobs; ``already``: queued, running or
-    done before (their queued jobs re-prioritised); ``probed``: revisions with a probe verdict."""
+    done before (their queued jobs re-prioritised); ``failed``: jobs that failed for good, left out
+    (not re-queued without ``retry_failed``); ``probed``: revisions with a probe verdict."""
 
     base: str
     flagged: int = 0
@@ -63,6 +65,7 @@ class EscalateSummary:
     queued_flagged: int = 0
     queued_unflagged: int = 0
     already: int = 0
+    failed: int = 0
     probed: int = 0
     flagged_only: bool = False
     job_ids: list[int] = field(default_factory=list)
@@ -71,9 +74,11 @@ class EscalateSummary:
         return dict(self.__dict__)
 
 
-def escalate(store: Store, base: str, *, limit: int | None = None, flagged_only: bool = False) -> EscalateSummary:
+def escalate(store: Store, base: str, *, limit: int | None = None, flagged_only: bool = False,
+             retry_failed: bool = False) -> EscalateSummary:
     """Queue every scored, not-removed revision of ``base`` that has no probe verdict, in priority
-    order (at most ``limit`` new jobs; ``flagged_only``: only the weight-flagged ones)."""
+    order (at most ``limit`` new jobs; ``flagged_only``: only the weight-flagged ones; ``retry_failed``:
+    also the revisions whose job failed for good, attempts reset)."""
     out = EscalateSummary(base, flagged_only=flagged_only)
     rows = []
     for r in store.audit_rows(base):
@@ -98,6 +103,8 @@ def escalate(store: Store, base: str, *, limit: int | None = None, flagged_only:
             out.already += 1
             if state == ProbeJobStatus.QUEUED:
                 refresh.append((r.revision_id, p))
+        elif state == ProbeJobStatus.FAILED and not retry_failed:
+            out.failed += 1
         elif limit is None or len(new) < limit:
             new.append((p, r))
     jobs = store.enqueue_probes(refresh + [(r.revision_id, p) for p, r in new]) if refresh or new else {}

@@ -251,3 +251,19 @@ def test_escalate_and_probe_commands_say_what_was_queued_and_what_the_budget_lef
     s = json.loads(r.stdout)
     assert (s["claimed"], s["budget_seconds"], s["seconds_used"], s["stopped"]) == (0, 120.0, 0.0, "queue_empty")
     assert "0 of 120 device-seconds used, 0 still queued" in r.stderr
+
+
+def test_a_job_that_failed_for_good_is_not_queued_again_unless_asked(store):
+    ids = _populate(store, {"breaks": (True, 2.0, 5), "fine": (False, -1.0, 1)})
+    escalate(store, BASE)
+    for _ in range(3):  # three failed attempts: failed for good
+        (job,) = store.claim_probe_jobs("w", limit=1, lease_seconds=60, base=BASE)
+        assert job.revision_id == ids["breaks"]
+        store.fail_probe_job(job.id, "boom", max_attempts=3)
+    assert [j.status for j in store.probe_jobs(BASE) if j.revision_id == ids["breaks"]] == ["failed"]
+    s = escalate(store, BASE)  # the nightly pass: it stays failed and costs no budget
+    assert (s.queued, s.failed, s.already) == (0, 1, 1)
+    assert [j.revision_id for j in store.probe_jobs(BASE, status="queued")] == [ids["fine"]]
+    s = escalate(store, BASE, retry_failed=True)
+    assert (s.queued, s.failed) == (1, 0)
+    assert {j.revision_id for j in store.probe_jobs(BASE, status="queued")} == {ids["breaks"], ids["fine"]}
