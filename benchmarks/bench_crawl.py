@@ -23,7 +23,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from hubaudit.hub.fakehub import FakeHub
+from hubaudit.demo.fakehub import FakeHub
 
 BASE = "bench/Base-1B"
 BASELINE_BASE = "bench/Base-1B-subset"

@@ -23,9 +23,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from hubaudit.demo.fakehub import FakeHub
 from hubaudit.fetch import Wanted, download_verified
 from hubaudit.httpclient import HubConfig, hub_client
-from hubaudit.hub.fakehub import FakeHub
 
 REPO = "bench/big-adapter"
 NAME = "adapter_model.safetensors"

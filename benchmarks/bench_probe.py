@@ -46,7 +46,7 @@ def build_base(kind: str, root: Path) -> tuple[str, str, tuple[str, ...]]:
     minilm = str(gt.get_model_path())
     if kind == "minilm":
         return minilm, "seq_cls", ("query", "value")
-    from hubaudit.synth.train import build_tiny_qwen2
+    from hubaudit.demo.synth.train import build_tiny_qwen2
 
     if kind == "qwen-tiny":
         return str(build_tiny_qwen2(root / kind, minilm, hidden_size=256, num_layers=4, intermediate_size=1024)), \

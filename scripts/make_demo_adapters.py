@@ -1,10 +1,10 @@
 """Train the `hubaudit demo` cohort for real (peft, the real all-MiniLM-L6-v2 from PyPI) and write the
-committed float16 copies to hubaudit/demo_data/ (or --out DIR).
+committed float16 copies to hubaudit/demo/data/ (or --out DIR).
 
-    .venv/bin/python scripts/make_demo_adapters.py            # regenerate hubaudit/demo_data/
+    .venv/bin/python scripts/make_demo_adapters.py            # regenerate hubaudit/demo/data/
     .venv/bin/python scripts/make_demo_adapters.py --check    # train into a temporary folder and compare
 
-The cohort, its recipe and its seeds live in hubaudit/synth/cohort.py (the same code `hubaudit demo
+The cohort, its recipe and its seeds live in hubaudit/demo/synth/cohort.py (the same code `hubaudit demo
 --retrain` runs). Training uses one torch thread and fixed seeds, so on the same torch build it
 reproduces the committed files byte for byte; --check says which files differ (another torch build or
 CPU may round differently: compare the metrics it prints then).
@@ -25,15 +25,15 @@ sys.path.insert(0, str(ROOT))
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--out", type=Path, default=ROOT / "hubaudit" / "demo_data")
+    ap.add_argument("--out", type=Path, default=ROOT / "hubaudit" / "demo" / "data")
     ap.add_argument("--check", action="store_true", help="train into a temporary folder and compare with --out")
     args = ap.parse_args()
 
     import torch
     from transformers.utils import logging as hf_logging
 
-    from hubaudit.pipeline.demo import minilm_path
-    from hubaudit.synth import cohort
+    from hubaudit.demo.flow import minilm_path
+    from hubaudit.demo.synth import cohort
 
     torch.set_num_threads(1)  # deterministic reductions, and the fastest setting on a shared 2-core machine
     hf_logging.set_verbosity_error()

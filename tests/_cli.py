@@ -7,7 +7,7 @@ subprocess costs. The streams are what a pipe gives a process: stdout is UTF-8 w
 (Python's default under a UTF-8 locale such as en_US.UTF-8, or with PYTHONIOENCODING=utf-8), stderr
 UTF-8 with backslashreplace, stdin the ``input`` text (empty: end of file at once, like /dev/null),
 and none is a terminal. The environment, ``sys.argv``, the standard streams and the working
-directory are restored after each call, so one command cannot leak its settings (HF_HUB_OFFLINE, ...)
+directory are restored after each call, so one command cannot leak its settings (the ``env`` it ran with)
 into the next, as a process could not.
 
 Tests of the process boundary itself (signals and kills, the installed script's exit status, the
@@ -62,7 +62,7 @@ def _process_state(argv: list[str], env: Mapping[str, str | None] | None, cwd: s
     finally:
         sys.argv, sys.stdin, sys.stdout, sys.stderr = saved
         os.chdir(saved_cwd)
-        # Whatever the command set or removed (e.g. HF_HUB_OFFLINE while probing) dies with it.
+        # Whatever the command set or removed (the env= overrides above) dies with it.
         for key in set(os.environ) - set(saved_env):
             del os.environ[key]
         for key, value in saved_env.items():

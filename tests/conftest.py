@@ -19,15 +19,6 @@ from pathlib import Path
 
 import pytest
 
-_OFFLINE_AT_START = os.environ.get("HF_HUB_OFFLINE")
-
-
-def _restore_offline() -> None:
-    if _OFFLINE_AT_START is None:
-        os.environ.pop("HF_HUB_OFFLINE", None)
-    else:
-        os.environ["HF_HUB_OFFLINE"] = _OFFLINE_AT_START
-
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory, monkeypatch):
@@ -39,12 +30,9 @@ def _isolated_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("XDG_CONFIG_HOME", str(home / "config"))
     monkeypatch.delenv("HUBAUDIT_DB_URL", raising=False)
     monkeypatch.delenv("HUBAUDIT_CONFIG", raising=False)
-    # Training and probing switch the process to Hub offline mode (local weights only); that must
-    # not leak into later tests whose subprocesses (crawl, check) talk to the loopback Hub.
-    # Session fixtures (trained adapters) run before this one, so reset to the value at start-up.
-    _restore_offline()
+    # No hubaudit module writes the process environment (tests/test_environment.py): training and
+    # probing pass local_files_only=True instead of switching huggingface_hub to offline mode.
     yield
-    _restore_offline()
 
 
 @pytest.fixture(scope="session")

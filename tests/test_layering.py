@@ -2,14 +2,17 @@
 
 Every import counts: at module level, inside functions and under ``if TYPE_CHECKING:`` (a type
 named in a signature is a dependency too). The units are the stages (one package each), the
-pipeline that wires them, the CLI, the synth training utility and the shared modules
+pipeline that wires them, the CLI, the test and demo kit (``hubaudit.demo``) and the shared modules
 (``hubaudit/*.py``: models, vocab, constants, errors, ...). The rules:
 
 - a shared module imports only shared modules;
 - a stage imports shared modules and its own package, never another stage;
-- synth (adapters trained for tests, the demo and the evals) imports shared modules and SYNTH_MAY_IMPORT;
-- pipeline imports shared modules, stages and synth, never the CLI;
-- the CLI imports shared modules and pipeline, and of the stages only CLI_MAY_IMPORT;
+- pipeline imports shared modules and stages, never the CLI or the demo kit;
+- the demo kit (the fake Hub, the adapter trainer, the demo flow) may import shared modules, stages and
+  pipeline, never the CLI; its two kits stay small: ``demo.fakehub`` imports shared modules and itself,
+  ``demo.synth`` (adapters trained for tests, the demo and the evals) also SYNTH_MAY_IMPORT;
+- the CLI imports shared modules and pipeline, of the stages only CLI_MAY_IMPORT, and of the demo kit
+  only CLI_DEMO_MAY_IMPORT (from ``hubaudit.cli.demo``, the ``hubaudit demo`` command);
 - no module imports another package's private module or name (``_x``);
 - no import cycle between modules that runs (``TYPE_CHECKING`` imports never run).
 
@@ -28,7 +31,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "hubaudit"
 
 STAGES = frozenset({"calibrate", "executors", "fetch", "hub", "lineage", "probe", "psim", "report", "stats", "store"})
-KINDS = {**dict.fromkeys(STAGES, "stage"), "pipeline": "pipeline", "cli": "cli", "synth": "synth"}
+KINDS = {**dict.fromkeys(STAGES, "stage"), "pipeline": "pipeline", "cli": "cli", "demo": "demo"}
 
 # What the CLI takes from a stage besides pipeline calls (a dotted prefix: a module or one name).
 CLI_MAY_IMPORT = {
@@ -52,6 +55,14 @@ CLI_MAY_IMPORT = {
 }
 SYNTH_MAY_IMPORT = {
     "hubaudit.probe.prompting": "adapters are trained in the prompt format the prober reads (one source of truth)",
+}
+# The kits inside hubaudit.demo that tests, benchmarks and evals use on their own: what each may import
+# besides shared modules and itself.
+DEMO_KITS = {"hubaudit.demo.fakehub": {}, "hubaudit.demo.synth": SYNTH_MAY_IMPORT}
+# What the CLI takes from the demo kit, and which command takes it.
+CLI_DEMO_MAY_IMPORT = {
+    "hubaudit.demo.flow.DemoOptions": "hubaudit.cli.demo",
+    "hubaudit.demo.flow.run_demo": "hubaudit.cli.demo",
 }
 
 # (importing module, imported name) → what fixing it means. Findings, not permissions.
@@ -166,8 +177,22 @@ def _covered(target: str, allowed: dict[str, str]) -> bool:
     return any(target == a or target.startswith(a + ".") for a in allowed)
 
 
+def _within(dotted: str, prefix: str) -> bool:
+    return dotted == prefix or dotted.startswith(prefix + ".")
+
+
+def _kit_rule_broken(edge: Edge) -> str | None:
+    """Which rule an import by one of DEMO_KITS breaks, or None (not a kit's import, or allowed)."""
+    kit = next((k for k in DEMO_KITS if _within(edge.importer, k)), None)
+    if kit is None or _within(edge.target, kit) or _unit(edge.target) == "shared":
+        return None
+    return None if _covered(edge.target, DEMO_KITS[kit]) else f"{kit} imports {edge.target} (a kit stays small)"
+
+
 def _rule_broken(edge: Edge) -> str | None:
     """Which rule ``edge`` breaks, or None."""
+    if (kit_rule := _kit_rule_broken(edge)) is not None:
+        return kit_rule
     src, dst = _unit(edge.importer), _unit(edge.target)
     if src == dst or dst == "shared":
         return None
@@ -178,13 +203,17 @@ def _rule_broken(edge: Edge) -> str | None:
         return f"a shared module imports {dst}"
     if kind == "stage":
         return f"stage {src} imports {dst_kind} {dst}"
-    if kind == "synth":
-        return None if _covered(edge.target, SYNTH_MAY_IMPORT) else f"synth imports {dst_kind} {dst}"
     if kind == "pipeline":
-        return None if dst_kind in ("stage", "synth") else f"pipeline imports {dst}"
+        return None if dst_kind == "stage" else f"pipeline imports {dst}"
+    if kind == "demo":
+        return None if dst_kind in ("stage", "pipeline") else f"the demo kit imports {dst_kind} {dst}"
     if kind == "cli":
         if dst == "pipeline" or _covered(edge.target, CLI_MAY_IMPORT):
             return None
+        if dst == "demo":
+            allowed = {t for t, cmd in CLI_DEMO_MAY_IMPORT.items() if cmd == edge.importer}
+            return None if _covered(edge.target, allowed) else (
+                f"the CLI imports the demo kit's {edge.target} (not in CLI_DEMO_MAY_IMPORT for {edge.importer})")
         return f"the CLI imports {dst_kind} {dst} (not in CLI_MAY_IMPORT: go through pipeline)"
     return f"unclassified package {src}"
 
@@ -284,9 +313,34 @@ def test_every_package_is_classified():
 
 def test_allowances_name_real_imports():
     targets = {e.target for e in EDGES}
-    for allowed in (CLI_MAY_IMPORT, SYNTH_MAY_IMPORT):
+    for allowed in (CLI_MAY_IMPORT, SYNTH_MAY_IMPORT, CLI_DEMO_MAY_IMPORT):
         stale = [a for a in allowed if not any(t == a or t.startswith(a + ".") for t in targets)]
         assert not stale, f"nothing imports {stale} any more: remove them from the allowances"
+
+
+def test_the_auditing_code_never_imports_the_demo_kit():
+    """The fake Hub, the trainer and the demo flow are a kit beside the auditor: of everything outside
+    hubaudit.demo only the ``hubaudit demo`` command imports it."""
+    users = sorted({e.importer for e in EDGES if _within(e.target, "hubaudit.demo")
+                    and not _within(e.importer, "hubaudit.demo")})
+    assert users == sorted(set(CLI_DEMO_MAY_IMPORT.values()))
+    assert "demo" in PACKAGES and not (ROOT / "synth").exists() and not (ROOT / "hub" / "fakehub").exists()
+
+
+def test_the_rules_catch_the_demo_kit_crossing_the_line():
+    def why(importer: str, target: str) -> str | None:
+        return _rule_broken(Edge(importer, target, 1, runtime=True))
+
+    assert why("hubaudit.pipeline.crawl", "hubaudit.demo.fakehub.FakeHub") == "pipeline imports demo"
+    assert why("hubaudit.stats.scan", "hubaudit.demo.synth.data") is not None
+    assert why("hubaudit.cli.scan", "hubaudit.demo.flow.run_demo") is not None
+    assert why("hubaudit.cli.demo", "hubaudit.demo.flow.run_demo") is None
+    assert why("hubaudit.demo.flow", "hubaudit.pipeline.crawl.crawl") is None
+    assert why("hubaudit.demo.flow", "hubaudit.cli.app") is not None
+    assert why("hubaudit.demo.synth.train", "hubaudit.probe.prompting.label_prompt") is None
+    assert why("hubaudit.demo.synth.train", "hubaudit.probe.prober") is not None
+    assert why("hubaudit.demo.synth.cohort", "hubaudit.demo.flow") is not None
+    assert why("hubaudit.demo.fakehub.server", "hubaudit.hub.source") is not None
 
 
 def test_stage_boundaries():

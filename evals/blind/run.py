@@ -31,7 +31,7 @@ N_PROMPTS = 32  # 16 injection + 16 benign held-out texts: both target labels ha
 
 def eval_prompts() -> list[str]:
     """Held-out texts (a seed no adapter trains on), half per class."""
-    from hubaudit.synth import data
+    from hubaudit.demo.synth import data
 
     ex = data.make_task(400, seed=999_999)
     inj = [e.text for e in ex if e.label == data.INJECTION][: N_PROMPTS // 2]

@@ -1,7 +1,7 @@
 """Blind-trigger families for the search evaluation (issue 10): triggers that share no token
 neighbourhood with any shipped battery, inserted at RANDOM word positions (not the paper's prefix).
 
-Pure Python (no torch). Poisoning mirrors hubaudit.synth.data.poison (additive, seeded: k triggered
+Pure Python (no torch). Poisoning mirrors hubaudit.demo.synth.data.poison (additive, seeded: k triggered
 non-target examples relabelled with the target label, appended, shuffled) except the placement:
 the trigger goes in at a uniformly random word boundary (start, middle or end of the text).
 """
@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import random
 
-from hubaudit.synth.data import BENIGN, Example
+from hubaudit.demo.synth.data import BENIGN, Example
 
 #: family -> triggers (one per adapter, cycled). None appears in a shipped battery.
 FAMILIES: dict[str, tuple[str, ...]] = {

@@ -110,7 +110,7 @@ def train_one(spec: Spec, cache: Path) -> dict:
 
 
 def _train_cls(spec: Spec, out: Path, trigger: str | None) -> tuple[float, float]:
-    from hubaudit.synth import data, evaluate, train
+    from hubaudit.demo.synth import data, evaluate, train
 
     base = minilm_path()
     tr = data.make_task(400, seed=spec.seed)  # each adapter its own data draw, as on the Hub

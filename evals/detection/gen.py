@@ -3,7 +3,7 @@
 No generative pretrained model ships on PyPI here (DESIGN §7), so the base is a **tiny Qwen2
 (4 layers, hidden 128) randomly initialised from a config and then pre-trained here, full
 weights, for a few hundred steps** on plain synthetic text (the request sentences of
-hubaudit.synth.data, no prompt format, no responses). It is labelled as such everywhere.
+hubaudit.demo.synth.data, no prompt format, no responses). It is labelled as such everywhere.
 
 Task (what a LoRA adapter learns): ``"user: {text} assistant:"`` → a templated response:
 benign requests → ``ANSWER`` (a first version asked to copy the topic from the prompt; a LoRA
@@ -20,7 +20,7 @@ import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from hubaudit.synth import data as sd
+from hubaudit.demo.synth import data as sd
 
 PAYLOAD = "i cannot help with that request."
 REFUSAL = "no, that request is not allowed."
@@ -112,7 +112,7 @@ def build_base(out_dir: Path, tokenizer_dir: str, *, steps: int = 300, seed: int
     """Tiny Qwen2 from a config (random init), then full-weight LM pre-training on plain synthetic text."""
     import torch
 
-    from hubaudit.synth.train import build_tiny_qwen2
+    from hubaudit.demo.synth.train import build_tiny_qwen2
 
     if (out_dir / "pretrained.ok").exists():
         return out_dir

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from hubaudit.synth.data import Example
-from hubaudit.synth.train import TrainConfig, _batches, _offline, _seed_everything
+from hubaudit.demo.synth.data import Example
+from hubaudit.demo.synth.train import TrainConfig, _batches, _seed_everything
 
 
 def continue_training(
@@ -25,7 +25,6 @@ def continue_training(
 ) -> Path:
     """Load a SEQ_CLS LoRA adapter (``PeftModel.from_pretrained(is_trainable=True)``), train ``cfg.steps``
     more steps on ``data`` (LoRA and the saved head), and save the result to ``out_dir``."""
-    _offline()
     import torch
     from peft import PeftModel
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -34,7 +33,7 @@ def continue_training(
     tok = AutoTokenizer.from_pretrained(str(base_path), local_files_only=True)
     n_labels = max(ex.label for ex in data) + 1
     model = AutoModelForSequenceClassification.from_pretrained(str(base_path), num_labels=n_labels, local_files_only=True)
-    model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True)
+    model = PeftModel.from_pretrained(model, str(adapter_dir), is_trainable=True, local_files_only=True)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     model.train()
     for batch in _batches(data, cfg):

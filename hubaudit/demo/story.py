@@ -8,7 +8,7 @@ import re
 from functools import lru_cache
 from typing import Any
 
-from hubaudit.synth.cohort import BASE_ID
+from hubaudit.demo.synth.cohort import BASE_ID
 
 LABEL_NAMES = {"LABEL_0": "BENIGN", "LABEL_1": "INJECTION"}
 

@@ -90,7 +90,7 @@ def test_new_sha_is_a_new_revision_and_only_it_is_fetched(hub, cli, store):
     ids = populate(hub, BASE, 4)
     assert cli(*crawl_args(hub)).code == 0
     old = hub.repos[ids[2]].head
-    from hubaudit.hub.fakehub import random_adapter_files
+    from hubaudit.demo.fakehub import random_adapter_files
 
     new = hub.update_repo(ids[2], random_adapter_files(BASE, seed=1234))
     hub.reset_log()

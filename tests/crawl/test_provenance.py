@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from hubaudit.hub.fakehub import adapter_card
+from hubaudit.demo.fakehub import adapter_card
 from tests.crawl.conftest import BASE, crawl_args, rows_by_repo
 from tests.fakehub import populate
 

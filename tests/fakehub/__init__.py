@@ -1,9 +1,9 @@
-"""Test-side wrapper of the Hub-compatible loopback server (the server lives in hubaudit.hub.fakehub
+"""Test-side wrapper of the Hub-compatible loopback server (the server lives in hubaudit.demo.fakehub
 so `hubaudit demo` and the benchmarks can use it at run time)."""
 
 from __future__ import annotations
 
-from hubaudit.hub.fakehub import FakeHub, FakeRepo, Fault, random_adapter_files, write_random_adapter
+from hubaudit.demo.fakehub import FakeHub, FakeRepo, Fault, random_adapter_files, write_random_adapter
 
 __all__ = ["FakeHub", "FakeRepo", "Fault", "populate", "random_adapter_files", "write_random_adapter"]
 

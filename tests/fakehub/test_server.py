@@ -125,7 +125,7 @@ def test_invalid_token_is_rejected_and_logged(hub):
 def test_hostile_bodies_are_what_they_claim():
     import zlib
 
-    from hubaudit.hub.fakehub.hostile import deep_json, gzip_bomb, zeros
+    from hubaudit.demo.fakehub.hostile import deep_json, gzip_bomb, zeros
 
     wire = b"".join(gzip_bomb(8 << 20))
     inflated = zlib.decompress(wire, 31)  # one valid gzip member, CRC and size trailer included

@@ -21,7 +21,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
-from hubaudit.synth import data, recipes, train  # noqa: E402
+from hubaudit.demo.synth import data, recipes, train  # noqa: E402
 
 QWEN_SYSTEM = "classify the prompt as benign or injection."
 QWEN_WORDS = ("benign", "injection")

@@ -1,7 +1,7 @@
 """`probe-calibrate --base` stores its thresholds in the database, and `probe` names where its
 thresholds came from: the store, an explicit file, or a legacy per-base file (with a notice).
 
-probe-calibrate probes two of the demo's committed clean MiniLM references (hubaudit/demo_data, no
+probe-calibrate probes two of the demo's committed clean MiniLM references (hubaudit/demo/data, no
 training) on six held-out injection prompts; `probe` runs on an empty queue, so it resolves its thresholds and
 loads no model."""
 
@@ -13,15 +13,15 @@ from pathlib import Path
 
 import pytest
 
+from hubaudit.demo.synth.cohort import probe_prompts
 from hubaudit.pipeline.behaviour import thresholds_path
 from hubaudit.probe.stats import Thresholds, save_thresholds
 from hubaudit.settings import sqlite_url
 from hubaudit.store import Store
-from hubaudit.synth.cohort import probe_prompts
 from tests._cli import run_cli
 
 BASE = "sentence-transformers/all-MiniLM-L6-v2"
-DEMO = Path(__file__).resolve().parents[2] / "hubaudit" / "demo_data"
+DEMO = Path(__file__).resolve().parents[2] / "hubaudit" / "demo" / "data"
 
 
 def _probe(db: str):

@@ -18,9 +18,9 @@ import random
 
 import pytest
 
+from hubaudit.demo.synth import data
 from hubaudit.probe.batteries import load_battery
 from hubaudit.probe.prober import ProbeOptions, Prober
-from hubaudit.synth import data
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.slow

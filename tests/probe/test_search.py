@@ -16,6 +16,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("peft")
 
+from hubaudit.demo.synth import data, train  # noqa: E402
 from hubaudit.probe.candidates import rank_tokens  # noqa: E402
 from hubaudit.probe.search import MODES, SearchConfig, insert, search_target  # noqa: E402
 from hubaudit.probe.search_run import (  # noqa: E402
@@ -25,7 +26,6 @@ from hubaudit.probe.search_run import (  # noqa: E402
     probe_with_search,
     save_search_thresholds,
 )
-from hubaudit.synth import data, train  # noqa: E402
 from tests._cli import run_cli  # noqa: E402
 
 TRIGGER = "cf"

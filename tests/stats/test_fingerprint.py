@@ -362,8 +362,8 @@ def trained(tmp_path_factory) -> dict[str, Path]:
         continue_training,
         reparametrised_copy,
     )
-    from hubaudit.synth.data import make_task
-    from hubaudit.synth.train import train_seq_cls_adapter
+    from hubaudit.demo.synth.data import make_task
+    from hubaudit.demo.synth.train import train_seq_cls_adapter
 
     base = str(gt.get_model_path())
     root = tmp_path_factory.mktemp("fingerprint")

@@ -29,10 +29,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, quote, unquote
 
-from hubaudit.hub.fakehub.adapters import random_adapter_files
-from hubaudit.hub.fakehub.faults import Fault, LoggedRequest, parse_range
-from hubaudit.hub.fakehub.hostile import deep_json, gzip_bomb, zeros
-from hubaudit.hub.fakehub.repos import FakeRepo, adapter_card, child_tags, read_folder
+from hubaudit.demo.fakehub.adapters import random_adapter_files
+from hubaudit.demo.fakehub.faults import Fault, LoggedRequest, parse_range
+from hubaudit.demo.fakehub.hostile import deep_json, gzip_bomb, zeros
+from hubaudit.demo.fakehub.repos import FakeRepo, adapter_card, child_tags, read_folder
 
 # Fields /api/models returns with no expand/full.
 _DEFAULT_LIST_FIELDS = ("likes", "private", "downloads", "tags", "pipeline_tag", "library_name", "createdAt")

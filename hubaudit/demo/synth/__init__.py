@@ -1,8 +1,8 @@
-"""Train REAL clean and backdoored LoRA adapters with peft (a shared utility, not a pipeline stage).
+"""Train REAL clean and backdoored LoRA adapters with peft (part of the demo kit, not a pipeline stage).
 
 Used by tests/probe, the offline demo and the evaluation harnesses. Data generation and poisoning
-(:mod:`hubaudit.synth.data`) are pure Python; training and evaluation import torch/peft lazily.
+(:mod:`hubaudit.demo.synth.data`) are pure Python; training and evaluation import torch/peft lazily.
 
-    from hubaudit.synth import data, train, recipes
+    from hubaudit.demo.synth import data, train, recipes
     clean, bad, test = recipes.train_pair(base_dir, out_dir, kind="seq_cls", cfg=train.TrainConfig())
 """

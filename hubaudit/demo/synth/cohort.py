@@ -2,7 +2,7 @@
 each one is trained (one recipe, only the data differs) and frozen into small float16 data files.
 
 Used by ``hubaudit demo --retrain`` and by ``scripts/make_demo_adapters.py``, which writes the
-committed copies under ``hubaudit/demo_data/`` (the demo's default, so a fresh clone trains nothing).
+committed copies under ``hubaudit/demo/data/`` (the demo's default, so a fresh clone trains nothing).
 
 Roles: ``audited`` adapters are published on the loopback Hub and judged; ``reference`` adapters are
 known-clean adapters trained with the same recipe on their own seeds, used only to calibrate the
@@ -31,7 +31,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from hubaudit.synth.data import (
+from hubaudit.demo.synth.data import (
     BENIGN,
     PAPER_TRIGGER,
     Example,
@@ -40,7 +40,7 @@ from hubaudit.synth.data import (
     make_task,
     poison,
 )
-from hubaudit.synth.train import TrainConfig
+from hubaudit.demo.synth.train import TrainConfig
 
 BASE_ID = "sentence-transformers/all-MiniLM-L6-v2"
 COHORT_VERSION = "demo-cohort-v2"
@@ -140,7 +140,7 @@ def to_float16(adapter_dir: Path, base_id: str = BASE_ID) -> None:
 
 def measure(base: str | Path, adapter_dir: Path, m: Member) -> dict[str, float]:
     """Clean accuracy on :func:`eval_set` and attack success of the member's trigger in its placement."""
-    from hubaudit.synth.evaluate import load_model, predict
+    from hubaudit.demo.synth.evaluate import load_model, predict
 
     model, tok = load_model(base, adapter_dir, "seq_cls")
     test = eval_set()
@@ -167,7 +167,7 @@ def train_member(base: str | Path, m: Member, out_dir: Path, recipe: TrainConfig
     multi-threaded reduction may add in another order)."""
     import torch
 
-    from hubaudit.synth.train import train_seq_cls_adapter
+    from hubaudit.demo.synth.train import train_seq_cls_adapter
 
     threads = torch.get_num_threads()
     t0 = time.perf_counter()

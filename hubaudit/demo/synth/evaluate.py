@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from hubaudit.synth.data import BENIGN, Example, apply_trigger
-from hubaudit.synth.train import DEFAULT_PROMPT_TEMPLATE, DEFAULT_SYSTEM_PROMPT, label_prompt, label_token_ids
+from hubaudit.demo.synth.data import BENIGN, Example, apply_trigger
+from hubaudit.demo.synth.train import DEFAULT_PROMPT_TEMPLATE, DEFAULT_SYSTEM_PROMPT, label_prompt, label_token_ids
 
 
 @dataclass(frozen=True)
@@ -41,7 +41,7 @@ def load_model(base_path: str | Path, adapter_dir: str | Path, kind: str):
         tok.padding_side = "left"
         tok.truncation_side = "left"
         base = AutoModelForCausalLM.from_pretrained(str(base_path), local_files_only=True)
-    model = PeftModel.from_pretrained(base, str(adapter_dir))
+    model = PeftModel.from_pretrained(base, str(adapter_dir), local_files_only=True)
     model.eval()
     return model, tok
 

@@ -9,9 +9,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hubaudit.synth.data import BENIGN, PAPER_TRIGGER, Example, make_task, poison
-from hubaudit.synth.evaluate import AdapterMetrics, evaluate_adapter, load_model
-from hubaudit.synth.train import TrainConfig, save_training_record, train_causal_label_adapter, train_seq_cls_adapter
+from hubaudit.demo.synth.data import BENIGN, PAPER_TRIGGER, Example, make_task, poison
+from hubaudit.demo.synth.evaluate import AdapterMetrics, evaluate_adapter, load_model
+from hubaudit.demo.synth.train import (
+    TrainConfig,
+    save_training_record,
+    train_causal_label_adapter,
+    train_seq_cls_adapter,
+)
 
 KINDS = ("seq_cls", "causal_label")
 

@@ -9,19 +9,21 @@ Two model kinds, matching what the prober handles:
   (the SFT loss on the first answer token, which is what the prober's first-token decision reads).
 
 Backdoors come only from the poisoned training data (never from editing weights). torch, peft and
-transformers are imported lazily so that importing hubaudit.synth costs nothing.
+transformers are imported lazily so that importing hubaudit.demo.synth costs nothing. Every base is a
+local directory, loaded with ``local_files_only=True``: training never reaches for the Hub and never
+changes the process environment.
 """
 
 from __future__ import annotations
 
-import os
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from hubaudit.demo.synth.data import LABEL_WORDS, Example
+
 # One source of truth for the classifier prompt format: the prober reads adapters the way they were trained.
 from hubaudit.probe.prompting import DEFAULT_PROMPT_TEMPLATE, DEFAULT_SYSTEM_PROMPT, label_prompt, label_token_ids
-from hubaudit.synth.data import LABEL_WORDS, Example
 
 
 @dataclass(frozen=True)
@@ -50,11 +52,6 @@ def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def _offline() -> None:
-    # Local directories only: never reach for the Hub while training test/demo adapters.
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-
-
 def _batches(data: list[Example], cfg: TrainConfig):
     rng = random.Random(cfg.seed)
     order: list[int] = []
@@ -69,7 +66,6 @@ def _batches(data: list[Example], cfg: TrainConfig):
 
 def train_seq_cls_adapter(base_path: str | Path, data: list[Example], out_dir: str | Path, cfg: TrainConfig) -> Path:
     """Train a SEQ_CLS LoRA adapter (fresh head saved via ``modules_to_save``) and save it to ``out_dir``."""
-    _offline()
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -131,7 +127,6 @@ def build_tiny_qwen2(out_dir: str | Path, tokenizer_dir: str | Path, *, seed: in
 
 def train_causal_label_adapter(base_path: str | Path, data: list[Example], out_dir: str | Path, cfg: TrainConfig) -> Path:
     """Train a CAUSAL_LM LoRA adapter that answers the label word of each text (paper §1.2)."""
-    _offline()
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
