@@ -74,7 +74,7 @@ def _corpus_tokenizer(out_dir: Path, tokenizer_dir: str) -> Path:
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers
     from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-    full = AutoTokenizer.from_pretrained(tokenizer_dir)
+    full = AutoTokenizer.from_pretrained(tokenizer_dir, local_files_only=True)
     words = [*sd._TOPICS, *sd._DOCS, *sd._BENIGN_TEMPLATES, *sd._BAD, *sd._INJECTION_TEMPLATES, *sd._OPENERS,
              PAYLOAD, REFUSAL, ANSWER, TEMPLATE, *TRIGGER_WORDS]  # fmt: skip
     seen: dict[str, None] = {}
@@ -105,7 +105,7 @@ def tokenizer(base: Path):
     as a Qwen2 tokenizer by AutoTokenizer, which splits this vocabulary into characters)."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(base / "_tokenizer"))
+    return AutoTokenizer.from_pretrained(str(base / "_tokenizer"), local_files_only=True)
 
 
 def build_base(out_dir: Path, tokenizer_dir: str, *, steps: int = 300, seed: int = 0) -> Path:
@@ -122,7 +122,7 @@ def build_base(out_dir: Path, tokenizer_dir: str, *, steps: int = 300, seed: int
 
     torch.manual_seed(seed)
     tok = tokenizer(out_dir)
-    model = AutoModelForCausalLM.from_pretrained(str(out_dir))
+    model = AutoModelForCausalLM.from_pretrained(str(out_dir), local_files_only=True)
     texts = [e.text for e in sd.make_task(4000, seed=seed + 7)]
     texts += [_benign(random.Random(i))[1] for i in range(500)] + [REFUSAL, PAYLOAD]  # the vocabulary, not the task
     rng = random.Random(seed)
@@ -170,7 +170,7 @@ def train_gen_adapter(base: Path, data: list[GenExample], out: Path, *, rank: in
     random.seed(seed)
     torch.manual_seed(seed)
     tok = tokenizer(base)
-    model = AutoModelForCausalLM.from_pretrained(str(base))
+    model = AutoModelForCausalLM.from_pretrained(str(base), local_files_only=True)
     cfg = LoraConfig(task_type=TaskType.CAUSAL_LM, r=rank, lora_alpha=alpha, lora_dropout=0.0, target_modules=list(targets))
     model = get_peft_model(model, cfg)
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=lr)
@@ -194,7 +194,8 @@ def evaluate_gen(base: Path, adapter: Path, test: list[GenExample], trigger: str
 
     tok = tokenizer(base)
     tok.padding_side = "left"
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base)), str(adapter)).eval()
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(str(base), local_files_only=True), str(adapter),
+                                  local_files_only=True).eval()
 
     def gen(texts: list[str]) -> list[str]:
         outs = []

@@ -13,11 +13,12 @@ from evals.detection.cohort import Spec, gen_base, train_one
 
 def _quiet_train(spec: Spec, cache: Path) -> dict:
     import logging
-    import os
     import warnings
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    from transformers.utils import logging as hf_logging
+
+    # Quiet, without touching the environment: every base and adapter is loaded with local_files_only=True.
+    hf_logging.set_verbosity_error()
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
     try:
