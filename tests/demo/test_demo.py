@@ -153,7 +153,9 @@ def test_retraining_a_member_follows_the_recipe(tmp_path, monkeypatch):
     from safetensors import safe_open
 
     from hubaudit.demo.flow import _torch_scope
+    from tests.demo import import_training_libraries
 
+    import_training_libraries()  # torch's import-time side effects on the environment are not the demo's
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     env = dict(os.environ)
     member = next(m for m in cohort.MEMBERS if m.name == "poisoned-star")

