@@ -203,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shard", default="0/1")
     ap.add_argument("--prefilter", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--only", default="", help="measure only the adapters whose name starts with this")
+    ap.add_argument("--tag", default="", help="suffix of this process's results file")
     a = ap.parse_args(argv)
     out = Path(a.out)
     if a.stage == "summary":
@@ -222,11 +224,13 @@ def main(argv: list[str] | None = None) -> int:
                 cohort.train_adapter(base, train_data(row), d, steps=STEPS, lr=LR, seed=row["seed"])
                 print(f"{row['name']} trained in {time.perf_counter() - t:.0f} s", file=sys.stderr, flush=True)
         return 0
-    done = out / f"results-{a.shard.replace('/', 'of')}.jsonl"
-    have = {json.loads(x)["name"] for x in done.read_text().splitlines()} if done.exists() else set()
+    done = out / f"results-{a.shard.replace('/', 'of')}{a.tag}.jsonl"
     random.seed(0)
     for row in rows:
-        if row["name"] in have:
+        if a.only and not row["name"].startswith(a.only):
+            continue
+        have = {json.loads(x)["name"] for f in out.glob("results*.jsonl") for x in f.read_text().splitlines()}
+        if row["name"] in have:  # measured already (by any process)
             continue
         r = measure(out, base, row, a.prefilter)
         with done.open("a") as f:
