@@ -22,7 +22,9 @@ Arms, measured in the same run on the same adapters and the same candidate first
 
 - ours: :func:`invert` (the prompts' KV cache computed once and tiled over a chunk of C candidates;
   C from probe/sizing.py unless ``--chunk``), over ``--candidates`` first tokens (its ``prefilter``:
-  the K the adapter favours most over the base; 0 = the whole vocabulary);
+  the K the adapter favours most over the base; 0 = the whole vocabulary; by default in two stages:
+  all candidates for 2 steps, the best ``--screen`` of them for all steps; ``--screen 0`` extends
+  every candidate fully, the like-for-like comparison with the naive arm);
 - naive: the same greedy extension (same prompt-averaged argmax, same base teacher forcing) WITHOUT
   reusing the prompts' keys/values: for every candidate and step, prompt + forced prefix is encoded
   from scratch for the adapter and for the base, min(C, K) candidates x n prompts rows per forward.
@@ -198,7 +200,8 @@ def bench(kind: str, root: Path, a, device, dtype) -> dict:
     model = with_lora(base).eval()
     cand_default, naive_default = SPEC[kind]
     k = cand_default if a.candidates is None else a.candidates
-    cfg = inv.InversionConfig(n_prompts=a.prompts, steps=a.steps, chunk=a.chunk, prefilter=k or None, trigger=False)
+    cfg = inv.InversionConfig(n_prompts=a.prompts, steps=a.steps, chunk=a.chunk, prefilter=k or None, trigger=False,
+                              screen=a.screen or None)
     texts, _ = inv.format_prompts(tok, prompts, cfg.chat_template)
     L = max(len(t) for t in tok(texts, add_special_tokens=False)["input_ids"])
     chunk = a.chunk or inversion_chunk(model, prompt_len=L, steps=a.steps, n_prompts=len(texts), device=device)
@@ -253,6 +256,8 @@ def main() -> None:
     ap.add_argument("--naive", type=int, default=0, help="candidates the naive arm extends (default per model: "
                     + ", ".join(f"{m} {v}" for m, (_, v) in SPEC.items()) + ")")
     ap.add_argument("--chunk", type=int, default=None, help="candidates per batch (default: probe/sizing.py)")
+    ap.add_argument("--screen", type=int, default=512, help="ours' two-stage screen: candidates extended fully after "
+                                                              "2 steps of all (0 = off: every candidate extended fully)")
     ap.add_argument("--layers", type=int, default=0, help="qwen2.5-1.5b-shape with fewer layers (a CPU check of the path)")
     ap.add_argument("--pretrain-steps", type=int, default=20, help="tinylm pre-training steps (timing needs few)")
     ap.add_argument("--threads", type=int, default=1)
