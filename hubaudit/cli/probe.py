@@ -64,6 +64,8 @@ InvChunkOpt = Annotated[int | None, typer.Option("--invert-chunk", min=1, help="
 InvPrefilterOpt = Annotated[int | None, typer.Option("--invert-prefilter", min=1, help="Scan only the K first tokens the "
                                                                                          "adapter favours most over the base "
                                                                                          "(faster; default: the whole vocabulary).")]
+InvScreenOpt = Annotated[int, typer.Option("--invert-screen", min=0, help="Extend all first tokens 2 steps, then only "
+                                                                       "the best K fully (0: every one fully).")]
 NoTriggerOpt = Annotated[bool, typer.Option("--no-trigger-search", help="Invert the target only; do not search its trigger.")]
 
 
@@ -148,6 +150,7 @@ def probe_cmd(
     invert_steps: InvStepsOpt = 6,
     invert_chunk: InvChunkOpt = 128,
     invert_prefilter: InvPrefilterOpt = None,
+    invert_screen: InvScreenOpt = 512,
     no_trigger_search: NoTriggerOpt = False,
     db: DbOpt = None,
     config: ConfigOpt = None,
@@ -172,7 +175,7 @@ def probe_cmd(
                            search=cfg, search_thresholds=tau.value if tau else None,
                            calibration=calibration_record(th.ref, tau.ref if tau else None))
     opts.invert = _invert_options(search and invert, invert_prompts, invert_steps, invert_chunk, invert_prefilter,
-                                  no_chat_template, no_trigger_search)
+                                  no_chat_template, no_trigger_search, invert_screen)
     with Store.open(settings.db_url, create=True) as store, recorded_run(store, "probe", args) as run:
         summary = probe_queue(store, opts)
         # A queue run that worked exits 0 even with findings (they are data, as for crawl and
@@ -220,6 +223,7 @@ def probe_adapter_cmd(
     invert_steps: InvStepsOpt = 6,
     invert_chunk: InvChunkOpt = None,
     invert_prefilter: InvPrefilterOpt = None,
+    invert_screen: InvScreenOpt = 512,
     no_trigger_search: NoTriggerOpt = False,
     fmt: Annotated[Fmt, typer.Option("--format", "-f")] = Fmt.table,
 ) -> None:
@@ -231,7 +235,8 @@ def probe_adapter_cmd(
         label_words=label_words, system_prompt=system_prompt, batch_size=batch_size, search=search,
         search_budget=search_budget, search_thresholds=search_thresholds, invert=invert,
         no_chat_template=no_chat_template, invert_prompts=invert_prompts, invert_steps=invert_steps,
-        invert_chunk=invert_chunk, invert_prefilter=invert_prefilter, no_trigger_search=no_trigger_search))
+        invert_chunk=invert_chunk, invert_prefilter=invert_prefilter, no_trigger_search=no_trigger_search,
+        invert_screen=invert_screen))
     if fmt is Fmt.json:
         sys.stdout.write(json.dumps(r) + "\n")
     elif r["status"] == ProbeStatus.OK:
@@ -272,6 +277,7 @@ def probe_calibrate_cmd(
     invert_steps: InvStepsOpt = 6,
     invert_chunk: InvChunkOpt = None,
     invert_prefilter: InvPrefilterOpt = None,
+    invert_screen: InvScreenOpt = 512,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -290,7 +296,8 @@ def probe_calibrate_cmd(
                                         search=cfg, search_margin=search_margin, search_fpr=search_fpr,
                                         search_out=sdest if cfg is not None else None,
                                         invert=_invert_options(search and invert, invert_prompts, invert_steps,
-                                                               invert_chunk, invert_prefilter, no_chat_template, False))
+                                                               invert_chunk, invert_prefilter, no_chat_template, False,
+                                                               invert_screen))
     stored = {}
     if base:
         from hubaudit.settings import Settings
@@ -313,6 +320,7 @@ def probe_one_kwargs(*, battery: str = "paper-21-B", prompts: str | None = None,
                      search_budget: int = 1500, search_thresholds: str | None = None, invert: bool = True,
                      no_chat_template: bool = False, invert_prompts: int = 8, invert_steps: int = 6,
                      invert_chunk: int | None = None, invert_prefilter: int | None = None, no_trigger_search: bool = False,
+                     invert_screen: int = 512,
                      base: str | None = None, store=None) -> dict:
     """The keyword arguments of ``pipeline.probe.probe_one`` from the probe options of a command.
 
@@ -328,7 +336,7 @@ def probe_one_kwargs(*, battery: str = "paper-21-B", prompts: str | None = None,
             "probe_options": _probe_options(mode, target_label, label_words, system_prompt, batch_size),
             "search": cfg, "search_thresholds": tau.value if tau else None,
             "invert": _invert_options(search and invert, invert_prompts, invert_steps, invert_chunk, invert_prefilter,
-                                      no_chat_template, no_trigger_search)}
+                                      no_chat_template, no_trigger_search, invert_screen)}
 
 
 # ---------------------------------------------------------------- blind trigger search
@@ -364,14 +372,14 @@ def _search_options(on: bool, budget: int, thresholds_file: str | None, base: st
 
 
 def _invert_options(on: bool, n_prompts: int, steps: int, chunk: int | None, prefilter: int | None, no_chat_template: bool,
-                    no_trigger_search: bool):
+                    no_trigger_search: bool, screen: int = 512):
     """The InversionConfig generative adapters are scanned with under --search, or None (--no-search, --no-invert)."""
     if not on:
         return None
     from hubaudit.probe.invert import InversionConfig
 
     return InversionConfig(n_prompts=n_prompts, steps=steps, chunk=chunk, prefilter=prefilter or None,
-                           chat_template=not no_chat_template, trigger=not no_trigger_search)
+                           chat_template=not no_chat_template, trigger=not no_trigger_search, screen=screen or None)
 
 
 def _target_part(r: dict) -> str:

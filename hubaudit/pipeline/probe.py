@@ -298,7 +298,7 @@ def probe_calibrate_search(clean_dirs: list[str], base_model_path: str, *, batte
             # the score depends on these sizes: the file says which probes its τ applies to
             tau = replace(tau, source=f"{tau.source}; target inversion with {invert.n_prompts} prompts, {invert.steps} "
                                      f"steps, chat template {'on' if invert.chat_template else 'off'}, prefilter "
-                                     f"{invert.prefilter or 'off'}")
+                                     f"{invert.prefilter or 'off'}, screen {invert.screen or 'off'}")
         if search_out is not None:
             save_search_thresholds(tau, search_out)
     if out is not None:
