@@ -294,9 +294,10 @@ def _run(opts: DemoOptions, pool, base: Path, say: Say) -> DemoResult:
     from hubaudit.httpclient import HubConfig, RetryPolicy
     from hubaudit.pipeline.calibrate import calibrate_base
     from hubaudit.pipeline.crawl import CrawlOptions, crawl
-    from hubaudit.pipeline.escalate import escalate, priority
+    from hubaudit.pipeline.escalate import escalate
     from hubaudit.pipeline.probe import ProbeRunOptions
     from hubaudit.pipeline.report import run_report, write_atomic
+    from hubaudit.probe.priority import priority
     from hubaudit.settings import sqlite_url
     from hubaudit.store import Store
 

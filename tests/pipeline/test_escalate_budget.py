@@ -17,8 +17,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hubaudit.constants import FEATURESET_VERSION
-from hubaudit.pipeline.escalate import escalate, priority
+from hubaudit.pipeline.escalate import escalate
 from hubaudit.pipeline.probe import ProbeRunOptions, probe_queue
+from hubaudit.probe.priority import priority
 from hubaudit.probe.task import AdapterRef, ProbeTask
 from hubaudit.settings import sqlite_url
 from hubaudit.store import Store

@@ -10,8 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from hubaudit.demo.synth import data
-from hubaudit.pipeline.escalate import priority
 from hubaudit.probe.batteries import builtin_names, load_battery
+from hubaudit.probe.priority import priority
 from hubaudit.probe.prompting import default_prompts, load_prompts, probe_input
 from hubaudit.probe.stats import Thresholds, calibrate, load_thresholds, save_thresholds, summarize
 
