@@ -5,11 +5,11 @@ Plain frozen dataclasses; every stage imports these and nothing of another stage
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from hubaudit.vocab import CalibrationOrigin, ScanStatus
+from hubaudit.vocab import CalibrationOrigin, ProbeStatus, ScanStatus
 
 if TYPE_CHECKING:
     import numpy as np
@@ -249,3 +249,304 @@ class CalibrationRef:
         return cls(kind=str(d.get("kind", "")), origin=str(d.get("origin", CalibrationOrigin.GIVEN)), id=num("id"),
                    version=num("version"), created_at=text("created_at"), fingerprint=text("fingerprint"),
                    path=text("path"), source=text("source"))
+
+
+# ---------------------------------------------------------------- behavioural probe results
+# The stored form of a probe result is its JSON dict (probe/prober.py, probe/search_run.py, the probe
+# task's bookkeeping); the dataclasses below are the typed view every reader uses. New results carry
+# ``probe_result_version``; rows stored before it have none and parse the same way.
+PROBE_RESULT_VERSION_KEY = "probe_result_version"
+PROBE_RESULT_VERSION = 1
+
+_Conv = Callable[[Any], tuple[bool, Any]]
+
+
+def _as_str(v: Any) -> tuple[bool, Any]:
+    return isinstance(v, str), v
+
+
+def _as_bool(v: Any) -> tuple[bool, Any]:
+    return isinstance(v, bool), v
+
+
+def _as_num(v: Any) -> tuple[bool, Any]:
+    """int or float as stored (1 stays 1, so the JSON written back is the same); bools are no numbers."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool), v
+
+
+def _as_int(v: Any) -> tuple[bool, Any]:
+    return isinstance(v, int) and not isinstance(v, bool), v
+
+
+def _as_map(v: Any) -> tuple[bool, Any]:
+    return (True, dict(v)) if isinstance(v, Mapping) else (False, v)
+
+
+def _as_strs(v: Any) -> tuple[bool, Any]:
+    ok = isinstance(v, list) and all(isinstance(x, str) for x in v)
+    return (True, tuple(v)) if ok else (False, v)
+
+
+def _as_ints(v: Any) -> tuple[bool, Any]:
+    ok = isinstance(v, list) and all(isinstance(x, int) and not isinstance(x, bool) for x in v)
+    return (True, tuple(v)) if ok else (False, v)
+
+
+def _as_maps(v: Any) -> tuple[bool, Any]:
+    ok = isinstance(v, list) and all(isinstance(x, Mapping) for x in v)
+    return (True, tuple(dict(x) for x in v)) if ok else (False, v)
+
+
+def _as_list(v: Any) -> tuple[bool, Any]:
+    return (True, tuple(v)) if isinstance(v, list) else (False, v)
+
+
+def _as_battery(v: Any) -> tuple[bool, Any]:
+    """``Battery.to_dict()`` (name, version, n, source); a bare name in rows stored before it."""
+    return _as_map(v) if isinstance(v, Mapping) else (isinstance(v, str), v)
+
+
+def _parse(d: Mapping[str, Any], spec: Mapping[str, _Conv]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(typed values of ``spec``'s keys present in ``d``, the values of those keys that have the wrong type)."""
+    typed, wrong = {}, {}
+    for key, conv in spec.items():
+        if key in d and d[key] is not None:
+            ok, value = conv(d[key])
+            if ok:
+                typed[key] = value
+            else:
+                wrong[key] = d[key]
+    return typed, wrong
+
+
+def _out(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return list(v)
+    if isinstance(v, (ProbeResult, SearchResult)):
+        return v.to_dict()
+    return v
+
+
+def _dump(known: Mapping[str, Any], extra: Mapping[str, Any], stored_keys: tuple[str, ...]) -> dict[str, Any]:
+    """The stored keys in their stored order (a stored null stays null, a wrong-typed value comes back
+    from ``extra`` as stored), then any field set since (not None), then the remaining extra keys."""
+    out = {k: extra[k] if k in extra else _out(known.get(k)) for k in stored_keys}
+    out |= {k: _out(v) for k, v in known.items() if k not in out and v is not None}
+    return out | {k: v for k, v in extra.items() if k not in out}
+
+
+@dataclass(frozen=True)
+class InvertedTarget:
+    """Target inversion of a generative adapter (probe/invert.py: BAIT, IEEE S&P 2025, base-relative).
+
+    ``target`` is the forced continuation (text) and ``target_ids`` its token ids; ``target_score`` =
+    ``q_adapter`` − ``q_base`` (the verdict statistic, compared with τ_search); ``llr`` and ``bait_q``
+    the log-likelihood ratio and BAIT's own Q of the target; ``top_targets`` the runner-up targets;
+    ``n_scanned`` of ``n_vocab`` first tokens extended; ``inversion_seconds`` wall time. Stored flat in
+    the search dict, beside the recovered trigger's fields (:class:`SearchResult`).
+    """
+
+    target: str | None = None
+    target_ids: tuple[int, ...] | None = None
+    target_score: float | None = None
+    q_adapter: float | None = None
+    q_base: float | None = None
+    llr: float | None = None
+    bait_q: float | None = None
+    top_targets: tuple[Any, ...] | None = None
+    n_scanned: int | None = None
+    n_vocab: int | None = None
+    chat_template: bool | None = None
+    inversion_seconds: float | None = None
+
+    SPEC: ClassVar[dict[str, _Conv]] = {
+        "target": _as_str, "target_ids": _as_ints, "target_score": _as_num, "q_adapter": _as_num, "q_base": _as_num,
+        "llr": _as_num, "bait_q": _as_num, "top_targets": _as_list, "n_scanned": _as_int, "n_vocab": _as_int,
+        "chat_template": _as_bool, "inversion_seconds": _as_num,
+    }  # fmt: skip
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """The blind trigger search (probe/search_run.py) or the target inversion of one adapter.
+
+    ``status`` a ProbeStatus (``reason`` says why when not ok). Blind search: the worst label's best
+    ``trigger``, its ``attack_rate`` (mean over insertion positions), ``robust_rate`` = min(attack rate,
+    ``diluted_rate``) (the verdict statistic), best insertion ``mode`` and ``rates_by_mode``; ``label``,
+    its ``tau`` (τ_search) and ``flagged`` (robust_rate > tau); ``targets`` one dict per searched label.
+    Target inversion (``method`` "target_inversion"): ``inverted`` holds the target and its score (the
+    verdict statistic), ``trigger`` the recovered trigger (None when no string made the adapter emit the
+    target), ``trigger_rate`` / ``trigger_mode`` its rate and placement, ``trigger_search`` the search
+    record. ``forward_passes`` and ``seconds`` (wall time, s) are the cost. Keys this version does not
+    know are kept in ``extra``; ``stored_keys`` is the stored key order, so :meth:`to_dict` gives back
+    exactly the dict :meth:`from_dict` read.
+    """
+
+    status: str | None = None
+    reason: str | None = None
+    method: str | None = None
+    label: str | None = None
+    tau: float | None = None
+    flagged: bool | None = None
+    trigger: str | None = None
+    attack_rate: float | None = None
+    robust_rate: float | None = None
+    diluted_rate: float | None = None
+    mode: str | None = None
+    rates_by_mode: dict[str, Any] | None = None
+    trigger_rate: float | None = None
+    trigger_mode: str | None = None
+    trigger_search: dict[str, Any] | None = None
+    trigger_seconds: float | None = None
+    forward_passes: int | None = None
+    candidate_seconds: float | None = None
+    candidate_sources: tuple[str, ...] | None = None
+    top_candidates: tuple[str, ...] | None = None
+    config: dict[str, Any] | None = None
+    thresholds: dict[str, Any] | None = None
+    targets: tuple[dict[str, Any], ...] | None = None
+    seconds: float | None = None
+    inverted: InvertedTarget | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    stored_keys: tuple[str, ...] = ()
+
+    SPEC: ClassVar[dict[str, _Conv]] = {
+        "status": _as_str, "reason": _as_str, "method": _as_str, "label": _as_str, "tau": _as_num, "flagged": _as_bool,
+        "trigger": _as_str, "attack_rate": _as_num, "robust_rate": _as_num, "diluted_rate": _as_num, "mode": _as_str,
+        "rates_by_mode": _as_map, "trigger_rate": _as_num, "trigger_mode": _as_str, "trigger_search": _as_map,
+        "trigger_seconds": _as_num, "forward_passes": _as_int, "candidate_seconds": _as_num,
+        "candidate_sources": _as_strs, "top_candidates": _as_strs, "config": _as_map, "thresholds": _as_map,
+        "targets": _as_maps, "seconds": _as_num,
+    }  # fmt: skip
+
+    @property
+    def ok(self) -> bool:
+        return self.status == ProbeStatus.OK
+
+    @property
+    def is_inversion(self) -> bool:
+        return self.method == "target_inversion"
+
+    def target_record(self) -> dict[str, Any]:
+        """The ``targets`` entry of the reported ``label`` ({} when not stored)."""
+        return next((t for t in self.targets or () if t.get("label") == self.label), {})
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> SearchResult:
+        """The typed view of a stored search dict (every shape stored so far; never raises on its content)."""
+        typed, wrong = _parse(d, cls.SPEC)
+        inv, inv_wrong = _parse(d, InvertedTarget.SPEC)
+        known = set(cls.SPEC) | set(InvertedTarget.SPEC)
+        extra = {k: v for k, v in d.items() if k not in known} | wrong | inv_wrong
+        inverted = InvertedTarget(**inv) if inv or any(k in d for k in InvertedTarget.SPEC) else None
+        return cls(**typed, inverted=inverted, extra=extra, stored_keys=tuple(d))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form (the inverse of :meth:`from_dict`)."""
+        known = {k: getattr(self, k) for k in self.SPEC}
+        if self.inverted is not None:
+            known |= {k: getattr(self.inverted, k) for k in InvertedTarget.SPEC}
+        return _dump(known, self.extra, self.stored_keys)
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    """One behavioural probe of one adapter (probe/prober.py ``Prober.probe``, extended by the blind search,
+    probe/search_run.py ``probe_with_search``), as stored in the probe_results table.
+
+    ``status`` a ProbeStatus (None in rows stored before it was recorded); ``error`` results carry a
+    ``reason`` code and an ``error`` line. The battery: ``mode`` (seq_cls | causal_label | generative),
+    ``target_label`` (None for generative), ``n_eligible`` prompts, the per-prefix ``probes`` rates, their
+    ``outlier_gap``, ``mean_attack_rate`` and ``max_attack_rate`` against ``thresholds`` (τ_gap ``gap``,
+    τ_mean ``mean``, ``n_clean``); ``flagged_battery`` the battery's own verdict when a search ran, and
+    ``flagged`` the joint one (battery OR search), ``reasons`` its sentences. ``search`` the blind search
+    or target inversion; ``calibration`` the calibrations judged under (``{"probe": CalibrationRef dict,
+    "search": ... or None}``, :meth:`calibration_refs`). ``seconds`` wall time; ``timings`` its split.
+    Keys this version does not know (worker bookkeeping, ...) are kept in ``extra``; see
+    :class:`SearchResult` for ``stored_keys``.
+    """
+
+    status: str | None = None
+    reason: str | None = None
+    error: str | None = None
+    adapter: str | None = None
+    base_model_path: str | None = None
+    battery: dict[str, Any] | str | None = None
+    thresholds: dict[str, Any] | None = None
+    n_prompts: int | None = None
+    device: str | None = None
+    dtype: str | None = None
+    mode: str | None = None
+    target_label: str | None = None
+    n_eligible: int | None = None
+    outlier_gap: float | None = None
+    mean_attack_rate: float | None = None
+    max_attack_rate: float | None = None
+    flagged: bool | None = None
+    flagged_battery: bool | None = None
+    reasons: tuple[str, ...] | None = None
+    probes: tuple[dict[str, Any], ...] | None = None
+    per_label: tuple[dict[str, Any], ...] | None = None
+    seconds: float | None = None
+    timings: dict[str, Any] | None = None
+    search: SearchResult | None = None
+    search_attack_rate: float | None = None
+    search_robust_rate: float | None = None
+    search_trigger: str | None = None
+    calibration: dict[str, Any] | None = None
+    repo_id: str | None = None
+    sha: str | None = None
+    probe_result_version: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+    stored_keys: tuple[str, ...] = ()
+
+    SCHEMA_VERSION: ClassVar[int] = PROBE_RESULT_VERSION
+    SPEC: ClassVar[dict[str, _Conv]] = {
+        "status": _as_str, "reason": _as_str, "error": _as_str, "adapter": _as_str, "base_model_path": _as_str,
+        "battery": _as_battery, "thresholds": _as_map, "n_prompts": _as_int, "device": _as_str, "dtype": _as_str,
+        "mode": _as_str, "target_label": _as_str, "n_eligible": _as_int, "outlier_gap": _as_num,
+        "mean_attack_rate": _as_num, "max_attack_rate": _as_num, "flagged": _as_bool, "flagged_battery": _as_bool,
+        "reasons": _as_strs, "probes": _as_maps, "per_label": _as_maps, "seconds": _as_num, "timings": _as_map,
+        "search_attack_rate": _as_num, "search_robust_rate": _as_num, "search_trigger": _as_str,
+        "calibration": _as_map, "repo_id": _as_str, "sha": _as_str, PROBE_RESULT_VERSION_KEY: _as_int,
+    }  # fmt: skip
+
+    @property
+    def ok(self) -> bool:
+        return self.status == ProbeStatus.OK
+
+    @property
+    def battery_name(self) -> str | None:
+        """The battery's name (a bare string in rows stored before ``Battery.to_dict``)."""
+        if isinstance(self.battery, Mapping):
+            name = self.battery.get("name")
+            return name if isinstance(name, str) else None
+        return self.battery
+
+    @property
+    def battery_version(self) -> str | int | None:
+        v = self.battery.get("version") if isinstance(self.battery, Mapping) else None
+        return v if isinstance(v, (str, int)) and not isinstance(v, bool) else None
+
+    def calibration_refs(self) -> dict[str, CalibrationRef]:
+        """The recorded calibrations by kind (``probe``, ``search``); {} for rows stored before them."""
+        cal = self.calibration or {}
+        return {k: CalibrationRef.from_dict(v) for k, v in cal.items() if isinstance(v, Mapping)}
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ProbeResult:
+        """The typed view of a stored probe result: any shape stored so far parses (missing keys are None,
+        wrong-typed values are None here and kept as stored in ``extra``, unknown keys go to ``extra``)."""
+        typed, wrong = _parse(d, cls.SPEC)
+        extra = {k: v for k, v in d.items() if k not in cls.SPEC and k != "search"} | wrong
+        search = d.get("search")
+        if isinstance(search, Mapping):
+            typed["search"] = SearchResult.from_dict(search)
+        elif search is not None:
+            extra["search"] = search
+        return cls(**typed, extra=extra, stored_keys=tuple(d))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form (the inverse of :meth:`from_dict`)."""
+        known = {k: getattr(self, k) for k in self.SPEC} | {"search": self.search}
+        return _dump(known, self.extra, self.stored_keys)

@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hubaudit import safejson
+from hubaudit.models import PROBE_RESULT_VERSION, PROBE_RESULT_VERSION_KEY
 from hubaudit.probe.batteries import Battery
 from hubaudit.probe.modes import MODES, ProbeMode, resolve_mode
 from hubaudit.probe.prompting import (
@@ -273,9 +274,9 @@ class Prober:
         th = thresholds or Thresholds()
         t0 = time.perf_counter()
         self._timings = {}
-        head = {"adapter": str(adapter_dir), "base_model_path": str(base_path), "battery": battery.to_dict(),
-                "thresholds": th.to_dict(), "n_prompts": len(prompts), "device": str(self.device),
-                "dtype": str(self.dtype).replace("torch.", "")}
+        head = {PROBE_RESULT_VERSION_KEY: PROBE_RESULT_VERSION, "adapter": str(adapter_dir),
+                "base_model_path": str(base_path), "battery": battery.to_dict(), "thresholds": th.to_dict(),
+                "n_prompts": len(prompts), "device": str(self.device), "dtype": str(self.dtype).replace("torch.", "")}
         try:
             result = self._probe(Path(adapter_dir), str(base_path), battery, prompts, th)
         except ProbeFailure as exc:
