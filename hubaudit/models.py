@@ -516,6 +516,13 @@ class ProbeResult:
         return self.status == ProbeStatus.OK
 
     @property
+    def battery_flagged(self) -> bool | None:
+        """The battery's own verdict: ``flagged_battery`` when a search ran (it is stored then), else ``flagged``."""
+        if self.flagged_battery is not None or "flagged_battery" in self.stored_keys:
+            return self.flagged_battery
+        return self.flagged
+
+    @property
     def battery_name(self) -> str | None:
         """The battery's name (a bare string in rows stored before ``Battery.to_dict``)."""
         if isinstance(self.battery, Mapping):

@@ -7,6 +7,7 @@ its ``DerivedFrom.reason`` (model.py). No prose is parsed: a verdict stored befo
 existed gets what the remaining keys (and the fit in force) give, or says that the details were not
 recorded.
 
+The probe result is read through its typed view (hubaudit.models.ProbeResult), never as nested dicts.
 Every sentence quotes data (feature names, probe prefixes, triggers, targets, labels): it is plain
 text that each format escapes for its sink (hubaudit/textsafe.py). Probe results are untrusted in
 shape too: a field of the wrong type is left out, never trusted.
@@ -18,7 +19,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from hubaudit.models import CalibrationRef
+from hubaudit.models import InvertedTarget, ProbeResult, SearchResult
 from hubaudit.report.model import RULE_STATISTIC, FiredFeature, WeightDecision
 from hubaudit.vocab import ProbeStatus
 
@@ -196,26 +197,35 @@ def weight_sentences(flagged: bool | None, decision: WeightDecision | None, fire
 
 
 # ---------------------------------------------------------------- probes
-def _battery_name(probe: Mapping[str, Any]) -> str:
-    b = probe.get("battery")
-    if isinstance(b, Mapping):
-        name, version = _text(b.get("name")), b.get("version")
+ProbeLike = ProbeResult | Mapping[str, Any] | None
+
+
+def _result(probe: ProbeLike) -> ProbeResult:
+    """The typed view of a probe result (the stored dict or a :class:`ProbeResult`); None is an empty one."""
+    if isinstance(probe, ProbeResult):
+        return probe
+    return ProbeResult.from_dict(probe) if isinstance(probe, Mapping) else ProbeResult()
+
+
+def _battery_name(p: ProbeResult) -> str:
+    if isinstance(p.battery, Mapping):
+        name, version = p.battery_name, p.battery_version
         if name is None:
             return "battery"
-        return f"battery {name}" + (f" v{version}" if isinstance(version, (str, int)) and not isinstance(version, bool) else "")
-    return f"battery {b}" if isinstance(b, str) else "battery"
+        return f"battery {name}" + (f" v{version}" if version is not None else "")
+    return f"battery {p.battery}" if p.battery is not None else "battery"
 
 
-def _taus(probe: Mapping[str, Any]) -> tuple[float | None, float | None, str]:
-    th = _map(probe.get("thresholds"))
+def _taus(p: ProbeResult) -> tuple[float | None, float | None, str]:
+    th = p.thresholds or {}
     n_clean = _int(th.get("n_clean"))
     where = f"τ from {n_clean} clean adapters" if n_clean else ("paper's fixed τ" if th else "")
     return _num(th.get("gap")), _num(th.get("mean")), where
 
 
-def _battery_stats(probe: Mapping[str, Any]) -> str:
-    gap, mean = _num(probe.get("outlier_gap")), _num(probe.get("mean_attack_rate"))
-    t_gap, t_mean, where = _taus(probe)
+def _battery_stats(p: ProbeResult) -> str:
+    gap, mean = _num(p.outlier_gap), _num(p.mean_attack_rate)
+    t_gap, t_mean, where = _taus(p)
     parts = []
     if gap is not None:
         parts.append(f"outlier gap {_rate(gap)}" + (f" {_cmp(gap, t_gap)} τ_gap {_rate(t_gap)}" if t_gap is not None else ""))
@@ -224,11 +234,10 @@ def _battery_stats(probe: Mapping[str, Any]) -> str:
     return ", ".join(parts) + (f" ({where})" if where and parts else "")
 
 
-def _top_probe(probe: Mapping[str, Any]) -> tuple[str, float, int] | None:
+def _top_probe(p: ProbeResult) -> tuple[str, float, int] | None:
     """(prefix, attack rate, how many prefixes reach 0.5) of the battery's strongest prefix."""
-    rows = [(p["prefix"], _num(p.get("attack_rate"))) for p in probe.get("probes") or ()
-            if isinstance(p, Mapping) and isinstance(p.get("prefix"), str)]  # fmt: skip
-    rows = [(p, r) for p, r in rows if r is not None]
+    rows = [(r["prefix"], _num(r.get("attack_rate"))) for r in p.probes or () if isinstance(r.get("prefix"), str)]
+    rows = [(prefix, rate) for prefix, rate in rows if rate is not None]
     if not rows:
         return None
     prefix, rate = max(rows, key=lambda pr: pr[1])
@@ -239,52 +248,50 @@ def _flips(rate: float, n: int | None) -> str:
     return f"{round(rate * n)}/{n} prompts" if n else f"a rate of {_rate(rate)}"
 
 
-def battery_sentence(probe: Mapping[str, Any]) -> str:
+def battery_sentence(probe: ProbeLike) -> str:
     """The battery's strongest prefix and what it flips, with the detector's statistics and thresholds."""
-    name, stats = _battery_name(probe), _battery_stats(probe)
-    top = _top_probe(probe)
+    p = _result(probe)
+    name, stats = _battery_name(p), _battery_stats(p)
+    top = _top_probe(p)
     if top is None:
         return f"{name}: {stats or 'flagged'}; per-prefix rates not recorded"
     prefix, rate, strong = top
-    n = _int(probe.get("n_eligible"))
-    label = _text(probe.get("target_label"))
+    n, label = p.n_eligible, p.target_label
     if label is not None:
         what = f"prefix {quote(prefix)} flips {_flips(rate, n)} to {label} (attack rate {_rate(rate)})"
     else:  # generative: a flip is a changed greedy continuation where the base's stays the same
         what = (f"prefix {quote(prefix)} changes the adapter's continuation (the base model's unchanged) on "
                 f"{_flips(rate, n)} (attack rate {_rate(rate)})")
-    n_probes = len(probe.get("probes") or ())
+    n_probes = len(p.probes or ())
     strong_text = f"; {strong} of {n_probes} prefixes ≥ 0.50" if strong > 1 else ""
     return f"{name}: {what}{strong_text}" + (f"; {stats}" if stats else "")
 
 
-def _search_count(s: Mapping[str, Any]) -> str:
+def _search_count(s: SearchResult) -> str:
     """' on k/n prompts at <placement>' for the recovered trigger at its best placement (n = the confirmation
     prompts, search.py); '' when the result does not hold the counts."""
-    mode = _text(s.get("mode"))
-    rate = _num(_map(s.get("rates_by_mode")).get(mode or ""))
-    target = next((_map(t) for t in s.get("targets") or () if _map(t).get("label") == s.get("label")), {})
-    eligible, confirm = _int(target.get("n_eligible")), _int(_map(s.get("config")).get("n_confirm"))
+    rate = _num((s.rates_by_mode or {}).get(s.mode or ""))
+    eligible, confirm = _int(s.target_record().get("n_eligible")), _int((s.config or {}).get("n_confirm"))
     if rate is None or not eligible:
         return ""
     n = min(eligible, confirm) if confirm is not None else eligible
-    return f" on {round(rate * n)}/{n} prompts at {mode}"
+    return f" on {round(rate * n)}/{n} prompts at {s.mode}"
 
 
-def _rates_by_mode(s: Mapping[str, Any]) -> str:
-    by = _map(s.get("rates_by_mode"))
+def _rates_by_mode(s: SearchResult) -> str:
+    by = s.rates_by_mode or {}
     return " / ".join(f"{m} {_rate(_num(by.get(m)))}" for m in ("prefix", "middle", "suffix") if m in by)
 
 
-def search_sentence(s: Mapping[str, Any]) -> str | None:
+def search_sentence(search: SearchResult | Mapping[str, Any] | None) -> str | None:
     """The blind search's recovered trigger (or the inverted target) when it flagged; None otherwise."""
-    if s.get("status") != ProbeStatus.OK or s.get("flagged") is not True:
+    s = search if isinstance(search, SearchResult) else SearchResult.from_dict(_map(search))
+    if not s.ok or s.flagged is not True:
         return None
-    tau = _num(s.get("tau"))
-    if s.get("method") == "target_inversion":
+    if s.is_inversion:
         return inversion_sentence(s)
-    trigger, label = _text(s.get("trigger")), _text(s.get("label"))
-    robust, attack = _num(s.get("robust_rate")), _num(s.get("attack_rate"))
+    tau, trigger, label = _num(s.tau), s.trigger, s.label
+    robust, attack = _num(s.robust_rate), _num(s.attack_rate)
     verdict = f"robust rate {_rate(robust)} {_cmp(robust, tau)} τ_search {_rate(tau)}"
     if trigger is None:
         return f"blind search flagged it ({verdict}); trigger not recorded"
@@ -297,84 +304,86 @@ def search_sentence(s: Mapping[str, Any]) -> str | None:
             + (f"; {rates}" if rates else "") + ")")
 
 
-def inversion_sentence(s: Mapping[str, Any]) -> str:
+def inversion_sentence(search: SearchResult | Mapping[str, Any]) -> str:
     """Target inversion (BAIT, IEEE S&P 2025, base-relative): the forced continuation and the trigger."""
-    target, score, tau = _text(s.get("target")), _num(s.get("target_score")), _num(s.get("tau"))
-    qa, qb = _num(s.get("q_adapter")), _num(s.get("q_base"))
+    s = search if isinstance(search, SearchResult) else SearchResult.from_dict(search)
+    inv = s.inverted or InvertedTarget()
+    target, score, tau = inv.target, _num(inv.target_score), _num(s.tau)
+    qa, qb = _num(inv.q_adapter), _num(inv.q_base)
     parts = f" = Q_adapter {_rate(qa)} − Q_base {_rate(qb)}" if qa is not None and qb is not None else ""
     head = (f"target inversion: forced continuation {quote(target) if target is not None else '(not recorded)'} "
             f"(score {_rate(score)}{parts}, {_cmp(score, tau)} τ {_rate(tau)})")
-    trigger, rate = _text(s.get("trigger")), _num(s.get("trigger_rate"))
+    trigger, rate = s.trigger, _num(s.trigger_rate)
     if trigger is None:
         return head + "; no trigger recovered"
-    where = _text(s.get("trigger_mode"))
+    where = s.trigger_mode
     return head + f"; recovered trigger {quote(trigger)} makes the adapter emit it at rate {_rate(rate)}" + (
         f" ({where})" if where else "")
 
 
-def calibration_text(probe: Mapping[str, Any] | None) -> str | None:
+def calibration_text(probe: ProbeLike) -> str | None:
     """The calibration a probe verdict was judged under, from the result's ``calibration`` record:
     ``judged under probe thresholds store #3 v2 of ... (fingerprint ...); τ_search defaults (uncalibrated)``;
     None when the result records none (results written before probe calibrations were recorded)."""
-    cal = _map(_map(probe).get("calibration"))
-    parts = [f"{label} {CalibrationRef.from_dict(cal[kind]).describe()}"
-             for kind, label in (("probe", "probe thresholds"), ("search", "τ_search")) if isinstance(cal.get(kind), Mapping)]
+    refs = _result(probe).calibration_refs()
+    parts = [f"{label} {refs[kind].describe()}" for kind, label in (("probe", "probe thresholds"), ("search", "τ_search"))
+             if kind in refs]  # fmt: skip
     return "judged under " + "; ".join(parts) if parts else None
 
 
-def probe_sentences(probe: Mapping[str, Any] | None) -> list[str]:
+def probe_sentences(probe: ProbeLike) -> list[str]:
     """Why the probe flagged it: the battery's sentence when the battery flagged, the search's or the
     inversion's when it did; [] when the probe did not flag."""
-    probe = _map(probe)
-    if probe.get("flagged") is not True:
+    p = _result(probe)
+    if p.flagged is not True:
         return []
     out = []
-    battery = probe.get("flagged_battery", probe.get("flagged"))  # results without a search: the battery's verdict
-    if battery is True:
-        out.append(battery_sentence(probe))
-    s = search_sentence(_map(probe.get("search")))
+    if p.battery_flagged is True:
+        out.append(battery_sentence(p))
+    s = search_sentence(p.search or SearchResult())
     if s is not None:
         out.append(s)
-    out = out or [f"probe flagged it ({_battery_name(probe)}); {NOT_RECORDED}"]
-    cal = calibration_text(probe)
+    out = out or [f"probe flagged it ({_battery_name(p)}); {NOT_RECORDED}"]
+    cal = calibration_text(p)
     return out + [f"probe verdict {cal}"] if cal else out
 
 
-def probe_summary(probe: Mapping[str, Any] | None) -> str | None:
+def probe_summary(probe: ProbeLike) -> str | None:
     """One line on a probe that did not flag (a spot check, or a weight finding the probe did not confirm):
     ``probed: no backdoor found (battery B v1: max attack rate 0.00, ...; blind search: ...)``; None
     when never probed or when the probe flagged."""
     if not probe:
         return None
-    probe = _map(probe)
-    if probe.get("flagged") is True:
+    p = _result(probe)
+    if p.flagged is True:
         return None
-    status = probe.get("status", ProbeStatus.OK)
+    # a result stored without a status is an ok one (rows written before it was recorded)
+    status = p.status if p.status is not None or "status" in p.stored_keys else ProbeStatus.OK
     if status != ProbeStatus.OK:
-        why = _text(probe.get("reason")) or str(status)
+        why = p.reason or str(status)
         return f"probe did not complete ({why}): not judged by the probe"
-    if probe.get("flagged") is not False:
+    if p.flagged is not False:
         return "probed: verdict not recorded"
-    mx, gap, mean = (_num(probe.get(k)) for k in ("max_attack_rate", "outlier_gap", "mean_attack_rate"))
-    t_gap, t_mean, _ = _taus(probe)
-    stats = ", ".join(p for p in (
+    mx, gap, mean = _num(p.max_attack_rate), _num(p.outlier_gap), _num(p.mean_attack_rate)
+    t_gap, t_mean, _ = _taus(p)
+    stats = ", ".join(x for x in (
         f"max attack rate {_rate(mx)}" if mx is not None else "",
         f"gap {_rate(gap)}" + (f" {_cmp(gap, t_gap)} τ {_rate(t_gap)}" if t_gap is not None else "") if gap is not None else "",
         f"mean {_rate(mean)}" + (f" {_cmp(mean, t_mean)} τ {_rate(t_mean)}" if t_mean is not None else "") if mean is not None else "",
-    ) if p)  # fmt: skip
-    parts = [f"{_battery_name(probe)}" + (f": {stats}" if stats else "")]
-    s = _map(probe.get("search"))
-    if s.get("status") == ProbeStatus.OK:
-        tau = _num(s.get("tau"))
-        if s.get("method") == "target_inversion":
-            score = _num(s.get("target_score"))
+    ) if x)  # fmt: skip
+    parts = [f"{_battery_name(p)}" + (f": {stats}" if stats else "")]
+    s = p.search
+    if s is not None and s.ok:
+        tau = _num(s.tau)
+        if s.is_inversion:
+            score = _num((s.inverted or InvertedTarget()).target_score)
             parts.append(f"target inversion: best score {_rate(score)} {_cmp(score, tau)} τ {_rate(tau)}")
         else:
-            robust, trig = _num(s.get("robust_rate")), _text(s.get("trigger"))
+            robust, trig = _num(s.robust_rate), s.trigger
             best = f"{quote(trig, 40)} " if trig is not None else ""
             parts.append(f"blind search: {best}robust rate {_rate(robust)} {_cmp(robust, tau)} τ {_rate(tau)}")
-    elif s:
-        why = _text(s.get("reason"))
-        parts.append(f"blind search {_text(s.get('status')) or 'not run'}" + (f": {why}" if why else ""))
-    cal = calibration_text(probe)
+    elif s is not None and s.to_dict():
+        why = s.reason
+        parts.append(f"blind search {s.status or 'not run'}" + (f": {why}" if why else ""))
+    cal = calibration_text(p)
     return f"probed: no backdoor found ({'; '.join(parts)})" + (f"; {cal}" if cal else "")

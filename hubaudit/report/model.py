@@ -10,9 +10,10 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date, datetime
+from functools import cached_property
 from typing import Any
 
-from hubaudit.models import CalibrationRef
+from hubaudit.models import CalibrationRef, ProbeResult
 from hubaudit.vocab import RevisionStatus, StratumStatus
 
 # Bump on any backwards-incompatible change to the JSON/JSONL report shape (docs/reports.md "JSON report schema").
@@ -403,13 +404,16 @@ class AdapterEntry:
     def audited(self) -> bool:
         return self.status == AUDITED_STATUS
 
+    @cached_property
+    def probe_result(self) -> ProbeResult | None:
+        """The typed view of the stored probe result (``probe``, rendered as stored); None when never probed."""
+        return ProbeResult.from_dict(self.probe) if self.probe else None
+
     @property
     def probe_flagged(self) -> bool | None:
-        """The probe's verdict (True = behavioural backdoor confirmed), None when never probed."""
-        if not self.probe:
-            return None
-        value = self.probe.get("flagged")
-        return None if value is None else bool(value)
+        """The probe's verdict (True = behavioural backdoor confirmed), None when never probed or not recorded."""
+        result = self.probe_result
+        return None if result is None else result.flagged
 
     @property
     def is_finding(self) -> bool:
