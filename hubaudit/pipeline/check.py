@@ -38,7 +38,7 @@ from hubaudit.errors import (
     RateLimitedError,
     UsageError,
 )
-from hubaudit.models import Fingerprint, ScanResult
+from hubaudit.models import Fingerprint, InvertedTarget, ProbeResult, ScanResult
 from hubaudit.pipeline.ingest import (
     content_sha,
     file_digests,
@@ -179,7 +179,7 @@ def _apply_lineage(result: CheckResult, store: Store, fingerprint: Fingerprint |
 def _apply_probe_and_suppression(result: CheckResult, suppressions: list[Suppression], today: date) -> CheckResult:
     result.expired_suppressions = [s.to_dict() for s in suppressions
                                    if s.is_expired(today) and s.matches(result.repo_id, result.sha)]  # fmt: skip
-    if result.probe and result.probe.get("flagged"):
+    if result.probe and ProbeResult.from_dict(result.probe).flagged:
         result.verdict = Verdict.FLAGGED
         result.reasons = ["behavioural probe confirmed a backdoor", *result.reasons]
     if result.verdict == Verdict.FLAGGED:
@@ -191,21 +191,24 @@ def _apply_probe_and_suppression(result: CheckResult, suppressions: list[Suppres
 
 def probe_evidence(r: dict[str, Any]) -> dict[str, Any]:
     """The part of a probe result a gate verdict shows: status, battery flag, search target/trigger, score vs τ."""
-    if r.get("status") != ProbeStatus.OK:
-        return {"status": r.get("status", ProbeStatus.ERROR), "reason": r.get("reason"), "error": r.get("error"), "flagged": None}
-    s = r.get("search") or {}
+    p = ProbeResult.from_dict(r)
+    if not p.ok:  # a result stored without a status is no ok one
+        status = p.status if "status" in p.stored_keys else ProbeStatus.ERROR
+        return {"status": status, "reason": p.reason, "error": p.error, "flagged": None}
     ev: dict[str, Any] = {
-        "status": ProbeStatus.OK, "flagged": bool(r.get("flagged")), "mode": r.get("mode"),
-        "battery": (r.get("battery") or {}).get("name"),
-        "battery_flagged": bool(r.get("flagged_battery", r.get("flagged"))),
-        "outlier_gap": r.get("outlier_gap"), "mean_attack_rate": r.get("mean_attack_rate"),
-        "thresholds": r.get("thresholds"), "reasons": list(r.get("reasons") or []),
+        "status": ProbeStatus.OK, "flagged": bool(p.flagged), "mode": p.mode, "battery": p.battery_name,
+        "battery_flagged": bool(p.battery_flagged), "outlier_gap": p.outlier_gap,
+        "mean_attack_rate": p.mean_attack_rate, "thresholds": p.thresholds, "reasons": list(p.reasons or []),
     }  # fmt: skip
-    if s:
-        ev["search"] = {k: s.get(k) for k in ("status", "reason", "method", "flagged", "target", "target_score",
-                                              "trigger", "trigger_rate", "attack_rate", "robust_rate", "tau")}
-        # τ_search >= 1 is the uncalibrated default: the search reports but can never flag
-        ev["search"]["tau_uncalibrated"] = s.get("tau") is not None and s["tau"] >= 1.0
+    s = p.search
+    if s is not None and s.to_dict():
+        inv = s.inverted or InvertedTarget()
+        ev["search"] = {"status": s.status, "reason": s.reason, "method": s.method, "flagged": s.flagged,
+                        "target": inv.target, "target_score": inv.target_score, "trigger": s.trigger,
+                        "trigger_rate": s.trigger_rate, "attack_rate": s.attack_rate, "robust_rate": s.robust_rate,
+                        "tau": s.tau,
+                        # τ_search >= 1 is the uncalibrated default: the search reports but can never flag
+                        "tau_uncalibrated": s.tau is not None and s.tau >= 1.0}  # fmt: skip
     return ev
 
 
