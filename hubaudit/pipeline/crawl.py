@@ -25,11 +25,12 @@ from typing import Any
 from hubaudit.errors import HubauditError, HubAuthError, HubError, HubUnavailableError, RateLimitedError
 from hubaudit.executors import make_executor
 from hubaudit.fetch import sweep_stale
+from hubaudit.fetch.policy import needs_fetch
 from hubaudit.httpclient import HubConfig, classify, hub_client
 from hubaudit.hub import HubSource, ListedRepo
-from hubaudit.pipeline.crawl_task import FetchJob, TaskOutcome, TaskSettings, clear_provenance_cache, fetch_and_score
+from hubaudit.pipeline.crawl_task import FetchJob, TaskOutcome, TaskSettings, fetch_and_score
 from hubaudit.store import Store
-from hubaudit.vocab import FINAL_REVISION_STATUSES, RevisionStatus
+from hubaudit.vocab import RevisionStatus
 
 DERIVED_RELATIONS = ("quantized", "finetune")
 _FATAL_ERRORS: dict[str, type[HubError]] = {"unavailable": HubUnavailableError, "auth": HubAuthError,
@@ -187,7 +188,7 @@ class _Lister:
                     self.summary.listed += 1
                     if not repo.sha:
                         continue  # cannot pin a revision; the next listing will carry one
-                    if outcomes.get((repo.repo_id, repo.sha)) in FINAL_REVISION_STATUSES:
+                    if not needs_fetch(outcomes.get((repo.repo_id, repo.sha))):
                         self.summary.unchanged += 1
                         self.progress.listed(self.summary.listed, self.summary.new)
                         continue
@@ -212,8 +213,8 @@ def crawl(store: Store, hub: HubConfig, options: CrawlOptions, *, progress: _Pro
     run_id = store.start_run("crawl", command_args or {"bases": list(options.bases)})
     summary.run_id = run_id
     sweep_stale(options.cache_root)
-    clear_provenance_cache()
-    # Ray workers may run on other machines: they fetch into their own temp folder.
+    # Ray workers may run on other machines: they fetch into their own temp folder. The settings are
+    # new per crawl, and with them the cache of base weight hashes: a new crawl sees the Hub afresh.
     cache_root = str(options.cache_root) if options.executor == "local" else ""
     settings = TaskSettings(hub=hub, cache_root=cache_root, keep=options.keep,
                             max_file_bytes=options.max_file_bytes, max_header_bytes=options.max_header_bytes,
