@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from hubaudit.constants import ADAPTER_CONFIG, ADAPTER_PICKLE, ADAPTER_SAFETENSORS, MAX_CONFIG_BYTES
-from hubaudit.vocab import FINAL_REVISION_STATUSES, RevisionStatus
+from hubaudit.vocab import FINAL_REVISION_STATUSES, RevisionStatus, ScanStatus
 
 #: Failure kinds (httpclient.Failure.kind) that stop the whole run, and the run-level error each
 #: becomes (hubaudit.errors maps them to exit code 4).
@@ -102,6 +102,17 @@ def header_status(reason: str | None) -> RevisionStatus:
     """The status of a revision whose remote header check failed with ``reason``: a header over its
     cap is skipped like any oversize file; anything else the header says is an error."""
     return RevisionStatus.SKIPPED if reason == "oversize" else RevisionStatus.ERROR
+
+
+def fetched_scan_outcome(scan_status: ScanStatus) -> tuple[RevisionStatus, str | None]:
+    """The recorded (status, reason) of a fetched revision the scanner read: scored, an adapter format
+    the scanner does not support (``unsupported_adapter``), or anything else it could not read
+    (``malformed``)."""
+    if scan_status == ScanStatus.OK:
+        return RevisionStatus.SCORED, None
+    if scan_status == ScanStatus.UNSUPPORTED:
+        return RevisionStatus.UNSUPPORTED, "unsupported_adapter"
+    return RevisionStatus.ERROR, "malformed"
 
 
 @dataclass(frozen=True)

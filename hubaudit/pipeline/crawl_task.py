@@ -24,14 +24,14 @@ from typing import Any
 from hubaudit import safejson
 from hubaudit.constants import ADAPTER_CONFIG, ADAPTER_SAFETENSORS, MAX_CONFIG_BYTES
 from hubaudit.fetch import Wanted, check_remote_header, download_verified, remove_tree, task_cache_dir
-from hubaudit.fetch.policy import failure_outcome, header_status, skip_before_download
+from hubaudit.fetch.policy import failure_outcome, fetched_scan_outcome, header_status, skip_before_download
 from hubaudit.httpclient import Failure, HubConfig, classify, ensure_hub_client
 from hubaudit.hub import HubSource, RepoInfo
 from hubaudit.hub.provenance import BaseWeights, declared_base_provenance, hub_security_provenance
 from hubaudit.hub.source import is_repo_id, is_sha
 from hubaudit.models import ScanResult
 from hubaudit.safehttp import budget, shown
-from hubaudit.vocab import RevisionStatus, ScanStatus
+from hubaudit.vocab import RevisionStatus
 
 
 @dataclass(frozen=True)
@@ -162,9 +162,7 @@ def _fetch_scan(job: FetchJob, info: RepoInfo, source: HubSource, until: float) 
     finally:
         if not s.keep:
             remove_tree(cache)
-    status, reason = {ScanStatus.OK: (RevisionStatus.SCORED, None),
-                      ScanStatus.UNSUPPORTED: (RevisionStatus.UNSUPPORTED, "unsupported_adapter")}.get(
-        scan.status, (RevisionStatus.ERROR, "malformed"))
+    status, reason = fetched_scan_outcome(scan.status)
     card = info.card_base_model or job.card_base_model
     with budget(time.monotonic() + s.budget_seconds()):  # advisory lookups: a budget of their own
         prov = provenance(job, card, config_base, source) | hub_security_provenance(info)

@@ -9,12 +9,13 @@ from hubaudit.fetch.policy import (
     FailureOutcome,
     Skip,
     failure_outcome,
+    fetched_scan_outcome,
     header_status,
     needs_fetch,
     skip_before_download,
 )
 from hubaudit.hub import RepoFile, RepoInfo
-from hubaudit.vocab import RevisionStatus
+from hubaudit.vocab import RevisionStatus, ScanStatus
 
 SHA256 = "a" * 64
 CAP = 1000
@@ -79,6 +80,12 @@ def test_only_a_final_stored_outcome_spares_a_listed_revision():
 def test_an_oversize_header_is_skipped_and_any_other_refusal_is_an_error():
     assert header_status("oversize") == RevisionStatus.SKIPPED
     assert header_status("malformed_header") == header_status(None) == RevisionStatus.ERROR
+
+
+def test_a_fetched_adapter_is_recorded_by_what_the_scanner_made_of_it():
+    assert fetched_scan_outcome(ScanStatus.OK) == (RevisionStatus.SCORED, None)
+    assert fetched_scan_outcome(ScanStatus.UNSUPPORTED) == (RevisionStatus.UNSUPPORTED, "unsupported_adapter")
+    assert fetched_scan_outcome(ScanStatus.ERROR) == (RevisionStatus.ERROR, "malformed")
 
 
 @pytest.mark.parametrize(
