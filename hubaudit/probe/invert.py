@@ -294,27 +294,30 @@ def _extend_left(targets: list[Target], ratio: float, overlap: int = 2) -> tuple
     lie inside the target: its forced first token may even be a neighbour of the target's token (a
     forced "helps" continues "://evil." as well as the true "https" does). A ranked target B that
     runs into the current target's continuation — B[k:k+overlap] equals its tokens 1..overlap for
-    some k ≥ 2 — with score(B) ≥ ratio·score(best) starts k − 1 tokens earlier: the target becomes
+    some k ≥ 2 — with score(B) ≥ ratio·score(best) and an adapter at least as committed to B as
+    to the current target (Q^A(B) ≥ Q^A(current): a junk token forced before a memorised target
+    lowers Q^A, the target's true start raises it) starts k − 1 tokens earlier: the target becomes
     B[:k] followed by the current continuation. Repeated while the target grows; the verdict
     statistic stays the best score (only the reported target text and the trigger search's target
     change)."""
     best = targets[0]
     ids = list(best.token_ids)
+    q = best.q_adapter
     for _ in range(len(targets)):
         core = ids[1 : 1 + overlap]
         if len(core) < overlap:
             break
-        found: tuple[float, list[int]] | None = None
+        found: tuple[float, list[int], float] | None = None
         for b in targets:
             bi = b.token_ids
-            if b is best or b.score < ratio * best.score:
+            if b is best or b.score < ratio * best.score or b.q_adapter < q:
                 continue
             k = next((k for k in range(2, len(bi) - overlap + 1) if bi[k : k + overlap] == core), None)
             if k is not None and (found is None or b.score > found[0]):
-                found = (b.score, bi[:k] + ids[1:])
+                found = (b.score, bi[:k] + ids[1:], b.q_adapter)
         if found is None or len(found[1]) <= len(ids):
             break
-        ids = found[1]
+        _, ids, q = found
     return best, ids
 
 
