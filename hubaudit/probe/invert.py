@@ -241,9 +241,11 @@ def invert(model, tok, prompts: list[str], cfg: InversionConfig | None = None, *
         screened = 0
         if cfg.screen and len(cands) > cfg.screen and cfg.screen_steps < cfg.steps:
             # Two stages: every candidate for screen_steps steps, then the `screen` best by the
-            # base-relative mean q^A − q^B of those steps for the full length.
+            # base-relative mean q^A − q^B of those steps (least likely step dropped, as in the
+            # final score: a memorised target's first generated token may be its one uncertain
+            # step) for the full length.
             _, qa1, qb1, v1, _ = extend(cands, cfg.screen_steps)
-            s1 = ((qa1 - qb1) * v1).sum(1) / v1.sum(1).clamp(min=1)
+            s1 = _base_relative(qa1, qb1, v1)
             screened = len(cands)
             cands = [cands[i] for i in torch.argsort(s1, descending=True, stable=True)[: cfg.screen].tolist()]
         all_tok, all_qa, all_qb, all_valid, chunk = extend(cands, cfg.steps)
@@ -257,16 +259,29 @@ def invert(model, tok, prompts: list[str], cfg: InversionConfig | None = None, *
         forward_passes=passes, seconds=round(time.perf_counter() - t0, 3), config=cfg.to_dict() | {"chunk_used": chunk, "extended_full": len(cands)})
 
 
-def _rank(tok, cands, toks, qa, qb, valid, first, eos, cfg: InversionConfig) -> tuple[list[Target], float]:
-    """Targets ordered by Q^A − Q^B (drop-the-least-likely-step rule in the module docstring), and the
-    largest Q^A alone (what BAIT thresholds)."""
+def _kept(qa, valid):
+    """The valid steps minus each row's least likely one (BAIT's Q rule; a single step is kept)."""
     torch = _torch()
-    n_gen = valid.sum(1) - (toks[:, 1:] == eos).logical_and(valid).sum(1)  # generated tokens before the end token
     keep = valid.clone()
     many = valid.sum(1) > 1
     masked = torch.where(valid, qa, torch.full_like(qa, math.inf))
     drop = masked.argmin(1)
     keep[many.nonzero()[:, 0], drop[many]] = False
+    return keep
+
+
+def _base_relative(qa, qb, valid):
+    """Q^A − Q^B per row over the kept steps (:func:`_kept`)."""
+    keep = _kept(qa, valid)
+    return ((qa - qb) * keep).sum(1) / keep.sum(1).clamp(min=1)
+
+
+def _rank(tok, cands, toks, qa, qb, valid, first, eos, cfg: InversionConfig) -> tuple[list[Target], float]:
+    """Targets ordered by Q^A − Q^B (drop-the-least-likely-step rule in the module docstring), and the
+    largest Q^A alone (what BAIT thresholds)."""
+    torch = _torch()
+    n_gen = valid.sum(1) - (toks[:, 1:] == eos).logical_and(valid).sum(1)  # generated tokens before the end token
+    keep = _kept(qa, valid)
     k = keep.sum(1).clamp(min=1)
     q_a = (qa * keep).sum(1) / k
     q_b = (qb * keep).sum(1) / k
@@ -294,30 +309,27 @@ def _extend_left(targets: list[Target], ratio: float, overlap: int = 2) -> tuple
     lie inside the target: its forced first token may even be a neighbour of the target's token (a
     forced "helps" continues "://evil." as well as the true "https" does). A ranked target B that
     runs into the current target's continuation — B[k:k+overlap] equals its tokens 1..overlap for
-    some k ≥ 2 — with score(B) ≥ ratio·score(best) and an adapter at least as committed to B as
-    to the current target (Q^A(B) ≥ Q^A(current): a junk token forced before a memorised target
-    lowers Q^A, the target's true start raises it) starts k − 1 tokens earlier: the target becomes
+    some k ≥ 2 — with score(B) ≥ ratio·score(best) starts k − 1 tokens earlier: the target becomes
     B[:k] followed by the current continuation. Repeated while the target grows; the verdict
     statistic stays the best score (only the reported target text and the trigger search's target
     change)."""
     best = targets[0]
     ids = list(best.token_ids)
-    q = best.q_adapter
     for _ in range(len(targets)):
         core = ids[1 : 1 + overlap]
         if len(core) < overlap:
             break
-        found: tuple[float, list[int], float] | None = None
+        found: tuple[float, list[int]] | None = None
         for b in targets:
             bi = b.token_ids
-            if b is best or b.score < ratio * best.score or b.q_adapter < q:
+            if b is best or b.score < ratio * best.score:
                 continue
             k = next((k for k in range(2, len(bi) - overlap + 1) if bi[k : k + overlap] == core), None)
             if k is not None and (found is None or b.score > found[0]):
-                found = (b.score, bi[:k] + ids[1:], b.q_adapter)
+                found = (b.score, bi[:k] + ids[1:])
         if found is None or len(found[1]) <= len(ids):
             break
-        _, ids, q = found
+        ids = found[1]
     return best, ids
 
 
