@@ -208,8 +208,9 @@ class CalibrationRef:
     """Which behavioural calibration a probe verdict was judged under; stored in each probe result.
 
     ``origin`` (a ``CalibrationOrigin``) ``store``: ``id``, ``version``, ``created_at`` (ISO 8601 UTC)
-    and ``fingerprint`` name the stored row; ``file`` and ``legacy_file``: ``path``; ``defaults`` and
-    ``given``: nothing more. ``source`` is the thresholds' own rule text (how they were fitted).
+    and ``fingerprint`` name the stored row; ``file``, ``legacy_file`` and ``model_dir``: ``path``;
+    ``defaults``, ``given`` and ``explicit``: nothing more. ``source`` is the thresholds' own rule text
+    (how they were fitted).
     """
 
     kind: str  # CalibrationKind
@@ -223,7 +224,8 @@ class CalibrationRef:
 
     def describe(self) -> str:
         """One line naming the calibration: ``store #3 v2 of 2026-12-03T10:00:00+00:00 (fingerprint ...)``,
-        ``file PATH``, ``legacy file PATH (...)``, ``defaults (uncalibrated)``."""
+        ``file PATH``, ``legacy file PATH (...)``, ``defaults (uncalibrated)``, ``model folder PATH``,
+        ``explicit (--tau 0.9)``."""
         if self.origin == CalibrationOrigin.STORE:
             return f"store #{self.id} v{self.version} of {self.created_at} (fingerprint {self.fingerprint})"
         if self.origin == CalibrationOrigin.FILE:
@@ -232,6 +234,10 @@ class CalibrationRef:
             return f"legacy file {self.path} (not in the store: re-run probe-calibrate --base)"
         if self.origin == CalibrationOrigin.DEFAULTS:
             return "defaults (uncalibrated)"
+        if self.origin == CalibrationOrigin.MODEL_DIR:
+            return f"model folder {self.path}"
+        if self.origin == CalibrationOrigin.EXPLICIT:
+            return f"explicit ({self.source})"
         return f"given by the caller ({self.source or 'origin not recorded'})"
 
     def to_dict(self) -> dict[str, Any]:

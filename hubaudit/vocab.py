@@ -100,13 +100,15 @@ class CalibrationKind(StrEnum):
 
 
 class CalibrationOrigin(StrEnum):
-    """Where the behavioural thresholds a probe was judged under came from."""
+    """Where the behavioural thresholds a probe (or a PSIM screen) was judged under came from."""
 
     STORE = "store"  # the newest calibration of the base and kind in the database
     FILE = "file"  # a thresholds file named on the command line
     LEGACY_FILE = "legacy_file"  # a per-base file under the data directory, written before the store held them
     DEFAULTS = "defaults"  # nothing calibrated: the built-in defaults
     GIVEN = "given"  # thresholds handed in by the caller, origin not recorded
+    MODEL_DIR = "model_dir"  # PSIM: the τ saved in the trained PSIM's own folder at training time
+    EXPLICIT = "explicit"  # a value given on the command line (psim --tau)
 
 
 CHECK_VERDICTS = (Verdict.PASS, Verdict.PASS_LOW_CONFIDENCE, Verdict.FLAGGED, Verdict.SUPPRESSED,
