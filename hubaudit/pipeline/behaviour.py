@@ -1,11 +1,16 @@
-"""Behavioural calibrations: which probe and τ_search thresholds are in force, and saying so.
+"""Behavioural calibrations: which probe, τ_search and PSIM thresholds are in force, and saying so.
 
-Thresholds are looked up in one order, for each kind on its own: a file named on the command line,
-else the base's newest calibration in the store, else the per-base file an older hubaudit wrote
-under the data directory (read, with a one-line notice that it should be re-saved into the store;
-never imported behind the user's back, so a read stays a read), else the built-in defaults. Each
-lookup returns the thresholds with a :class:`~hubaudit.models.CalibrationRef` naming where they
-came from; probe results record it, and reports name it.
+Probe and τ_search thresholds are looked up in one order, for each kind on its own: a file named on
+the command line, else the base's newest calibration in the store, else the per-base file an older
+hubaudit wrote under the data directory (read, with a one-line notice that it should be re-saved into
+the store; never imported behind the user's back, so a read stays a read), else the built-in defaults.
+
+PSIM's τ belongs to one trained PSIM module (arXiv 2402.12168): a value given on the command line,
+else the base's newest ``psim`` calibration in the store, which must have been fitted on the same
+module (its weights' sha256), else the τ saved in the module's folder at training time.
+
+Each lookup returns the thresholds with a :class:`~hubaudit.models.CalibrationRef` naming where they
+came from; probe results and PSIM screens record it, and reports name it.
 """
 
 from __future__ import annotations
@@ -15,15 +20,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from hubaudit.errors import InputError
 from hubaudit.models import CalibrationRef
 from hubaudit.probe.stats import Thresholds, load_thresholds
+from hubaudit.psim.threshold import PsimTau
 from hubaudit.store import BehaviourCalibrationRow, Store
 from hubaudit.vocab import CalibrationKind, CalibrationOrigin
 
 if TYPE_CHECKING:
     from hubaudit.probe.search_run import SearchThresholds
 
-#: The kinds `hubaudit probe` resolves (PSIM's τ belongs to one trained PSIM module, kept in its folder).
+#: The kinds `hubaudit probe` resolves (PSIM's τ is resolved per PSIM module: resolve_psim_tau).
 PROBE_KINDS = (CalibrationKind.PROBE, CalibrationKind.SEARCH)
 
 
@@ -31,7 +38,7 @@ PROBE_KINDS = (CalibrationKind.PROBE, CalibrationKind.SEARCH)
 class Resolved:
     """Thresholds, the calibration they come from, and a line for stderr (a legacy file) or None."""
 
-    value: Any  # Thresholds (probe) or SearchThresholds (search)
+    value: Any  # Thresholds (probe), SearchThresholds (search) or PsimTau (psim)
     ref: CalibrationRef
     notice: str | None = None
 
@@ -122,3 +129,43 @@ def in_force(store: Store, base: str) -> dict[str, CalibrationRef | None]:
         row = store.behaviour.behaviour_calibration(base, kind)
         out[kind.value] = stored_ref(row) if row is not None else None
     return out
+
+
+def save_psim_calibration(store: Store, base: str, tau: PsimTau) -> CalibrationRef:
+    """Store a PSIM module's τ (and what it was fitted on) as ``base``'s newest ``psim`` calibration."""
+    row = store.behaviour.save_behaviour_calibration(base, CalibrationKind.PSIM, tau.to_dict(), source=tau.source,
+                                                     n_clean=tau.n_clean)  # fmt: skip
+    return stored_ref(row)
+
+
+def resolve_psim_tau(folder: PsimTau, psim_dir: str | Path, *, explicit: float | None = None, base: str | None = None,
+                     store: Store | None = None) -> Resolved:  # fmt: skip
+    """The τ a PSIM screen runs under: ``explicit``, else ``base``'s newest ``psim`` calibration in ``store``,
+    else ``folder`` (the τ saved with the module in ``psim_dir``); ``value`` is a :class:`PsimTau`.
+
+    A stored calibration fitted on another PSIM module (``psim_sha256`` differs from ``folder``'s) is
+    refused with an :class:`InputError`: its τ is a quantile of another module's confidences.
+    """
+    k = CalibrationKind.PSIM
+    if explicit is not None:
+        given = f"--tau {explicit:g}"
+        value = PsimTau(tau=float(explicit), target_frr=folder.target_frr, n_clean=folder.n_clean,
+                        psim_sha256=folder.psim_sha256, model=folder.model, source=given)  # fmt: skip
+        return Resolved(value, CalibrationRef(k, CalibrationOrigin.EXPLICIT, source=given))
+    if base and store is not None:
+        row = store.behaviour.behaviour_calibration(base, k)
+        if row is not None:
+            ref = stored_ref(row)
+            try:
+                stored = PsimTau.from_dict(row.thresholds)
+            except ValueError as exc:
+                raise InputError(f"the PSIM calibration of {base} in the store ({ref.describe()}) is unreadable: {exc}") from None
+            if stored.psim_sha256 != folder.psim_sha256:
+                raise InputError(f"the newest PSIM calibration of {base} (store #{row.id} v{row.version}) was fitted on another "
+                                 f"PSIM module (sha256 {stored.psim_sha256[:12]}, {psim_dir} has {folder.psim_sha256[:12]}): "
+                                 f"run `hubaudit psim calibrate {psim_dir} --base {base}` or pass --tau")  # fmt: skip
+            return Resolved(stored, ref)
+        notice = f"no PSIM calibration of {base} in the store: tau from the model folder {psim_dir}"
+        return Resolved(folder, CalibrationRef(k, CalibrationOrigin.MODEL_DIR, path=str(psim_dir), source=folder.source),
+                        notice)  # fmt: skip
+    return Resolved(folder, CalibrationRef(k, CalibrationOrigin.MODEL_DIR, path=str(psim_dir), source=folder.source))

@@ -16,7 +16,7 @@ import numpy as np
 from hubaudit.errors import UsageError
 from hubaudit.psim import threshold
 from hubaudit.psim.model import adapter_fingerprint, load_suspect, load_tokenizer, pick_device, require_torch
-from hubaudit.psim.train import ADAPTER_SUBDIR, CONFIG_FILE, FORMAT_VERSION, probabilities
+from hubaudit.psim.train import ADAPTER_SUBDIR, CONFIG_FILE, FORMAT_VERSION, probabilities, psim_fingerprint
 
 
 def read_meta(psim_dir: str | Path) -> dict[str, Any]:
@@ -32,6 +32,19 @@ def read_meta(psim_dir: str | Path) -> dict[str, Any]:
     if meta.get("format_version") != FORMAT_VERSION:
         raise UsageError(f"{f}: unsupported PSIM format version {meta.get('format_version')!r} (expected {FORMAT_VERSION})")
     return meta
+
+
+def folder_tau(psim_dir: str | Path, meta: dict[str, Any] | None = None) -> threshold.PsimTau:
+    """The τ saved in a PSIM directory at training time, with what it was fitted on and the module's sha256."""
+    meta = read_meta(psim_dir) if meta is None else meta
+    cal = meta.get("calibration") or {}
+    try:
+        n, frr, at = int(cal.get("n", 0)), float(meta["target_frr"]), cal.get("frr_at_tau")
+        return threshold.PsimTau(tau=float(meta["tau"]), target_frr=frr, n_clean=n, psim_sha256=psim_fingerprint(psim_dir),
+                                 frr_at_tau=None if at is None else float(at), model=meta.get("model"),
+                                 source=threshold.tau_source(n, frr))  # fmt: skip
+    except (KeyError, TypeError, ValueError):
+        raise UsageError(f"{Path(psim_dir) / CONFIG_FILE}: no valid tau and target_frr") from None
 
 
 @dataclass

@@ -12,6 +12,7 @@ import io
 from collections.abc import Callable
 from typing import Any
 
+from hubaudit.models import CalibrationRef
 from hubaudit.textsafe import csv_cell, json_dumps, terminal
 
 SCREEN_FORMATS = ("table", "json", "jsonl", "csv")
@@ -80,7 +81,14 @@ def render_probe(result, fmt: str) -> str:
     return _PROBE[fmt]([p.to_dict() for p in result.probes], result.summary())
 
 
+def calibration_phrase(summary: dict[str, Any]) -> str:
+    """``tau from <the calibration in force>`` (store id and version, model folder, or explicit)."""
+    cal = summary.get("calibration")
+    return f"tau from {CalibrationRef.from_dict(cal).describe()}" if cal else "tau from the caller"
+
+
 def summary_line(summary: dict[str, Any]) -> str:
-    """The one-line human summary for stderr."""
+    """The one-line human summary for stderr, naming the calibration τ comes from."""
     return (f"{summary['flagged']} of {summary['n']} flagged ({summary['flagged_rate']:.1%}) at tau={summary['tau']:.4f} "
-            f"(calibrated clean FRR {summary['target_frr']:.1%}; ~{summary['expected_clean_flags']:.1f} flags expected on clean data)")
+            f"(calibrated clean FRR {summary['target_frr']:.1%}; ~{summary['expected_clean_flags']:.1f} flags expected on clean data); "
+            f"{calibration_phrase(summary)}")

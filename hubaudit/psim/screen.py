@@ -26,9 +26,10 @@ class ScreenResult:
     flagged: np.ndarray
     tau: float
     target_frr: float
+    calibration: dict[str, Any] | None = None  # the CalibrationRef (as a dict) τ comes from; None: not recorded
 
     def summary(self) -> dict[str, Any]:
-        """Counts and rates, with the τ they were computed at."""
+        """Counts and rates, with the τ they were computed at and the calibration τ comes from."""
         n = int(self.flagged.size)
         k = int(self.flagged.sum())
         return {
@@ -40,6 +41,7 @@ class ScreenResult:
             # On clean data ≈ target_frr is expected; far above it means triggered samples (or drift).
             "expected_clean_flags": self.target_frr * n,
             "mean_confidence": float(self.confidence.mean()) if n else None,
+            "calibration": self.calibration,
         }
 
     def records(self) -> list[dict[str, Any]]:
@@ -50,10 +52,12 @@ class ScreenResult:
         ]
 
 
-def screen_texts(guard, texts: list[str]) -> ScreenResult:
-    """Confidence and flag (c > τ) for every text."""
+def screen_texts(guard, texts: list[str], *, target_frr: float | None = None,
+                 calibration: dict[str, Any] | None = None) -> ScreenResult:
+    """Confidence and flag (c > τ) for every text; ``target_frr`` of τ defaults to the one saved at training."""
     conf = guard.confidence(texts)
-    return ScreenResult(confidence=conf, flagged=conf > guard.tau, tau=guard.tau, target_frr=float(guard.meta.get("target_frr", 0.0)))
+    frr = float(guard.meta.get("target_frr", 0.0)) if target_frr is None else target_frr
+    return ScreenResult(confidence=conf, flagged=conf > guard.tau, tau=guard.tau, target_frr=frr, calibration=calibration)
 
 
 @dataclass
@@ -87,6 +91,7 @@ class BatteryResult:
     tau: float
     min_flag_rate: float
     probes: list[ProbeOutcome] = field(default_factory=list)
+    calibration: dict[str, Any] | None = None  # the CalibrationRef (as a dict) τ comes from; None: not recorded
 
     def summary(self) -> dict[str, Any]:
         """Battery-level numbers: extreme probes, mean and max flag rates, and their gap."""
@@ -101,6 +106,7 @@ class BatteryResult:
             "outlier_gap": (max(rates) - mean) if rates else 0.0,
             "tau": self.tau,
             "min_flag_rate": self.min_flag_rate,
+            "calibration": self.calibration,
         }
 
 
@@ -136,14 +142,14 @@ def apply_probe(probe: str, text: str) -> str:
 
 
 def screen_battery(guard, probes: list[dict[str, Any]] | list[str], texts: list[str], *,
-                   min_flag_rate: float = DEFAULT_MIN_FLAG_RATE) -> BatteryResult:
+                   min_flag_rate: float = DEFAULT_MIN_FLAG_RATE, calibration: dict[str, Any] | None = None) -> BatteryResult:
     """Screen every probe of a battery over ``texts`` and mark the probes that PSIM flags at ≥ ``min_flag_rate``."""
     if not texts:
         raise UsageError("probe screening needs at least one evaluation text")
     items = parse_battery(list(probes)) if probes and isinstance(probes[0], str) else probes
     base = guard.confidence(texts)
     res = BatteryResult(baseline_flag_rate=float((base > guard.tau).mean()), baseline_mean_confidence=float(base.mean()),
-                        tau=guard.tau, min_flag_rate=min_flag_rate)
+                        tau=guard.tau, min_flag_rate=min_flag_rate, calibration=calibration)
     for it in items:
         conf = guard.confidence([apply_probe(it["probe"], x) for x in texts])
         r = float((conf > guard.tau).mean())

@@ -8,9 +8,56 @@ STRIP's threshold (Gao et al., arXiv 1911.10312).
 
 from __future__ import annotations
 
+import math
+from dataclasses import asdict, dataclass
+from typing import Any
+
 import numpy as np
 
 AUTHORS_TAU = 0.7
+#: The version of :meth:`PsimTau.to_dict`'s shape (stored in the database as a ``psim`` calibration).
+PSIM_TAU_VERSION = 1
+
+
+def tau_source(n_clean: int, target_frr: float) -> str:
+    """The rule text of a τ fitted by :func:`calibrate_tau`."""
+    return f"(1-FRR) order statistic of PSIM max-softmax on {n_clean} clean rows, target FRR {target_frr:g}"
+
+
+@dataclass(frozen=True)
+class PsimTau:
+    """τ of one trained PSIM module and what it was fitted on.
+
+    ``psim_sha256`` (the sha256 of the module's weights file) names the PSIM τ belongs to: a τ is a
+    quantile of *that* module's confidences and means nothing for another one. ``n_clean`` clean rows
+    were screened; at most ⌊target_frr·n_clean⌋ of them have confidence > τ (``frr_at_tau`` measured).
+    """
+
+    tau: float
+    target_frr: float
+    n_clean: int
+    psim_sha256: str
+    frr_at_tau: float | None = None
+    model: str | None = None  # the suspect model the PSIM was trained on (a path or a repo id)
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"psim_tau_version": PSIM_TAU_VERSION, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> PsimTau:
+        """The inverse of :meth:`to_dict`; ValueError for a shape it cannot read."""
+        try:
+            tau = float(d["tau"])
+            sha = d["psim_sha256"]
+            frr = d.get("frr_at_tau")
+            out = cls(tau=tau, target_frr=float(d["target_frr"]), n_clean=int(d["n_clean"]), psim_sha256=sha,
+                      frr_at_tau=None if frr is None else float(frr), model=d.get("model"), source=str(d.get("source", "")))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"not a PSIM calibration ({type(exc).__name__}: {exc})") from None
+        if not isinstance(sha, str) or not sha or not math.isfinite(tau):
+            raise ValueError("not a PSIM calibration (no PSIM fingerprint, or a non-finite tau)")
+        return out
 
 
 def calibrate_tau(clean_conf, target_frr: float) -> float:

@@ -27,6 +27,7 @@ from hubaudit.psim.model import (
     PEFT_METHODS,
     adapter_fingerprint,
     check_adapter_dir,
+    file_sha256,
     load_suspect,
     load_tokenizer,
     peft_config,
@@ -39,6 +40,9 @@ FORMAT_VERSION = 1
 CONFIG_FILE = "psim.json"
 CALIBRATION_FILE = "calibration.jsonl"
 ADAPTER_SUBDIR = "psim_adapter"
+
+#: The PSIM module's weights file, in the order peft writes them (safetensors by default).
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 # Per-method learning-rate defaults: measured on the evals/psim replication (see RESULTS.md).
 DEFAULT_LR = {"p-tuning": 2e-3, "prompt-tuning": 2e-3, "lora": 5e-4}
@@ -78,6 +82,15 @@ class TrainOptions:
             raise UsageError("--holdout must be between 0 and 1 (e.g. 0.2)")
         if self.batch_size < 1 or self.max_length < 8:
             raise UsageError("--batch-size must be ≥ 1 and --max-length ≥ 8")
+
+
+def psim_fingerprint(psim_dir: str | Path) -> str:
+    """The sha256 of the PSIM module's weights file under ``psim_dir``: the identity a stored τ is checked against."""
+    d = Path(psim_dir) / ADAPTER_SUBDIR
+    for name in WEIGHT_FILES:
+        if (d / name).is_file():
+            return file_sha256(d / name)
+    raise UsageError(f"{psim_dir}: no PSIM module weights ({ADAPTER_SUBDIR}/{WEIGHT_FILES[0]})")
 
 
 def probabilities(model, tokenizer, texts: list[str], *, batch_size: int = 64, max_length: int = 128) -> np.ndarray:
@@ -203,6 +216,7 @@ def train_psim(model: str, texts: list[str], labels: list[int], num_labels: int,
         "adapter": str(adapter_dir) if adapter_dir else None,
         "adapter_sha256": adapter_fingerprint(adapter_dir) if adapter_dir else None,
         "num_labels": num_labels,
+        "psim_sha256": psim_fingerprint(out),
         "tau": tau,
         "target_frr": opts.target_frr,
         "calibration": {
