@@ -1,6 +1,6 @@
 """Online filtering with a trained PSIM: ``Guard.load(PSIM_DIR).is_poisoned(texts)``.
 
-At inference (paper_psim.md §3): c(x) = max_k softmax(G(x))_k; x is flagged as poisoned iff
+At inference (arXiv 2402.12168): c(x) = max_k softmax(G(x))_k; x is flagged as poisoned iff
 c(x) > τ, with τ the value calibrated at training time (or one the caller passes).
 """
 

@@ -16,7 +16,7 @@ from hubaudit.errors import MissingExtraError, UsageError
 
 PEFT_METHODS = ("lora", "p-tuning", "prompt-tuning")
 
-# Authors' code (paper_psim.md §2): P-tuning v1 with 5 virtual tokens and a 128-wide prompt
+# The authors' code (arXiv 2402.12168): P-tuning v1 with 5 virtual tokens and a 128-wide prompt
 # encoder; LoRA r=8, alpha=16, dropout 0.1 as in their victim script; prompt tuning 5 tokens.
 PEFT_DEFAULTS: dict[str, dict[str, Any]] = {
     "p-tuning": {"num_virtual_tokens": 5, "encoder_hidden_size": 128},

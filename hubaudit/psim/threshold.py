@@ -1,9 +1,9 @@
 """τ calibration and detection metrics for PSIM (numpy only, no I/O).
 
 PSIM flags x as poisoned iff c(x) = max_k softmax(G(x))_k > τ (strict, as in the authors'
-``confidence.py``, paper_psim.md §3). The authors hard-code τ = 0.7 for K = 2; we calibrate τ to a
-target false-rejection rate on held-out clean samples instead (paper_psim.md §9, note 1), like
-STRIP's threshold (Gao et al., arXiv 1911.10312).
+``confidence.py``, arXiv 2402.12168). The authors hard-code τ = 0.7 for K = 2; we calibrate τ to a
+target false-rejection rate on held-out clean samples instead, like STRIP's threshold (Gao et al.,
+arXiv 1911.10312).
 """
 
 from __future__ import annotations

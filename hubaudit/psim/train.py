@@ -1,4 +1,4 @@
-"""PSIM training (arXiv 2402.12168, paper_psim.md §2 and §9).
+"""PSIM training (arXiv 2402.12168).
 
     D_r = {(x_i, u_i) : u_i ~ Uniform{0..K-1} i.i.d.}     (the "randomly reset" labels)
     G   = PEFT(M_p)   trained on D_r; classifier head trainable (peft SEQ_CLS)
