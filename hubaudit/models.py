@@ -5,11 +5,13 @@ Plain frozen dataclasses; every stage imports these and nothing of another stage
 
 from __future__ import annotations
 
+import logging
+import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from dataclasses import asdict, dataclass, field, fields
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, TypeVar
 
-from hubaudit.vocab import CalibrationOrigin, ProbeStatus, ScanStatus
+from hubaudit.vocab import CalibrationOrigin, ProbeStatus, ScanStatus, StratumStatus
 
 if TYPE_CHECKING:
     import numpy as np
@@ -333,11 +335,12 @@ def _out(v: Any) -> Any:
     return v
 
 
-def _dump(known: Mapping[str, Any], extra: Mapping[str, Any], stored_keys: tuple[str, ...]) -> dict[str, Any]:
+def _dump(known: Mapping[str, Any], extra: Mapping[str, Any], stored_keys: tuple[str, ...],
+          out_value: Callable[[Any], Any] = _out) -> dict[str, Any]:  # fmt: skip
     """The stored keys in their stored order (a stored null stays null, a wrong-typed value comes back
     from ``extra`` as stored), then any field set since (not None), then the remaining extra keys."""
-    out = {k: extra[k] if k in extra else _out(known.get(k)) for k in stored_keys}
-    out |= {k: _out(v) for k, v in known.items() if k not in out and v is not None}
+    out = {k: extra[k] if k in extra else out_value(known.get(k)) for k in stored_keys}
+    out |= {k: out_value(v) for k, v in known.items() if k not in out and v is not None}
     return out | {k: v for k, v in extra.items() if k not in out}
 
 
@@ -563,3 +566,575 @@ class ProbeResult:
         """The stored form (the inverse of :meth:`from_dict`)."""
         known = {k: getattr(self, k) for k in self.SPEC} | {"search": self.search}
         return _dump(known, self.extra, self.stored_keys)
+
+
+# ---------------------------------------------------------------- weight calibration: threshold sets and verdicts
+# The stored form of a threshold set is the JSON calibrate/fit.py's ``fit`` returns (``{"method", "n",
+# "params", "strata"}``; the store keeps ``strata`` and ``params`` in columns of their own) and that of a
+# verdict's breakdown the dict calibrate/judge.py writes per adapter. The dataclasses below are the typed
+# views every reader uses. Like the probe result's, their ``from_dict`` parses every shape stored so far
+# and never raises on the content: a value of the wrong type reads as None, is logged (once per field)
+# and kept as stored in ``extra``, so ``to_dict`` gives back exactly the JSON that was read. New threshold
+# sets carry ``params["threshold_set_version"]``, new breakdowns ``breakdown_version``; rows stored
+# before them have none and parse the same way.
+THRESHOLD_SET_VERSION_KEY = "threshold_set_version"
+THRESHOLD_SET_VERSION = 1
+VERDICT_BREAKDOWN_VERSION_KEY = "breakdown_version"
+VERDICT_BREAKDOWN_VERSION = 1
+# The verdict rules a threshold set can name (``params["verdict"]``): what sets ``flagged`` and ``margin``.
+# Sets stored before the rule was recorded, or naming one this version does not know, are "per-feature".
+VERDICT_RULES = ("combined", "per-feature")
+# The paper's statistic (arXiv 2605.30189): its own threshold is shown beside every verdict.
+PAPER_FEATURE = "global_frobN_std"
+SIDES = ("above", "below")  # the side of its threshold a fired feature's value lies on
+
+_log = logging.getLogger(__name__)
+_WARNED: set[tuple[str, str]] = set()
+_R = TypeVar("_R", bound="_Record")
+
+
+@dataclass(frozen=True)
+class _Partly:
+    """A converter's answer for a container of which only some entries have the right type: those."""
+
+    good: Any
+
+
+# Converters whose accepted values are exactly these types: :func:`_read` takes such values without a call
+# (a base's re-judgement writes 100,000 breakdowns, and a report or an escalation pass reads them back).
+_EXACT: dict[_Conv, tuple[type, ...]] = {_as_str: (str,), _as_bool: (bool,), _as_num: (int, float), _as_int: (int,)}
+_PLANS: dict[type, dict[str, tuple[tuple[type, ...], _Conv]]] = {}
+_DEFAULTS: dict[type, dict[str, Any]] = {}
+
+
+def _read(cls: type[_Record], d: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(typed values of ``cls.SPEC``'s keys present in ``d``, ``extra``: the other keys and the stored values
+    of the wrong type); each wrong-typed field is logged once per process."""
+    plan = _PLANS.get(cls)
+    if plan is None:
+        plan = _PLANS[cls] = {k: (_EXACT.get(conv, ()), conv) for k, conv in cls.SPEC.items()}
+    typed: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for key, v in d.items():
+        p = plan.get(key)
+        if p is None:
+            extra[key] = v
+            continue
+        if v is None:
+            continue
+        if type(v) in p[0]:
+            typed[key] = v
+            continue
+        ok, value = p[1](v)
+        if ok:
+            typed[key] = value
+            continue
+        extra[key] = v
+        if isinstance(value, _Partly):
+            typed[key] = value.good
+        if (cls.__name__, key) not in _WARNED:
+            _WARNED.add((cls.__name__, key))
+            _log.warning("%s: stored %r is not of the expected type; left out (kept as stored)", cls.__name__, key)
+    return typed, extra
+
+
+def _ser(v: Any) -> Any:
+    """A typed value in its stored form (records by their ``to_dict``, tuples as lists)."""
+    if isinstance(v, _Record):
+        return v.to_dict()
+    if isinstance(v, tuple):
+        return [_ser(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _ser(x) for k, x in v.items()}
+    return v
+
+
+@dataclass(frozen=True)
+class _Record:
+    """A typed view of one stored JSON object: the keys of ``SPEC`` typed, the others in ``extra``, and
+    ``stored_keys`` the stored key order, so :meth:`to_dict` gives back exactly the dict :meth:`from_dict` read."""
+
+    SPEC: ClassVar[dict[str, _Conv]] = {}
+    extra: dict[str, Any] = field(default_factory=dict, kw_only=True)
+    stored_keys: tuple[str, ...] = field(default=(), kw_only=True)
+
+    @classmethod
+    def from_dict(cls: type[_R], d: Mapping[str, Any]) -> _R:
+        """The typed view of a stored object (any shape stored so far; never raises on its content)."""
+        typed, extra = _read(cls, d)
+        defaults = _DEFAULTS.get(cls)
+        if defaults is None:
+            defaults = _DEFAULTS[cls] = {f.name: f.default for f in fields(cls) if f.name != "extra"}
+        # the attributes __init__ would set, set at once: a few times faster than a frozen dataclass's
+        # __init__, which assigns field by field through object.__setattr__
+        obj = object.__new__(cls)
+        attrs = obj.__dict__
+        attrs.update(defaults)
+        attrs.update(typed)
+        attrs["extra"] = extra
+        attrs["stored_keys"] = tuple(d)
+        return obj
+
+    def to_dict(self) -> dict[str, Any]:
+        """The stored form (the inverse of :meth:`from_dict`)."""
+        return _dump({k: getattr(self, k) for k in self.SPEC}, self.extra, self.stored_keys, _ser)
+
+
+_STRATUM_STATUSES = frozenset(s.value for s in StratumStatus)
+
+
+def _as_status(v: Any) -> tuple[bool, Any]:
+    """A StratumStatus word (a word this version does not know is of the wrong type)."""
+    return (True, StratumStatus(v)) if isinstance(v, str) and v in _STRATUM_STATUSES else (False, v)
+
+
+def _as_nums(v: Any) -> tuple[bool, Any]:
+    ok = isinstance(v, list) and all(_as_num(x)[0] for x in v)
+    return (True, tuple(v)) if ok else (False, v)
+
+
+def _as_str_map(v: Any) -> tuple[bool, Any]:
+    ok = isinstance(v, Mapping) and all(isinstance(x, str) for x in v.values())
+    return (True, dict(v)) if ok else (False, v)
+
+
+def _as_record(cls: type[_Record]) -> _Conv:
+    def conv(v: Any) -> tuple[bool, Any]:
+        return (True, cls.from_dict(v)) if isinstance(v, Mapping) else (False, v)
+
+    return conv
+
+
+def _as_record_map(cls: type[_Record]) -> _Conv:
+    """``{name: record}``; entries that are no object are left out (the field then counts as wrong-typed)."""
+    def conv(v: Any) -> tuple[bool, Any]:
+        if not isinstance(v, Mapping):
+            return False, v
+        good = {k: cls.from_dict(x) for k, x in v.items() if isinstance(x, Mapping)}
+        return (True, good) if len(good) == len(v) else (False, _Partly(good))
+
+    return conv
+
+
+def _finite(x: float | None) -> float | None:
+    return x if x is not None and math.isfinite(x) else None
+
+
+# ---- threshold sets (calibrate/fit.py)
+@dataclass(frozen=True)
+class FeatureFit(_Record):
+    """One feature's thresholds in one stratum (fit.py, per-feature steps 1-5).
+
+    x = ln(value) when ``transform`` is "log", else the value; ``loc``/``scale`` the robust location and σ
+    of x; ``lo``/``hi`` the bounds on x (None on a side the ``direction`` up/down/both does not watch),
+    ``threshold_low``/``threshold_high`` the same bounds in feature units; ``crit`` the Student t critical
+    value; ``anchored`` when a known-clean reference widened a bound; ``n`` the values fitted.
+    """
+
+    direction: str | None = None
+    transform: str | None = None
+    loc: float | None = None
+    scale: float | None = None
+    mad_scale: float | None = None
+    crit: float | None = None
+    lo: float | None = None
+    hi: float | None = None
+    anchored: bool | None = None
+    n: int | None = None
+    threshold_low: float | None = None
+    threshold_high: float | None = None
+
+    SPEC: ClassVar[dict[str, _Conv]] = {
+        "direction": _as_str, "transform": _as_str, "loc": _as_num, "scale": _as_num, "mad_scale": _as_num,
+        "crit": _as_num, "lo": _as_num, "hi": _as_num, "anchored": _as_bool, "n": _as_int, "threshold_low": _as_num,
+        "threshold_high": _as_num,
+    }  # fmt: skip
+
+    def margin(self, value: float | None, side: str) -> float | None:
+        """How far ``value`` lies past the bound on ``side`` ("above": ``hi``, "below": ``lo``) in robust σ:
+        (x − hi)/σ or (lo − x)/σ with x = ln(value) under the log transform; None when the fit cannot say."""
+        v, scale, bound = _finite(value), _finite(self.scale), _finite(self.hi if side == "above" else self.lo)
+        if v is None or scale is None or scale <= 0 or bound is None:
+            return None
+        if self.transform == "log":
+            if v <= 0:
+                return None
+            v = math.log(v)
+        return (v - bound) / scale if side == "above" else (bound - v) / scale
+
+
+def _float(x: float | None) -> float | None:
+    """A finite stored number as a float (a threshold read for display); None otherwise."""
+    return float(x) if x is not None and math.isfinite(x) else None
+
+
+@dataclass(frozen=True)
+class CombinedFit(_Record):
+    """The combined detector of one stratum (calibrate/combined.py): D²/K of the robust z of ``features``
+    (per feature ``transform``, ``loc``, ``scale``; ``corr`` the shrunk correlation, ``shrinkage`` its λ),
+    flagged above ``threshold`` (``threshold_floor`` its lower bound, ``anchored`` when a known-clean
+    reference raised it). ``status`` not_calibrated comes with a ``reason``; ``n`` adapters, ``n_fit`` of
+    them fitted (a subsample above 20,000), ``loo`` the out-of-sample statistics the threshold came from.
+    """
+
+    method: str | None = None
+    mode: str | None = None
+    n: int | None = None
+    target_fpr: float | None = None
+    status: StratumStatus | None = None
+    reason: str | None = None
+    features: tuple[str, ...] | None = None
+    transform: tuple[str, ...] | None = None
+    loc: tuple[float, ...] | None = None
+    scale: tuple[float, ...] | None = None
+    corr: tuple[Any, ...] | None = None
+    shrinkage: float | None = None
+    threshold: float | None = None
+    threshold_floor: float | None = None
+    empirical_floor: bool | None = None
+    n_fit: int | None = None
+    loo: dict[str, Any] | None = None
+    anchored: bool | None = None
+
+    SPEC: ClassVar[dict[str, _Conv]] = {
+        "method": _as_str, "mode": _as_str, "n": _as_int, "target_fpr": _as_num, "status": _as_status,
+        "reason": _as_str, "features": _as_strs, "transform": _as_strs, "loc": _as_nums, "scale": _as_nums,
+        "corr": _as_list, "shrinkage": _as_num, "threshold": _as_num, "threshold_floor": _as_num,
+        "empirical_floor": _as_bool, "n_fit": _as_int, "loo": _as_map, "anchored": _as_bool,
+    }  # fmt: skip
+
+    @property
+    def calibrated(self) -> bool:
+        return self.status == StratumStatus.CALIBRATED
+
+
+@dataclass(frozen=True)
+class StratumFit(_Record):
+    """One entry of a threshold set's ``strata``: a stratum, or a pool (key ``pool:<variant>|<modules>``,
+    with its ``members``), as fit.py left it.
+
+    ``status`` calibrated: fitted on ``n`` adapters (``n_ref`` references; ``source`` stratum, pool or
+    reference), ``features`` the per-feature thresholds (``alpha_per_feature`` each;
+    ``per_module_features_left_out`` per-module features not fitted), ``combined`` the combined detector
+    (combined-rule sets), ``low_confidence`` with its reason when ``n_needed`` adapters were not there.
+    pooled: judged by the fit of ``pool``. not_calibrated: ``reason`` says why. Sets stored in a flat layout
+    (hand-built or legacy) hold ``n`` and ``score_threshold`` only and no status; ``bare`` marks an entry
+    stored as a bare threshold value (kept in ``extra["threshold"]``).
+    """
+
+    status: StratumStatus | None = None
+    source: str | None = None
+    pool: str | None = None
+    n: int | None = None
+    n_ref: int | None = None
+    reason: str | None = None
+    alpha_per_feature: float | None = None
+    features: dict[str, FeatureFit] | None = None
+    per_module_features_left_out: int | None = None
+    low_confidence: bool | None = None
+    low_confidence_reason: str | None = None
+    n_needed: int | None = None
+    combined: CombinedFit | None = None
+    members: tuple[str, ...] | None = None
+    score_threshold: float | None = None
+    bare: bool = field(default=False, kw_only=True)
+
+    SPEC: ClassVar[dict[str, _Conv]] = {
+        "status": _as_status, "source": _as_str, "pool": _as_str, "n": _as_int, "n_ref": _as_int, "reason": _as_str,
+        "alpha_per_feature": _as_num, "features": _as_record_map(FeatureFit), "per_module_features_left_out": _as_int,
+        "low_confidence": _as_bool, "low_confidence_reason": _as_str, "n_needed": _as_int,
+        "combined": _as_record(CombinedFit), "members": _as_strs, "score_threshold": _as_num,
+    }  # fmt: skip
+
+    @classmethod
+    def from_stored(cls, v: Any) -> StratumFit:
+        """:meth:`from_dict` of a stored entry; one that is no object is a ``bare`` threshold value."""
+        if isinstance(v, Mapping):
+            return cls.from_dict(v)
+        if (cls.__name__, "bare") not in _WARNED:
+            _WARNED.add((cls.__name__, "bare"))
+            _log.warning("StratumFit: a stratum stored as a bare value, not an object; read as its threshold")
+        return cls(score_threshold=v if _as_num(v)[0] else None, extra={"threshold": v}, bare=True)
+
+    def stored(self) -> Any:
+        """The stored form of the entry: :meth:`to_dict`, or the bare value."""
+        return self.extra.get("threshold") if self.bare else self.to_dict()
+
+    @property
+    def calibrated(self) -> bool:
+        return self.status == StratumStatus.CALIBRATED
+
+    @property
+    def flat(self) -> bool:
+        """An entry stored without a status (a flat layout: hand-built or legacy sets, or a bare value)."""
+        return self.bare or "status" not in self.stored_keys
+
+    @property
+    def paper_threshold(self) -> float | None:
+        """The upper threshold on the paper's statistic (:data:`PAPER_FEATURE`, feature units) of this
+        fit: a flat layout's ``score_threshold``, else its per-feature fit's ``threshold_high``."""
+        if self.bare or "score_threshold" in self.stored_keys:
+            return _float(self.score_threshold)
+        feature = (self.features or {}).get(PAPER_FEATURE)
+        return _float(feature.threshold_high) if feature is not None else None
+
+
+def _as_strata(v: Any) -> tuple[bool, Any]:
+    return (True, {k: StratumFit.from_stored(x) for k, x in v.items()}) if isinstance(v, Mapping) else (False, v)
+
+
+@dataclass(frozen=True)
+class ThresholdParams(_Record):
+    """How a threshold set was fitted (its ``params``): ``verdict`` the rule that sets flagged (see
+    :attr:`rule`; ``combined_mode`` the combined statistic's mode), ``target_fpr`` and ``min_n``, the
+    feature ``directions`` (up/down/both), ``n_references`` known-clean references (``references`` their
+    paths), the robust-scale constants and ``max_module_features``; ``similarity`` the copy/derivative
+    fingerprint thresholds calibrated with it (lineage); ``threshold_set_version`` the stored layout."""
+
+    verdict: str | None = None
+    combined_mode: str | None = None
+    target_fpr: float | None = None
+    min_n: int | None = None
+    directions: dict[str, str] | None = None
+    n_references: int | None = None
+    mad_to_sigma: float | None = None
+    min_log_scale: float | None = None
+    min_rel_scale: float | None = None
+    max_module_features: int | None = None
+    threshold_set_version: int | None = None
+    references: tuple[str, ...] | None = None
+    similarity: dict[str, Any] | None = None
+
+    SPEC: ClassVar[dict[str, _Conv]] = {
+        "verdict": _as_str, "combined_mode": _as_str, "target_fpr": _as_num, "min_n": _as_int,
+        "directions": _as_str_map, "n_references": _as_int, "mad_to_sigma": _as_num, "min_log_scale": _as_num,
+        "min_rel_scale": _as_num, "max_module_features": _as_int, THRESHOLD_SET_VERSION_KEY: _as_int,
+        "references": _as_strs, "similarity": _as_map,
+    }  # fmt: skip
+
+    @property
+    def rule(self) -> str:
+        """The verdict rule, one of :data:`VERDICT_RULES` ("per-feature" for sets stored before it)."""
+        return self.verdict if self.verdict in VERDICT_RULES else "per-feature"
+
+
+@dataclass(frozen=True)
+class ThresholdSet(_Record):
+    """A fitted threshold set of one base (calibrate/fit.py ``fit``; the store's threshold_sets row).
+
+    ``strata`` maps every stratum key (models.stratum_key) and pool key to its :class:`StratumFit`;
+    ``params`` how it was fitted; ``method`` the fit's id (e.g. ``robust-combined-mahal/1``), ``n`` the
+    population size; ``featureset_version`` the feature set fitted (the stored row's; not in ``fit``'s
+    output). Readers use :attr:`rule`, :meth:`judging_fit` and :meth:`score_threshold`; calibrate/judge.py
+    judges against it.
+    """
+
+    method: str | None = None
+    n: int | None = None
+    featureset_version: str | None = None
+    params: ThresholdParams | None = None
+    strata: dict[str, StratumFit] | None = None
+
+    SCHEMA_VERSION: ClassVar[int] = THRESHOLD_SET_VERSION
+    SPEC: ClassVar[dict[str, _Conv]] = {
+        "method": _as_str, "n": _as_int, "featureset_version": _as_str, "params": _as_record(ThresholdParams),
+        "strata": _as_strata,
+    }  # fmt: skip
+
+    def to_dict(self) -> dict[str, Any]:
+        known = {k: getattr(self, k) for k in self.SPEC}
+        if self.strata is not None:
+            known["strata"] = {k: f.stored() for k, f in self.strata.items()}
+        return _dump(known, self.extra, self.stored_keys, _ser)
+
+    @property
+    def rule(self) -> str:
+        """The verdict rule (:attr:`ThresholdParams.rule`)."""
+        return (self.params or ThresholdParams()).rule
+
+    @property
+    def version(self) -> int | None:
+        """The stored layout's version (None: stored before it was recorded)."""
+        return None if self.params is None else self.params.threshold_set_version
+
+    def fit(self, key: str | None) -> StratumFit | None:
+        """The entry of stratum (or pool) ``key``; None when the set has none."""
+        return (self.strata or {}).get(key) if key else None
+
+    def judging_fit(self, key: str | None) -> StratumFit | None:
+        """The fit that judges entry ``key``: its own when calibrated (a flat layout counts as calibrated),
+        else its pool's when that is calibrated; None when neither (nor for a bare value)."""
+        entry = self.fit(key)
+        if entry is None or entry.bare:
+            return None
+        if entry.calibrated or entry.flat:
+            return entry
+        pool = self.fit(entry.pool)
+        return pool if pool is not None and not pool.bare and pool.calibrated else None
+
+    def score_threshold(self, key: str | None) -> float | None:
+        """Upper threshold on the paper's statistic for stratum (or pool) ``key``, in score units: from
+        its own fit, or its pool's when pooled; None without a fit."""
+        entry = self.fit(key)
+        if entry is not None and entry.status == StratumStatus.POOLED:
+            entry = self.fit(entry.pool) or StratumFit()
+        return None if entry is None else entry.paper_threshold
+
+    def low_confidence_reason(self, key: str | None) -> str | None:
+        """The low-confidence reason stored on the fit that judges entry ``key`` (its pool's when pooled)."""
+        entry = self.fit(key)
+        if entry is not None and entry.status == StratumStatus.POOLED:
+            entry = self.fit(entry.pool) or StratumFit()
+        if entry is None or entry.low_confidence is not True:
+            return None
+        return entry.low_confidence_reason or "too few adapters for the target FPR"
+
+
+# ---- verdicts (calibrate/judge.py)
+@dataclass(frozen=True)
+class CombinedScore(_Record):
+    """The combined statistic S of one adapter against its stratum's threshold T (flagged when S > T)."""
+
+    statistic: float | None = None
+    threshold: float | None = None
+    mode: str | None = None
+    flagged: bool | None = None
+
+    SPEC: ClassVar[dict[str, _Conv]] = {"statistic": _as_num, "threshold": _as_num, "mode": _as_str, "flagged": _as_bool}
+
+
+@dataclass(frozen=True)
+class PaperScore(_Record):
+    """The paper's statistic (arXiv 2605.30189) of one adapter against its own per-feature threshold."""
+
+    feature: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+    z: float | None = None
+    above: bool | None = None
+
+    SPEC: ClassVar[dict[str, _Conv]] = {
+        "feature": _as_str, "value": _as_num, "threshold": _as_num, "z": _as_num, "above": _as_bool}
+
+
+@dataclass(frozen=True)
+class PerFeatureScore(_Record):
+    """The per-feature rule's verdict, kept under either rule: flagged when ``margin`` (the largest
+    exceedance, robust σ) > 0; None when no calibrated feature has a value."""
+
+    flagged: bool | None = None
+    margin: float | None = None
+
+    SPEC: ClassVar[dict[str, _Conv]] = {"flagged": _as_bool, "margin": _as_num}
+
+
+@dataclass(frozen=True)
+class FeatureScore(_Record):
+    """One feature of one adapter that fired or is missing: its ``value``, robust ``z``; when fired, the
+    crossed bound (``threshold``, feature units) and the ``side`` ("above"/"below") the value lies on."""
+
+    value: float | None = None
+    z: float | None = None
+    fired: bool | None = None
+    threshold: float | None = None
+    side: str | None = None
+    missing: bool | None = None
+
+    SPEC: ClassVar[dict[str, _Conv]] = {
+        "value": _as_num, "z": _as_num, "fired": _as_bool, "threshold": _as_num, "side": _as_str, "missing": _as_bool}
+
+
+@dataclass(frozen=True)
+class Exceedance(_Record):
+    """A feature past its own threshold: ``value`` and ``threshold`` in the feature's units, ``direction``
+    "above" or "below" (the side of the threshold the value lies on), ``margin`` how far past it in robust
+    σ (> 0), ``z`` its robust z."""
+
+    feature: str | None = None
+    value: float | None = None
+    threshold: float | None = None
+    direction: str | None = None
+    margin: float | None = None
+    z: float | None = None
+
+    SPEC: ClassVar[dict[str, _Conv]] = {
+        "feature": _as_str, "value": _as_num, "threshold": _as_num, "direction": _as_str, "margin": _as_num,
+        "z": _as_num,
+    }  # fmt: skip
+
+
+def _as_fired(v: Any) -> tuple[bool, Any]:
+    """Exceedance records; one without a feature name or a side is left out (the field then counts as wrong)."""
+    if not isinstance(v, list):
+        return False, v
+    good = tuple(r for r in (Exceedance.from_dict(x) for x in v if isinstance(x, Mapping))
+                 if r.feature is not None and r.direction in SIDES)  # fmt: skip
+    return (True, good) if len(good) == len(v) else (False, _Partly(good))
+
+
+def _as_top(v: Any) -> tuple[bool, Any]:
+    """[feature, z] pairs (z finite); a malformed pair is left out (the field then counts as wrong)."""
+    if not isinstance(v, list):
+        return False, v
+    good = tuple((t[0], t[1]) for t in v if isinstance(t, (list, tuple)) and len(t) == 2 and isinstance(t[0], str)
+                 and _as_num(t[1])[0] and math.isfinite(t[1]))  # fmt: skip
+    return (True, good) if len(good) == len(v) else (False, _Partly(good))
+
+
+@dataclass(frozen=True)
+class VerdictBreakdown(_Record):
+    """Why one adapter got its weight verdict (calibrate/judge.py), as stored beside it.
+
+    ``verdict`` the rule that set flagged and ``margin`` (:attr:`rule`: "combined" or "per-feature");
+    ``margin`` > 0 exactly when flagged, in ``margin_unit`` ("ln(S/T)" or "σ"), None when not judged
+    (``not_calibrated`` then says why). ``fit`` the threshold-set entry that judged (the ``stratum`` itself
+    or its pool; ``source`` stratum/pool/reference), fitted on ``n`` adapters; ``low_confidence`` and its
+    reason when that fit had too few adapters for its target FPR. ``combined`` S against T, ``paper`` the
+    paper's statistic against its own threshold, ``per_feature`` the per-feature rule's verdict; ``fired``
+    the features past their own thresholds (largest margin first; absent when none fired, and in verdicts
+    stored before it), ``features`` the fired and missing features, ``top`` the largest robust |z|
+    (feature, z). ``reasons`` are sentences for people: no reader parses them.
+    """
+
+    verdict: str | None = None
+    reasons: tuple[Any, ...] | None = None
+    margin: float | None = None
+    margin_unit: str | None = None
+    stratum: str | None = None
+    fit: str | None = None
+    source: str | None = None
+    n: int | None = None
+    low_confidence: bool | None = None
+    low_confidence_reason: str | None = None
+    not_calibrated: str | None = None
+    combined: CombinedScore | None = None
+    paper: PaperScore | None = None
+    per_feature: PerFeatureScore | None = None
+    top: tuple[tuple[str, float], ...] | None = None
+    features: dict[str, FeatureScore] | None = None
+    fired: tuple[Exceedance, ...] | None = None
+    breakdown_version: int | None = None
+
+    SCHEMA_VERSION: ClassVar[int] = VERDICT_BREAKDOWN_VERSION
+    SPEC: ClassVar[dict[str, _Conv]] = {
+        "verdict": _as_str, "reasons": _as_list, "margin": _as_num, "margin_unit": _as_str, "stratum": _as_str,
+        "fit": _as_str, "source": _as_str, "n": _as_int, "low_confidence": _as_bool, "low_confidence_reason": _as_str,
+        "not_calibrated": _as_str, "combined": _as_record(CombinedScore), "paper": _as_record(PaperScore),
+        "per_feature": _as_record(PerFeatureScore), "top": _as_top, "features": _as_record_map(FeatureScore),
+        "fired": _as_fired, VERDICT_BREAKDOWN_VERSION_KEY: _as_int,
+    }  # fmt: skip
+
+    @classmethod
+    def of(cls, stored: Any) -> VerdictBreakdown:
+        """The typed view of a stored breakdown; anything that is no object (None: no verdict) is an empty one."""
+        return cls.from_dict(stored) if isinstance(stored, Mapping) else cls()
+
+    @property
+    def rule(self) -> str | None:
+        """The rule that decided (``verdict``); None in breakdowns stored before it was recorded."""
+        return self.verdict
+
+    @property
+    def flagged(self) -> bool | None:
+        """The weight verdict this breakdown records: margin > 0; None when not judged."""
+        return None if self.margin is None else self.margin > 0
