@@ -84,6 +84,7 @@ from hubaudit.calibrate._robust import (
     median_mad_rows,
 )
 from hubaudit.calibrate.combined import fit_combined_matrix, score_matrix
+from hubaudit.models import THRESHOLD_SET_VERSION, THRESHOLD_SET_VERSION_KEY
 from hubaudit.vocab import StratumStatus
 
 METHODS = {"combined": "robust-combined-mahal/1", "per-feature": "robust-mad-t/1"}
@@ -169,7 +170,8 @@ def fit(
     ``method``: "combined" (default) or "per-feature": which rule judge.py uses for ``flagged``.
     Returns ``{"method", "n", "params", "strata"}``; ``strata`` maps every stratum seen (and
     every pool, under ``"pool:<variant>|<modules>"``) to its fit or to a "not_calibrated" entry.
-    ``params["verdict"]`` is the method's short name.
+    ``params["verdict"]`` is the method's short name. This is the threshold set's stored form, computed
+    as dicts; :meth:`hubaudit.models.ThresholdSet.from_dict` gives its typed view.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}; expected one of {sorted(METHODS)}")
@@ -222,6 +224,7 @@ def fit(
             "min_log_scale": MIN_LOG_SCALE,
             "min_rel_scale": MIN_REL_SCALE,
             "max_module_features": MAX_MODULE_FEATURES,
+            THRESHOLD_SET_VERSION_KEY: THRESHOLD_SET_VERSION,
         },
         "strata": strata,
     }

@@ -33,14 +33,27 @@ import numpy as np
 from hubaudit.calibrate._robust import feature_matrix
 from hubaudit.calibrate.combined import score_matrix
 from hubaudit.calibrate.fit import low_confidence, pool_key
+from hubaudit.models import (
+    PAPER_FEATURE,
+    VERDICT_BREAKDOWN_VERSION,
+    VERDICT_BREAKDOWN_VERSION_KEY,
+    ThresholdSet,
+    VerdictBreakdown,
+)
 from hubaudit.vocab import StratumStatus
 
-Breakdown = dict[str, Any]
+Breakdown = dict[str, Any]  # the stored form of a breakdown; VerdictBreakdown is its typed view
 Verdict = tuple[bool | None, Breakdown]
+ThresholdSetLike = ThresholdSet | Mapping[str, Any]  # the typed set, or its stored form (fit's output)
 
 
-def resolve(stratum: str, threshold_set: Mapping[str, Any]) -> tuple[str | None, Mapping[str, Any] | None, str]:
+def _stored(threshold_set: ThresholdSetLike) -> Mapping[str, Any]:
+    return threshold_set.to_dict() if isinstance(threshold_set, ThresholdSet) else threshold_set
+
+
+def resolve(stratum: str, threshold_set: ThresholdSetLike) -> tuple[str | None, Mapping[str, Any] | None, str]:
     """The fit that applies to ``stratum``: its own, its pool's, or none (with the reason)."""
+    threshold_set = _stored(threshold_set)
     strata = threshold_set["strata"]
     entry = strata.get(stratum)
     if entry is not None and entry.get("status") == StratumStatus.CALIBRATED:
@@ -59,11 +72,12 @@ def resolve(stratum: str, threshold_set: Mapping[str, Any]) -> tuple[str | None,
     return None, None, why
 
 
-def judge(features: Mapping[str, float | None], stratum: str, threshold_set: Mapping[str, Any]) -> Verdict:
+def judge(features: Mapping[str, float | None], stratum: str, threshold_set: ThresholdSetLike) -> Verdict:
     """(flagged, breakdown) for one adapter; flagged None = not calibrated (never "clean").
 
-    ``threshold_set`` is the dict :func:`hubaudit.calibrate.fit` returns (or a stored one with the
-    same ``strata`` and ``params``). breakdown::
+    ``threshold_set`` is a :class:`~hubaudit.models.ThresholdSet` or the dict :func:`hubaudit.calibrate.fit`
+    returns (or a stored one with the same ``strata`` and ``params``). The breakdown is in its stored form
+    (:func:`judge_typed` gives the typed view)::
 
         {"verdict": "combined" | "per-feature",  # the rule that set flagged and margin
          "reasons": [...],            # the verdict's line first, then the paper statistic's line,
@@ -80,9 +94,11 @@ def judge(features: Mapping[str, float | None], stratum: str, threshold_set: Map
          "features": {name: {"value", "z", "fired", "threshold" (crossed bound, feature units),
                              "side" ("above"/"below"), "missing"}},  # fired or missing features only
          "margin_unit": "ln(S/T)" | "σ",  # what ``margin`` counts (the rule's; absent when not judged)
-         "fired": [{"feature", "value", "threshold", "direction" ("above"/"below"), "margin", "z"}]}
+         "fired": [{"feature", "value", "threshold", "direction" ("above"/"below"), "margin", "z"}],
                                       # per fired feature, largest margin first; margin = how far past
                                       # its threshold in robust σ (> 0); absent when none fired
+         "not_calibrated": str,       # why it was not judged (flagged None only)
+         "breakdown_version": int}    # models.VERDICT_BREAKDOWN_VERSION
 
     Only fired and missing features get a detail entry: a clean adapter's explanation is its
     margin and largest z-scores, and a base's re-judgement writes 100,000 of these (bench_store.py).
@@ -92,12 +108,21 @@ def judge(features: Mapping[str, float | None], stratum: str, threshold_set: Map
     return judge_many([(stratum, features)], threshold_set)[0]
 
 
-PAPER = "global_frobN_std"  # the paper's statistic (arXiv 2605.30189), reported beside every verdict
+def judge_typed(features: Mapping[str, float | None], stratum: str,
+                threshold_set: ThresholdSetLike) -> tuple[bool | None, VerdictBreakdown]:  # fmt: skip
+    """:func:`judge` with the breakdown as its typed view (one adapter: a gate, not a re-judgement)."""
+    flagged, breakdown = judge(features, stratum, threshold_set)
+    return flagged, VerdictBreakdown.from_dict(breakdown)
+
+
+PAPER = PAPER_FEATURE  # the paper's statistic (arXiv 2605.30189), reported beside every verdict
 TOP = 3
 
 
-def judge_many(items: Sequence[tuple[str, Mapping[str, float | None]]], threshold_set: Mapping[str, Any]) -> list[Verdict]:
-    """:func:`judge` for many (stratum, features) pairs, in order."""
+def judge_many(items: Sequence[tuple[str, Mapping[str, float | None]]], threshold_set: ThresholdSetLike) -> list[Verdict]:
+    """:func:`judge` for many (stratum, features) pairs, in order. The breakdowns are in their stored form:
+    a base's re-judgement stores 100,000 of them as they are."""
+    threshold_set = _stored(threshold_set)
     params = threshold_set.get("params") or {}
     verdict = params.get("verdict", "per-feature")
     out: list[Verdict | None] = [None] * len(items)
@@ -110,7 +135,8 @@ def judge_many(items: Sequence[tuple[str, Mapping[str, float | None]]], threshol
             for i in idx:
                 out[i] = (None, {"verdict": verdict, "reasons": [f"not calibrated: {why}"], "margin": None,
                                  "stratum": stratum, "fit": None, "source": None, "n": None, "top": [],
-                                 "features": {}, "low_confidence": False, "low_confidence_reason": None})  # fmt: skip
+                                 "features": {}, "low_confidence": False, "low_confidence_reason": None,
+                                 "not_calibrated": why, VERDICT_BREAKDOWN_VERSION_KEY: VERDICT_BREAKDOWN_VERSION})  # fmt: skip
             continue
         low = low_confidence(fit, params)
         for i, v in zip(idx, _judge_group([items[i][1] for i in idx], stratum, key, fit, verdict, low)):
@@ -157,7 +183,8 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
     above = x > hi
     n_fit = fit["n"]
     common = {"verdict": verdict, "stratum": stratum, "fit": key, "source": fit["source"], "n": n_fit,
-              "low_confidence": low is not None, "low_confidence_reason": low}  # fmt: skip
+              "low_confidence": low is not None, "low_confidence_reason": low,
+              VERDICT_BREAKDOWN_VERSION_KEY: VERDICT_BREAKDOWN_VERSION}  # fmt: skip
 
     # the combined statistic (module docstring); None per row when it cannot be computed
     model = fit.get("combined") if verdict == "combined" else None
@@ -221,8 +248,8 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
         if verdict == "combined":
             s_i = stat_l[i] if comb_ok else math.nan
             if s_i != s_i:  # no combined statistic: never "clean"
-                reason = f"not calibrated: {why}" if not comb_ok else "not calibrated: no calibrated feature has a value"
-                bd["reasons"], bd["margin"] = [reason], None
+                reason = str(why) if not comb_ok else "no calibrated feature has a value"
+                bd["reasons"], bd["margin"], bd["not_calibrated"] = [f"not calibrated: {reason}"], None, reason
                 verdicts.append((None, bd))
                 continue
             m = margin_c_l[i]
@@ -238,7 +265,8 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
             reasons = [head, paper_text, *fired_text] if paper_text else [head, *fired_text]
         else:
             if pf_flag is None:
-                bd["reasons"], bd["margin"] = ["not calibrated: no calibrated feature has a value"], None
+                reason = "no calibrated feature has a value"
+                bd["reasons"], bd["margin"], bd["not_calibrated"] = [f"not calibrated: {reason}"], None, reason
                 verdicts.append((None, bd))
                 continue
             m, flagged = pf_margin, pf_flag
