@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -11,7 +11,7 @@ from sqlalchemy.types import TypeEngine
 
 from hubaudit._gc import no_cyclic_gc
 from hubaudit.constants import FEATURESET_VERSION
-from hubaudit.models import FeatureBlock
+from hubaudit.models import FeatureBlock, VerdictBreakdown
 from hubaudit.store._sql import (
     BULK_CHUNK,
     SQL_IN_CHUNK,
@@ -187,8 +187,10 @@ class CalibrationRepository:
                 for t in conn.execute(q)
             ]
 
-    def save_verdicts(self, threshold_set_id: int, verdicts: list[tuple[int, bool | None, dict[str, Any]]]) -> None:
-        """Store (revision_id, flagged, breakdown) verdicts under one threshold set (idempotent).
+    def save_verdicts(self, threshold_set_id: int,
+                      verdicts: Sequence[tuple[int, bool | None, Mapping[str, Any] | VerdictBreakdown]]) -> None:  # fmt: skip
+        """Store (revision_id, flagged, breakdown) verdicts under one threshold set (idempotent). A breakdown is
+        its stored form (calibrate.judge_many's dicts, stored as they are) or a typed VerdictBreakdown.
 
         One bulk upsert per chunk through the driver's ``executemany``: the statement is compiled
         once for the dialect (SQLite, PostgreSQL) and each column's SQLAlchemy bind processor is
@@ -208,9 +210,10 @@ class CalibrationRepository:
         ts_id, created = proc["threshold_set_id"](threshold_set_id), proc["created_at"](now)
         p_rid, p_flag, p_bd = proc["revision_id"], proc["flagged"], proc["breakdown"]
         order = (compiled.positiontup or []) if compiled.positional else None
-        for part in chunks(verdicts, _VERDICT_CHUNK):
+        for part in chunks(list(verdicts), _VERDICT_CHUNK):
             rows = [{"revision_id": p_rid(rid), "threshold_set_id": ts_id, "flagged": p_flag(flagged),
-                     "breakdown": p_bd(bd), "created_at": created} for rid, flagged, bd in part]  # fmt: skip
+                     "breakdown": p_bd(bd.to_dict() if isinstance(bd, VerdictBreakdown) else bd), "created_at": created}
+                    for rid, flagged, bd in part]  # fmt: skip
             with self._core.write() as conn:
                 if order is not None:
                     conn.exec_driver_sql(compiled.string, [tuple(r[k] for k in order) for r in rows])

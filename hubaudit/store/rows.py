@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any
+
+from hubaudit.models import ThresholdSet, VerdictBreakdown
 
 
 @dataclass(frozen=True)
@@ -21,7 +24,8 @@ class PopulationRow:
 
 @dataclass(frozen=True)
 class ThresholdSetRow:
-    """A stored calibration (``strata`` as produced by hubaudit.calibrate.fit)."""
+    """A stored calibration: ``strata`` and ``params`` in their stored form (hubaudit.calibrate.fit's
+    output); :attr:`threshold_set` is the typed view readers use."""
 
     id: int
     base: str
@@ -34,13 +38,20 @@ class ThresholdSetRow:
     created_at: datetime
     active: bool = True
 
+    @cached_property
+    def threshold_set(self) -> ThresholdSet:
+        """The typed view of the stored set (``featureset_version`` included)."""
+        return ThresholdSet.from_dict({"method": self.method, "n": self.n, "featureset_version": self.featureset_version,
+                                       "params": self.params, "strata": self.strata})  # fmt: skip
+
 
 @dataclass(frozen=True)
 class AuditRow:
     """One adapter of a base with its latest revision, score, verdict and probe result.
 
     ``flagged`` is the verdict of the base's active threshold set: True/False, or None when the
-    adapter is not calibrated (stratum below min-N, no calibration yet, or not scored).
+    adapter is not calibrated (stratum below min-N, no calibration yet, or not scored); ``breakdown`` its
+    stored form (calibrate/judge.py), :attr:`verdict_breakdown` the typed view readers use.
     """
 
     revision_id: int
@@ -70,6 +81,11 @@ class AuditRow:
     meta: dict[str, Any]
     probe: dict[str, Any] | None
     source: str | None = None  # the adapter's ``adapters.source``: "hub" (a Hub listing) | "local" (ingested)
+
+    @cached_property
+    def verdict_breakdown(self) -> VerdictBreakdown:
+        """The typed view of ``breakdown`` (an empty one when there is no verdict)."""
+        return VerdictBreakdown.of(self.breakdown)
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
