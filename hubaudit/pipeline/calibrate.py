@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +23,9 @@ from hubaudit import calibrate as cal
 from hubaudit._gc import no_cyclic_gc
 from hubaudit.constants import FEATURESET_VERSION
 from hubaudit.errors import NotCalibratedError, UsageError
+from hubaudit.models import StratumFit, ThresholdParams, ThresholdSet
 from hubaudit.pipeline.lineage import calibrate_similarity
 from hubaudit.store import Store
-from hubaudit.store.rows import ThresholdSetRow
 from hubaudit.vocab import ScanStatus, StratumStatus, Verdict
 
 
@@ -100,7 +100,8 @@ def fit_threshold_set(
     method: str = cal.DEFAULT_METHOD,
 ) -> dict[str, Any]:
     """The threshold set ``hubaudit calibrate`` fits for (stratum, features) pairs: every feature the
-    stats registry knows, with its registered direction, by hubaudit.calibrate.fit."""
+    stats registry knows, with its registered direction, by hubaudit.calibrate.fit (its stored form;
+    ``ThresholdSet.from_dict`` gives the typed view)."""
     names = cal.feature_names(f for _, f in population) | cal.feature_names(f for _, f in references)
     return cal.fit(population, feature_directions(sorted(names)), target_fpr, min_n, references, method=method)
 
@@ -123,11 +124,6 @@ def rescore_stale(store: Store, base: str, featureset_version: str = FEATURESET_
         done += len(stale)
         after = stale[-1]["revision_id"]
     return done
-
-
-def threshold_set_dict(row: ThresholdSetRow) -> dict[str, Any]:
-    """A stored threshold set in the shape hubaudit.calibrate.judge takes."""
-    return {"method": row.method, "n": row.n, "strata": row.strata, "params": row.params}
 
 
 def calibrate_base(
@@ -156,22 +152,25 @@ def calibrate_base(
         raise NotCalibratedError(f"no scored adapters of {base} in the store ({store.url})",
                                  hint=f"ingest or crawl adapters of {base} first")  # fmt: skip
     with no_cyclic_gc():
-        ts = fit_threshold_set([(r.stratum, r.features) for r in population], refs, target_fpr=target_fpr, min_n=min_n,
-                               method=method)  # fmt: skip
+        fitted = fit_threshold_set([(r.stratum, r.features) for r in population], refs, target_fpr=target_fpr,
+                                   min_n=min_n, method=method)  # fmt: skip
         similarity = calibrate_similarity(store, base, population)
-        params = ts["params"] | {"references": [str(Path(p).expanduser().absolute()) for p in references],
-                                 "similarity": similarity.to_params()}
-        ts_id = store.save_threshold_set(base, method=ts["method"], featureset_version=featureset_version, n=ts["n"],
-                                         strata=ts["strata"], params=params)  # fmt: skip
-        judged = cal.judge_many([(r.stratum, r.features) for r in population], ts)
+        ts = ThresholdSet.from_dict(fitted)
+        params = replace(ts.params or ThresholdParams(), similarity=similarity.to_params(),
+                         references=tuple(str(Path(p).expanduser().absolute()) for p in references))  # fmt: skip
+        stored = replace(ts, params=params).to_dict()
+        ts_id = store.save_threshold_set(base, method=ts.method or "", featureset_version=featureset_version,
+                                         n=ts.n or 0, strata=stored["strata"], params=stored["params"])  # fmt: skip
+        # judged and stored in the breakdowns' stored form: no conversion for each of 100,000 adapters
+        judged = cal.judge_many([(r.stratum, r.features) for r in population], fitted)
         verdicts = [(r.revision_id, flagged, bd) for r, (flagged, bd) in zip(population, judged)]
         store.save_verdicts(ts_id, verdicts)
     active = store.active_threshold_set(base)
     counts = Counter(Verdict.NOT_CALIBRATED if f is None else (Verdict.FLAGGED if f else Verdict.CLEAN) for _, f, _ in verdicts)
     return CalibrationSummary(
-        base=base, threshold_set_id=ts_id, version=active.version if active else 0, method=ts["method"],
-        featureset_version=featureset_version, verdict=method, n=ts["n"], n_references=len(refs), target_fpr=target_fpr,
-        min_n=min_n, strata=_strata_table(ts["strata"], population, verdicts),
+        base=base, threshold_set_id=ts_id, version=active.version if active else 0, method=ts.method or "",
+        featureset_version=featureset_version, verdict=method, n=ts.n or 0, n_references=len(refs), target_fpr=target_fpr,
+        min_n=min_n, strata=_strata_table(ts, population, verdicts),
         verdicts={k: counts.get(k, 0) for k in (Verdict.FLAGGED, Verdict.CLEAN, Verdict.NOT_CALIBRATED)}, rescored=rescored,
         clean_low_confidence=sum(1 for _, f, bd in verdicts if f is False and bd.get("low_confidence")),
         similarity=similarity.to_params(), similarity_source=similarity.source,
@@ -185,36 +184,35 @@ def judge_revisions(store: Store, base: str, revision_ids: Iterable[int] | None 
     if active is None:
         return {}
     wanted = None if revision_ids is None else set(revision_ids)
-    ts = threshold_set_dict(active)
     rows = [r for r in store.population(base, active.featureset_version) if wanted is None or r.revision_id in wanted]
-    judged = cal.judge_many([(r.stratum, r.features) for r in rows], ts)
+    judged = cal.judge_many([(r.stratum, r.features) for r in rows], active.threshold_set)
     verdicts = [(r.revision_id, flagged, bd) for r, (flagged, bd) in zip(rows, judged)]
     store.save_verdicts(active.id, verdicts)
     return {rid: flagged for rid, flagged, _ in verdicts}
 
 
-def _strata_table(strata: dict[str, Any], population: Sequence[Any], verdicts: Sequence[tuple]) -> list[dict[str, Any]]:
+def _strata_table(ts: ThresholdSet, population: Sequence[Any], verdicts: Sequence[tuple]) -> list[dict[str, Any]]:
     flagged: Counter[str] = Counter()
     for r, (_, f, _) in zip(population, verdicts):
         flagged[r.stratum] += bool(f)
     out = []
-    for key, entry in sorted(strata.items()):
+    for key, entry in sorted((ts.strata or {}).items()):
         if key.startswith("pool:"):
             continue
-        fit_entry = strata.get(entry.get("pool"), {}) if entry["status"] == StratumStatus.POOLED else entry
+        pooled = entry.status == StratumStatus.POOLED
+        fit_entry = (ts.fit(entry.pool) if pooled else entry) or StratumFit()
         out.append({
             "stratum": key,
-            "status": entry["status"],
-            "n": entry.get("n", 0),
-            "n_references": entry.get("n_ref", 0),
-            "fit": (entry.get("pool") if entry["status"] == StratumStatus.POOLED
-                    else (key if entry["status"] == StratumStatus.CALIBRATED else None)),
-            "source": entry.get("source"),
-            "n_features": len(entry.get("features", {})),
-            "combined_threshold": (entry.get("combined") or {}).get("threshold"),
+            "status": entry.status,
+            "n": entry.n if "n" in entry.stored_keys else 0,
+            "n_references": entry.n_ref if "n_ref" in entry.stored_keys else 0,
+            "fit": entry.pool if pooled else (key if entry.calibrated else None),
+            "source": entry.source,
+            "n_features": len(entry.features or {}),
+            "combined_threshold": entry.combined.threshold if entry.combined is not None else None,
             # the fit that judges the stratum (its own, or its pool's) was made on too few adapters
-            "low_confidence": bool(fit_entry.get("low_confidence")),
-            "low_confidence_reason": fit_entry.get("low_confidence_reason"),
+            "low_confidence": bool(fit_entry.low_confidence),
+            "low_confidence_reason": fit_entry.low_confidence_reason,
             "flagged": flagged.get(key, 0),
         })  # fmt: skip
     return out
