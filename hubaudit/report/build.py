@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
-from hubaudit.models import CalibrationRef
+from hubaudit.models import PAPER_FEATURE, CalibrationRef, StratumFit, ThresholdSet, VerdictBreakdown
 from hubaudit.report import evidence
 from hubaudit.report.model import (
     AUDITED_STATUS,
@@ -54,85 +54,70 @@ def _finite(x: Any) -> float | None:
 
 
 # The headline score is this registered feature (stats/features.py; the paper's statistic).
-SCORE_FEATURE = "global_frobN_std"
+SCORE_FEATURE = PAPER_FEATURE
 
 
-def _score_threshold(spec: Any, strata: Mapping[str, Any]) -> float | None:
-    """Upper threshold on the headline score in one stratum's fit (calibrate/fit.py layout), in score units.
-
-    A ``pooled`` stratum uses its pool's fit; a stratum without a fit has no threshold.
-    """
-    if not isinstance(spec, Mapping):
-        return _finite(spec)
-    if spec.get("status") == StratumStatus.POOLED:
-        spec = strata.get(spec.get("pool")) or {}
-    if "score_threshold" in spec:  # a flat layout (hand-built or legacy threshold sets)
-        return _finite(spec["score_threshold"])
-    feature = (spec.get("features") or {}).get(SCORE_FEATURE)
-    if isinstance(feature, Mapping):
-        return _finite(feature.get("threshold_high"))
-    return None
+def threshold_set_of(row: Any) -> ThresholdSet:
+    """The typed view of a stored threshold set: a ``ThresholdSet`` as is, else from a row's (a
+    ``ThresholdSetRow`` or a mapping with its field names) method, n, featureset_version, strata and params."""
+    if isinstance(row, ThresholdSet):
+        return row
+    typed = getattr(row, "threshold_set", None)
+    if isinstance(typed, ThresholdSet):
+        return typed
+    stored = {k: field_of(row, k) for k in ("method", "n", "featureset_version", "params", "strata")}
+    return ThresholdSet.from_dict({k: v for k, v in stored.items() if v is not None})
 
 
-def score_threshold(strata: Mapping[str, Any], key: str | None) -> float | None:
+def score_threshold(threshold_set: Any, key: str | None) -> float | None:
     """Upper threshold on the headline score for stratum (or pool) ``key`` of a stored threshold set."""
-    if not key or key not in strata:
-        return None
-    return _score_threshold(strata[key], strata)
+    return threshold_set_of(threshold_set).score_threshold(key)
 
 
 def verdict_rule(threshold_set: Any) -> str:
     """The verdict rule of a stored threshold set (calibrate/judge.py: ``params["verdict"]``, "per-feature"
     for sets stored before it existed)."""
-    params = field_of(threshold_set, "params") or {}
-    rule = params.get("verdict") if isinstance(params, Mapping) else None
-    return rule if rule in RULE_STATISTIC else "per-feature"
+    return threshold_set_of(threshold_set).rule
 
 
-def _judging_fit(spec: Any, strata: Mapping[str, Any]) -> Mapping[str, Any] | None:
-    """The fit that judges a stratum (judge.resolve): its own when calibrated, else its pool's; None when
-    neither is calibrated. Flat layouts (hand-built or legacy sets, no status) count as calibrated."""
-    if not isinstance(spec, Mapping):
-        return None
-    if spec.get("status", StratumStatus.CALIBRATED) == StratumStatus.CALIBRATED:
-        return spec
-    pool = strata.get(spec.get("pool") or "")
-    return pool if isinstance(pool, Mapping) and pool.get("status") == StratumStatus.CALIBRATED else None
-
-
-def _decision_threshold(spec: Any, strata: Mapping[str, Any], rule: str) -> float | None:
+def _decision_threshold(ts: ThresholdSet, key: str, rule: str) -> float | None:
     """The threshold the rule compares with in one stratum: the combined fit's T, or 0 σ per feature."""
-    fit = _judging_fit(spec, strata)
+    fit = ts.judging_fit(key)
     if fit is None:
         return None
     if rule == "per-feature":
         return 0.0
-    comb = fit.get("combined")
-    if not isinstance(comb, Mapping) or comb.get("status") != StratumStatus.CALIBRATED:
+    if fit.combined is None or not fit.combined.calibrated:
         return None
-    return _finite(comb.get("threshold"))
+    return _finite(fit.combined.threshold)
+
+
+def _status(fit: StratumFit) -> str:
+    """The stored status word of an entry, a word this version does not know as stored; a flat layout
+    (no status) is calibrated."""
+    if fit.flat:
+        return StratumStatus.CALIBRATED
+    return fit.status if fit.status is not None else fit.extra.get("status")  # type: ignore[no-any-return]
 
 
 def calibration_from(threshold_set: Any | None) -> Calibration:
     """The Calibration block from an active ``ThresholdSetRow`` (or None: not calibrated)."""
     if threshold_set is None:
         return Calibration(calibrated=False)
-    strata_raw = field_of(threshold_set, "strata") or {}
-    rule = verdict_rule(threshold_set)
+    ts = threshold_set_of(threshold_set)
+    rule = ts.rule
     strata = []
-    for key in sorted(strata_raw):
-        spec = strata_raw[key]
-        mapping = isinstance(spec, Mapping)
+    for key, fit in sorted((ts.strata or {}).items()):
         strata.append(
             StratumCalibration(
                 stratum=key,
-                n=spec.get("n") if mapping else None,
-                score_threshold=_score_threshold(spec, strata_raw),
-                status=spec.get("status", StratumStatus.CALIBRATED) if mapping else StratumStatus.CALIBRATED,
-                thresholds=dict(spec) if mapping else {"threshold": spec},
-                low_confidence_reason=_low_confidence(spec, strata_raw) if mapping else None,
+                n=None if fit.bare else fit.n,
+                score_threshold=ts.score_threshold(key),
+                status=_status(fit),
+                fit=fit,
+                low_confidence_reason=ts.low_confidence_reason(key),
                 decision_statistic=RULE_STATISTIC[rule][0],
-                decision_threshold=_decision_threshold(spec, strata_raw, rule),
+                decision_threshold=_decision_threshold(ts, key, rule),
             )
         )
     return Calibration(
@@ -146,15 +131,6 @@ def calibration_from(threshold_set: Any | None) -> Calibration:
         created_at=field_of(threshold_set, "created_at"),
         strata=tuple(strata),
     )
-
-
-def _low_confidence(spec: Mapping[str, Any], strata: Mapping[str, Any]) -> str | None:
-    """The low-confidence reason calibrate stored on the fit that judges this entry (its pool's when pooled)."""
-    if spec.get("status") == StratumStatus.POOLED:
-        spec = strata.get(spec.get("pool")) or {}
-    if not spec.get("low_confidence"):
-        return None
-    return str(spec.get("low_confidence_reason") or "too few adapters for the target FPR")
 
 
 def _reason_text(item: Any) -> str:
@@ -214,7 +190,8 @@ def entry_from_row(
     repo_id = field_of(row, "repo_id")
     sha = field_of(row, "sha")
     status = field_of(row, "status") or "unknown"
-    breakdown = field_of(row, "breakdown") or {}
+    typed = getattr(row, "verdict_breakdown", None)
+    breakdown = typed if isinstance(typed, VerdictBreakdown) else VerdictBreakdown.of(field_of(row, "breakdown"))
     flagged = field_of(row, "flagged")
     ts_id = field_of(row, "threshold_set_id")
     # A verdict from an older threshold set is stale: the report speaks for the calibration in force.
@@ -223,28 +200,28 @@ def entry_from_row(
     stratum = field_of(row, "stratum")
     strat_cal = calibration.stratum(stratum)
     # The margin is judged over every feature (calibrate/judge.py); the threshold shown is the score's,
-    # from the fit that judged it (the stratum's own, or its pool's: breakdown["fit"]).
-    fit_key = breakdown.get("fit") if isinstance(breakdown, Mapping) and flagged is not None else None
+    # from the fit that judged it (the stratum's own, or its pool's: the breakdown's ``fit``).
+    fit_key = breakdown.fit if flagged is not None else None
     fit_cal = calibration.stratum(fit_key) if fit_key else None
     threshold = fit_cal.score_threshold if fit_cal is not None else None
     if threshold is None and strat_cal is not None:
         threshold = strat_cal.score_threshold
-    reasons = tuple(_reason_text(r) for r in (breakdown.get("reasons") or ())) if flagged is not None else ()
+    reasons = tuple(_reason_text(r) for r in (breakdown.reasons or ())) if flagged is not None else ()
     low = None
     if flagged is not None and status == AUDITED_STATUS:
         # the verdict's own mark; verdicts stored before it existed fall back to the fit's
-        if breakdown.get("low_confidence"):
-            low = str(breakdown.get("low_confidence_reason") or "too few adapters for the target FPR")
-        if low is None and "low_confidence" not in breakdown:
+        if breakdown.low_confidence:
+            low = breakdown.low_confidence_reason or "too few adapters for the target FPR"
+        if low is None and "low_confidence" not in breakdown.stored_keys:
             low = (fit_cal or strat_cal).low_confidence_reason if (fit_cal or strat_cal) is not None else None
     declared = field_of(row, "declared_base")
     judged = flagged is not None and status == AUDITED_STATUS
-    bd: Mapping[str, Any] = breakdown if judged and isinstance(breakdown, Mapping) else {}
-    fit_spec = (fit_cal or strat_cal).thresholds if (fit_cal or strat_cal) is not None else None
-    decision = evidence.weight_decision(bd, calibration.rule) if bd else None
-    fired = evidence.fired_features(bd, fit_spec) if bd else ()
-    margin = _finite(bd.get("margin")) if judged else None
-    unit = (bd.get("margin_unit") if isinstance(bd.get("margin_unit"), str) else None) if judged else None
+    bd = breakdown if judged and breakdown.stored_keys else None
+    judging = fit_cal or strat_cal
+    decision = evidence.weight_decision(bd, calibration.rule) if bd is not None else None
+    fired = evidence.fired_features(bd, judging.fit if judging is not None else None) if bd is not None else ()
+    margin = _finite(bd.margin) if bd is not None else None
+    unit = bd.margin_unit if bd is not None else None
     unit = unit or (decision.unit if decision is not None else calibration.margin_unit if judged else None)
     probe = field_of(row, "probe")
     return AdapterEntry(

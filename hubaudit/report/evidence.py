@@ -1,16 +1,16 @@
 """Why an adapter is a finding, in words, from structured data only (pure; stdlib only).
 
-Inputs are the stored verdict breakdown (calibrate/judge.py: ``combined``, ``fired``, ``features``,
-``top``, ``margin``/``margin_unit``) and the stored probe result (probe/prober.py battery fields,
+Inputs are the verdict breakdown (calibrate/judge.py: ``combined``, ``fired``, ``features``, ``top``,
+``margin``/``margin_unit``) and the probe result (probe/prober.py battery fields,
 probe/search_run.py ``search``, probe/invert.py target inversion); a copy/derivative's evidence is
 its ``DerivedFrom.reason`` (model.py). No prose is parsed: a verdict stored before a structured key
 existed gets what the remaining keys (and the fit in force) give, or says that the details were not
 recorded.
 
-The probe result is read through its typed view (hubaudit.models.ProbeResult), never as nested dicts.
-Every sentence quotes data (feature names, probe prefixes, triggers, targets, labels): it is plain
-text that each format escapes for its sink (hubaudit/textsafe.py). Probe results are untrusted in
-shape too: a field of the wrong type is left out, never trusted.
+Both are read through their typed views (hubaudit.models.VerdictBreakdown, StratumFit, ProbeResult),
+never as nested dicts. Every sentence quotes data (feature names, probe prefixes, triggers, targets,
+labels): it is plain text that each format escapes for its sink (hubaudit/textsafe.py). Stored results
+are untrusted in shape too: a field of the wrong type is left out, never trusted.
 """
 
 from __future__ import annotations
@@ -19,7 +19,16 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from hubaudit.models import InvertedTarget, ProbeResult, SearchResult
+from hubaudit.models import (
+    SIDES,
+    CombinedScore,
+    FeatureFit,
+    InvertedTarget,
+    ProbeResult,
+    SearchResult,
+    StratumFit,
+    VerdictBreakdown,
+)
 from hubaudit.report.model import RULE_STATISTIC, FiredFeature, WeightDecision
 from hubaudit.vocab import ProbeStatus
 
@@ -78,64 +87,50 @@ def _cmp(value: float | None, tau: float | None) -> str:
 
 
 # ---------------------------------------------------------------- weights
-def fit_feature_margin(value: float | None, direction: str, spec: Mapping[str, Any]) -> float | None:
+def fit_feature_margin(value: float | None, direction: str, spec: FeatureFit | Mapping[str, Any]) -> float | None:
     """How far ``value`` lies past the fit's bound on its side, in robust σ (fit.py: x = ln v when the
-    feature's transform is "log"; (x − hi)/σ above, (lo − x)/σ below); None when the fit cannot say."""
-    v, scale = _num(value), _num(spec.get("scale"))
-    bound = _num(spec.get("hi" if direction == "above" else "lo"))
-    if v is None or scale is None or scale <= 0 or bound is None:
-        return None
-    if spec.get("transform") == "log":
-        if v <= 0:
-            return None
-        v = math.log(v)
-    return (v - bound) / scale if direction == "above" else (bound - v) / scale
+    feature's transform is "log"; (x − hi)/σ above, (lo − x)/σ below); None when the fit cannot say.
+    ``spec`` is the feature's fit (:class:`~hubaudit.models.FeatureFit`, or its stored form)."""
+    fit = spec if isinstance(spec, FeatureFit) else FeatureFit.from_dict(_map(spec))
+    return fit.margin(_num(value), direction)
 
 
-def fired_features(breakdown: Mapping[str, Any], fit: Mapping[str, Any] | None) -> tuple[FiredFeature, ...]:
+def fired_features(breakdown: VerdictBreakdown, fit: StratumFit | None) -> tuple[FiredFeature, ...]:
     """The features past their own thresholds: the breakdown's ``fired`` records; for breakdowns stored
     before them, its ``features`` entries with the margin recomputed from ``fit`` (the stratum's entry of
     the threshold set that judged it) where that fit has the feature."""
+    if breakdown.fired is not None:
+        return tuple(FiredFeature(str(r.feature), _num(r.value), _num(r.threshold), str(r.direction), _num(r.margin),
+                                  _num(r.z)) for r in breakdown.fired)  # fmt: skip
+    specs = (fit.features if fit is not None else None) or {}
     out: list[FiredFeature] = []
-    records = breakdown.get("fired")
-    if isinstance(records, list):
-        for r in records:
-            r = _map(r)
-            name, side = _text(r.get("feature")), _text(r.get("direction"))
-            if name is not None and side in ("above", "below"):
-                out.append(FiredFeature(name, _num(r.get("value")), _num(r.get("threshold")), side,
-                                        _num(r.get("margin")), _num(r.get("z"))))  # fmt: skip
-        return tuple(out)
-    specs = _map(_map(fit).get("features"))
-    for name, d in _map(breakdown.get("features")).items():
-        d = _map(d)
-        side = _text(d.get("side"))
-        if d.get("fired") is not True or side not in ("above", "below") or not isinstance(name, str):
+    for name, d in (breakdown.features or {}).items():
+        side = d.side
+        if d.fired is not True or side not in SIDES or not isinstance(name, str):
             continue
-        margin = fit_feature_margin(d.get("value"), side, _map(specs.get(name)))
-        out.append(FiredFeature(name, _num(d.get("value")), _num(d.get("threshold")), side, margin, _num(d.get("z"))))
+        spec = specs.get(name)
+        margin = spec.margin(_num(d.value), side) if spec is not None else None
+        out.append(FiredFeature(name, _num(d.value), _num(d.threshold), side, margin, _num(d.z)))
     out.sort(key=lambda f: -(f.margin if f.margin is not None else -math.inf))
     return tuple(out)
 
 
-def weight_decision(breakdown: Mapping[str, Any], rule: str | None) -> WeightDecision | None:
+def weight_decision(breakdown: VerdictBreakdown, rule: str | None) -> WeightDecision | None:
     """The deciding statistic of a verdict: the combined statistic S against T (margin ln(S/T)) under the
     combined rule, the largest per-feature exceedance against 0 σ under the per-feature rule; None when
     the breakdown does not hold it."""
-    rule = _text(breakdown.get("verdict")) or rule
-    margin = _num(breakdown.get("margin"))
-    top = tuple((t[0], float(t[1])) for t in breakdown.get("top") or () if isinstance(t, (list, tuple)) and len(t) == 2
-                and isinstance(t[0], str) and _num(t[1]) is not None)  # fmt: skip
-    fit, n = _text(breakdown.get("fit")), _int(breakdown.get("n"))
+    rule = breakdown.rule or rule
+    margin = _num(breakdown.margin)
+    top = tuple((name, float(z)) for name, z in breakdown.top or ())
+    fit, n = breakdown.fit, breakdown.n
     if rule == "combined":
-        comb = _map(breakdown.get("combined"))
-        s, t = _num(comb.get("statistic")), _num(comb.get("threshold"))
+        comb = breakdown.combined or CombinedScore()
+        s, t = _num(comb.statistic), _num(comb.threshold)
         if s is None or t is None:
             return None
         if margin is None and s > 0 and t > 0:
             margin = math.log(s / t)
-        mode = _text(comb.get("mode"))
-        label = RULE_STATISTIC["combined"][0] + (f" ({mode})" if mode else "")
+        label = RULE_STATISTIC["combined"][0] + (f" ({comb.mode})" if comb.mode else "")
         return WeightDecision("combined", label, s, t, margin, "ln(S/T)", fit, n, top)
     if rule == "per-feature" and margin is not None:
         return WeightDecision("per-feature", RULE_STATISTIC["per-feature"][0], margin, 0.0, margin, "σ", fit, n, top)

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from functools import cached_property
 from typing import Any
 
-from hubaudit.models import CalibrationRef, ProbeResult
+from hubaudit.models import CalibrationRef, ProbeResult, StratumFit
 from hubaudit.vocab import RevisionStatus, StratumStatus
 
 # Bump on any backwards-incompatible change to the JSON/JSONL report shape (docs/reports.md "JSON report schema").
@@ -93,14 +93,15 @@ class StratumCalibration:
     ``decision_threshold`` is the threshold the verdict rule compares with (``decision_statistic``,
     e.g. "combined D²/K": the statistic that decides, histogram lines); None when the stratum's fit has
     none (not calibrated). ``score_threshold`` is the paper's statistic's own upper threshold
-    (global_frobN_std, arXiv 2605.30189), shown only as secondary; ``thresholds`` every stored threshold.
+    (global_frobN_std, arXiv 2605.30189), shown only as secondary; ``fit`` the threshold set's entry
+    (``thresholds``: every stored threshold, as stored).
     """
 
     stratum: str
     n: int | None
     score_threshold: float | None
     status: str = StratumStatus.CALIBRATED  # calibrate/fit.py: calibrated | pooled | not_calibrated
-    thresholds: dict[str, Any] = field(default_factory=dict)
+    fit: StratumFit = field(default_factory=StratumFit)
     # the fit that judges the stratum (its own or its pool's) had too few adapters for its target FPR
     low_confidence_reason: str | None = None
     decision_statistic: str | None = None
@@ -109,6 +110,11 @@ class StratumCalibration:
     @property
     def low_confidence(self) -> bool:
         return self.low_confidence_reason is not None
+
+    @property
+    def thresholds(self) -> dict[str, Any]:
+        """The entry as stored (a bare threshold value as ``{"threshold": value}``)."""
+        return self.fit.to_dict()
 
 
 @dataclass(frozen=True)
