@@ -343,7 +343,7 @@ def _run(opts: DemoOptions, pool, base: Path, say: Say) -> DemoResult:
         escalate(store, BASE_ID)  # the weight-flagged ones first ...
         for r in rows.values():  # ... then every other audited adapter: the cohort is small, nothing is sampled
             if r.status == "scored":
-                store.enqueue_probe(r.revision_id, priority=priority((r.breakdown or {}).get("margin"), r.downloads))
+                store.enqueue_probe(r.revision_id, priority=priority(r.verdict_breakdown.margin, r.downloads))
         t = _clock()
         run = ProbeRunOptions(base=BASE_ID, base_model_path=str(base), budget=-(-len(audited) // opts.workers),
                               battery=BATTERY, prompts_file=str(prompts_file), thresholds=th, probe_options=_probe_options(),

@@ -9,6 +9,7 @@ from functools import lru_cache
 from typing import Any
 
 from hubaudit.demo.synth.cohort import BASE_ID
+from hubaudit.models import VerdictBreakdown
 
 LABEL_NAMES = {"LABEL_0": "BENIGN", "LABEL_1": "INJECTION"}
 
@@ -47,9 +48,9 @@ def weights_summary(cal, rows: dict, truth: dict[str, dict[str, Any]]) -> dict[s
     per = {}
     for repo, e in truth.items():
         r = rows.get(repo)
-        bd = (r.breakdown or {}) if r else {}
-        per[e["name"]] = {"flagged": r.flagged if r else None, "low_confidence": bool(bd.get("low_confidence")),
-                          "margin": bd.get("margin"), "reasons": bd.get("reasons", [])}
+        bd = r.verdict_breakdown if r else VerdictBreakdown()
+        per[e["name"]] = {"flagged": r.flagged if r else None, "low_confidence": bool(bd.low_confidence),
+                          "margin": bd.margin, "reasons": list(bd.reasons or ())}
     lc = cal.low_confidence
     return {"threshold_set_version": cal.version, "method": cal.method, "n_population": cal.n, "n_references": cal.n_references,
             "target_fpr": cal.target_fpr, "low_confidence": bool(lc),
@@ -76,7 +77,7 @@ def adapter_row(repo: str, e: dict[str, Any], r, battery: str) -> dict[str, Any]
         "name": e["name"], "repo_id": repo, "truth": _truth(e, battery),
         "clean_accuracy": e["clean_accuracy"], "attack_success": e["attack_success"],
         "weights": {"flagged": r.flagged if r else None,
-                    "low_confidence": bool((r.breakdown or {}).get("low_confidence")) if r else None},
+                    "low_confidence": bool(r.verdict_breakdown.low_confidence) if r else None},
         "probe": {"probed": bool(p), "flagged": flagged, "battery_flagged": p.get("flagged_battery"),
                   "search_flagged": search_flagged, "outlier_gap": p.get("outlier_gap"),
                   "mean_attack_rate": p.get("mean_attack_rate"), "recovered_trigger": recovered,

@@ -47,7 +47,7 @@ from hubaudit.pipeline.ingest import (
 )
 from hubaudit.pipeline.lineage import derived_for, report_thresholds
 from hubaudit.report import Suppression, match_suppression
-from hubaudit.report.build import hub_security_from, score_threshold
+from hubaudit.report.build import hub_security_from
 from hubaudit.store import Store
 from hubaudit.textsafe import terminal
 from hubaudit.vocab import ProbeStatus, RevisionStatus, ScanStatus, Verdict, revision_status
@@ -145,17 +145,18 @@ def _judge(result: CheckResult, features: dict[str, float], store: Store) -> Che
                            f"then `hubaudit calibrate --base {result.base}`")  # fmt: skip
         return result
     result.calibration_version, result.calibration_n = ts.version, ts.n
-    flagged, breakdown = calibrate.judge(features, result.stratum or "", {"strata": ts.strata, "params": ts.params})
+    thresholds = ts.threshold_set
+    flagged, breakdown = calibrate.judge_typed(features, result.stratum or "", thresholds)
     result.flagged = flagged
-    result.reasons = [str(r) for r in breakdown.get("reasons", [])]
-    result.margin = breakdown.get("margin")
-    result.threshold = score_threshold(ts.strata, breakdown.get("fit") or result.stratum)
+    result.reasons = [str(r) for r in breakdown.reasons or ()]
+    result.margin = breakdown.margin
+    result.threshold = thresholds.score_threshold(breakdown.fit or result.stratum)
     result.verdict = Verdict.NOT_CALIBRATED if flagged is None else (Verdict.FLAGGED if flagged else Verdict.PASS)
     if flagged is None:
         result.hint = calibrate_hint(result.base)
-    elif breakdown.get("low_confidence"):
+    elif breakdown.low_confidence:
         result.low_confidence = True
-        result.low_confidence_reason = breakdown.get("low_confidence_reason") or "too few adapters"
+        result.low_confidence_reason = breakdown.low_confidence_reason or "too few adapters"
         if not flagged:
             result.verdict = Verdict.PASS_LOW_CONFIDENCE
             result.hint = calibrate_hint(result.base, low=True)

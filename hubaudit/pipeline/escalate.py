@@ -62,7 +62,7 @@ def escalate(store: Store, base: str, *, limit: int | None = None, flagged_only:
             out.unflagged += 1
             if flagged_only:
                 continue
-        rows.append((priority((r.breakdown or {}).get("margin"), r.downloads), r))
+        rows.append((priority(r.verdict_breakdown.margin, r.downloads), r))
     rows.sort(key=lambda pr: -pr[0])
     existing = {j.revision_id: j.status for j in store.probe_jobs(base)}
     refresh, new = [], []
