@@ -854,7 +854,7 @@ class StratumFit(_Record):
         if (cls.__name__, "bare") not in _WARNED:
             _WARNED.add((cls.__name__, "bare"))
             _log.warning("StratumFit: a stratum stored as a bare value, not an object; read as its threshold")
-        return cls(score_threshold=v if _as_num(v)[0] else None, extra={"threshold": v}, bare=True)
+        return cls(extra={"threshold": v}, bare=True)
 
     def stored(self) -> Any:
         """The stored form of the entry: :meth:`to_dict`, or the bare value."""
@@ -873,7 +873,10 @@ class StratumFit(_Record):
     def paper_threshold(self) -> float | None:
         """The upper threshold on the paper's statistic (:data:`PAPER_FEATURE`, feature units) of this
         fit: a flat layout's ``score_threshold``, else its per-feature fit's ``threshold_high``."""
-        if self.bare or "score_threshold" in self.stored_keys:
+        if self.bare:
+            value = self.extra.get("threshold")
+            return _float(value) if _as_num(value)[0] else None
+        if "score_threshold" in self.stored_keys:
             return _float(self.score_threshold)
         feature = (self.features or {}).get(PAPER_FEATURE)
         return _float(feature.threshold_high) if feature is not None else None

@@ -15,7 +15,7 @@ from dataclasses import replace
 from datetime import date, datetime
 from typing import Any
 
-from hubaudit.models import PAPER_FEATURE, CalibrationRef, StratumFit, ThresholdSet, VerdictBreakdown
+from hubaudit.models import CalibrationRef, StratumFit, ThresholdSet, VerdictBreakdown
 from hubaudit.report import evidence
 from hubaudit.report.model import (
     AUDITED_STATUS,
@@ -53,10 +53,6 @@ def _finite(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-# The headline score is this registered feature (stats/features.py; the paper's statistic).
-SCORE_FEATURE = PAPER_FEATURE
-
-
 def threshold_set_of(row: Any) -> ThresholdSet:
     """The typed view of a stored threshold set: a ``ThresholdSet`` as is, else from a row's (a
     ``ThresholdSetRow`` or a mapping with its field names) method, n, featureset_version, strata and params."""
@@ -67,17 +63,6 @@ def threshold_set_of(row: Any) -> ThresholdSet:
         return typed
     stored = {k: field_of(row, k) for k in ("method", "n", "featureset_version", "params", "strata")}
     return ThresholdSet.from_dict({k: v for k, v in stored.items() if v is not None})
-
-
-def score_threshold(threshold_set: Any, key: str | None) -> float | None:
-    """Upper threshold on the headline score for stratum (or pool) ``key`` of a stored threshold set."""
-    return threshold_set_of(threshold_set).score_threshold(key)
-
-
-def verdict_rule(threshold_set: Any) -> str:
-    """The verdict rule of a stored threshold set (calibrate/judge.py: ``params["verdict"]``, "per-feature"
-    for sets stored before it existed)."""
-    return threshold_set_of(threshold_set).rule
 
 
 def _decision_threshold(ts: ThresholdSet, key: str, rule: str) -> float | None:
@@ -92,12 +77,13 @@ def _decision_threshold(ts: ThresholdSet, key: str, rule: str) -> float | None:
     return _finite(fit.combined.threshold)
 
 
-def _status(fit: StratumFit) -> str:
+def _status(fit: StratumFit) -> str | None:
     """The stored status word of an entry, a word this version does not know as stored; a flat layout
     (no status) is calibrated."""
     if fit.flat:
         return StratumStatus.CALIBRATED
-    return fit.status if fit.status is not None else fit.extra.get("status")  # type: ignore[no-any-return]
+    stored: str | None = fit.status if fit.status is not None else fit.extra.get("status")
+    return stored
 
 
 def calibration_from(threshold_set: Any | None) -> Calibration:
