@@ -155,6 +155,21 @@ def _inverted(result: dict, target: str, *, score: float, trigger: str, tau: flo
     return result | {"search": s, "flagged_battery": result["flagged"], "flagged": result["flagged"] or score > tau}
 
 
+# Stored probe calibrations, as literal documents (what `probe-calibrate --base` stores: the thresholds
+# objects' to_dict()), so that a field added to those objects later does not change this store: the
+# reports quote each calibration's fingerprint, a digest of its document.
+PROBE_CALIBRATION_V1 = (
+    ("probe", {"gap": 0.25, "mean": 0.2, "source": "calibrated: max over 4 clean adapters + margin 0.02",
+               "battery": "paper-21-B", "n_clean": 4}),
+)  # fmt: skip
+PROBE_CALIBRATION_V2 = (
+    ("probe", {"gap": 0.2, "mean": 0.15, "source": "calibrated: max over 5 clean adapters + margin 0.02",
+               "battery": "paper-21-B", "n_clean": 5}),
+    ("search", {"default": 0.3, "per_label": {}, "source": "calibrated: quantile 0.95 over 5 clean adapters" + HOSTILE_TEXT,
+                "n_clean": 5, "fpr_target": 0.05, "fpr_bound": 0.2, "rule": "quantile"}),
+)  # fmt: skip
+
+
 # ---------------------------------------------------------------- the store
 class _Builder:
     def __init__(self, store, root: Path) -> None:
@@ -223,10 +238,7 @@ def build(directory: Path) -> Path:
     ``directory`` (adapters under ``directory/adapters``); returns the database path. Call it through
     :func:`build_in_subprocess` for a store that is the same in every build."""
     from hubaudit.models import Fingerprint
-    from hubaudit.pipeline.behaviour import save_probe_calibration
     from hubaudit.pipeline.calibrate import calibrate_base
-    from hubaudit.probe.search_run import SearchThresholds
-    from hubaudit.probe.stats import Thresholds
     from hubaudit.settings import sqlite_url
     from hubaudit.stats import scan_path
     from hubaudit.store import Store
@@ -290,15 +302,12 @@ def build(directory: Path) -> Path:
         assert summary.verdicts["flagged"] >= 7, summary.verdicts
 
         # probe calibrations: v1, one verdict judged under it, then v2 (in force) for the later verdicts
-        save_probe_calibration(store, BASE, Thresholds(gap=0.25, mean=0.2, source="calibrated: max over 4 clean adapters + margin 0.02",
-                                                       battery="paper-21-B", n_clean=4))  # fmt: skip
+        for kind, doc in PROBE_CALIBRATION_V1:
+            store.behaviour.save_behaviour_calibration(BASE, kind, doc, source=doc["source"], n_clean=doc["n_clean"])
         freeze_timestamps(store)  # the records below quote the calibrations' created_at
         b.probe(mallory, _battery((0.0, 0.04, 0.0, 0.0, 0.0, 0.0)) | {"calibration": _calibration_record(store, BASE)})
-        save_probe_calibration(
-            store, BASE, Thresholds(gap=0.2, mean=0.15, source="calibrated: max over 5 clean adapters + margin 0.02",
-                                    battery="paper-21-B", n_clean=5),
-            SearchThresholds(default=0.3, source="calibrated: quantile 0.95 over 5 clean adapters" + HOSTILE_TEXT,
-                             n_clean=5, fpr_target=0.05, fpr_bound=0.2, rule="quantile"))  # fmt: skip
+        for kind, doc in PROBE_CALIBRATION_V2:
+            store.behaviour.save_behaviour_calibration(BASE, kind, doc, source=doc["source"], n_clean=doc["n_clean"])
         freeze_timestamps(store)
         record = {"calibration": _calibration_record(store, BASE)}
         b.probe(bad, _battery((1.0, 0.9, 0.5, 0.0, 0.0, 0.0)) | record)
