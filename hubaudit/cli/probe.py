@@ -405,6 +405,8 @@ def _print_search(r: dict) -> None:
             trig = "no trigger recovered" if s.get("trigger_search") else "trigger not searched"
         err_console.print(f"target inversion {verdict}: target {s['target']!r} score {s['target_score']:.4f} "
                           f"(τ_search {s['tau']}{uncal}), {trig}, {s['forward_passes']} forward passes, {s['seconds']} s")
+        if s.get("warning"):
+            err_console.print(f"Warning: {s['warning']}")
         return
     err_console.print(f"blind search {verdict}: trigger {s['trigger']!r} ({s['mode']}) attack rate {s['attack_rate']:.4f}, "
                       f"robust rate {s.get('robust_rate', s['attack_rate']):.4f} (τ_search {s['tau']}{uncal}, target {s['label']}), "

