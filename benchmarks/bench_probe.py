@@ -24,8 +24,9 @@ Adapters are real peft LoRA adapters with random (non-zero) B matrices: throughp
 on what an adapter learned, so they are not trained (tests train real backdoors). The machine's load
 average is printed at the start and end: these numbers come from a shared machine.
 
-The generative search's target inversion (probe/invert.py) has its own benchmark,
-benchmarks/bench_invert.py: seconds per adapter and per candidate token against re-encoding the prompts.
+The generative search's target inversion (probe/invert.py) is measured by benchmarks/bench_invert.py
+(seconds per adapter and per candidate token against re-encoding the prompts); ``bench_probe.py
+--invert [ITS OPTIONS]`` runs it, e.g. ``--invert --models qwen2.5-1.5b-shape --candidates 0`` on a GPU.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ import argparse
 import dataclasses
 import os
 import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -140,7 +142,13 @@ def bench(model: str, battery_name: str, a, root: Path) -> dict:
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    if "--invert" in sys.argv[1:]:  # the inversion's benchmark, with the options that follow
+        import runpy
+
+        sys.argv = [str(Path(__file__).with_name("bench_invert.py"))] + [x for x in sys.argv[1:] if x != "--invert"]
+        runpy.run_path(sys.argv[0], run_name="__main__")
+        return
+    ap = argparse.ArgumentParser(epilog="--invert [OPTIONS]: the target inversion's benchmark (bench_invert.py)")
     ap.add_argument("--models", default="minilm,qwen-tiny", help="minilm, qwen-tiny, qwen2.5-1.5b-shape (comma list)")
     ap.add_argument("--model", default=None, help="one model (kept for older command lines)")
     ap.add_argument("--n", type=int, default=20)
