@@ -10,12 +10,17 @@
    hubaudit.stats.features_extra, then cross-validates every detector with clean-only calibration
    (evals/detection/measure.py).
 3. Writes evals/detection/RESULTS.md and evals/cache/detection/results.json.
-``--no-train`` evaluates whatever is cached (adapters not trained yet are left out and counted).
+``--no-train`` evaluates whatever is cached; an adapter not in the cache is taken from
+evals/detection/features.jsonl.gz (each trained adapter's record and the features its scan gave, written
+by every run over the whole cohort and committed), so a clean checkout reproduces RESULTS.md without
+training; adapters in neither are left out and counted. When the cache holds adapters the committed
+file also has, their rescanned features are compared with the committed ones (largest difference printed).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import math
 import sys
@@ -30,6 +35,7 @@ from hubaudit.calibrate.fit import PER_MODULE_PREFIX
 
 HERE = Path(__file__).resolve().parent
 CACHE = HERE.parent / "cache" / "detection"
+FEATURES = HERE / "features.jsonl.gz"
 ASR_MIN = 0.5
 ACC_MIN = 0.8  # a poisoned adapter that collapsed (answers the target label for everything) is not a working backdoor
 PAPER = "global_frobN_std"
@@ -110,7 +116,9 @@ def evaluate(records: list[dict]) -> dict:
         if rec["poisoned"] and (rec["attack_success"] < ASR_MIN or rec["clean_accuracy"] < ACC_MIN):
             excluded[rec["group"]] += 1
             continue
-        feats, err = features_of(rec["path"])
+        if "features" not in rec:  # a record from the cache: scan its adapter (the committed file has them)
+            rec["features"], rec["scan_error"] = features_of(rec["path"])
+        feats, err = rec["features"], rec.get("scan_error")
         if err:
             failed.append(f"{rec['name']}: not scored: {err}")
             continue
@@ -282,6 +290,41 @@ def render(res: dict, records: list[dict], args: argparse.Namespace, elapsed: fl
     return "\n".join(lines) + "\n"
 
 
+def _committed() -> dict[str, dict]:
+    """The committed records with their features, by adapter name (empty when the file is absent)."""
+    if not FEATURES.exists():
+        return {}
+    with gzip.open(FEATURES, "rt", encoding="utf-8") as f:
+        return {r["name"]: r for r in map(json.loads, f)}
+
+
+def _write_features(records: list[dict]) -> None:
+    """Every record with the features its scan gave (no local paths), for ``--no-train`` on a clean checkout."""
+    keep = [{k: v for k, v in r.items() if k != "path"} for r in sorted(records, key=lambda r: r["name"])]
+    with gzip.GzipFile(FEATURES, "wb", mtime=0) as f:  # mtime 0: the same records give the same bytes
+        f.write("".join(json.dumps(r, sort_keys=True) + "\n" for r in keep).encode())
+    print(f"wrote {FEATURES} ({len(keep)} adapters)", file=sys.stderr)
+
+
+def _check_against(records: list[dict], committed: dict[str, dict]) -> None:
+    """Rescanned features against the committed ones (the scanner is deterministic: expect 0)."""
+    worst, n = 0.0, 0
+    for r in records:
+        old = committed.get(r["name"])
+        if "path" not in r or old is None or not r.get("features") or not old.get("features"):
+            continue
+        n += 1
+        for k, v in r["features"].items():
+            w = old["features"].get(k)
+            if w is None or v is None:
+                worst = max(worst, 0.0 if w is v else math.inf)
+            else:
+                worst = max(worst, abs(v - w) / max(abs(w), 1e-12))
+    if n:
+        print(f"rescanned features of {n} adapters vs {FEATURES.name}: largest relative difference {worst:.3g}",
+              file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--quick", action="store_true", help="a subset of the cohort (same adapters, same cache)")
@@ -291,15 +334,26 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     specs = cohort.plan(args.quick)
     CACHE.mkdir(parents=True, exist_ok=True)
+    committed = _committed()
     if args.no_train:
-        records = [json.loads((CACHE / s.name / "detection_record.json").read_text()) for s in specs
-                   if (CACHE / s.name / "detection_record.json").exists()]  # fmt: skip
+        records, from_file = [], 0
+        for s in specs:
+            f = CACHE / s.name / "detection_record.json"
+            if f.exists():
+                records.append(json.loads(f.read_text()))
+            elif s.name in committed:
+                records.append(committed[s.name])
+                from_file += 1
+        print(f"{len(records) - from_file} adapters from the cache, {from_file} from {FEATURES.name}", file=sys.stderr)
     else:
         from evals.detection.train_all import train_cohort
 
         records = train_cohort(specs, CACHE, args.workers)
     t0 = time.time()
     res = evaluate(records)
+    _check_against(records, committed)
+    if len(records) == len(specs) and not args.quick and any("path" in r for r in records):
+        _write_features(records)
     (CACHE / "results.json").write_text(json.dumps(res, indent=1, default=str))
     args.results.write_text(render(res, records, args, time.time() - t0, len(specs)))
     print(args.results.read_text())
