@@ -185,7 +185,7 @@ def fit(
     names = sorted(directions)
     pop, refs = _by_stratum(population), _by_stratum(references)
     pools: dict[str, list[str]] = defaultdict(list)
-    for s in set(pop) | set(refs):
+    for s in sorted(set(pop) | set(refs)):  # a fixed member order: the pooled matrix is the same every run
         pools[pool_key(s)].append(s)
 
     # one pass over the rows per stratum: an n×K matrix (NaN = missing), reused by the pools

@@ -158,3 +158,23 @@ def test_judge_many_equals_judge_one_by_one():
              for _ in range(30)]  # fmt: skip
     items.append(("lora|r8|q", {"a": None, "b": -1.0}))
     assert judge_many(items, ts) == [judge(f, s, ts) for s, f in items]
+
+
+def test_a_pooled_fit_does_not_depend_on_the_hash_seed():
+    # the pool's matrix concatenates its member strata: in set order it followed PYTHONHASHSEED, and
+    # the pooled correlation, threshold and verdicts moved in their last digits from run to run
+    import subprocess
+    import sys
+
+    script = (
+        "import json, numpy as np\n"
+        "from hubaudit.calibrate.fit import fit\n"
+        "rng = np.random.default_rng(0)\n"
+        "pop = [(f'lora|r{r}|q_proj,v_proj', {'a': float(rng.lognormal()), 'b': float(rng.lognormal()),"
+        " 'c': float(rng.lognormal())}) for r in (4, 8, 16, 32, 64, 128) for _ in range(7 + r)]\n"
+        "ts = fit(pop, {'a': 'up', 'b': 'both', 'c': 'down'}, min_n=10)\n"
+        "print(json.dumps(ts['strata']['pool:lora|q_proj,v_proj'], sort_keys=True, default=str))\n"
+    )
+    outs = {subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True,
+                           env={"PYTHONHASHSEED": seed, "PATH": "/usr/bin:/bin"}).stdout for seed in ("1", "2", "7", "11")}
+    assert len(outs) == 1 and '"status": "calibrated"' in next(iter(outs)), outs
