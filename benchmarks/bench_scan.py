@@ -17,7 +17,7 @@ Measures, on synthetic adapters written to a temp dir:
      (VmHWM before/after the scan);
   4. adapters per second for 200 small adapters (MiniLM-like: 6 layers × q,k,v,o; 384; r=8)
      scanned in one process.
-Targets (issue 2, DESIGN §2): ≥40× faster than naive, ≤2.5× the read floor, ≤100 MB peak RSS growth.
+Targets (the scanner's performance goals): ≥40× faster than naive, ≤2.5× the read floor, ≤100 MB peak RSS growth.
 """
 
 from __future__ import annotations
@@ -69,7 +69,7 @@ def make_adapter(d: Path, shapes: dict, layers: int, r: int, prefix: str, seed: 
 
 
 def naive(d: Path) -> float:
-    """The route DESIGN §2 avoids: materialize ΔW per module in torch float32."""
+    """The route the scanner avoids (it works from r×r Grams): materialize ΔW per module in torch float32."""
     import torch
     from safetensors.torch import load_file
 

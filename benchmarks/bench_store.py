@@ -1,4 +1,4 @@
-"""Store and calibration at crawl scale (issue 3 targets: calibrate 100,000 stored adapters < 5 s;
+"""Store and calibration at crawl scale (targets: calibrate 100,000 stored adapters < 5 s;
 upsert 100,000 scores < 30 s on SQLite). Baselines are measured in the same run:
 
 * upsert: ``record_revision`` one commit per row (what a naive crawl loop does) over a subset,
