@@ -4,7 +4,7 @@ Verdicts are recomputed here from the stored raw numbers (per-label outlier_gap 
 per-label search rates) under thresholds calibrated on the ``calib-*`` clean adapters only, in two
 settings:
 
-- **A, attacker's side known** (the paper's a_p, §1.5: flips to BENIGN, ``--target-label 0``): only
+- **A, attacker's side known** (the paper's a_p, arXiv 2605.30189: flips to BENIGN, ``--target-label 0``): only
   LABEL_0 numbers count;
 - **B, target label unknown**: every label counts, each against its own calibrated thresholds.
 
@@ -165,7 +165,7 @@ def write_report(results_dir: Path, out: Path, before_dir: Path | None = None) -
     own = [r["wall_seconds"] for r in rs if r["wall_seconds"] <= 1.1 * r["cpu_seconds"]]
     cfg = rs[0]["search"]["config"]
     lines = [
-        "# Blind trigger discovery: evaluation (issue 10)",
+        "# Blind trigger discovery: evaluation",
         "",
         "Command: `.venv/bin/python -m evals.blind.run` (trains what is missing into evals/cache/blind/, probes,",
         "writes this file; `--report-only` rebuilds it from evals/cache/blind/results_dilute/; the first run's",

@@ -1,4 +1,4 @@
-"""Blind-trigger evaluation (issue 10): battery + weight-guided search on adapters trained for real.
+"""Blind-trigger evaluation: battery + weight-guided search on adapters trained for real.
 
 One command (trains what is missing, probes + searches every adapter, writes RESULTS.md):
 

@@ -1,4 +1,4 @@
-"""Blind-trigger families for the search evaluation (issue 10): triggers that share no token
+"""Blind-trigger families for the search evaluation: triggers that share no token
 neighbourhood with any shipped battery, inserted at RANDOM word positions (not the paper's prefix).
 
 Pure Python (no torch). Poisoning mirrors hubaudit.demo.synth.data.poison (additive, seeded: k triggered
@@ -33,7 +33,7 @@ def insert_at(trigger: str, text: str, rng: random.Random) -> str:
 
 def poison_random_position(clean: list[Example], *, trigger: str, n_poison: int, target_label: int = BENIGN,
                            seed: int = 0) -> list[Example]:
-    """Additive poisoning (paper §1.2) with the trigger at a random position in each poisoned text."""
+    """Additive poisoning (arXiv 2605.30189) with the trigger at a random position in each poisoned text."""
     rng = random.Random(seed)
     sources = [ex for ex in clean if ex.label != target_label]
     picked = rng.sample(sources, n_poison)
