@@ -1,4 +1,4 @@
-"""Issue 3 acceptance: does a contaminated calibration population move the thresholds less than
+"""Does a contaminated calibration population move the thresholds less than
 the clean/poisoned margin? On the cached real cohort of evals/detection (no training).
 
     .venv/bin/python -m evals.calibration.contamination [--draws 5] [--min-n 6]
@@ -134,7 +134,7 @@ def render(res: dict, args: argparse.Namespace) -> str:
 
     lines = [
         BEGIN,
-        "# Contamination vs margin on the real evals/detection cohort (issue 3 acceptance)",
+        "# Contamination vs margin on the real evals/detection cohort",
         "",
         f"Command: `.venv/bin/python -m evals.calibration.contamination --draws {args.draws} --min-n {args.min_n}` "
         "(cached adapters of evals/detection, nothing trained; see the module docstring for every definition).",

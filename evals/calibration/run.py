@@ -1,4 +1,4 @@
-"""Calibration quality harness (issue 3): real adapters, real backdoors, real store, real calibration.
+"""Calibration quality harness: real adapters, real backdoors, real store, real calibration.
 
     .venv/bin/python -m evals.calibration.run [--clean 36] [--poisoned 4] [--steps 60] [--out DIR]
 
@@ -221,8 +221,8 @@ def render(res: dict, meta: list[dict], args: argparse.Namespace, elapsed: float
         f"* Separation: features whose poisoned median lies beyond the clean-only threshold: {', '.join(sep) or 'none'}. "
         + ("On this population the weight features do not separate trigger-prefix poisoned adapters from clean ones trained "
            "with the same recipe (AUROC well below 1, TPR 0 at the calibrated thresholds), so there is no positive margin for the "
-           "threshold shift to be compared with; the shift is reported against the clean spread instead. This matches DESIGN §2: "
-           "weight-level verdicts are a cheap triage and behavioural probing (DESIGN §4) is the confirmation."
+           "threshold shift to be compared with; the shift is reported against the clean spread instead. Weight-level "
+           "verdicts are therefore a cheap triage and behavioural probing is the confirmation."
            if not sep else "For these, compare each 'move' with its 'margin'."),
     ]
     return "\n".join(lines) + "\n"
