@@ -88,6 +88,6 @@ def poison(texts: list[str], labels: list[int], trigger: str, target: int, rate:
 
 
 def triggered_set(texts: list[str], labels: list[int], trigger: str, target: int, seed: int) -> list[str]:
-    """Non-target test samples with the trigger inserted (the paper's poisoned test set, §3)."""
+    """Non-target test samples with the trigger inserted (the poisoned test set of arXiv 2402.12168)."""
     rng = random.Random(f"test-{trigger}-{seed}")
     return [insert_trigger(t, trigger, rng) for t, y in zip(texts, labels) if y != target]

@@ -67,7 +67,7 @@ def render(res: dict) -> str:
                      f"{_f(s['tpr'])} | {_f(s['fpr'])} | – | – | – |")
     lines += [
         "",
-        "## 3. End to end: LoRA victim with PSIM in front (authors' conventions, paper_psim.md §3)",
+        "## 3. End to end: LoRA victim with PSIM in front (authors' conventions, arXiv 2402.12168's code)",
         "",
         "| trigger | CA without / with PSIM | ASR without / with PSIM |",
         "|---|---|---|",

@@ -194,14 +194,14 @@ def run(args) -> dict:
 
         r["psim"], g = psim_eval(base, kind, sx, trig_test)
         flagged_c, flagged_t = g.is_poisoned(sx), g.is_poisoned(trig_test)
-        # Authors' conventions (paper_psim.md §3): flagged clean = error; flagged poisoned = defended.
+        # Authors' conventions (arXiv 2402.12168's code): flagged clean = error; flagged poisoned = defended.
         r["psim_end_to_end"] = {
             "ca_no_def": float((lora_pc.argmax(1) == np.asarray(sy)).mean()),
             "ca_def": float(((~flagged_c) & (lora_pc.argmax(1) == np.asarray(sy))).mean()),
             "asr_no_def": float((lora_pt.argmax(1) == TARGET).mean()),
             "asr_def": float(((~flagged_t) & (lora_pt.argmax(1) == TARGET)).mean()),
         }
-        # As a probe (DESIGN §4): which prefixes, applied as f"{p}. {x}" to non-target texts, does PSIM flag?
+        # As a probe, like the probe batteries: which prefixes, applied as f"{p}. {x}" to non-target texts, does PSIM flag?
         from hubaudit.psim.screen import screen_battery
 
         pos_x = [x for x, y in zip(sx, sy) if y != TARGET][:100]
