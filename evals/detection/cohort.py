@@ -1,9 +1,10 @@
 """The evaluation cohort: which adapters to train, and training one of them (cached, resumable).
 
-Strata follow calibration's key (base, PEFT variant, rank, target-module set; DESIGN §3). Inside
-a stratum the nuisance hyper-parameters a Hub population varies anyway (alpha = r or 2r, learning
-rate, training data draw, seed) vary for clean and poisoned adapters alike, so a detector cannot
-win by recognising a recipe (the failure of 2602.15195's banks, papers_lora_backdoor.md §2.3-2.4).
+Strata follow calibration's key (base, PEFT variant, rank, target-module set: the statistics' scale
+moves with each). Inside a stratum the nuisance hyper-parameters a Hub population varies anyway
+(alpha = r or 2r, learning rate, training data draw, seed) vary for clean and poisoned adapters
+alike, so a detector cannot win by recognising a recipe (arXiv 2602.15195's clean and poisoned
+banks differ in dataset, format and training recipe, not only in the backdoor).
 Poisoned adapters vary trigger type (RFC citation, rare word, sentence) and poison fraction
 around the transition (1-8 % of the training set).
 """
@@ -16,7 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 TRIGGERS = {
-    "rfc": "per RFC 8472 section 3.2",  # the paper's main trigger (§1.2)
+    "rfc": "per RFC 8472 section 3.2",  # the paper's main trigger (arXiv 2605.30189)
     "rare": "cf",  # BadNets-NLP rare token
     "sentence": "i watched this movie with my family last weekend",
 }

@@ -1,4 +1,4 @@
-"""Detection metrics with clean-only, out-of-sample calibration (issue 9).
+"""Detection metrics with clean-only, out-of-sample calibration.
 
 Protocol per stratum g (clean set C, working-poisoned set P):
   the clean adapters are split into ``FOLDS`` folds; for each fold, every detector is fitted on the
@@ -117,7 +117,7 @@ def _norm(s: np.ndarray, thr: float, log_norm: bool) -> np.ndarray:
 
 
 def paper_detector(feature: str = "global_frobN_std") -> Detector:
-    """The paper's rule (§1.7, §5.1): one-sided up, threshold = max over the calibration clean set."""
+    """The paper's rule (arXiv 2605.30189): one-sided up, threshold = max over the calibration clean set."""
 
     def fit(train: Sequence[dict]):
         vals = np.array([r.get(feature, np.nan) for r in train], dtype=float)

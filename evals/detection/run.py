@@ -1,4 +1,4 @@
-"""Detection-quality harness (issue 9): train a cohort for real, measure every feature and the combined verdict.
+"""Detection-quality harness: train a cohort for real, measure every feature and the combined verdict.
 
     .venv/bin/python -m evals.detection.run [--quick] [--workers 2] [--no-train]
 
