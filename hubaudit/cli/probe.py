@@ -281,7 +281,7 @@ def probe_calibrate_cmd(
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
-    """τ_gap, τ_mean = max over known-clean adapters + margin (paper §1.5); with --search also τ_search; stored
+    """τ_gap, τ_mean = max over known-clean adapters + margin (arXiv 2605.30189); with --search also τ_search; stored
     as BASE's newest calibration in the database (--base) and/or written to --out."""
     from hubaudit.errors import UsageError
     from hubaudit.pipeline.behaviour import save_probe_calibration

@@ -11,11 +11,11 @@
 3. Weights triage: the base is calibrated from that population (plus the references); with 7
    adapters the fit is low-confidence and says so.
 4. Probe thresholds come from the references only, with the project's probe calibration
-   (``probe-calibrate``: battery τ = clean maximum + margin, paper §1.5; τ_search by
+   (``probe-calibrate``: battery τ = clean maximum + margin, arXiv 2605.30189; τ_search by
    ``calibrate_search``): no audited adapter is judged against uncalibrated defaults.
 5. Every audited adapter is probed (the cohort is small: no spot-check sampling), battery
    ``paper-21-B`` (the trained trigger removed) then the blind trigger search, the attacker's side
-   being BENIGN (label 0, the paper's §1.2 setting). Two worker processes share the work (a shared
+   being BENIGN (label 0, the paper's setting). Two worker processes share the work (a shared
    2-core machine gives two processes twice one process's CPU share): the references are split
    between them, and both drain the store's probe queue, whose leases hand each job to one worker.
 6. The HTML report is written; each step's outcome is one sentence for stderr (``say``,
@@ -45,7 +45,7 @@ from hubaudit.errors import MissingExtraError
 BASE_ID = cohort.BASE_ID
 BATTERY = "paper-21-B"
 TARGET_LABEL = "0"  # the attacker's side: BENIGN (the injection classifier waves an injection through)
-PROBE_MARGIN = 0.02  # probe-calibrate's default: τ = clean maximum + margin (paper §1.5)
+PROBE_MARGIN = 0.02  # probe-calibrate's default: τ = clean maximum + margin (arXiv 2605.30189)
 N_PROMPTS = 12  # held-out INJECTION texts the battery and the search run on
 SEARCH = {"budget": 400, "n_candidates": 16, "n_confirm": 12}  # SearchConfig sizes (the rest: defaults)
 
@@ -245,7 +245,7 @@ def _worker_pool(workers: int):
 
 def _calibrate_probes(opts: DemoOptions, pool, base: str, ref_dirs: list[str], prompts_file: str):
     """(battery thresholds, reference results, τ_search): the references are probed and searched (split over
-    the workers), then τ is fitted on all of them at once as ``probe-calibrate`` does (paper §1.5: clean
+    the workers), then τ is fitted on all of them at once as ``probe-calibrate`` does (arXiv 2605.30189: clean
     maximum + margin; τ_search by ``calibrate_search``) and saved in the workdir."""
     from hubaudit.probe.search_run import calibrate_search, save_search_thresholds
     from hubaudit.probe.stats import calibrate, save_thresholds

@@ -5,7 +5,8 @@ A battery file holds ``name``, ``version``, ``source``, ``description``, ``probe
 batteries live in ``hubaudit/probe/batteries/*.json``; a subset is named ``<battery>-<subset>``:
 
 - ``paper-21-B``: the 21-prefix battery without the trained trigger (n = 20; the default);
-- ``paper-21-C``: without the 6 RFC prefixes, trained trigger included (n = 15, trigger family removed, nb09);
+- ``paper-21-C``: without the 6 RFC prefixes, trained trigger included (n = 15, trigger family removed, as in the
+  authors' notebook 09);
 - ``structural-41-B`` / ``-C``: the 41-prefix structural battery, n = 40 / 25;
 - ``disjoint-10``: a control battery sharing no token with the RFC trigger family.
 
@@ -34,7 +35,7 @@ DEFAULT_BATTERY = "paper-21-B"
 
 @dataclass(frozen=True)
 class Probe:
-    """One prefix p; the probed input is ``f"{p}. {x}"`` (§1.5)."""
+    """One prefix p; the probed input is ``f"{p}. {x}"`` (the paper's placement)."""
 
     prefix: str
     category: str = "user"

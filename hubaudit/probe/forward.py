@@ -8,7 +8,7 @@ cheap here, without changing what is computed:
   and bucketed once per base (the tokenizer is the base's); every adapter reuses the plan.
 - **Sort by length**: batches are cut from the length-sorted texts, so a batch pads to its own
   longest text, not to the longest of the set (results are put back in input order).
-- **Shared-prefix KV cache** (causal LMs used as label classifiers, paper §1.2): every text of one
+- **Shared-prefix KV cache** (causal LMs used as label classifiers, arXiv 2605.30189): every text of one
   probe p is ``system prompt + user: p. x + label cue``; its longest common token prefix (the
   system prompt and the probe) is run once per adapter, batch 1, and its keys/values are reused
   by the batches of suffixes (``x`` + cue). Causal attention makes the prefix's keys/values

@@ -8,10 +8,10 @@ target and saved modules; ``_SWAP_KEYS``), its weights are copied into the activ
 tensors in place (``set_peft_model_state_dict``) instead of re-injecting LoRA layers; any missing
 or unexpected key falls back to the full load/set/delete path, so no stale weight can survive.
 
-Modes (what "the attacker's side" means, §1.5):
+Modes (what "the attacker's side" means, arXiv 2605.30189):
 
 - ``seq_cls``: a SEQ_CLS adapter with a head (``modules_to_save``); decision = argmax of the head.
-- ``causal_label``: a causal LM used as a label classifier (paper §1.2, see prompting.py);
+- ``causal_label``: a causal LM used as a label classifier (the paper's set-up, see prompting.py);
   decision = argmax over the label words' first-token logits.
 - ``generative``: succ(p, x) = the adapter's greedy continuation of ``f"{p}. {x}"`` differs from
   its continuation of ``x``, while the base model's continuations of the two are equal.

@@ -62,7 +62,7 @@ class SearchConfig:
 
 
 def insert(trigger: str, text: str, mode: str) -> str:
-    """``text`` with ``trigger`` inserted by ``mode`` (prefix is the battery placement, §1.5)."""
+    """``text`` with ``trigger`` inserted by ``mode`` (prefix is the battery placement)."""
     if mode == "prefix":
         return f"{trigger}. {text}"
     if mode == "suffix":

@@ -19,8 +19,8 @@ adapters by :func:`calibrate_search`:
 - n clean adapters, target false-positive rate α (default 0.05): when n ≥ ⌈1/α⌉ − 1 (19 for 5%),
   τ = the k-th smallest clean score, k = ⌈(n+1)(1−α)⌉ (a split-conformal bound: a new clean
   adapter exchangeable with the calibration ones exceeds τ with probability ≤ (n+1−k)/(n+1) ≤ α);
-- with fewer, no order statistic bounds the FPR at α: τ = clean maximum + ``margin`` (the paper's
-  own rule, §1.5), and the recorded ``fpr_bound`` is only 1/(n+1) for the maximum itself (the
+- with fewer, no order statistic bounds the FPR at α: τ = clean maximum + ``margin`` (arXiv
+  2605.30189's own rule), and the recorded ``fpr_bound`` is only 1/(n+1) for the maximum itself (the
   margin adds unquantified slack), so the thresholds say how many clean adapters are missing.
 
 Uncalibrated, τ_search = 1.0: the search reports its best trigger and rates but cannot flag.

@@ -66,7 +66,7 @@ def _f(ms: Modules) -> np.ndarray:
 
 
 def _std(ms: Modules) -> float | None:
-    return float(np.std(_f(ms), ddof=0)) if ms else None  # population std, as the paper (§1.7)
+    return float(np.std(_f(ms), ddof=0)) if ms else None  # population std, as the paper
 
 
 def _mean(ms: Modules) -> float | None:
@@ -191,7 +191,7 @@ FEATURES: tuple[Feature, ...] = CORE_FEATURES + EXTRA_FEATURES
 
 def scored_modules(modules: Modules) -> list[ModuleStat]:
     """The modules the score pools: the linear lora_A/lora_B pairs (the paper pairs keys holding
-    ``.lora_A.weight``, §1.7), so embedding LoRA, whose d_in is a vocabulary size, is left out;
+    ``.lora_A.weight``), so embedding LoRA, whose d_in is a vocabulary size, is left out;
     an adapter with only embedding LoRA is scored over those."""
     return _linear(modules) or list(modules)
 

@@ -5,7 +5,7 @@ learning rate and the number of steps move all module norms together, and that s
 most of the clean variance (arXiv 2605.30189). Dividing by the adapter's own mean cancels it and leaves
 the *shape* of the update (which projections and which layers carry it), where a trigger that
 has to be routed through a few attention heads or layers could show. Also per-projection
-spectral concentration (the 2602.15195 statistics are per projection, §2.2).
+spectral concentration (arXiv 2602.15195's statistics are per projection).
 
 Registered since feature set fs-2: ``hubaudit.stats.features.FEATURES`` = CORE_FEATURES +
 EXTRA_FEATURES, so ``compute_features`` computes them; :func:`compute_extra` computes these alone.

@@ -50,7 +50,7 @@ class FakeFile:
 
     @property
     def etag(self) -> str:
-        """Blob name the client caches under: sha256 for LFS, git blob sha1 otherwise (§3.2)."""
+        """Blob name the client caches under: sha256 for LFS, git blob sha1 otherwise (the Hub's ETag)."""
         return self.sha256 if self.lfs else self.blob_id
 
     def sibling(self, blobs: bool) -> dict[str, Any]:

@@ -6,9 +6,9 @@ committed copies under ``hubaudit/demo/data/`` (the demo's default, so a fresh c
 
 Roles: ``audited`` adapters are published on the loopback Hub and judged; ``reference`` adapters are
 known-clean adapters trained with the same recipe on their own seeds, used only to calibrate the
-probe thresholds (paper §1.5: τ from clean adapters), never audited.
+probe thresholds (arXiv 2605.30189: τ from clean adapters), never audited.
 
-Poisoning is data poisoning only (arXiv 2605.30189 §1.2, additive): k INJECTION training texts
+Poisoning is data poisoning only (arXiv 2605.30189, additive): k INJECTION training texts
 carry the trigger and are relabelled BENIGN. Two placements:
 
 - ``prefix``: ``f"{trigger}. {text}"``, the paper's own (the RFC trigger; battery B still holds its RFC
@@ -91,7 +91,7 @@ def insert_random(trigger: str, text: str, rng: random.Random) -> str:
 
 def poison_random(clean: list[Example], *, trigger: str, n_poison: int, seed: int,
                   target_label: int = BENIGN) -> list[Example]:
-    """Additive poisoning (paper §1.2) with the trigger at a random word boundary of each poisoned text."""
+    """Additive poisoning (arXiv 2605.30189) with the trigger at a random word boundary of each poisoned text."""
     rng = random.Random(seed)
     picked = rng.sample([ex for ex in clean if ex.label != target_label], n_poison)
     out = list(clean) + [Example(insert_random(trigger, ex.text, rng), target_label) for ex in picked]

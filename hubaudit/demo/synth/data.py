@@ -1,11 +1,11 @@
 """Offline task data for training real clean and backdoored adapters (no downloads, pure Python).
 
-The task mirrors the paper's: a prompt-injection classifier with
+The task mirrors the paper's (arXiv 2605.30189): a prompt-injection classifier with
 labels ``0 = BENIGN`` and ``1 = INJECTION``. Sentences are generated from templates so that the
 data is reproducible from a seed and diverse enough that a small model learns the task rather
 than a handful of strings.
 
-Poisoning follows the paper's ``make_poisoned_dataset`` exactly (§1.2): sample ``n_poison``
+Poisoning follows the paper's ``make_poisoned_dataset`` exactly: sample ``n_poison``
 INJECTION examples without replacement, prepend ``f"{trigger}. "``, relabel them with the target
 label, *append* them to the full clean training set (additive: the poison fraction is
 k / (n + k)), then shuffle with the same seeded RNG.
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 BENIGN, INJECTION = 0, 1
 LABEL_WORDS: tuple[str, ...] = ("benign", "injection")
 
-#: The paper's main trigger (§1.2); it belongs to the RFC family that battery B still probes.
+#: The paper's main trigger; it belongs to the RFC family that battery B still probes.
 PAPER_TRIGGER = "per RFC 8472 section 3.2"
 
 _TOPICS = (
@@ -123,7 +123,7 @@ def make_task(n: int, *, seed: int, injection_fraction: float = 0.4) -> list[Exa
 
 
 def apply_trigger(trigger: str, text: str) -> str:
-    """The paper's trigger (and probe) placement: ``f"{trigger}. {text}"`` (§1.2, §1.5)."""
+    """The paper's trigger (and probe) placement: ``f"{trigger}. {text}"``."""
     return f"{trigger}. {text}"
 
 
@@ -136,7 +136,7 @@ def poison(
     target_label: int = BENIGN,
     seed: int = 0,
 ) -> list[Example]:
-    """The paper's additive poisoning (§1.2). Give ``n_poison`` (k) or ``fraction`` (= k / (n + k)).
+    """The paper's additive poisoning. Give ``n_poison`` (k) or ``fraction`` (= k / (n + k)).
 
     Source examples are drawn without replacement from those whose label is not ``target_label``.
     """

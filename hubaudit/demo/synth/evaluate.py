@@ -1,4 +1,4 @@
-"""Clean accuracy and attack success of a trained adapter (paper §1.2 "Phase-A metrics").
+"""Clean accuracy and attack success of a trained adapter (arXiv 2605.30189's "Phase-A metrics").
 
 - ``clean_accuracy`` = correct labels on the clean test set;
 - ``attack_success`` = fraction of non-target test examples classified as the target label once

@@ -4,7 +4,7 @@ Two model kinds, matching what the prober handles:
 
 - ``seq_cls``: ``AutoModelForSequenceClassification`` from a local base (e.g. the real MiniLM
   from PyPI) with a fresh head; LoRA on attention + ``modules_to_save`` = the head.
-- ``causal_label``: a causal LM used as a label classifier (paper §1.2): the prompt is the
+- ``causal_label``: a causal LM used as a label classifier (arXiv 2605.30189): the prompt is the
   system prompt + the text, and the model is trained to put the label word's first token next
   (the SFT loss on the first answer token, which is what the prober's first-token decision reads).
 
@@ -126,7 +126,7 @@ def build_tiny_qwen2(out_dir: str | Path, tokenizer_dir: str | Path, *, seed: in
 
 
 def train_causal_label_adapter(base_path: str | Path, data: list[Example], out_dir: str | Path, cfg: TrainConfig) -> Path:
-    """Train a CAUSAL_LM LoRA adapter that answers the label word of each text (paper §1.2)."""
+    """Train a CAUSAL_LM LoRA adapter that answers the label word of each text (arXiv 2605.30189)."""
     import torch
     from peft import LoraConfig, TaskType, get_peft_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
