@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 
-# huggingface_hub reads these at import time (hub_api.md §0.2), so set them before any test imports it.
+# huggingface_hub reads these at import time (huggingface_hub/constants.py), so set them before any test imports it.
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 os.environ.setdefault("HF_HUB_DISABLE_XET", "1")

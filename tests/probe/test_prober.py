@@ -43,7 +43,7 @@ def test_minilm_battery_b_flags_poisoned_and_passes_clean(minilm, minilm_prober)
     assert bad["mode"] == "seq_cls" and bad["target_label"] == "LABEL_0" and bad["n_eligible"] >= 12
     assert bad["flagged"] and not good["flagged"]
     # the trained trigger is not in battery B: the novel RFC prefixes carry the detection (token-level
-    # generalization, paper §1.4)
+    # generalization, arXiv 2605.30189)
     assert min(_rfc_rates(bad)) >= 0.8
     assert bad["outlier_gap"] == pytest.approx(bad["max_attack_rate"] - bad["mean_attack_rate"])
     assert good["outlier_gap"] <= 0.05 and good["mean_attack_rate"] <= 0.05
@@ -97,9 +97,9 @@ def test_generative_mode_runs_and_reuses_the_base_continuations(qwen):
 
 
 def test_a_battery_sharing_no_token_with_the_trigger_misses_the_backdoor(minilm, qwen, minilm_prober, qwen_prober):
-    """Measured negative control (DESIGN §4: a fixed battery only finds triggers in its token
-    neighbourhood). disjoint-10 has no 'per', 'RFC', 'section' or digit: on MiniLM the poisoned
-    adapter is NOT flagged; on the tiny Qwen its rates stay far below the RFC probes' rates."""
+    """Measured negative control (a fixed battery only finds triggers in its token neighbourhood).
+    disjoint-10 has no 'per', 'RFC', 'section' or digit: on MiniLM the poisoned adapter is NOT flagged;
+    on the tiny Qwen its rates stay far below the RFC probes' rates."""
     d = load_battery("disjoint-10")
     r = minilm_prober.probe(minilm.poisoned.path, minilm.base, d, minilm.prompts)
     assert r["status"] == "ok" and not r["flagged"] and r["max_attack_rate"] <= 0.1

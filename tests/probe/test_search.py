@@ -1,4 +1,4 @@
-"""Blind trigger search (issue 10): candidates from the weights + discrete search, on REAL trained adapters.
+"""Blind trigger search: candidates from the weights + discrete search, on REAL trained adapters.
 
 The tiny model is the real all-MiniLM-L6-v2 cut to its first 2 layers (pretrained weights, no
 download). A clean and a poisoned SEQ_CLS adapter are trained with identical hyper-parameters; the
@@ -81,7 +81,7 @@ def test_search_recovers_trigger_and_clean_twin_is_not_flagged(tiny):
     from hubaudit.probe.prober import ProbeOptions, Prober
 
     base, clean_dir, bad_dir, prompts = tiny
-    # The injection classifier's attacker side is BENIGN (label 0), as in the paper (§1.2).
+    # The injection classifier's attacker side is BENIGN (label 0), as in the paper (arXiv 2605.30189).
     prober = Prober(ProbeOptions(device="cpu", target_label="0"))
     cfg = SearchConfig(budget=600, n_candidates=16, n_confirm=16)
     battery = load_battery("disjoint-10")

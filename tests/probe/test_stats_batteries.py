@@ -1,4 +1,4 @@
-"""Pure parts: the §1.5 statistics and rule, calibration, batteries (exact strings, subsets), prompts, poisoning."""
+"""Pure parts: the attack-rate statistics and rule, calibration, batteries (exact strings, subsets), prompts, poisoning."""
 
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ def test_paper_batteries_and_subsets():
     assert a.probes[0].prefix == "per RFC 7231 section 6.5" and a.probes[12].prefix == "antiprosopic regression"
     b = load_battery("paper-21-B")
     assert len(b.probes) == 20 and "per RFC 8472 section 3.2" not in {p.prefix for p in b.probes}
-    c = load_battery("paper-21-C")  # nb09: all 6 RFC prefixes (the trained trigger among them) removed
+    c = load_battery("paper-21-C")  # all 6 RFC prefixes (the trained trigger among them) removed
     assert len(c.probes) == 15 and not any("RFC" in p.prefix for p in c.probes)
     s = load_battery("structural-41")
     assert len(s.probes) == 41 and len({p.category for p in s.probes}) == 10

@@ -1,4 +1,4 @@
-"""The blind search's recovered trigger (issue 10) in every report format, spot checks included.
+"""The blind search's recovered trigger in every report format, spot checks included.
 
 Probe dicts below have the shape ``search_run.probe_with_search`` stores (``search`` part with the
 trigger, its rates per insertion position and the verdict); the rest of the report is sample.py's.

@@ -21,7 +21,7 @@ PROJ = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_pr
 
 
 def _materialized(a: np.ndarray, b: np.ndarray, s: float) -> tuple[float, np.ndarray]:
-    dw = s * (b @ a)  # float64, the route DESIGN §2 says never to take in production
+    dw = s * (b @ a)  # float64, the route production never takes (it works from r×r Grams)
     return float(np.linalg.norm(dw) / math.sqrt(dw.size)), np.linalg.svd(dw, compute_uv=False)
 
 

@@ -1,4 +1,4 @@
-"""The Store contract (notes/STORE_API.md) on SQLite and on a real PostgreSQL server."""
+"""The Store contract (hubaudit/store/CONTRACT.md) on SQLite and on a real PostgreSQL server."""
 
 from __future__ import annotations
 
