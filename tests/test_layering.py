@@ -3,7 +3,8 @@
 Every import counts: at module level, inside functions and under ``if TYPE_CHECKING:`` (a type
 named in a signature is a dependency too). The units are the stages (one package each), the
 pipeline that wires them, the CLI, the test and demo kit (``hubaudit.demo``) and the shared modules
-(``hubaudit/*.py``: models, vocab, constants, errors, ...). The rules:
+(``hubaudit/*.py``: vocab, constants, errors, ...; and SHARED_PACKAGES, the shared vocabulary
+``hubaudit.models``, whose private modules are its own). The rules:
 
 - a shared module imports only shared modules;
 - a stage imports shared modules and its own package, never another stage;
@@ -32,6 +33,8 @@ ROOT = Path(__file__).resolve().parent.parent / "hubaudit"
 
 STAGES = frozenset({"calibrate", "executors", "fetch", "hub", "lineage", "probe", "psim", "report", "stats", "store"})
 KINDS = {**dict.fromkeys(STAGES, "stage"), "pipeline": "pipeline", "cli": "cli", "demo": "demo"}
+# Packages that are shared modules laid out as modules: importable by every unit, importing only shared ones.
+SHARED_PACKAGES = frozenset({"models"})
 
 # What the CLI takes from a stage besides pipeline calls (a dotted prefix: a module or one name).
 CLI_MAY_IMPORT = {
@@ -160,7 +163,8 @@ PACKAGES = sorted(p.name for p in ROOT.iterdir() if (p / "__init__.py").is_file(
 
 
 def _unit(dotted: str) -> str:
-    """The package a dotted name belongs to ("stats", "cli", ...), or "shared" for hubaudit/*.py."""
+    """The package a dotted name belongs to ("stats", "cli", ...), or "shared" for hubaudit/*.py and
+    SHARED_PACKAGES."""
     parts = dotted.split(".")
     if len(parts) > 1 and parts[1] in KINDS:
         return parts[1]
@@ -219,8 +223,12 @@ def _rule_broken(edge: Edge) -> str | None:
 
 
 def _private(edge: Edge) -> bool:
-    """An import of another package's private module or name (shared hubaudit._x modules are for all)."""
+    """An import of another package's private module or name (shared hubaudit._x modules are for all, the
+    private modules of SHARED_PACKAGES for their own package)."""
     src, dst = _unit(edge.importer), _unit(edge.target)
+    parts = edge.target.split(".")
+    if parts[1:2] and parts[1] in SHARED_PACKAGES and not _within(edge.importer, ".".join(parts[:2])):
+        return any(p.startswith("_") and not p.startswith("__") for p in parts[2:])
     if src == dst or dst == "shared":
         return False
     inner = edge.target.split(".")[2:]
@@ -307,8 +315,8 @@ def f():
 
 
 def test_every_package_is_classified():
-    unknown = [p for p in PACKAGES if p not in KINDS]
-    assert not unknown, f"classify {unknown} in tests/test_layering.py (STAGES or KINDS)"
+    unknown = [p for p in PACKAGES if p not in KINDS and p not in SHARED_PACKAGES]
+    assert not unknown, f"classify {unknown} in tests/test_layering.py (STAGES, KINDS or SHARED_PACKAGES)"
 
 
 def test_allowances_name_real_imports():
@@ -341,6 +349,23 @@ def test_the_rules_catch_the_demo_kit_crossing_the_line():
     assert why("hubaudit.demo.synth.train", "hubaudit.probe.prober") is not None
     assert why("hubaudit.demo.synth.cohort", "hubaudit.demo.flow") is not None
     assert why("hubaudit.demo.fakehub.server", "hubaudit.hub.source") is not None
+
+
+def test_the_shared_vocabulary_package_is_shared():
+    """hubaudit.models is importable by every unit and imports no stage; its private modules are its own."""
+    def why(importer: str, target: str) -> str | None:
+        edge = Edge(importer, target, 1, runtime=True)
+        return _rule_broken(edge) or ("private" if _private(edge) else None)
+
+    assert "models" in PACKAGES
+    for importer in ("hubaudit.stats.scan", "hubaudit.cli.scan", "hubaudit.pipeline.check", "hubaudit.demo.flow",
+                     "hubaudit.config", "hubaudit.demo.fakehub.server"):  # fmt: skip
+        assert why(importer, "hubaudit.models.ScanResult") is None
+        assert why(importer, "hubaudit.models.scan.ScanResult") is None
+        assert why(importer, "hubaudit.models._record._Record") == "private"
+    assert why("hubaudit.models.thresholds", "hubaudit.models._record._Record") is None
+    assert why("hubaudit.models.scan", "hubaudit.vocab.ScanStatus") is None
+    assert why("hubaudit.models.scan", "hubaudit.stats.scan") == "a shared module imports stats"
 
 
 def test_stage_boundaries():

@@ -21,7 +21,6 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from hubaudit import models
 from hubaudit.calibrate import fit, judge, judge_many, judge_typed, resolve
 from hubaudit.models import (
     THRESHOLD_SET_VERSION,
@@ -35,6 +34,7 @@ from hubaudit.models import (
     ThresholdParams,
     ThresholdSet,
     VerdictBreakdown,
+    _record,
 )
 from hubaudit.vocab import StratumStatus
 
@@ -202,7 +202,7 @@ def test_hand_built_breakdowns_parse():
 # ---------------------------------------------------------------- damaged JSON
 @pytest.fixture()
 def fresh_warnings(monkeypatch):
-    monkeypatch.setattr(models, "_WARNED", set())
+    monkeypatch.setattr(_record, "_WARNED", set())
 
 
 def test_wrong_typed_fields_are_logged_left_out_and_kept_as_stored(sets, fresh_warnings, caplog):
