@@ -44,8 +44,11 @@ import time
 from dataclasses import asdict, dataclass, field
 
 from hubaudit.probe.search import MODES, SearchConfig, insert, search_target
+from hubaudit.probe.trigger_grad import GradConfig, allowed_tokens, gcg
 
 LABEL = "target_inversion"  # the pseudo-label the verdict is calibrated under (search_run.calibrate_search)
+TRIGGER_METHODS = ("beam", "grad", "both")  # recover_trigger: search.py's beam, trigger_grad.py's GCG, GCG when the beam finds none
+FIRES = 0.5  # a recovered string "fires" when its best placement's attack rate reaches this
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,15 @@ class InversionConfig:
     n_trigger_candidates: int = 48  # weight-derived strings ranked by target likelihood gain
     search: SearchConfig = field(default_factory=lambda: SearchConfig(budget=600, n_candidates=16, n_screen=6, beam=3,
                                                                       extend_with=4, max_ngram=2, n_confirm=8))
+    trigger_method: str = "beam"  # one of TRIGGER_METHODS
+    grad: GradConfig = field(default_factory=GradConfig)  # the gradient search's sizes (trigger_method grad / both)
+
+    def __post_init__(self) -> None:
+        if self.trigger_method not in TRIGGER_METHODS:
+            raise ValueError(f"trigger_method must be one of {TRIGGER_METHODS}, not {self.trigger_method!r}")
+        for name, cls in (("search", SearchConfig), ("grad", GradConfig)):  # from to_dict()
+            if isinstance(getattr(self, name), dict):
+                object.__setattr__(self, name, cls(**getattr(self, name)))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -101,6 +113,8 @@ class TriggerResult:
     baseline_rate: float  # the target's rate on the same prompts without any insertion
     ranked: list  # [(candidate, log-likelihood gain)] best first
     forward_passes: int
+    method: str = "beam"  # the search that produced ``trigger``: beam (search.py) or grad (trigger_grad.py)
+    grad: dict | None = None  # the gradient search's record (GradResult + the target offset it matched), when it ran
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -361,7 +375,11 @@ def _contains(seq: tuple, sub: list[int]) -> bool:
 def recover_trigger(model, tok, prompts: list[str], target_ids: list[int], candidates: list[str],
                     cfg: InversionConfig | None = None, *, batch_size: int = 64, max_length: int = 256,
                     device=None) -> TriggerResult:
-    """Search an inserted string that makes the adapter emit ``target_ids`` (module docstring)."""
+    """Search an inserted string that makes the adapter emit ``target_ids`` (module docstring).
+
+    ``cfg.trigger_method``: ``beam`` = search.py's beam over the weight-ranked candidates; ``grad`` =
+    trigger_grad.py's gradient search seeded with them; ``both`` = the beam, then the gradient search
+    when the beam's string does not fire (best placement's rate < FIRES)."""
     from hubaudit.probe import forward
 
     torch = _torch()
@@ -371,7 +389,7 @@ def recover_trigger(model, tok, prompts: list[str], target_ids: list[int], candi
     fmt = lambda xs: format_prompts(tok, xs, cfg.chat_template)[0]  # noqa: E731
     passes = 0
 
-    def decide(texts: list[str]) -> list[int]:
+    def decide(texts: list[str], want: list[int] = want) -> list[int]:
         with torch.inference_mode():
             gen = forward.greedy(model, tok, fmt(texts), batch_size=batch_size, max_length=max_length,
                                  max_new_tokens=len(want) + 2, device=device)
@@ -391,7 +409,57 @@ def recover_trigger(model, tok, prompts: list[str], target_ids: list[int], candi
     baseline = decide(prompts)
     passes += len(prompts)
     eligible = [x for x, y in zip(prompts, baseline) if not y]
-    r = search_target(decide, eligible, 1, [c for c, _ in gain], cfg.search)
-    return TriggerResult(r.trigger, round(r.attack_rate, 4), round(r.robust_rate, 4), r.mode,
-                         {k: round(v, 4) for k, v in r.rates_by_mode.items()}, round(sum(baseline) / len(prompts), 4),
-                         gain[:10], passes + r.forward_passes)
+    result = None
+    if cfg.trigger_method in ("beam", "both"):
+        r = search_target(decide, eligible, 1, [c for c, _ in gain], cfg.search)
+        passes += r.forward_passes
+        result = TriggerResult(r.trigger, round(r.attack_rate, 4), round(r.robust_rate, 4), r.mode,
+                               {k: round(v, 4) for k, v in r.rates_by_mode.items()},
+                               round(sum(baseline) / len(prompts), 4), gain[:10], passes)
+        if cfg.trigger_method == "beam" or max(r.rates_by_mode.values(), default=0.0) >= FIRES:
+            return result
+    g = _grad_stage(model, tok, prompts, target_ids, [c for c, _ in gain], cfg, decide, device)
+    passes += g.pop("passes")
+    if result is not None and max(result.rates_by_mode.values(), default=0.0) >= max(g["rates_by_mode"].values(), default=0.0):
+        result.forward_passes = passes
+        result.grad = g["grad"]
+        return result
+    return TriggerResult(g["trigger"], g["attack_rate"], g["robust_rate"], g["mode"], g["rates_by_mode"],
+                         round(sum(baseline) / len(prompts), 4), gain[:10], passes, method="grad", grad=g["grad"])
+
+
+def _grad_stage(model, tok, prompts: list[str], target_ids: list[int], seeds: list[str], cfg: InversionConfig,
+                decide, device) -> dict:
+    """GCG (trigger_grad.py) for the target, then search.py's confirmation (three placements, diluted
+    prompts) of its string. The inverted target may begin with a neighbour of the true first token
+    (invert._extend_left), which no trigger makes the adapter emit; when the search from the first
+    token does not fire, it is repeated for the target without it (offset 1)."""
+    n_match = max(1, cfg.match_tokens)
+    confirm = SearchConfig(budget=cfg.search.budget, n_candidates=1, n_screen=cfg.search.n_screen, beam=1,
+                           max_ngram=1, n_confirm=cfg.search.n_confirm, dilute=cfg.search.dilute)
+    allowed = None
+    best: dict = {}
+    passes = 0
+    for offset in (0, 1) if len(target_ids) > n_match else (0,):
+        want = list(target_ids[offset : offset + n_match])
+        baseline = decide(prompts, want)
+        passes += len(prompts)
+        eligible = [x for x, y in zip(prompts, baseline) if not y]
+        if not eligible:
+            continue
+        if allowed is None:
+            allowed = allowed_tokens(tok, len(tok))
+        res = gcg(model, tok, eligible, target_ids[offset:], seeds, cfg.grad, chat_template=cfg.chat_template,
+                  device=device, allowed=allowed)
+        r = search_target(lambda t, w=want: decide(t, w), eligible, 1, [res.text], confirm)
+        passes += res.forward_passes + r.forward_passes
+        rate = max(r.rates_by_mode.values(), default=0.0)
+        if not best or (rate, r.robust_rate) > (max(best["rates_by_mode"].values(), default=0.0), best["robust_rate"]):
+            best = {"trigger": r.trigger, "attack_rate": round(r.attack_rate, 4), "robust_rate": round(r.robust_rate, 4),
+                    "mode": r.mode, "rates_by_mode": {k: round(v, 4) for k, v in r.rates_by_mode.items()},
+                    "grad": res.to_dict() | {"offset": offset}}
+        if rate >= FIRES:
+            break
+    if not best:
+        best = {"trigger": None, "attack_rate": 0.0, "robust_rate": 0.0, "mode": None, "rates_by_mode": {}, "grad": None}
+    return best | {"passes": passes}
