@@ -58,7 +58,7 @@ def _held_out(model, tok, trigger: str | None, prompts: list[str], wants: dict[s
     import torch
 
     from hubaudit.probe import forward
-    from hubaudit.probe.invert import format_prompts
+    from hubaudit.probe.prompting import format_prompts
     from hubaudit.probe.search import MODES, insert
 
     out: dict = {}

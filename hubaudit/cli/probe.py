@@ -16,7 +16,7 @@ from hubaudit.errors import HubauditError
 from hubaudit.executors import ExecutorName
 from hubaudit.pipeline.runs import recorded_run
 from hubaudit.probe.batteries import builtin_names
-from hubaudit.probe.modes import MODES, ProbeMode
+from hubaudit.probe.modes import MODES, TRIGGER_METHODS, ProbeMode
 from hubaudit.textsafe import terminal
 from hubaudit.vocab import ProbeStatus, StrEnum
 
@@ -67,6 +67,10 @@ InvPrefilterOpt = Annotated[int | None, typer.Option("--invert-prefilter", min=1
 InvScreenOpt = Annotated[int, typer.Option("--invert-screen", min=0, help="Extend all first tokens 2 steps, then only "
                                                                        "the best K fully (0: every one fully).")]
 NoTriggerOpt = Annotated[bool, typer.Option("--no-trigger-search", help="Invert the target only; do not search its trigger.")]
+TriggerMethod = StrEnum("TriggerMethod", {m: m for m in TRIGGER_METHODS})  # type: ignore[misc]
+TriggerMethodOpt = Annotated[TriggerMethod, typer.Option(
+    "--trigger-method", help="How the inverted target's trigger is searched: "
+    + "; ".join(f"{k}: {v}" for k, v in TRIGGER_METHODS.items()) + ".")]
 
 
 def _probe_options(mode: Mode, target: str | None, label_words: str | None, system: str | None, batch_size: int):
@@ -148,10 +152,11 @@ def probe_cmd(
     no_chat_template: NoChatOpt = False,
     invert_prompts: InvPromptsOpt = 8,
     invert_steps: InvStepsOpt = 6,
-    invert_chunk: InvChunkOpt = 128,
+    invert_chunk: InvChunkOpt = None,
     invert_prefilter: InvPrefilterOpt = None,
     invert_screen: InvScreenOpt = 512,
     no_trigger_search: NoTriggerOpt = False,
+    trigger_method: TriggerMethodOpt = TriggerMethod.beam,
     db: DbOpt = None,
     config: ConfigOpt = None,
     fmt: Annotated[Fmt, typer.Option("--format", "-f")] = Fmt.table,
@@ -175,7 +180,7 @@ def probe_cmd(
                            search=cfg, search_thresholds=tau.value if tau else None,
                            calibration=calibration_record(th.ref, tau.ref if tau else None))
     opts.invert = _invert_options(search and invert, invert_prompts, invert_steps, invert_chunk, invert_prefilter,
-                                  no_chat_template, no_trigger_search, invert_screen)
+                                  no_chat_template, no_trigger_search, invert_screen, trigger_method.value)
     with Store.open(settings.db_url, create=True) as store, recorded_run(store, "probe", args) as run:
         summary = probe_queue(store, opts)
         # A queue run that worked exits 0 even with findings (they are data, as for crawl and
@@ -225,6 +230,7 @@ def probe_adapter_cmd(
     invert_prefilter: InvPrefilterOpt = None,
     invert_screen: InvScreenOpt = 512,
     no_trigger_search: NoTriggerOpt = False,
+    trigger_method: TriggerMethodOpt = TriggerMethod.beam,
     fmt: Annotated[Fmt, typer.Option("--format", "-f")] = Fmt.table,
 ) -> None:
     """Probe one adapter ad hoc; exit 1 when it is flagged, 3 when it could not be probed."""
@@ -236,7 +242,7 @@ def probe_adapter_cmd(
         search_budget=search_budget, search_thresholds=search_thresholds, invert=invert,
         no_chat_template=no_chat_template, invert_prompts=invert_prompts, invert_steps=invert_steps,
         invert_chunk=invert_chunk, invert_prefilter=invert_prefilter, no_trigger_search=no_trigger_search,
-        invert_screen=invert_screen))
+        invert_screen=invert_screen, trigger_method=trigger_method.value))
     if fmt is Fmt.json:
         sys.stdout.write(json.dumps(r) + "\n")
     elif r["status"] == ProbeStatus.OK:
@@ -320,7 +326,7 @@ def probe_one_kwargs(*, battery: str = "paper-21-B", prompts: str | None = None,
                      search_budget: int = 1500, search_thresholds: str | None = None, invert: bool = True,
                      no_chat_template: bool = False, invert_prompts: int = 8, invert_steps: int = 6,
                      invert_chunk: int | None = None, invert_prefilter: int | None = None, no_trigger_search: bool = False,
-                     invert_screen: int = 512,
+                     invert_screen: int = 512, trigger_method: str = "beam",
                      base: str | None = None, store=None) -> dict:
     """The keyword arguments of ``pipeline.probe.probe_one`` from the probe options of a command.
 
@@ -336,7 +342,7 @@ def probe_one_kwargs(*, battery: str = "paper-21-B", prompts: str | None = None,
             "probe_options": _probe_options(mode, target_label, label_words, system_prompt, batch_size),
             "search": cfg, "search_thresholds": tau.value if tau else None,
             "invert": _invert_options(search and invert, invert_prompts, invert_steps, invert_chunk, invert_prefilter,
-                                      no_chat_template, no_trigger_search, invert_screen)}
+                                      no_chat_template, no_trigger_search, invert_screen, trigger_method)}
 
 
 # ---------------------------------------------------------------- blind trigger search
@@ -372,14 +378,15 @@ def _search_options(on: bool, budget: int, thresholds_file: str | None, base: st
 
 
 def _invert_options(on: bool, n_prompts: int, steps: int, chunk: int | None, prefilter: int | None, no_chat_template: bool,
-                    no_trigger_search: bool, screen: int = 512):
+                    no_trigger_search: bool, screen: int = 512, trigger_method: str = "beam"):
     """The InversionConfig generative adapters are scanned with under --search, or None (--no-search, --no-invert)."""
     if not on:
         return None
     from hubaudit.probe.invert import InversionConfig
 
     return InversionConfig(n_prompts=n_prompts, steps=steps, chunk=chunk, prefilter=prefilter or None,
-                           chat_template=not no_chat_template, trigger=not no_trigger_search, screen=screen or None)
+                           chat_template=not no_chat_template, trigger=not no_trigger_search, screen=screen or None,
+                           trigger_method=trigger_method)
 
 
 def _target_part(r: dict) -> str:

@@ -43,11 +43,12 @@ import math
 import time
 from dataclasses import asdict, dataclass, field
 
+from hubaudit.probe.modes import TRIGGER_METHODS
+from hubaudit.probe.prompting import format_prompts
 from hubaudit.probe.search import MODES, SearchConfig, insert, search_target
 from hubaudit.probe.trigger_grad import GradConfig, allowed_tokens, gcg
 
 LABEL = "target_inversion"  # the pseudo-label the verdict is calibrated under (search_run.calibrate_search)
-TRIGGER_METHODS = ("beam", "grad", "both")  # recover_trigger: search.py's beam, trigger_grad.py's GCG, GCG when the beam finds none
 FIRES = 0.5  # a recovered string "fires" when its best placement's attack rate reaches this
 
 
@@ -75,7 +76,7 @@ class InversionConfig:
 
     def __post_init__(self) -> None:
         if self.trigger_method not in TRIGGER_METHODS:
-            raise ValueError(f"trigger_method must be one of {TRIGGER_METHODS}, not {self.trigger_method!r}")
+            raise ValueError(f"trigger_method must be one of {tuple(TRIGGER_METHODS)}, not {self.trigger_method!r}")
         for name, cls in (("search", SearchConfig), ("grad", GradConfig)):  # from to_dict()
             if isinstance(getattr(self, name), dict):
                 object.__setattr__(self, name, cls(**getattr(self, name)))
@@ -142,15 +143,6 @@ class InversionResult:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def format_prompts(tok, prompts: list[str], chat_template: bool = True) -> tuple[list[str], bool]:
-    """Prompts as the adapter sees a user turn: the chat template with the generation prompt when the
-    tokenizer has one (and ``chat_template``), else the raw text. Returns (texts, template used)."""
-    if chat_template and getattr(tok, "chat_template", None):
-        return [tok.apply_chat_template([{"role": "user", "content": x}], tokenize=False, add_generation_prompt=True)
-                for x in prompts], True
-    return list(prompts), False
 
 
 def _torch():

@@ -34,3 +34,12 @@ def resolve_mode(mode: str, task_type: str | None, has_label_words: bool) -> Pro
     if task_type == "SEQ_CLS":
         return ProbeMode.SEQ_CLS
     return ProbeMode.CAUSAL_LABEL if has_label_words else ProbeMode.GENERATIVE
+
+
+# How a generative adapter's trigger is searched once its target is inverted (invert.recover_trigger;
+# the CLI's --trigger-method choices come from here).
+TRIGGER_METHODS: dict[str, str] = {
+    "beam": "weight-ranked tokens, then the discrete beam search (prefix, middle, suffix)",
+    "grad": "gradient-guided, base-relative token search (arXiv 2307.15043 §2); ~6x the beam's seconds on a CPU",
+    "both": "grad when the beam's best string does not fire",
+}

@@ -89,3 +89,12 @@ def label_token_ids(tok, label_words) -> list[int]:
     if len(set(ids)) != len(ids):
         raise ValueError(f"label words {tuple(label_words)} share a first token; pick distinct words")
     return ids
+
+
+def format_prompts(tok, prompts: list[str], chat_template: bool = True) -> tuple[list[str], bool]:
+    """Prompts as the adapter sees a user turn: the chat template with the generation prompt when the
+    tokenizer has one (and ``chat_template``), else the raw text. Returns (texts, template used)."""
+    if chat_template and getattr(tok, "chat_template", None):
+        return [tok.apply_chat_template([{"role": "user", "content": x}], tokenize=False, add_generation_prompt=True)
+                for x in prompts], True
+    return list(prompts), False

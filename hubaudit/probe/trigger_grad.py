@@ -108,7 +108,7 @@ def stable(tok, ids: list[int]) -> bool:
 
 def _segments(tok, prompts: list[str], chat_template: bool) -> list[tuple[list[int], list[int]]]:
     """Token ids before and after the trigger of each formatted prompt (prefix placement)."""
-    from hubaudit.probe.invert import format_prompts
+    from hubaudit.probe.prompting import format_prompts
 
     out = []
     for text in format_prompts(tok, [insert(_MARK, x, "prefix") for x in prompts], chat_template)[0]:

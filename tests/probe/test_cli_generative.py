@@ -128,3 +128,16 @@ def test_no_chat_template_turns_the_template_off_and_label_words_make_auto_a_cla
               "--label-words", "yes,no", "--prompts", pf, "--format", "json")
     assert lw.returncode in (0, 1), lw.stderr
     assert json.loads(lw.stdout)["mode"] == "causal_label"
+
+
+def test_trigger_method_reaches_the_inversion_config_and_a_wrong_one_is_exit_2(tmp_path):
+    from hubaudit.cli.probe import probe_one_kwargs
+    from hubaudit.probe.invert import TRIGGER_METHODS
+
+    assert probe_one_kwargs()["invert"].trigger_method == "beam"  # the default: the cheap search
+    for m in TRIGGER_METHODS:
+        assert probe_one_kwargs(trigger_method=m)["invert"].trigger_method == m
+    r = _run("probe-adapter", str(tmp_path), "--base-model", str(tmp_path), "--trigger-method", "gcg")
+    assert r.returncode == 2 and "--trigger-method" in r.stderr, r.stderr
+    help_ = _run("probe-adapter", "--help", env={"COLUMNS": "80"})
+    assert help_.returncode == 0 and "--trigger-method" in help_.stdout
