@@ -3,8 +3,9 @@
 Only findings become results, never passes: weights past the thresholds (HA001), a stored probe that
 confirmed a backdoor (HA002), a copy or derivative of a known-bad adapter (HA006), pickle weights not
 loaded (HA003), an input not scored (HA004), a declared base other than ``--base`` (HA005), no
-calibration or no store to judge with (HA010), a pass against thresholds fitted on too few adapters (HA011). Locations are ``file://`` URIs of the absolute
-path, percent-encoded; message texts quote data through :func:`hubaudit.textsafe.sarif_message`.
+calibration or no store to judge with (HA010), a pass against thresholds fitted on too few adapters
+(HA011). Locations are ``file://`` URIs of the absolute path, percent-encoded; message texts quote
+data through :func:`hubaudit.textsafe.sarif_message`.
 """
 
 from __future__ import annotations
@@ -95,6 +96,7 @@ def render_sarif(results: list[ScanResult], judgements: list[ScanJudgement]) -> 
         "tool": {"driver": {"name": "hubaudit", "version": __version__, "rules": [rule_dict(r) for r in RULES]}},
         "automationDetails": {"id": "hubaudit/scan/"},
         "results": out,
-        "properties": {"adapters": len(results), "judged": sum(1 for j in judgements if j.verdict != Verdict.NOT_JUDGED)},
+        "properties": {"adapters": len(results),
+                       "judged": sum(1 for j in judgements if j.verdict != Verdict.NOT_JUDGED)},
     }
     return json_dumps({"$schema": SARIF_SCHEMA, "version": "2.1.0", "runs": [run]}, indent=2) + "\n"

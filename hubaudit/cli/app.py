@@ -81,7 +81,8 @@ def _print_version(value: bool) -> None:
 @app.callback()
 def _root(
     version: Annotated[
-        bool, typer.Option("--version", callback=_print_version, is_eager=True, help="Print hubaudit's version and exit.")
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print hubaudit's version and exit.")
     ] = False,
 ) -> None:
     # A group callback keeps `hubaudit <command>` a subcommand even while only one command module

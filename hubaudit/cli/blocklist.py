@@ -20,7 +20,8 @@ BaseOpt = Annotated[str, typer.Option("--base", help="Base model id, e.g. Qwen/Q
 
 @blocklist_app.command("import")
 def import_cmd(
-    file: Annotated[str, typer.Argument(help="A hubaudit-blocklist JSON file (untrusted: checked whole before anything is stored).",
+    file: Annotated[str, typer.Argument(help="A hubaudit-blocklist JSON file (untrusted: checked whole before "
+                                             "anything is stored).",
                                         show_default=False)],
     base: BaseOpt,
     db: DbOpt = None,
@@ -37,13 +38,15 @@ def import_cmd(
             recorded_run(store, "blocklist import", {"base": base}) as run:  # fmt: skip
         n, new = import_blocklist(store, base, file)
         run.counts = {"entries": n, "new": new}
-    err_console.print(f"imported {n} blocklist entr{'y' if n == 1 else 'ies'} for {base} ({new} new, {n - new} replaced)")
+    err_console.print(f"imported {n} blocklist entr{'y' if n == 1 else 'ies'} for {base} ({new} new, "
+                      f"{n - new} replaced)")
 
 
 @blocklist_app.command("export")
 def export_cmd(
     base: BaseOpt,
-    output: Annotated[str | None, typer.Option("-o", "--output", help="Write to FILE (atomically) instead of stdout.")] = None,
+    output: Annotated[str | None,
+                      typer.Option("-o", "--output", help="Write to FILE (atomically) instead of stdout.")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -57,7 +60,8 @@ def export_cmd(
         doc, left_out = export_blocklist(store, base)
     _emit(render(doc), output)
     n = len(doc["entries"])
-    err_console.print(f"exported {n} blocklist entr{'y' if n == 1 else 'ies'} for {base}" + (f" to {output}" if output else ""))
+    err_console.print(f"exported {n} blocklist entr{'y' if n == 1 else 'ies'} for {base}"
+                      + (f" to {output}" if output else ""))
     if left_out["no_fingerprint"]:
         err_console.print(f"left out {left_out['no_fingerprint']} finding(s) without a stored fingerprint "
                           "(scored before fingerprints existed: rescan them)")  # fmt: skip

@@ -39,23 +39,27 @@ def calibrate(
     base: Annotated[str, typer.Option("--base", "-b", help="Base model whose stored adapters are calibrated.")],
     reference: Annotated[
         list[str] | None,
-        typer.Option("--reference", "-r", help="A known-clean adapter (dir or file); repeatable. Anchors the thresholds."),
+        typer.Option("--reference", "-r", help="A known-clean adapter (dir or file); repeatable. "
+                                               "Anchors the thresholds."),
     ] = None,
     target_fpr: Annotated[
-        float, typer.Option("--target-fpr", min=1e-9, max=0.5, help="False-positive rate of the combined verdict on clean adapters.")
+        float, typer.Option("--target-fpr", min=1e-9, max=0.5, help="False-positive rate of the combined verdict "
+                                                                    "on clean adapters.")
     ] = 0.01,
     min_n: Annotated[
-        int, typer.Option("--min-n", min=2, help="Adapters a stratum (or its pool) needs to be calibrated; below: 'not calibrated'. "
-                     "A fit on fewer than the target FPR needs (⌈1/FPR⌉−1, at most 30) is marked low confidence.")
+        int, typer.Option("--min-n", min=2, help="Adapters a stratum (or its pool) needs to be calibrated; below: 'not "
+                     "calibrated'. A fit on fewer than the target FPR needs (⌈1/FPR⌉−1, at most 30) is "
+                     "marked low confidence.")
     ] = 30,
     method: Annotated[
         CalibrateMethod,
-        typer.Option("--method", "-m", help="Verdict rule: 'combined' (one robust Mahalanobis statistic over every feature; "
-                     "default) or 'per-feature' (flag when any feature is beyond its own threshold)."),
+        typer.Option("--method", "-m", help="Verdict rule: 'combined' (one robust Mahalanobis statistic over every "
+                     "feature; default) or 'per-feature' (flag when any feature is beyond its own threshold)."),
     ] = CalibrateMethod.combined,
     db: DbOpt = None,
     config: ConfigOpt = None,
-    fmt: Annotated[CalibrateFormat, typer.Option("--format", "-f", help="Output format on stdout.")] = CalibrateFormat.table,
+    fmt: Annotated[CalibrateFormat,
+                   typer.Option("--format", "-f", help="Output format on stdout.")] = CalibrateFormat.table,
 ) -> None:
     """Fit robust per-stratum thresholds for BASE from its stored adapters, store them as a
     new threshold-set version, and re-judge every stored adapter of BASE.
@@ -68,8 +72,10 @@ def calibrate(
     from hubaudit.settings import Settings
     from hubaudit.store import Store
 
-    args = {"base": base, "reference": reference or [], "target_fpr": target_fpr, "min_n": min_n, "method": method.value}
-    with Store.open(Settings.resolve(db, config).db_url, create=True) as store, recorded_run(store, "calibrate", args) as run:
+    args = {"base": base, "reference": reference or [], "target_fpr": target_fpr, "min_n": min_n,
+            "method": method.value}
+    with Store.open(Settings.resolve(db, config).db_url, create=True) as store, \
+            recorded_run(store, "calibrate", args) as run:
         summary = calibrate_base(store, base, references=reference or [], target_fpr=target_fpr, min_n=min_n,
                                  method=method.value)  # fmt: skip
         run.counts = {"n": summary.n, **summary.verdicts}
@@ -86,8 +92,9 @@ def calibrate(
         err_console.print(f"Re-derived {summary.rescored} adapter(s) scored under an older feature set "
                           f"({summary.featureset_version}) from their stored per-module statistics")  # fmt: skip
     err_console.print(
-        f"Threshold set v{summary.version} for {base} ({summary.verdict} verdict, {summary.method}, N={summary.n}, target FPR {summary.target_fpr}, "
-        f"min N {summary.min_n}, {summary.n_references} reference(s)): {v['flagged']} flagged, {v['clean']} clean"
+        f"Threshold set v{summary.version} for {base} ({summary.verdict} verdict, {summary.method}, N={summary.n}, "
+        f"target FPR {summary.target_fpr}, min N {summary.min_n}, {summary.n_references} reference(s)): "
+        f"{v['flagged']} flagged, {v['clean']} clean"
         + (f" ({summary.clean_low_confidence} of them low confidence)" if summary.clean_low_confidence else "") + ", "
         f"{v['not_calibrated']} not calibrated"
     )

@@ -36,8 +36,8 @@ class _Bar:
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
         # markup=False: the description is plain text (escaped with terminal() where it quotes an outcome).
-        self._p = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(), MofNCompleteColumn(),
-                           TimeElapsedColumn(), console=err_console, transient=True)
+        self._p = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
+                           MofNCompleteColumn(), TimeElapsedColumn(), console=err_console, transient=True)
         where = terminal(f"{', '.join(bases)} at {endpoint}")
         self._task = self._p.add_task(f"listing adapters of {where}", total=None)
         self._listed = 0
@@ -54,7 +54,8 @@ class _Bar:
         self._p.update(self._task, total=new, description=f"listed {listed}")
 
     def finished(self, outcome) -> None:  # outcome: TaskOutcome
-        self._p.update(self._task, advance=1, description=terminal(f"listed {self._listed}, fetching and scoring; last {outcome.status}"))
+        self._p.update(self._task, advance=1, description=terminal(f"listed {self._listed}, fetching and scoring; last "
+                                                                   f"{outcome.status}"))
 
     def retrying(self, failure, attempt: int, max_retries: int, delay: float) -> None:  # failure: Failure
         what = {"rate_limited": "rate limited", "unreachable": "cannot connect"}.get(failure.kind, failure.kind)
@@ -81,21 +82,33 @@ def crawl_cmd(
     base: Annotated[list[str], typer.Option("--base", "-b", help="Base model repo id (repeatable).")],
     limit: Annotated[int | None, typer.Option(min=1, help="At most N adapters listed per base.")] = None,
     workers: Annotated[int, typer.Option(min=1, max=256, help="Concurrent fetch-and-score tasks.")] = 8,
-    include_derived: Annotated[bool, typer.Option("--include-derived", help="Also crawl adapters of the base's quantized/finetuned children.")] = False,
-    keep: Annotated[bool, typer.Option("--keep", help="Keep downloaded files in the cache (default: delete after scoring).")] = False,
+    include_derived: Annotated[bool, typer.Option("--include-derived", help="Also crawl adapters of the base's "
+                                                                           "quantized/finetuned children.")] = False,
+    keep: Annotated[bool, typer.Option("--keep", help="Keep downloaded files in the cache (default: "
+                                                      "delete after scoring).")] = False,
     executor: Annotated[ExecutorName, typer.Option(help="Where fetch-and-score runs.")] = ExecutorName.local,
-    ray_address: Annotated[str | None, typer.Option(help="Ray cluster address for --executor ray (e.g. 127.0.0.1:6379).")] = None,
-    fmt: Annotated[CrawlFormat, typer.Option("--format", "-f", help="json: print the summary object on stdout.")] = CrawlFormat.text,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds one socket operation (connect, one read) may take.")] = 30.0,
-    deadline_factor: Annotated[float, typer.Option(min=1.0, help="One request, headers and body, ends after this many times --timeout in all.")] = 3.0,
-    repo_budget: Annotated[float, typer.Option(min=1.0, help="One adapter, retries included, gets this many times --timeout (plus its size at --min-rate-kb); then it is recorded as retry.")] = 10.0,
+    ray_address: Annotated[str | None,
+                           typer.Option(help="Ray cluster address for --executor ray (e.g. 127.0.0.1:6379).")] = None,
+    fmt: Annotated[CrawlFormat,
+                   typer.Option("--format", "-f", help="json: print the summary object on stdout.")] = CrawlFormat.text,
+    timeout: Annotated[float,
+                       typer.Option(min=0.1, help="Seconds one socket operation (connect, one read) may take.")] = 30.0,
+    deadline_factor: Annotated[float, typer.Option(min=1.0, help="One request, headers and body, ends after this many "
+                                                                 "times --timeout in all.")] = 3.0,
+    repo_budget: Annotated[float, typer.Option(min=1.0, help="One adapter, retries included, gets this many times "
+                                                             "--timeout (plus its size at --min-rate-kb); then it is "
+                                                             "recorded as retry.")] = 10.0,
     min_rate_kb: Annotated[float, typer.Option(min=1.0, help="Slowest average download rate accepted, KiB/s.")] = 256.0,
-    max_api_mb: Annotated[float, typer.Option(min=0.1, help="Largest API body (a listing page, a model_info) after decompression, MiB.")] = 16.0,
+    max_api_mb: Annotated[float, typer.Option(min=0.1, help="Largest API body (a listing page, a model_info) after "
+                                                            "decompression, MiB.")] = 16.0,
     max_pages: Annotated[int, typer.Option(min=1, help="Most listing pages per base and relation.")] = 10_000,
     max_retries: Annotated[int, typer.Option(min=0, help="Retries per request on 5xx/408/429/connection errors.")] = 5,
-    backoff: Annotated[float, typer.Option(min=0.0, help="Base of the exponential backoff, seconds (jittered).", hidden=True)] = 0.5,
-    whole_file_kb: Annotated[int, typer.Option(min=0, help="Read files up to this size (KiB) in one GET; larger ones are streamed.", hidden=True)] = 1024,
-    max_file_mb: Annotated[float, typer.Option(help="Refuse adapter weight files larger than this (MiB), before download.")] = MAX_ADAPTER_BYTES / 2**20,
+    backoff: Annotated[float, typer.Option(min=0.0, help="Base of the exponential backoff, seconds (jittered).",
+                                           hidden=True)] = 0.5,
+    whole_file_kb: Annotated[int, typer.Option(min=0, help="Read files up to this size (KiB) in one GET; larger "
+                                                           "ones are streamed.", hidden=True)] = 1024,
+    max_file_mb: Annotated[float, typer.Option(help="Refuse adapter weight files larger than this (MiB), "
+                                                    "before download.")] = MAX_ADAPTER_BYTES / 2**20,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -106,14 +119,15 @@ def crawl_cmd(
     4 when the Hub failed for the whole run (finished work is committed; rerun to resume).
     """
     settings = Settings.resolve(db, config)
-    hub = hub_config_from_env(os.environ, timeout=timeout, retry=RetryPolicy(max_retries=max_retries, base_delay=backoff),
+    hub = hub_config_from_env(os.environ, timeout=timeout,
+                              retry=RetryPolicy(max_retries=max_retries, base_delay=backoff),
                               deadline_factor=deadline_factor, min_download_rate=min_rate_kb * 1024,
                               max_api_bytes=int(max_api_mb * 2**20), max_pages=max_pages)
     options = CrawlOptions(
         bases=tuple(dict.fromkeys(base)), cache_root=settings.home / "cache", limit=limit, workers=workers,
         include_derived=include_derived, keep=keep, executor=executor.value, ray_address=ray_address,
-        max_file_bytes=int(max_file_mb * 2**20), max_header_bytes=MAX_HEADER_BYTES, whole_file_bytes=whole_file_kb * 1024,
-        repo_budget_factor=repo_budget,
+        max_file_bytes=int(max_file_mb * 2**20), max_header_bytes=MAX_HEADER_BYTES,
+        whole_file_bytes=whole_file_kb * 1024, repo_budget_factor=repo_budget,
     )
     args = {"bases": list(options.bases), "limit": limit, "workers": workers, "include_derived": include_derived,
             "executor": executor.value, "endpoint": hub.endpoint}

@@ -35,14 +35,16 @@ def _row(a: dict) -> str:
 
 @app.command("demo")
 def demo_cmd(
-    workdir: Annotated[str | None, typer.Option("--workdir", help="Where the demo store, cache and report go (default: <data dir>/demo).")] = None,
+    workdir: Annotated[str | None, typer.Option("--workdir", help="Where the demo store, cache and report go (default: "
+                                                                  "<data dir>/demo).")] = None,
     retrain: Annotated[bool, typer.Option("--retrain", help="Train the 11 adapters again now (about 70 CPU-seconds) "
                                           "instead of using the committed ones.")] = False,
     workers: Annotated[int | None, typer.Option("--workers", min=1, max=16, help="Probe processes (default: 2, or 1 "
                                                   "on a single core); the store's queue splits the adapters.")] = None,
     threads: Annotated[int, typer.Option("--threads", min=1, max=64, help="torch threads per process (1 is fastest "
                                          "on a shared 2-core machine).")] = 1,
-    fmt: Annotated[str, typer.Option("--format", "-f", help="text (stdout: the HTML report's path) or json (the summary).")] = "text",
+    fmt: Annotated[str, typer.Option("--format", "-f", help="text (stdout: the HTML report's path) or "
+                                                            "json (the summary).")] = "text",
 ) -> None:
     """Audit 7 LoRA adapters of the real all-MiniLM-L6-v2 (4 clean, 3 backdoored by data poisoning)
     end to end and offline: publish them on a Hub-compatible server on 127.0.0.1, crawl, score and
@@ -76,9 +78,10 @@ def demo_cmd(
     t = result.timings
     err_console.print("* weights verdict from a low-confidence fit (too few adapters for its target FPR)"
                       if any(a["weights"]["low_confidence"] for a in result.adapters) else "")
-    err_console.print(f"time: {t['total']['wall_s']:.0f} s (cohort {t['cohort']['wall_s']:.1f}, crawl {t['crawl']['wall_s']:.1f}, "
-                      f"probe thresholds {t['probe_calibration']['wall_s']:.0f}, probe {t['probe']['wall_s']:.0f}, "
-                      f"report {t['report']['wall_s']:.1f}); load average {result.load['loadavg_start'][0]:.1f} at start")
+    err_console.print(f"time: {t['total']['wall_s']:.0f} s (cohort {t['cohort']['wall_s']:.1f}, crawl "
+                      f"{t['crawl']['wall_s']:.1f}, probe thresholds {t['probe_calibration']['wall_s']:.0f}, probe "
+                      f"{t['probe']['wall_s']:.0f}, report {t['report']['wall_s']:.1f}); load average "
+                      f"{result.load['loadavg_start'][0]:.1f} at start")
     err_console.print(f"HTML report: {result.report_html}")
     err_console.print(f"open the results: {result.report_command}")
     if fmt == "json":

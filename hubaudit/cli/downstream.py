@@ -47,12 +47,16 @@ def _table(summary) -> None:  # summary: DownstreamSummary
 
 @app.command("downstream")
 def downstream_cmd(
-    base: Annotated[str, typer.Option("--base", "-b", help="Base model id whose findings to look up, e.g. Qwen/Qwen2.5-1.5B.", show_default=False)],
-    fmt: Annotated[DownstreamFormat, typer.Option("--format", "-f", help="table, or json (the run summary).")] = DownstreamFormat.table,
-    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds one socket operation (connect, one read) may take.")] = 30.0,
+    base: Annotated[str, typer.Option("--base", "-b", help="Base model id whose findings to look up, e.g. "
+                                                           "Qwen/Qwen2.5-1.5B.", show_default=False)],
+    fmt: Annotated[DownstreamFormat,
+                   typer.Option("--format", "-f", help="table, or json (the run summary).")] = DownstreamFormat.table,
+    timeout: Annotated[float,
+                       typer.Option(min=0.1, help="Seconds one socket operation (connect, one read) may take.")] = 30.0,
     max_pages: Annotated[int, typer.Option(min=1, help="Most listing pages per finding.")] = 100,
     max_retries: Annotated[int, typer.Option(min=0, help="Retries per request on 5xx/408/429/connection errors.")] = 5,
-    backoff: Annotated[float, typer.Option(min=0.0, help="Base of the exponential backoff, seconds (jittered).", hidden=True)] = 0.5,
+    backoff: Annotated[float, typer.Option(min=0.0, help="Base of the exponential backoff, seconds (jittered).",
+                                           hidden=True)] = 0.5,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:
@@ -68,8 +72,8 @@ def downstream_cmd(
     from hubaudit.httpclient import RetryPolicy, hub_config_from_env
     from hubaudit.pipeline.downstream import downstream
 
-    hub = hub_config_from_env(os.environ, timeout=timeout, retry=RetryPolicy(max_retries=max_retries, base_delay=backoff),
-                              max_pages=max_pages)
+    hub = hub_config_from_env(os.environ, timeout=timeout,
+                              retry=RetryPolicy(max_retries=max_retries, base_delay=backoff), max_pages=max_pages)
     args = {"base": base, "endpoint": hub.endpoint}
     with _open_store(_db_url(db, config), base) as store:
         _require_base(store, base)

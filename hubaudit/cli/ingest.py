@@ -52,7 +52,8 @@ def _check_inputs(paths: list[str]) -> None:
 @app.command("ingest")
 def ingest(
     paths: Annotated[list[str], typer.Argument(help="Adapter directories or weights files (others are skipped).")],
-    base: Annotated[str, typer.Option("--base", "-b", help="Base model the adapters belong to, e.g. Qwen/Qwen2.5-1.5B.")],
+    base: Annotated[str,
+                    typer.Option("--base", "-b", help="Base model the adapters belong to, e.g. Qwen/Qwen2.5-1.5B.")],
     db: DbOpt = None,
     config: ConfigOpt = None,
     fmt: Annotated[IngestFormat, typer.Option("--format", "-f", help="Output format on stdout.")] = IngestFormat.table,
@@ -101,8 +102,9 @@ def ingest(
     pickles = sum(1 for i in summary.items if i.reason == "pickle_format")
     if pickles and not allow_pickle:
         err_console.print(styled("Hint:", "dim", f"{pickles} adapter(s) in pickle format were recorded unsupported: "
-                                                 "rerun with --allow-pickle to load them with torch.load(weights_only=True) "
-                                                 "in a sandboxed subprocess"))  # fmt: skip
+                                                 "rerun with --allow-pickle to load them with "
+                                                 "torch.load(weights_only=True) in a sandboxed "
+                                                 "subprocess"))  # fmt: skip
     err_console.print(
         f"Ingested {counts['inputs'] - counts['skipped']} adapter(s) for {base}: {counts['scored']} scored, "
         f"{counts['unsupported']} unsupported, {counts['error']} error; {counts['skipped']} input(s) skipped "

@@ -71,4 +71,5 @@ def main(argv: Sequence[str] | None = None, *, prog_name: str | None = None) -> 
     except Exception as exc:  # the last line of defence: a bug, not a traceback
         if debug:
             raise
-        _fail(f"internal error: {type(exc).__name__}: {exc}", "rerun with HUBAUDIT_DEBUG=1 and report the traceback", 70)
+        _fail(f"internal error: {type(exc).__name__}: {exc}",
+              "rerun with HUBAUDIT_DEBUG=1 and report the traceback", 70)

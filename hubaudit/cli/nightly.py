@@ -29,9 +29,9 @@ def _print(summary) -> None:  # summary: NightlySummary
         ran = (f" ({probe.get('probed', 0)} probed, {probe.get('flagged', 0)} confirmed, "
                f"{probe.get('seconds_used', 0):.0f} of {probe.get('budget_seconds') or 0:.0f} device-seconds)")
         err_console.print(
-            f"{b.base}: listed {crawl.get('listed', '-')}, new {crawl.get('new', '-')}, scored {crawl.get('scored', '-')}; "
-            f"{cal_txt}; flagged {b.flagged}; queued {esc.get('queued', 0)} new probe job(s) "
-            f"({esc.get('queued_flagged', 0)} flagged, {esc.get('queued_unflagged', 0)} unflagged); "
+            f"{b.base}: listed {crawl.get('listed', '-')}, new {crawl.get('new', '-')}, scored "
+            f"{crawl.get('scored', '-')}; {cal_txt}; flagged {b.flagged}; queued {esc.get('queued', 0)} new probe "
+            f"job(s) ({esc.get('queued_flagged', 0)} flagged, {esc.get('queued_unflagged', 0)} unflagged); "
             f"probe {probe.get('status')}" + (ran if probe.get("status") == "ran" else f" ({probe.get('note', '')})")
         )
         cov = b.probe_coverage
@@ -46,15 +46,18 @@ def _print(summary) -> None:  # summary: NightlySummary
             err_console.print(f"  {b.base}: {e}")
     err_console.print(f"exports: {summary.dated_dir} (latest: {summary.latest_dir}); {summary.duration_s:.1f}s")
     if summary.hub_error:
-        err_console.print(styled("Hub failure:", "bold red", f"{summary.hub_error} (finished work is kept; the next run resumes)"))
+        err_console.print(styled("Hub failure:", "bold red", f"{summary.hub_error} (finished work is kept; the "
+                                                             "next run resumes)"))
 
 
 @app.command("nightly")
 def nightly_cmd(
     config: ConfigOpt = None,
     db: DbOpt = None,
-    export_dir: Annotated[str | None, typer.Option("--export-dir", help="Override the configuration's export_dir.")] = None,
-    fmt: Annotated[NightlyFormat, typer.Option("--format", "-f", help="json: print the run summary on stdout.")] = NightlyFormat.text,
+    export_dir: Annotated[str | None,
+                          typer.Option("--export-dir", help="Override the configuration's export_dir.")] = None,
+    fmt: Annotated[NightlyFormat,
+                   typer.Option("--format", "-f", help="json: print the run summary on stdout.")] = NightlyFormat.text,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before any single Hub request times out.")] = 30.0,
 ) -> None:
     """For each base in the configuration: crawl, calibrate, escalate, probe (when an executor is

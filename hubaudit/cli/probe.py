@@ -37,36 +37,50 @@ Mode = StrEnum("Mode", {m.value: m.value for m in MODES})  # type: ignore[misc]
 
 BatteryOpt = Annotated[str, typer.Option("--battery", help=f"Built-in battery ({', '.join(builtin_names())}) or a "
                                                            "JSON file.")]
-PromptsOpt = Annotated[str | None, typer.Option("--prompts", help="JSONL file with a 'text' field per line (replaces the built-in set).")]
+PromptsOpt = Annotated[str | None, typer.Option("--prompts", help="JSONL file with a 'text' field per line (replaces "
+                                                                  "the built-in set).")]
 ModeOpt = Annotated[Mode, typer.Option("--mode", help=f"auto: {MODES[ProbeMode.AUTO]}.")]
-TargetOpt = Annotated[str | None, typer.Option("--target-label", help="Attacker's label (index or name); default: try all, report the worst.")]
-LabelWordsOpt = Annotated[str | None, typer.Option("--label-words", help="Comma-separated label words of a causal-LM classifier "
-                                                                         "(reads a CAUSAL_LM adapter as a classifier under --mode auto; "
-                                                                         "--mode causal_label without them: BENIGN,INJECTION).")]
-SystemOpt = Annotated[str | None, typer.Option("--system-prompt", help="System prompt of a causal-LM classifier (default: the paper's).")]
-ThrOpt = Annotated[str | None, typer.Option("--thresholds", help="Thresholds JSON (probe-calibrate --out); default: the base's newest calibration in the database, else 0.10/0.10.")]
-SearchOpt = Annotated[bool, typer.Option("--search/--no-search", help="Also search for an unknown trigger (candidates from the weights).")]
-SearchBudgetOpt = Annotated[int, typer.Option("--search-budget", min=10, help="Search budget in forward passes per adapter.")]
-SearchThrOpt = Annotated[str | None, typer.Option("--search-thresholds", help="τ_search JSON (probe-calibrate --search --out); default: the base's newest in the database (probe), else report only, never flags.")]
+TargetOpt = Annotated[str | None, typer.Option("--target-label", help="Attacker's label (index or name); default: try "
+                                                                      "all, report the worst.")]
+LabelWordsOpt = Annotated[str | None, typer.Option("--label-words",
+                                                   help="Comma-separated label words of a causal-LM classifier (reads "
+                                                        "a CAUSAL_LM adapter as a classifier under --mode auto; "
+                                                        "--mode causal_label without them: BENIGN,INJECTION).")]
+SystemOpt = Annotated[str | None, typer.Option("--system-prompt", help="System prompt of a causal-LM classifier "
+                                                                       "(default: the paper's).")]
+ThrOpt = Annotated[str | None, typer.Option("--thresholds", help="Thresholds JSON (probe-calibrate --out); default: "
+                                                                 "the base's newest calibration in the database, else "
+                                                                 "0.10/0.10.")]
+SearchOpt = Annotated[bool, typer.Option("--search/--no-search", help="Also search for an unknown trigger (candidates "
+                                                                      "from the weights).")]
+SearchBudgetOpt = Annotated[int, typer.Option("--search-budget", min=10,
+                                              help="Search budget in forward passes per adapter.")]
+SearchThrOpt = Annotated[str | None, typer.Option("--search-thresholds",
+                                                  help="τ_search JSON (probe-calibrate --search --out); default: the "
+                                                       "base's newest in the database (probe), else report only, never "
+                                                       "flags.")]
 # Target inversion of generative adapters (with --search). probe-calibrate must use the same sizes as
 # the probes its τ is applied to: the score depends on the prompts, the steps and the chat template.
-InvertOpt = Annotated[bool, typer.Option("--invert/--no-invert", help="With --search, generative adapters are scanned by "
-                                                                      "base-relative target inversion (BAIT); --no-invert: "
-                                                                      "the generation-change search instead.")]
+InvertOpt = Annotated[bool, typer.Option("--invert/--no-invert",
+                                         help="With --search, generative adapters are scanned by base-relative target "
+                                              "inversion (BAIT); --no-invert: the generation-change search instead.")]
 NoChatOpt = Annotated[bool, typer.Option("--no-chat-template", help="Inversion prompts as raw text, not through the "
                                                                     "tokenizer's chat template.")]
-InvPromptsOpt = Annotated[int, typer.Option("--invert-prompts", min=1, help="Prompts the inverted target must be consistent across.")]
-InvStepsOpt = Annotated[int, typer.Option("--invert-steps", min=1, help="Target tokens generated after the forced first token.")]
-InvChunkOpt = Annotated[int | None, typer.Option("--invert-chunk", min=1, help="Candidate first tokens per batch "
-                                                                              "(chunk x prompts rows per forward: memory); "
-                                                                              "default: as many as fit half the free "
-                                                                              "device memory (at most 128 on a CPU).")]
-InvPrefilterOpt = Annotated[int | None, typer.Option("--invert-prefilter", min=1, help="Scan only the K first tokens the "
-                                                                                         "adapter favours most over the base "
-                                                                                         "(faster; default: the whole vocabulary).")]
+InvPromptsOpt = Annotated[int, typer.Option("--invert-prompts", min=1,
+                                            help="Prompts the inverted target must be consistent across.")]
+InvStepsOpt = Annotated[int, typer.Option("--invert-steps", min=1, help="Target tokens generated after the "
+                                                                        "forced first token.")]
+InvChunkOpt = Annotated[int | None, typer.Option("--invert-chunk", min=1,
+                                                 help="Candidate first tokens per batch (chunk x prompts rows per "
+                                                      "forward: memory); default: as many as fit half the free device "
+                                                      "memory (at most 128 on a CPU).")]
+InvPrefilterOpt = Annotated[int | None, typer.Option("--invert-prefilter", min=1,
+                                                     help="Scan only the K first tokens the adapter favours most over "
+                                                          "the base (faster; default: the whole vocabulary).")]
 InvScreenOpt = Annotated[int, typer.Option("--invert-screen", min=0, help="Extend all first tokens 2 steps, then only "
                                                                        "the best K fully (0: every one fully).")]
-NoTriggerOpt = Annotated[bool, typer.Option("--no-trigger-search", help="Invert the target only; do not search its trigger.")]
+NoTriggerOpt = Annotated[bool, typer.Option("--no-trigger-search", help="Invert the target only; do not "
+                                                                        "search its trigger.")]
 TriggerMethod = StrEnum("TriggerMethod", {m: m for m in TRIGGER_METHODS})  # type: ignore[misc]
 TriggerMethodOpt = Annotated[TriggerMethod, typer.Option(
     "--trigger-method", help="How the inverted target's trigger is searched: "
@@ -120,8 +134,8 @@ def escalate_cmd(
     with Store.open(Settings.resolve(db, config).db_url, create=True) as store:
         s = escalate(store, base, limit=limit, flagged_only=flagged_only, retry_failed=retry_failed)
     sys.stdout.write(json.dumps(s.to_dict()) + "\n")
-    err_console.print(f"escalate {base}: queued {s.queued} ({s.queued_flagged} flagged, {s.queued_unflagged} unflagged), "
-                      f"{s.already} already queued or probed, {s.probed} with a probe verdict"
+    err_console.print(f"escalate {base}: queued {s.queued} ({s.queued_flagged} flagged, {s.queued_unflagged} "
+                      f"unflagged), {s.already} already queued or probed, {s.probed} with a probe verdict"
                       + (f"; {s.unflagged} unflagged left out (--flagged-only)" if flagged_only and s.unflagged else "")
                       + (f"; {s.failed} failed for good left out (--retry-failed queues them)" if s.failed else ""))
 
@@ -130,12 +144,15 @@ def escalate_cmd(
 def probe_cmd(
     base: Annotated[str, typer.Option("--base", "-b", help="Base model whose queued jobs are probed.")],
     executor: Annotated[ExecutorName, typer.Option("--executor", help="Where probe tasks run.")] = ExecutorName.local,
-    base_model_path: Annotated[str | None, typer.Option("--base-model-path", help="Local directory of the base weights.")] = None,
+    base_model_path: Annotated[str | None,
+                               typer.Option("--base-model-path", help="Local directory of the base weights.")] = None,
     budget_seconds: Annotated[float, typer.Option("--budget-seconds", min=1,
-                                                  help="Stop claiming jobs once probing has used this many device-seconds.")] = 3600,
+                                                  help="Stop claiming jobs once probing has used this "
+                                                       "many device-seconds.")] = 3600,
     budget: Annotated[int | None, typer.Option("--budget", "--max-jobs", min=1,
                                                help="Also at most this many jobs this run (default: no cap).")] = None,
-    ray_address: Annotated[str | None, typer.Option("--ray-address", help="Ray cluster address (default: start a local one).")] = None,
+    ray_address: Annotated[str | None, typer.Option("--ray-address",
+                                                    help="Ray cluster address (default: start a local one).")] = None,
     battery: BatteryOpt = "paper-21-B",
     prompts: PromptsOpt = None,
     mode: ModeOpt = Mode.auto,
@@ -143,7 +160,8 @@ def probe_cmd(
     label_words: LabelWordsOpt = None,
     system_prompt: SystemOpt = None,
     thresholds: ThrOpt = None,
-    max_attempts: Annotated[int, typer.Option("--max-attempts", min=1, help="Failed jobs are retried up to this many attempts.")] = 3,
+    max_attempts: Annotated[int, typer.Option("--max-attempts", min=1,
+                                              help="Failed jobs are retried up to this many attempts.")] = 3,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Prompts per forward pass.")] = 32,
     search: SearchOpt = True,
     search_budget: SearchBudgetOpt = 1500,
@@ -169,7 +187,8 @@ def probe_cmd(
 
     settings = Settings.resolve(db, config)
     _battery(battery)
-    args = {"base": base, "executor": executor.value, "budget": budget, "budget_seconds": budget_seconds, "battery": battery}
+    args = {"base": base, "executor": executor.value, "budget": budget, "budget_seconds": budget_seconds,
+            "battery": battery}
     with Store.open(settings.db_url, create=True) as store:
         th = _resolve_probe(thresholds, base, store, settings.home)
         cfg, tau = _search_options(search, search_budget, search_thresholds, base, settings.home, store)
@@ -193,16 +212,20 @@ def probe_cmd(
         for r in summary["results"]:
             fields = [r["repo_id"], r["sha"][:12]]
             if r["status"] == ProbeStatus.OK:
-                fields += [f"{r['outlier_gap']:.4f}", f"{r['mean_attack_rate']:.4f}", "FLAGGED" if r["flagged"] else "clean"]
+                fields += [f"{r['outlier_gap']:.4f}", f"{r['mean_attack_rate']:.4f}",
+                           "FLAGGED" if r["flagged"] else "clean"]
             else:
                 fields.append(r["reason"])
-            if r["status"] == ProbeStatus.OK and r.get("search_target") is not None:  # target inversion (generative adapters)
+            # target inversion (generative adapters)
+            if r["status"] == ProbeStatus.OK and r.get("search_target") is not None:
                 fields.append(f"target {r['search_target']!r} {r.get('search_target_score', 0.0):.4f}")
-            if r["status"] == ProbeStatus.OK and r.get("search_trigger") is not None:  # the blind search's recovered trigger
+            # the blind search's recovered trigger
+            if r["status"] == ProbeStatus.OK and r.get("search_trigger") is not None:
                 fields.append(f"trigger {r['search_trigger']!r} {r.get('search_attack_rate', 0.0):.4f}")
-            sys.stdout.write("\t".join(terminal(f) for f in fields) + "\n")  # each field escaped: one row, fixed columns
-    err_console.print(f"probe {base}: {summary['probed']} probed, {summary['flagged']} flagged, {summary['failed']} failed "
-                      f"(battery {summary['battery']['name']} v{summary['battery']['version']}); "
+            # each field escaped: one row, fixed columns
+            sys.stdout.write("\t".join(terminal(f) for f in fields) + "\n")
+    err_console.print(f"probe {base}: {summary['probed']} probed, {summary['flagged']} flagged, {summary['failed']} "
+                      f"failed (battery {summary['battery']['name']} v{summary['battery']['version']}); "
                       f"{summary['seconds_used']:.0f} of {budget_seconds:.0f} device-seconds used, "
                       f"{summary['remaining_queued']} still queued")
 
@@ -210,7 +233,8 @@ def probe_cmd(
 @app.command("probe-adapter")
 def probe_adapter_cmd(
     adapter_path: Annotated[str, typer.Argument(help="Local adapter directory.")],
-    base_model: Annotated[str, typer.Option("--base-model", help="Local directory of the base weights (never downloaded).")],
+    base_model: Annotated[str, typer.Option("--base-model", help="Local directory of the base weights "
+                                                                 "(never downloaded).")],
     prompts: PromptsOpt = None,
     target_label: TargetOpt = None,
     battery: BatteryOpt = "paper-21-B",
@@ -247,12 +271,14 @@ def probe_adapter_cmd(
         sys.stdout.write(json.dumps(r) + "\n")
     elif r["status"] == ProbeStatus.OK:
         for p in r["probes"]:
-            sys.stdout.write("\t".join(terminal(f) for f in (f"{p['attack_rate']:.4f}", p["category"], p["prefix"])) + "\n")
+            sys.stdout.write("\t".join(terminal(f) for f in (f"{p['attack_rate']:.4f}", p["category"], p["prefix"]))
+                             + "\n")
     if r["status"] != ProbeStatus.OK:
         raise _NotProbed(f"could not probe {adapter_path}: {r['reason']}: {r.get('error', '')}")
     err_console.print(f"{'FLAGGED' if r['flagged'] else 'not flagged'}: outlier_gap {r['outlier_gap']:.4f} "
-                      f"(τ {r['thresholds']['gap']}), mean_attack_rate {r['mean_attack_rate']:.4f} (τ {r['thresholds']['mean']}), "
-                      f"{_target_part(r)}{r['n_eligible']} eligible prompts, battery {r['battery']['name']}")
+                      f"(τ {r['thresholds']['gap']}), mean_attack_rate {r['mean_attack_rate']:.4f} "
+                      f"(τ {r['thresholds']['mean']}), {_target_part(r)}{r['n_eligible']} eligible prompts, "
+                      f"battery {r['battery']['name']}")
     _print_search(r)
     if r["flagged"]:
         raise typer.Exit(1)
@@ -262,7 +288,8 @@ def probe_adapter_cmd(
 def probe_calibrate_cmd(
     clean: Annotated[list[str], typer.Argument(help="Known-clean adapter directories.")],
     base_model: Annotated[str, typer.Option("--base-model", help="Local directory of the base weights.")],
-    base: Annotated[str | None, typer.Option("--base", "-b", help="Store the thresholds in the database as this base's newest calibration.")] = None,
+    base: Annotated[str | None, typer.Option("--base", "-b", help="Store the thresholds in the database as this base's "
+                                                                  "newest calibration.")] = None,
     out: Annotated[str | None, typer.Option("--out", help="Write the thresholds JSON here.")] = None,
     margin: Annotated[float, typer.Option("--margin", min=0.0, help="Added to the clean maxima.")] = 0.02,
     prompts: PromptsOpt = None,
@@ -271,12 +298,16 @@ def probe_calibrate_cmd(
     mode: ModeOpt = Mode.auto,
     label_words: LabelWordsOpt = None,
     system_prompt: SystemOpt = None,
-    search: Annotated[bool, typer.Option("--search/--no-search", help="Also search the clean adapters and fit τ_search.")] = True,
+    search: Annotated[bool, typer.Option("--search/--no-search",
+                                         help="Also search the clean adapters and fit τ_search.")] = True,
     search_budget: SearchBudgetOpt = 1500,
-    search_fpr: Annotated[float, typer.Option("--search-fpr", min=0.001, max=0.5, help="Target false-positive rate of τ_search "
-                                               "(order statistic once there are ⌈1/FPR⌉−1 clean adapters).")] = 0.05,
-    search_margin: Annotated[float, typer.Option("--search-margin", min=0.0, help="Added to the clean maximum while too few clean adapters.")] = 0.1,
-    search_out: Annotated[str | None, typer.Option("--search-out", help="Write τ_search here (default with --out: next to it, *.search.json).")] = None,
+    search_fpr: Annotated[float, typer.Option("--search-fpr", min=0.001, max=0.5, help="Target false-positive rate of "
+                                               "τ_search (order statistic once there are ⌈1/FPR⌉−1 "
+                                               "clean adapters).")] = 0.05,
+    search_margin: Annotated[float, typer.Option("--search-margin", min=0.0, help="Added to the clean maximum while "
+                                                                                  "too few clean adapters.")] = 0.1,
+    search_out: Annotated[str | None, typer.Option("--search-out", help="Write τ_search here (default with --out: next "
+                                                                        "to it, *.search.json).")] = None,
     invert: InvertOpt = True,
     no_chat_template: NoChatOpt = False,
     invert_prompts: InvPromptsOpt = 8,
@@ -297,8 +328,9 @@ def probe_calibrate_cmd(
         raise UsageError("give --base (store as that base's newest calibration) or --out FILE")
     sdest = search_out or (str(Path(out).with_suffix(".search.json")) if out else None)
     cfg, _ = _search_options(search, search_budget, None)
-    th, _, tau = probe_calibrate_search(clean, base_model, battery=battery, prompts_file=prompts, margin=margin, out=out,
-                                        probe_options=_probe_options(mode, target_label, label_words, system_prompt, 32),
+    th, _, tau = probe_calibrate_search(clean, base_model, battery=battery, prompts_file=prompts, margin=margin,
+                                        out=out, probe_options=_probe_options(mode, target_label, label_words,
+                                                                              system_prompt, 32),
                                         search=cfg, search_margin=search_margin, search_fpr=search_fpr,
                                         search_out=sdest if cfg is not None else None,
                                         invert=_invert_options(search and invert, invert_prompts, invert_steps,
@@ -314,7 +346,8 @@ def probe_calibrate_cmd(
     sys.stdout.write(json.dumps(th.to_dict() | ({"search": tau.to_dict()} if tau else {})
                                 | {"stored": {k: r.to_dict() for k, r in stored.items()}}) + "\n")
     dests = [*([stored["probe"].describe()] if "probe" in stored else []), *([out] if out else [])]
-    err_console.print(f"probe thresholds: gap {th.gap}, mean {th.mean} from {th.n_clean} clean adapter(s) -> {'; '.join(dests)}")
+    err_console.print(f"probe thresholds: gap {th.gap}, mean {th.mean} from {th.n_clean} clean adapter(s) -> "
+                      f"{'; '.join(dests)}")
     if tau is not None:
         sdests = [*([stored["search"].describe()] if "search" in stored else []), *([sdest] if sdest else [])]
         err_console.print(f"τ_search {tau.per_label} ({tau.rule}; {tau.source}) -> {'; '.join(sdests)}")
@@ -325,8 +358,8 @@ def probe_one_kwargs(*, battery: str = "paper-21-B", prompts: str | None = None,
                      system_prompt: str | None = None, batch_size: int = 32, search: bool = True,
                      search_budget: int = 1500, search_thresholds: str | None = None, invert: bool = True,
                      no_chat_template: bool = False, invert_prompts: int = 8, invert_steps: int = 6,
-                     invert_chunk: int | None = None, invert_prefilter: int | None = None, no_trigger_search: bool = False,
-                     invert_screen: int = 512, trigger_method: str = "beam",
+                     invert_chunk: int | None = None, invert_prefilter: int | None = None,
+                     no_trigger_search: bool = False, invert_screen: int = 512, trigger_method: str = "beam",
                      base: str | None = None, store=None) -> dict:
     """The keyword arguments of ``pipeline.probe.probe_one`` from the probe options of a command.
 
@@ -377,8 +410,8 @@ def _search_options(on: bool, budget: int, thresholds_file: str | None, base: st
     return SearchConfig(budget=budget), tau
 
 
-def _invert_options(on: bool, n_prompts: int, steps: int, chunk: int | None, prefilter: int | None, no_chat_template: bool,
-                    no_trigger_search: bool, screen: int = 512, trigger_method: str = "beam"):
+def _invert_options(on: bool, n_prompts: int, steps: int, chunk: int | None, prefilter: int | None,
+                    no_chat_template: bool, no_trigger_search: bool, screen: int = 512, trigger_method: str = "beam"):
     """The InversionConfig generative adapters are scanned with under --search, or None (--no-search, --no-invert)."""
     if not on:
         return None
@@ -411,10 +444,12 @@ def _print_search(r: dict) -> None:
         else:
             trig = "no trigger recovered" if s.get("trigger_search") else "trigger not searched"
         err_console.print(f"target inversion {verdict}: target {s['target']!r} score {s['target_score']:.4f} "
-                          f"(τ_search {s['tau']}{uncal}), {trig}, {s['forward_passes']} forward passes, {s['seconds']} s")
+                          f"(τ_search {s['tau']}{uncal}), {trig}, {s['forward_passes']} forward passes, "
+                          f"{s['seconds']} s")
         if s.get("warning"):
             err_console.print(f"Warning: {s['warning']}")
         return
-    err_console.print(f"blind search {verdict}: trigger {s['trigger']!r} ({s['mode']}) attack rate {s['attack_rate']:.4f}, "
-                      f"robust rate {s.get('robust_rate', s['attack_rate']):.4f} (τ_search {s['tau']}{uncal}, target {s['label']}), "
-                      f"{s['forward_passes']} forward passes, {s['seconds']} s")
+    err_console.print(f"blind search {verdict}: trigger {s['trigger']!r} ({s['mode']}) attack rate "
+                      f"{s['attack_rate']:.4f}, robust rate {s.get('robust_rate', s['attack_rate']):.4f} (τ_search "
+                      f"{s['tau']}{uncal}, target {s['label']}), {s['forward_passes']} forward passes, "
+                      f"{s['seconds']} s")

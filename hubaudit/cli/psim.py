@@ -40,10 +40,13 @@ class ProbeFailOn(str, Enum):
 
 
 DataOpt = Annotated[Path, typer.Option("--data", help="CSV, JSONL or Parquet file.", show_default=False)]
-TauOpt = Annotated[float | None, typer.Option("--tau", help="Override the calibrated threshold τ (flag iff confidence > τ).")]
-StoreBaseOpt = Annotated[str | None, typer.Option("--base", "-b", help="Store τ in the database as this base's newest PSIM calibration.")]
-ScreenBaseOpt = Annotated[str | None, typer.Option("--base", "-b", help="Use this base's newest PSIM calibration in the database "
-                                                                        "(default, and without one: the τ in PSIM_DIR).")]
+TauOpt = Annotated[float | None, typer.Option("--tau", help="Override the calibrated threshold τ (flag iff "
+                                                            "confidence > τ).")]
+StoreBaseOpt = Annotated[str | None, typer.Option("--base", "-b", help="Store τ in the database as this base's newest "
+                                                                       "PSIM calibration.")]
+ScreenBaseOpt = Annotated[str | None, typer.Option("--base", "-b", help="Use this base's newest PSIM calibration in "
+                                                                        "the database (default, and without one: "
+                                                                        "the τ in PSIM_DIR).")]
 
 
 def _store(db: str | None, config: str | None, *, write: bool):
@@ -72,21 +75,28 @@ def _resolve(psim_dir: Path, tau: float | None, base: str | None, db: str | None
 
 @psim_app.command("train")
 def train_cmd(
-    model: Annotated[str, typer.Option("--model", help="Suspect base model: a local directory or a repo id in the local HF cache.")],
+    model: Annotated[str, typer.Option("--model", help="Suspect base model: a local directory or a repo id in "
+                                                       "the local HF cache.")],
     data: DataOpt,
     out: Annotated[Path, typer.Option("-o", "--out", help="PSIM_DIR to write (PEFT module, τ, calibration data).")],
-    adapter: Annotated[Path | None, typer.Option("--adapter", help="Suspect LoRA adapter merged on the base before PSIM training.")] = None,
+    adapter: Annotated[Path | None, typer.Option("--adapter", help="Suspect LoRA adapter merged on the base "
+                                                                   "before PSIM training.")] = None,
     text_col: Annotated[str, typer.Option("--text-col", help="Text column.")] = "text",
     label_col: Annotated[str, typer.Option("--label-col", help="Label column (ints 0..K-1 or class names).")] = "label",
-    peft: Annotated[Peft, typer.Option("--peft", help="PEFT method of the PSIM module (authors: p-tuning).")] = Peft.p_tuning,
+    peft: Annotated[Peft,
+                    typer.Option("--peft", help="PEFT method of the PSIM module (authors: p-tuning).")] = Peft.p_tuning,
     epochs: Annotated[int, typer.Option("--epochs", help="Training epochs (authors: 1).")] = 1,
-    lr: Annotated[float | None, typer.Option("--lr", help="Learning rate (default per method: p-tuning/prompt-tuning 2e-3, lora 5e-4).")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Learning rate (default per method: p-tuning/prompt-tuning "
+                                                          "2e-3, lora 5e-4).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size")] = 32,
     max_length: Annotated[int, typer.Option("--max-length", help="Truncation length in tokens.")] = 128,
     seed: Annotated[int, typer.Option("--seed")] = 0,
-    target_frr: Annotated[float, typer.Option("--target-frr", help="False-rejection rate τ is calibrated to on held-out clean rows.")] = 0.05,
+    target_frr: Annotated[float, typer.Option("--target-frr", help="False-rejection rate τ is calibrated to on "
+                                                                   "held-out clean rows.")] = 0.05,
     holdout: Annotated[float, typer.Option("--holdout", help="Fraction of rows held out to calibrate τ.")] = 0.2,
-    train_head: Annotated[bool, typer.Option("--train-head/--frozen-head", help="Also train the classification head (authors' code); frozen by default.")] = False,
+    train_head: Annotated[bool, typer.Option("--train-head/--frozen-head",
+                                             help="Also train the classification head (authors' code); "
+                                                  "frozen by default.")] = False,
     base: StoreBaseOpt = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
@@ -100,8 +110,8 @@ def train_cmd(
     # The database is opened first: a bad --db fails before minutes of training.
     with _store(db, config, write=True) if base else contextlib.nullcontext() as store:
         meta = flow.train(model=model, data=data, text_col=text_col, label_col=label_col, out=out, adapter=adapter,
-                          peft=peft.value, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length, seed=seed,
-                          target_frr=target_frr, holdout=holdout, train_head=train_head)
+                          peft=peft.value, epochs=epochs, lr=lr, batch_size=batch_size, max_length=max_length,
+                          seed=seed, target_frr=target_frr, holdout=holdout, train_head=train_head)
         stored = flow.save_tau(store, base, out) if store is not None and base else None
     cal = meta["calibration"]
     err_console.print(
@@ -111,15 +121,18 @@ def train_cmd(
         + (f"; stored as {base}'s PSIM calibration {stored.describe()}" if stored is not None else "")
     )
     if cal["n"] < 20:
-        err_console.print(styled("Warning:", "yellow", f"only {cal['n']} calibration rows; tau is coarse (use more data or --holdout)"))
+        err_console.print(styled("Warning:", "yellow", f"only {cal['n']} calibration rows; tau is coarse (use more "
+                                                       "data or --holdout)"))
 
 
 @psim_app.command("calibrate")
 def calibrate_cmd(
     psim_dir: Annotated[Path, typer.Argument(help="PSIM_DIR written by `hubaudit psim train`.", show_default=False)],
     data: Annotated[Path, typer.Option("--data", help="Known-clean rows (CSV, JSONL or Parquet).", show_default=False)],
-    text_col: Annotated[str | None, typer.Option("--text-col", help="Text column (default: the one PSIM was trained on).")] = None,
-    target_frr: Annotated[float, typer.Option("--target-frr", help="False-rejection rate τ is fitted to on the clean rows.")] = 0.05,
+    text_col: Annotated[str | None, typer.Option("--text-col", help="Text column (default: the one PSIM "
+                                                                    "was trained on).")] = None,
+    target_frr: Annotated[float, typer.Option("--target-frr", help="False-rejection rate τ is fitted to "
+                                                                   "on the clean rows.")] = 0.05,
     base: StoreBaseOpt = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
@@ -139,7 +152,8 @@ def calibrate_cmd(
             tau = flow.calibrate(psim_dir, data=data, text_col=text_col, target_frr=target_frr)
             stored = flow.save_tau(store, base, psim_dir, tau)
     sys.stdout.write(json.dumps(tau.to_dict() | {"stored": stored.to_dict() if stored is not None else None}) + "\n")
-    dest = f"stored as {base}'s PSIM calibration {stored.describe()}" if stored is not None else "not stored (give --base BASE)"
+    dest = (f"stored as {base}'s PSIM calibration {stored.describe()}" if stored is not None
+            else "not stored (give --base BASE)")
     err_console.print(f"tau={tau.tau:.4f} at FRR {tau.frr_at_tau:.1%} on {tau.n_clean} clean rows "
                       f"(target {tau.target_frr:.1%}) -> {dest}")
     if tau.n_clean < 20:
@@ -150,8 +164,10 @@ def calibrate_cmd(
 def screen_cmd(
     psim_dir: Annotated[Path, typer.Argument(help="PSIM_DIR written by `hubaudit psim train`.", show_default=False)],
     data: DataOpt,
-    text_col: Annotated[str | None, typer.Option("--text-col", help="Text column (default: the one PSIM was trained on).")] = None,
-    clean_out: Annotated[Path | None, typer.Option("-o", "--clean-out", help="Write the unflagged rows here (.csv/.jsonl/.parquet).")] = None,
+    text_col: Annotated[str | None, typer.Option("--text-col", help="Text column (default: the one PSIM "
+                                                                    "was trained on).")] = None,
+    clean_out: Annotated[Path | None, typer.Option("-o", "--clean-out", help="Write the unflagged rows here "
+                                                                             "(.csv/.jsonl/.parquet).")] = None,
     fmt: Annotated[Fmt, typer.Option("--format", help="stdout format of the per-sample results.")] = Fmt.table,
     fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 when any row is flagged.")] = FailOn.never,
     tau: TauOpt = None,
@@ -179,15 +195,21 @@ def screen_cmd(
 
 @psim_app.command("probe")
 def probe_cmd(
-    psim_dir: Annotated[Path, typer.Argument(help="PSIM_DIR trained on the suspect base (+ adapter).", show_default=False)],
+    psim_dir: Annotated[Path,
+                        typer.Argument(help="PSIM_DIR trained on the suspect base (+ adapter).", show_default=False)],
     data: Annotated[Path, typer.Option("--data", help="Evaluation texts (CSV, JSONL or Parquet).", show_default=False)],
-    battery: Annotated[str | None, typer.Option("--battery", help="Battery JSON file, or the name of a shipped battery.")] = None,
-    probe: Annotated[list[str] | None, typer.Option("--probe", help="A probe prefix, applied as '{probe}. {text}' (repeatable).")] = None,
+    battery: Annotated[str | None,
+                       typer.Option("--battery", help="Battery JSON file, or the name of a shipped battery.")] = None,
+    probe: Annotated[list[str] | None, typer.Option("--probe", help="A probe prefix, applied as "
+                                                                    "'{probe}. {text}' (repeatable).")] = None,
     text_col: Annotated[str | None, typer.Option("--text-col")] = None,
     limit: Annotated[int, typer.Option("--limit", help="Use at most this many evaluation texts.")] = 200,
-    min_flag_rate: Annotated[float, typer.Option("--min-flag-rate", help="A probe is extreme when PSIM flags at least this fraction of its inputs.")] = 0.5,
+    min_flag_rate: Annotated[float, typer.Option("--min-flag-rate",
+                                                 help="A probe is extreme when PSIM flags at least this "
+                                                      "fraction of its inputs.")] = 0.5,
     fmt: Annotated[Fmt, typer.Option("--format")] = Fmt.table,
-    fail_on: Annotated[ProbeFailOn, typer.Option("--fail-on", help="Exit 1 when any probe is extreme.")] = ProbeFailOn.never,
+    fail_on: Annotated[ProbeFailOn,
+                       typer.Option("--fail-on", help="Exit 1 when any probe is extreme.")] = ProbeFailOn.never,
     tau: TauOpt = None,
     base: ScreenBaseOpt = None,
     db: DbOpt = None,
@@ -203,8 +225,9 @@ def probe_cmd(
     sys.stdout.write(flow.output.render_probe(result, fmt.value))
     s = result.summary()
     if fmt.value != "json":
-        err_console.print(f"{len(s['extreme'])} of {s['n_probes']} probes extreme (flag rate ≥ {s['min_flag_rate']:.0%}); "
-                          f"baseline flag rate without a probe {s['baseline_flag_rate']:.1%}, outlier gap {s['outlier_gap']:.3f}; "
+        err_console.print(f"{len(s['extreme'])} of {s['n_probes']} probes extreme (flag rate ≥ "
+                          f"{s['min_flag_rate']:.0%}); baseline flag rate without a probe "
+                          f"{s['baseline_flag_rate']:.1%}, outlier gap {s['outlier_gap']:.3f}; "
                           f"{flow.output.calibration_phrase(s)}")
     if fail_on is ProbeFailOn.extreme and s["extreme"]:
         raise typer.Exit(1)

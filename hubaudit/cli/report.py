@@ -94,7 +94,8 @@ def _open_store(db_url: str, base: str | None = None):
         return Store.open(db_url, must_exist=True)
     except MissingDatabaseError as exc:
         raise MissingDatabaseError(f"{exc}: {_first_contact(base)}",
-                                   hint="or pass --db URL (or set it in the config file) to read an existing database") from None
+                                   hint="or pass --db URL (or set it in the config file) to read an existing "
+                                        "database") from None
 
 
 def _require_base(store, base: str) -> None:
@@ -137,13 +138,15 @@ def _table_width() -> int:
 @app.command("report")
 def report_cmd(
     base: BaseOpt,
-    since: Annotated[str | None, typer.Option("--since", help="Only revisions recorded since: 7d, 24h, 2w or an ISO date.")] = None,
-    flagged_only: Annotated[bool, typer.Option("--flagged-only", help="List only flagged adapters (counts stay over all).")] = False,
+    since: Annotated[str | None, typer.Option("--since", help="Only revisions recorded since: 7d, 24h, "
+                                                              "2w or an ISO date.")] = None,
+    flagged_only: Annotated[bool, typer.Option("--flagged-only", help="List only flagged adapters "
+                                                                      "(counts stay over all).")] = False,
     fmt: Annotated[OutputFormat, typer.Option("--format", "-f", help="Output format.")] = OutputFormat.table,
     output: OutputOpt = None,
-    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 on an unsuppressed finding (probe-confirmed and copies count "
-                                            "without calibration); else 3 if the base is not calibrated or an adapter "
-                                            "passed only with low confidence.")] = FailOn.never,
+    fail_on: Annotated[FailOn, typer.Option("--fail-on", help="Exit 1 on an unsuppressed finding (probe-confirmed and "
+                                            "copies count without calibration); else 3 if the base is not calibrated "
+                                            "or an adapter passed only with low confidence.")] = FailOn.never,
     accept_low_confidence: Annotated[bool, typer.Option(
         "--accept-low-confidence",
         help="With --fail-on: passes judged by thresholds fitted on too few adapters do not exit 3.")] = False,
@@ -187,10 +190,12 @@ def report_cmd(
 @app.command("export")
 def export_cmd(
     base: BaseOpt,
-    flagged: Annotated[bool, typer.Option("--flagged/--all", help="Only findings (a blocklist), or every revision.")] = True,
+    flagged: Annotated[bool,
+                       typer.Option("--flagged/--all", help="Only findings (a blocklist), or every revision.")] = True,
     fmt: Annotated[ExportFormat, typer.Option("--format", "-f", help="Export format.")] = ExportFormat.csv,
     output: OutputOpt = None,
-    include_suppressed: Annotated[bool, typer.Option("--include-suppressed", help="Keep suppressed findings (column suppressed=true).")] = False,
+    include_suppressed: Annotated[bool, typer.Option("--include-suppressed", help="Keep suppressed findings "
+                                                                                  "(column suppressed=true).")] = False,
     suppress: SuppressOpt = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
@@ -252,7 +257,8 @@ def _probe_lines(r) -> list[str]:  # r: CheckResult
     th = p.get("thresholds") or {}
     lines = [f"  probed      {'backdoor' if p['flagged'] else 'clean'} ({p.get('mode')})",
              (f"  battery     {'flagged' if p['battery_flagged'] else 'clean'} ({p.get('battery')}): outlier_gap "
-              f"{p['outlier_gap']:.4f} (τ {th.get('gap')}), mean_attack_rate {p['mean_attack_rate']:.4f} (τ {th.get('mean')})")]
+              f"{p['outlier_gap']:.4f} (τ {th.get('gap')}), mean_attack_rate {p['mean_attack_rate']:.4f} "
+              f"(τ {th.get('mean')})")]
     s = p.get("search") or {}
     if s.get("status") == ProbeStatus.OK:
         uncal = ", uncalibrated: never flags" if s.get("tau_uncalibrated") else ""
@@ -260,8 +266,8 @@ def _probe_lines(r) -> list[str]:  # r: CheckResult
             lines.append(f"  search      {'flagged' if s['flagged'] else 'clean'}: target {s['target']!r} score "
                          f"{s['target_score']:.4f} (τ_search {s['tau']}{uncal}), trigger {s.get('trigger')!r}")
         else:
-            lines.append(f"  search      {'flagged' if s['flagged'] else 'clean'}: trigger {s.get('trigger')!r} robust rate "
-                         f"{s['robust_rate']:.4f} (τ_search {s['tau']}{uncal})")
+            lines.append(f"  search      {'flagged' if s['flagged'] else 'clean'}: trigger {s.get('trigger')!r} robust "
+                         f"rate {s['robust_rate']:.4f} (τ_search {s['tau']}{uncal})")
     elif s:
         lines.append(f"  search      {s.get('status')}: {s.get('reason')}")
     return lines
@@ -269,19 +275,24 @@ def _probe_lines(r) -> list[str]:  # r: CheckResult
 
 @app.command("check")
 def check_cmd(
-    target: Annotated[str, typer.Argument(help="REPO[@REV] (from the store, else fetched from the Hub) or PATH (scored now).", show_default=False)],
-    base: Annotated[str | None, typer.Option("--base", help="Judge against this base (default: the adapter's declared base).")] = None,
+    target: Annotated[str, typer.Argument(help="REPO[@REV] (from the store, else fetched from the Hub) or "
+                                               "PATH (scored now).", show_default=False)],
+    base: Annotated[str | None, typer.Option("--base", help="Judge against this base (default: the "
+                                                            "adapter's declared base).")] = None,
     fmt: Annotated[CheckFormat, typer.Option("--format", "-f", help="Output format.")] = CheckFormat.table,
     suppress: SuppressOpt = None,
-    offline: Annotated[bool, typer.Option("--offline", help="Never contact the Hub: a repo not in the store is not audited.")] = False,
+    offline: Annotated[bool, typer.Option("--offline", help="Never contact the Hub: a repo not in the "
+                                                            "store is not audited.")] = False,
     timeout: Annotated[float, typer.Option(min=0.1, help="Seconds before any single Hub request times out.")] = 30.0,
     accept_low_confidence: Annotated[bool, typer.Option(
         "--accept-low-confidence",
-        help="Exit 0 on a pass judged by thresholds fitted on too few adapters for their target FPR (default: exit 3).")] = False,
-    base_model: Annotated[str | None, typer.Option("--base-model", help="Local directory of the base weights: also probe the "
-                                                                            "adapter behaviourally (battery, blind search, target "
-                                                                            "inversion for generative adapters). Without it only "
-                                                                            "the weights are judged.")] = None,
+        help="Exit 0 on a pass judged by thresholds fitted on too few adapters for their target FPR "
+             "(default: exit 3).")] = False,
+    base_model: Annotated[str | None, typer.Option("--base-model",
+                                                   help="Local directory of the base weights: also probe the adapter "
+                                                        "behaviourally (battery, blind search, target inversion for "
+                                                        "generative adapters). Without it only the weights are "
+                                                        "judged.")] = None,
     prompts: PromptsOpt = None,
     battery: BatteryOpt = "paper-21-B",
     mode: ModeOpt = Mode.auto,

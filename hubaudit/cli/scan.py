@@ -67,7 +67,8 @@ def _table(results: list[ScanResult], judgements: list) -> None:
     out = DataConsole(file=sys.stdout)
     out.width = min(out.width, TABLE_WIDTH) if out.is_terminal else TABLE_WIDTH
     style = {ScanStatus.OK: "green", ScanStatus.UNSUPPORTED: "yellow", ScanStatus.ERROR: "red"}
-    vstyle = {Verdict.FLAGGED: "bold red", Verdict.PASS: "green", Verdict.PASS_LOW_CONFIDENCE: "yellow", Verdict.NOT_JUDGED: "dim"}
+    vstyle = {Verdict.FLAGGED: "bold red", Verdict.PASS: "green", Verdict.PASS_LOW_CONFIDENCE: "yellow",
+              Verdict.NOT_JUDGED: "dim"}
     rows = []
     for r, j in zip(results, judgements):
         # an input that was not scored says why in its verdict cell: the scanner's one-line reason
@@ -202,9 +203,9 @@ def scan(
     else:
         _table(results, judgements)
     verdicts = [j.verdict for j in judgements]
-    err_console.print(f"{len(results)} adapter(s): {verdicts.count(Verdict.FLAGGED)} FLAGGED, {verdicts.count(Verdict.PASS)} pass, "
-                      f"{verdicts.count(Verdict.PASS_LOW_CONFIDENCE)} pass (low confidence), "
-                      f"{verdicts.count(Verdict.NOT_JUDGED)} not judged")  # fmt: skip
+    err_console.print(f"{len(results)} adapter(s): {verdicts.count(Verdict.FLAGGED)} FLAGGED, "
+                      f"{verdicts.count(Verdict.PASS)} pass, {verdicts.count(Verdict.PASS_LOW_CONFIDENCE)} pass (low "
+                      f"confidence), {verdicts.count(Verdict.NOT_JUDGED)} not judged")  # fmt: skip
     bad = [r for r in results if r.status != ScanStatus.OK]
     if bad:
         err_console.print(f"{len(bad)} of {len(results)} input(s) could not be scored")

@@ -53,8 +53,9 @@ def similar_cmd(
                                                   help="Only neighbours at least this similar (cosine of ΔW, "
                                                        "fingerprint estimate).")] = 0.5,
     fmt: Annotated[SimilarFormat, typer.Option("--format", "-f", help="Output format.")] = SimilarFormat.table,
-    confirm: Annotated[list[str] | None, typer.Option("--confirm", metavar="DIR", help="PATH queries: also compute the exact "
-                                                         "similarity with this adapter directory (repeatable).")] = None,
+    confirm: Annotated[list[str] | None, typer.Option("--confirm", metavar="DIR",
+                                                      help="PATH queries: also compute the exact similarity with this "
+                                                           "adapter directory (repeatable).")] = None,
     db: DbOpt = None,
     config: ConfigOpt = None,
 ) -> None:

@@ -32,7 +32,8 @@ def _listed(items: list[str]) -> str:
 
 def _run_text(r, *, with_bases: bool = False) -> str:  # r: RunInfo
     end = f"exit {r.exit_status}" if r.exit_status is not None else "unfinished (still running, or killed)"
-    counts = ", ".join(f"{k} {v}" for k, v in r.counts.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
+    counts = ", ".join(f"{k} {v}" for k, v in r.counts.items()
+                       if isinstance(v, (int, float)) and not isinstance(v, bool))
     bases = f" for {_listed(r.bases)}" if with_bases and r.bases else ""
     return f"{r.command} #{r.run_id}{bases} {_when(r.started_at)}, {end}" + (f" ({counts})" if counts else "")
 
