@@ -10,4 +10,5 @@ from __future__ import annotations
 from hubaudit.store.rows import AuditRow, BehaviourCalibrationRow, PopulationRow, ProbeJobRow, ThresholdSetRow
 from hubaudit.store.store import FINAL_STATUSES, REVISION_STATUSES, Store
 
-__all__ = ["Store", "AuditRow", "BehaviourCalibrationRow", "PopulationRow", "ProbeJobRow", "ThresholdSetRow", "FINAL_STATUSES", "REVISION_STATUSES"]
+__all__ = ["Store", "AuditRow", "BehaviourCalibrationRow", "PopulationRow", "ProbeJobRow", "ThresholdSetRow",
+           "FINAL_STATUSES", "REVISION_STATUSES"]

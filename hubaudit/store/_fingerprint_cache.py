@@ -127,7 +127,9 @@ def _db_identity(store: Store) -> str:
 
 def _cache_paths(store: Store, cache_dir: Path, base: str, version: str, key: str) -> tuple[Path, Path, str]:
     """(matrix file, ids file, the prefix every cache file of this database, base and version shares)."""
-    scope = hashlib.sha256(f"{_db_identity(store)}\0{base}\0{version}".encode("utf-8", "surrogateescape")).hexdigest()[:32]
+    scope = hashlib.sha256(
+        f"{_db_identity(store)}\0{base}\0{version}".encode("utf-8", "surrogateescape")
+    ).hexdigest()[:32]
     stem = f"{scope}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
     return cache_dir / f"{stem}.f32.npy", cache_dir / f"{stem}.ids.npz", scope
 

@@ -56,12 +56,14 @@ class AuditRepository:
         with self._core.read() as conn:
             return sorted(conn.scalars(select(BaseModel.name)).all())
 
-    def upsert_adapter(self, base: str, repo_id: str, *, meta: dict[str, Any] | None = None, source: str = "hub") -> int:
+    def upsert_adapter(self, base: str, repo_id: str, *, meta: dict[str, Any] | None = None,
+                       source: str = "hub") -> int:
         """Insert or refresh one adapter of ``base``; merges ``meta`` into what is stored. Returns its id."""
         with self._core.write() as conn:
             return self._upsert_adapters(conn, base, [(repo_id, meta)], source)[repo_id]
 
-    def upsert_adapters(self, base: str, items: list[tuple[str, dict[str, Any] | None]], *, source: str = "hub") -> None:
+    def upsert_adapters(self, base: str, items: list[tuple[str, dict[str, Any] | None]], *,
+                        source: str = "hub") -> None:
         """:meth:`upsert_adapter` for many ``(repo_id, meta)`` pairs in one transaction (a listing page).
 
         A re-crawl of an unchanged base is one upsert per listed adapter: done one at a time, that was
@@ -116,7 +118,8 @@ class AuditRepository:
         out: dict[tuple[str, str], str] = {}
         with self._core.read() as conn:
             for part in chunks(sorted({r for r, _ in wanted}), SQL_IN_CHUNK):
-                q = select(Revision.repo_id, Revision.sha, Revision.status).where(Revision.repo_id.in_(part)).order_by(Revision.id)
+                q = (select(Revision.repo_id, Revision.sha, Revision.status)
+                     .where(Revision.repo_id.in_(part)).order_by(Revision.id))
                 for row in conn.execute(q):  # ascending id: the newest row of a pair wins, as in revision_outcome
                     if (row.repo_id, row.sha) in wanted:
                         out[(row.repo_id, row.sha)] = row.status
@@ -127,7 +130,8 @@ class AuditRepository:
         with self._core.write() as conn:
             bid = self._core.base_id(conn, base)
             rows = conn.execute(
-                select(Adapter.id, Adapter.repo_id).where(Adapter.base_id == bid, Adapter.source == "hub", Adapter.removed.is_(False))
+                select(Adapter.id, Adapter.repo_id)
+                .where(Adapter.base_id == bid, Adapter.source == "hub", Adapter.removed.is_(False))
             ).all()
             gone = [r for r in rows if r.repo_id not in present_repo_ids]
             for part in chunks([r.id for r in gone], SQL_IN_CHUNK):
@@ -138,7 +142,8 @@ class AuditRepository:
         """The stored listing metadata of one adapter, plus author/source/first_seen/last_seen/removed."""
         with self._core.read() as conn:
             row = conn.execute(
-                select(Adapter).join(BaseModel, BaseModel.id == Adapter.base_id).where(BaseModel.name == base, Adapter.repo_id == repo_id)
+                select(Adapter).join(BaseModel, BaseModel.id == Adapter.base_id)
+                .where(BaseModel.name == base, Adapter.repo_id == repo_id)
             ).mappings().first()
         if row is None:
             return None
@@ -150,7 +155,8 @@ class AuditRepository:
         """The stored status of (repo_id, sha), or None if never seen (see FINAL_STATUSES)."""
         with self._core.read() as conn:
             return conn.scalar(
-                select(Revision.status).where(Revision.repo_id == repo_id, Revision.sha == sha).order_by(Revision.id.desc()).limit(1)
+                select(Revision.status).where(Revision.repo_id == repo_id, Revision.sha == sha)
+                .order_by(Revision.id.desc()).limit(1)
             )
 
     def record_revision(
@@ -200,7 +206,8 @@ class AuditRepository:
         ins = self._core.insert(Revision)
         rev_cols = ("status", "reason", "error", "files", "declared_base", "provenance", "recorded_at")
         conn.execute(
-            ins.on_conflict_do_update(index_elements=["adapter_id", "sha"], set_={c: ins.excluded[c] for c in rev_cols}),
+            ins.on_conflict_do_update(index_elements=["adapter_id", "sha"],
+                                      set_={c: ins.excluded[c] for c in rev_cols}),
             rev_rows,
         )
         rev_ids = self._revision_ids(conn, [(r["adapter_id"], r["sha"]) for r in rev_rows])
@@ -294,14 +301,17 @@ class AuditRepository:
     def find_revision(self, repo_id: str, sha: str | None = None) -> AuditRow | None:
         """The audit row of ``repo_id`` at ``sha`` (None: its latest revision); None if unknown."""
         with self._core.read() as conn:
-            q = select(Revision.id, BaseModel.name, BaseModel.id.label("bid")).join(Adapter, Adapter.id == Revision.adapter_id)
+            q = (select(Revision.id, BaseModel.name, BaseModel.id.label("bid"))
+                 .join(Adapter, Adapter.id == Revision.adapter_id))
             q = q.join(BaseModel, BaseModel.id == Adapter.base_id).where(Revision.repo_id == repo_id)
             if sha is not None:
                 q = q.where(Revision.sha == sha)
             hit = conn.execute(q.order_by(Revision.id.desc()).limit(1)).first()
             if hit is None:
                 return None
-            r = conn.execute(self._audit_select(conn, hit.name, hit.bid).where(Revision.id == hit.id)).mappings().first()
+            r = conn.execute(
+                self._audit_select(conn, hit.name, hit.bid).where(Revision.id == hit.id)
+            ).mappings().first()
             return _row(hit.name, r) if r is not None else None
 
     def probe_confirmed(self, base: str) -> list[int]:
@@ -313,29 +323,34 @@ class AuditRepository:
                 return []
             last = select(func.max(ProbeResult.id).label("pid")).group_by(ProbeResult.revision_id).subquery()
             q = (select(ProbeResult.revision_id).join(last, last.c.pid == ProbeResult.id)
-                 .join(Revision, Revision.id == ProbeResult.revision_id).join(Adapter, Adapter.id == Revision.adapter_id)
-                 .where(Adapter.base_id == bid, ProbeResult.flagged.is_(True)).order_by(ProbeResult.revision_id))  # fmt: skip
+                 .join(Revision, Revision.id == ProbeResult.revision_id)
+                 .join(Adapter, Adapter.id == Revision.adapter_id)
+                 .where(Adapter.base_id == bid, ProbeResult.flagged.is_(True))
+                 .order_by(ProbeResult.revision_id))  # fmt: skip
             return [int(r) for r in conn.scalars(q)]
 
     def module_norms(self, revision_id: int) -> list[dict[str, Any]]:
         """Per-module statistics (ModuleStat.to_dict()) of a scored revision; [] if none."""
         with self._core.read() as conn:
             norms = conn.scalar(
-                select(WeightScore.module_norms).where(WeightScore.revision_id == revision_id).order_by(WeightScore.id.desc()).limit(1)
+                select(WeightScore.module_norms).where(WeightScore.revision_id == revision_id)
+                .order_by(WeightScore.id.desc()).limit(1)
             )
         return unpack_modules(norms)
 
     def _audit_select(self, conn: Any, base: str, bid: int) -> Select[Any]:
         active = conn.execute(
-            select(ThresholdSet.id, ThresholdSet.featureset_version).where(ThresholdSet.base_id == bid, ThresholdSet.active.is_(True))
+            select(ThresholdSet.id, ThresholdSet.featureset_version)
+            .where(ThresholdSet.base_id == bid, ThresholdSet.active.is_(True))
         ).first()
         ts_id = active.id if active else None
         fv = active.featureset_version if active else FEATURESET_VERSION
-        last_probe = select(func.max(ProbeResult.id).label("pid"), ProbeResult.revision_id).group_by(ProbeResult.revision_id).subquery()
+        last_probe = (select(func.max(ProbeResult.id).label("pid"), ProbeResult.revision_id)
+                      .group_by(ProbeResult.revision_id).subquery())
         return (
             select(
-                Revision.id.label("revision_id"), Revision.repo_id, Revision.sha, Revision.status, Revision.reason, Revision.error,
-                Revision.declared_base, Revision.provenance, Revision.files, Revision.recorded_at,
+                Revision.id.label("revision_id"), Revision.repo_id, Revision.sha, Revision.status, Revision.reason,
+                Revision.error, Revision.declared_base, Revision.provenance, Revision.files, Revision.recorded_at,
                 Adapter.first_seen, Adapter.last_seen, Adapter.removed, Adapter.author, Adapter.meta, Adapter.source,
                 WeightScore.score, WeightScore.features, WeightScore.stratum, WeightScore.featureset_version,
                 Verdict.flagged, Verdict.breakdown, Verdict.threshold_set_id,
@@ -389,11 +404,12 @@ def _row(base: str, r: Any) -> AuditRow:
     if r["probe_result"] is not None:
         probe = dict(r["probe_result"]) | {"flagged": r["probe_flagged"], "created_at": r["probe_at"].isoformat()}
     return AuditRow(
-        revision_id=r["revision_id"], base=base, repo_id=r["repo_id"], sha=r["sha"], status=r["status"], reason=r["reason"],
-        error=r["error"], score=r["score"], features=dict(r["features"] or {}), stratum=r["stratum"],
-        featureset_version=r["featureset_version"], flagged=r["flagged"], breakdown=r["breakdown"],
-        threshold_set_id=r["threshold_set_id"], first_seen=r["first_seen"], last_seen=r["last_seen"],
-        recorded_at=r["recorded_at"], downloads=meta.get("downloads"), likes=meta.get("likes"), removed=bool(r["removed"]),
+        revision_id=r["revision_id"], base=base, repo_id=r["repo_id"], sha=r["sha"], status=r["status"],
+        reason=r["reason"], error=r["error"], score=r["score"], features=dict(r["features"] or {}),
+        stratum=r["stratum"], featureset_version=r["featureset_version"], flagged=r["flagged"],
+        breakdown=r["breakdown"], threshold_set_id=r["threshold_set_id"], first_seen=r["first_seen"],
+        last_seen=r["last_seen"], recorded_at=r["recorded_at"], downloads=meta.get("downloads"),
+        likes=meta.get("likes"), removed=bool(r["removed"]),
         author=r["author"], declared_base=r["declared_base"], provenance=dict(r["provenance"] or {}),
         files=list(r["files"] or []), meta=meta, probe=probe, source=r["source"],
     )  # fmt: skip

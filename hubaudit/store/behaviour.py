@@ -47,11 +47,12 @@ class BehaviourCalibrationRepository:
                                                                            BehaviourCalibration.kind == k.value)
             version = (conn.scalar(latest) or 0) + 1
             now = utcnow()
-            values = dict(base_id=bid, kind=k.value, version=version, thresholds=doc, source=source, n_clean=int(n_clean),
-                          fingerprint=thresholds_fingerprint(doc), created_at=now)  # fmt: skip
+            values = dict(base_id=bid, kind=k.value, version=version, thresholds=doc, source=source,
+                          n_clean=int(n_clean), fingerprint=thresholds_fingerprint(doc), created_at=now)  # fmt: skip
             new_id = int(conn.execute(table_of(BehaviourCalibration).insert().values(**values)
                                       .returning(BehaviourCalibration.id)).scalar_one())  # fmt: skip
-        return BehaviourCalibrationRow(new_id, base, k.value, version, doc, source, int(n_clean), values["fingerprint"], now)
+        return BehaviourCalibrationRow(new_id, base, k.value, version, doc, source, int(n_clean),
+                                       values["fingerprint"], now)
 
     def behaviour_calibration(self, base: str, kind: str) -> BehaviourCalibrationRow | None:
         """The calibration of ``base`` and ``kind`` in force (its newest version); None: never calibrated."""

@@ -44,7 +44,8 @@ class CalibrationRepository:
             latest = (
                 select(func.max(Revision.id).label("rid"))
                 .join(Adapter, Adapter.id == Revision.adapter_id)
-                .join(WeightScore, and_(WeightScore.revision_id == Revision.id, WeightScore.featureset_version == featureset_version))
+                .join(WeightScore, and_(WeightScore.revision_id == Revision.id,
+                                        WeightScore.featureset_version == featureset_version))
                 .where(Adapter.base_id == bid, Adapter.removed.is_(False), Revision.status == "scored")
                 .group_by(Revision.adapter_id)
                 .subquery()
@@ -53,7 +54,8 @@ class CalibrationRepository:
                 select(Revision.id, Revision.repo_id, Revision.sha, WeightScore.stratum, WeightScore.score,
                        WeightScore.id.label("score_id"), WeightScore.feature_digest, WeightScore.feature_vec)
                 .join(latest, latest.c.rid == Revision.id)
-                .join(WeightScore, and_(WeightScore.revision_id == Revision.id, WeightScore.featureset_version == featureset_version))
+                .join(WeightScore, and_(WeightScore.revision_id == Revision.id,
+                                        WeightScore.featureset_version == featureset_version))
                 .order_by(Revision.id)
             )  # fmt: skip
             with no_cyclic_gc():  # 100,000 rows and feature views, none in a cycle
@@ -141,12 +143,13 @@ class CalibrationRepository:
         ins = self._core.insert(WeightScore)
         stmt = ins.on_conflict_do_update(
             index_elements=["revision_id", "featureset_version"],
-            set_={c: ins.excluded[c] for c in ("score", "stratum", "features", "feature_digest", "feature_vec", "module_norms",
-                                                 "summary", "created_at")},
+            set_={c: ins.excluded[c] for c in ("score", "stratum", "features", "feature_digest", "feature_vec",
+                                               "module_norms", "summary", "created_at")},
         )  # fmt: skip
         for part in chunks(rows, BULK_CHUNK):
-            values = [dict(revision_id=r["revision_id"], featureset_version=featureset_version, score=clean_json(r["score"]),
-                           stratum=r["stratum"], **feature_columns(r["features"]), module_norms=r["packed"],
+            values = [dict(revision_id=r["revision_id"], featureset_version=featureset_version,
+                           score=clean_json(r["score"]), stratum=r["stratum"], **feature_columns(r["features"]),
+                           module_norms=r["packed"],
                            summary=clean_json(r["summary"] | {"featureset_version": featureset_version,
                                                               "rescored_from": r["featureset_version"]}),
                            created_at=now) for r in part]  # fmt: skip
@@ -178,17 +181,20 @@ class CalibrationRepository:
 
     def _threshold_sets(self, base: str, *, active_only: bool) -> list[ThresholdSetRow]:
         with self._core.read() as conn:
-            q = select(table_of(ThresholdSet), BaseModel.name.label("base")).join(BaseModel, BaseModel.id == ThresholdSet.base_id)
+            q = (select(table_of(ThresholdSet), BaseModel.name.label("base"))
+                 .join(BaseModel, BaseModel.id == ThresholdSet.base_id))
             q = q.where(BaseModel.name == base).order_by(ThresholdSet.version)
             if active_only:
                 q = q.where(ThresholdSet.active.is_(True))
             return [
-                ThresholdSetRow(t.id, t.base, t.version, t.method, t.featureset_version, t.n, t.strata, t.params, t.created_at, t.active)
+                ThresholdSetRow(t.id, t.base, t.version, t.method, t.featureset_version, t.n, t.strata, t.params,
+                                t.created_at, t.active)
                 for t in conn.execute(q)
             ]
 
-    def save_verdicts(self, threshold_set_id: int,
-                      verdicts: Sequence[tuple[int, bool | None, Mapping[str, Any] | VerdictBreakdown]]) -> None:  # fmt: skip
+    def save_verdicts(
+        self, threshold_set_id: int, verdicts: Sequence[tuple[int, bool | None, Mapping[str, Any] | VerdictBreakdown]],
+    ) -> None:  # fmt: skip
         """Store (revision_id, flagged, breakdown) verdicts under one threshold set (idempotent). A breakdown is
         its stored form (calibrate.judge_many's dicts, stored as they are) or a typed VerdictBreakdown.
 
@@ -201,7 +207,8 @@ class CalibrationRepository:
         ins = self._core.insert(Verdict)
         stmt = ins.on_conflict_do_update(
             index_elements=["revision_id", "threshold_set_id"],
-            set_={"flagged": ins.excluded.flagged, "breakdown": ins.excluded.breakdown, "created_at": ins.excluded.created_at},
+            set_={"flagged": ins.excluded.flagged, "breakdown": ins.excluded.breakdown,
+                  "created_at": ins.excluded.created_at},
         )
         cols = ("revision_id", "threshold_set_id", "flagged", "breakdown", "created_at")
         dialect = self._core.engine.dialect

@@ -89,7 +89,8 @@ def make_engine(url: str) -> Engine:
             from pathlib import Path
 
             Path(database).expanduser().parent.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, json_serializer=json_dumps, json_deserializer=json_loads)
+        engine = create_engine(parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+                               json_serializer=json_dumps, json_deserializer=json_loads)
         event.listen(engine, "connect", _setup_sqlite)
         event.listen(engine, "begin", _sqlite_begin)
         return engine

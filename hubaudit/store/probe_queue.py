@@ -58,7 +58,8 @@ class QueueRepository:
                         .returning(ProbeJob.id)
                     ).scalar()  # fmt: skip
                 if new_id is None:
-                    conn.execute(update(ProbeJob).where(ProbeJob.revision_id == revision_id, ProbeJob.status == "queued")
+                    conn.execute(update(ProbeJob)
+                                 .where(ProbeJob.revision_id == revision_id, ProbeJob.status == "queued")
                                  .values(priority=float(priority)))  # fmt: skip
                 out[revision_id] = int(new_id) if new_id is not None else None
         return out
@@ -73,12 +74,15 @@ class QueueRepository:
         claimed again by it."""
         now = utcnow()
         with self._core.write() as conn:
-            claimable = or_(ProbeJob.status == "queued", and_(ProbeJob.status == "running", ProbeJob.lease_expires_at < now))
+            claimable = or_(ProbeJob.status == "queued",
+                            and_(ProbeJob.status == "running", ProbeJob.lease_expires_at < now))
             q = select(ProbeJob.id).where(claimable)
             if after is not None:
-                q = q.where(or_(ProbeJob.priority < after[0], and_(ProbeJob.priority == after[0], ProbeJob.id > after[1])))
+                q = q.where(or_(ProbeJob.priority < after[0],
+                                and_(ProbeJob.priority == after[0], ProbeJob.id > after[1])))
             if base is not None:
-                q = (q.join(Revision, Revision.id == ProbeJob.revision_id).join(Adapter, Adapter.id == Revision.adapter_id)
+                q = (q.join(Revision, Revision.id == ProbeJob.revision_id)
+                     .join(Adapter, Adapter.id == Revision.adapter_id)
                      .join(BaseModel, BaseModel.id == Adapter.base_id).where(BaseModel.name == base))
             q = q.order_by(ProbeJob.priority.desc(), ProbeJob.id).limit(limit)
             ids = list(conn.scalars(q.with_for_update(skip_locked=True, of=ProbeJob)))
@@ -102,7 +106,8 @@ class QueueRepository:
             if rid is None:
                 raise KeyError(f"no probe job {job_id}")
             conn.execute(
-                update(ProbeJob).where(ProbeJob.id == job_id).values(status="done", lease_expires_at=None, updated_at=now, last_error=None)
+                update(ProbeJob).where(ProbeJob.id == job_id)
+                .values(status="done", lease_expires_at=None, updated_at=now, last_error=None)
             )
             flagged = result.get("flagged")
             conn.execute(

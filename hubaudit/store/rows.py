@@ -41,7 +41,8 @@ class ThresholdSetRow:
     @cached_property
     def threshold_set(self) -> ThresholdSet:
         """The typed view of the stored set (``featureset_version`` included)."""
-        return ThresholdSet.from_dict({"method": self.method, "n": self.n, "featureset_version": self.featureset_version,
+        return ThresholdSet.from_dict({"method": self.method, "n": self.n,
+                                       "featureset_version": self.featureset_version,
                                        "params": self.params, "strata": self.strata})  # fmt: skip
 
 

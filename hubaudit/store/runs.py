@@ -27,7 +27,8 @@ class RunLogRepository:
         """Record the end of a run, its counts and its exit status."""
         with self._core.write() as conn:
             conn.execute(
-                update(Run).where(Run.id == run_id).values(finished_at=utcnow(), counts=clean_json(counts), exit_status=exit_status)
+                update(Run).where(Run.id == run_id)
+                .values(finished_at=utcnow(), counts=clean_json(counts), exit_status=exit_status)
             )
 
     def runs(self, limit: int = 50) -> list[dict[str, Any]]:

@@ -66,7 +66,8 @@ class UTCDateTime(TypeDecorator[datetime]):
 
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}  # noqa: RUF012 - SQLAlchemy's name
+    # RUF012 (annotate mutable class attributes with ClassVar) does not apply: the name is SQLAlchemy's
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSON(), list[Any]: JSON()}  # noqa: RUF012
 
 
 class BaseModel(Base):
@@ -84,7 +85,8 @@ class Adapter(Base):
     __tablename__ = "adapters"
     __table_args__ = (UniqueConstraint("base_id", "repo_id"),)
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    base_id: Mapped[int] = mapped_column(ForeignKey("base_models.id", ondelete="CASCADE"))  # uq (base_id, repo_id) indexes it
+    # uq (base_id, repo_id) indexes it
+    base_id: Mapped[int] = mapped_column(ForeignKey("base_models.id", ondelete="CASCADE"))
     repo_id: Mapped[str] = mapped_column(String(1000), index=True)
     author: Mapped[str | None] = mapped_column(String(300))
     source: Mapped[str] = mapped_column(String(20))  # "hub" | "local"

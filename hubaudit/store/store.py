@@ -127,7 +127,8 @@ class Store:
         store = cls(engine)
         if store._core.dialect not in SUPPORTED_DIALECTS:
             engine.dispose()
-            raise StoreError(f"unsupported database {store._core.dialect!r}: use SQLite or PostgreSQL (postgresql+psycopg://)")
+            raise StoreError(f"unsupported database {store._core.dialect!r}: use SQLite or PostgreSQL "
+                             "(postgresql+psycopg://)")
         try:
             if must_exist and not create and migrate.is_empty(engine):
                 raise MissingDatabaseError(f"the database at {store.url} is empty (no hubaudit tables)")
@@ -215,10 +216,12 @@ class Store:
     def bases(self) -> list[str]:
         return self.audit.bases()
 
-    def upsert_adapter(self, base: str, repo_id: str, *, meta: dict[str, Any] | None = None, source: str = "hub") -> int:
+    def upsert_adapter(self, base: str, repo_id: str, *, meta: dict[str, Any] | None = None,
+                       source: str = "hub") -> int:
         return self.audit.upsert_adapter(base, repo_id, meta=meta, source=source)
 
-    def upsert_adapters(self, base: str, items: list[tuple[str, dict[str, Any] | None]], *, source: str = "hub") -> None:
+    def upsert_adapters(self, base: str, items: list[tuple[str, dict[str, Any] | None]], *,
+                        source: str = "hub") -> None:
         return self.audit.upsert_adapters(base, items, source=source)
 
     def mark_removed(self, base: str, present_repo_ids: set[str]) -> list[str]:
@@ -238,8 +241,9 @@ class Store:
         files: list[dict[str, Any]] | None = None, declared_base: str | None = None,
         provenance: dict[str, Any] | None = None, scan: ScanResult | None = None,
     ) -> int:  # fmt: skip
-        return self.audit.record_revision(base=base, repo_id=repo_id, sha=sha, status=status, reason=reason, error=error,
-                                          files=files, declared_base=declared_base, provenance=provenance, scan=scan)  # fmt: skip
+        return self.audit.record_revision(base=base, repo_id=repo_id, sha=sha, status=status, reason=reason,
+                                          error=error, files=files, declared_base=declared_base, provenance=provenance,
+                                          scan=scan)  # fmt: skip
 
     def record_revisions_bulk(self, base: str, items: list[dict[str, Any]]) -> list[int]:
         return self.audit.record_revisions_bulk(base, items)
