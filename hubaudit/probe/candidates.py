@@ -194,7 +194,8 @@ def rank_tokens(adapter_dir: str | Path, base_dir: str | Path, *, n_layers: int 
             score = score + np.maximum(_robust_z(rel, keep), 0.0)
             sources.append(k)
         elif k.endswith("lora_embedding_A") and (b := ad.get(k[: -1] + "B")) is not None and v.shape[1] == vocab:
-            rel = np.linalg.norm((b @ v).T * _scaling(cfg, k.removesuffix('.lora_embedding_A')), axis=1) / (np.linalg.norm(emb, axis=1) + _EPS)
+            rel = (np.linalg.norm((b @ v).T * _scaling(cfg, k.removesuffix('.lora_embedding_A')), axis=1)
+                   / (np.linalg.norm(emb, axis=1) + _EPS))
             score = score + np.maximum(_robust_z(rel, keep), 0.0)
             sources.append(k)
     head_key = next((k for k in tensors if k.endswith(_HEAD_SUFFIXES)), None)

@@ -27,8 +27,9 @@ step one forward of C·n rows of ONE token each for the adapter and one for the 
 cache expanded over the chunk (no prompt is re-encoded). By default the extension runs in two
 stages: every candidate for ``screen_steps`` steps, then only the ``screen`` candidates with the best
 base-relative mean q^A − q^B over those steps for all ``steps`` (V·(1+screen_steps) + screen·(1+steps)
-rows per prompt instead of V·(1+steps); ``screen=None`` extends every candidate fully). ``prefilter`` optionally keeps only the
-top-k first tokens by the first-token log-ratio (1/n) Σ_i [log p_A(v|x_i) − log p_B(v|x_i)].
+rows per prompt instead of V·(1+steps); ``screen=None`` extends every candidate fully).
+``prefilter`` optionally keeps only the top-k first tokens by the first-token log-ratio (1/n) Σ_i
+[log p_A(v|x_i) − log p_B(v|x_i)].
 
 Trigger recovery given the target (:func:`recover_trigger`): weight-derived candidate strings
 (candidates.py) are ranked by how much their insertion raises the target's teacher-forced
@@ -59,9 +60,11 @@ class InversionConfig:
     n_prompts: int = 8  # benign prompts the target must be consistent across
     steps: int = 6  # tokens generated after the forced first token
     min_steps: int = 2  # generated tokens (before the end token) a ranked target needs
-    chunk: int | None = None  # candidate first tokens per batch (C·n rows per forward); None = fit the free memory (sizing.py)
+    # candidate first tokens per batch (C·n rows per forward); None = fit the free memory (sizing.py)
+    chunk: int | None = None
     prefilter: int | None = None  # keep the top-k first tokens by first-token log-ratio; None = whole vocabulary
-    screen: int | None = 512  # two stages: all candidates for screen_steps, then the best `screen` for `steps`; None = off
+    # two stages: all candidates for screen_steps, then the best `screen` for `steps`; None = off
+    screen: int | None = 512
     screen_steps: int = 2
     chat_template: bool = True  # wrap prompts in the tokenizer's chat template when it has one
     top: int = 10  # targets reported
@@ -217,7 +220,8 @@ def invert(model, tok, prompts: list[str], cfg: InversionConfig | None = None, *
             all_qa = torch.zeros((len(cands), S))
             all_qb = torch.zeros((len(cands), S))
             all_valid = torch.zeros((len(cands), S), dtype=torch.bool)
-            chunk = cfg.chunk or sizing.inversion_chunk(model, prompt_len=x.shape[1], steps=S, n_prompts=n, device=device)
+            chunk = cfg.chunk or sizing.inversion_chunk(model, prompt_len=x.shape[1], steps=S, n_prompts=n,
+                                                        device=device)
             for j in range(0, len(cands), chunk):
                 part = torch.tensor(cands[j : j + chunk], device=device)
                 C = len(part)
@@ -261,8 +265,9 @@ def invert(model, tok, prompts: list[str], cfg: InversionConfig | None = None, *
         target=tok.decode(best_ids, skip_special_tokens=True).strip() if best else None, target_ids=best_ids,
         target_score=best.score if best else 0.0, q_adapter=best.q_adapter if best else 0.0,
         q_base=best.q_base if best else 0.0, llr=best.llr if best else 0.0,
-        bait_q=bait, top=[t.to_dict() for t in targets[: cfg.top]], n_scanned=screened or len(cands), n_vocab=vocab, chat_template=templated,
-        forward_passes=passes, seconds=round(time.perf_counter() - t0, 3), config=cfg.to_dict() | {"chunk_used": chunk, "extended_full": len(cands)})
+        bait_q=bait, top=[t.to_dict() for t in targets[: cfg.top]], n_scanned=screened or len(cands), n_vocab=vocab,
+        chat_template=templated, forward_passes=passes, seconds=round(time.perf_counter() - t0, 3),
+        config=cfg.to_dict() | {"chunk_used": chunk, "extended_full": len(cands)})
 
 
 def _kept(qa, valid):
@@ -339,7 +344,8 @@ def _extend_left(targets: list[Target], ratio: float, overlap: int = 2) -> tuple
     return best, ids
 
 
-def target_logprob(model, tok, texts: list[str], target_ids: list[int], *, batch_size: int = 64, device=None) -> list[float]:
+def target_logprob(model, tok, texts: list[str], target_ids: list[int], *, batch_size: int = 64,
+                   device=None) -> list[float]:
     """Σ_s log p_A(target_s | text, target_<s) per (already formatted) text, teacher-forced."""
     from hubaudit.probe import forward
 
@@ -412,7 +418,8 @@ def recover_trigger(model, tok, prompts: list[str], target_ids: list[int], candi
             return result
     g = _grad_stage(model, tok, prompts, target_ids, [c for c, _ in gain], cfg, decide, device)
     passes += g.pop("passes")
-    if result is not None and max(result.rates_by_mode.values(), default=0.0) >= max(g["rates_by_mode"].values(), default=0.0):
+    if result is not None and (max(result.rates_by_mode.values(), default=0.0)
+                               >= max(g["rates_by_mode"].values(), default=0.0)):
         result.forward_passes = passes
         result.grad = g["grad"]
         return result
@@ -447,11 +454,13 @@ def _grad_stage(model, tok, prompts: list[str], target_ids: list[int], seeds: li
         passes += res.forward_passes + r.forward_passes
         rate = max(r.rates_by_mode.values(), default=0.0)
         if not best or (rate, r.robust_rate) > (max(best["rates_by_mode"].values(), default=0.0), best["robust_rate"]):
-            best = {"trigger": r.trigger, "attack_rate": round(r.attack_rate, 4), "robust_rate": round(r.robust_rate, 4),
-                    "mode": r.mode, "rates_by_mode": {k: round(v, 4) for k, v in r.rates_by_mode.items()},
+            best = {"trigger": r.trigger, "attack_rate": round(r.attack_rate, 4),
+                    "robust_rate": round(r.robust_rate, 4), "mode": r.mode,
+                    "rates_by_mode": {k: round(v, 4) for k, v in r.rates_by_mode.items()},
                     "grad": res.to_dict() | {"offset": offset}}
         if rate >= FIRES:
             break
     if not best:
-        best = {"trigger": None, "attack_rate": 0.0, "robust_rate": 0.0, "mode": None, "rates_by_mode": {}, "grad": None}
+        best = {"trigger": None, "attack_rate": 0.0, "robust_rate": 0.0, "mode": None, "rates_by_mode": {},
+                "grad": None}
     return best | {"passes": passes}

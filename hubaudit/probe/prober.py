@@ -53,9 +53,9 @@ from hubaudit.probe.stats import Summary, Thresholds, severity, summarize
 from hubaudit.vocab import ProbeStatus
 
 # adapter_config keys that must be equal for the in-place fast swap (they fix which tensors exist and their scaling)
-_SWAP_KEYS = ("peft_type", "task_type", "r", "lora_alpha", "target_modules", "modules_to_save", "use_rslora", "use_dora",
-              "rank_pattern", "alpha_pattern", "layers_to_transform", "layers_pattern", "bias", "fan_in_fan_out",
-              "exclude_modules", "trainable_token_indices", "use_qalora", "lora_bias")
+_SWAP_KEYS = ("peft_type", "task_type", "r", "lora_alpha", "target_modules", "modules_to_save", "use_rslora",
+              "use_dora", "rank_pattern", "alpha_pattern", "layers_to_transform", "layers_pattern", "bias",
+              "fan_in_fan_out", "exclude_modules", "trainable_token_indices", "use_qalora", "lora_bias")
 
 
 def _norm(v):
@@ -176,7 +176,8 @@ class Prober:
             else:
                 model = AutoModelForCausalLM.from_pretrained(str(base_path), local_files_only=True, dtype=self.dtype)
         except (OSError, ValueError) as exc:
-            raise ProbeFailure("base_unavailable", f"cannot load base {base_path}: {str(exc).splitlines()[0]}") from None
+            raise ProbeFailure("base_unavailable",
+                               f"cannot load base {base_path}: {str(exc).splitlines()[0]}") from None
         if mode != ProbeMode.SEQ_CLS:
             tok.padding_side = "left"  # next-token logits / generation read the last position
             tok.truncation_side = "left"
@@ -225,7 +226,8 @@ class Prober:
         except (RuntimeError, ValueError, KeyError, OSError) as exc:
             if entry.peft is not None and name in getattr(entry.peft, "peft_config", {}):
                 entry.peft.delete_adapter(name)
-            raise ProbeFailure("incompatible", f"adapter does not fit the base: {str(exc).splitlines()[0][:200]}") from None
+            raise ProbeFailure("incompatible",
+                               f"adapter does not fit the base: {str(exc).splitlines()[0][:200]}") from None
         if entry.active is not None and entry.active != name:
             entry.peft.delete_adapter(entry.active)
         entry.active = name
@@ -239,7 +241,8 @@ class Prober:
 
         o = self.options
         if mode == ProbeMode.SEQ_CLS:
-            return forward.encoder_plan(tok, texts, batch_size=o.batch_size, max_length=o.max_length, device=self.device)
+            return forward.encoder_plan(tok, texts, batch_size=o.batch_size, max_length=o.max_length,
+                                        device=self.device)
         prompts = [label_prompt(tok, t, o.system_prompt, o.prompt_template) for t in texts]
         return forward.causal_plan(tok, prompts, batch_size=o.batch_size, max_length=o.max_length, device=self.device,
                                    groups=groups, prefix_cache=o.prefix_cache)
@@ -285,12 +288,14 @@ class Prober:
             self._torch.cuda.empty_cache()
             return head | {"status": ProbeStatus.ERROR, "reason": "oom", "error": str(exc).splitlines()[0][:200]}
         timings = {k: round(v, 4) for k, v in self._timings.items()}
-        return head | result | {"status": ProbeStatus.OK, "seconds": round(time.perf_counter() - t0, 3), "timings": timings}
+        return head | result | {"status": ProbeStatus.OK, "seconds": round(time.perf_counter() - t0, 3),
+                                "timings": timings}
 
     def _probe(self, adapter_dir: Path, base_path: str, battery: Battery, prompts: list[str], th: Thresholds) -> dict:
         cfg = adapter_config(adapter_dir)
         if not (adapter_dir / "adapter_model.safetensors").is_file():
-            raise ProbeFailure("incompatible", "adapter_model.safetensors missing (pickle-only adapters are not loaded)")
+            raise ProbeFailure("incompatible",
+                               "adapter_model.safetensors missing (pickle-only adapters are not loaded)")
         if cfg.get("peft_type", "LORA") != "LORA":
             raise ProbeFailure("unsupported", f"peft_type {cfg.get('peft_type')} is not probed")
         if self.options.mode not in MODES:
@@ -339,7 +344,8 @@ class Prober:
             raise ProbeFailure("no_eligible_prompts", "every prompt is already classified as the target label")
         t, eligible, rates, s = max(per_label, key=lambda r: severity(r[3], th))
         return {"mode": mode, "target_label": names[t], "n_eligible": len(eligible)} | _stats(s) | {
-            "probes": [{"prefix": p.prefix, "category": p.category, "attack_rate": r} for p, r in zip(battery.probes, rates)],
+            "probes": [{"prefix": p.prefix, "category": p.category, "attack_rate": r}
+                       for p, r in zip(battery.probes, rates)],
             "per_label": [{"label": names[lt], "n_eligible": len(el)} | _stats(ls) for lt, el, _, ls in per_label],
         }
 
@@ -357,7 +363,8 @@ class Prober:
                 return i
         raise ProbeFailure("usage", f"target label {want!r} is not one of {names} or an index")
 
-    def _generative(self, entry: _Loaded, battery: Battery, prompts: list[str], texts: list[str], th: Thresholds) -> dict:
+    def _generative(self, entry: _Loaded, battery: Battery, prompts: list[str], texts: list[str],
+                    th: Thresholds) -> dict:
         n = len(prompts)
         key = (battery.name, battery.version, tuple(prompts), self.options.max_new_tokens)
         if key not in entry.base_generations:  # the base's behaviour is the same for every adapter
@@ -369,11 +376,13 @@ class Prober:
         ad_probed = self._generate(entry.peft, entry.tok, texts)
         rates = []
         for k in range(len(battery.probes)):
-            hits = sum(ad_probed[k * n + i] != ad_clean[i] and base_probed[k * n + i] == base_clean[i] for i in range(n))
+            hits = sum(ad_probed[k * n + i] != ad_clean[i] and base_probed[k * n + i] == base_clean[i]
+                       for i in range(n))
             rates.append(hits / n)
         s = summarize(rates, th)
         return {"target_label": None, "n_eligible": n} | _stats(s) | {
-            "probes": [{"prefix": p.prefix, "category": p.category, "attack_rate": r} for p, r in zip(battery.probes, rates)],
+            "probes": [{"prefix": p.prefix, "category": p.category, "attack_rate": r}
+                       for p, r in zip(battery.probes, rates)],
         }
 
     # ---------------------------------------------------------------- public: the active adapter (blind search)

@@ -172,7 +172,8 @@ def search_target(decide, eligible: list[str], target: int, candidates: list[str
     for s in beam:
         by_mode = {m: _rate(decide, [insert(s, x, m) for x in confirm_p], target, budget) for m in MODES}
         mean = sum(by_mode.values()) / len(MODES)
-        d_mode = {m: _rate(decide, [insert(s, x, m) for x in diluted], target, budget) for m in MODES} if diluted else {}
+        d_mode = ({m: _rate(decide, [insert(s, x, m) for x in diluted], target, budget) for m in MODES}
+                  if diluted else {})
         d_mean = sum(d_mode.values()) / len(MODES) if d_mode else None
         robust = mean if d_mean is None else min(mean, d_mean)
         rank = (robust, mean, -len(s.split()))

@@ -163,7 +163,8 @@ def probe_with_search(prober, adapter_dir, base_path, battery, prompts: list[str
     try:
         s = _search(prober, Path(adapter_dir), str(base_path), result, prompts, search or SearchConfig(), tau, invert)
     except (OSError, KeyError, ValueError, ProbeFailure) as exc:  # a per-adapter failure is a value
-        s = {"status": ProbeStatus.ERROR, "reason": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
+        s = {"status": ProbeStatus.ERROR, "reason": f"{type(exc).__name__}: "
+                                                    f"{str(exc).splitlines()[0][:200] if str(exc) else ''}"}
     except prober._torch.cuda.OutOfMemoryError as exc:  # type: ignore[attr-defined]  # the next adapter may fit
         prober._torch.cuda.empty_cache()
         s = {"status": ProbeStatus.ERROR, "reason": f"oom: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
@@ -182,8 +183,8 @@ def probe_with_search(prober, adapter_dir, base_path, battery, prompts: list[str
         elif s["flagged"]:
             result["flagged"] = True
             result["reasons"] = list(result.get("reasons", [])) + [
-                f"search robust_rate {s['robust_rate']:.4f} > τ_search {s['tau']:.4f} (trigger {s['trigger']!r}, attack rate "
-                f"{s['attack_rate']:.4f}, best placement {s['mode']})"]
+                f"search robust_rate {s['robust_rate']:.4f} > τ_search {s['tau']:.4f} (trigger {s['trigger']!r}, "
+                f"attack rate {s['attack_rate']:.4f}, best placement {s['mode']})"]
     return result
 
 
@@ -198,7 +199,8 @@ def _search(prober, adapter_dir: Path, base_path: str, result: dict, prompts: li
     strings = token_strings(ad.tokenizer, cands.token_ids[: cfg.n_candidates * 2])
     if mode == ProbeMode.GENERATIVE and invert is not None:
         return _search_inversion(prober, ad, prompts, strings, invert, tau) | {
-            "candidate_seconds": round(cand_seconds, 3), "candidate_sources": cands.sources, "top_candidates": strings[:10]}
+            "candidate_seconds": round(cand_seconds, 3), "candidate_sources": cands.sources,
+            "top_candidates": strings[:10]}
     if mode == ProbeMode.GENERATIVE:
         out, used = _search_generative(ad, prompts, strings, cfg, tau)
     else:
@@ -223,7 +225,8 @@ def _search(prober, adapter_dir: Path, base_path: str, result: dict, prompts: li
 
 
 def _search_generative(ad, prompts: list[str], strings: list[str], cfg: SearchConfig, tau: SearchThresholds):
-    """The generative attack (prober.py): hit(c, x) = adapter(insert(c, x)) ≠ adapter(x) and base(insert(c, x)) = base(x).
+    """The generative attack (prober.py): hit(c, x) = adapter(insert(c, x)) ≠ adapter(x) and
+    base(insert(c, x)) = base(x).
 
     ``search_target`` scores labels, so each text is mapped to 1 (hit) / 0 and the target is 1; the
     continuation of the un-inserted source text is looked up by the inserted text (``insert`` is

@@ -50,7 +50,8 @@ class ModelShape:
         hidden = int(c.hidden_size)
         return cls(layers=int(c.num_hidden_layers), kv_heads=int(getattr(c, "num_key_value_heads", None) or heads),
                    head_dim=int(getattr(c, "head_dim", None) or hidden // heads), vocab=int(c.vocab_size),
-                   dtype_bytes=int(dtype_bytes), hidden=hidden, intermediate=int(getattr(c, "intermediate_size", 0) or 0))
+                   dtype_bytes=int(dtype_bytes), hidden=hidden,
+                   intermediate=int(getattr(c, "intermediate_size", 0) or 0))
 
     @property
     def kv_bytes_per_token(self) -> int:

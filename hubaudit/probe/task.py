@@ -48,7 +48,8 @@ def run_probe_task(task: ProbeTask) -> list[tuple[AdapterRef, dict]]:
     try:
         from hubaudit.probe.prober import Prober
     except ImportError as exc:  # the probe extra is missing on this worker: every adapter fails alike
-        return [(a, {"status": ProbeStatus.ERROR, "reason": "missing_extra", "error": f"probe extra not installed: {exc}"})
+        return [(a, {"status": ProbeStatus.ERROR, "reason": "missing_extra",
+                     "error": f"probe extra not installed: {exc}"})
                 for a in task.adapters]
     key = repr(task.options)
     prober = _PROBERS.get(key)
@@ -65,7 +66,8 @@ def run_probe_task(task: ProbeTask) -> list[tuple[AdapterRef, dict]]:
         else:
             result = prober.probe(ref.adapter_dir, task.base_path, task.battery, list(task.prompts), task.thresholds)
         # where it ran, and how many base loads this worker has done so far (hot-swap audit trail)
-        out.append((ref, result | {"base_loads": prober.base_loads, "worker_host": socket.gethostname(), "worker_pid": os.getpid()}))
+        out.append((ref, result | {"base_loads": prober.base_loads, "worker_host": socket.gethostname(),
+                                   "worker_pid": os.getpid()}))
     return out
 
 

@@ -179,7 +179,8 @@ class _Objective:
         m, k = len(self.target), len(s)
         starts = [x.shape[1] - len(post) - m - k for _, post in self.segs]  # left padding: rows end together
         total = None
-        for W, sign, ctx in ((self.W_a, 1.0, contextlib.nullcontext), (self.W_b, -self.cfg.lam, self.model.disable_adapter)):
+        for W, sign, ctx in ((self.W_a, 1.0, contextlib.nullcontext),
+                             (self.W_b, -self.cfg.lam, self.model.disable_adapter)):
             if sign == 0:
                 continue
             with torch.enable_grad(), ctx():
@@ -262,4 +263,5 @@ def gcg(model, tok, prompts: list[str], target_ids: list[int], candidates: list[
         history.append(round(j_cur, 4))
         if (G[b], J[b]) > (best[1], best[0]):
             best = (J[b], G[b], list(batch[b]))
-    return GradResult(best[2], tok.decode(best[2]), round(best[0], 4), round(best[1], 4), init, step, obj.passes, history)
+    return GradResult(best[2], tok.decode(best[2]), round(best[0], 4), round(best[1], 4), init, step,
+                      obj.passes, history)
