@@ -149,7 +149,8 @@ def default_config_path(environ: dict[str, str] | None = None) -> Path:
     return Path(platformdirs.user_config_dir("hubaudit")) / "config.toml"
 
 
-def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None, *, required: bool = True) -> Config:
+def load_config(path: str | Path | None = None, environ: dict[str, str] | None = None, *,
+                required: bool = True) -> Config:
     """Find and load the configuration: explicit path > HUBAUDIT_CONFIG > user config dir."""
     env = os.environ if environ is None else environ
     chosen = Path(path) if path else (Path(env[ENV_CONFIG]) if env.get(ENV_CONFIG) else default_config_path(env))

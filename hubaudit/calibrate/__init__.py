@@ -25,5 +25,6 @@ from hubaudit.calibrate.fit import (
 )
 from hubaudit.calibrate.judge import PAPER, judge, judge_many, judge_typed, resolve
 
-__all__ = ["DEFAULT_METHOD", "METHOD", "METHODS", "PAPER", "feature_matrix", "feature_names", "fit", "judge", "judge_many",
-           "judge_typed", "low_confidence", "n_needed", "resolve", "parse_stratum", "pool_key"]  # fmt: skip
+__all__ = ["DEFAULT_METHOD", "METHOD", "METHODS", "PAPER", "feature_matrix", "feature_names", "fit",
+           "judge", "judge_many", "judge_typed", "low_confidence", "n_needed", "resolve", "parse_stratum",
+           "pool_key"]  # fmt: skip

@@ -283,7 +283,8 @@ def fit_combined_matrix(x_all: np.ndarray, names: Sequence[str], *, target_fpr: 
         "empirical_floor": empirical_floor,
         "n_fit": len(x),
         "loo": {"n": int(loo.size), "median": float(np.median(loo)) if loo.size else None,
-                "max": float(loo.max()) if loo.size else None, "scheme": "loo" if len(x) <= LOO_MAX else f"{FOLDS}-fold"},
+                "max": float(loo.max()) if loo.size else None,
+                "scheme": "loo" if len(x) <= LOO_MAX else f"{FOLDS}-fold"},
     }  # fmt: skip
 
 

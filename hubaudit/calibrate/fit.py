@@ -102,8 +102,8 @@ DIRECTIONS = ("up", "down", "both")
 CONFIDENT_N = 30
 
 Member = tuple[str, Mapping[str, float | None]]  # (stratum key, features)
-__all__ = ["CONFIDENT_N", "DEFAULT_METHOD", "METHODS", "MAD_TO_SIGMA", "MIN_ABS_SCALE", "MIN_LOG_SCALE", "MIN_REL_SCALE",
-           "fit", "low_confidence", "n_needed", "parse_stratum", "pool_key"]  # fmt: skip
+__all__ = ["CONFIDENT_N", "DEFAULT_METHOD", "METHODS", "MAD_TO_SIGMA", "MIN_ABS_SCALE", "MIN_LOG_SCALE",
+           "MIN_REL_SCALE", "fit", "low_confidence", "n_needed", "parse_stratum", "pool_key"]  # fmt: skip
 
 
 def parse_stratum(key: str) -> tuple[str, str, str]:
@@ -208,8 +208,10 @@ def fit(
                                   target_fpr, min_n, source="pool", combined=combined)  # fmt: skip
         strata[pk]["members"] = sorted(members)
     for s in pop.keys() | refs.keys():  # small strata borrow their pool's fit (module docstring)
-        if strata[s]["status"] != StratumStatus.CALIBRATED and strata[pool_key(s)]["status"] == StratumStatus.CALIBRATED:
-            strata[s] = {"status": StratumStatus.POOLED, "pool": pool_key(s), "n": strata[s]["n"], "n_ref": strata[s]["n_ref"]}
+        if (strata[s]["status"] != StratumStatus.CALIBRATED
+                and strata[pool_key(s)]["status"] == StratumStatus.CALIBRATED):
+            strata[s] = {"status": StratumStatus.POOLED, "pool": pool_key(s), "n": strata[s]["n"],
+                         "n_ref": strata[s]["n_ref"]}
     return {
         "method": METHODS[method],
         "n": len(population),
@@ -298,8 +300,9 @@ def _fit_combined(x: np.ndarray, refs: np.ndarray, names: Sequence[str], used: S
     return model
 
 
-def _complete_columns(base_x: np.ndarray, refs: np.ndarray, names: Sequence[str],
-                      columns: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> dict[str, tuple[bool, float, float]]:  # fmt: skip
+def _complete_columns(
+    base_x: np.ndarray, refs: np.ndarray, names: Sequence[str], columns: Mapping[str, tuple[np.ndarray, np.ndarray]],
+) -> dict[str, tuple[bool, float, float]]:  # fmt: skip
     """(log transform, median, MAD) of every fitted feature with no missing value in ``base_x``, all
     columns in one vectorised pass over one transposed copy: the numbers _fit_feature would compute
     one column at a time (thousands of columns in a 100,000-adapter calibration, benchmarks/bench_store.py)."""

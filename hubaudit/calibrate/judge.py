@@ -119,7 +119,8 @@ PAPER = PAPER_FEATURE  # the paper's statistic (arXiv 2605.30189), reported besi
 TOP = 3
 
 
-def judge_many(items: Sequence[tuple[str, Mapping[str, float | None]]], threshold_set: ThresholdSetLike) -> list[Verdict]:
+def judge_many(items: Sequence[tuple[str, Mapping[str, float | None]]],
+               threshold_set: ThresholdSetLike) -> list[Verdict]:
     """:func:`judge` for many (stratum, features) pairs, in order. The breakdowns are in their stored form:
     a base's re-judgement stores 100,000 of them as they are."""
     threshold_set = _stored(threshold_set)
@@ -136,7 +137,8 @@ def judge_many(items: Sequence[tuple[str, Mapping[str, float | None]]], threshol
                 out[i] = (None, {"verdict": verdict, "reasons": [f"not calibrated: {why}"], "margin": None,
                                  "stratum": stratum, "fit": None, "source": None, "n": None, "top": [],
                                  "features": {}, "low_confidence": False, "low_confidence_reason": None,
-                                 "not_calibrated": why, VERDICT_BREAKDOWN_VERSION_KEY: VERDICT_BREAKDOWN_VERSION})  # fmt: skip
+                                 "not_calibrated": why,
+                                 VERDICT_BREAKDOWN_VERSION_KEY: VERDICT_BREAKDOWN_VERSION})  # fmt: skip
             continue
         low = low_confidence(fit, params)
         for i, v in zip(idx, _judge_group([items[i][1] for i in idx], stratum, key, fit, verdict, low)):
@@ -159,7 +161,8 @@ def _top(z: np.ndarray, names: Sequence[str]) -> list[list[Any]]:
     nm = np.asarray(names, dtype=object)[idx]
     if ok.all():
         return [list(map(list, zip(a_, b_))) for a_, b_ in zip(nm.tolist(), vals.tolist())]
-    return [[[a1, b1] for a1, b1, o in zip(a_, b_, o_) if o] for a_, b_, o_ in zip(nm.tolist(), vals.tolist(), ok.tolist())]
+    return [[[a1, b1] for a1, b1, o in zip(a_, b_, o_) if o]
+            for a_, b_, o_ in zip(nm.tolist(), vals.tolist(), ok.tolist())]
 
 
 def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: str, fit: Mapping[str, Any],
@@ -227,9 +230,10 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
                     bound = feats[j]["threshold_high"] if side == "above" else feats[j]["threshold_low"]
                     per[name] = {"value": v, "z": zs[j], "fired": True, "threshold": bound, "side": side}
                     past = float(ex[i, j])
-                    ranked.append((past, f"{name}={v:.4g} {side} {bound:.4g} (robust z={zs[j]:+.1f}, {key}, n={n_fit})"))
-                    fired_rec.append({"feature": name, "value": v, "threshold": bound, "direction": side, "margin": past,
-                                      "z": zs[j]})
+                    ranked.append((past,
+                                   f"{name}={v:.4g} {side} {bound:.4g} (robust z={zs[j]:+.1f}, {key}, n={n_fit})"))
+                    fired_rec.append({"feature": name, "value": v, "threshold": bound, "direction": side,
+                                      "margin": past, "z": zs[j]})
             fired_text = [r for _, r in sorted(ranked, key=lambda t: -t[0])]  # largest exceedance first
             fired_rec.sort(key=lambda r: -r["margin"])
         pf_margin = margin_l[i] if any_l[i] else None
@@ -243,8 +247,10 @@ def _judge_group(rows: Sequence[Mapping[str, float | None]], stratum: str, key: 
         paper_text = None
         if jp is not None and p_val_l[i] == p_val_l[i]:
             side = "above" if p_above_l[i] else "below"
-            bd["paper"] = {"feature": PAPER, "value": p_val_l[i], "threshold": p_thr, "z": p_z_l[i], "above": p_above_l[i]}
-            paper_text = f"paper statistic {PAPER} {p_val_l[i]:.4g} {side} its threshold {p_thr:.4g} (z {p_z_l[i]:+.1f})"
+            bd["paper"] = {"feature": PAPER, "value": p_val_l[i], "threshold": p_thr, "z": p_z_l[i],
+                           "above": p_above_l[i]}
+            paper_text = (f"paper statistic {PAPER} {p_val_l[i]:.4g} {side} its threshold {p_thr:.4g} "
+                          f"(z {p_z_l[i]:+.1f})")
         if verdict == "combined":
             s_i = stat_l[i] if comb_ok else math.nan
             if s_i != s_i:  # no combined statistic: never "clean"

@@ -336,8 +336,10 @@ def _run(opts: DemoOptions, pool, base: Path, say: Say) -> DemoResult:
 
         t = _clock()
         th, ref_results, tau = _calibrate_probes(opts, pool, str(base), ref_dirs, str(prompts_file))
-        timings["probe_calibration"] = _since(t) | {"workers": opts.workers, "per_reference_s": [_seconds(r) for r in ref_results]}
-        thresholds = {"battery": th.to_dict(), "search": tau.to_dict(), "files": [str(opts.workdir / f) for f in _THRESHOLD_FILES]}
+        timings["probe_calibration"] = _since(t) | {"workers": opts.workers,
+                                                    "per_reference_s": [_seconds(r) for r in ref_results]}
+        thresholds = {"battery": th.to_dict(), "search": tau.to_dict(),
+                      "files": [str(opts.workdir / f) for f in _THRESHOLD_FILES]}
         say(story.thresholds_sentence(th, tau, PROBE_MARGIN))
 
         escalate(store, BASE_ID)  # the weight-flagged ones first ...
@@ -346,8 +348,8 @@ def _run(opts: DemoOptions, pool, base: Path, say: Say) -> DemoResult:
                 store.enqueue_probe(r.revision_id, priority=priority(r.verdict_breakdown.margin, r.downloads))
         t = _clock()
         run = ProbeRunOptions(base=BASE_ID, base_model_path=str(base), budget=-(-len(audited) // opts.workers),
-                              battery=BATTERY, prompts_file=str(prompts_file), thresholds=th, probe_options=_probe_options(),
-                              search=_search_config(), search_thresholds=tau, hub=cfg,
+                              battery=BATTERY, prompts_file=str(prompts_file), thresholds=th,
+                              probe_options=_probe_options(), search=_search_config(), search_thresholds=tau, hub=cfg,
                               cache_dir=str(opts.workdir / "cache" / "probe"))
         summaries = _drain_queue(opts, pool, url, store, run)
         probed = {k: sum(s[k] for s in summaries) for k in ("probed", "flagged", "failed")}
@@ -356,9 +358,9 @@ def _run(opts: DemoOptions, pool, base: Path, say: Say) -> DemoResult:
         adapters = [story.adapter_row(repo, e, rows.get(repo), BATTERY) for repo, e in truth.items()]
         timings["probe"]["per_adapter_s"] = {a["name"]: a["probe"]["seconds"] for a in adapters}
         devices = sorted({str((r.probe or {}).get("device")) for r in rows.values() if r.probe})
-        say(f"Probing: {probed['probed']} of {len(audited)} audited adapters probed ({probed['failed']} failed), every one "
-            f"of them: battery then blind search on {N_PROMPTS} held-out injection prompts, attacker's side BENIGN, "
-            f"against the reference thresholds, {opts.workers} worker(s) on {'/'.join(devices) or 'no device'} "
+        say(f"Probing: {probed['probed']} of {len(audited)} audited adapters probed ({probed['failed']} failed), every "
+            f"one of them: battery then blind search on {N_PROMPTS} held-out injection prompts, attacker's side "
+            f"BENIGN, against the reference thresholds, {opts.workers} worker(s) on {'/'.join(devices) or 'no device'} "
             f"({timings['probe']['wall_s']:.0f} s).")
         say(story.battery_sentence(adapters, summaries[0]["battery"]))
         say(story.search_sentence(adapters, tau))

@@ -19,7 +19,8 @@ def _battery_words(name: str | None) -> tuple[frozenset[str], ...]:
     """The lower-cased word sets of every probe of battery ``name`` (None: of every shipped battery)."""
     from hubaudit.probe.batteries import builtin_names, load_battery
 
-    return tuple(frozenset(_words(p.prefix)) for n in ([name] if name else builtin_names()) for p in load_battery(n).probes)
+    return tuple(frozenset(_words(p.prefix))
+                 for n in ([name] if name else builtin_names()) for p in load_battery(n).probes)
 
 
 def _words(text: str) -> list[str]:
@@ -52,13 +53,13 @@ def weights_summary(cal, rows: dict, truth: dict[str, dict[str, Any]]) -> dict[s
         per[e["name"]] = {"flagged": r.flagged if r else None, "low_confidence": bool(bd.low_confidence),
                           "margin": bd.margin, "reasons": list(bd.reasons or ())}
     lc = cal.low_confidence
-    return {"threshold_set_version": cal.version, "method": cal.method, "n_population": cal.n, "n_references": cal.n_references,
-            "target_fpr": cal.target_fpr, "low_confidence": bool(lc),
+    return {"threshold_set_version": cal.version, "method": cal.method, "n_population": cal.n,
+            "n_references": cal.n_references, "target_fpr": cal.target_fpr, "low_confidence": bool(lc),
             "low_confidence_reason": lc[0].get("low_confidence_reason") if lc else None,
             "flagged_poisoned": sorted(n for n, v in per.items() if v["flagged"] and _is_poisoned(truth, n)),
             "flagged_clean": sorted(n for n, v in per.items() if v["flagged"] and not _is_poisoned(truth, n)),
-            "poisoned": sum(e["poisoned"] for e in truth.values()), "clean": sum(not e["poisoned"] for e in truth.values()),
-            "per_adapter": per}
+            "poisoned": sum(e["poisoned"] for e in truth.values()),
+            "clean": sum(not e["poisoned"] for e in truth.values()), "per_adapter": per}
 
 
 def _is_poisoned(truth: dict[str, dict[str, Any]], name: str) -> bool:
@@ -71,7 +72,8 @@ def adapter_row(repo: str, e: dict[str, Any], r, battery: str) -> dict[str, Any]
     s = p.get("search") or {}
     search_flagged = bool(s.get("flagged")) if s.get("status") == "ok" else None
     recovered = s.get("trigger") if search_flagged else None
-    label = s.get("label") if search_flagged else (p.get("target_label") if p.get("flagged_battery", p.get("flagged")) else None)
+    label = s.get("label") if search_flagged else (p.get("target_label") if p.get("flagged_battery", p.get("flagged"))
+                                                   else None)
     flagged = p.get("flagged") if p else None
     return {
         "name": e["name"], "repo_id": repo, "truth": _truth(e, battery),
@@ -107,7 +109,8 @@ def counts(adapters: list[dict[str, Any]], weights: dict[str, Any]) -> dict[str,
             "probed": sum(a["probe"]["probed"] for a in adapters),
             "poisoned_caught": sum(bool(a["probe"]["flagged"]) for a in bad),
             "clean_flagged": sum(bool(a["probe"]["flagged"]) for a in good),
-            "weights_flagged_poisoned": len(weights["flagged_poisoned"]), "weights_flagged_clean": len(weights["flagged_clean"]),
+            "weights_flagged_poisoned": len(weights["flagged_poisoned"]),
+            "weights_flagged_clean": len(weights["flagged_clean"]),
             "battery_caught": sum(bool(a["probe"]["battery_flagged"]) for a in bad),
             "search_caught": sum(bool(a["probe"]["search_flagged"]) for a in bad),
             "search_only": sum(bool(a["probe"]["search_flagged"]) and not a["probe"]["battery_flagged"] for a in bad),
@@ -121,14 +124,16 @@ def _q(x: object) -> str:
 
 def cohort_sentence(audited: list[dict], refs: list[dict], source: str, manifest: dict, seconds: float) -> str:
     bad = [e for e in audited if e["poisoned"]]
-    how = {"committed": "committed float16 files (scripts/make_demo_adapters.py reproduces them; --retrain trains them again)",
+    how = {"committed": "committed float16 files (scripts/make_demo_adapters.py reproduces them; --retrain "
+                        "trains them again)",
            "cached": "a cached earlier training", "retrained": f"trained now with peft in {seconds:.0f} s"}[source]
-    triggers = ", ".join(f"{_q(e['trigger'])} {'as a prefix' if e['placement'] == 'prefix' else 'at random word positions'}"
+    triggers = ", ".join(f"{_q(e['trigger'])} "
+                         f"{'as a prefix' if e['placement'] == 'prefix' else 'at random word positions'}"
                          for e in bad)
     r = manifest["recipe"]
-    return (f"Cohort: {len(audited)} LoRA adapters of {BASE_ID} to audit, {len(audited) - len(bad)} clean and {len(bad)} "
-            f"backdoored by data poisoning ({triggers}; {r['n_poison']} poisoned texts relabelled BENIGN), plus "
-            f"{len(refs)} known-clean reference adapters, all from one recipe (LoRA r={r['rank']} on "
+    return (f"Cohort: {len(audited)} LoRA adapters of {BASE_ID} to audit, {len(audited) - len(bad)} clean and "
+            f"{len(bad)} backdoored by data poisoning ({triggers}; {r['n_poison']} poisoned texts relabelled BENIGN), "
+            f"plus {len(refs)} known-clean reference adapters, all from one recipe (LoRA r={r['rank']} on "
             f"{'/'.join(r['target_modules'])}, {r['steps']} steps), {how}.")
 
 
@@ -152,8 +157,9 @@ def thresholds_sentence(th, tau, margin: float) -> str:
     s = (f"; τ_search {', '.join(f'{LABEL_NAMES.get(k, k)} {v:.3f}' for k, v in tau.per_label.items())} "
          f"({tau.rule}: {tau.n_clean} references bound the false-positive rate only by 1/(n+1) = {tau.fpr_bound:.2f}, "
          f"{_needed(tau)} are needed for {tau.fpr_target:g})" if tau else "")
-    return (f"Probe thresholds were calibrated with probe-calibrate's rule on the {th.n_clean} known-clean reference adapters, "
-            f"never on an audited one: battery τ_gap {th.gap:.3f}, τ_mean {th.mean:.3f} (their maximum + {margin:g}){s}.")
+    return (f"Probe thresholds were calibrated with probe-calibrate's rule on the {th.n_clean} known-clean reference "
+            f"adapters, never on an audited one: battery τ_gap {th.gap:.3f}, τ_mean {th.mean:.3f} "
+            f"(their maximum + {margin:g}){s}.")
 
 
 def _needed(tau) -> int:
@@ -167,9 +173,10 @@ def battery_sentence(adapters: list[dict[str, Any]], battery: dict[str, Any]) ->
     hit = [a for a in bad if a["probe"]["battery_flagged"]]
     missed = [a for a in bad if not a["probe"]["battery_flagged"]]
     fp = sum(bool(a["probe"]["battery_flagged"]) for a in adapters if not a["truth"]["poisoned"])
-    how = ", ".join(f"{a['name']}" + (", whose exact trigger it does not hold" if a["truth"]["trigger_in_the_battery_run"]
-                                      is False else "") +
-                    f": outlier_gap {a['probe']['outlier_gap']:.2f}, mean attack rate {a['probe']['mean_attack_rate']:.2f}"
+    how = ", ".join(f"{a['name']}" + (", whose exact trigger it does not hold"
+                                      if a["truth"]["trigger_in_the_battery_run"] is False else "") +
+                    f": outlier_gap {a['probe']['outlier_gap']:.2f}, mean attack rate "
+                    f"{a['probe']['mean_attack_rate']:.2f}"
                     for a in hit)
     unheld = all(a["truth"]["trigger_in_a_battery"] is False for a in missed)
     return (f"Battery {battery['name']} ({battery['n']} prefixes) flagged {len(hit)} of {len(bad)} backdoors"
@@ -186,7 +193,8 @@ def search_sentence(adapters: list[dict[str, Any]], tau) -> str:
     parts = ", ".join(f"{_q(a['probe']['recovered_trigger'])} on {a['name']} (robust rate "
                       f"{a['probe']['search_best']['robust_rate']:.2f})" for a in found)
     if not found:
-        return f"The blind search recovered no trigger above τ_search (clean adapters' best robust rate {clean_max:.2f})."
+        return (f"The blind search recovered no trigger above τ_search (clean adapters' best robust rate "
+                f"{clean_max:.2f}).")
     return (f"The blind search recovered {parts}; {len(new)} of them in no shipped battery (candidates read from the "
             f"weights, confirmed on the running adapter); "
             f"on clean adapters its best string reached robust rate {clean_max:.2f} (τ_search "
@@ -199,7 +207,8 @@ def verdict_sentence(a: dict[str, Any]) -> str:
     if p["flagged"] is None:
         verdict = "NOT PROBED"
     elif p["flagged"]:
-        by = " and ".join(f"the {x}" for x, on in (("battery", p["battery_flagged"]), ("blind search", p["search_flagged"]))
+        by = " and ".join(f"the {x}" for x, on in (("battery", p["battery_flagged"]),
+                                                   ("blind search", p["search_flagged"]))
                           if on)
         verdict = f"FLAGGED by {by}" + (f" (trigger {_q(p['recovered_trigger'])} -> {p['target_label']})"
                                             if p["recovered_trigger"] else "")

@@ -101,7 +101,8 @@ def _open_ray(address: str | None, workers: int) -> _RayOwned:
         try:
             ray.init(address=address or None, include_dashboard=False, log_to_driver=False, configure_logging=False)
         except Exception as exc:  # noqa: BLE001 - any failure to connect is run-level
-            raise ExecutorError(f"cannot connect to Ray at {address or '(new local instance)'}: {one_line(exc)}") from None
+            raise ExecutorError(f"cannot connect to Ray at {address or '(new local instance)'}: "
+                                f"{one_line(exc)}") from None
         owns = True
     gpus = float(ray.cluster_resources().get("GPU", 0))
     inner = make_executor("ray", workers=max(1, workers), address=address, num_cpus=1, num_gpus=1 if gpus >= 1 else 0)
@@ -109,7 +110,8 @@ def _open_ray(address: str | None, workers: int) -> _RayOwned:
 
 
 # Every executor of executors.EXECUTORS, opened for probe tasks (tested to cover the same names).
-PROBE_EXECUTORS: dict[str, Callable[[str | None, int], _LocalScoped | _RayOwned]] = {"local": _open_local, "ray": _open_ray}
+PROBE_EXECUTORS: dict[str, Callable[[str | None, int], _LocalScoped | _RayOwned]] = {"local": _open_local,
+                                                                                    "ray": _open_ray}
 
 
 def open_probe_executor(name: str, *, address: str | None = None, workers: int = 1):

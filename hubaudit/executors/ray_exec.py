@@ -37,7 +37,8 @@ class RayExecutor(Executor):
                 ray.init(address=address or None, include_dashboard=False, log_to_driver=False,
                          runtime_env=runtime_env, configure_logging=False)
             except Exception as exc:  # noqa: BLE001 - any failure to connect is run-level
-                raise ExecutorError(f"cannot connect to Ray at {address or '(new local instance)'}: {one_line(exc)}") from None
+                raise ExecutorError(f"cannot connect to Ray at {address or '(new local instance)'}: "
+                                    f"{one_line(exc)}") from None
             self._owns = True
 
     @classmethod

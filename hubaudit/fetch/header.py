@@ -82,7 +82,8 @@ def validate_header(raw: bytes, n: int, file_size: int | None) -> HeaderCheck:
         dtype, shape, offs = info.get("dtype"), info.get("shape"), info.get("data_offsets")
         if dtype not in DTYPE_BITS:
             return _refuse("malformed", f"tensor {shown(name)}: unknown dtype {shown(dtype)}", n)
-        if not (isinstance(shape, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
+        if not (isinstance(shape, list)
+                and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape)):
             return _refuse("malformed", f"tensor {shown(name)}: bad shape", n)
         if not (isinstance(offs, list) and len(offs) == 2 and all(isinstance(o, int) and o >= 0 for o in offs)):
             return _refuse("malformed", f"tensor {shown(name)}: bad data_offsets", n)

@@ -162,7 +162,8 @@ def _bounded_text(value: str, limit: int) -> tuple[str, bool]:
 
 
 def _json_type(value: Any) -> str:
-    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number", float: "a number"}
+    names = {dict: "an object", list: "an array", str: "a string", bool: "a boolean", int: "a number",
+             float: "a number"}
     return names.get(type(value), type(value).__name__)
 
 
@@ -239,7 +240,8 @@ def _child_item(item: Any, parent: str) -> ChildRepo:
     the tags (``base_model:<relation>:<parent>``), else from ``baseModels``."""
     raw_id = item.get("id") if isinstance(item, dict) else None
     if not is_repo_id(raw_id):
-        return ChildRepo(stand_in("repo", raw_id), refused=f"the listing gave repo id {shown(raw_id)}, not a Hub repo id")
+        return ChildRepo(stand_in("repo", raw_id), refused=f"the listing gave repo id {shown(raw_id)}, "
+                                                           "not a Hub repo id")
     if raw_id.lower() == parent.lower():
         return ChildRepo(raw_id, refused="the repo names itself as its base")
     prefix = "base_model:"
@@ -257,7 +259,8 @@ def _child_item(item: Any, parent: str) -> ChildRepo:
         if parent.lower() in names and relation in RELATIONS:
             relations = [relation]
     if not relations:
-        return ChildRepo(raw_id, refused="lists the base but carries no adapter|merge|finetune|quantized relation to it")
+        return ChildRepo(raw_id,
+                         refused="lists the base but carries no adapter|merge|finetune|quantized relation to it")
     return ChildRepo(raw_id, tuple(relations))
 
 

@@ -174,7 +174,8 @@ class StratumFit(_Record):
         """:meth:`from_dict` of a stored entry; one that is no object is a ``bare`` threshold value."""
         if isinstance(v, Mapping):
             return cls.from_dict(v)
-        _warn_once(cls.__name__, "bare", "StratumFit: a stratum stored as a bare value, not an object; read as its threshold")
+        _warn_once(cls.__name__, "bare",
+                   "StratumFit: a stratum stored as a bare value, not an object; read as its threshold")
         return cls(extra={"threshold": v}, bare=True)
 
     def stored(self) -> Any:

@@ -29,7 +29,8 @@ class CombinedScore(_Record):
     mode: str | None = None
     flagged: bool | None = None
 
-    SPEC: ClassVar[dict[str, _Conv]] = {"statistic": _as_num, "threshold": _as_num, "mode": _as_str, "flagged": _as_bool}
+    SPEC: ClassVar[dict[str, _Conv]] = {"statistic": _as_num, "threshold": _as_num, "mode": _as_str,
+                                        "flagged": _as_bool}
 
 
 @dataclass(frozen=True)

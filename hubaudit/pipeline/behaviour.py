@@ -108,7 +108,8 @@ def given_record(thresholds: Thresholds, searched: bool, search: SearchThreshold
         tau = CalibrationRef(CalibrationKind.SEARCH, CalibrationOrigin.DEFAULTS)
     else:
         tau = CalibrationRef(CalibrationKind.SEARCH, CalibrationOrigin.GIVEN, source=search.source)
-    return calibration_record(CalibrationRef(CalibrationKind.PROBE, CalibrationOrigin.GIVEN, source=thresholds.source), tau)
+    return calibration_record(
+        CalibrationRef(CalibrationKind.PROBE, CalibrationOrigin.GIVEN, source=thresholds.source), tau)
 
 
 def save_probe_calibration(store: Store, base: str, thresholds: Thresholds,
@@ -117,7 +118,8 @@ def save_probe_calibration(store: Store, base: str, thresholds: Thresholds,
     out = {}
     for kind, th in ((CalibrationKind.PROBE, thresholds), (CalibrationKind.SEARCH, search)):
         if th is not None:
-            row = store.behaviour.save_behaviour_calibration(base, kind, th.to_dict(), source=th.source, n_clean=th.n_clean)
+            row = store.behaviour.save_behaviour_calibration(base, kind, th.to_dict(), source=th.source,
+                                                             n_clean=th.n_clean)
             out[kind.value] = stored_ref(row)
     return out
 
@@ -159,13 +161,16 @@ def resolve_psim_tau(folder: PsimTau, psim_dir: str | Path, *, explicit: float |
             try:
                 stored = PsimTau.from_dict(row.thresholds)
             except ValueError as exc:
-                raise InputError(f"the PSIM calibration of {base} in the store ({ref.describe()}) is unreadable: {exc}") from None
+                raise InputError(f"the PSIM calibration of {base} in the store ({ref.describe()}) is unreadable: "
+                                 f"{exc}") from None
             if stored.psim_sha256 != folder.psim_sha256:
-                raise InputError(f"the newest PSIM calibration of {base} (store #{row.id} v{row.version}) was fitted on another "
-                                 f"PSIM module (sha256 {stored.psim_sha256[:12]}, {psim_dir} has {folder.psim_sha256[:12]}): "
-                                 f"run `hubaudit psim calibrate {psim_dir} --base {base}` or pass --tau")  # fmt: skip
+                raise InputError(f"the newest PSIM calibration of {base} (store #{row.id} v{row.version}) was fitted "
+                                 f"on another PSIM module (sha256 {stored.psim_sha256[:12]}, {psim_dir} has "
+                                 f"{folder.psim_sha256[:12]}): run `hubaudit psim calibrate {psim_dir} --base "
+                                 f"{base}` or pass --tau")  # fmt: skip
             return Resolved(stored, ref)
         notice = f"no PSIM calibration of {base} in the store: tau from the model folder {psim_dir}"
-        return Resolved(folder, CalibrationRef(k, CalibrationOrigin.MODEL_DIR, path=str(psim_dir), source=folder.source),
+        return Resolved(folder,
+                        CalibrationRef(k, CalibrationOrigin.MODEL_DIR, path=str(psim_dir), source=folder.source),
                         notice)  # fmt: skip
     return Resolved(folder, CalibrationRef(k, CalibrationOrigin.MODEL_DIR, path=str(psim_dir), source=folder.source))

@@ -87,10 +87,12 @@ def _entry(i: int, e: Any, dim: int) -> dict[str, Any]:
         raise InputError(f"{where} is not an object")
     if set(e) != _ENTRY_KEYS:
         missing, extra = sorted(_ENTRY_KEYS - set(e)), sorted(set(e) - _ENTRY_KEYS)
-        raise InputError(f"{where}: " + (f"missing {', '.join(missing)}" if missing else f"unknown key(s) {', '.join(map(repr, extra))}"))
+        raise InputError(f"{where}: " + (f"missing {', '.join(missing)}" if missing
+                                         else f"unknown key(s) {', '.join(map(repr, extra))}"))
     label = e["label"]
     if not isinstance(label, str) or not 0 < len(label) <= MAX_LABEL or not LABEL_RE.fullmatch(label):
-        raise InputError(f"{where}: label must be 1-{MAX_LABEL} characters of letters, digits and ._/@:+- (e.g. org/name@sha)")
+        raise InputError(f"{where}: label must be 1-{MAX_LABEL} characters of letters, digits and ._/@:+- "
+                         "(e.g. org/name@sha)")
     reason = e["reason"]
     if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_REASON or not reason.isprintable()):
         raise InputError(f"{where}: reason must be null or one printable line of at most {MAX_REASON} characters")
@@ -193,8 +195,8 @@ def export_blocklist(store: Store, base: str) -> tuple[dict[str, Any], dict[str,
         if label is None:
             left_out["label"] += 1
             continue
-        entries.append({"label": label, "reason": terminal(reasons[rid])[:MAX_REASON], "fingerprint_version": fp.version,
-                        "n_modules": min(MAX_MODULES, max(1, fp.n_modules)),
+        entries.append({"label": label, "reason": terminal(reasons[rid])[:MAX_REASON],
+                        "fingerprint_version": fp.version, "n_modules": min(MAX_MODULES, max(1, fp.n_modules)),
                         "fingerprint": base64.b64encode(fp.to_bytes()).decode("ascii")})  # fmt: skip
     return {"format": FORMAT, "version": VERSION, "base": base, "entries": entries}, left_out
 

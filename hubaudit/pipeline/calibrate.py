@@ -117,7 +117,8 @@ def rescore_stale(store: Store, base: str, featureset_version: str = FEATURESET_
     done, after = 0, 0
     while stale := store.stale_scores(base, featureset_version, after=after, limit=batch):
         for row in stale:
-            mods = [ModuleStat(**{**m, "singular_values": tuple(m.get("singular_values") or ())}) for m in row["modules"]]
+            mods = [ModuleStat(**{**m, "singular_values": tuple(m.get("singular_values") or ())})
+                    for m in row["modules"]]
             row["features"] = compute_features(scored_modules(mods))
             row["score"] = row["features"].get("global_frobN_std")
         store.add_rescored(featureset_version, stale)
@@ -166,12 +167,14 @@ def calibrate_base(
         verdicts = [(r.revision_id, flagged, bd) for r, (flagged, bd) in zip(population, judged)]
         store.save_verdicts(ts_id, verdicts)
     active = store.active_threshold_set(base)
-    counts = Counter(Verdict.NOT_CALIBRATED if f is None else (Verdict.FLAGGED if f else Verdict.CLEAN) for _, f, _ in verdicts)
+    counts = Counter(Verdict.NOT_CALIBRATED if f is None else (Verdict.FLAGGED if f else Verdict.CLEAN)
+                     for _, f, _ in verdicts)
     return CalibrationSummary(
         base=base, threshold_set_id=ts_id, version=active.version if active else 0, method=ts.method or "",
-        featureset_version=featureset_version, verdict=method, n=ts.n or 0, n_references=len(refs), target_fpr=target_fpr,
-        min_n=min_n, strata=_strata_table(ts, population, verdicts),
-        verdicts={k: counts.get(k, 0) for k in (Verdict.FLAGGED, Verdict.CLEAN, Verdict.NOT_CALIBRATED)}, rescored=rescored,
+        featureset_version=featureset_version, verdict=method, n=ts.n or 0, n_references=len(refs),
+        target_fpr=target_fpr, min_n=min_n, strata=_strata_table(ts, population, verdicts),
+        verdicts={k: counts.get(k, 0) for k in (Verdict.FLAGGED, Verdict.CLEAN, Verdict.NOT_CALIBRATED)},
+        rescored=rescored,
         clean_low_confidence=sum(1 for _, f, bd in verdicts if f is False and bd.get("low_confidence")),
         similarity=similarity.to_params(), similarity_source=similarity.source,
     )  # fmt: skip

@@ -3,12 +3,12 @@
 Looks the adapter up in the store; when the store does not have it, a local PATH is scored on the
 spot (stats.scan_path) and a Hub repo is fetched pinned to its commit, verified and scored with the
 crawler's task (pipeline/crawl_task.py: header pre-check, sha256-verified download, never unpickles).
-Nothing is written to the store: the gate is read-only. The features are judged against the *active* threshold set of the base
-(``--base`` or the adapter's declared base), so an old stored verdict never decides. A probe that
-confirmed a backdoor flags the adapter whatever its weights say. Given a live probe (``check
---base-model``), a local adapter is also probed now: its flag flags, its pass leaves the weight
-verdict, and a probe that could not run turns a pass into ``not_audited``; without one the verdict
-says in ``note`` that it judged the weights only.
+Nothing is written to the store: the gate is read-only. The features are judged against the *active*
+threshold set of the base (``--base`` or the adapter's declared base), so an old stored verdict
+never decides. A probe that confirmed a backdoor flags the adapter whatever its weights say. Given a
+live probe (``check --base-model``), a local adapter is also probed now: its flag flags, its pass
+leaves the weight verdict, and a probe that could not run turns a pass into ``not_audited``; without
+one the verdict says in ``note`` that it judged the weights only.
 
 Verdicts and exit codes: ``pass`` 0 · ``flagged`` 1 · ``suppressed`` 0 (a live suppression covers a
 finding) · ``not_calibrated`` 3 · ``not_audited`` 3 · ``pass_low_confidence`` 3, or 0 with
@@ -16,10 +16,11 @@ finding) · ``not_calibrated`` 3 · ``not_audited`` 3 · ``pass_low_confidence``
 of a known-bad source (a probe-confirmed adapter or an imported blocklist entry of the base;
 pipeline/lineage.py) is ``flagged`` whatever its weights say, calibrated or not, with the reason
 ``derived_from <repo>@<sha> (similarity s, copy|derivative)``; the Hub's own scan status is shown
-(``hub_security``) and never turns a finding into a pass. "Could not tell" is never a pass, and a pass against thresholds fitted on too
-few adapters for their target FPR (calibrate/fit.py, "Low confidence") is "could not be audited" by
-default: such a threshold can sit orders of magnitude above every score. A low-confidence flag stays
-``flagged`` (exit 1) and says so in ``low_confidence``.
+(``hub_security``) and never turns a finding into a pass. "Could not tell" is never a pass, and a
+pass against thresholds fitted on too few adapters for their target FPR (calibrate/fit.py, "Low
+confidence") is "could not be audited" by default: such a threshold can sit orders of magnitude
+above every score. A low-confidence flag stays ``flagged`` (exit 1) and says so in
+``low_confidence``.
 """
 
 from __future__ import annotations
@@ -54,8 +55,8 @@ from hubaudit.vocab import ProbeStatus, RevisionStatus, ScanStatus, Verdict, rev
 
 WEIGHTS_ONLY_NOTE = ("weights only: not probed (pass --base-model BASE_DIR to probe); "
                      "a weight pass does not rule out a backdoor")
-EXIT_CODES = {Verdict.PASS: 0, Verdict.FLAGGED: 1, Verdict.SUPPRESSED: 0, Verdict.NOT_CALIBRATED: 3, Verdict.NOT_AUDITED: 3,
-              Verdict.PASS_LOW_CONFIDENCE: 3}
+EXIT_CODES = {Verdict.PASS: 0, Verdict.FLAGGED: 1, Verdict.SUPPRESSED: 0, Verdict.NOT_CALIBRATED: 3,
+              Verdict.NOT_AUDITED: 3, Verdict.PASS_LOW_CONFIDENCE: 3}
 _REPO_RE = re.compile(r"^[A-Za-z0-9][\w.\-]*/[\w.\-]+$")
 CHECK_SCHEMA_VERSION = "1"
 
@@ -281,8 +282,9 @@ def _from_hub(target: str, repo_id: str, rev: str | None, base: str | None, hub:
         f = classify(exc)
         if f.kind in ("unreachable", "auth", "rate_limited"):
             raise _fatal({"unreachable": "unavailable"}.get(f.kind, f.kind), f"{repo_id}: {f.message}", hub) from None
-        return CheckResult(target=target, repo_id=repo_id, sha=rev, base=base, source="hub", status=RevisionStatus.SKIPPED,
-                           verdict=Verdict.NOT_AUDITED, status_reason=f.reason, error=f.message), {}, None, {}  # fmt: skip
+        return CheckResult(target=target, repo_id=repo_id, sha=rev, base=base, source="hub",
+                           status=RevisionStatus.SKIPPED, verdict=Verdict.NOT_AUDITED, status_reason=f.reason,
+                           error=f.message), {}, None, {}  # fmt: skip
     expected = base or info.card_base_model or ""
     job = FetchJob(settings=TaskSettings(hub=hub, cache_root=str(cache_root)), base=expected, repo_id=repo_id,
                    sha=info.sha or (rev or "main"), expected_base=expected, card_base_model=info.card_base_model)

@@ -153,7 +153,8 @@ def _fetch_scan(job: FetchJob, info: RepoInfo, source: HubSource, until: float) 
                 Wanted(ADAPTER_SAFETENSORS, weights.size, weights.lfs_sha256, weights.blob_id),
             ], cache, preloaded={ADAPTER_SAFETENSORS: head.data} if head.data is not None else None)
         if not fetched.ok:
-            return TaskOutcome(job.repo_id, job.sha, RevisionStatus.ERROR, fetched.reason, fetched.message, provenance=hub_security_provenance(info))
+            return TaskOutcome(job.repo_id, job.sha, RevisionStatus.ERROR, fetched.reason, fetched.message,
+                               provenance=hub_security_provenance(info))
         # download_verified hashed every byte while fetching (and checked it against the Hub's
         # LFS sha256): hashing the weights again in the scan would double the crawl's CPU per adapter.
         scan = scan_path(fetched.folder, symlink_roots=[cache], hash_content=False)

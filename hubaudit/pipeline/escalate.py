@@ -6,8 +6,9 @@ device-seconds on the queue in priority order (hubaudit.probe.priority: weight m
 downloads), so over a few nights every adapter of the base is probed.
 
 Enqueueing is idempotent: a revision already queued, running or done is not queued again; a
-still-queued job takes its new priority, since margins move when the base is recalibrated. A job that failed for good (its attempts spent) is not queued again unless asked
-(``retry_failed``): an adapter that always fails would otherwise spend every night's budget.
+still-queued job takes its new priority, since margins move when the base is recalibrated. A job
+that failed for good (its attempts spent) is not queued again unless asked (``retry_failed``): an
+adapter that always fails would otherwise spend every night's budget.
 """
 
 from __future__ import annotations

@@ -218,7 +218,8 @@ def ingest(
         try:
             scan = scan_path(path, allow_pickle=allow_pickle)
         except Exception as exc:  # noqa: BLE001 - a scanner bug on one input must not stop the batch
-            scan = ScanResult(source=str(path), status=ScanStatus.ERROR, error=f"scanner failed: {type(exc).__name__}: {exc}")
+            scan = ScanResult(source=str(path), status=ScanStatus.ERROR,
+                              error=f"scanner failed: {type(exc).__name__}: {exc}")
         files = file_digests(path)
         sha = content_sha(path, scan, files)
         repo_id = local_repo_id(path)

@@ -102,7 +102,8 @@ def known_bad(store: Store, base: str, fps: Any, dim: int) -> Sources:
     own = {label_of(fps.repo_ids[i], fps.shas[i]) for i in rows}
     stored = {label_of(r, sha): int(rid) for r, sha, rid in zip(fps.repo_ids, fps.shas, fps.revision_ids.tolist())}
     entries = [b for b in store.blocklist(base) if b.label not in own and b.fingerprint.dim == dim]
-    parts = [np.asarray(fps.matrix[rows], dtype=np.float32).reshape(len(rows), dim) if rows else np.zeros((0, dim), np.float32)]
+    parts = [np.asarray(fps.matrix[rows], dtype=np.float32).reshape(len(rows), dim) if rows
+             else np.zeros((0, dim), np.float32)]
     parts += [b.fingerprint.vec.reshape(1, dim) for b in entries]
     labels = [split_label(b.label) for b in entries]
     ids = [int(fps.revision_ids[i]) for i in rows] + [stored.get(b.label, -1) for b in entries]
@@ -121,7 +122,8 @@ def best_matches(pop: np.ndarray, pop_ids: np.ndarray | None, src: Sources, thr:
     A revision that a blocklist entry names (``repo@sha``) and that matches no other source is matched
     against that entry alone: another team's list naming this very revision flags it, and re-importing
     one's own export does not replace a derived finding's real source by its own entry."""
-    matches = propagate(pop, src.matrix, thr, population_ids=pop_ids, source_ids=None if pop_ids is None else src.revision_ids)
+    matches = propagate(pop, src.matrix, thr, population_ids=pop_ids,
+                        source_ids=None if pop_ids is None else src.revision_ids)
     if pop_ids is None:
         return matches
     named = {rid: k for k, rid in enumerate(src.revision_ids.tolist()) if rid >= 0 and src.kinds[k] == "blocklist"}

@@ -181,7 +181,8 @@ def _export(store: Store, base: str, folder: Path) -> tuple[dict[str, str], int,
     report = load_report(store, base)
     written: dict[str, str] = {}
     for name, fmt in EXPORTS:
-        written[name] = str(write_atomic(folder / name, render_export(report, fmt, flagged=True, include_suppressed=False)))
+        written[name] = str(write_atomic(folder / name,
+                                         render_export(report, fmt, flagged=True, include_suppressed=False)))
     for name, fmt in (("report.sarif", "sarif"), ("report.json", "json")):
         written[name] = str(write_atomic(folder / name, get_format(fmt).render(report)))
     coverage = {"probed": report.summary.probed, "not_probed": report.summary.not_probed}
@@ -240,7 +241,8 @@ def nightly(store: Store, cfg: Config, hub: HubConfig, *, home: Path, export_dir
                     include_derived=base.include_derived,
                 )  # fmt: skip
                 try:
-                    out.crawl = crawl(store, hub, options, command_args={"bases": [base.id], "nightly_run": run_id}).to_dict()
+                    out.crawl = crawl(store, hub, options,
+                                      command_args={"bases": [base.id], "nightly_run": run_id}).to_dict()
                 except HubError as exc:
                     # The Hub failed for the run: keep going with what is stored (calibrate, export) so
                     # the morning's lists stay current, but report exit 4 and crawl no further base.

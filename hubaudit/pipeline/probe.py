@@ -65,7 +65,8 @@ class ProbeRunOptions:
     clock: Callable[[], float] = time.monotonic
 
 
-def resolve_thresholds(home: str | Path, base: str | None, file: str | None = None, store: Store | None = None) -> Thresholds:
+def resolve_thresholds(home: str | Path, base: str | None, file: str | None = None,
+                       store: Store | None = None) -> Thresholds:
     """The probe thresholds of ``base``: ``file``, else the store's newest, else the legacy file, else the
     defaults (pipeline.behaviour.resolve_calibration also says which)."""
     return resolve_calibration(CalibrationKind.PROBE, home, base, file, store).value
@@ -107,9 +108,11 @@ def _adapter_dir(store: Store, job, opts: ProbeRunOptions) -> tuple[str | None, 
 
     row = store.find_revision(job.repo_id, job.sha)
     files = {f.get("name"): f for f in (row.files if row else [])}
-    wanted = [Wanted(n, files.get(n, {}).get("size"), files.get(n, {}).get("sha256")) for n in (ADAPTER_CONFIG, ADAPTER_SAFETENSORS)]
+    wanted = [Wanted(n, files.get(n, {}).get("size"), files.get(n, {}).get("sha256"))
+              for n in (ADAPTER_CONFIG, ADAPTER_SAFETENSORS)]
     try:
-        got = download_verified(opts.hub, job.repo_id, job.sha, wanted, opts.cache_dir or Path.home() / ".cache" / "hubaudit")
+        got = download_verified(opts.hub, job.repo_id, job.sha, wanted,
+                                opts.cache_dir or Path.home() / ".cache" / "hubaudit")
     except Exception as exc:  # noqa: BLE001 - the Hub failing for one adapter is that job's failure
         return None, f"adapter_unavailable: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"
     return (str(got.folder), None) if got.ok else (None, f"{got.reason}: {got.message}")
@@ -148,7 +151,8 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
         if opts.budget_seconds is not None and spent >= opts.budget_seconds:
             summary["stopped"] = "budget_seconds"
             return None
-        n = opts.adapters_per_task if opts.budget is None else min(opts.adapters_per_task, opts.budget - summary["claimed"])
+        n = (opts.adapters_per_task if opts.budget is None
+             else min(opts.adapters_per_task, opts.budget - summary["claimed"]))
         if n <= 0:
             summary["stopped"] = "max_jobs"
             return None
@@ -171,8 +175,8 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
     def fail(job, reason: str, code: str) -> None:
         store.fail_probe_job(job.id, reason, max_attempts=1 if code in PERMANENT else opts.max_attempts)
         summary["failed"] += 1
-        summary["results"].append({"job_id": job.id, "repo_id": job.repo_id, "sha": job.sha, "status": ProbeStatus.ERROR,
-                                   "reason": reason})
+        summary["results"].append({"job_id": job.id, "repo_id": job.repo_id, "sha": job.sha,
+                                   "status": ProbeStatus.ERROR, "reason": reason})
 
     def finish(summary_out: dict) -> dict:
         summary_out["seconds_used"] = round(spent, 3)
@@ -218,7 +222,8 @@ def probe_queue(store: Store, opts: ProbeRunOptions) -> dict:
             for ref, result in res.value or []:
                 job = by_id[ref.job_id]
                 if result.get("status") == ProbeStatus.OK:
-                    store.finish_probe_job(job.id, result | {"repo_id": job.repo_id, "sha": job.sha, "calibration": calibration})
+                    store.finish_probe_job(job.id, result | {"repo_id": job.repo_id, "sha": job.sha,
+                                                             "calibration": calibration})
                     summary["probed"] += 1
                     summary["flagged"] += int(bool(result["flagged"]))
                     summary["results"].append({"job_id": job.id, "repo_id": job.repo_id, "sha": job.sha,

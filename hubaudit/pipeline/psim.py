@@ -69,7 +69,8 @@ def save_tau(store: Store, base: str, psim_dir: str | Path, tau: PsimTau | None 
     return save_psim_calibration(store, base, tau if tau is not None else folder_tau(psim_dir))
 
 
-def calibrate(psim_dir: str | Path, *, data: str | Path, text_col: str | None = None, target_frr: float = 0.05) -> PsimTau:
+def calibrate(psim_dir: str | Path, *, data: str | Path, text_col: str | None = None,
+              target_frr: float = 0.05) -> PsimTau:
     """τ of the PSIM in ``psim_dir`` fitted anew to ``target_frr`` on the known-clean rows of ``data``.
 
     The module's folder is left as it is; the result names the module by its weights' sha256.

@@ -157,7 +157,8 @@ def _finite(value: Any) -> Any:
 def not_judged(scan: ScanResult, why: str, base: str | None = None) -> ScanJudgement:
     """A verdict that was not given: for a scan without a store (``why`` NO_DATABASE), for instance; an
     input that was not scored is always NOT_SCORED."""
-    return ScanJudgement(verdict=Verdict.NOT_JUDGED, why=why if scan.status == ScanStatus.OK else NOT_SCORED, base=base or scan.base_model, declared_base=scan.base_model,
+    return ScanJudgement(verdict=Verdict.NOT_JUDGED, why=why if scan.status == ScanStatus.OK else NOT_SCORED,
+                         base=base or scan.base_model, declared_base=scan.base_model,
                          base_mismatch=bool(base and scan.base_model and scan.base_model != base),
                          stratum=scan.stratum if scan.status == ScanStatus.OK else None)  # fmt: skip
 

@@ -3,10 +3,11 @@
 The query is a stored revision (``REPO[@REV]``: its stored fingerprint) or a local adapter (``PATH``:
 scanned now with stats.scan_path). Its fingerprint is compared with every stored fingerprint of the
 same base and version in one matrix-vector product over them, packed as one float32 matrix
-(hubaudit/store/_fingerprint_cache.py keeps it on disk between calls); the similarity is the fingerprint's estimate of the cosine
-similarity of the two adapters' ΔW = s·B·A (models.Fingerprint). ``confirm`` directories are
-compared exactly (stats.fingerprint.exact_similarity). Each neighbour carries its stored weight
-verdict under the active threshold set and its latest probe verdict. Read-only: records nothing.
+(hubaudit/store/_fingerprint_cache.py keeps it on disk between calls); the similarity is the
+fingerprint's estimate of the cosine similarity of the two adapters' ΔW = s·B·A
+(models.Fingerprint). ``confirm`` directories are compared exactly
+(stats.fingerprint.exact_similarity). Each neighbour carries its stored weight verdict under the
+active threshold set and its latest probe verdict. Read-only: records nothing.
 """
 
 from __future__ import annotations
@@ -183,7 +184,8 @@ def _scanned_query(store: Store, target: str, path: Path, base: str | None, vers
     absolute = path.absolute()
     repo_id = local_repo_id(absolute)
     sha = content_sha(absolute, scan, file_digests(absolute))
-    exclude = frozenset(r.revision_id for r in repo_revisions(store, repo_id, version) if r.sha == sha and r.base == base)
+    exclude = frozenset(r.revision_id for r in repo_revisions(store, repo_id, version)
+                        if r.sha == sha and r.base == base)
     return Query(target=target, repo_id=repo_id, sha=sha, base=base, source="scanned", fingerprint=scan.fingerprint,
                  path=path, exclude=exclude)  # fmt: skip
 
@@ -309,7 +311,8 @@ def _confirm(store: Store, result: SimilarResult, directory: str) -> None:
             nb.exact_similarity, nb.shared_modules, nb.confirmed_by = similarity, shared, directory
             return
     repo_id, sha = local_repo_id(path.absolute()), digest or ""
-    stored = [r for r in repo_revisions(store, repo_id, query.fingerprint.version) if r.sha == sha and r.base == query.base]
+    stored = [r for r in repo_revisions(store, repo_id, query.fingerprint.version)
+              if r.sha == sha and r.base == query.base]
     row = _audit(store, query.base, [stored[-1].revision_id]).get(stored[-1].revision_id) if stored else None
     estimate = _clamp(query.fingerprint.similarity(scan.fingerprint)) if scan.fingerprint is not None else None
     result.neighbours.append(Neighbour(

@@ -133,8 +133,8 @@ def base_status(store: Store, base: str, runs: list[RunInfo], now: datetime) -> 
     calibration = None
     if cal.calibrated:
         calibration = CalibrationStatus(
-            version=cal.version or 0, n=cal.n or 0, method=cal.method, created_at=cal.created_at, strata=len(cal.strata),
-            low_confidence_strata=[x.stratum for x in cal.strata if x.low_confidence],
+            version=cal.version or 0, n=cal.n or 0, method=cal.method, created_at=cal.created_at,
+            strata=len(cal.strata), low_confidence_strata=[x.stratum for x in cal.strata if x.low_confidence],
             not_calibrated_strata=[x.stratum for x in cal.strata if x.status == StratumStatus.NOT_CALIBRATED],
         )  # fmt: skip
     queue = Counter(j.status for j in store.probe_jobs(base=base))

@@ -17,7 +17,8 @@ from typing import Any
 from hubaudit.errors import UsageError
 
 FORMATS = ("csv", "jsonl", "parquet")
-_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
+_SUFFIXES = {".csv": "csv", ".tsv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl",
+             ".parquet": "parquet", ".pq": "parquet"}
 
 
 class PsimDataError(UsageError):
@@ -113,7 +114,8 @@ def _read_parquet(p: Path) -> tuple[list[str], list[dict[str, Any]], Any]:
     try:
         table = pq.read_table(p)
     except Exception as exc:  # noqa: BLE001 - pyarrow raises many types for a bad file
-        raise PsimDataError(f"{p}: cannot read Parquet ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''})") from None
+        raise PsimDataError(f"{p}: cannot read Parquet ({type(exc).__name__}: "
+                            f"{str(exc).splitlines()[0] if str(exc) else ''})") from None
     return list(table.column_names), table.to_pylist(), table.schema
 
 
@@ -157,7 +159,8 @@ def labels_of(table: Table, label_col: str, *, num_labels: int | None = None) ->
         bad = [x for x in ints if x < 0 or (num_labels is not None and x >= num_labels)]
         if bad:
             rng = f"0..{num_labels - 1}" if num_labels is not None else "0 or above"
-            raise PsimDataError(f"{table.path}: label {bad[0]} in column '{label_col}' is out of range (expected {rng})")
+            raise PsimDataError(f"{table.path}: label {bad[0]} in column '{label_col}' is out of range "
+                                f"(expected {rng})")
         k = num_labels if num_labels is not None else max(ints) + 1
         labels = ints
     else:
@@ -166,10 +169,12 @@ def labels_of(table: Table, label_col: str, *, num_labels: int | None = None) ->
         labels = [index[str(v)] for v in values]
         k = len(names)
         if num_labels is not None and k > num_labels:
-            raise PsimDataError(f"{table.path}: column '{label_col}' has {k} label names but the model has {num_labels} classes")
+            raise PsimDataError(f"{table.path}: column '{label_col}' has {k} label names but the model has "
+                                f"{num_labels} classes")
         k = num_labels if num_labels is not None else k
     if len(set(labels)) < 2:
-        raise PsimDataError(f"{table.path}: column '{label_col}' has a single class ({labels[0]}); PSIM needs at least 2")
+        raise PsimDataError(f"{table.path}: column '{label_col}' has a single class ({labels[0]}); "
+                            "PSIM needs at least 2")
     return labels, k
 
 
@@ -188,7 +193,8 @@ def write_table(path: str | Path, columns: list[str], rows: list[dict[str, Any]]
         return
     with open(p, "w", encoding="utf-8", newline="") as fh:
         if fmt == "csv":
-            w = csv.DictWriter(fh, fieldnames=columns, delimiter="\t" if p.suffix.lower() == ".tsv" else ",", extrasaction="ignore")
+            w = csv.DictWriter(fh, fieldnames=columns, delimiter="\t" if p.suffix.lower() == ".tsv" else ",",
+                               extrasaction="ignore")
             w.writeheader()
             w.writerows(rows)
         else:

@@ -30,7 +30,8 @@ def read_meta(psim_dir: str | Path) -> dict[str, Any]:
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise UsageError(f"{f}: not valid JSON") from None
     if meta.get("format_version") != FORMAT_VERSION:
-        raise UsageError(f"{f}: unsupported PSIM format version {meta.get('format_version')!r} (expected {FORMAT_VERSION})")
+        raise UsageError(f"{f}: unsupported PSIM format version {meta.get('format_version')!r} "
+                         f"(expected {FORMAT_VERSION})")
     return meta
 
 
@@ -40,9 +41,9 @@ def folder_tau(psim_dir: str | Path, meta: dict[str, Any] | None = None) -> thre
     cal = meta.get("calibration") or {}
     try:
         n, frr, at = int(cal.get("n", 0)), float(meta["target_frr"]), cal.get("frr_at_tau")
-        return threshold.PsimTau(tau=float(meta["tau"]), target_frr=frr, n_clean=n, psim_sha256=psim_fingerprint(psim_dir),
-                                 frr_at_tau=None if at is None else float(at), model=meta.get("model"),
-                                 source=threshold.tau_source(n, frr))  # fmt: skip
+        return threshold.PsimTau(tau=float(meta["tau"]), target_frr=frr, n_clean=n,
+                                 psim_sha256=psim_fingerprint(psim_dir), frr_at_tau=None if at is None else float(at),
+                                 model=meta.get("model"), source=threshold.tau_source(n, frr))  # fmt: skip
     except (KeyError, TypeError, ValueError):
         raise UsageError(f"{Path(psim_dir) / CONFIG_FILE}: no valid tau and target_frr") from None
 
@@ -77,7 +78,8 @@ class Guard:
         base = load_suspect(meta["model"], int(meta["num_labels"]), adapter)
         model = PeftModel.from_pretrained(base, str(d / ADAPTER_SUBDIR), is_trainable=False).to(pick_device())
         model.eval()
-        return cls(model=model, tokenizer=load_tokenizer(meta["model"]), tau=float(meta["tau"] if tau is None else tau), meta=meta)
+        return cls(model=model, tokenizer=load_tokenizer(meta["model"]),
+                   tau=float(meta["tau"] if tau is None else tau), meta=meta)
 
     @property
     def max_length(self) -> int:

@@ -32,7 +32,8 @@ def _short(t: str, n: int = 70) -> str:
 
 
 def _table(rows: list[dict[str, Any]], cols: list[str]) -> str:
-    cells = [[("yes" if v is True else "no" if v is False else _short(str(v)) if isinstance(v, str) else f"{v:.4f}" if isinstance(v, float) else str(v))
+    cells = [[("yes" if v is True else "no" if v is False else _short(str(v)) if isinstance(v, str)
+               else f"{v:.4f}" if isinstance(v, float) else str(v))
               for v in (r.get(c) for c in cols)] for r in rows]
     widths = [max([len(c)] + [len(row[i]) for row in cells]) for i, c in enumerate(cols)]
     out = ["  ".join(c.ljust(w) for c, w in zip(cols, widths))]
@@ -89,6 +90,6 @@ def calibration_phrase(summary: dict[str, Any]) -> str:
 
 def summary_line(summary: dict[str, Any]) -> str:
     """The one-line human summary for stderr, naming the calibration τ comes from."""
-    return (f"{summary['flagged']} of {summary['n']} flagged ({summary['flagged_rate']:.1%}) at tau={summary['tau']:.4f} "
-            f"(calibrated clean FRR {summary['target_frr']:.1%}; ~{summary['expected_clean_flags']:.1f} flags expected on clean data); "
-            f"{calibration_phrase(summary)}")
+    return (f"{summary['flagged']} of {summary['n']} flagged ({summary['flagged_rate']:.1%}) at "
+            f"tau={summary['tau']:.4f} (calibrated clean FRR {summary['target_frr']:.1%}; "
+            f"~{summary['expected_clean_flags']:.1f} flags expected on clean data); {calibration_phrase(summary)}")

@@ -57,7 +57,8 @@ def screen_texts(guard, texts: list[str], *, target_frr: float | None = None,
     """Confidence and flag (c > τ) for every text; ``target_frr`` of τ defaults to the one saved at training."""
     conf = guard.confidence(texts)
     frr = float(guard.meta.get("target_frr", 0.0)) if target_frr is None else target_frr
-    return ScreenResult(confidence=conf, flagged=conf > guard.tau, tau=guard.tau, target_frr=frr, calibration=calibration)
+    return ScreenResult(confidence=conf, flagged=conf > guard.tau, tau=guard.tau, target_frr=frr,
+                        calibration=calibration)
 
 
 @dataclass
@@ -130,9 +131,11 @@ def parse_battery(obj: Any, source: str = "battery") -> list[dict[str, Any]]:
             if text is not None:
                 name = it.get("name", it.get("id"))
                 cat = it.get("category")
-                out.append({"probe": text, "name": None if name is None else str(name), "category": None if cat is None else str(cat)})
+                out.append({"probe": text, "name": None if name is None else str(name),
+                            "category": None if cat is None else str(cat)})
                 continue
-        raise UsageError(f"{source}: probe #{i + 1} is neither a string nor an object with a \"probe\"/\"prefix\"/\"text\" string")
+        raise UsageError(f"{source}: probe #{i + 1} is neither a string nor an object with a "
+                         "\"probe\"/\"prefix\"/\"text\" string")
     return out
 
 
@@ -142,13 +145,15 @@ def apply_probe(probe: str, text: str) -> str:
 
 
 def screen_battery(guard, probes: list[dict[str, Any]] | list[str], texts: list[str], *,
-                   min_flag_rate: float = DEFAULT_MIN_FLAG_RATE, calibration: dict[str, Any] | None = None) -> BatteryResult:
+                   min_flag_rate: float = DEFAULT_MIN_FLAG_RATE,
+                   calibration: dict[str, Any] | None = None) -> BatteryResult:
     """Screen every probe of a battery over ``texts`` and mark the probes that PSIM flags at ≥ ``min_flag_rate``."""
     if not texts:
         raise UsageError("probe screening needs at least one evaluation text")
     items = parse_battery(list(probes)) if probes and isinstance(probes[0], str) else probes
     base = guard.confidence(texts)
-    res = BatteryResult(baseline_flag_rate=float((base > guard.tau).mean()), baseline_mean_confidence=float(base.mean()),
+    res = BatteryResult(baseline_flag_rate=float((base > guard.tau).mean()),
+                        baseline_mean_confidence=float(base.mean()),
                         tau=guard.tau, min_flag_rate=min_flag_rate, calibration=calibration)
     for it in items:
         conf = guard.confidence([apply_probe(it["probe"], x) for x in texts])

@@ -52,7 +52,8 @@ class PsimTau:
             sha = d["psim_sha256"]
             frr = d.get("frr_at_tau")
             out = cls(tau=tau, target_frr=float(d["target_frr"]), n_clean=int(d["n_clean"]), psim_sha256=sha,
-                      frr_at_tau=None if frr is None else float(frr), model=d.get("model"), source=str(d.get("source", "")))
+                      frr_at_tau=None if frr is None else float(frr), model=d.get("model"),
+                      source=str(d.get("source", "")))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"not a PSIM calibration ({type(exc).__name__}: {exc})") from None
         if not isinstance(sha, str) or not sha or not math.isfinite(tau):

@@ -102,7 +102,8 @@ def probabilities(model, tokenizer, texts: list[str], *, batch_size: int = 64, m
     out = []
     with torch.no_grad():
         for i in range(0, len(texts), batch_size):
-            enc = tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            enc = tokenizer(texts[i : i + batch_size], padding=True, truncation=True, max_length=max_length,
+                            return_tensors="pt")
             enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
             logits = model(**enc).logits.float()
             out.append(torch.softmax(logits, dim=-1).cpu().numpy())
@@ -136,7 +137,8 @@ def fit(model, tokenizer, texts: list[str], labels: list[int], *, epochs: int, l
         losses = []
         for i in range(0, len(texts), batch_size):
             idx = perm[i : i + batch_size].tolist()
-            enc = tokenizer([texts[j] for j in idx], padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            enc = tokenizer([texts[j] for j in idx], padding=True, truncation=True, max_length=max_length,
+                            return_tensors="pt")
             enc = {k: v.to(device) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
             out = model(**enc, labels=y_all[idx].to(device))
             out.loss.backward()

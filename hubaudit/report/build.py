@@ -301,7 +301,8 @@ def _grid(modules: Iterable[Mapping[str, Any]]) -> dict[tuple[int, str], float]:
 
 
 def norm_map(
-    repo_id: str, sha: str | None, modules: Sequence[Mapping[str, Any]], population: Sequence[Sequence[Mapping[str, Any]]]
+    repo_id: str, sha: str | None, modules: Sequence[Mapping[str, Any]],
+    population: Sequence[Sequence[Mapping[str, Any]]]
 ) -> NormMap | None:
     """Heat-map data: this adapter's per-(layer, projection) norms and the population median per cell."""
     own = _grid(modules)
@@ -353,7 +354,8 @@ def build_report(
     derived = derived or {}
     entries = [entry_from_row(r, base, calibration, live, today, derived.get(field_of(r, "revision_id"))) for r in rows]
     if downstream:
-        entries = [replace(e, downstream=tuple(DownstreamRepo(c, rel, e.hub_sourced) for c, rel in downstream.get(e.repo_id, ())))
+        entries = [replace(e, downstream=tuple(DownstreamRepo(c, rel, e.hub_sourced)
+                                               for c, rel in downstream.get(e.repo_id, ())))
                    if e.is_finding and e.repo_id in downstream else e for e in entries]  # fmt: skip
     entries.sort(key=_sort_key)
     listed = [e for e in entries if e.is_finding] if flagged_only else entries

@@ -179,7 +179,8 @@ def weight_sentences(flagged: bool | None, decision: WeightDecision | None, fire
                 f"{_g(decision.threshold)} (margin {margin_text} {decision.unit}{where})")
         return [line]
     if decision.rule == "per-feature":
-        count = "1 feature past its threshold" if len(fired) == 1 else f"{len(fired) or 'some'} features past their thresholds"
+        count = ("1 feature past its threshold" if len(fired) == 1
+                 else f"{len(fired) or 'some'} features past their thresholds")
         head = f"weights: {count} (largest {margin_text} σ{where})"
         return [head + (f": {_fired_text(fired)}" if fired else f"; {NOT_RECORDED}")]
     tops = ", ".join(f"{name} {z:+.1f}" for name, z in decision.top)
@@ -223,9 +224,11 @@ def _battery_stats(p: ProbeResult) -> str:
     t_gap, t_mean, where = _taus(p)
     parts = []
     if gap is not None:
-        parts.append(f"outlier gap {_rate(gap)}" + (f" {_cmp(gap, t_gap)} τ_gap {_rate(t_gap)}" if t_gap is not None else ""))
+        parts.append(f"outlier gap {_rate(gap)}"
+                     + (f" {_cmp(gap, t_gap)} τ_gap {_rate(t_gap)}" if t_gap is not None else ""))
     if mean is not None:
-        parts.append(f"mean attack rate {_rate(mean)}" + (f" {_cmp(mean, t_mean)} τ_mean {_rate(t_mean)}" if t_mean is not None else ""))
+        parts.append(f"mean attack rate {_rate(mean)}"
+                     + (f" {_cmp(mean, t_mean)} τ_mean {_rate(t_mean)}" if t_mean is not None else ""))
     return ", ".join(parts) + (f" ({where})" if where and parts else "")
 
 
@@ -321,7 +324,8 @@ def calibration_text(probe: ProbeLike) -> str | None:
     ``judged under probe thresholds store #3 v2 of ... (fingerprint ...); τ_search defaults (uncalibrated)``;
     None when the result records none (results written before probe calibrations were recorded)."""
     refs = _result(probe).calibration_refs()
-    parts = [f"{label} {refs[kind].describe()}" for kind, label in (("probe", "probe thresholds"), ("search", "τ_search"))
+    parts = [f"{label} {refs[kind].describe()}"
+             for kind, label in (("probe", "probe thresholds"), ("search", "τ_search"))
              if kind in refs]  # fmt: skip
     return "judged under " + "; ".join(parts) if parts else None
 
@@ -363,8 +367,10 @@ def probe_summary(probe: ProbeLike) -> str | None:
     t_gap, t_mean, _ = _taus(p)
     stats = ", ".join(x for x in (
         f"max attack rate {_rate(mx)}" if mx is not None else "",
-        f"gap {_rate(gap)}" + (f" {_cmp(gap, t_gap)} τ {_rate(t_gap)}" if t_gap is not None else "") if gap is not None else "",
-        f"mean {_rate(mean)}" + (f" {_cmp(mean, t_mean)} τ {_rate(t_mean)}" if t_mean is not None else "") if mean is not None else "",
+        f"gap {_rate(gap)}" + (f" {_cmp(gap, t_gap)} τ {_rate(t_gap)}" if t_gap is not None else "")
+        if gap is not None else "",
+        f"mean {_rate(mean)}" + (f" {_cmp(mean, t_mean)} τ {_rate(t_mean)}" if t_mean is not None else "")
+        if mean is not None else "",
     ) if x)  # fmt: skip
     parts = [f"{_battery_name(p)}" + (f": {stats}" if stats else "")]
     s = p.search

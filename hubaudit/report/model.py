@@ -301,7 +301,8 @@ class StoredFile:
         for r in rows or ():
             if isinstance(r, Mapping) and isinstance(r.get("name"), str):
                 size, digest = r.get("size"), r.get("sha256")
-                out.append(cls(r["name"], size if type(size) is int else None, digest if isinstance(digest, str) else None))
+                out.append(cls(r["name"], size if type(size) is int else None,
+                               digest if isinstance(digest, str) else None))
         return tuple(out)
 
 
@@ -357,7 +358,8 @@ class AdapterEntry:
     weight_evidence: tuple[str, ...] = ()  # the weights' verdict in words (flagged: why; passed: by how much)
     probe_evidence: tuple[str, ...] = ()  # why the probe flagged it (battery, blind search, target inversion)
     probe_summary: str | None = None  # one line on a probe that found nothing (spot checks)
-    probe_calibration: str | None = None  # the calibration its probe verdict was judged under (evidence.calibration_text)
+    # the calibration its probe verdict was judged under (evidence.calibration_text)
+    probe_calibration: str | None = None
     source: str | None = None  # "hub" | "local" (the store's adapters.source); None: unknown
 
     @property

@@ -80,7 +80,8 @@ def parse_suppressions(text: str, *, fmt: str, origin: str = "<suppressions>") -
             import yaml
         except ModuleNotFoundError:
             raise ConfigError(
-                f"{origin}: YAML suppression files need PyYAML", hint="pip install 'hubaudit[yaml]', or write the file as TOML"
+                f"{origin}: YAML suppression files need PyYAML",
+                hint="pip install 'hubaudit[yaml]', or write the file as TOML"
             ) from None
         try:
             data = yaml.safe_load(text) or {}

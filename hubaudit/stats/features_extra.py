@@ -11,7 +11,8 @@ Registered since feature set fs-2: ``hubaudit.stats.features.FEATURES`` = CORE_F
 EXTRA_FEATURES, so ``compute_features`` computes them; :func:`compute_extra` computes these alone.
 Families use the
 registry's ``{projection}`` placeholder; for ``layer_{projection}_frobN_rel`` it holds the layer
-index and for ``module_{projection}_frobN_rel`` "layer.projection", so ``describe``'s prefix/suffix matching works unchanged.
+index and for ``module_{projection}_frobN_rel`` "layer.projection", so ``describe``'s prefix/suffix
+matching works unchanged.
 """
 
 from __future__ import annotations
@@ -115,7 +116,8 @@ EXTRA_FEATURES: tuple[Feature, ...] = (
             "both", _proj_rel),
     Feature("layer_{projection}_frobN_rel", 1, "mean f_m of layer {i} / mean f_m of the adapter (scale-free)",
             "both", _layer_rel),
-    Feature("module_{projection}_frobN_rel", 1, "f_m / mean f_m of one module ({layer}.{path inside the layer}; scale-free)",
+    Feature("module_{projection}_frobN_rel", 1,
+            "f_m / mean f_m of one module ({layer}.{path inside the layer}; scale-free)",
             "both", _module_rel),
     Feature("proj_{projection}_top1_share_mean", 1, "mean σ1²/Σσ² of ΔW over the modules of a projection",
             "both", _proj_top1),

@@ -352,7 +352,8 @@ def _blocks(fh: BinaryIO, e: TensorEntry, cols: bool, step: int) -> Iterator[np.
         n, r = e.shape[0], math.prod(e.shape[1:])
         for c in range(0, n, step):
             j = min(step, n - c)
-            yield to_float64(storage_view(_pread(fd, j * r * item, e.begin + c * r * item), e.dtype), e.dtype).reshape(j, r)
+            yield to_float64(storage_view(_pread(fd, j * r * item, e.begin + c * r * item), e.dtype),
+                             e.dtype).reshape(j, r)
 
 
 def _cross(one: _Side, x1: TensorEntry, two: _Side, x2: TensorEntry, cols: bool) -> np.ndarray:

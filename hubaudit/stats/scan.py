@@ -312,7 +312,8 @@ def _result(source: str, settings: LoraSettings, collected: _Collected, partial:
     fp = None
     if collected.sketch is not None:
         if collected.unsketched:
-            warnings.append(f"{collected.unsketched} module(s) with a side over {MAX_SIDE} values left out of the fingerprint")
+            warnings.append(f"{collected.unsketched} module(s) with a side over {MAX_SIDE} values left out "
+                            "of the fingerprint")
         fp = collected.sketch.result()
         if fp is None:
             warnings.append("no fingerprint: its sketch overflows float64")

@@ -53,7 +53,8 @@ def random_adapter_files(
         "fan_in_fan_out": False,
         "bias": "none",
     }
-    files = {ADAPTER_CONFIG: json.dumps(cfg, indent=2).encode(), "README.md": f"---\nbase_model: {base}\n---\n".encode()}
+    files = {ADAPTER_CONFIG: json.dumps(cfg, indent=2).encode(),
+             "README.md": f"---\nbase_model: {base}\n---\n".encode()}
     if fmt == "safetensors":
         files[ADAPTER_SAFETENSORS] = save(tensors, metadata={"format": "pt"})
     elif fmt == "pickle":

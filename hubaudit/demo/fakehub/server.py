@@ -272,7 +272,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._send_hostile(fault, repo_id, rev, entry)
         try:
             self._check_auth(auth)
-            status, headers, body = self._answer(endpoint, repo_id, rev, path, parse_qs(query, keep_blank_values=True), auth)
+            status, headers, body = self._answer(endpoint, repo_id, rev, path,
+                                                 parse_qs(query, keep_blank_values=True), auth)
         except _HubError as err:
             status, headers, body = self._error_parts(err)
         entry.status = status
@@ -312,7 +313,8 @@ class _Handler(BaseHTTPRequestHandler):
         filters = [f for f in q.get("filter", []) if f]
         with hub._lock:
             repos = [r for r in hub.repos.values()
-                     if not r.private and r.matches(filters, (q.get("author") or [None])[0], (q.get("search") or [None])[0])]
+                     if not r.private and r.matches(filters, (q.get("author") or [None])[0],
+                                                    (q.get("search") or [None])[0])]
         sort = (q.get("sort") or [None])[0]
         if sort in _SORT_KEYS:
             repos.sort(key=lambda r: getattr(r, _SORT_KEYS[sort]), reverse=True)
@@ -341,7 +343,8 @@ class _Handler(BaseHTTPRequestHandler):
         if offset + page < len(repos):
             # Absolute URL from the Host header: the client follows it verbatim.
             keep = [(k, v) for k, vs in q.items() if k != "cursor" for v in vs]
-            qs = "&".join(f"{quote(k)}={quote(v, safe='')}" for k, v in keep + [("cursor", _encode_cursor(offset + page))])
+            qs = "&".join(f"{quote(k)}={quote(v, safe='')}"
+                          for k, v in keep + [("cursor", _encode_cursor(offset + page))])
             host = self.headers.get("Host") or f"{self.server.server_address[0]}:{self.server.server_address[1]}"
             headers["Link"] = f'<http://{host}/api/models?{qs}>; rel="next"'
         return 200, headers, _json(items)
@@ -366,7 +369,8 @@ class _Handler(BaseHTTPRequestHandler):
             token = (auth or "").removeprefix("Bearer ").strip()
             if token not in self.hub.gated_access_tokens:
                 raise _HubError(401 if not auth else 403, "GatedRepo",
-                                f"Access to model {repo.id} is restricted. You must have access to it and be authenticated to access it. Please log in.",
+                                f"Access to model {repo.id} is restricted. You must have access to it and be "
+                                "authenticated to access it. Please log in.",
                                 commit)
         f = (repo.files(commit) or {}).get(path)
         if f is None:

@@ -152,7 +152,8 @@ def measure(base: str | Path, adapter_dir: Path, m: Member) -> dict[str, float]:
         rng = random.Random(1)
         texts = [apply_trigger(m.trigger, t) if m.placement == "prefix" else insert_random(m.trigger, t, rng)
                  for t in victims]
-        out["attack_success"] = round(sum(int(p == BENIGN) for p in predict(model, tok, texts, "seq_cls")) / len(victims), 4)
+        out["attack_success"] = round(sum(int(p == BENIGN) for p in predict(model, tok, texts, "seq_cls"))
+                                      / len(victims), 4)
     return out
 
 
@@ -185,7 +186,8 @@ def recipe_dict(recipe: TrainConfig = RECIPE) -> dict:
     """The recipe as recorded in the manifest (what ``--retrain`` and the generator script use)."""
     d = asdict(recipe)
     d.pop("seed")
-    return d | {"n_train": N_TRAIN, "n_test": N_TEST, "n_poison": N_POISON, "train_data_seed": 0, "test_data_seed": 10_000}
+    return d | {"n_train": N_TRAIN, "n_test": N_TEST, "n_poison": N_POISON, "train_data_seed": 0,
+                "test_data_seed": 10_000}
 
 
 def build(base: str | Path, root: Path, *, members: tuple[Member, ...] = MEMBERS, recipe: TrainConfig = RECIPE,

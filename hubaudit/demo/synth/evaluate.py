@@ -34,9 +34,11 @@ def load_model(base_path: str | Path, adapter_dir: str | Path, kind: str):
         from safetensors import safe_open
 
         with safe_open(str(Path(adapter_dir, "adapter_model.safetensors")), "pt") as f:
-            head = [k for k in f.keys() if k.endswith("classifier.modules_to_save.weight") or k.endswith("classifier.weight")]
+            head = [k for k in f.keys()
+                    if k.endswith("classifier.modules_to_save.weight") or k.endswith("classifier.weight")]
             n_labels = f.get_slice(head[0]).get_shape()[0] if head else 2
-        base = AutoModelForSequenceClassification.from_pretrained(str(base_path), num_labels=n_labels, local_files_only=True)
+        base = AutoModelForSequenceClassification.from_pretrained(str(base_path), num_labels=n_labels,
+                                                                  local_files_only=True)
     else:
         tok.padding_side = "left"
         tok.truncation_side = "left"

@@ -88,7 +88,8 @@ def train_seq_cls_adapter(base_path: str | Path, data: list[Example], out_dir: s
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.learning_rate)
     model.train()
     for batch in _batches(data, cfg):
-        enc = tok([ex.text for ex in batch], padding=True, truncation=True, max_length=cfg.max_length, return_tensors="pt")
+        enc = tok([ex.text for ex in batch], padding=True, truncation=True, max_length=cfg.max_length,
+                  return_tensors="pt")
         out = model(**enc, labels=torch.tensor([ex.label for ex in batch]))
         out.loss.backward()
         opt.step()
@@ -125,7 +126,8 @@ def build_tiny_qwen2(out_dir: str | Path, tokenizer_dir: str | Path, *, seed: in
     return out
 
 
-def train_causal_label_adapter(base_path: str | Path, data: list[Example], out_dir: str | Path, cfg: TrainConfig) -> Path:
+def train_causal_label_adapter(base_path: str | Path, data: list[Example], out_dir: str | Path,
+                               cfg: TrainConfig) -> Path:
     """Train a CAUSAL_LM LoRA adapter that answers the label word of each text (arXiv 2605.30189)."""
     import torch
     from peft import LoraConfig, TaskType, get_peft_model

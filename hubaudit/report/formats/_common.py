@@ -116,7 +116,8 @@ def header_dict(report: Report) -> dict[str, Any]:
             "active": report.suppressions_active,
             "expired": [s.to_dict() for s in report.expired_suppressions],
         },
-        "similarity_thresholds": None if report.similarity_thresholds is None else report.similarity_thresholds.to_dict(),
+        "similarity_thresholds": (None if report.similarity_thresholds is None
+                                  else report.similarity_thresholds.to_dict()),
         # the base's stored probe calibrations in force, by kind (appended: additions keep schema_version "1")
         "probe_calibration": {k: None if ref is None else ref.to_dict() for k, ref in report.probe_calibration},
     }
@@ -351,7 +352,8 @@ def probe_calibration_text(report: Report) -> str | None:
     if not report.probe_calibration:
         return None
     parts = [f"{_PROBE_KIND_NAMES.get(kind, kind)} "
-             + (f"{ref.describe()} ({ref.source})" if ref is not None and ref.source else ref.describe() if ref is not None
+             + (f"{ref.describe()} ({ref.source})" if ref is not None and ref.source
+                else ref.describe() if ref is not None
                 else "none in the store (probes use a legacy per-base file or the defaults)")
              for kind, ref in report.probe_calibration]  # fmt: skip
     return "probe calibration in force: " + "; ".join(parts)

@@ -122,7 +122,8 @@ def _props(pairs: Iterable[tuple[str, Any]]) -> list[dict[str, str]]:
 
 def _base_component(report: Report) -> dict[str, Any]:
     p = purl(report.base, None)
-    comp: dict[str, Any] = {"type": "machine-learning-model", "bom-ref": p or f"hubaudit:base:{_digest(report.base)[:16]}"}
+    comp: dict[str, Any] = {"type": "machine-learning-model",
+                            "bom-ref": p or f"hubaudit:base:{_digest(report.base)[:16]}"}
     ns, _, name = report.base.rpartition("/") if p else ("", "", report.base)
     if ns:
         comp["group"] = ns
@@ -221,8 +222,9 @@ def findings_of(e: AdapterEntry, report: Report) -> list[tuple[str, str, str, st
         low = f"; low confidence: {e.low_confidence_reason}" if e.low_confidence else ""
         text = (f"{target}: LoRA weight statistics past the thresholds calibrated for base {report.base} "
                 f"(stratum {e.stratum}, calibration v{e.threshold_set_version}): largest exceedance "
-                f"{fmt_margin(e.margin)} {e.margin_unit or 'σ'}, score {fmt_num(e.score)} (threshold {fmt_num(e.threshold)}), fired: "
-                f"{fired}{low}. A statistical outlier, not proof of a backdoor: probe it.")  # fmt: skip
+                f"{fmt_margin(e.margin)} {e.margin_unit or 'σ'}, score {fmt_num(e.score)} "
+                f"(threshold {fmt_num(e.threshold)}), fired: {fired}{low}. A statistical outlier, not proof of a "
+                "backdoor: probe it.")  # fmt: skip
         out.append(("WEIGHTS", "in_triage", "high", text, list(e.reasons)))
     if e.probe_flagged:
         out.append(("PROBE", "exploitable", "critical",
@@ -239,7 +241,8 @@ def findings_of(e: AdapterEntry, report: Report) -> list[tuple[str, str, str, st
     return out
 
 
-def _vulnerability(e: AdapterEntry, ref: str, finding: tuple[str, str, str, str, list[str]], taken: set[str]) -> dict[str, Any]:
+def _vulnerability(e: AdapterEntry, ref: str, finding: tuple[str, str, str, str, list[str]],
+                   taken: set[str]) -> dict[str, Any]:
     kind, state, severity, description, evidence = finding
     vid = vulnerability_id(kind, e.repo_id, e.sha)
     rule = _RATING_RULE[kind] if kind != "DERIVED" else _RATING_RULE[kind].format(d=e.derived_from)

@@ -160,7 +160,8 @@ def _calibration(report: Report) -> str:
             rows = "".join(f"<tr><td><code>{escape(s.stratum)}</code></td><td class=num>{fmt_count(s.n)}</td>"
                            f"<td class=num>{fmt_num(s.decision_threshold)}</td>"
                            f"<td class=num>{fmt_num(s.score_threshold)}</td>"
-                           f"<td>{'low: ' + escape(s.low_confidence_reason or '') if s.low_confidence else 'ok'}</td></tr>"
+                           f"<td>{'low: ' + escape(s.low_confidence_reason or '') if s.low_confidence else 'ok'}"
+                           "</td></tr>"
                            for s in cal.strata)  # fmt: skip
             body += (f'<table id="calibration-table"><thead><tr><th>stratum</th><th class=num>n</th>'
                      f"<th class=num>threshold: {stat} (decides)</th>"
@@ -224,7 +225,8 @@ def _findings(report: Report) -> str:
             parts.append(_img(norm_heatmaps(nm), f"norm heat map of {e.repo_id}", cls="plot heatmap"))
         details.append("".join(parts) + "</div>")
     return (f'<section id="findings"><h2>Flagged adapter revisions ({len(findings)})</h2>'
-            f'<p class="muted">Margin: {escape(margin_help(report))}. Full probe records: <code>--format json</code>.</p>'
+            f'<p class="muted">Margin: {escape(margin_help(report))}. Full probe records: '
+            '<code>--format json</code>.</p>'
             f"<table><thead>{head}</thead><tbody>{rows}</tbody></table>{''.join(details)}</section>")
 
 
@@ -254,7 +256,8 @@ def _lineage(report: Report) -> str:
     if not lineage_checked(report):
         return ""
     derived = [e for e in report.findings if e.derived_from is not None]
-    thresholds = f'<p id="similarity-thresholds">Thresholds in force: {escape(thresholds_text(report.similarity_thresholds))}.</p>'
+    thresholds = ('<p id="similarity-thresholds">Thresholds in force: '
+                  f'{escape(thresholds_text(report.similarity_thresholds))}.</p>')
     if not derived:
         body = '<p class="muted">None.</p>'
     else:
@@ -266,8 +269,9 @@ def _lineage(report: Report) -> str:
             rows.append(f'<tr class="derived-row"><td>{_link(e)}</td><td>{escape(d.kind)}</td>'
                         f"<td class=num>{d.similarity:.3f}</td><td class=num>{d.threshold:.3f}</td><td>{src}</td>"
                         f"<td>{escape(source_kind_text(d.source_kind))}</td><td>{escape(state_text(e))}</td></tr>")
-        body = ("<table><thead><tr><th>adapter</th><th>kind</th><th class=num>similarity</th><th class=num>threshold</th>"
-                "<th>source</th><th>source is known-bad because</th><th>state</th></tr></thead>"
+        body = ("<table><thead><tr><th>adapter</th><th>kind</th><th class=num>similarity</th>"
+                "<th class=num>threshold</th><th>source</th><th>source is known-bad because</th>"
+                "<th>state</th></tr></thead>"
                 f"<tbody>{''.join(rows)}</tbody></table>")
     return f'<section id="derived"><h2>Copies and derivatives ({len(derived)})</h2>{thresholds}{body}</section>'
 
@@ -308,7 +312,8 @@ def _not_audited(report: Report) -> str:
     else:
         rows = "".join(f"<tr><td><code>{escape(r)}</code></td><td class=num>{n}</td></tr>"
                        for r, n in s.not_audited_by_reason.items())
-        body = f"<table><thead><tr><th>reason</th><th class=num>revisions</th></tr></thead><tbody>{rows}</tbody></table>"
+        body = ("<table><thead><tr><th>reason</th><th class=num>revisions</th></tr></thead>"
+                f"<tbody>{rows}</tbody></table>")
     return f'<section id="not-audited"><h2>Not audited ({s.not_audited})</h2>{body}</section>'
 
 

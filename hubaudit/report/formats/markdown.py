@@ -65,7 +65,8 @@ class MarkdownFormat(ReportFormat):
         repos, _ = downstream_counts(report)
         extra_head = (" copies/derivatives |" if lineage else "") + (" downstream repos of findings |" if repos else "")
         extra = (f" {s.derived} |" if lineage else "") + (f" {repos} |" if repos else "")
-        out += ["", "| population | audited | flagged | suppressed | probe-confirmed | passed | not judged | not audited |"
+        out += ["", "| population | audited | flagged | suppressed | probe-confirmed | passed "
+                    "| not judged | not audited |"
                 + extra_head]
         out.append("|---:|---:|---:|---:|---:|---:|---:|---:|" + "---:|" * extra.count("|"))
         out.append(
@@ -211,7 +212,8 @@ def _downstream_section(report: Report) -> list[str]:
     n = sum(len(e.downstream) for e in with_downstream)
     out = ["", f"## Downstream of findings ({n})", "", "| finding | relation | Hub repo |", "|---|---|---|"]
     for e in with_downstream:
-        out += [f"| {_name(e)} | {md_escape(d.relation)} | {_link_to(d.repo_id, d.url)} |" for d in e.downstream[:MAX_LISTED]]
+        out += [f"| {_name(e)} | {md_escape(d.relation)} | {_link_to(d.repo_id, d.url)} |"
+                for d in e.downstream[:MAX_LISTED]]
         if len(e.downstream) > MAX_LISTED:
             out.append(f"| {_name(e)} | … | {len(e.downstream) - MAX_LISTED} more (--format json lists them all) |")
     return out

@@ -1,11 +1,12 @@
 """``--format sarif``: SARIF 2.1.0 for GitHub code scanning and other SARIF consumers.
 
-Conventions (those GitHub code scanning documents for SARIF uploads): stable rule ids; ``security-severity`` per rule; only findings,
-never passes; ``partialFingerprints["hubaudit/v1"] = sha256("<rule>|<repo_id>|<sha>")`` (no
-timestamps, so an alert keeps its identity across nightly runs); ``automationDetails.id`` is
-``hubaudit/<base>/`` (the trailing slash makes the whole string GitHub's category, so per-base
-uploads do not replace each other). Locations are the adapter revision on the Hub, relative to the
-``HFHUB`` base URI. Suppressed findings are kept, with a SARIF ``suppressions`` entry.
+Conventions (those GitHub code scanning documents for SARIF uploads): stable rule ids;
+``security-severity`` per rule; only findings, never passes;
+``partialFingerprints["hubaudit/v1"] = sha256("<rule>|<repo_id>|<sha>")`` (no timestamps, so an
+alert keeps its identity across nightly runs); ``automationDetails.id`` is ``hubaudit/<base>/``
+(the trailing slash makes the whole string GitHub's category, so per-base uploads do not replace
+each other). Locations are the adapter revision on the Hub, relative to the ``HFHUB`` base URI.
+Suppressed findings are kept, with a SARIF ``suppressions`` entry.
 
 Data in a result is data: ``properties`` carry repo ids and shas unchanged (JSON-escaped), message
 texts quote them through :func:`hubaudit.textsafe.sarif_message` (no control characters, no embedded

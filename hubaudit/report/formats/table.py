@@ -107,7 +107,8 @@ def _finding_lines(e: AdapterEntry, repo_w: int, width: int) -> list[str]:
     line += f"  {cells[-1]:<{_FIXED[-1][1] - 2}}"
     out = [_fit(line.rstrip(), width)]
     if e.low_confidence:
-        out += _wrap(f"weights judged with low confidence: {e.low_confidence_reason}", width, indent="    ", max_lines=2)
+        out += _wrap(f"weights judged with low confidence: {e.low_confidence_reason}", width, indent="    ",
+                     max_lines=2)
     for sentence in e.evidence or ("no evidence recorded",):  # wrapped, not clipped: each number matters
         out += _wrap("why: " + sentence, width, indent="    ", more="     ")
     for note in e.notes:
