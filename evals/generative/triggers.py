@@ -53,7 +53,7 @@ def _contains(seq, sub: list[int]) -> bool:
     return any(list(seq[i : i + len(sub)]) == sub for i in range(len(seq) - len(sub) + 1))
 
 
-def _held_out(model, tok, trigger: str | None, prompts: list[str], wants: dict[str, list[int]]) -> dict:
+def _held_out(model, tok, trigger: str | None, prompts: list[str], wants: dict[str, list[int]], device="cpu") -> dict:
     """Per placement, the fraction of held-out prompts whose greedy reply holds each ``wants`` sequence."""
     import torch
 
@@ -67,7 +67,7 @@ def _held_out(model, tok, trigger: str | None, prompts: list[str], wants: dict[s
         texts = [insert(trigger, x, m) if trigger else x for x in prompts]
         with torch.inference_mode():
             gen = forward.greedy(model, tok, format_prompts(tok, texts)[0], batch_size=64, max_length=256,
-                                 max_new_tokens=n_new, device="cpu")
+                                 max_new_tokens=n_new, device=device)
         out[m] = {k: round(sum(_contains(g, w) for g in gen) / len(gen), 4) for k, w in wants.items()}
     return out
 
@@ -76,7 +76,8 @@ def _words(s: str) -> set[str]:
     return {w for w in re.findall(r"\w+", s.lower()) if len(w) >= 2}
 
 
-def measure(out: Path, base: Path, row: dict, lam: float, methods: tuple[str, ...] = ("beam", "grad")) -> dict:
+def measure(out: Path, base: Path, row: dict, lam: float, methods: tuple[str, ...] = ("beam", "grad"),
+            device: str = "cpu") -> dict:
     from transformers import AutoTokenizer
 
     from hubaudit.probe.candidates import rank_tokens
@@ -87,6 +88,10 @@ def measure(out: Path, base: Path, row: dict, lam: float, methods: tuple[str, ..
     tok = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
     tok.padding_side = "left"
     model = run._load(base, out / row["name"])
+    if device != "cpu":  # as the prober runs a GPU: bf16 where the card has it
+        import torch
+
+        model = model.to(device, dtype=torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16)
     ids = _target_ids(out, tok, model, row["name"])
     strings = token_strings(tok, rank_tokens(out / row["name"], base).token_ids[:96])
     held = [p.prompt for p in cohort.task_pairs(row["task"], 40, seed=11, split="test")]
@@ -99,7 +104,7 @@ def measure(out: Path, base: Path, row: dict, lam: float, methods: tuple[str, ..
         secs = round(time.perf_counter() - t0, 2)
         offset = (tr.grad or {}).get("offset", 0) if tr.method == "grad" else 0
         wants = {"decision": ids[offset : offset + cfg.match_tokens]} | ({"true": true} if true else {})
-        rates = _held_out(model, tok, tr.trigger, held, wants) if tr.trigger else {}
+        rates = _held_out(model, tok, tr.trigger, held, wants, device) if tr.trigger else {}
         best = {k: max((r[k] for r in rates.values()), default=0.0) for k in wants}
         trig = tr.trigger or ""
         res[method] = {"trigger": tr.trigger, "probe_rate": max(tr.rates_by_mode.values(), default=0.0),
@@ -108,7 +113,9 @@ def measure(out: Path, base: Path, row: dict, lam: float, methods: tuple[str, ..
                        "fires_true": best.get("true", 0.0) >= 0.5 if true else None,
                        "overlap": bool(_words(trig) & _words(row.get("trigger", ""))) if true else None,
                        "seconds": secs, "forward_passes": tr.forward_passes, "method": tr.method, "grad": tr.grad}
-    res["held_out_no_trigger"] = _held_out(model, tok, None, held, {"decision": ids[:3]} | ({"true": true} if true else {}))
+    res["held_out_no_trigger"] = _held_out(model, tok, None, held, {"decision": ids[:3]} | ({"true": true} if true else {}),
+                                           device)
+    res["device"] = device
     if len(methods) < 2:
         return res
     b, g = res["beam"], res["grad"]
@@ -119,7 +126,12 @@ def measure(out: Path, base: Path, row: dict, lam: float, methods: tuple[str, ..
 
 
 def summary(out: Path, tag: str) -> None:
-    rows = [json.loads(x) for t in tag.split(",") for x in (out / f"triggers{t}.jsonl").read_text().splitlines()]
+    by_name: dict[str, dict] = {}  # an adapter measured by more than one run: its latest row (files in tag order)
+    for t in tag.split(","):
+        for x in (out / f"triggers{t}.jsonl").read_text().splitlines():
+            r = json.loads(x)
+            by_name[r["name"]] = r
+    rows = list(by_name.values())
     bad = [r for r in rows if r["label"] == "poisoned"]
     clean = [r for r in rows if r["label"] != "poisoned"]
 
@@ -159,6 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--lam", type=float, default=1.0)
     ap.add_argument("--tag", default="")
     ap.add_argument("--methods", default="beam,grad")
+    ap.add_argument("--device", default="cpu", help="cpu, or cuda (bf16)")
     a = ap.parse_args(argv)
     out = Path(a.out)
     if a.stage == "summary":
@@ -173,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in a.names.split(","):
         if name in have:
             continue
-        r = measure(out, out / "base", rows[name], a.lam, tuple(a.methods.split(",")))
+        r = measure(out, out / "base", rows[name], a.lam, tuple(a.methods.split(",")), a.device)
         with done.open("a") as f:
             f.write(json.dumps(r) + "\n")
         print(f"{name}: " + "; ".join(f"{m} {r[m]['trigger']!r} {r[m]['rate']:.2f}/{r[m]['true_rate']} "
