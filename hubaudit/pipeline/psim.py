@@ -102,18 +102,18 @@ def resolve_tau(psim_dir: str | Path, *, tau: float | None = None, base: str | N
     return resolve_psim_tau(folder_tau(psim_dir), psim_dir, explicit=tau, base=base, store=store)
 
 
-def screen(psim_dir: str | Path, *, data: str | Path, text_col: str | None = None, tau: float | None = None,
+def screen(psim_dir: str | Path, *, data: str | Path, text_col: str | None = None,
            clean_out: str | Path | None = None, calibration: Resolved | None = None):
     """Screen every row of ``data``; optionally write the unflagged rows to ``clean_out``.
 
     Returns ``(table, text_col, ScreenResult)``. ``text_col`` defaults to the column PSIM was
-    trained on. τ is ``calibration``'s (a :func:`resolve_tau` result), else ``tau``, else the folder's.
+    trained on. τ is ``calibration``'s (a :func:`resolve_tau` result), else the folder's.
     """
     from hubaudit.psim.guard import Guard, read_meta
     from hubaudit.psim.screen import screen_texts
 
     meta = read_meta(psim_dir)  # fail fast on a wrong directory, before reading data
-    cal = calibration if calibration is not None else resolve_tau(psim_dir, tau=tau)
+    cal = calibration if calibration is not None else resolve_tau(psim_dir)
     col = text_col or meta.get("data", {}).get("text_col") or "text"
     table = psim_data.read_table(data)
     texts = psim_data.texts_of(table, col)
@@ -128,7 +128,7 @@ def screen(psim_dir: str | Path, *, data: str | Path, text_col: str | None = Non
 
 
 def probe(psim_dir: str | Path, *, data: str | Path, battery: str | None = None, prefixes: list[str] | None = None,
-          text_col: str | None = None, limit: int = 200, min_flag_rate: float = 0.5, tau: float | None = None,
+          text_col: str | None = None, limit: int = 200, min_flag_rate: float = 0.5,
           calibration: Resolved | None = None):
     """Screen a probe battery (file/name and/or explicit prefixes) over up to ``limit`` texts of ``data``;
     τ as in :func:`screen`."""
@@ -145,7 +145,7 @@ def probe(psim_dir: str | Path, *, data: str | Path, battery: str | None = None,
     if not 0.0 < min_flag_rate <= 1.0:
         raise UsageError("--min-flag-rate must be in (0, 1]")
     meta = read_meta(psim_dir)
-    cal = calibration if calibration is not None else resolve_tau(psim_dir, tau=tau)
+    cal = calibration if calibration is not None else resolve_tau(psim_dir)
     col = text_col or meta.get("data", {}).get("text_col") or "text"
     table = psim_data.read_table(data)
     texts = psim_data.texts_of(table, col)[: max(1, limit)]
