@@ -188,7 +188,7 @@ def judge_revisions(store: Store, base: str, revision_ids: Iterable[int] | None 
         return {}
     wanted = None if revision_ids is None else set(revision_ids)
     rows = [r for r in store.population(base, active.featureset_version) if wanted is None or r.revision_id in wanted]
-    judged = cal.judge_many([(r.stratum, r.features) for r in rows], active.threshold_set)
+    judged = cal.judge_many([(r.stratum, r.features) for r in rows], active.stored)
     verdicts = [(r.revision_id, flagged, bd) for r, (flagged, bd) in zip(rows, judged)]
     store.save_verdicts(active.id, verdicts)
     return {rid: flagged for rid, flagged, _ in verdicts}

@@ -147,7 +147,7 @@ def _judge(result: CheckResult, features: dict[str, float], store: Store) -> Che
         return result
     result.calibration_version, result.calibration_n = ts.version, ts.n
     thresholds = ts.threshold_set
-    flagged, breakdown = calibrate.judge_typed(features, result.stratum or "", thresholds)
+    flagged, breakdown = calibrate.judge_typed(features, result.stratum or "", ts.stored)
     result.flagged = flagged
     result.reasons = [str(r) for r in breakdown.reasons or ()]
     result.margin = breakdown.margin

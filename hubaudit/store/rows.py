@@ -38,12 +38,16 @@ class ThresholdSetRow:
     created_at: datetime
     active: bool = True
 
+    @property
+    def stored(self) -> dict[str, Any]:
+        """The set in its stored form, the shape hubaudit.calibrate.judge computes on."""
+        return {"method": self.method, "n": self.n, "featureset_version": self.featureset_version,
+                "params": self.params, "strata": self.strata}
+
     @cached_property
     def threshold_set(self) -> ThresholdSet:
         """The typed view of the stored set (``featureset_version`` included)."""
-        return ThresholdSet.from_dict({"method": self.method, "n": self.n,
-                                       "featureset_version": self.featureset_version,
-                                       "params": self.params, "strata": self.strata})  # fmt: skip
+        return ThresholdSet.from_dict(self.stored)
 
 
 @dataclass(frozen=True)
