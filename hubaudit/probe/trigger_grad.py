@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import weakref
 from dataclasses import asdict, dataclass, field
 
 from hubaudit.probe.search import insert
@@ -77,10 +78,26 @@ def _torch():
     return torch
 
 
+# allowed_tokens per tokenizer object: a prober keeps one tokenizer per base and hot-swaps adapters, and
+# the table costs a decode and an encode per vocabulary entry (~2 s for a 152k vocabulary on a CPU core)
+_ALLOWED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def allowed_tokens(tok, vocab: int) -> tuple[list[bool], list[bool], list[bool]]:
     """Per token id: may stand anywhere / first / last in a searched string. A token is allowed when it
     is no special or added control token, decodes to printable, non-blank text without a broken byte
-    sequence and encodes back to itself; the first has no leading blank, the last no trailing one."""
+    sequence and encodes back to itself; the first has no leading blank, the last no trailing one.
+    Computed once per tokenizer object and vocabulary size (the lists are shared: do not modify them)."""
+    try:
+        per_tok = _ALLOWED.setdefault(tok, {})
+    except TypeError:  # a tokenizer that cannot be weakly referenced: no cache
+        per_tok = {}
+    if vocab not in per_tok:
+        per_tok[vocab] = _allowed_tokens(tok, vocab)
+    return per_tok[vocab]
+
+
+def _allowed_tokens(tok, vocab: int) -> tuple[list[bool], list[bool], list[bool]]:
     skip = set(tok.all_special_ids)
     for tid, t in getattr(tok, "added_tokens_decoder", {}).items():
         if getattr(t, "special", False):

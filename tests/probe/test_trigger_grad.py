@@ -48,6 +48,7 @@ def test_gradient_search_finds_a_stable_printable_string_the_adapter_answers_wit
     # printable, no special token, and what is reported re-tokenizes to what was scored
     ok, first, last = allowed_tokens(tok, len(tok))
     assert all(ok[i] for i in res.ids) and first[res.ids[0]] and last[res.ids[-1]]
+    assert allowed_tokens(tok, len(tok)) is allowed_tokens(tok, len(tok))  # once per tokenizer, not per adapter
     assert stable(tok, res.ids) and res.text.isprintable() and not set(res.ids) & set(tok.all_special_ids)
     # base-relative objective rose, and the objective prompts' greedy replies start with the target
     assert res.objective > res.history[0] and res.greedy_match == 1.0, res
