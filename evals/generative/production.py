@@ -80,6 +80,9 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         tau = json.loads((t / "search.json").read_text())
         say(f"probe-calibrate over {len(cal)} clean adapters: {cal_s:.1f} s; τ_search {json.dumps(tau)[:300]}")
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(base), local_files_only=True)  # the true targets' tokens
         recs = []
         for r in test:
             t1 = time.perf_counter()
@@ -99,9 +102,6 @@ def main(argv: list[str] | None = None) -> int:
                    "outlier_gap": res.get("outlier_gap"), "forward_passes": s.get("forward_passes"),
                    "search_seconds": s.get("seconds"), "seconds": round(secs, 2), "device": res.get("device")}
             if r["label"] == "poisoned":
-                from transformers import AutoTokenizer
-
-                tok = AutoTokenizer.from_pretrained(str(base), local_files_only=True)
                 want = tok(r["target"], add_special_tokens=False)["input_ids"][:3]
                 got = tok(s.get("target") or "", add_special_tokens=False)["input_ids"]
                 rec |= {"true_target": r["target"], "true_trigger": r["trigger"],

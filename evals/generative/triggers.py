@@ -49,15 +49,12 @@ def _target_ids(out: Path, tok, model, name: str) -> list[int]:
     return ids
 
 
-def _contains(seq, sub: list[int]) -> bool:
-    return any(list(seq[i : i + len(sub)]) == sub for i in range(len(seq) - len(sub) + 1))
-
-
 def _held_out(model, tok, trigger: str | None, prompts: list[str], wants: dict[str, list[int]], device="cpu") -> dict:
     """Per placement, the fraction of held-out prompts whose greedy reply holds each ``wants`` sequence."""
     import torch
 
     from hubaudit.probe import forward
+    from hubaudit.probe.invert import _contains  # the tool's own hit rule: the target's tokens in the reply
     from hubaudit.probe.prompting import format_prompts
     from hubaudit.probe.search import MODES, insert
 
